@@ -1,0 +1,115 @@
+"""The one error tree of Servo.
+
+    ServoError                      code INTERNAL, HTTP 500
+    ├── InvalidInput                code BAD_REQUEST, 400: bad input; nothing was changed
+    │   ├── CanonicalJsonError      a value canonical JSON cannot encode (floats, non-str keys, ...)
+    │   ├── InvalidAssetKey
+    │   ├── InvalidPartitionKey
+    │   ├── InvalidTaskId           a ct1_ callback task id that does not decode
+    │   ├── InvalidId               any other malformed identifier
+    │   ├── InvalidEvent            a ledger object that is not a valid event envelope
+    │   ├── InvalidMessage          a worker-protocol message that does not validate
+    │   └── PlanError               selection/graph problems (unknown asset, cycle, ...)
+    ├── Unauthorized                code UNAUTHORIZED, 401
+    ├── NotFound                    code NOT_FOUND, 404
+    ├── Conflict                    code CONFLICT, 409
+    │   └── PreconditionFailed      a storage precondition (create-if-absent / generation) lost
+    ├── Gone                        code GONE, 410
+    └── InvalidTransition           a state-machine move the tables do not allow (a bug or a stale fact)
+
+Errors carry data (``details``) rather than being parsed from messages; the HTTP edge maps
+``http_status``/``code`` in one place. ``servo.core`` raises only these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServoError(Exception):
+    """Root of every error Servo raises on purpose."""
+
+    code = "INTERNAL"
+    http_status = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details) if details else {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ServoError):
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class CanonicalJsonError(InvalidInput):
+    pass
+
+
+class InvalidAssetKey(InvalidInput):
+    pass
+
+
+class InvalidPartitionKey(InvalidInput):
+    pass
+
+
+class InvalidTaskId(InvalidInput):
+    pass
+
+
+class InvalidId(InvalidInput):
+    pass
+
+
+class InvalidEvent(InvalidInput):
+    pass
+
+
+class InvalidMessage(InvalidInput):
+    pass
+
+
+class PlanError(InvalidInput):
+    pass
+
+
+class Unauthorized(ServoError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class NotFound(ServoError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class Conflict(ServoError):
+    code = "CONFLICT"
+    http_status = 409
+
+
+class PreconditionFailed(Conflict):
+    pass
+
+
+class Gone(ServoError):
+    code = "GONE"
+    http_status = 410
+
+
+class InvalidTransition(ServoError):
+    """A state move the transition tables forbid; carries ``entity``, ``from_state``, ``to_state``."""
+
+    def __init__(self, entity: str, from_state: str, to_state: str, reason: str = "") -> None:
+        message = f"invalid {entity} transition {from_state} -> {to_state}"
+        if reason:
+            message += f": {reason}"
+        super().__init__(message, details={"entity": entity, "from": from_state, "to": to_state})
+        self.entity = entity
+        self.from_state = from_state
+        self.to_state = to_state

@@ -1,0 +1,139 @@
+"""Rows of the projection tables (contracts §9), as the fold produces and Parquet stores them.
+
+Columns keep the golden schemas' names, order and types (a compatibility floor); Servo's additions
+are nullable and come before ``row_version`` as the reference's code does. Times are Int64 epoch
+milliseconds. ``row_version`` is the event_id (ULID) of the last event that touched the row.
+
+Codec log (rename nothing stored without a line here):
+- v1: golden columns + the reference code's task columns + Servo's nullable additions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    plan_id: str
+    state: str  # RunState value
+    run_key: str | None
+    cancel_requested: bool
+    tasks_total: int
+    tasks_completed: int
+    tasks_succeeded: int
+    tasks_failed: int
+    tasks_skipped: int
+    tasks_cancelled: int
+    triggered_at: int
+    completed_at: int | None
+    labels: str | None  # JSON object string, keys sorted
+    code_version: str | None
+    # Servo additions (nullable):
+    cancel_requested_at: int | None = None
+    cancel_reason: str | None = None
+    timeout_at: int | None = None  # run timeout deadline (ms); past it the sweep times the run out
+    timed_out: bool | None = None
+    traceparent: str | None = None
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    run_id: str
+    task_key: str
+    state: str  # TaskState value
+    attempt: int
+    attempt_id: str | None
+    started_at: int | None
+    completed_at: int | None
+    error_message: str | None
+    deps_total: int
+    deps_satisfied_count: int
+    max_attempts: int
+    heartbeat_timeout_sec: int
+    last_heartbeat_at: int | None
+    ready_at: int | None
+    asset_key: str | None
+    partition_key: str | None
+    # The reference code's columns (nullable):
+    requires_visible_output: bool | None = None
+    materialization_id: str | None = None
+    output_visibility_state: str | None = None
+    published_at: int | None = None
+    publish_error: str | None = None
+    retry_not_before: int | None = None
+    delta_table: str | None = None
+    delta_version: int | None = None
+    delta_partition: str | None = None
+    execution_lineage_ref: str | None = None
+    # Servo additions (nullable):
+    error_category: str | None = None
+    output_json: str | None = None  # the worker's reported output, canonical JSON
+    timeout_seconds: int | None = None
+    dispatched_at: int | None = None
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DepRow:
+    run_id: str
+    upstream_task_key: str
+    downstream_task_key: str
+    satisfied: bool
+    resolution: str | None
+    satisfied_at: int | None
+    satisfying_attempt: int | None
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRow:
+    timer_id: str
+    cloud_task_id: str | None
+    timer_type: str  # RETRY | HEARTBEAT_CHECK | CRON | SLA_CHECK
+    run_id: str | None
+    task_key: str | None
+    attempt: int | None
+    fire_at: int
+    state: str  # SCHEDULED | FIRED | CANCELLED
+    payload: str | None
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    run_id: str
+    task_key: str
+    attempt: int
+    dispatch_id: str
+    cloud_task_id: str | None
+    status: str  # PENDING | CREATED
+    attempt_id: str
+    worker_queue: str
+    created_at: int
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunKeyRow:
+    tenant_id: str
+    workspace_id: str
+    run_key: str
+    run_id: str
+    request_fingerprint: str
+    code_version: str | None
+    created_at: int
+    row_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    tenant_id: str
+    workspace_id: str
+    idempotency_key: str
+    event_id: str
+    event_type: str
+    recorded_at: int
+    row_version: str = ""
