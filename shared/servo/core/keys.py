@@ -136,6 +136,9 @@ def canonical_selection(items: Iterable[str]) -> list[str]:
 PartitionTag = Literal["s", "i", "b", "d", "t", "n"]
 _TAGS: frozenset[str] = frozenset("sibdtn")
 _INT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)")
+# Rust's i64 parser also takes a sign and leading zeros; parse accepts those (ASCII digits only) so that
+# the API canonicality check can answer with the canonical spelling instead of a bare "bad integer".
+_LENIENT_INT_RE = re.compile(r"[+-]?[0-9]+")
 _DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _TS_RE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.[0-9]{6}Z")
 # Feb allows 29 in every year: the reference does not check leap years, and we must accept what it accepts.
@@ -177,8 +180,8 @@ def _timestamp_error(text: str) -> str | None:
     return None
 
 
-def _int_error(text: str) -> str | None:
-    if not _INT_RE.fullmatch(text):
+def _int_error(text: str, *, strict: bool = True) -> str | None:
+    if not (_INT_RE if strict else _LENIENT_INT_RE).fullmatch(text):
         return "int64 must match -?(0|[1-9][0-9]*)"
     if not I64_MIN <= int(text) <= I64_MAX:
         return "int64 is out of range"
@@ -257,7 +260,7 @@ def _parse_value(raw: str, text: str) -> PartitionValue:
         except ValueError as exc:  # UnicodeDecodeError is a ValueError
             error = f"string value is not canonical unpadded base64url of UTF-8 ({exc})"
     elif tag == "i":
-        error = _int_error(body)
+        error = _int_error(body, strict=False)
         value = None if error else int(body)
     elif tag == "b":
         error = None if body in ("true", "false") else "bool must be 'true' or 'false'"
@@ -324,6 +327,8 @@ class PartitionKey:
                 raise _bad_pk(
                     name, f"dimension {name!r} has unknown type {type_name!r} or a non-string value"
                 )
+            if tag == "i" and _int_error(text):
+                raise _bad_pk(name, f"dimension {name!r}: {_int_error(text)}")
             encoded = "s:" + b64u_encode(text.encode("utf-8")) if tag == "s" else f"{tag}:{text}"
             built.append((name, _parse_value(f"{name}={encoded}", encoded)))
         return cls(tuple(built))
