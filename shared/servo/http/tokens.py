@@ -1,0 +1,278 @@
+"""Task tokens: HS256 JWTs scoped to one task attempt (design §7, contracts §10, behavior §6).
+
+A token names the task (``ct1_`` taskId), tenant, workspace, run, attempt and attempt id it may act on;
+the callback handler verifies it, then checks that scope against the task's current row, so a token for
+one task/attempt can never act on another. The clock is always passed in: PyJWT's own time checks read
+the wall clock, so they are switched off and the window is checked here against ``now_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from servo.core.errors import InvalidInput, InvalidTaskId, Unauthorized
+from servo.core.keys import decode_task_id
+
+ALGORITHM = "HS256"
+DEFAULT_TTL_S = 3600
+MAX_TTL_S = 86_400
+# A token must outlive the attempt it authorises, with slack for the final /completed call.
+TTL_SLACK_S = 300
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+MIN_SECRET_BYTES = 32
+
+# Wire (camelCase) claim name -> snake_case alias also accepted on read.
+_SCOPE_CLAIMS: tuple[tuple[str, str], ...] = (
+    ("taskId", "task_id"),
+    ("tenantId", "tenant_id"),
+    ("workspaceId", "workspace_id"),
+    ("runId", "run_id"),
+    ("attempt", "attempt"),
+    ("attemptId", "attempt_id"),
+)
+_INT_CLAIMS = frozenset({"attempt", "exp", "nbf", "iat"})
+# Only the signature is left to PyJWT; every claim check is ours so the injected clock is used.
+_PYJWT_OPTIONS: Any = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": [],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTokenClaims:
+    """The verified claims of a task token; times are Unix seconds."""
+
+    task_id: str
+    tenant_id: str
+    workspace_id: str
+    run_id: str
+    attempt: int
+    attempt_id: str
+    exp: int
+    nbf: int
+    iat: int
+    iss: str | None = None
+    aud: str | None = None
+
+
+def min_ttl_for(timeout_s: int | None) -> int:
+    """The shortest TTL a token for a task with this attempt timeout may have (timeout + 300 s)."""
+    return (timeout_s or 0) + TTL_SLACK_S
+
+
+def _check_secret(secret: bytes) -> None:
+    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
+        raise InvalidInput(f"task token secret must be at least {MIN_SECRET_BYTES} bytes")
+
+
+def issue_task_token(
+    secret: bytes,
+    *,
+    task_id: str,
+    tenant_id: str,
+    workspace_id: str,
+    run_id: str,
+    attempt: int,
+    attempt_id: str,
+    now_s: int,
+    ttl_s: int = DEFAULT_TTL_S,
+    timeout_s: int | None = None,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> tuple[str, int]:
+    """Sign a token for one task attempt.
+
+    Args:
+        secret: the HS256 signing secret (≥ 32 bytes).
+        task_id: the ``ct1_`` callback taskId.
+        tenant_id: tenant scope.
+        workspace_id: workspace scope.
+        run_id: run scope.
+        attempt: the attempt number (≥ 1).
+        attempt_id: the attempt id.
+        now_s: the current time, Unix seconds; becomes ``iat`` and ``nbf``.
+        ttl_s: lifetime in seconds (default 3600, at most 86400).
+        timeout_s: the task's attempt timeout; when given, ``ttl_s`` must be ≥ ``min_ttl_for(timeout_s)``.
+        issuer: optional ``iss`` claim.
+        audience: optional ``aud`` claim.
+
+    Returns:
+        ``(token, expires_at)`` with ``expires_at`` in Unix seconds.
+
+    Raises:
+        InvalidInput: a short secret, a TTL out of bounds, or a malformed scope value.
+    """
+    _check_secret(secret)
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 0 < ttl_s <= MAX_TTL_S:
+        raise InvalidInput(f"token ttl must be an integer in 1..{MAX_TTL_S} seconds, got {ttl_s!r}")
+    if timeout_s is not None and ttl_s < min_ttl_for(timeout_s):
+        raise InvalidInput(
+            f"token ttl {ttl_s}s must be at least {min_ttl_for(timeout_s)}s (task timeout {timeout_s}s + "
+            f"{TTL_SLACK_S}s)"
+        )
+    decode_task_id(task_id)
+    for name, value in (
+        ("tenant_id", tenant_id),
+        ("workspace_id", workspace_id),
+        ("run_id", run_id),
+        ("attempt_id", attempt_id),
+    ):
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"token {name} must be a non-empty string, got {value!r}")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise InvalidInput(f"token attempt must be an integer ≥ 1, got {attempt!r}")
+    expires_at = now_s + ttl_s
+    payload: dict[str, Any] = {
+        "taskId": task_id,
+        "tenantId": tenant_id,
+        "workspaceId": workspace_id,
+        "runId": run_id,
+        "attempt": attempt,
+        "attemptId": attempt_id,
+        "iat": now_s,
+        "nbf": now_s,
+        "exp": expires_at,
+    }
+    if issuer is not None:
+        payload["iss"] = issuer
+    if audience is not None:
+        payload["aud"] = audience
+    return jwt.encode(payload, secret, algorithm=ALGORITHM), expires_at
+
+
+def _invalid(reason: str, **details: Any) -> Unauthorized:
+    return Unauthorized(f"invalid_token: {reason}", details={"error": "invalid_token", **details})
+
+
+def _claim(payload: Mapping[str, Any], wire: str, alias: str) -> Any:
+    value = payload.get(wire, payload.get(alias))
+    if value is None:
+        raise _invalid(f"missing claim {wire}", claim=wire)
+    if wire in _INT_CLAIMS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(f"claim {wire} must be an integer", claim=wire)
+    elif not isinstance(value, str) or not value:
+        raise _invalid(f"claim {wire} must be a non-empty string", claim=wire)
+    return value
+
+
+def _optional_str(payload: Mapping[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _invalid(f"claim {name} must be a string", claim=name)
+    return value
+
+
+def verify_task_token(
+    secret: bytes,
+    token: str,
+    now_s: int,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+    leeway_s: int = 0,
+) -> TaskTokenClaims:
+    """Verify a task token's signature, algorithm, time window and claims.
+
+    Args:
+        secret: the HS256 signing secret.
+        token: the compact JWT (without ``Bearer``).
+        now_s: the current time, Unix seconds.
+        issuer: when given, ``iss`` must equal it.
+        audience: when given, ``aud`` must equal it.
+        leeway_s: clock-skew allowance applied to ``exp`` and ``nbf``.
+
+    Returns:
+        The claims, camelCase or snake_case aliases accepted.
+
+    Raises:
+        Unauthorized: ``invalid_token: …`` for any failure.
+    """
+    _check_secret(secret)
+    if not isinstance(token, str) or not token:
+        raise _invalid("missing token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _invalid(f"malformed token ({exc})") from exc
+    # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
+    if header.get("alg") != ALGORITHM:
+        raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
+    try:
+        payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_PYJWT_OPTIONS)
+    except jwt.InvalidSignatureError as exc:
+        raise _invalid("signature verification failed") from exc
+    except jwt.PyJWTError as exc:
+        raise _invalid(f"malformed token ({exc})") from exc
+    task_id, tenant_id, workspace_id, run_id, attempt, attempt_id = (
+        _claim(payload, wire, alias) for wire, alias in _SCOPE_CLAIMS
+    )
+    exp, nbf, iat = (_claim(payload, name, name) for name in ("exp", "nbf", "iat"))
+    try:
+        decode_task_id(task_id)
+    except InvalidTaskId as exc:
+        raise _invalid(f"claim taskId is not a ct1_ task id ({exc.message})", claim="taskId") from exc
+    if attempt < 1:
+        raise _invalid("claim attempt must be ≥ 1", claim="attempt")
+    if now_s >= exp + leeway_s:
+        raise _invalid("token expired", exp=exp)
+    if now_s < nbf - leeway_s:
+        raise _invalid("token not yet valid", nbf=nbf)
+    iss = _optional_str(payload, "iss")
+    aud = _optional_str(payload, "aud")
+    if issuer is not None and iss != issuer:
+        raise _invalid(f"claim iss must be {issuer!r}", claim="iss")
+    if audience is not None and aud != audience:
+        raise _invalid(f"claim aud must be {audience!r}", claim="aud")
+    return TaskTokenClaims(
+        task_id=task_id,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        run_id=run_id,
+        attempt=attempt,
+        attempt_id=attempt_id,
+        exp=exp,
+        nbf=nbf,
+        iat=iat,
+        iss=iss,
+        aud=aud,
+    )
+
+
+def check_token_scope(
+    claims: TaskTokenClaims,
+    *,
+    task_id: str,
+    tenant_id: str,
+    workspace_id: str,
+    run_id: str,
+    attempt: int,
+    attempt_id: str,
+) -> None:
+    """Require the token to be scoped to exactly this task attempt (the task's current row).
+
+    Raises:
+        Unauthorized: ``invalid_token: …`` naming the first field that differs (``details['field']``).
+    """
+    expected = {
+        "task_id": task_id,
+        "tenant_id": tenant_id,
+        "workspace_id": workspace_id,
+        "run_id": run_id,
+        "attempt": attempt,
+        "attempt_id": attempt_id,
+    }
+    for field, value in expected.items():
+        if getattr(claims, field) != value:
+            raise _invalid(f"token is not scoped to this task ({field} differs)", field=field)
