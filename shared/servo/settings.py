@@ -56,6 +56,8 @@ class Settings:
     dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
     tenant_secret: bytes = field(default=b"", repr=False)
+    # The tenant a request acts for when no X-Servo-Tenant header names one (single-tenant deployments).
+    default_tenant: str = "default"
     heartbeat_timeout_sec: int = 90
     cancel_grace_sec: int = 30
     min_publish_interval_ms: int = 0  # on GCS the head pointer may change at most once a second
@@ -84,6 +86,7 @@ class Settings:
             dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
             api_token=e.get("SERVO_API_TOKEN") or None,
             tenant_secret=base64.b64decode(e.get("SERVO_TENANT_SECRET_B64", "")),
+            default_tenant=e.get("SERVO_TENANT", "default"),
             heartbeat_timeout_sec=_int(e, "SERVO_HEARTBEAT_TIMEOUT_SEC", 90),
             cancel_grace_sec=_int(e, "SERVO_CANCEL_GRACE_SEC", 30),
             min_publish_interval_ms=_int(e, "SERVO_MIN_PUBLISH_INTERVAL_MS", 1000 if storage == "gcs" else 0),

@@ -1,0 +1,209 @@
+"""What the control plane should do next, decided from the projection alone (behavior §5, §7; design §5–§6).
+
+Pure: given a run's partition and ``now``, return decisions; the services turn them into ledger events
+and Cloud Tasks. Running a decision twice is harmless — every decision maps to an idempotency key or a
+deterministic Cloud Task name — so the compactor (after each publish) and the sweep (every minute)
+can both call it without coordination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servo.core.ids import attempt_id, dispatch_id, timer_id
+from servo.core.rows import OutboxRow, RunRow, TaskRow
+from servo.core.state import RunPartition
+from servo.core.states import RUN_TERMINAL, RunState, TaskState
+from servo.core.taskdef import DEFAULT_WORKER_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    cancel_grace_ms: int = 30_000
+    # A CREATED dispatch whose worker never started it (lost delivery) is re-enqueued after this.
+    dispatch_repair_after_ms: int = 10 * 60_000
+    # Slack on top of heartbeat_timeout_sec before a silent attempt is declared a zombie.
+    heartbeat_grace_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDispatch:
+    run_id: str
+    task_key: str
+    attempt: int
+    attempt_id: str
+    dispatch_id: str
+    worker_queue: str = DEFAULT_WORKER_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueDispatch:
+    """Create the Cloud Task for an outbox row (first time, or a repair with a fresh name)."""
+
+    run_id: str
+    task_key: str
+    attempt: int
+    attempt_id: str
+    dispatch_id: str
+    worker_queue: str
+    repair_of: str | None = None  # row_version of the stale row when this is a re-enqueue
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    timer_id: str
+    timer_type: str  # RETRY | HEARTBEAT_CHECK
+    run_id: str
+    task_key: str
+    attempt: int
+    fire_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailAttempt:
+    """Record a failure (or forced cancel) the worker never reported."""
+
+    run_id: str
+    task_key: str
+    attempt: int
+    attempt_id: str
+    outcome: str  # FAILED | CANCELLED
+    category: str  # INFRASTRUCTURE | TIMEOUT | CANCELLED
+    code: str  # HEARTBEAT_TIMEOUT | ATTEMPT_TIMEOUT | CANCEL_GRACE_EXPIRED
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOutRun:
+    run_id: str
+    reason: str
+
+
+Decision = RequestDispatch | EnqueueDispatch | ScheduleTimer | FailAttempt | TimeOutRun
+
+
+def _request(task: TaskRow, attempt: int) -> RequestDispatch:
+    did = dispatch_id(task.run_id, task.task_key, attempt)
+    return RequestDispatch(task.run_id, task.task_key, attempt, attempt_id(did), did)
+
+
+def _dispatch_decisions(run: RunRow, part: RunPartition, now_ms: int) -> list[Decision]:
+    out: list[Decision] = []
+    for task in part.tasks.values():
+        state = TaskState(task.state)
+        if state is TaskState.READY:
+            attempt = max(1, task.attempt)
+            if dispatch_id(task.run_id, task.task_key, attempt) not in part.outbox:
+                out.append(_request(task, attempt))
+        elif state is TaskState.RETRY_WAIT and task.attempt < task.max_attempts:
+            due = task.retry_not_before
+            if due is None or due <= now_ms:
+                if dispatch_id(task.run_id, task.task_key, task.attempt + 1) not in part.outbox:
+                    out.append(_request(task, task.attempt + 1))
+            else:
+                tid = timer_id("retry", task.run_id, task.task_key, task.attempt, due // 1000)
+                if tid not in part.timers:
+                    out.append(ScheduleTimer(tid, "RETRY", task.run_id, task.task_key, task.attempt, due))
+    for row in part.outbox.values():
+        task = part.tasks.get(row.task_key)
+        if task is None or task.attempt != row.attempt or task.state != TaskState.DISPATCHED.value:
+            continue
+        if row.status == "PENDING":
+            out.append(_enqueue(row))
+    return out
+
+
+def _enqueue(row: OutboxRow, repair_of: str | None = None) -> EnqueueDispatch:
+    return EnqueueDispatch(
+        row.run_id, row.task_key, row.attempt, row.attempt_id, row.dispatch_id, row.worker_queue, repair_of
+    )
+
+
+def after_publish(part: RunPartition, now_ms: int) -> list[Decision]:
+    """Decisions right after a publish that touched this run: dispatch what became ready."""
+    run = part.run
+    if run is None or RunState(run.state) in RUN_TERMINAL or run.cancel_requested:
+        return []
+    return _dispatch_decisions(run, part, now_ms)
+
+
+def sweep(part: RunPartition, now_ms: int, config: ControllerConfig = ControllerConfig()) -> list[Decision]:
+    """The periodic repair pass over one run (behavior §7 with design §6 timeouts and grace)."""
+    run = part.run
+    if run is None or RunState(run.state) in RUN_TERMINAL:
+        return []
+    out: list[Decision] = []
+    if run.timeout_at is not None and now_ms >= run.timeout_at and not run.timed_out:
+        out.append(TimeOutRun(run.run_id, "run timeout exceeded"))
+    if run.cancel_requested:
+        requested = run.cancel_requested_at if run.cancel_requested_at is not None else run.triggered_at
+        if now_ms >= requested + config.cancel_grace_ms:
+            out.extend(_force_cancel(part))
+        return out
+    out.extend(_dispatch_decisions(run, part, now_ms))
+    for task in part.tasks.values():
+        if task.state == TaskState.RUNNING.value and task.attempt_id:
+            out.extend(_zombie_or_timeout(task, now_ms, config))
+        elif task.state == TaskState.DISPATCHED.value and task.attempt_id:
+            row = part.outbox.get(dispatch_id(task.run_id, task.task_key, task.attempt))
+            if row is None:
+                out.append(_request(task, task.attempt))
+            elif row.status == "CREATED" and now_ms - row.created_at >= config.dispatch_repair_after_ms:
+                out.append(_enqueue(row, repair_of=row.row_version))
+    return out
+
+
+def _zombie_or_timeout(task: TaskRow, now_ms: int, config: ControllerConfig) -> list[Decision]:
+    assert task.attempt_id is not None
+    started = task.started_at if task.started_at is not None else now_ms
+    if task.timeout_seconds is not None and now_ms - started > task.timeout_seconds * 1000:
+        message = f"attempt {task.attempt} exceeded its timeout of {task.timeout_seconds}s"
+        return [
+            FailAttempt(
+                task.run_id,
+                task.task_key,
+                task.attempt,
+                task.attempt_id,
+                "FAILED",
+                "TIMEOUT",
+                "ATTEMPT_TIMEOUT",
+                message,
+                True,
+            )
+        ]
+    last_seen = task.last_heartbeat_at if task.last_heartbeat_at is not None else started
+    if now_ms - last_seen > task.heartbeat_timeout_sec * 1000 + config.heartbeat_grace_ms:
+        message = f"no heartbeat for more than {task.heartbeat_timeout_sec}s"
+        return [
+            FailAttempt(
+                task.run_id,
+                task.task_key,
+                task.attempt,
+                task.attempt_id,
+                "FAILED",
+                "INFRASTRUCTURE",
+                "HEARTBEAT_TIMEOUT",
+                message,
+                True,
+            )
+        ]
+    return []
+
+
+def _force_cancel(part: RunPartition) -> list[Decision]:
+    return [
+        FailAttempt(
+            t.run_id,
+            t.task_key,
+            t.attempt,
+            t.attempt_id or "",
+            "CANCELLED",
+            "CANCELLED",
+            "CANCEL_GRACE_EXPIRED",
+            "cancelled: the worker did not stop within the grace period",
+            False,
+        )
+        for t in part.tasks.values()
+        if t.state in (TaskState.RUNNING.value, TaskState.DISPATCHED.value)
+    ]

@@ -1,0 +1,154 @@
+"""One request path for every HTTP function: route → service call → JSON response, logged once.
+
+Each ``functions/<name>/main.py`` calls :func:`handle` with its own name, so a function only serves
+its own routes; the local router calls it with ``function=None`` and serves them all.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request, Response
+
+from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
+from servo.core.ids import validate_scope_id
+from servo.http import jsonlog, routes
+from servo.http.responses import error_payload, internal_error_payload, json_body
+from servo.services.context import ServiceContext
+
+logger = logging.getLogger("servo.http")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the parsed request in plain values (no Flask below this line)."""
+
+    ctx: ServiceContext
+    tenant_id: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    correlation_id: str
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+# A handler answers (status, JSON payload) or (status, raw bytes, content type, extra headers).
+Result = tuple[int, Any] | tuple[int, bytes, str, dict[str, str]]
+Handler = Callable[[Call], Result]
+
+
+def _handlers() -> dict[str, Handler]:
+    # Imported lazily: a function imports only the services it serves, keeping cold starts short.
+    from servo.http import handlers
+
+    return handlers.HANDLERS
+
+
+def _check_api_auth(call: Call, route: routes.Route) -> None:
+    """Local static bearer token for the control-plane API; callbacks carry task tokens instead."""
+    token = call.ctx.settings.api_token
+    if token is None or route.function in ("callback", "timers"):
+        return
+    given = call.header("authorization") or ""
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise Unauthorized("missing or invalid bearer token")
+
+
+def handle(request: Request, ctx: ServiceContext, function: str | None = None) -> Response:
+    started = time.perf_counter()
+    correlation_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    traceparent = request.headers.get("traceparent")
+    status, payload, content_type, extra = 500, None, "application/json", {}
+    route_name = None
+    labels: dict[str, str] = {"correlation_id": correlation_id}
+    try:
+        found = routes.match(request.method, request.path, function=function)
+        if found is None:
+            raise NotFound(f"no route for {request.method} {request.path}")
+        if isinstance(found, routes.Route):
+            status, payload = (
+                405,
+                {
+                    "code": "METHOD_NOT_ALLOWED",
+                    "message": f"{request.method} is not allowed on {request.path}",
+                    "correlationId": correlation_id,
+                },
+            )
+        else:
+            route_name = found.route.operation
+            params = dict(found.params)
+            if "ws" in params:
+                params["ws"] = validate_scope_id(params["ws"], "workspace")
+            tenant = validate_scope_id(
+                request.headers.get("X-Servo-Tenant") or ctx.settings.default_tenant, "tenant"
+            )
+            labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
+            call = Call(
+                ctx=ctx,
+                tenant_id=tenant,
+                params=params,
+                query={k: v for k, v in request.args.items()},
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=request.get_data(cache=False),
+                correlation_id=correlation_id,
+            )
+            _check_api_auth(call, found.route)
+            result = _handlers()[found.route.operation](call)
+            if len(result) == 2:
+                status, payload = result
+            else:
+                status, payload, content_type, extra = result  # type: ignore[misc]
+    except ServoError as exc:
+        status, payload = exc.http_status, error_payload(exc, correlation_id)
+        log = logger.warning if status < 500 else logger.error
+        log(
+            exc.message,
+            extra=jsonlog.log_fields(
+                labels=labels, traceparent=traceparent, error_code=exc.code, category=exc.code
+            ),
+        )
+    except Exception:
+        status, payload = 500, internal_error_payload(correlation_id)
+        logger.exception("unhandled error", extra=jsonlog.log_fields(labels=labels, traceparent=traceparent))
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    logger.info(
+        f"{request.method} {request.path} {status}",
+        extra=jsonlog.log_fields(
+            labels=labels,
+            traceparent=traceparent,
+            httpRequest={"requestMethod": request.method, "requestUrl": request.path, "status": status},
+            latency_ms=latency_ms,
+            route=route_name,
+            function=function,
+        ),
+    )
+    body = payload if isinstance(payload, bytes) else json_body(payload)
+    response = Response(body, status=status, content_type=content_type)
+    response.headers["X-Request-Id"] = correlation_id
+    for key, value in extra.items():
+        response.headers[key] = value
+    return response
+
+
+def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
+    """Strict JSON object from a request body (floats are allowed here: progress etc. are ints anyway)."""
+    import json
+
+    if not body:
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object")
+    return value

@@ -1,0 +1,106 @@
+"""Operation id → service call. Each handler decodes, calls one service, and says what to answer."""
+
+from __future__ import annotations
+
+from servo.http.app import Call, Handler, Result, parse_json_object
+
+
+def _deploy(call: Call) -> Result:
+    from servo.services.manifests import deploy_manifest
+
+    return deploy_manifest(
+        call.ctx, call.tenant_id, call.params["ws"], call.body, call.header("idempotency-key")
+    )
+
+
+def _current_manifest(call: Call) -> Result:
+    from servo.services.manifests import get_current_manifest
+
+    return 200, get_current_manifest(call.ctx, call.tenant_id, call.params["ws"])
+
+
+def _trigger(call: Call) -> Result:
+    from servo.services.trigger import trigger_run
+
+    return trigger_run(
+        call.ctx,
+        call.tenant_id,
+        call.params["ws"],
+        parse_json_object(call.body),
+        idempotency_key=call.header("idempotency-key"),
+        traceparent=call.header("traceparent"),
+    )
+
+
+def _list_runs(call: Call) -> Result:
+    from servo.services.runs import list_runs
+
+    return 200, list_runs(call.ctx, call.tenant_id, call.params["ws"], call.query)
+
+
+def _get_run(call: Call) -> Result:
+    from servo.services.runs import get_run
+
+    return 200, get_run(call.ctx, call.tenant_id, call.params["ws"], call.params["run_id"])
+
+
+def _run_logs(call: Call) -> Result:
+    from servo.services.runs import run_logs
+
+    text, next_cursor = run_logs(
+        call.ctx, call.tenant_id, call.params["ws"], call.params["run_id"], call.query
+    )
+    headers = {"X-Servo-Next-Cursor": next_cursor} if next_cursor else {}
+    return 200, text, "text/plain; charset=utf-8", headers
+
+
+def _cancel(call: Call) -> Result:
+    from servo.services.cancel import cancel_run
+
+    body = parse_json_object(call.body)
+    return 200, cancel_run(call.ctx, call.tenant_id, call.params["ws"], call.params["run_id"], body)
+
+
+def _callback(action: str) -> Handler:
+    def handler(call: Call) -> Result:
+        from servo.services import callbacks
+
+        service = {
+            "started": callbacks.task_started,
+            "heartbeat": callbacks.task_heartbeat,
+            "completed": callbacks.task_completed,
+            "logs": callbacks.upload_logs,
+        }[action]
+        return 200, service(call.ctx, call.params["task_id"], call.headers, parse_json_object(call.body))
+
+    return handler
+
+
+def _sweep(call: Call) -> Result:
+    from servo.services.timers import sweep
+
+    return 200, sweep(call.ctx, parse_json_object(call.body))
+
+
+def _fire(call: Call) -> Result:
+    from servo.services.timers import fire_timer
+
+    return 200, fire_timer(call.ctx, parse_json_object(call.body))
+
+
+HANDLERS: dict[str, Handler] = {
+    "deployManifest": _deploy,
+    "getCurrentManifest": _current_manifest,
+    "triggerRun": _trigger,
+    "listRuns": _list_runs,
+    "getRun": _get_run,
+    "getRunLogs": _run_logs,
+    "cancelRun": _cancel,
+    "sweepTimers": _sweep,
+    "fireTimer": _fire,
+    **{
+        f"task{action.title()}{suffix}": _callback(action)
+        for action in ("started", "heartbeat", "completed", "logs")
+        for suffix in ("", "Compat")
+    },
+}

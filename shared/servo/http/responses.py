@@ -1,0 +1,47 @@
+"""Error → HTTP response mapping, in one place.
+
+API errors are ``{code, message, details?, correlationId}`` (design §6); worker-callback errors keep
+the reference's ``{error, message, state?, expected…}`` shape (contracts §10), carried by
+``CallbackRejected``. Every error response is logged as one structured entry by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from servo.core.errors import ServoError
+
+
+class CallbackRejected(ServoError):
+    """A callback refused with the worker-protocol error body (``error`` is the snake_case reason)."""
+
+    def __init__(self, status: int, error: str, message: str, **fields: Any) -> None:
+        super().__init__(message, details={k: v for k, v in fields.items() if v is not None})
+        self.http_status = status
+        self.error = error
+        self.code = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 410: "GONE"}.get(
+            status, "CONFLICT"
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "message": self.message, **self.details}
+
+
+def json_body(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_payload(exc: ServoError, correlation_id: str) -> dict[str, Any]:
+    if isinstance(exc, CallbackRejected):
+        return exc.body()
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        body["details"] = exc.details
+    body["correlationId"] = correlation_id
+    return body
+
+
+def internal_error_payload(correlation_id: str) -> dict[str, Any]:
+    # Never leak a stack trace to a caller; the structured log entry carries it under the same id.
+    return {"code": "INTERNAL", "message": "internal error", "correlationId": correlation_id}

@@ -1,0 +1,67 @@
+"""The public route table: which function serves which path.
+
+``infra/openapi.yaml`` is the source of truth for API Gateway; a test asserts that this table and the
+document agree route for route, so the local router and the deployed gateway cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str  # OpenAPI style: /v1/workspaces/{ws}/runs/{run_id}
+    function: str
+    operation: str
+    internal: bool = False  # not exposed through the gateway (scheduler / Cloud Tasks only)
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
+        return re.compile(f"^{regex}$")
+
+
+_CALLBACK_ACTIONS = ("started", "heartbeat", "completed", "logs")
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
+    Route("GET", "/v1/workspaces/{ws}/manifests/current", "deploy", "getCurrentManifest"),
+    Route("POST", "/v1/workspaces/{ws}/runs", "trigger", "triggerRun"),
+    Route("GET", "/v1/workspaces/{ws}/runs", "runs", "listRuns"),
+    Route("GET", "/v1/workspaces/{ws}/runs/{run_id}", "runs", "getRun"),
+    Route("GET", "/v1/workspaces/{ws}/runs/{run_id}/logs", "runs", "getRunLogs"),
+    Route("POST", "/v1/workspaces/{ws}/runs/{run_id}/cancel", "cancel", "cancelRun"),
+    *(
+        Route("POST", f"{prefix}/tasks/{{task_id}}/{action}", "callback", f"task{action.title()}{suffix}")
+        for prefix, suffix in (("/v1", ""), ("/api/v1", "Compat"))
+        for action in _CALLBACK_ACTIONS
+    ),
+    Route("POST", "/v1/timers/sweep", "timers", "sweepTimers", internal=True),
+    Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    params: dict[str, str]
+
+
+def match(method: str, path: str, *, function: str | None = None) -> Match | Route | None:
+    """The route for ``method path``; a Route (without params) when only the method is wrong."""
+    wrong_method: Route | None = None
+    for route in ROUTES:
+        if function is not None and route.function != function:
+            continue
+        found = route.pattern.match(path)
+        if found is None:
+            continue
+        if route.method == method.upper():
+            return Match(route, found.groupdict())
+        wrong_method = route
+    return wrong_method

@@ -1,0 +1,1 @@
+"""Use cases the functions call; each takes a ServiceContext and plain values."""

@@ -1,0 +1,275 @@
+"""Worker callbacks: started / heartbeat / completed / logs (behavior §6, contracts §10, design §6–§7).
+
+The checks run in the contract's order and each refusal has its exact status and body. The token is
+verified first because it names the tenant and workspace to look in; it is then compared with the
+task's *current* row, so a token of another task, run, attempt or tenant can never act (401). Event
+times are the server's receipt time: a worker's clock is an observation, never an ordering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servo.core.canonical_json import canonical_dumps
+from servo.core.errors import InvalidMessage, InvalidTaskId, PreconditionFailed, Unauthorized
+from servo.core.events import TaskFinished, TaskHeartbeat, TaskStarted, make_event
+from servo.core.keys import decode_task_id, encode_task_id
+from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedRequest
+from servo.core.rows import RunRow, TaskRow
+from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
+from servo.core.timefmt import format_timestamp
+from servo.http.responses import CallbackRejected
+from servo.http.tokens import TaskTokenClaims, verify_task_token
+from servo.services.context import ServiceContext
+from servo.services.ledger import append_events
+from servo.services.runs import load_run
+
+MAX_LOG_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    claims: TaskTokenClaims
+    run: RunRow
+    task: TaskRow
+
+
+def _bearer(headers: Mapping[str, str]) -> str:
+    value = headers.get("authorization", "")
+    if not value.startswith("Bearer ") or not value[7:].strip():
+        raise CallbackRejected(401, "invalid_token", "missing bearer task token")
+    return value[7:].strip()
+
+
+def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Located:
+    """Token → (tenant, workspace); task id → row; then the token must match that row exactly."""
+    try:
+        claims = verify_task_token(ctx.settings.token_secret, _bearer(headers), ctx.clock_ms() // 1000)
+    except Unauthorized as exc:
+        raise CallbackRejected(401, "invalid_token", exc.message) from None
+    if task_id.startswith("ct1_"):
+        try:
+            run_id, task_key = decode_task_id(task_id)
+        except InvalidTaskId as exc:
+            raise CallbackRejected(404, "task_not_found", exc.message) from None
+        if claims.run_id is not None and run_id != claims.run_id:
+            raise CallbackRejected(404, "task_not_found", f"task {task_id} is not in run {claims.run_id}")
+    else:
+        # A bare task key (legacy workers) is resolved within the token's run: unambiguous by design.
+        if claims.run_id is None:
+            raise CallbackRejected(400, "task_id_ambiguous", f"task key {task_id!r} needs a run-scoped token")
+        run_id, task_key = claims.run_id, task_id
+    view = load_run(ctx, claims.tenant_id, claims.workspace_id, run_id)
+    task = view.tasks.get(task_key) if view is not None else None
+    if view is None or view.run is None or task is None:
+        raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
+    expected = {
+        "taskId": encode_task_id(run_id, task_key),
+        "runId": run_id,
+        "attempt": task.attempt,
+        "attemptId": task.attempt_id,
+    }
+    given = {
+        "taskId": claims.task_id,
+        "runId": claims.run_id,
+        "attempt": claims.attempt,
+        "attemptId": claims.attempt_id,
+    }
+    wrong = sorted(k for k in expected if given[k] is not None and given[k] != expected[k])
+    if claims.task_id != expected["taskId"]:
+        wrong = sorted({*wrong, "taskId"})
+    if wrong:
+        raise CallbackRejected(
+            401, "invalid_token", f"task token is not valid for this task ({', '.join(wrong)})"
+        )
+    return Located(claims, view.run, task)
+
+
+def _attempt_checks(
+    loc: Located, attempt: int, attempt_id: str, *, terminal_status: int, started: bool
+) -> None:
+    task = loc.task
+    if task.state in {s.value for s in TASK_TERMINAL}:
+        error = "task_already_terminal" if terminal_status == 409 else "task_expired"
+        raise CallbackRejected(terminal_status, error, f"task is already {task.state}", state=task.state)
+    if started and task.state == TaskState.RETRY_WAIT.value and attempt == task.attempt:
+        raise CallbackRejected(
+            409, "attempt_already_completed", f"attempt {attempt} already completed", state=task.state
+        )
+    if attempt != task.attempt:
+        raise CallbackRejected(
+            409,
+            "attempt_mismatch",
+            f"attempt {attempt} is not the current attempt {task.attempt}",
+            expectedAttempt=task.attempt,
+            receivedAttempt=attempt,
+        )
+    if attempt_id != task.attempt_id:
+        raise CallbackRejected(
+            409,
+            "attempt_id_mismatch",
+            "attemptId is not the current attempt's",
+            expectedAttemptId=task.attempt_id,
+            receivedAttemptId=attempt_id,
+        )
+
+
+def _zero_attempt(body: Mapping[str, Any]) -> None:
+    if body.get("attempt") == 0:
+        raise CallbackRejected(400, "invalid_argument", "attempt must be >= 1")
+
+
+def _parse(model: Any, body: Mapping[str, Any]) -> Any:
+    _zero_attempt(body)
+    try:
+        return model.from_json(body)
+    except InvalidMessage as exc:
+        raise CallbackRejected(400, "invalid_argument", exc.message) from None
+
+
+def _cancel_requested(run: RunRow) -> bool:
+    return run.cancel_requested or bool(run.timed_out) or RunState(run.state) in RUN_TERMINAL
+
+
+def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
+    event = make_event(
+        data,
+        event_id=ctx.ids.new(now),
+        timestamp_ms=now,
+        tenant_id=loc.claims.tenant_id,
+        workspace_id=loc.claims.workspace_id,
+    )
+    append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event])
+
+
+def task_started(
+    ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    req = _parse(StartedRequest, body)
+    loc = _locate(ctx, task_id, headers)
+    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=409, started=True)
+    if loc.run.cancel_requested or loc.run.timed_out:
+        raise CallbackRejected(409, "task_already_terminal", "the run is being cancelled", state="CANCELLED")
+    now = ctx.clock_ms()
+    _append(
+        ctx,
+        loc,
+        TaskStarted(
+            run_id=loc.task.run_id,
+            task_key=loc.task.task_key,
+            attempt=req.attempt,
+            attempt_id=req.attempt_id,
+            worker_id=req.worker_id,
+        ),
+        now,
+    )
+    return {"acknowledged": True, "serverTime": format_timestamp(now)}
+
+
+def task_heartbeat(
+    ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    req = _parse(HeartbeatRequest, body)
+    loc = _locate(ctx, task_id, headers)
+    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=410, started=False)
+    now = ctx.clock_ms()
+    _append(
+        ctx,
+        loc,
+        TaskHeartbeat(
+            run_id=loc.task.run_id,
+            task_key=loc.task.task_key,
+            attempt=req.attempt,
+            attempt_id=req.attempt_id,
+            worker_id=req.worker_id,
+            heartbeat_at=now,
+            progress_pct=req.progress_pct,
+            message=req.message,
+        ),
+        now,
+    )
+    response: dict[str, Any] = {"acknowledged": True, "shouldCancel": _cancel_requested(loc.run)}
+    if response["shouldCancel"]:
+        response["cancelReason"] = "run_timed_out" if loc.run.timed_out else "user_requested"
+    response["serverTime"] = format_timestamp(now)
+    return response
+
+
+def task_completed(
+    ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    req = _parse(CompletedRequest, body)
+    loc = _locate(ctx, task_id, headers)
+    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=409, started=False)
+    now = ctx.clock_ms()
+    output = req.output.to_json() if req.output is not None else None
+    error = req.error.to_json() if req.error is not None else None
+    metrics = req.metrics.to_json() if req.metrics is not None else None
+    partial = req.partial_progress
+    _append(
+        ctx,
+        loc,
+        TaskFinished(
+            run_id=loc.task.run_id,
+            task_key=loc.task.task_key,
+            attempt=req.attempt,
+            attempt_id=req.attempt_id,
+            worker_id=req.worker_id,
+            outcome=req.outcome.lower(),
+            materialization_id=(output or {}).get("materializationId"),
+            error_message=(error or {}).get("message"),
+            output=output,
+            error=error,
+            metrics=metrics,
+            cancelled_during_phase=req.cancelled_during_phase,
+            partial_progress_json=canonical_dumps(partial) if partial is not None else None,
+            asset_key=loc.task.asset_key,
+            partition_key=loc.task.partition_key,
+            error_category=(error or {}).get("category"),
+        ),
+        now,
+    )
+    return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
+
+
+def log_object_name(run_id: str, task_key: str, attempt: int) -> str:
+    return f"logs/{run_id}/{task_key}/attempt-{attempt}.log"
+
+
+def upload_logs(
+    ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write-once captured output of one attempt (contracts §8): allowed until the task is terminal+."""
+    _zero_attempt(body)
+    attempt = body.get("attempt")
+    stdout, stderr = body.get("stdout", ""), body.get("stderr", "")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise CallbackRejected(400, "invalid_argument", "attempt must be an integer >= 1")
+    if not isinstance(stdout, str) or not isinstance(stderr, str):
+        raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
+    loc = _locate(ctx, task_id, headers)
+    if attempt != loc.task.attempt:
+        raise CallbackRejected(
+            409,
+            "attempt_mismatch",
+            f"attempt {attempt} is not the current attempt",
+            expectedAttempt=loc.task.attempt,
+            receivedAttempt=attempt,
+        )
+    data = f"=== stdout ===\n{stdout}\n=== stderr ===\n{stderr}\n".encode()
+    if len(data) > MAX_LOG_BYTES:
+        # Keep the tail: the end of a log is where the failure is.
+        data = b"[truncated]\n" + data[-(MAX_LOG_BYTES - 12) :]
+    name = log_object_name(loc.task.run_id, loc.task.task_key, attempt)
+    store = ctx.workspace_store(loc.claims.tenant_id, loc.claims.workspace_id)
+    try:
+        store.create(name, data, content_type="text/plain; charset=utf-8")
+    except PreconditionFailed:
+        existing = store.get(name)
+        if existing is None or existing.data != data:
+            raise CallbackRejected(
+                409, "logs_already_uploaded", f"logs for attempt {attempt} already exist"
+            ) from None
+    return {"acknowledged": True, "path": name, "sizeBytes": len(data)}

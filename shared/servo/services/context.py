@@ -1,0 +1,48 @@
+"""What every service needs, built once per process at the edge and passed in.
+
+Services never read the environment or the clock themselves: the clock and the id factory are
+fields here, so tests drive time and ids deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from servo.core.ids import UlidFactory
+from servo.settings import Settings
+
+if TYPE_CHECKING:
+    from servo.dispatch import TaskQueue
+    from servo.store import ObjectStore
+
+# Called after events were appended to a workspace's ledger, with their object names. In the embedded
+# mode it compacts at once (read-after-write); on GCP the finalize event does that job.
+LedgerHook = Callable[["ServiceContext", str, str, Sequence[str]], None]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    settings: Settings
+    store: ObjectStore  # bucket root: names carry {tenant}/{workspace}/
+    clock_ms: Callable[[], int] = wall_clock_ms
+    ids: UlidFactory = field(default_factory=lambda: UlidFactory(os.urandom))
+    queue: TaskQueue | None = None
+    after_ledger_write: LedgerHook | None = None
+    # Warm-instance cache of decoded projection state, keyed by head generation (read model / compactor).
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def workspace_store(self, tenant_id: str, workspace_id: str) -> ObjectStore:
+        from servo.store import ScopedStore
+
+        return ScopedStore(self.store, tenant_id, workspace_id)
+
+    def new_id(self) -> str:
+        return self.ids.new(self.clock_ms())

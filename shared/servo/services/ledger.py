@@ -1,0 +1,43 @@
+"""Appending events to a workspace's ledger: one create-if-absent object per event.
+
+Re-appending identical bytes (a retried request) is a no-op; the same name with other bytes is a
+conflict: nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from servo.core.errors import Conflict, InvalidEvent, PreconditionFailed
+from servo.core.events import Event, encode_event, ledger_object_name
+from servo.core.ids import ulid_time_ms
+from servo.services.context import ServiceContext
+
+# contracts §5: an event id more than 5 minutes ahead of the server clock is refused.
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+
+
+def append_events(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, events: Sequence[Event]
+) -> list[str]:
+    """Write each event create-if-absent; returns the object names (relative to the workspace)."""
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    now = ctx.clock_ms()
+    names: list[str] = []
+    for event in events:
+        if event.tenant_id != tenant_id or event.workspace_id != workspace_id:
+            raise InvalidEvent(f"event {event.event_id} belongs to another workspace")
+        if ulid_time_ms(event.event_id) > now + MAX_FUTURE_SKEW_MS:
+            raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
+        name = ledger_object_name(event.event_id)
+        data = encode_event(event)
+        try:
+            store.create(name, data)
+        except PreconditionFailed:
+            existing = store.get(name)
+            if existing is None or existing.data != data:
+                raise Conflict(f"ledger object {name} already exists with other content") from None
+        names.append(name)
+    if ctx.after_ledger_write is not None and names:
+        ctx.after_ledger_write(ctx, tenant_id, workspace_id, names)
+    return names

@@ -1,0 +1,241 @@
+"""Deploy: validate and store asset-graph manifests (user-surface §2, design §2 and §6).
+
+Layout under the workspace: ``manifests/{manifestId}.json`` (immutable, create-if-absent),
+``manifests/_index.json`` (the current pointer, swapped by generation CAS) and
+``manifests/idempotency/{b64u(key)}.json`` (the first response to an ``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servo.core.canonical_json import canonical_bytes, loads_strict
+from servo.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from servo.core.keys import AssetKey, b64u_encode
+from servo.core.planner import AssetGraph, find_cycle
+from servo.core.timefmt import format_timestamp
+from servo.services.context import ServiceContext
+
+INDEX = "manifests/_index.json"
+MAX_IDEMPOTENCY_KEY_BYTES = 256
+_CAS_RETRIES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSpec:
+    """What the control plane needs of one deployed asset."""
+
+    key: str
+    upstream: tuple[str, ...]
+    max_retries: int
+    timeout_seconds: int | None
+    dimensions: tuple[Mapping[str, Any], ...]  # partitioning dimensions as deployed
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedManifest:
+    manifest_id: str
+    code_version_id: str
+    assets: Mapping[str, AssetSpec]
+    deployed_at: str
+    body: Mapping[str, Any]
+
+    def graph(self) -> AssetGraph:
+        return AssetGraph.from_edges({k: a.upstream for k, a in self.assets.items()})
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise InvalidInput(message)
+
+
+def _asset_key(raw: Any, where: str) -> str:
+    if isinstance(raw, str):
+        return str(AssetKey.parse(raw))
+    _require(isinstance(raw, Mapping), f"{where}: key must be an object {{namespace, name}} or a string")
+    ns, name = raw.get("namespace"), raw.get("name")
+    _require(isinstance(ns, str) and isinstance(name, str), f"{where}: key needs string namespace and name")
+    return str(AssetKey.parse(f"{ns}.{name}"))
+
+
+def _int_field(
+    obj: Mapping[str, Any], name: str, default: int | None, lo: int, hi: int, where: str
+) -> int | None:
+    value = obj.get(name, default)
+    if value is None:
+        return None
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi,
+        f"{where}: {name} must be an integer in {lo}..{hi}",
+    )
+    return int(value)
+
+
+def parse_assets(body: Mapping[str, Any]) -> dict[str, AssetSpec]:
+    """Validate a manifest body: keys, unique, deps resolve, no cycles. Raises InvalidInput."""
+    assets = body.get("assets")
+    _require(isinstance(assets, list) and len(assets) > 0, "manifest must contain at least one asset")
+    specs: dict[str, AssetSpec] = {}
+    for i, raw in enumerate(assets):
+        where = f"assets[{i}]"
+        _require(isinstance(raw, Mapping), f"{where} must be an object")
+        key = _asset_key(raw.get("key"), where)
+        _require(key not in specs, f"duplicate asset key {key}")
+        _require(
+            isinstance(raw.get("id", ""), str) and raw.get("id", "x") != "", f"{where}: id must be non-empty"
+        )
+        deps = raw.get("dependencies", [])
+        _require(isinstance(deps, list), f"{where}: dependencies must be a list")
+        upstream = []
+        for j, dep in enumerate(deps):
+            _require(isinstance(dep, Mapping), f"{where}.dependencies[{j}] must be an object")
+            upstream.append(_asset_key(dep.get("upstreamKey"), f"{where}.dependencies[{j}]"))
+        execution = raw.get("execution", {}) or {}
+        _require(isinstance(execution, Mapping), f"{where}: execution must be an object")
+        partitioning = raw.get("partitioning", {}) or {}
+        _require(isinstance(partitioning, Mapping), f"{where}: partitioning must be an object")
+        dims = partitioning.get("dimensions", []) or []
+        _require(isinstance(dims, list), f"{where}: partitioning.dimensions must be a list")
+        for d in dims:
+            _require(
+                isinstance(d, Mapping)
+                and isinstance(d.get("name"), str)
+                and d.get("kind") in ("time", "static"),
+                f"{where}: each partition dimension needs a name and kind time|static",
+            )
+        specs[key] = AssetSpec(
+            key=key,
+            upstream=tuple(sorted(set(upstream))),
+            max_retries=_int_field(execution, "maxRetries", 2, 0, 100, where) or 0,
+            timeout_seconds=_int_field(execution, "timeoutSeconds", None, 1, 7 * 24 * 3600, where),
+            dimensions=tuple(dims),
+        )
+    unknown = sorted({u for s in specs.values() for u in s.upstream if u not in specs})
+    _require(not unknown, f"dependencies on unknown assets: {', '.join(unknown)}")
+    cycle = find_cycle(AssetGraph.from_edges({k: s.upstream for k, s in specs.items()}))
+    _require(cycle is None, f"dependency cycle: {' -> '.join(cycle or [])}")
+    return specs
+
+
+def _fingerprint(body: Mapping[str, Any]) -> str:
+    preimage = {
+        "manifestVersion": body.get("manifestVersion"),
+        "codeVersionId": body.get("codeVersionId"),
+        "git": body.get("git"),
+        "assets": sorted(body.get("assets", []), key=lambda a: canonical_bytes(a.get("key"))),
+        "schedules": body.get("schedules", []),
+        "metadata": body.get("metadata", {}),
+    }
+    return "sha256:" + hashlib.sha256(canonical_bytes(preimage)).hexdigest()
+
+
+def deploy_manifest(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, raw_body: bytes, idempotency_key: str | None
+) -> tuple[int, dict[str, Any]]:
+    """POST manifests: 201 new, 200 idempotent replay, 400 invalid, 409 key reused with other content."""
+    try:
+        body = loads_strict(raw_body)
+    except InvalidInput as exc:
+        raise InvalidInput(f"manifest is not valid JSON: {exc.message}") from None
+    _require(isinstance(body, Mapping), "manifest must be a JSON object")
+    for name in ("manifestVersion", "codeVersionId"):
+        _require(isinstance(body.get(name), str) and body[name] != "", f"{name} must be a non-empty string")
+    specs = parse_assets(body)
+    fingerprint = _fingerprint(body)
+    store = ctx.workspace_store(tenant_id, workspace_id)
+
+    idem_name = None
+    if idempotency_key is not None:
+        _require(
+            0 < len(idempotency_key.encode()) <= MAX_IDEMPOTENCY_KEY_BYTES,
+            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_BYTES} bytes",
+        )
+        idem_name = f"manifests/idempotency/{b64u_encode(idempotency_key.encode())}.json"
+        previous = store.get(idem_name)
+        if previous is not None:
+            return _replay(loads_strict(previous.data), fingerprint, idempotency_key)
+
+    now = ctx.clock_ms()
+    manifest_id = ctx.new_id()
+    response = {
+        "manifestId": manifest_id,
+        "workspaceId": workspace_id,
+        "codeVersionId": body["codeVersionId"],
+        "fingerprint": fingerprint,
+        "assetCount": len(specs),
+        "deployedAt": format_timestamp(now),
+    }
+    stored = {"manifestId": manifest_id, "deployedAt": response["deployedAt"], "fingerprint": fingerprint}
+    store.create(f"manifests/{manifest_id}.json", canonical_bytes({**stored, "manifest": body}))
+    if idem_name is not None:
+        try:
+            store.create(idem_name, canonical_bytes({"fingerprint": fingerprint, "response": response}))
+        except PreconditionFailed:
+            # A concurrent deploy with the same key won; answer as it did (our manifest file is an orphan).
+            existing = store.get(idem_name)
+            assert existing is not None
+            return _replay(loads_strict(existing.data), fingerprint, idempotency_key or "")
+    _point_current(ctx, tenant_id, workspace_id, manifest_id)
+    return 201, response
+
+
+def _replay(previous: Mapping[str, Any], fingerprint: str, key: str) -> tuple[int, dict[str, Any]]:
+    if previous.get("fingerprint") != fingerprint:
+        raise Conflict(
+            f"Idempotency-Key '{key}' was already used for a different manifest",
+            details={"existingFingerprint": previous.get("fingerprint"), "requestedFingerprint": fingerprint},
+        )
+    return 200, dict(previous["response"])
+
+
+def _point_current(ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str) -> None:
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    for _ in range(_CAS_RETRIES):
+        current = store.get(INDEX)
+        if current is not None and loads_strict(current.data).get("manifestId", "") >= manifest_id:
+            return  # a newer deploy already points the index past ours
+        try:
+            store.put(
+                INDEX,
+                canonical_bytes({"manifestId": manifest_id}),
+                if_generation_match=current.generation if current else 0,
+            )
+            return
+        except PreconditionFailed:
+            continue
+    raise Conflict("too many concurrent deploys; retry")
+
+
+def load_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> DeployedManifest | None:
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    index = store.get(INDEX)
+    if index is None:
+        return None
+    manifest_id = loads_strict(index.data)["manifestId"]
+    obj = store.get(f"manifests/{manifest_id}.json")
+    if obj is None:
+        raise NotFound(f"manifest {manifest_id} is missing")
+    stored = loads_strict(obj.data)
+    body = stored["manifest"]
+    return DeployedManifest(
+        manifest_id=manifest_id,
+        code_version_id=body["codeVersionId"],
+        assets=parse_assets(body),
+        deployed_at=stored["deployedAt"],
+        body=body,
+    )
+
+
+def get_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, Any]:
+    manifest = load_current_manifest(ctx, tenant_id, workspace_id)
+    if manifest is None:
+        raise NotFound(f"no manifest deployed in workspace '{workspace_id}'")
+    return {
+        "manifestId": manifest.manifest_id,
+        "workspaceId": workspace_id,
+        "deployedAt": manifest.deployed_at,
+        "manifest": manifest.body,
+    }

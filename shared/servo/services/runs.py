@@ -1,0 +1,235 @@
+"""GetRun, ListRuns and run logs: read-only, over the published projection and the log objects.
+
+Readers never list or read the ledger (design §5.5): everything here goes head → manifest → Parquet
+through the read model, or lists ``logs/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from servo.core.errors import InvalidInput, NotFound
+from servo.core.ids import validate_path_component
+from servo.core.rows import DepRow, RunRow, TaskRow
+from servo.core.states import TaskState, public_run_state, public_task_state
+from servo.core.timefmt import format_timestamp
+from servo.services.context import ServiceContext
+
+MAX_LOG_PAGE_BYTES = 8 * 1024 * 1024
+PUBLIC_RUN_STATES = ("PENDING", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    run: RunRow | None
+    tasks: Mapping[str, TaskRow] = field(default_factory=dict)
+    deps: tuple[DepRow, ...] = ()
+
+
+def _snapshot(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> Any:
+    from servo.services.read_model import load_snapshot
+
+    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+    return load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache)
+
+
+def load_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> RunView | None:
+    found = _snapshot(ctx, tenant_id, workspace_id).get_run(run_id)
+    if found is None or found.run is None:
+        return None
+    return RunView(found.run, {t.task_key: t for t in found.tasks}, tuple(found.deps))
+
+
+def public_run_state_of(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> str | None:
+    view = load_run(ctx, tenant_id, workspace_id, run_id)
+    if view is None or view.run is None:
+        return None
+    return public_run_state(view.run, view.tasks.values())
+
+
+def _ts(ms: int | None) -> str | None:
+    return format_timestamp(ms) if ms is not None else None
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _skip_attribution(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, str] | None:
+    """The earliest non-success incoming edge explains a SKIPPED task (behavior §2.1)."""
+    if task.state != TaskState.SKIPPED.value:
+        return None
+    edges = [
+        d for d in deps if d.downstream_task_key == task.task_key and d.resolution not in (None, "SUCCESS")
+    ]
+    if not edges:
+        return None
+    first = min(edges, key=lambda d: (d.satisfied_at or 0, d.upstream_task_key, d.row_version))
+    return {"upstreamTaskKey": first.upstream_task_key, "upstreamResolution": str(first.resolution)}
+
+
+def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
+    retry = {"retries": task.attempt - 1, "reason": "prior_attempt_failed"} if task.attempt > 1 else None
+    return _drop_none(
+        {
+            "taskKey": task.task_key,
+            "assetKey": task.asset_key,
+            "partitionKey": task.partition_key or None,
+            "state": public_task_state(task.state),
+            "attempt": task.attempt,
+            "maxAttempts": task.max_attempts,
+            "startedAt": _ts(task.started_at),
+            "completedAt": _ts(task.completed_at),
+            "lastHeartbeatAt": _ts(task.last_heartbeat_at),
+            "retryNotBefore": _ts(task.retry_not_before)
+            if task.state == TaskState.RETRY_WAIT.value
+            else None,
+            "errorMessage": task.error_message,
+            "errorCategory": task.error_category,
+            "materializationId": task.materialization_id,
+            "executionLineageRef": task.execution_lineage_ref,
+            "deltaTable": task.delta_table,
+            "deltaVersion": task.delta_version,
+            "deltaPartition": task.delta_partition,
+            "output": json.loads(task.output_json) if task.output_json else None,
+            "retryAttribution": retry,
+            "skipAttribution": _skip_attribution(task, deps),
+            "outputVisibilityState": task.output_visibility_state,
+            "publishedAt": _ts(task.published_at),
+            "publishError": task.publish_error,
+        }
+    )
+
+
+def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:
+    counts = dict.fromkeys(
+        ("total", "pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"), 0
+    )
+    counts["total"] = len(tasks)
+    for task in tasks.values():
+        counts[public_task_state(task.state).lower()] += 1
+    return counts
+
+
+def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> dict[str, Any]:
+    validate_path_component(run_id, "run id", 64)
+    view = load_run(ctx, tenant_id, workspace_id, run_id)
+    if view is None or view.run is None:
+        raise NotFound(f"run {run_id} not found in workspace '{workspace_id}'")
+    run = view.run
+    state = public_run_state(run, view.tasks.values())
+    started = [t.started_at for t in view.tasks.values() if t.started_at is not None]
+    terminal = state in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+    return _drop_none(
+        {
+            "runId": run.run_id,
+            "workspaceId": workspace_id,
+            "planId": run.plan_id,
+            "runKey": run.run_key,
+            "state": state,
+            "createdAt": format_timestamp(run.triggered_at),
+            "startedAt": _ts(min(started)) if started else None,
+            "completedAt": _ts(run.completed_at) if terminal else None,
+            "cancelRequested": run.cancel_requested or None,
+            "cancelReason": run.cancel_reason,
+            "codeVersion": run.code_version,
+            "tasks": [task_view(view.tasks[k], view.deps) for k in sorted(view.tasks)],
+            "taskCounts": task_counts(view.tasks),
+            "labels": json.loads(run.labels) if run.labels else {},
+        }
+    )
+
+
+def _encode_cursor(triggered_at: int, run_id: str) -> str:
+    raw = json.dumps({"triggered_at": triggered_at, "run_id": run_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        obj = json.loads(raw)
+        triggered_at, run_id = obj["triggered_at"], obj["run_id"]
+        if not isinstance(triggered_at, int) or not isinstance(run_id, str):
+            raise ValueError
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not valid") from None
+    return triggered_at, run_id
+
+
+def _limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    raw = query.get("limit", str(default))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidInput(f"limit must be an integer from 1 to {maximum}") from None
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"limit must be an integer from 1 to {maximum}")
+    return limit
+
+
+def list_runs(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, query: Mapping[str, str]
+) -> dict[str, Any]:
+    limit = _limit(query, 20, 200)
+    cursor = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+    state = query.get("state")
+    if state is not None and state not in PUBLIC_RUN_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(PUBLIC_RUN_STATES)}")
+    snapshot = _snapshot(ctx, tenant_id, workspace_id)
+    rows, next_cursor = snapshot.list_runs(limit=limit, cursor=cursor, state=state)
+    runs = []
+    for run in rows:
+        runs.append(
+            _drop_none(
+                {
+                    "runId": run.run_id,
+                    "state": snapshot.public_state(run),
+                    "createdAt": format_timestamp(run.triggered_at),
+                    "completedAt": _ts(run.completed_at),
+                    "taskCount": run.tasks_total,
+                    "tasksSucceeded": run.tasks_succeeded,
+                    "tasksFailed": run.tasks_failed,
+                    "runKey": run.run_key,
+                }
+            )
+        )
+    body: dict[str, Any] = {"runs": runs}
+    if next_cursor is not None:
+        body["nextCursor"] = _encode_cursor(*next_cursor)
+    return body
+
+
+def run_logs(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, query: Mapping[str, str]
+) -> tuple[bytes, str | None]:
+    """One page of captured logs (text), and the cursor of the next page."""
+    validate_path_component(run_id, "run id", 64)
+    limit = _limit(query, 50, 200)
+    prefix = f"logs/{run_id}/"
+    task_key = query.get("taskKey")
+    if task_key:
+        prefix += f"{validate_path_component(task_key, 'taskKey')}/"
+    cursor = query.get("cursor")
+    if cursor is not None and not cursor.startswith(prefix):
+        raise InvalidInput("cursor does not belong to this run/task")
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    metas = store.list(prefix, start_offset=cursor, limit=limit + 1)
+    if not metas and cursor is None:
+        raise NotFound(f"no logs for run {run_id}" + (f" task {task_key}" if task_key else ""))
+    page, next_cursor, size = [], None, 0
+    for i, meta in enumerate(metas):
+        if i == limit or (page and size + meta.size > MAX_LOG_PAGE_BYTES):
+            next_cursor = meta.name
+            break
+        obj = store.get(meta.name)
+        if obj is None:
+            continue
+        page.append(f"--- {meta.name} ---\n".encode() + obj.data)
+        size += len(obj.data)
+    return b"".join(page), next_cursor
