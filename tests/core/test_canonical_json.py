@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -178,3 +179,29 @@ def test_roundtrip_is_canonical_and_stable(value: Any) -> None:
     assert is_canonical(data)
     assert loads_strict(data) == value
     assert canonical_bytes(loads_strict(data)) == data
+
+
+def test_contract_event_example_matches_its_witness_checksum() -> None:
+    # contracts §6: the example RunTriggered event, built in arbitrary key order.
+    event = {
+        "workspace_id": "prod",
+        "timestamp": "2016-07-30T23:54:10.259Z",
+        "tenant_id": "acme",
+        "source": "arco-flow/acme/prod",
+        "idempotency_key": "run:nightly-2016-07-30",
+        "event_version": 1,
+        "event_type": "RunTriggered",
+        "event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "data": {
+            "type": "run_triggered",
+            "trigger": {"user_id": "user@example.com", "type": "manual"},
+            "run_key": "nightly-2016-07-30",
+            "run_id": "01ARZ3NDEKTSV4RRFFQ69G5FAW",
+            "root_assets": ["raw.events"],
+            "plan_id": "01ARZ3NDEKTSV4RRFFQ69G5FAX",
+            "labels": {"team": "data"},
+        },
+        "correlation_id": "01ARZ3NDEKTSV4RRFFQ69G5FAW",
+    }
+    digest = hashlib.sha256(canonical_bytes(event)).hexdigest()
+    assert f"sha256:{digest}" == "sha256:9bfa721fcc989ccb6e07d15a4d839821b4404f7873d9bc12a7fa2083a5c9930d"
