@@ -1,0 +1,260 @@
+"""Where the published orchestration state lives under ``state/orchestration/``, and why.
+
+    manifest.pointer.json                      the only mutable object: CAS on its generation publishes
+    manifests/{20-digit id}.json               immutable; names every file of one state version
+    index/{bucket}.{hex12}.parquet             runs rows + each run's segment chain, one file per bucket
+    runs/{bucket}/{run_id}/{base|delta}.{hex12}.parquet   immutable run segments (see partitions.py)
+    run_key_index.{hex12}.parquet              the automation run_key index (small, global)
+
+Cost independent of history: every event belongs to one run, so a batch reads and writes only the
+segments of the runs it touches, the index buckets holding them and one manifest. Runs are bucketed by
+the UTC day of their run ULID (a run's events cluster in time, so new work lands in few, recent
+buckets); the manifest lists buckets, not runs, so it grows by one entry per active day, and a bucket
+grows with one day's runs, never with the whole history. Every immutable file is named by the hash of
+its bytes and written create-if-absent: a compactor that crashed, or lost a race, leaves orphans that
+cost nothing, and a retry that produces identical bytes finds the file already there.
+
+Readers follow pointer -> manifest -> index bucket -> segments; they never list anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from servo.core.canonical_json import canonical_bytes, loads_strict
+from servo.core.errors import CanonicalJsonError, InvalidInput
+from servo.core.ids import is_ulid, manifest_id, parse_manifest_id, ulid_time_ms
+from servo.core.rows import RunRow
+from servo.projections import schemas
+from servo.projections.codec import arrow_to_rows, read_parquet, write_parquet
+
+ROOT = "state/orchestration"
+POINTER_PATH = f"{ROOT}/manifest.pointer.json"
+DAY_MS = 86_400_000
+
+
+def manifest_path(number: int) -> str:
+    return f"{ROOT}/manifests/{manifest_id(number)}.json"
+
+
+def bucket_of(run_id: str) -> str:
+    """The index bucket of a run: the UTC day of its ULID, or a hash bucket for non-ULID run ids."""
+    if is_ulid(run_id):
+        return f"d{ulid_time_ms(run_id) // DAY_MS:06d}"
+    return "h" + hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:2]
+
+
+def segment_path(run_id: str, base: bool, hex12: str) -> str:
+    return f"{ROOT}/runs/{bucket_of(run_id)}/{run_id}/{'base' if base else 'delta'}.{hex12}.parquet"
+
+
+def index_path(bucket: str, hex12: str) -> str:
+    return f"{ROOT}/index/{bucket}.{hex12}.parquet"
+
+
+def run_key_index_path(hex12: str) -> str:
+    return f"{ROOT}/run_key_index.{hex12}.parquet"
+
+
+def _strict(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = loads_strict(data)
+    except CanonicalJsonError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} is not a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """The head: which manifest is published. Replaced only by a CAS on its generation."""
+
+    manifest_id: int
+    manifest_path: str
+    epoch: int
+    parent_pointer_hash: str | None
+    updated_at: int
+
+    def encode(self) -> bytes:
+        return canonical_bytes(
+            {
+                "manifest_id": manifest_id(self.manifest_id),
+                "manifest_path": self.manifest_path,
+                "epoch": self.epoch,
+                "parent_pointer_hash": self.parent_pointer_hash,
+                "updated_at": self.updated_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Pointer:
+        raw = _strict(data, "state pointer")
+        try:
+            return cls(
+                parse_manifest_id(raw["manifest_id"]),
+                str(raw["manifest_path"]),
+                int(raw["epoch"]),
+                raw.get("parent_pointer_hash"),
+                int(raw["updated_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"state pointer is malformed: {exc!r}") from exc
+
+
+def pointer_hash(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    path: str
+    checksum_sha256: str
+    byte_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "checksum_sha256": self.checksum_sha256, "byte_size": self.byte_size}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FileRef:
+        return cls(str(raw["path"]), str(raw["checksum_sha256"]), int(raw["byte_size"]))
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRef:
+    """An index bucket in the manifest; ``max_triggered_at`` lets ListRuns skip buckets it cannot need."""
+
+    file: FileRef
+    run_count: int
+    max_triggered_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """One immutable version of the published state."""
+
+    manifest_id: int
+    epoch: int
+    previous_manifest_path: str | None
+    published_at: int
+    # Max event id applied; new ledger objects are looked for from a little before it.
+    events_processed_through: str
+    # Event ids applied whose ULID time falls inside the look-back window: lets a compactor skip them
+    # without reading them again.
+    recent_event_ids: tuple[str, ...]
+    buckets: dict[str, BucketRef] = field(default_factory=dict)
+    run_key_index: FileRef | None = None
+
+    def encode(self) -> bytes:
+        doc = {
+            "manifest_id": manifest_id(self.manifest_id),
+            "epoch": self.epoch,
+            "previous_manifest_path": self.previous_manifest_path,
+            "schema_version": schemas.SCHEMA_VERSION,
+            "published_at": self.published_at,
+            "watermarks": {
+                "events_processed_through": self.events_processed_through,
+                "last_processed_at": self.published_at,
+                "recent_event_ids": list(self.recent_event_ids),
+            },
+            "buckets": {
+                k: {**b.file.to_json(), "run_count": b.run_count, "max_triggered_at": b.max_triggered_at}
+                for k, b in sorted(self.buckets.items())
+            },
+            "run_key_index": self.run_key_index.to_json() if self.run_key_index else None,
+        }
+        return json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Manifest:
+        raw = _strict(data, "state manifest")
+        try:
+            marks = raw["watermarks"]
+            rki = raw.get("run_key_index")
+            return cls(
+                manifest_id=parse_manifest_id(raw["manifest_id"]),
+                epoch=int(raw["epoch"]),
+                previous_manifest_path=raw.get("previous_manifest_path"),
+                published_at=int(raw["published_at"]),
+                events_processed_through=str(marks["events_processed_through"]),
+                recent_event_ids=tuple(marks["recent_event_ids"]),
+                buckets={
+                    k: BucketRef(FileRef.from_json(b), int(b["run_count"]), b.get("max_triggered_at"))
+                    for k, b in raw["buckets"].items()
+                },
+                run_key_index=FileRef.from_json(rki) if rki else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"state manifest is malformed: {exc!r}") from exc
+
+
+EMPTY_MANIFEST = Manifest(0, 1, None, 0, "", ())
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """A run in an index bucket: its row (None until RunTriggered folds) and its segment chain."""
+
+    run_id: str
+    run: RunRow | None
+    segments: tuple[str, ...]
+
+
+_RUN_STRUCT = pa.struct(list(schemas.RUNS.schema))
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("segments", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
+        pa.field("run", _RUN_STRUCT, nullable=True),
+    ]
+)
+
+
+_PLACEHOLDER = {pa.string(): "", pa.bool_(): False}
+
+
+def _run_column(entries: Sequence[IndexEntry]) -> pa.StructArray:
+    # A null struct still stores child values, and Parquet refuses nulls in a non-null child even
+    # under a null parent, so absent rows carry placeholders masked out by the struct's validity.
+    arrays = []
+    for f in schemas.RUNS.schema:
+        fill = None if f.nullable else _PLACEHOLDER.get(f.type, 0)
+        arrays.append(pa.array([fill if e.run is None else getattr(e.run, f.name) for e in entries], f.type))
+    mask = pa.array([e.run is None for e in entries], pa.bool_())
+    return pa.StructArray.from_arrays(arrays, fields=list(schemas.RUNS.schema), mask=mask)
+
+
+def encode_index(entries: Sequence[IndexEntry]) -> bytes:
+    """Parquet bytes of an index bucket (entries sorted by run id, so equal buckets give equal bytes)."""
+    ordered = sorted(entries, key=lambda e: e.run_id)
+    table = pa.Table.from_arrays(
+        [
+            pa.array([e.run_id for e in ordered], pa.string()),
+            pa.array([list(e.segments) for e in ordered], INDEX_SCHEMA.field("segments").type),
+            _run_column(ordered),
+        ],
+        schema=INDEX_SCHEMA,
+    )
+    return write_parquet(table)
+
+
+def decode_index(data: bytes, what: str = "index") -> list[IndexEntry]:
+    table = read_parquet(data, what)
+    if not {"run_id", "segments", "run"} <= set(table.column_names):
+        raise InvalidInput(f"projection file {what} is not a run index")
+    run_ids = table.column("run_id").to_pylist()
+    segments = table.column("segments").to_pylist()
+    run_column = table.column("run").combine_chunks()
+    valid = run_column.is_valid().to_pylist()
+    present = run_column.filter(run_column.is_valid())
+    rows = iter(arrow_to_rows(schemas.RUNS, present) if len(present) else [])
+    return [
+        IndexEntry(rid, next(rows) if ok else None, tuple(segs))
+        for rid, segs, ok in zip(run_ids, segments, valid, strict=True)
+    ]

@@ -1,0 +1,71 @@
+"""Pointer, manifest and run index: the published layout round-trips and rejects garbage."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servo.core.errors import InvalidInput
+from servo.projections import layout, schemas
+
+from tests.projections.strategies import rows
+
+
+def test_pointer_round_trip_and_hash() -> None:
+    p = layout.Pointer(7, layout.manifest_path(7), 1, "sha256:" + "0" * 64, 1_700_000_000_000)
+    raw = p.encode()
+    assert layout.Pointer.decode(raw) == p
+    assert b'"manifest_id":"00000000000000000007"' in raw
+    assert layout.pointer_hash(raw).startswith("sha256:")
+
+
+def test_manifest_round_trip() -> None:
+    ref = layout.FileRef("state/orchestration/index/d019000.abcdefabcdef.parquet", "sha256:00", 10)
+    m = layout.Manifest(
+        3,
+        1,
+        layout.manifest_path(2),
+        99,
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ("01ARZ3NDEKTSV4RRFFQ69G5FAV",),
+        {"d019000": layout.BucketRef(ref, 2, 55)},
+        ref,
+    )
+    assert layout.Manifest.decode(m.encode()) == m
+    assert layout.manifest_path(3) == "state/orchestration/manifests/00000000000000000003.json"
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[]", b'{"manifest_id": "1"}'])
+def test_malformed_manifest_and_pointer_are_typed_errors(raw: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        layout.Manifest.decode(raw)
+    with pytest.raises(InvalidInput):
+        layout.Pointer.decode(raw)
+
+
+def test_bucket_is_the_run_ulid_day() -> None:
+    # 01ARZ3NDEK… is 2016-07-30 (1469922850259 ms): day 17012.
+    assert layout.bucket_of("01ARZ3NDEKTSV4RRFFQ69G5FAW") == "d017012"
+    assert layout.bucket_of("run_abc").startswith("h")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.none() | rows(schemas.RUNS), st.lists(st.text(max_size=5), max_size=3)), max_size=5)
+)
+def test_index_round_trip(data: list) -> None:
+    entries = [
+        layout.IndexEntry(
+            f"r{i:03d}",
+            None if run is None else run.__class__(**{**_asdict(run), "run_id": f"r{i:03d}"}),
+            tuple(segs),
+        )
+        for i, (run, segs) in enumerate(data)
+    ]
+    assert layout.decode_index(layout.encode_index(entries)) == entries
+
+
+def _asdict(row: object) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}  # type: ignore[arg-type]
