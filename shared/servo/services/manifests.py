@@ -179,6 +179,9 @@ def deploy_manifest(
             assert existing is not None
             return _replay(loads_strict(existing.data), fingerprint, idempotency_key or "")
     _point_current(ctx, tenant_id, workspace_id, manifest_id)
+    from servo.services.timers import register_workspace
+
+    register_workspace(ctx, tenant_id, workspace_id)
     return 201, response
 
 

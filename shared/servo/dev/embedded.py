@@ -1,0 +1,192 @@
+"""The embedded local stack (design §9): every function behind one router, in one process.
+
+Local-file store, compaction right after each ledger write (so a write is visible to the next read),
+the controller's side effects on a background thread (as Eventarc would run them asynchronously), a
+local dispatcher with Cloud Tasks semantics, and a scheduler loop calling the sweep. The code path is
+the deployed one: the same ``servo.http.app.handle`` and the same services.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Request, request
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from servo.http.app import handle
+from servo.services.context import ServiceContext, wall_clock_ms
+from servo.settings import Settings
+
+logger = logging.getLogger("servo.dev")
+
+
+class InlineCompactor:
+    """Compacts synchronously after a write and runs side effects on one background thread.
+
+    Compactions are serialised in-process: concurrent request threads would otherwise only race each
+    other's head-pointer CAS. Side effects are coalesced per workspace so a burst of callbacks costs
+    one controller pass, not one per event.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._pending: dict[tuple[str, str], set[str]] = {}
+        self._busy = 0
+        self._stopped = False
+        self._ctx: ServiceContext | None = None
+        self._thread = threading.Thread(target=self._loop, name="servo-effects", daemon=True)
+        self._thread.start()
+
+    def hook(self, ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
+        from servo.services.orchestrate import compact_workspace
+
+        with self._lock:
+            _, _, _, changed = compact_workspace(ctx, tenant_id, workspace_id, names)
+        if changed:
+            with self._cv:
+                self._ctx = ctx
+                self._pending.setdefault((tenant_id, workspace_id), set()).update(changed)
+                self._cv.notify()
+
+    def _loop(self) -> None:
+        from servo.services.orchestrate import act_on
+
+        while True:
+            with self._cv:
+                while not self._pending and not self._stopped:
+                    self._cv.wait()
+                if self._stopped:
+                    return
+                (scope, runs) = self._pending.popitem()
+                ctx = self._ctx
+                self._busy += 1
+            try:
+                assert ctx is not None
+                act_on(ctx, scope[0], scope[1], sorted(runs))
+            except Exception:
+                logger.exception("side effects failed; the sweep will retry them")
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+        self._thread.join(timeout=5)
+
+
+def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
+    """One Flask app serving every route of the route table."""
+    app = Flask("servo-local")
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def route(path: str) -> Any:
+        if path == "healthz":
+            return {"status": "ok"}
+        req: Request = request
+        return handle(req, ctx_provider())
+
+    return app
+
+
+@dataclass
+class EmbeddedStack:
+    """The control plane of ``servo dev`` (the worker is started beside it by the dev command)."""
+
+    data_dir: Path
+    port: int = 0
+    worker_url: str | None = None
+    sweep_interval_s: float = 5.0
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    clock_ms: Callable[[], int] = wall_clock_ms
+    ctx: ServiceContext | None = None
+    _server: BaseWSGIServer | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _compactor: InlineCompactor | None = None
+    _dispatcher: Any = None
+
+    @property
+    def api_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> EmbeddedStack:
+        from servo.dispatch import LocalDispatcher
+        from servo.store import LocalFileStore
+
+        ctx_ref: list[ServiceContext] = []
+        self._server = make_server("127.0.0.1", self.port, router_app(lambda: ctx_ref[0]), threaded=True)
+        api_url = f"http://127.0.0.1:{self._server.server_port}"
+        settings = replace(
+            Settings(),
+            storage="local",
+            data_dir=self.data_dir,
+            api_url=api_url,
+            timers_url=f"{api_url}/v1/timers/fire",
+            worker_url=self.worker_url or "http://127.0.0.1:8081/dispatch",
+            **self.settings_overrides,
+        )
+        self._compactor = InlineCompactor()
+        self._dispatcher = LocalDispatcher()
+        self._dispatcher.start()
+        self.ctx = ServiceContext(
+            settings=settings,
+            store=LocalFileStore(self.data_dir / settings.bucket),
+            clock_ms=self.clock_ms,
+            queue=self._dispatcher,
+            after_ledger_write=self._compactor.hook,
+        )
+        ctx_ref.append(self.ctx)
+        serve = threading.Thread(target=self._server.serve_forever, name="servo-api", daemon=True)
+        serve.start()
+        self._threads.append(serve)
+        if self.sweep_interval_s > 0:
+            sweeper = threading.Thread(target=self._sweep_loop, name="servo-scheduler", daemon=True)
+            sweeper.start()
+            self._threads.append(sweeper)
+        return self
+
+    def _sweep_loop(self) -> None:
+        from servo.services.timers import sweep
+
+        while not self._stop.wait(self.sweep_interval_s):
+            try:
+                assert self.ctx is not None
+                sweep(self.ctx, {})
+            except Exception:
+                logger.exception("sweep failed; next tick retries")
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        assert self._compactor is not None
+        return self._compactor.wait_idle(timeout) and self._dispatcher.wait_idle(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        if self._dispatcher is not None:
+            self._dispatcher.stop(5.0)
+        if self._compactor is not None:
+            self._compactor.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

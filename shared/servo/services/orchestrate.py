@@ -1,0 +1,95 @@
+"""Compaction followed by its side effects: the loop that moves runs forward.
+
+``compact_and_act`` is what the compactor function runs for a finalize event and what the embedded
+stack runs after every ledger write: fold what is new, publish, then — only after the publish
+committed (design §5.6) — let the controller decide dispatches and timers for the runs that changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from servo.core import controller as ctl
+from servo.core.state import RunPartition
+from servo.http.jsonlog import log_fields
+from servo.services.context import ServiceContext
+
+logger = logging.getLogger("servo.orchestrate")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    published: bool
+    events_applied: int
+    malformed: int
+    changed_runs: int
+    effects: int
+
+
+def load_partition(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str
+) -> RunPartition | None:
+    """The published partition of one run (rows incl. outbox and timers), via the read model."""
+    from servo.services.read_model import load_snapshot
+
+    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+    return load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache).partition(run_id)
+
+
+def active_run_ids(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> list[str]:
+    from servo.services.read_model import load_snapshot
+
+    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+    return list(load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache).active_run_ids())
+
+
+def compact_workspace(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str] = ()
+) -> tuple[bool, int, int, list[str]]:
+    from servo.services.compaction import compact
+
+    cache = ctx.cache.setdefault(f"compact:{tenant_id}/{workspace_id}", {})
+    result = compact(
+        ctx.workspace_store(tenant_id, workspace_id),
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        hint=hint,
+        now_ms=ctx.clock_ms(),
+        cache=cache,
+        min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
+    )
+    for name, reason in result.malformed:
+        logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))
+    return result.published, result.events_applied, len(result.malformed), sorted(result.changed_run_ids)
+
+
+def act_on(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_ids: Iterable[str]) -> int:
+    """Controller decisions for runs that just changed, carried out; returns events appended."""
+    from servo.services.effects import carry_out
+
+    appended = 0
+    now = ctx.clock_ms()
+    for run_id in run_ids:
+        part = load_partition(ctx, tenant_id, workspace_id, run_id)
+        if part is None:
+            continue
+        decisions = ctl.after_publish(part, now)
+        if decisions:
+            appended += carry_out(ctx, tenant_id, workspace_id, part, decisions)
+    return appended
+
+
+def compact_and_act(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str] = ()
+) -> Outcome:
+    published, applied, malformed, changed = compact_workspace(ctx, tenant_id, workspace_id, hint)
+    effects = act_on(ctx, tenant_id, workspace_id, changed) if changed else 0
+    logger.info(
+        "compaction",
+        extra=log_fields(
+            events_applied=applied, changed_runs=len(changed), effects=effects, published=published
+        ),
+    )
+    return Outcome(published, applied, malformed, len(changed), effects)

@@ -1,0 +1,103 @@
+"""The timers function: the minute sweep (Cloud Scheduler) and due timers (Cloud Tasks).
+
+The sweep is the anti-entropy pass of design §6: it re-kicks compaction (finalize events can be lost),
+then runs the controller's sweep over every active run — zombies, attempt timeouts, cancel grace,
+run timeouts, stuck dispatches and retries whose timer was lost. Every action is idempotent, so a
+duplicated or late tick changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from servo.core import controller as ctl
+from servo.core.errors import InvalidInput, PreconditionFailed
+from servo.core.events import TimerFired, make_event
+from servo.core.ids import parse_timer_id, validate_scope_id
+from servo.services.context import ServiceContext
+from servo.services.ledger import append_events
+
+WORKSPACES_PREFIX = "_servo/workspaces/"
+
+
+def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
+    """Make a workspace known to the sweep (bucket-root marker, create-if-absent, written at deploy)."""
+    with contextlib.suppress(PreconditionFailed):
+        ctx.store.create(f"{WORKSPACES_PREFIX}{tenant_id}/{workspace_id}", b"{}")
+
+
+def known_workspaces(ctx: ServiceContext) -> list[tuple[str, str]]:
+    found = []
+    for meta in ctx.store.list(WORKSPACES_PREFIX):
+        rest = meta.name[len(WORKSPACES_PREFIX) :].split("/")
+        if len(rest) == 2:
+            found.append((rest[0], rest[1]))
+    return found
+
+
+def _scope(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    tenant, workspace = body.get("tenantId"), body.get("workspaceId")
+    if tenant is None and workspace is None:
+        return None
+    if not isinstance(tenant, str) or not isinstance(workspace, str):
+        raise InvalidInput("tenantId and workspaceId must be given together as strings")
+    return validate_scope_id(tenant, "tenant"), validate_scope_id(workspace, "workspace")
+
+
+def sweep_workspace(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, config: ctl.ControllerConfig
+) -> dict[str, int]:
+    from servo.services.effects import carry_out
+    from servo.services.orchestrate import active_run_ids, compact_and_act, load_partition
+
+    outcome = compact_and_act(ctx, tenant_id, workspace_id)
+    now = ctx.clock_ms()
+    decisions = 0
+    for run_id in active_run_ids(ctx, tenant_id, workspace_id):
+        part = load_partition(ctx, tenant_id, workspace_id, run_id)
+        if part is None:
+            continue
+        found = ctl.sweep(part, now, config)
+        if found:
+            decisions += len(found)
+            carry_out(ctx, tenant_id, workspace_id, part, found)
+    return {"eventsCompacted": outcome.events_applied, "repairs": decisions}
+
+
+def sweep(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
+    config = ctl.ControllerConfig(cancel_grace_ms=ctx.settings.cancel_grace_sec * 1000)
+    scope = _scope(body)
+    targets = [scope] if scope is not None else known_workspaces(ctx)
+    results = {f"{t}/{w}": sweep_workspace(ctx, t, w, config) for t, w in targets}
+    return {"workspaces": results}
+
+
+def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A due timer delivered by Cloud Tasks: record TimerFired; compaction and the controller act on it."""
+    scope = _scope(body)
+    timer_id = body.get("timerId")
+    if scope is None or not isinstance(timer_id, str):
+        raise InvalidInput("a timer needs tenantId, workspaceId and timerId")
+    parts = parse_timer_id(timer_id)
+    tenant_id, workspace_id = scope
+    now = ctx.clock_ms()
+    timer_type = {"retry": "RETRY", "heartbeat": "HEARTBEAT_CHECK", "sla": "SLA_CHECK"}.get(
+        parts.kind, "CRON"
+    )
+    event = make_event(
+        TimerFired(
+            timer_id=timer_id,
+            timer_type=timer_type,
+            run_id=parts.run_id,
+            task_key=parts.task_key,
+            attempt=parts.attempt,
+        ),
+        event_id=ctx.ids.new(now),
+        timestamp_ms=now,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+    )
+    append_events(ctx, tenant_id, workspace_id, [event])
+    return {"acknowledged": True, "timerId": timer_id}
