@@ -45,6 +45,7 @@ def dispatch_envelope(
     task: TaskRow,
     decision: ctl.EnqueueDispatch,
     traceparent: str | None,
+    upstream: dict[str, Any],
 ) -> dict[str, Any]:
     """The worker's dispatch envelope (contracts §10), with a token scoped to this one attempt."""
     now_s = ctx.clock_ms() // 1000
@@ -80,8 +81,27 @@ def dispatch_envelope(
     envelope["tokenExpiresAt"] = format_timestamp(expires_at * 1000)
     if traceparent:
         envelope["traceparent"] = traceparent
-    envelope["payload"] = {"timeoutSeconds": task.timeout_seconds} if task.timeout_seconds else {}
+    envelope["payload"] = _payload(task, upstream)
     return envelope
+
+
+def _payload(task: TaskRow, upstream: dict[str, Any]) -> dict[str, Any]:
+    """Servo's envelope payload: the attempt's time bound and the upstream materializations' metadata,
+    so a downstream asset sees what its inputs produced without calling the API."""
+    payload: dict[str, Any] = {}
+    if task.timeout_seconds:
+        payload["timeoutSeconds"] = task.timeout_seconds
+    if upstream:
+        payload["upstream"] = upstream
+    return payload
+
+
+def upstream_outputs(part: RunPartition, task_key: str) -> dict[str, Any]:
+    return {
+        d.upstream_task_key: json.loads(part.tasks[d.upstream_task_key].output_json or "{}")
+        for d in part.deps.values()
+        if d.downstream_task_key == task_key and d.upstream_task_key in part.tasks
+    }
 
 
 def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
@@ -128,8 +148,14 @@ def carry_out(
         elif isinstance(d, ctl.EnqueueDispatch):
             task = part.tasks[d.task_key]
             # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
-            name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
-            body = json.dumps(dispatch_envelope(ctx, tenant_id, workspace_id, task, d, traceparent)).encode()
+            name = cloud_task_id(
+                d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}"
+            )
+            body = json.dumps(
+                dispatch_envelope(
+                    ctx, tenant_id, workspace_id, task, d, traceparent, upstream_outputs(part, d.task_key)
+                )
+            ).encode()
             _enqueue(
                 ctx,
                 d.worker_queue,
