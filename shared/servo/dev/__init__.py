@@ -1,0 +1,1 @@
+"""The local stack: embedded and emulator modes, local scheduler loop, Eventarc stand-in."""
