@@ -106,8 +106,8 @@ def _dispatch_decisions(run: RunRow, part: RunPartition, now_ms: int) -> list[De
                 if tid not in part.timers:
                     out.append(ScheduleTimer(tid, "RETRY", task.run_id, task.task_key, task.attempt, due))
     for row in part.outbox.values():
-        task = part.tasks.get(row.task_key)
-        if task is None or task.attempt != row.attempt or task.state != TaskState.DISPATCHED.value:
+        owner = part.tasks.get(row.task_key)
+        if owner is None or owner.attempt != row.attempt or owner.state != TaskState.DISPATCHED.value:
             continue
         if row.status == "PENDING":
             out.append(_enqueue(row))

@@ -67,7 +67,10 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
     started = time.perf_counter()
     correlation_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     traceparent = request.headers.get("traceparent")
-    status, payload, content_type, extra = 500, None, "application/json", {}
+    status: int = 500
+    payload: Any = None
+    content_type = "application/json"
+    extra: dict[str, str] = {}
     route_name = None
     labels: dict[str, str] = {"correlation_id": correlation_id}
     try:
@@ -104,9 +107,9 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
             _check_api_auth(call, found.route)
             result = _handlers()[found.route.operation](call)
             if len(result) == 2:
-                status, payload = result
+                status, payload = result[0], result[1]
             else:
-                status, payload, content_type, extra = result  # type: ignore[misc]
+                status, payload, content_type, extra = result[0], result[1], result[2], result[3]
     except ServoError as exc:
         status, payload = exc.http_status, error_payload(exc, correlation_id)
         log = logger.warning if status < 500 else logger.error

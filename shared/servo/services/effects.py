@@ -236,7 +236,8 @@ def carry_out(
                 )
             )
         elif isinstance(d, ctl.FailAttempt):
-            error = {"category": d.category, "message": f"{d.code}: {d.message}", "retryable": d.retryable}
+            message = f"{d.code}: {d.message}"
+            error = {"category": d.category, "message": message, "retryable": d.retryable}
             events.append(
                 _event(
                     ctx,
@@ -249,7 +250,7 @@ def carry_out(
                         attempt_id=d.attempt_id,
                         worker_id=WORKER_ID,
                         outcome=d.outcome.lower(),
-                        error_message=error["message"],
+                        error_message=message,
                         error=error,
                         error_category=d.category,
                     ),

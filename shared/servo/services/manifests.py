@@ -79,6 +79,7 @@ def parse_assets(body: Mapping[str, Any]) -> dict[str, AssetSpec]:
     assets = body.get("assets")
     _require(isinstance(assets, list) and len(assets) > 0, "manifest must contain at least one asset")
     specs: dict[str, AssetSpec] = {}
+    assert isinstance(assets, list)
     for i, raw in enumerate(assets):
         where = f"assets[{i}]"
         _require(isinstance(raw, Mapping), f"{where} must be an object")

@@ -222,7 +222,9 @@ def run_logs(
     metas = store.list(prefix, start_offset=cursor, limit=limit + 1)
     if not metas and cursor is None:
         raise NotFound(f"no logs for run {run_id}" + (f" task {task_key}" if task_key else ""))
-    page, next_cursor, size = [], None, 0
+    page: list[bytes] = []
+    next_cursor: str | None = None
+    size = 0
     for i, meta in enumerate(metas):
         if i == limit or (page and size + meta.size > MAX_LOG_PAGE_BYTES):
             next_cursor = meta.name
