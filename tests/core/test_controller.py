@@ -1,0 +1,184 @@
+"""The controller decides from the projection alone; every decision is checked here without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from servo.core import controller as ctl
+from servo.core.ids import attempt_id, dispatch_id, timer_id
+from servo.core.rows import OutboxRow, RunRow, TaskRow
+from servo.core.state import RunPartition
+
+RUN = "01JDXYZ0000000000000000000"
+NOW = 1_800_000_000_000
+
+
+def run_row(**kw: object) -> RunRow:
+    base = RunRow(
+        run_id=RUN,
+        plan_id="p",
+        state="RUNNING",
+        run_key=None,
+        cancel_requested=False,
+        tasks_total=1,
+        tasks_completed=0,
+        tasks_succeeded=0,
+        tasks_failed=0,
+        tasks_skipped=0,
+        tasks_cancelled=0,
+        triggered_at=NOW - 60_000,
+        completed_at=None,
+        labels=None,
+        code_version=None,
+        row_version="01",
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def task_row(key: str = "ns.a", **kw: object) -> TaskRow:
+    base = TaskRow(
+        run_id=RUN,
+        task_key=key,
+        state="READY",
+        attempt=0,
+        attempt_id=None,
+        started_at=None,
+        completed_at=None,
+        error_message=None,
+        deps_total=0,
+        deps_satisfied_count=0,
+        max_attempts=3,
+        heartbeat_timeout_sec=90,
+        last_heartbeat_at=None,
+        ready_at=NOW - 1000,
+        asset_key=key,
+        partition_key=None,
+        row_version="01",
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def partition(*tasks: TaskRow, run: RunRow | None = None, outbox: tuple[OutboxRow, ...] = ()) -> RunPartition:
+    return RunPartition(
+        run_id=RUN,
+        run=run or run_row(),
+        tasks={t.task_key: t for t in tasks},
+        outbox={o.dispatch_id: o for o in outbox},
+    )
+
+
+def outbox_row(attempt: int, status: str = "PENDING", created_at: int = NOW, key: str = "ns.a") -> OutboxRow:
+    did = dispatch_id(RUN, key, attempt)
+    return OutboxRow(RUN, key, attempt, did, None, status, attempt_id(did), "default-queue", created_at, "02")
+
+
+def test_ready_task_without_outbox_row_is_dispatched_as_attempt_1() -> None:
+    did = dispatch_id(RUN, "ns.a", 1)
+    assert ctl.after_publish(partition(task_row()), NOW) == [
+        ctl.RequestDispatch(RUN, "ns.a", 1, attempt_id(did), did)
+    ]
+
+
+def test_ready_task_with_its_outbox_row_is_not_dispatched_twice() -> None:
+    assert ctl.after_publish(partition(task_row(), outbox=(outbox_row(1),)), NOW) == []
+
+
+def test_pending_outbox_row_of_a_dispatched_task_is_enqueued() -> None:
+    task = task_row(state="DISPATCHED", attempt=1, attempt_id=attempt_id(dispatch_id(RUN, "ns.a", 1)))
+    decisions = ctl.after_publish(partition(task, outbox=(outbox_row(1),)), NOW)
+    assert decisions == [
+        ctl.EnqueueDispatch(
+            RUN, "ns.a", 1, task.attempt_id or "", dispatch_id(RUN, "ns.a", 1), "default-queue"
+        )
+    ]
+
+
+def test_created_outbox_row_is_not_enqueued_again_after_publish() -> None:
+    task = task_row(state="DISPATCHED", attempt=1, attempt_id=attempt_id(dispatch_id(RUN, "ns.a", 1)))
+    assert ctl.after_publish(partition(task, outbox=(outbox_row(1, "CREATED"),)), NOW) == []
+
+
+def test_retry_wait_before_its_deadline_schedules_a_timer_and_never_dispatches_early() -> None:
+    due = NOW + 10_000
+    task = task_row(state="RETRY_WAIT", attempt=1, retry_not_before=due)
+    decisions = ctl.after_publish(partition(task), NOW)
+    assert decisions == [
+        ctl.ScheduleTimer(timer_id("retry", RUN, "ns.a", 1, due // 1000), "RETRY", RUN, "ns.a", 1, due)
+    ]
+
+
+def test_retry_wait_after_its_deadline_dispatches_the_next_attempt() -> None:
+    task = task_row(state="RETRY_WAIT", attempt=1, retry_not_before=NOW - 1)
+    (decision,) = ctl.after_publish(partition(task), NOW)
+    assert isinstance(decision, ctl.RequestDispatch) and decision.attempt == 2
+
+
+def test_retry_wait_without_deadline_is_bootstrapped_at_once() -> None:
+    (decision,) = ctl.after_publish(partition(task_row(state="RETRY_WAIT", attempt=2)), NOW)
+    assert isinstance(decision, ctl.RequestDispatch) and decision.attempt == 3
+
+
+def test_a_cancelling_or_terminal_run_never_dispatches() -> None:
+    assert ctl.after_publish(partition(task_row(), run=run_row(cancel_requested=True)), NOW) == []
+    assert ctl.after_publish(partition(task_row(), run=run_row(state="FAILED")), NOW) == []
+    assert ctl.sweep(partition(task_row(), run=run_row(state="CANCELLED")), NOW) == []
+
+
+def running(**kw: object) -> TaskRow:
+    aid = attempt_id(dispatch_id(RUN, "ns.a", 1))
+    return task_row(state="RUNNING", attempt=1, attempt_id=aid, started_at=NOW - 200_000, **kw)
+
+
+def test_sweep_fails_a_silent_attempt_with_heartbeat_timeout_retryable() -> None:
+    (decision,) = ctl.sweep(partition(running(last_heartbeat_at=NOW - 91_000)), NOW)
+    assert isinstance(decision, ctl.FailAttempt)
+    assert (decision.code, decision.category, decision.retryable) == (
+        "HEARTBEAT_TIMEOUT",
+        "INFRASTRUCTURE",
+        True,
+    )
+
+
+def test_sweep_leaves_a_heartbeating_attempt_alone() -> None:
+    assert ctl.sweep(partition(running(last_heartbeat_at=NOW - 1_000)), NOW) == []
+
+
+def test_sweep_times_out_an_attempt_past_its_asset_timeout() -> None:
+    (decision,) = ctl.sweep(partition(running(last_heartbeat_at=NOW, timeout_seconds=100)), NOW)
+    assert isinstance(decision, ctl.FailAttempt) and decision.category == "TIMEOUT"
+
+
+def test_sweep_forces_cancel_after_the_grace_period_only() -> None:
+    task = running(last_heartbeat_at=NOW)
+    early = run_row(cancel_requested=True, cancel_requested_at=NOW - 10_000)
+    assert ctl.sweep(partition(task, run=early), NOW) == []
+    late = run_row(cancel_requested=True, cancel_requested_at=NOW - 31_000)
+    (decision,) = ctl.sweep(partition(task, run=late), NOW)
+    assert isinstance(decision, ctl.FailAttempt)
+    assert (decision.outcome, decision.retryable) == ("CANCELLED", False)
+
+
+def test_sweep_times_out_the_run() -> None:
+    decisions = ctl.sweep(partition(running(last_heartbeat_at=NOW), run=run_row(timeout_at=NOW - 1)), NOW)
+    assert ctl.TimeOutRun(RUN, "run timeout exceeded") in decisions
+
+
+def test_sweep_re_enqueues_a_dispatch_no_worker_started_under_a_fresh_name() -> None:
+    aid = attempt_id(dispatch_id(RUN, "ns.a", 1))
+    task = task_row(state="DISPATCHED", attempt=1, attempt_id=aid)
+    stale = outbox_row(1, "CREATED", created_at=NOW - 11 * 60_000)
+    (decision,) = ctl.sweep(partition(task, outbox=(stale,)), NOW)
+    assert isinstance(decision, ctl.EnqueueDispatch) and decision.repair_of == stale.row_version
+    fresh = outbox_row(1, "CREATED", created_at=NOW - 60_000)
+    assert ctl.sweep(partition(task, outbox=(fresh,)), NOW) == []
+
+
+def test_sweep_requests_a_missing_outbox_row_for_a_dispatched_task() -> None:
+    aid = attempt_id(dispatch_id(RUN, "ns.a", 1))
+    (decision,) = ctl.sweep(partition(task_row(state="DISPATCHED", attempt=1, attempt_id=aid)), NOW)
+    assert isinstance(decision, ctl.RequestDispatch) and decision.attempt == 1
+
+
+def test_decisions_are_deterministic() -> None:
+    part = partition(task_row(), task_row("ns.b", state="RETRY_WAIT", attempt=1, retry_not_before=NOW + 5))
+    assert ctl.sweep(part, NOW) == ctl.sweep(part, NOW)
