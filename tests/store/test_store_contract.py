@@ -252,3 +252,11 @@ def test_concurrent_cas_increments_are_never_lost(store: ObjectStore) -> None:
     assert _race(8, work) == []
     got = store.get("counter.json")
     assert got is not None and int(got.data) == 8 * per_thread
+
+
+def test_object_and_folder_of_the_same_name_coexist(store: ObjectStore) -> None:
+    g1 = store.create("a", b"file")
+    g2 = store.create("a/b", b"child")
+    assert store.get("a") == StoredObject("a", b"file", g1)
+    assert store.get("a/b") == StoredObject("a/b", b"child", g2)
+    assert _names(store.list("a")) == ["a", "a/b"]
