@@ -30,6 +30,7 @@ def test_manifest_round_trip() -> None:
         ("01ARZ3NDEKTSV4RRFFQ69G5FAV",),
         {"d019000": layout.BucketRef(ref, 2, 55)},
         ref,
+        active_run_ids=("01ARZ3NDEKTSV4RRFFQ69G5FAW",),
     )
     assert layout.Manifest.decode(m.encode()) == m
     assert layout.manifest_path(3) == "state/orchestration/manifests/00000000000000000003.json"
@@ -59,6 +60,7 @@ def test_index_round_trip(data: list) -> None:
             f"r{i:03d}",
             None if run is None else run.__class__(**{**_asdict(run), "run_id": f"r{i:03d}"}),
             tuple(segs),
+            None if run is None else "RUNNING",
         )
         for i, (run, segs) in enumerate(data)
     ]

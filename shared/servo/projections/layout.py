@@ -150,6 +150,8 @@ class Manifest:
     recent_event_ids: tuple[str, ...]
     buckets: dict[str, BucketRef] = field(default_factory=dict)
     run_key_index: FileRef | None = None
+    # Runs that may still change: what the sweep visits, without opening every bucket.
+    active_run_ids: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         doc = {
@@ -168,6 +170,7 @@ class Manifest:
                 for k, b in sorted(self.buckets.items())
             },
             "run_key_index": self.run_key_index.to_json() if self.run_key_index else None,
+            "active_run_ids": sorted(self.active_run_ids),
         }
         return json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
 
@@ -189,6 +192,7 @@ class Manifest:
                     for k, b in raw["buckets"].items()
                 },
                 run_key_index=FileRef.from_json(rki) if rki else None,
+                active_run_ids=tuple(raw.get("active_run_ids", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"state manifest is malformed: {exc!r}") from exc
@@ -204,6 +208,9 @@ class IndexEntry:
     run_id: str
     run: RunRow | None
     segments: tuple[str, ...]
+    # The API's run state (it depends on task rows), computed when the run was compacted so ListRuns
+    # can filter and show it without opening every run's segments.
+    public_state: str | None = None
 
 
 _RUN_STRUCT = pa.struct(list(schemas.RUNS.schema))
@@ -212,6 +219,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("segments", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
         pa.field("run", _RUN_STRUCT, nullable=True),
+        pa.field("public_state", pa.string(), nullable=True),
     ]
 )
 
@@ -238,6 +246,7 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
             pa.array([e.run_id for e in ordered], pa.string()),
             pa.array([list(e.segments) for e in ordered], INDEX_SCHEMA.field("segments").type),
             _run_column(ordered),
+            pa.array([e.public_state for e in ordered], pa.string()),
         ],
         schema=INDEX_SCHEMA,
     )
@@ -254,7 +263,12 @@ def decode_index(data: bytes, what: str = "index") -> list[IndexEntry]:
     valid = run_column.is_valid().to_pylist()
     present = run_column.filter(run_column.is_valid())
     rows = iter(arrow_to_rows(schemas.RUNS, present) if len(present) else [])
+    public = (
+        table.column("public_state").to_pylist()
+        if "public_state" in table.column_names
+        else [None] * len(run_ids)
+    )
     return [
-        IndexEntry(rid, next(rows) if ok else None, tuple(segs))
-        for rid, segs, ok in zip(run_ids, segments, valid, strict=True)
+        IndexEntry(rid, next(rows) if ok else None, tuple(segs), ps)
+        for rid, segs, ok, ps in zip(run_ids, segments, valid, public, strict=True)
     ]

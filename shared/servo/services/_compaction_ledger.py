@@ -1,0 +1,105 @@
+"""Finding and reading the ledger objects a compaction has not applied yet.
+
+The ledger is never listed whole: listing starts a look-back window before the watermark (the
+newest event already applied), so objects written late by a writer with a slow clock, or uploaded
+slowly, are still found; ids applied inside that window are kept in the manifest and skipped without
+a read. An object older than the window is found through the name its finalize event hands over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ulid import base32
+
+from servo.core.errors import InvalidEvent, InvalidId, InvalidInput
+from servo.core.events import Event, decode_event, event_id_from_object_name, ledger_object_name
+from servo.core.ids import ulid_time_ms
+from servo.store import ObjectStore
+
+LEDGER_PREFIX = "ledger/orchestration/"
+DEFAULT_LOOKBACK_MS = 10_000
+# Writers reject event ids more than 5 minutes ahead; one further out must not drag the watermark.
+MAX_FUTURE_MS = 300_000
+
+
+def ulid_floor(ms: int) -> str:
+    """The smallest 10-character ULID time prefix at or after ``ms`` (clamped at 0)."""
+    return base32.encode_timestamp(max(ms, 0).to_bytes(6, "big"))
+
+
+@dataclass(slots=True)
+class Found:
+    """Events read from the ledger, and objects that could not be used (name -> reason)."""
+
+    events: list[Event] = field(default_factory=list)
+    malformed: dict[str, str] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)  # every id read, good or bad
+
+
+def candidate_names(
+    store: ObjectStore, watermark: str, recent: Iterable[str], hint: Iterable[str], lookback_ms: int
+) -> tuple[list[str], dict[str, str]]:
+    """Ledger names to read: the listed window plus hints, minus ids already applied."""
+    bad: dict[str, str] = {}
+    skip = set(recent)
+    names: dict[str, None] = {}
+    start = None
+    if watermark:
+        start = LEDGER_PREFIX + ulid_floor(ulid_time_ms(watermark) - lookback_ms)
+    for meta in store.list(LEDGER_PREFIX, start_offset=start):
+        names[meta.name] = None
+    for raw in hint:
+        try:
+            names[ledger_object_name(event_id_from_object_name(raw))] = None
+        except InvalidInput as exc:
+            bad[raw] = f"not a ledger object name: {exc}"
+    wanted = []
+    for name in names:
+        try:
+            event_id = event_id_from_object_name(name)
+        except InvalidInput as exc:
+            bad[name] = f"not a ledger object name: {exc}"
+            continue
+        if event_id not in skip:
+            wanted.append(name)
+    return wanted, bad
+
+
+def read_events(store: ObjectStore, names: Iterable[str], tenant_id: str, workspace_id: str) -> Found:
+    """Read and strictly decode each object; anything unusable is reported, never raised."""
+    found = Found()
+    for name in names:
+        event_id = event_id_from_object_name(name)
+        obj = store.get(name)
+        if obj is None:
+            found.malformed[name] = "object does not exist"
+            continue
+        found.seen_ids.add(event_id)
+        try:
+            event = decode_event(obj.data)
+        except (InvalidEvent, InvalidId, InvalidInput) as exc:
+            found.malformed[name] = f"invalid event: {exc}"
+            continue
+        if event.event_id != event_id:
+            found.malformed[name] = f"event_id {event.event_id} does not match the object name"
+        elif (event.tenant_id, event.workspace_id) != (tenant_id, workspace_id):
+            found.malformed[name] = f"event of foreign scope {event.tenant_id}/{event.workspace_id}"
+        else:
+            found.events.append(event)
+    return found
+
+
+def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:
+    """The new watermark: the newest id seen that is not implausibly far in the future."""
+    plausible = [i for i in ids if ulid_time_ms(i) <= now_ms + MAX_FUTURE_MS]
+    return max([watermark, *plausible])
+
+
+def window(ids: Iterable[str], watermark: str, lookback_ms: int) -> tuple[str, ...]:
+    """The ids still inside the look-back window of ``watermark``."""
+    if not watermark:
+        return ()
+    floor = ulid_floor(ulid_time_ms(watermark) - lookback_ms)
+    return tuple(sorted({i for i in ids if i >= floor}))

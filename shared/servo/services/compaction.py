@@ -1,0 +1,301 @@
+"""Compaction: fold new ledger objects into the Parquet projections and publish them by CAS.
+
+Any number of compactors may run at once, each for one finalize event delivered at least once. None
+of them holds a lock; correctness rests on three things:
+
+* every file below the head pointer is immutable, content-named and written create-if-absent, so a
+  crash or a lost race between any two writes leaves only harmless orphans, and a retry that derives
+  the same bytes finds its file already there;
+* the head pointer moves only by a CAS on the generation that was read, so a publish is atomic and a
+  loser re-reads the new head and folds only what the winner did not (often nothing: it stops);
+* the fold is order-insensitive per run (``servo.core.fold``), and an event already present in its
+  run's partition is never folded again, so duplicates and late, older-ULID events change nothing
+  beyond what one clean ordered fold would produce.
+
+Each invocation folds everything new it can find (its own hint plus the look-back window), so under
+load one publish carries a large batch. Side effects are not done here: the caller acts on
+``changed_run_ids`` after the publish, reading ``result.snapshot``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from servo.core.errors import Conflict, PreconditionFailed
+from servo.core.events import Event, encode_event
+from servo.core.fold import fold
+from servo.core.ids import ulid_time_ms
+from servo.core.state import FoldState, RunPartition
+from servo.core.states import public_run_state
+from servo.projections import layout, schemas
+from servo.projections.codec import checksum, content_hex12, encode_table
+from servo.projections.partitions import MAX_CHAIN, diff_segment, encode_segment, full_segment
+from servo.services import _compaction_ledger as ledger
+from servo.services.read_model import Snapshot, is_terminal_public, load_snapshot
+from servo.store import ObjectStore
+
+__all__ = ["CompactionResult", "compact", "rebuild"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionResult:
+    """What one invocation did. ``snapshot`` is the state it published (or found already published)."""
+
+    published: bool
+    manifest_id: int
+    events_applied: int
+    malformed: list[tuple[str, str]]
+    changed_run_ids: list[str]
+    lag_ms: int
+    snapshot: Snapshot
+
+
+def _encode_body(event: Event) -> str:
+    return encode_event(event).decode("utf-8")
+
+
+def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef:
+    # The name is the hash of the bytes: whoever wrote it first wrote these very bytes.
+    with contextlib.suppress(PreconditionFailed):
+        store.create(path, data, content_type="application/octet-stream")
+    return layout.FileRef(path, checksum(data), len(data))
+
+
+def compact(
+    store: ObjectStore,
+    *,
+    tenant_id: str,
+    workspace_id: str,
+    hint: Sequence[str] = (),
+    now_ms: int,
+    cache: MutableMapping[str, Any] | None = None,
+    min_publish_interval_ms: int = 0,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int = 20,
+    lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS,
+) -> CompactionResult:
+    """Fold every ledger object not yet applied and publish the result.
+
+    Args:
+        store: the workspace's store (names relative to ``{tenant}/{workspace}/``).
+        tenant_id: the workspace's tenant; events of another scope are reported as malformed.
+        workspace_id: the workspace.
+        hint: ledger object names known to be new (the finalize event's object), found even when
+            they lie before the look-back window.
+        now_ms: the caller's clock.
+        cache: a warm instance's cache dict (decoded immutable files, the last head).
+        min_publish_interval_ms: the least time between two head updates (1000 on GCS, whose objects
+            take about one update a second); the invocation waits, and the wait lets more events in.
+        sleep: how to wait (seconds), injected for tests.
+        max_attempts: CAS rounds before giving up with Conflict.
+        lookback_ms: how far before the watermark new objects are looked for by listing.
+
+    Raises:
+        Conflict: lost the publish race ``max_attempts`` times in a row.
+    """
+    malformed: dict[str, str] = {}
+    waited = False
+    for _ in range(max_attempts):
+        snap = load_snapshot(store, cache)
+        if min_publish_interval_ms and snap.pointer is not None and not waited:
+            due = snap.pointer.updated_at + min_publish_interval_ms - now_ms
+            if due > 0:
+                sleep(due / 1000)
+                waited = True
+                continue
+        manifest = snap.manifest
+        names, bad = ledger.candidate_names(
+            store, manifest.events_processed_through, manifest.recent_event_ids, hint, lookback_ms
+        )
+        malformed.update(bad)
+        found = ledger.read_events(store, names, tenant_id, workspace_id)
+        malformed.update(found.malformed)
+        fresh, before = _unapplied(snap, found.events)
+        report = sorted(malformed.items())
+        if not fresh:
+            return CompactionResult(False, manifest.manifest_id, 0, report, [], 0, snap)
+        published = _publish(
+            store,
+            snap,
+            tenant_id,
+            workspace_id,
+            fresh,
+            before,
+            found.seen_ids,
+            now_ms,
+            min_publish_interval_ms,
+            lookback_ms,
+        )
+        if published is None:
+            continue  # another compactor published first: re-read and fold what it did not
+        new_snap, changed = published
+        lag = max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh))
+        return CompactionResult(
+            True, new_snap.manifest.manifest_id, len(fresh), report, changed, lag, new_snap
+        )
+    raise Conflict(f"compaction lost the publish race {max_attempts} times; the next delivery will retry")
+
+
+def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[str, RunPartition | None]]:
+    """The events whose run partition does not hold them yet, and those partitions as published."""
+    before: dict[str, RunPartition | None] = {}
+    fresh: dict[str, Event] = {}
+    for event in events:
+        run_id = event.run_id
+        if run_id is None:
+            continue  # run-less events belong to the M2 automation state
+        if run_id not in before:
+            before[run_id] = snap.partition(run_id, events=True)
+        part = before[run_id]
+        if part is None or event.event_id not in part.events:
+            fresh[event.event_id] = event
+    touched = {e.run_id for e in fresh.values()}
+    return [fresh[i] for i in sorted(fresh)], {r: p for r, p in before.items() if r in touched}
+
+
+def _publish(
+    store: ObjectStore,
+    snap: Snapshot,
+    tenant_id: str,
+    workspace_id: str,
+    fresh: list[Event],
+    before: dict[str, RunPartition | None],
+    seen_ids: set[str],
+    now_ms: int,
+    min_interval_ms: int,
+    lookback_ms: int,
+) -> tuple[Snapshot, list[str]] | None:
+    state = FoldState(tenant_id, workspace_id, {r: p for r, p in before.items() if p is not None})
+    state.run_keys = snap.run_keys() if snap.manifest.run_key_index else {}
+    after = fold(state, fresh)
+    manifest = snap.manifest
+    by_bucket: dict[str, dict[str, layout.IndexEntry]] = defaultdict(dict)
+    active = set(manifest.active_run_ids)
+    changed: list[str] = []
+    for run_id in sorted(before):
+        new = after.runs[run_id]
+        old = before[run_id]
+        bucket = layout.bucket_of(run_id)
+        entries = (
+            by_bucket[bucket] if bucket in by_bucket else by_bucket.setdefault(bucket, snap.bucket(bucket))
+        )
+        chain = entries[run_id].segments if run_id in entries else ()
+        if old is None or len(chain) >= MAX_CHAIN:
+            segment, chain = full_segment(new, _encode_body), ()
+        else:
+            segment = diff_segment(old, new, _encode_body)
+        if segment.is_empty:
+            continue
+        data = encode_segment(segment)
+        path = layout.segment_path(run_id, segment.base, content_hex12(data))
+        _put_immutable(store, path, data)
+        chain = (*chain, path)
+        snap.cache.put(("partition", True, chain), new)
+        public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
+        entries[run_id] = layout.IndexEntry(run_id, new.run, chain, public)
+        (active.discard if is_terminal_public(public) else active.add)(run_id)
+        changed.append(run_id)
+    buckets = dict(manifest.buckets)
+    for bucket, entries in by_bucket.items():
+        data = layout.encode_index(list(entries.values()))
+        ref = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
+        triggered = [e.run.triggered_at for e in entries.values() if e.run is not None]
+        buckets[bucket] = layout.BucketRef(ref, len(entries), max(triggered, default=None))
+    run_key_ref = manifest.run_key_index
+    if after.run_keys != state.run_keys:
+        data = encode_table(schemas.RUN_KEY_INDEX, sorted(after.run_keys.values(), key=lambda r: r.run_key))
+        run_key_ref = _put_immutable(store, layout.run_key_index_path(content_hex12(data)), data)
+    watermark = ledger.advance(manifest.events_processed_through, seen_ids, now_ms)
+    recent = ledger.window({*manifest.recent_event_ids, *seen_ids}, watermark, lookback_ms)
+    return _commit(
+        store,
+        snap,
+        manifest,
+        buckets,
+        run_key_ref,
+        watermark,
+        recent,
+        active,
+        now_ms,
+        min_interval_ms,
+        changed,
+    )
+
+
+def _commit(
+    store: ObjectStore,
+    snap: Snapshot,
+    previous: layout.Manifest,
+    buckets: dict[str, layout.BucketRef],
+    run_key_ref: layout.FileRef | None,
+    watermark: str,
+    recent: tuple[str, ...],
+    active: set[str],
+    now_ms: int,
+    min_interval_ms: int,
+    changed: list[str],
+) -> tuple[Snapshot, list[str]] | None:
+    published_at = now_ms
+    if snap.pointer is not None:
+        published_at = max(now_ms, snap.pointer.updated_at + min_interval_ms)
+    number = previous.manifest_id + 1
+    while True:
+        manifest = layout.Manifest(
+            number,
+            previous.epoch,
+            snap.pointer.manifest_path if snap.pointer else None,
+            published_at,
+            watermark,
+            recent,
+            buckets,
+            run_key_ref,
+            tuple(sorted(active)),
+        )
+        raw = manifest.encode()
+        try:
+            store.create(layout.manifest_path(number), raw)
+            break
+        except PreconditionFailed:
+            head = store.get(layout.POINTER_PATH)
+            if (head.generation if head else 0) != snap.generation:
+                return None  # someone published: start over from the new head
+            number += 1  # an orphan of a crashed compactor holds this id; ids only need to increase
+    pointer = layout.Pointer(
+        number,
+        layout.manifest_path(number),
+        manifest.epoch,
+        layout.pointer_hash(snap.pointer_raw) if snap.pointer is not None else None,
+        published_at,
+    )
+    pointer_raw = pointer.encode()
+    try:
+        generation = store.put(layout.POINTER_PATH, pointer_raw, if_generation_match=snap.generation)
+    except PreconditionFailed:
+        return None
+    snap.cache.head = (generation, pointer, pointer_raw, manifest)
+    return Snapshot(store, generation, pointer, pointer_raw, manifest, snap.cache), changed
+
+
+def rebuild(
+    store: ObjectStore, *, tenant_id: str, workspace_id: str
+) -> tuple[FoldState, list[tuple[str, str]]]:
+    """Fold the whole ledger from nothing, in ULID order (the reference the live projection must equal).
+
+    Returns the state and the malformed objects skipped. Reads every ledger object: for checks and
+    disaster recovery, never on the hot path.
+    """
+    names = [m.name for m in store.list(ledger.LEDGER_PREFIX)]
+    found = ledger.read_events(store, names, tenant_id, workspace_id)
+    state = fold(FoldState(tenant_id, workspace_id), sorted(found.events, key=lambda e: e.event_id))
+    return state, sorted(found.malformed.items())
+
+
+def load_published_state(store: ObjectStore, *, tenant_id: str, workspace_id: str) -> FoldState:
+    """The whole published projection as a FoldState (events included), for comparison with rebuild."""
+    return load_snapshot(store).load_state(tenant_id, workspace_id)
+

@@ -1,0 +1,261 @@
+"""The read side of the projections: head pointer -> manifest -> index bucket -> run segments.
+
+Readers never list anything and never touch ``ledger/`` (design §5.5). Every file below the pointer
+is immutable and named by its content, so the cache (a plain dict the caller keeps across requests
+on a warm instance) can key decoded files by path forever; only the pointer is read per snapshot,
+and the manifest is re-read only when the pointer's generation moved.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from servo.core.errors import InvalidInput
+from servo.core.events import decode_event
+from servo.core.rows import DepRow, RunKeyRow, RunRow, TaskRow
+from servo.core.state import FoldState, RunPartition
+from servo.projections import layout, schemas
+from servo.projections.codec import decode_table
+from servo.projections.partitions import Segment, apply_segments, decode_segment
+from servo.store import ObjectStore
+
+_CACHE_KEY = "servo.projections"
+_TERMINAL_PUBLIC = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+
+class ProjectionCache:
+    """Decoded immutable projection files, least recently used first out."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max_entries
+        self.head: tuple[int, layout.Pointer, bytes, layout.Manifest] | None = None
+        self._files: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self._files.get(key)
+        if value is not None:
+            self._files.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self._files[key] = value
+        self._files.move_to_end(key)
+        while len(self._files) > self.max_entries:
+            self._files.popitem(last=False)
+
+
+def projection_cache(cache: MutableMapping[str, Any] | None) -> ProjectionCache:
+    """The ProjectionCache kept in a caller's cache dict (a fresh one when there is none)."""
+    if cache is None:
+        return ProjectionCache()
+    found = cache.get(_CACHE_KEY)
+    if not isinstance(found, ProjectionCache):
+        found = cache[_CACHE_KEY] = ProjectionCache()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """One run as GetRun shows it: the run row, its task rows (by task_key) and its edges."""
+
+    run: RunRow | None
+    tasks: list[TaskRow] = field(default_factory=list)
+    deps: list[DepRow] = field(default_factory=list)
+
+
+def _decode_body(body: str) -> Any:
+    return decode_event(body.encode("utf-8"))
+
+
+def _skip_body(body: str) -> Any:
+    return None
+
+
+def _read(store: ObjectStore, path: str) -> bytes:
+    found = store.get(path)
+    if found is None:
+        raise InvalidInput(f"published state names {path}, which does not exist", details={"path": path})
+    return found.data
+
+
+class Snapshot:
+    """One published version of the state (or the empty state before the first publish)."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        generation: int,
+        pointer: layout.Pointer | None,
+        pointer_raw: bytes,
+        manifest: layout.Manifest,
+        cache: ProjectionCache,
+    ) -> None:
+        self.store = store
+        self.generation = generation  # 0 when nothing was ever published
+        self.pointer = pointer
+        self.pointer_raw = pointer_raw
+        self.manifest = manifest
+        self.cache = cache
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def bucket(self, bucket: str) -> dict[str, layout.IndexEntry]:
+        """The index entries of one bucket, by run id."""
+        ref = self.manifest.buckets.get(bucket)
+        if ref is None:
+            return {}
+        key = ("index", ref.file.path)
+        found = self.cache.get(key)
+        if found is None:
+            entries = layout.decode_index(_read(self.store, ref.file.path), ref.file.path)
+            found = {e.run_id: e for e in entries}
+            self.cache.put(key, found)
+        return dict(found)
+
+    def index_entry(self, run_id: str) -> layout.IndexEntry | None:
+        return self.bucket(layout.bucket_of(run_id)).get(run_id)
+
+    def segment(self, path: str) -> Segment:
+        key = ("segment", path)
+        found = self.cache.get(key)
+        if found is None:
+            found = decode_segment(_read(self.store, path), path)
+            self.cache.put(key, found)
+        return found
+
+    def load_chain(self, run_id: str, chain: tuple[str, ...], *, events: bool) -> RunPartition:
+        """The partition a segment chain describes; reuses the longest cached prefix of the chain."""
+        for cut in range(len(chain), 0, -1):
+            hit = self.cache.get(("partition", events, chain[:cut]))
+            if hit is not None:
+                break
+        else:
+            cut, hit = 0, None
+        rest = [self.segment(p) for p in chain[cut:]]
+        if hit is not None and not rest:
+            return hit
+        decode: Callable[[str], Any] = _decode_body if events else _skip_body
+        part = apply_segments(run_id, ([] if hit is None else [_as_base(hit)]) + rest, decode)
+        if hit is not None:
+            part.events = {**hit.events, **part.events} if events else {}
+        elif not events:
+            part.events = {}
+        self.cache.put(("partition", events, chain), part)
+        return part
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def partition(self, run_id: str, *, events: bool = False) -> RunPartition | None:
+        """The published partition of a run; its ``events`` are loaded only when asked (compaction)."""
+        entry = self.index_entry(run_id)
+        if entry is None:
+            return None
+        return self.load_chain(run_id, entry.segments, events=events)
+
+    def get_run(self, run_id: str) -> RunView | None:
+        """The run row with its task rows (sorted by key) and edges, or None for an unknown run."""
+        part = self.partition(run_id)
+        if part is None:
+            return None
+        return RunView(
+            part.run,
+            [part.tasks[k] for k in sorted(part.tasks)],
+            [part.deps[k] for k in sorted(part.deps)],
+        )
+
+    def public_state(self, run: RunRow) -> str:
+        """The API state of a run, as computed when it was last compacted."""
+        entry = self.index_entry(run.run_id)
+        if entry is not None and entry.public_state is not None:
+            return entry.public_state
+        from servo.core.states import public_run_state
+
+        return public_run_state(run, ())
+
+    def list_runs(
+        self, *, limit: int, cursor: tuple[int, str] | None = None, state: str | None = None
+    ) -> tuple[list[RunRow], tuple[int, str] | None]:
+        """Runs by triggered_at desc, run_id asc, after ``cursor``; ``state`` filters on the API state.
+
+        Buckets are opened newest first and the walk stops once no unopened bucket can hold a run
+        that sorts before the page's last one.
+        """
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1")
+        refs = sorted(
+            self.manifest.buckets.items(),
+            key=lambda kv: -1 if kv[1].max_triggered_at is None else kv[1].max_triggered_at,
+            reverse=True,
+        )
+        picked: list[tuple[int, str, RunRow]] = []
+        for name, ref in refs:
+            if ref.max_triggered_at is None:
+                continue  # only partitions whose RunTriggered has not folded yet
+            if len(picked) > limit and picked[limit][0] > ref.max_triggered_at:
+                break
+            for entry in self.bucket(name).values():
+                run = entry.run
+                if run is None or (state is not None and entry.public_state != state):
+                    continue
+                if cursor is not None and (-run.triggered_at, run.run_id) <= (-cursor[0], cursor[1]):
+                    continue
+                picked.append((run.triggered_at, run.run_id, run))
+            picked.sort(key=lambda t: (-t[0], t[1]))
+            del picked[limit + 1 :]
+        page = [run for _, _, run in picked[:limit]]
+        more = len(picked) > limit
+        return page, ((page[-1].triggered_at, page[-1].run_id) if more and page else None)
+
+    def active_run_ids(self) -> list[str]:
+        """Runs that may still change (not in a terminal API state)."""
+        return sorted(self.manifest.active_run_ids)
+
+    def run_keys(self) -> dict[str, RunKeyRow]:
+        ref = self.manifest.run_key_index
+        if ref is None:
+            return {}
+        rows = decode_table(schemas.RUN_KEY_INDEX, _read(self.store, ref.path))
+        return {r.run_key: r for r in rows}
+
+    def load_state(self, tenant_id: str, workspace_id: str) -> FoldState:
+        """The whole published state with events (for rebuild checks and tests; reads every bucket)."""
+        state = FoldState(tenant_id, workspace_id, run_keys=self.run_keys())
+        for name in sorted(self.manifest.buckets):
+            for run_id, entry in self.bucket(name).items():
+                state.runs[run_id] = self.load_chain(run_id, entry.segments, events=True)
+        return state
+
+
+def _as_base(part: RunPartition) -> Segment:
+    rows: dict[str, list[Any]] = {"runs": [part.run] if part.run is not None else []}
+    rows["tasks"] = list(part.tasks.values())
+    rows["dep_satisfaction"] = list(part.deps.values())
+    rows["timers"] = list(part.timers.values())
+    rows["dispatch_outbox"] = list(part.outbox.values())
+    rows["idempotency_keys"] = list(part.idempotency.values())
+    return Segment(part.run_id, True, rows)
+
+
+def is_terminal_public(state: str | None) -> bool:
+    return state in _TERMINAL_PUBLIC
+
+
+def load_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | None = None) -> Snapshot:
+    """The currently published snapshot of a workspace store (names relative to the workspace).
+
+    Reads the head pointer and, when its generation is new to the cache, the manifest it names.
+    """
+    pc = projection_cache(cache)
+    head = store.get(layout.POINTER_PATH)
+    if head is None:
+        return Snapshot(store, 0, None, b"", layout.EMPTY_MANIFEST, pc)
+    if pc.head is not None and pc.head[0] == head.generation:
+        _, pointer, raw, manifest = pc.head
+        return Snapshot(store, head.generation, pointer, raw, manifest, pc)
+    pointer = layout.Pointer.decode(head.data)
+    manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
+    pc.head = (head.generation, pointer, head.data, manifest)
+    return Snapshot(store, head.generation, pointer, head.data, manifest, pc)
