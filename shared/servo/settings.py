@@ -52,7 +52,7 @@ class Settings:
     timers_url: str = _TIMERS_URL
     api_url: str = _API_URL  # the callbackBaseUrl handed to workers
     tasks_service_account: str | None = None
-    token_secret: bytes = field(default=b"servo-local-token-secret", repr=False)
+    token_secret: bytes = field(default=b"servo-local-task-token-secret-0123456789", repr=False)
     dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
     tenant_secret: bytes = field(default=b"", repr=False)
@@ -82,7 +82,7 @@ class Settings:
             timers_url=e.get("SERVO_TIMERS_URL", _TIMERS_URL),
             api_url=e.get("SERVO_API_URL", _API_URL).rstrip("/"),
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
-            token_secret=secret.encode() if secret else b"servo-local-token-secret",
+            token_secret=secret.encode() if secret else b"servo-local-task-token-secret-0123456789",
             dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
             api_token=e.get("SERVO_API_TOKEN") or None,
             tenant_secret=base64.b64decode(e.get("SERVO_TENANT_SECRET_B64", "")),

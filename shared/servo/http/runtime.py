@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 from servo.http import jsonlog
 from servo.services.context import ServiceContext
@@ -23,3 +25,15 @@ def function_context() -> ServiceContext:
                 queue = settings.task_queue() if settings.storage == "gcs" else None
                 _context = ServiceContext(settings=settings, store=settings.object_store(), queue=queue)
     return _context
+
+
+@contextlib.contextmanager
+def override_context(ctx: ServiceContext) -> Iterator[ServiceContext]:
+    """Serve requests with ``ctx`` (handler tests drive the real entry points with a test context)."""
+    global _context
+    previous = _context
+    _context = ctx
+    try:
+        yield ctx
+    finally:
+        _context = previous
