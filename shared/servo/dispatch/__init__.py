@@ -1,0 +1,48 @@
+"""The TaskQueue port and its adapters: Cloud Tasks and the embedded mode's local dispatcher.
+
+``CloudTasksQueue``/``cloud_tasks_client`` are imported lazily: google-cloud-tasks and grpc are slow to
+import, which the embedded mode and the CLI should not pay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from servo.dispatch._engine import RedeliveryPolicy
+from servo.dispatch._port import (
+    EnqueueOutcome,
+    HttpTask,
+    QueueFull,
+    QueueUnavailable,
+    TaskQueue,
+    validate_queue_id,
+)
+from servo.dispatch.local import LocalDispatcher
+
+if TYPE_CHECKING:
+    from servo.dispatch.cloud_tasks import CloudTasksQueue, build_task, cloud_tasks_client, queue_path
+
+__all__ = [
+    "CloudTasksQueue",
+    "EnqueueOutcome",
+    "HttpTask",
+    "LocalDispatcher",
+    "QueueFull",
+    "QueueUnavailable",
+    "RedeliveryPolicy",
+    "TaskQueue",
+    "build_task",
+    "cloud_tasks_client",
+    "queue_path",
+    "validate_queue_id",
+]
+
+_LAZY = ("CloudTasksQueue", "build_task", "cloud_tasks_client", "queue_path")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from servo.dispatch import cloud_tasks
+
+        return getattr(cloud_tasks, name)
+    raise AttributeError(f"module 'servo.dispatch' has no attribute {name!r}")
