@@ -1,0 +1,104 @@
+"""The worker's side of the task callbacks (contracts §10): one client per attempt.
+
+Transport failures and 5xx answers are retried with a short backoff; every other answer (2xx, 4xx) is
+returned to the caller, who decides what it means (a 409 on ``started`` means "do not run", a 410 on
+``heartbeat`` means "stop"). Bodies are always rendered camelCase by the protocol models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+logger = logging.getLogger("servo.worker")
+
+ABORT_ON_STARTED = frozenset(
+    {"task_already_terminal", "attempt_already_completed", "attempt_mismatch", "attempt_id_mismatch"}
+)
+
+
+class CallbackUnavailable(Exception):
+    """The control plane could not be reached (or kept answering 5xx) after every retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReply:
+    """A non-5xx answer of the control plane."""
+
+    status: int
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> str | None:
+        value = self.body.get("error") if not self.ok else None
+        return value if isinstance(value, str) else None
+
+
+class CallbackClient:
+    """POSTs one attempt's callbacks to ``{base}/api/v1/tasks/{taskId}/{action}`` with its task token."""
+
+    __slots__ = ("_backoff_s", "_base", "_http", "_timeout_s", "_token", "_tries")
+
+    def __init__(
+        self,
+        http: requests.Session,
+        callback_base_url: str,
+        task_id: str,
+        task_token: str,
+        *,
+        tries: int = 4,
+        backoff_s: float = 0.25,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._base = f"{callback_base_url.rstrip('/')}/api/v1/tasks/{quote(task_id, safe='')}"
+        self._token = task_token
+        self._tries = tries
+        self._backoff_s = backoff_s
+        self._timeout_s = timeout_s
+
+    def post(self, action: str, body: Mapping[str, Any], *, tries: int | None = None) -> CallbackReply:
+        """POST ``body`` to ``action``; retry transport errors and 5xx.
+
+        Raises:
+            CallbackUnavailable: every try failed with a transport error or a 5xx.
+        """
+        url = f"{self._base}/{action}"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        total = tries if tries is not None else self._tries
+        last = ""
+        for n in range(total):
+            if n:
+                time.sleep(self._backoff_s * 2 ** (n - 1))
+            try:
+                response = self._http.post(url, json=dict(body), headers=headers, timeout=self._timeout_s)
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                continue
+            return CallbackReply(response.status_code, _json_object(response))
+        logger.warning("callback %s failed after %d tries: %s", action, total, last)
+        raise CallbackUnavailable(f"{action} callback failed after {total} tries: {last}")
+
+
+def _json_object(response: requests.Response) -> Mapping[str, Any]:
+    # An empty 2xx body is legal (contracts §10: "treat as continue").
+    if not response.content:
+        return {}
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

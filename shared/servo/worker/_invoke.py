@@ -1,0 +1,96 @@
+"""Calling one ``@asset`` function: its context, its upstream arguments, sync or async.
+
+Servo has no IO managers, so an upstream "input" is that upstream's reported output (materialization id,
+row count, metadata) taken from the dispatch payload — never data. Everything about the asset comes from
+the definition the SDK attached (``fn.__servo_asset__``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from servo.core.protocol import DispatchEnvelope
+from servo.worker._heartbeat import CancelSignal
+
+AssetFunction = Callable[..., Any]
+
+# Loggers whose records are captured into the task's stderr (the context logger lives under this name).
+USER_LOGGERS: tuple[str, ...] = ("servo.asset",)
+
+
+class Reporter:
+    """Receives the context's progress and metadata; the heartbeat and the completion read it."""
+
+    __slots__ = ("_lock", "_message", "_metadata", "_pct")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._message: str | None = None
+        self._pct: int | None = None
+        self._metadata: dict[str, Any] = {}
+
+    def progress(self, message: str | None, pct: float | None = None) -> None:
+        with self._lock:
+            self._message = message
+            self._pct = None if pct is None else round(pct)
+
+    def metadata(self, values: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._metadata.update(values)
+
+    def snapshot(self) -> tuple[str | None, int | None]:
+        with self._lock:
+            return self._message, self._pct
+
+    def collected(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._metadata)
+
+
+def definition_of(fn: AssetFunction) -> Any:
+    return fn.__servo_asset__  # type: ignore[attr-defined]
+
+
+def timeout_of(envelope: DispatchEnvelope, fn: AssetFunction) -> float | None:
+    """The attempt's time bound: the payload's (what the control plane planned with), else the asset's."""
+    value = envelope.payload.get("timeoutSeconds")
+    if value is None:
+        value = getattr(definition_of(fn), "timeout_seconds", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
+
+
+def call_asset(
+    fn: AssetFunction, envelope: DispatchEnvelope, reporter: Reporter, cancel: CancelSignal
+) -> Any:
+    """Build the context, pass upstream outputs to the dependency parameters, run (async via asyncio)."""
+    from servo.sdk import AssetContext
+
+    definition = definition_of(fn)
+    context = AssetContext(
+        definition=definition,
+        run_id=envelope.run_id,
+        task_key=envelope.task_key,
+        attempt=envelope.attempt,
+        partition_key=envelope.partition_key,
+        tenant_id=envelope.tenant_id,
+        workspace_id=envelope.workspace_id,
+        reporter=reporter,
+        is_cancelled=cancel.is_set,
+    )
+    upstream = envelope.payload.get("upstream")
+    outputs: Mapping[str, Any] = upstream if isinstance(upstream, Mapping) else {}
+    kwargs = {dep.parameter_name: outputs.get(str(dep.upstream_key), {}) for dep in _param_deps(definition)}
+    result = fn(context, **kwargs)
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    return result
+
+
+def _param_deps(definition: Any) -> list[Any]:
+    return [d for d in getattr(definition, "deps", ()) if getattr(d, "parameter_name", None)]

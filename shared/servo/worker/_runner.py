@@ -1,0 +1,242 @@
+"""One task attempt, end to end: started → heartbeats → the asset → logs → completed.
+
+The asset runs on its own thread, in a copy of the request's context (so the per-task capture follows
+it), while the request thread waits. That keeps the HTTP request synchronous (Cloud Run style) but lets
+the worker answer when an asset ignores a cancel or a timeout: after the grace period the attempt is
+reported and the thread is abandoned (it is a daemon and can only write to its own buffers).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from ulid import ULID
+
+from servo.core.canonical_json import canonical_dumps
+from servo.core.errors import ServoError
+from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
+from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient, CallbackUnavailable
+from servo.worker._capture import capture_output
+from servo.worker._heartbeat import CancelSignal, Heartbeater, heartbeat_interval
+from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, call_asset, timeout_of
+
+logger = logging.getLogger("servo.worker")
+
+TIMEOUT_REASON = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Knobs of the attempt runner; the defaults are production values, tests shrink the times."""
+
+    worker_id: str
+    heartbeat_interval_s: float | None = None  # None = min(heartbeatTimeoutSec / 5, 30 s)
+    cancel_grace_s: float = 30.0
+    callback_tries: int = 4
+    callback_backoff_s: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How the attempt ended: ``status`` is ``completed`` or ``skipped`` (the server said do not run)."""
+
+    status: str
+    outcome: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Finished:
+    value: Any = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run_attempt(
+    envelope: DispatchEnvelope,
+    fn: AssetFunction | None,
+    http: requests.Session,
+    config: RunnerConfig,
+) -> AttemptResult:
+    """Run one dispatched attempt and report it.
+
+    Raises:
+        CallbackUnavailable: ``started`` or ``completed`` could not reach the control plane; the caller
+            answers 500 so the queue redelivers.
+    """
+    client = CallbackClient(
+        http,
+        envelope.callback_base_url,
+        envelope.task_id,
+        envelope.task_token,
+        tries=config.callback_tries,
+        backoff_s=config.callback_backoff_s,
+    )
+    ident = {"attempt": envelope.attempt, "attempt_id": envelope.attempt_id, "worker_id": config.worker_id}
+    started = StartedRequest(**ident, traceparent=envelope.traceparent, started_at_ms=_now_ms())
+    reply = client.post("started", started.to_json())
+    if not reply.ok:
+        # 409 (terminal / stale attempt / cancelling) and 410 mean "never run"; any other refusal is
+        # permanent too (a redelivery would get the same answer), so the dispatch is acknowledged.
+        if reply.status not in (409, 410) or (reply.status == 409 and reply.error not in ABORT_ON_STARTED):
+            logger.warning("started refused: %s %s", reply.status, dict(reply.body))
+        return AttemptResult("skipped", detail={"status": reply.status, **reply.body})
+
+    reporter = Reporter()
+    cancel = CancelSignal()
+    if fn is None:
+        error = TaskError(
+            category="CONFIGURATION",
+            message=f"asset {envelope.task_key!r} is not defined in this worker's project",
+            retryable=False,
+        )
+        return _complete(client, envelope, ident, "FAILED", None, error, None)
+
+    beats = Heartbeater(
+        client,
+        **ident,
+        traceparent=envelope.traceparent,
+        interval_s=config.heartbeat_interval_s or heartbeat_interval(envelope.heartbeat_timeout_sec),
+        progress=reporter.snapshot,
+        cancel=cancel,
+    )
+    timeout_s = timeout_of(envelope, fn)
+    timer = threading.Timer(timeout_s, cancel.set, args=(TIMEOUT_REASON,)) if timeout_s else None
+    with capture_output(USER_LOGGERS) as captured:
+        finished = _Finished()
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(_call, finished, fn, envelope, reporter, cancel),
+            name=f"servo-asset-{envelope.task_key}",
+            daemon=True,
+        )
+        beats.start()
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        thread.start()
+        _wait(finished, cancel, config.cancel_grace_s)
+        beats.stop()
+        if timer is not None:
+            timer.cancel()
+    outcome, output, error = _outcome(finished, cancel, reporter, timeout_s)
+    _upload_logs(client, envelope.attempt, captured.stdout(), captured.stderr())
+    return _complete(client, envelope, ident, outcome, output, error, cancel.reason)
+
+
+def _call(
+    finished: _Finished,
+    fn: AssetFunction,
+    envelope: DispatchEnvelope,
+    reporter: Reporter,
+    cancel: CancelSignal,
+) -> None:
+    try:
+        finished.value = call_asset(fn, envelope, reporter, cancel)
+    except BaseException as exc:
+        finished.error = exc
+    finally:
+        finished.done.set()
+
+
+def _wait(finished: _Finished, cancel: CancelSignal, grace_s: float) -> None:
+    """Wait for the asset; once cancelled (or timed out), give it ``grace_s`` more to stop."""
+    while not finished.done.wait(0.05):
+        if cancel.is_set():
+            if not finished.done.wait(grace_s):
+                logger.warning("asset did not stop within %.1fs of %s; abandoning it", grace_s, cancel.reason)
+            return
+
+
+def _outcome(
+    finished: _Finished, cancel: CancelSignal, reporter: Reporter, timeout_s: float | None
+) -> tuple[str, dict[str, Any] | None, TaskError | None]:
+    if cancel.reason == TIMEOUT_REASON:
+        return "FAILED", None, TaskError("TIMEOUT", f"attempt exceeded its timeout of {timeout_s:g}s", True)
+    if cancel.is_set():
+        # Whatever the asset did after the cancel, a cancelled attempt is never a success.
+        return "CANCELLED", None, TaskError("CANCELLED", f"cancelled: {cancel.reason}", False)
+    if finished.error is not None:
+        return "FAILED", None, _error_of(finished.error)
+    try:
+        output = _output_of(finished.value, reporter)
+    except ServoError as exc:
+        return "FAILED", None, TaskError("USER_CODE", exc.message, False)
+    return "SUCCEEDED", output, None
+
+
+def _error_of(exc: BaseException) -> TaskError:
+    from servo.errors import classify_exception
+
+    category, retryable, message = classify_exception(exc)
+    stack = "".join(traceback.format_exception(exc))
+    return TaskError(category=category, message=message, retryable=retryable, stack_trace=stack)
+
+
+def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
+    metadata = reporter.collected()
+    if isinstance(value, Mapping):
+        metadata.update(value)
+    row_count = metadata.get("row_count", metadata.get("rowCount"))
+    if not (isinstance(row_count, int) and not isinstance(row_count, bool) and row_count >= 0):
+        row_count = None
+    try:
+        # The control plane stores outputs as canonical JSON (no floats): refuse here, with a clear
+        # message, rather than have the completion rejected by the ledger.
+        canonical_dumps(metadata)
+    except ServoError as exc:
+        raise ServoError(f"asset metadata is not storable: {exc.message}") from exc
+    output = TaskOutput(materialization_id=str(ULID()), row_count=row_count).to_json()
+    # ``metadata`` is Servo's addition to the contract's output (what the asset reported); downstream
+    # assets receive the whole output dict through the dispatch payload.
+    output["metadata"] = metadata
+    return output
+
+
+def _upload_logs(client: CallbackClient, attempt: int, stdout: str, stderr: str) -> None:
+    # Best effort: a task's outcome must not depend on whether its logs could be stored.
+    try:
+        reply = client.post("logs", {"attempt": attempt, "stdout": stdout, "stderr": stderr})
+    except CallbackUnavailable:
+        return
+    if not reply.ok and reply.error != "logs_already_uploaded":
+        logger.warning("logs upload refused: %s %s", reply.status, dict(reply.body))
+
+
+def _complete(
+    client: CallbackClient,
+    envelope: DispatchEnvelope,
+    ident: Mapping[str, Any],
+    outcome: str,
+    output: dict[str, Any] | None,
+    error: TaskError | None,
+    cancel_reason: str | None,
+) -> AttemptResult:
+    request = CompletedRequest(
+        **ident,
+        outcome=outcome,  # type: ignore[arg-type]
+        traceparent=envelope.traceparent,
+        completed_at_ms=_now_ms(),
+        error=error,
+    ).to_json()
+    if output is not None:
+        request["output"] = output
+    reply = client.post("completed", request)
+    if not reply.ok and reply.status != 409:
+        logger.warning("completed refused: %s %s", reply.status, dict(reply.body))
+    detail: dict[str, Any] = {"status": reply.status}
+    if cancel_reason is not None:
+        detail["cancelReason"] = cancel_reason
+    return AttemptResult("completed", outcome, detail)

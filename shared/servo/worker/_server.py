@@ -1,0 +1,179 @@
+"""The worker's HTTP surface (user-surface §4): ``POST /dispatch`` and ``GET /health``.
+
+Status codes are chosen for Cloud Tasks: 200 means "done, do not redeliver" (the attempt was reported,
+or the control plane said it must not run); 500 means "redeliver" (the control plane could not be told);
+503 with ``Retry-After`` means "busy, try later" (the same dispatch is already running here, or the
+worker is at its concurrency limit); 400/401 are permanent refusals of a bad request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+
+from servo.core.errors import InvalidMessage
+from servo.core.protocol import DispatchEnvelope
+from servo.worker._callbacks import CallbackUnavailable
+from servo.worker._invoke import AssetFunction
+from servo.worker._runner import RunnerConfig, run_attempt
+
+logger = logging.getLogger("servo.worker")
+
+# Remember this many finished dispatches, so a redelivery of one that was already reported is a no-op.
+DONE_DISPATCH_MEMORY = 1024
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Response:
+    response = jsonify({"code": code, "message": message})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+class _Claims:
+    """Dispatch ids in flight and the most recently finished ones."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._max = max_in_flight
+
+    def claim(self, dispatch_id: str) -> str:
+        """``claimed``, ``busy`` (same id running), ``full`` (at capacity) or ``done`` (already reported)."""
+        with self._lock:
+            if dispatch_id in self._in_flight:
+                return "busy"
+            if dispatch_id in self._done:
+                return "done"
+            if len(self._in_flight) >= self._max:
+                return "full"
+            self._in_flight.add(dispatch_id)
+            return "claimed"
+
+    def release(self, dispatch_id: str, *, done: bool) -> None:
+        with self._lock:
+            self._in_flight.discard(dispatch_id)
+            if done:
+                self._done[dispatch_id] = None
+                while len(self._done) > DONE_DISPATCH_MEMORY:
+                    self._done.popitem(last=False)
+
+
+class WorkerApp:
+    """A WSGI worker serving one project's assets.
+
+    Args:
+        assets: asset key (``ns.name``) → the ``@asset`` function.
+        dispatch_secret: shared secret the dispatcher sends (``X-Servo-Dispatch-Secret`` or
+            ``Authorization: Bearer``); empty means every dispatch is refused.
+        worker_id: reported in every callback.
+        tenant_id / workspace_id: when set, envelopes for another scope are refused (400).
+        api_url: when set, the envelope's ``callbackBaseUrl`` must equal it (400 otherwise), so a forged
+            envelope cannot make the worker send its task token elsewhere.
+        http: session for the callbacks (one per worker; a new one when None).
+        max_concurrency: attempts run at once; beyond that dispatches get 503.
+        heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s: see RunnerConfig.
+    """
+
+    def __init__(
+        self,
+        assets: Mapping[str, AssetFunction],
+        *,
+        dispatch_secret: str,
+        worker_id: str,
+        tenant_id: str | None = None,
+        workspace_id: str | None = None,
+        api_url: str | None = None,
+        http: requests.Session | None = None,
+        max_concurrency: int = 8,
+        heartbeat_interval_s: float | None = None,
+        cancel_grace_s: float = 30.0,
+        callback_tries: int = 4,
+        callback_backoff_s: float = 0.25,
+    ) -> None:
+        self.assets = dict(assets)
+        self._secret = dispatch_secret.encode()
+        self._tenant_id = tenant_id
+        self._workspace_id = workspace_id
+        self._api_url = api_url.rstrip("/") if api_url else None
+        self._http = http if http is not None else requests.Session()
+        self._claims = _Claims(max_concurrency)
+        self.config = RunnerConfig(
+            worker_id=worker_id,
+            heartbeat_interval_s=heartbeat_interval_s,
+            cancel_grace_s=cancel_grace_s,
+            callback_tries=callback_tries,
+            callback_backoff_s=callback_backoff_s,
+        )
+        self.flask = Flask("servo.worker")
+        self.flask.add_url_rule("/health", "health", self._health, methods=["GET"])
+        self.flask.add_url_rule("/dispatch", "dispatch", self._dispatch, methods=["POST"])
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.flask(environ, start_response)
+
+    def _health(self) -> Response:
+        return Response("ok", mimetype="text/plain")
+
+    def _authorized(self) -> bool:
+        if not self._secret:
+            return False
+        offered = [request.headers.get("X-Servo-Dispatch-Secret", "")]
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            offered.append(auth[7:].strip())
+        # compare_digest on every candidate, so timing says nothing about which one was close.
+        return any([hmac.compare_digest(o.encode(), self._secret) for o in offered if o])
+
+    def _scope_error(self, env: DispatchEnvelope) -> str | None:
+        if self._tenant_id is not None and env.tenant_id != self._tenant_id:
+            return f"tenantId {env.tenant_id!r} is not this worker's tenant {self._tenant_id!r}"
+        if self._workspace_id is not None and env.workspace_id != self._workspace_id:
+            return f"workspaceId {env.workspace_id!r} is not this worker's workspace {self._workspace_id!r}"
+        if self._api_url is not None and env.callback_base_url.rstrip("/") != self._api_url:
+            return f"callbackBaseUrl {env.callback_base_url!r} is not this worker's API {self._api_url!r}"
+        return None
+
+    def _dispatch(self) -> Response:
+        if not self._authorized():
+            return _error(401, "UNAUTHORIZED", "missing or wrong dispatch secret")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "BAD_REQUEST", "the dispatch body must be a JSON object")
+        try:
+            env = DispatchEnvelope.from_json(body)
+        except InvalidMessage as exc:
+            return _error(400, "BAD_REQUEST", exc.message)
+        scope = self._scope_error(env)
+        if scope is not None:
+            return _error(400, "BAD_REQUEST", scope)
+        claim = self._claims.claim(env.dispatch_id)
+        if claim == "done":
+            return jsonify({"status": "already_completed", "dispatchId": env.dispatch_id})
+        if claim != "claimed":
+            why = "is already running here" if claim == "busy" else "cannot start: worker is at capacity"
+            return _error(503, "UNAVAILABLE", f"dispatch {env.dispatch_id} {why}", **{"Retry-After": "1"})
+        done = False
+        try:
+            result = run_attempt(env, self.assets.get(env.task_key), self._http, self.config)
+            done = True
+        except CallbackUnavailable as exc:
+            return _error(500, "INTERNAL", str(exc))
+        except Exception:
+            logger.exception("dispatch %s failed", env.dispatch_id)
+            return _error(500, "INTERNAL", "internal error")
+        finally:
+            self._claims.release(env.dispatch_id, done=done)
+        answer: dict[str, Any] = {"status": result.status, "dispatchId": env.dispatch_id}
+        if result.outcome is not None:
+            answer["outcome"] = result.outcome
+        answer.update({k: v for k, v in result.detail.items() if k in ("error", "state", "cancelReason")})
+        return jsonify(answer)
