@@ -356,6 +356,7 @@ class DeliveryEngine:
         headers["X-CloudTasks-TaskRetryCount"] = str(entry.attempts - 1)
         headers["X-CloudTasks-TaskExecutionCount"] = str(entry.attempts - 1)
         headers["X-CloudTasks-TaskETA"] = f"{d.due_s:.6f}"
+        headers.setdefault("User-Agent", "Google-Cloud-Tasks")
         try:
             return self._send(d, headers)
         except Exception as exc:  # a connection error or timeout is a failed attempt, nothing more
