@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,13 @@ class Stack:
     clock: FakeClock
     queue: RecordingQueue
     client: Any
+    timers: list[Any] = field(default_factory=list)
 
     def envelopes(self) -> list[dict[str, Any]]:
-        return [json.loads(t.body) for t in self.queue.take()]
+        """Dispatch envelopes sent to the worker since the last call (timer tasks are set aside)."""
+        taken = self.queue.take()
+        self.timers.extend(t for t in taken if t.url == self.ctx.settings.timers_url)
+        return [json.loads(t.body) for t in taken if t.url == self.ctx.settings.worker_url]
 
     def call(self, env: dict[str, Any], action: str, body: dict[str, Any], token: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {token or env['taskToken']}"}
@@ -120,6 +124,8 @@ def test_redelivered_finished_attempt_is_409_attempt_already_completed_then_next
     res = stack.call(env, "started", stack.ids(env))
     assert res.status_code == 409 and res.get_json()["error"] == "attempt_already_completed"
     assert stack.envelopes() == []  # the retry waits for its backoff: nothing dispatched early
+    (timer,) = stack.timers
+    assert timer.schedule_time_ms == stack.clock() + 5_000  # 5 s × 2^0, anchored on the failure event
     stack.clock.advance(5_001)
     from servo.services.timers import sweep
 

@@ -213,7 +213,7 @@ def carry_out(
                     workspace_id,
                     TimerRequested(
                         timer_id=d.timer_id,
-                        timer_type=d.timer_type,
+                        timer_type=d.timer_type.lower(),
                         fire_at=d.fire_at_ms,
                         run_id=d.run_id,
                         task_key=d.task_key,
