@@ -47,6 +47,7 @@ class HttpSink:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._received: list[Received] = []
+        self._arrivals: list[tuple[str, float]] = []
         self._programs: dict[str, _Program] = {}
         sink = self
 
@@ -57,7 +58,7 @@ class HttpSink:
                 arrived = time.time()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, delay = sink._next(self.path)
+                status, delay = sink._next(self.path, arrived)
                 if delay:
                     time.sleep(delay)
                 try:
@@ -129,8 +130,21 @@ class HttpSink:
                     return got
                 self._lock.wait(remaining)
 
-    def _next(self, path: str) -> tuple[int, float]:
+    def wait_arrived(self, count: int, path: str | None = None, timeout: float = 10.0) -> int:
+        """Wait until ``count`` requests (to ``path``) arrived, answered or not; returns how many did."""
+        deadline = time.monotonic() + timeout
         with self._lock:
+            while True:
+                got = sum(1 for p, _ in self._arrivals if path is None or p == path)
+                remaining = deadline - time.monotonic()
+                if got >= count or remaining <= 0:
+                    return got
+                self._lock.wait(remaining)
+
+    def _next(self, path: str, arrived: float) -> tuple[int, float]:
+        with self._lock:
+            self._arrivals.append((path, arrived))
+            self._lock.notify_all()
             program = self._programs.get(path)
             return program.next() if program else (200, 0.0)
 

@@ -26,12 +26,10 @@ def queue_path(project: str, location: str, queue: str) -> str:
 
 def build_task(queue_name: str, task: HttpTask) -> tasks_v2.Task:
     """Map an HttpTask onto the Cloud Tasks ``Task`` created in ``queue_name`` (a full queue path)."""
-    http = tasks_v2.HttpRequest(
-        url=task.url,
-        http_method=tasks_v2.HttpMethod.POST,
-        headers={"Content-Type": "application/json", **task.headers},
-        body=task.body,
-    )
+    headers = dict(task.headers)
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = "application/json"
+    http = tasks_v2.HttpRequest(url=task.url, http_method=tasks_v2.HttpMethod.POST, headers=headers, body=task.body)
     if task.oidc_service_account is not None:
         http.oidc_token = tasks_v2.OidcToken(
             service_account_email=task.oidc_service_account,
