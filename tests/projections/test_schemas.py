@@ -74,3 +74,13 @@ def test_missing_nullable_column_reads_as_none() -> None:
 def test_garbage_is_a_typed_error() -> None:
     with pytest.raises(InvalidInput, match="not valid Parquet"):
         decode_table(schemas.RUNS, b"not parquet")
+
+
+def test_reference_code_columns_have_the_contract_types() -> None:
+    # contracts §9: the columns the golden files lag behind on, typed as the reference code writes them.
+    tasks = schemas.TASKS.schema
+    assert tasks.field("retry_not_before").type == pa.int64()
+    assert tasks.field("published_at").type == pa.int64()
+    assert tasks.field("delta_version").type == pa.int64()
+    assert tasks.field("requires_visible_output").type == pa.bool_()
+    assert schemas.RUN_KEY_INDEX.schema.field("code_version").nullable

@@ -60,7 +60,9 @@ def arrow_to_rows(table: Table, data: pa.Table | pa.StructArray) -> list[Any]:
 def write_parquet(data: pa.Table) -> bytes:
     """Parquet bytes of an Arrow table; deterministic, so equal tables give equal bytes (and names)."""
     sink = io.BytesIO()
-    pq.write_table(data, sink, compression="zstd")
+    # The Parquet schema already carries every type and nullability we use; the Arrow copy would add
+    # kilobytes to each of the many small files a compaction writes.
+    pq.write_table(data, sink, compression="zstd", store_schema=False)
     return sink.getvalue()
 
 

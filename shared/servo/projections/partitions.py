@@ -76,12 +76,20 @@ def _one(values: pa.Array) -> pa.ListArray:
 
 
 def encode_segment(segment: Segment) -> bytes:
-    """Parquet bytes of a segment (deterministic: equal segments give equal bytes)."""
+    """Parquet bytes of a segment (deterministic: equal segments give equal bytes).
+
+    A delta carries only the tables it has rows for: every column costs footer bytes, and a one-event
+    delta would otherwise be mostly metadata of empty columns.
+    """
+    fields: list[pa.Field] = [SEGMENT_SCHEMA.field("run_id"), SEGMENT_SCHEMA.field("base")]
     columns: list[pa.Array] = [pa.array([segment.run_id]), pa.array([segment.base])]
     for table in _SEGMENT_TABLES:
         rows = sorted(segment.rows.get(table.name, ()), key=table.key)
-        columns.append(_one(rows_to_struct(table, rows)))
+        if rows or segment.base:
+            fields.append(SEGMENT_SCHEMA.field(table.name))
+            columns.append(_one(rows_to_struct(table, rows)))
     tombs = sorted(segment.tombstones)
+    fields.append(SEGMENT_SCHEMA.field("tombstones"))
     columns.append(
         _one(
             pa.StructArray.from_arrays(
@@ -91,6 +99,7 @@ def encode_segment(segment: Segment) -> bytes:
         )
     )
     ids = sorted(segment.events)
+    fields.append(SEGMENT_SCHEMA.field("events"))
     columns.append(
         _one(
             pa.StructArray.from_arrays(
@@ -99,7 +108,7 @@ def encode_segment(segment: Segment) -> bytes:
             )
         )
     )
-    return write_parquet(pa.Table.from_arrays(columns, schema=SEGMENT_SCHEMA))
+    return write_parquet(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
 
 
 def decode_segment(data: bytes, what: str = "segment") -> Segment:

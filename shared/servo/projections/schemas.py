@@ -26,7 +26,7 @@ from servo.core.rows import DepRow, IdempotencyRow, OutboxRow, RunKeyRow, RunRow
 SCHEMA_VERSION = 1
 
 # Integer columns that hold epoch milliseconds or a 64-bit version rather than a small count.
-_INT64_COLUMNS = frozenset({"delta_version"})
+_INT64_COLUMNS = frozenset({"delta_version", "retry_not_before"})
 
 
 def _arrow_type(name: str, annotation: Any) -> tuple[pa.DataType, bool]:

@@ -298,4 +298,3 @@ def rebuild(
 def load_published_state(store: ObjectStore, *, tenant_id: str, workspace_id: str) -> FoldState:
     """The whole published projection as a FoldState (events included), for comparison with rebuild."""
     return load_snapshot(store).load_state(tenant_id, workspace_id)
-

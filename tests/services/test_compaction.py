@@ -1,0 +1,226 @@
+"""Compaction on the local file store: the six properties of design §5 that do not need GCS."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from servo.core.canonical_json import canonical_bytes
+from servo.core.events import encode_event, ledger_object_name
+from servo.projections import layout
+from servo.projections.partitions import MAX_CHAIN
+from servo.services.compaction import compact, load_published_state, rebuild
+from servo.services.read_model import load_snapshot
+from servo.store import CountingStore, LocalFileStore, ObjectStore
+
+from tests.core.test_fold import TENANT, WS, History
+from tests.services.compaction_support import (
+    NOW,
+    RUNS,
+    Crash,
+    CrashingStore,
+    SpyStore,
+    clean_fold,
+    histories,
+    simple_history,
+    view,
+    write,
+)
+
+
+def run(store: ObjectStore, hint: list[str] | tuple[str, ...] = (), **kw: object):  # type: ignore[no-untyped-def]
+    return compact(store, tenant_id=TENANT, workspace_id=WS, hint=hint, now_ms=NOW, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalFileStore:
+    return LocalFileStore(tmp_path / "ws")
+
+
+def test_first_compaction_publishes_everything(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events)
+    result = run(store)
+    assert result.published and result.events_applied == len(events) and result.malformed == []
+    assert result.changed_run_ids == [RUNS[0]]
+    assert result.manifest_id == 1
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+    again = run(store)
+    assert not again.published and again.events_applied == 0 and again.manifest_id == 1
+
+
+def test_pointer_chain_is_linked_and_artifacts_are_never_rewritten(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events[:2])
+    run(store)
+    first = store.get(layout.POINTER_PATH)
+    assert first is not None
+    files = {m.name: m.generation for m in store.list("state/")}
+    write(store, events[2:])
+    run(store)
+    pointer = layout.Pointer.decode(store.get(layout.POINTER_PATH).data)  # type: ignore[union-attr]
+    assert pointer.manifest_id == 2 and pointer.parent_pointer_hash == layout.pointer_hash(first.data)
+    after = {m.name: m.generation for m in store.list("state/")}
+    assert all(after[n] == g for n, g in files.items() if n != layout.POINTER_PATH)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data())
+def test_any_order_duplication_and_batching_equals_one_clean_fold(
+    tmp_path: Path, data: st.DataObject
+) -> None:
+    events = histories(data)
+    store = LocalFileStore(Path(tempfile.mkdtemp(dir=tmp_path)))  # a fresh store per example
+    order = data.draw(st.permutations(events), label="write order")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(order)), max_size=5), label="cuts"))
+    for lo, hi in zip([0, *cuts], [*cuts, len(order)], strict=True):
+        names = write(store, order[lo:hi])
+        redelivered = data.draw(st.lists(st.sampled_from(names), max_size=3), label="dup") if names else []
+        for hint in (names, redelivered):
+            run(store, hint)
+    live = load_published_state(store, tenant_id=TENANT, workspace_id=WS)
+    assert view(live) == view(clean_fold(events))
+    rebuilt, malformed = rebuild(store, tenant_id=TENANT, workspace_id=WS)
+    assert malformed == [] and view(rebuilt) == view(live)
+
+
+def test_late_event_with_older_ulid_is_found_by_the_lookback_window_and_refolds_its_run(
+    store: LocalFileStore,
+) -> None:
+    events = simple_history()
+    late = events[3]  # an event some writer with a slow clock uploads last
+    write(store, [e for e in events if e is not late])
+    run(store)
+    write(store, [late])
+    result = run(store, lookback_ms=3_600_000)  # no hint: the finalize event was lost
+    assert result.events_applied == 1
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+def test_late_event_before_the_window_is_found_by_its_hint(store: LocalFileStore) -> None:
+    events = simple_history()
+    late = events[2]
+    write(store, [e for e in events if e is not late])
+    run(store, lookback_ms=0)
+    names = write(store, [late])
+    assert run(store, lookback_ms=0).events_applied == 0  # out of the window, not hinted
+    assert run(store, names, lookback_ms=0).events_applied == 1
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+@pytest.mark.parametrize("crash_at", range(1, 5))  # segment, index, manifest, pointer
+def test_a_crash_before_any_write_loses_and_doubles_nothing(store: LocalFileStore, crash_at: int) -> None:
+    events = simple_history()
+    write(store, events[:3])
+    run(store)
+    names = write(store, events[3:])
+    with pytest.raises(Crash):
+        run(CrashingStore(store, crash_at), names)
+    run(store, names)
+    run(store, names)
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+def test_manifest_id_held_by_an_orphan_is_skipped(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events[:2])
+    run(store)
+    store.create(layout.manifest_path(2), b"orphan of a crashed compactor")
+    write(store, events[2:])
+    result = run(store)
+    assert result.published and result.manifest_id == 3
+
+
+def test_cas_loser_refolds_and_stops_when_its_events_are_applied(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events)
+    stale = load_snapshot(store)
+    run(store)
+
+    class StaleFirst(CrashingStore):
+        """Hands out the pre-publish pointer once, as if it had been read just before the winner's CAS."""
+
+        served = False
+
+        def get(self, name: str):  # type: ignore[no-untyped-def]
+            if name == layout.POINTER_PATH and not self.served:
+                self.served = True
+                return None if stale.generation == 0 else self.inner.get(name)
+            return self.inner.get(name)
+
+    result = run(StaleFirst(store, None))
+    assert not result.published and result.events_applied == 0
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+def test_malformed_objects_are_reported_and_do_not_block(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events)
+    foreign = History(run=RUNS[1], now=NOW).trigger()
+    bad = {
+        "01HZZZZZZZZZZZZZZZZZZZZBAD": b"{not json",
+        "01HZZZZZZZZZZZZZZZZZZZZBAE": canonical_bytes({"event_id": "x"}),
+        "01HZZZZZZZZZZZZZZZZZZZZBAF": encode_event(events[0]),  # name does not match the body's id
+    }
+    for eid, body in bad.items():
+        store.create(ledger_object_name(eid), body)
+    other = encode_event(foreign).replace(b'"acme"', b'"other"').replace(b"acme/prod", b"other/prod")
+    store.create(ledger_object_name(foreign.event_id), other)
+    result = run(store, ["ledger/orchestration/nonsense.json"])
+    assert result.published and result.events_applied == len(events)
+    reasons = dict(result.malformed)
+    assert set(reasons) == {ledger_object_name(e) for e in bad} | {
+        ledger_object_name(foreign.event_id),
+        "ledger/orchestration/nonsense.json",
+    }
+    assert "foreign scope" in reasons[ledger_object_name(foreign.event_id)]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+def test_readers_never_touch_the_ledger(store: LocalFileStore) -> None:
+    write(store, simple_history())
+    run(store)
+    spy = SpyStore(store)
+    snap = load_snapshot(spy)
+    found = snap.get_run(RUNS[0])
+    assert found is not None and found.run is not None and len(found.tasks) == 3
+    rows, _ = snap.list_runs(limit=10)
+    assert [r.run_id for r in rows] == [RUNS[0]]
+    assert spy.touched and not any(n.startswith("ledger") for n in spy.touched)
+    assert load_snapshot(store).get_run("01HZZZZZZZZZZZZZZZZZZZZZZZ") is None
+
+
+def test_publish_rate_limit_waits_instead_of_rewriting_the_head(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events[:2])
+    run(store)
+    write(store, events[2:])
+    waits: list[float] = []
+    result = run(store, min_publish_interval_ms=1000, sleep=waits.append)
+    assert waits == [1.0] and result.published
+    assert layout.Pointer.decode(store.get(layout.POINTER_PATH).data).updated_at == NOW + 1000  # type: ignore[union-attr]
+
+
+def test_small_batch_on_a_big_run_writes_a_delta_and_chains_merge(store: LocalFileStore) -> None:
+    h = History(run=RUNS[0])
+    h.trigger()
+    h.plan({f"a.t{i:04d}": [] for i in range(2000)})
+    write(store, h.events)
+    run(store)
+    counting = CountingStore(store)
+    for i in range(MAX_CHAIN + 1):
+        write(store, [h.dispatch(f"a.t{i:04d}")])
+        cache: dict[str, object] = {}
+        run(counting if i == 0 else store, cache=cache)
+    counts = counting.snapshot()
+    assert counts.bytes_written < 50_000 and counts.bytes_read < 200_000  # 2,000 tasks: a delta, not the run
+    chain = load_snapshot(store).index_entry(RUNS[0]).segments  # type: ignore[union-attr]
+    assert len(chain) <= MAX_CHAIN and "/base." in chain[0]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
