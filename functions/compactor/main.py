@@ -1,0 +1,34 @@
+"""Cloud Function `compactor`: a GCS finalize CloudEvent on ``{tenant}/{workspace}/ledger/...`` compacts
+that workspace, then acts on the runs that changed (design §5). Other objects are acknowledged and ignored.
+"""
+
+import logging
+import re
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from servo.http.jsonlog import log_fields
+from servo.http.runtime import function_context
+from servo.services.orchestrate import compact_and_act
+
+logger = logging.getLogger("servo.compactor")
+_LEDGER_OBJECT = re.compile(
+    r"([a-z0-9_-]+)/([a-z0-9_-]+)/(ledger/orchestration/[0-9A-HJKMNP-TV-Z]{26}\.json)"
+)
+
+
+@functions_framework.cloud_event
+def compactor(event: CloudEvent) -> None:
+    data = event.get_data() if isinstance(event.get_data(), dict) else {}
+    name = str(data.get("name") or str(event.get("subject") or "").removeprefix("objects/"))
+    match = _LEDGER_OBJECT.fullmatch(name)
+    if match is None:
+        logger.info(f"ignored finalize of a non-ledger object {name!r}", extra=log_fields(object=name))
+        return
+    tenant_id, workspace_id, relative = match.groups()
+    # Any failure propagates: a non-2xx makes Eventarc redeliver, and compaction is idempotent.
+    outcome = compact_and_act(function_context(), tenant_id, workspace_id, hint=[relative])
+    logger.info(
+        "compacted",
+        extra=log_fields(object=name, published=outcome.published, events_applied=outcome.events_applied),
+    )
