@@ -1,0 +1,1 @@
+"""The ``servo`` subcommands, one module per area (each exports ``COMMANDS``)."""

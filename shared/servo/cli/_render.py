@@ -1,0 +1,139 @@
+"""Human output: rich tables of runs and tasks, with times shown local and durations short."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLES = {
+    "SUCCEEDED": "green",
+    "FAILED": "bold red",
+    "TIMED_OUT": "bold red",
+    "RUNNING": "cyan",
+    "CANCELLING": "magenta",
+    "CANCELLED": "magenta",
+    "SKIPPED": "yellow",
+    "QUEUED": "blue",
+    "PENDING": "dim",
+}
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def _parse(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def local_time(ts: str | None, now: datetime | None = None) -> str:
+    """``HH:MM:SS`` for today, ``YYYY-MM-DD HH:MM`` otherwise, in the local zone."""
+    when = _parse(ts)
+    if when is None:
+        return "-"
+    local = when.astimezone()
+    today = (now or datetime.now(UTC)).astimezone().date()
+    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
+
+
+def duration(start: str | None, end: str | None, now: datetime | None = None) -> str:
+    began = _parse(start)
+    if began is None:
+        return "-"
+    finished = _parse(end) or now or datetime.now(UTC)
+    seconds = max(0.0, (finished - began).total_seconds())
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 120:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _reason(task: Mapping[str, Any]) -> Text:
+    skip = task.get("skipAttribution")
+    if isinstance(skip, Mapping):
+        return Text(
+            f"upstream {skip.get('upstreamTaskKey')} {skip.get('upstreamResolution')}", style="yellow"
+        )
+    message = task.get("errorMessage")
+    if message:
+        first = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        category = task.get("errorCategory")
+        label = f"[{category}] {first}" if category else first
+        return Text(label, style="red")
+    retry = task.get("retryAttribution")
+    if isinstance(retry, Mapping) and task.get("state") not in ("FAILED",):
+        return Text(f"retry {retry.get('retries')} after failure", style="dim")
+    return Text("")
+
+
+def tasks_table(run: Mapping[str, Any]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("TASK", "STATE", "ATTEMPT", "STARTED", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
+    for task in run.get("tasks", []):
+        attempt = task.get("attempt", 0)
+        max_attempts = task.get("maxAttempts")
+        table.add_row(
+            str(task.get("taskKey")),
+            state_text(str(task.get("state"))),
+            f"{attempt}/{max_attempts}" if max_attempts else str(attempt),
+            local_time(task.get("startedAt")),
+            duration(task.get("startedAt"), task.get("completedAt")) if task.get("startedAt") else "-",
+            _reason(task),
+        )
+    return table
+
+
+def run_summary(run: Mapping[str, Any]) -> Text:
+    text = Text.assemble(("Run ", "bold"), (str(run.get("runId")), "bold"), "  ")
+    text.append_text(state_text(str(run.get("state"))))
+    counts = run.get("taskCounts") or {}
+    if counts:
+        done = counts.get("succeeded", 0)
+        text.append(f"  {done}/{counts.get('total', 0)} tasks succeeded")
+        for name in ("failed", "skipped", "cancelled"):
+            if counts.get(name):
+                text.append(f", {counts[name]} {name}")
+    text.append(f"  created {local_time(run.get('createdAt'))}", style="dim")
+    if run.get("completedAt"):
+        text.append(f", took {duration(run.get('createdAt'), run.get('completedAt'))}", style="dim")
+    labels = run.get("labels") or {}
+    if labels:
+        text.append("  " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())), style="dim")
+    return text
+
+
+def run_detail(run: Mapping[str, Any]) -> RenderableType:
+    return Group(run_summary(run), tasks_table(run))
+
+
+def runs_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("RUN", "STATE", "CREATED", "DURATION", "TASKS", "FAILED", "RUN KEY"):
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        table.add_row(
+            str(run.get("runId")),
+            state_text(str(run.get("state"))),
+            local_time(run.get("createdAt")),
+            duration(run.get("createdAt"), run.get("completedAt")) if run.get("completedAt") else "-",
+            f"{run.get('tasksSucceeded', 0)}/{run.get('taskCount', 0)}",
+            str(run.get("tasksFailed", 0) or ""),
+            str(run.get("runKey") or ""),
+        )
+    return table
