@@ -127,9 +127,9 @@ def _install(loggers: Iterable[str]) -> None:
     with _install_lock:
         # Someone (a test runner, a user) may have swapped the streams since: wrap whatever is there now.
         if not isinstance(sys.stdout, _StreamProxy):
-            sys.stdout = _StreamProxy("stdout", sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _StreamProxy("stdout", sys.stdout)
         if not isinstance(sys.stderr, _StreamProxy):
-            sys.stderr = _StreamProxy("stderr", sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _StreamProxy("stderr", sys.stderr)
         for name in loggers:
             if name not in _handled_loggers:
                 handler = _CaptureHandler()

@@ -84,8 +84,13 @@ def run_attempt(
         tries=config.callback_tries,
         backoff_s=config.callback_backoff_s,
     )
-    ident = {"attempt": envelope.attempt, "attempt_id": envelope.attempt_id, "worker_id": config.worker_id}
-    started = StartedRequest(**ident, traceparent=envelope.traceparent, started_at_ms=_now_ms())
+    started = StartedRequest(
+        attempt=envelope.attempt,
+        attempt_id=envelope.attempt_id,
+        worker_id=config.worker_id,
+        traceparent=envelope.traceparent,
+        started_at_ms=_now_ms(),
+    )
     reply = client.post("started", started.to_json())
     if not reply.ok:
         # 409 (terminal / stale attempt / cancelling) and 410 mean "never run"; any other refusal is
@@ -97,16 +102,18 @@ def run_attempt(
     reporter = Reporter()
     cancel = CancelSignal()
     if fn is None:
-        error = TaskError(
+        missing = TaskError(
             category="CONFIGURATION",
             message=f"asset {envelope.task_key!r} is not defined in this worker's project",
             retryable=False,
         )
-        return _complete(client, envelope, ident, "FAILED", None, error, None)
+        return _complete(client, envelope, config, "FAILED", None, missing, None)
 
     beats = Heartbeater(
         client,
-        **ident,
+        attempt=envelope.attempt,
+        attempt_id=envelope.attempt_id,
+        worker_id=config.worker_id,
         traceparent=envelope.traceparent,
         interval_s=config.heartbeat_interval_s or heartbeat_interval(envelope.heartbeat_timeout_sec),
         progress=reporter.snapshot,
@@ -133,7 +140,7 @@ def run_attempt(
             timer.cancel()
     outcome, output, error = _outcome(finished, cancel, reporter, timeout_s)
     _upload_logs(client, envelope.attempt, captured.stdout(), captured.stderr())
-    return _complete(client, envelope, ident, outcome, output, error, cancel.reason)
+    return _complete(client, envelope, config, outcome, output, error, cancel.reason)
 
 
 def _call(
@@ -218,14 +225,16 @@ def _upload_logs(client: CallbackClient, attempt: int, stdout: str, stderr: str)
 def _complete(
     client: CallbackClient,
     envelope: DispatchEnvelope,
-    ident: Mapping[str, Any],
+    config: RunnerConfig,
     outcome: str,
     output: dict[str, Any] | None,
     error: TaskError | None,
     cancel_reason: str | None,
 ) -> AttemptResult:
     request = CompletedRequest(
-        **ident,
+        attempt=envelope.attempt,
+        attempt_id=envelope.attempt_id,
+        worker_id=config.worker_id,
         outcome=outcome,  # type: ignore[arg-type]
         traceparent=envelope.traceparent,
         completed_at_ms=_now_ms(),
