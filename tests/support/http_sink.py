@@ -61,14 +61,15 @@ class HttpSink:
                 status, delay = sink._next(self.path, arrived)
                 if delay:
                     time.sleep(delay)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                # Recorded before answering, so a client that saw the answer also sees the record.
+                sink._record(Received(self.command, self.path, headers, body, arrived, time.time(), status))
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:
                     pass  # the client gave up (its deadline passed); the request still counts as received
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                sink._record(Received(self.command, self.path, headers, body, arrived, time.time(), status))
 
             do_POST = do_PUT = do_GET = do_DELETE = _handle
 

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_WORKERS = 8
 DEFAULT_TIMEOUT_S = 600.0  # Cloud Tasks' default dispatch deadline for HTTP targets
 DEFAULT_TOMBSTONE_S = 3600.0  # Cloud Tasks keeps a used name for about an hour
+_FAKE_CLOCK_POLL_S = 0.02
 
 
 class Full(Exception):
@@ -131,7 +132,8 @@ class DeliveryEngine:
         policy: redelivery policy of queues not configured otherwise.
         tombstone_s: how long a finished name stays reserved.
         max_live_per_queue: live tasks a queue holds before ``submit`` raises ``Full``; None = unbounded.
-        clock: epoch seconds; injectable for tests (re-read after every wait, so a fake may jump).
+        clock: epoch seconds; injectable for tests. An injected clock is polled every 20 ms, so a fake
+            that jumps forward releases due tasks without waiting out the real delay.
         send: performs one delivery and returns its HTTP status; defaults to a ``requests`` POST.
     """
 
@@ -152,6 +154,7 @@ class DeliveryEngine:
         self._tombstone_s = tombstone_s
         self._max_live = max_live_per_queue
         self._clock = clock
+        self._max_wait: float | None = None if clock is time.time else _FAKE_CLOCK_POLL_S
         self._send = send or _http_send
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # any task finished; wakes wait_idle
@@ -342,7 +345,7 @@ class DeliveryEngine:
                     if entry.first_attempt_s is None:
                         entry.first_attempt_s = self._clock()
                     return entry
-                q.cond.wait(wait)
+                q.cond.wait(wait if self._max_wait is None else min(wait, self._max_wait))
             else:
                 q.cond.wait()
         return None
