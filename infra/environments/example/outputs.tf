@@ -1,0 +1,24 @@
+output "api_url" {
+  description = "Servo API base URL: export SERVO_API_URL=<this>."
+  value       = module.servo.api_url
+}
+
+output "api_audience" {
+  description = "Audience for API ID tokens."
+  value       = module.servo.api_audience
+}
+
+output "api_client_service_account" {
+  description = "Impersonate this service account to mint API tokens."
+  value       = module.servo.api_client_service_account
+}
+
+output "bucket_name" {
+  description = "Servo data bucket."
+  value       = module.servo.bucket_name
+}
+
+output "worker_url" {
+  description = "Worker service URL."
+  value       = module.worker.url
+}

@@ -1,0 +1,70 @@
+# API Gateway: one public base URL routing each path to its function (openapi.yaml is the route table).
+# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded:
+# only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
+
+locals {
+  openapi_rendered = yamldecode(templatefile(local.openapi_path, {
+    deploy_url      = local.function_urls["deploy"]
+    trigger_url     = local.function_urls["trigger"]
+    runs_url        = local.function_urls["runs"]
+    cancel_url      = local.function_urls["cancel"]
+    callback_url    = local.function_urls["callback"]
+    timers_url      = local.timers_url
+    api_audience    = var.api_audience
+    client_sa_email = google_service_account.api_client.email
+  }))
+
+  openapi_public = merge(local.openapi_rendered, {
+    paths = {
+      for path, ops in local.openapi_rendered.paths : path => ops
+      if !anytrue([for method, op in ops : try(op["x-servo-internal"], false)])
+    }
+  })
+
+  # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept.
+  function_urls = { for fn in local.api_functions : fn => module.api_function[fn].uri }
+}
+
+resource "google_api_gateway_api" "api" {
+  provider     = google-beta
+  project      = var.project_id
+  api_id       = "${var.name_prefix}-api"
+  display_name = "Servo control-plane API"
+  labels       = local.labels
+}
+
+resource "google_api_gateway_api_config" "api" {
+  provider      = google-beta
+  project       = var.project_id
+  api           = google_api_gateway_api.api.api_id
+  api_config_id = "${var.name_prefix}-${substr(sha256(jsonencode(local.openapi_public)), 0, 12)}"
+  labels        = local.labels
+
+  openapi_documents {
+    document {
+      path     = "openapi.json"
+      contents = base64encode(jsonencode(local.openapi_public))
+    }
+  }
+
+  gateway_config {
+    backend_config {
+      google_service_account = google_service_account.gateway.email
+    }
+  }
+
+  # Configs are immutable: a changed document gets a new id, and the gateway switches before the old one goes.
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "google_api_gateway_gateway" "api" {
+  provider     = google-beta
+  project      = var.project_id
+  region       = var.region
+  gateway_id   = "${var.name_prefix}-gateway"
+  api_config   = google_api_gateway_api_config.api.id
+  display_name = "Servo gateway"
+  labels       = local.labels
+}

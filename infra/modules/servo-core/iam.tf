@@ -1,0 +1,150 @@
+# Least privilege per the writer table (design §2).
+#
+# Reads: every function reads across prefixes (the read model, manifests, run_keys, logs), and
+# objects.list is checked against the bucket, not an object name, so a name condition cannot scope it;
+# each function therefore gets objectViewer on the data bucket, unconditionally.
+#
+# Writes: GCS IAM cannot grant a prefix except through IAM Conditions on resource.name. Servo names
+# are `{tenant}/{workspace}/<area>/...` with a variable tenant and workspace, so a literal startsWith
+# cannot express them; extract() with a template does: the condition holds when the name has the shape
+# `objects/<anything>/<area>/...`. Tenant and workspace ids never contain "/" (validated at the edge),
+# so for Servo's own names the matched area is the third path segment.
+# Residual risk, accepted and documented: a principal could create a name whose *later* segment is
+# its area (e.g. `t/w/state/x/ledger/y`); objectCreator cannot overwrite or delete, so existing state
+# objects and head pointers stay out of reach — only the compactor holds overwrite on state/.
+#
+# Roles: objectCreator (create only: no overwrite, no delete) for append-only areas written
+# create-if-absent; objectUser (create, overwrite, delete) only where a pointer is compare-and-swapped:
+# state/ (compactor: head pointer) and manifests/ (deploy: the current-manifest index).
+
+locals {
+  object_prefix = "projects/_/buckets/${google_storage_bucket.data.name}/objects"
+
+  write_grants = {
+    deploy_manifests = { fn = "deploy", area = "manifests", role = "roles/storage.objectUser", scoped = true }
+    deploy_registry  = { fn = "deploy", area = "_servo/workspaces", role = "roles/storage.objectCreator", scoped = false }
+    trigger_run_keys = { fn = "trigger", area = "run_keys", role = "roles/storage.objectCreator", scoped = true }
+    trigger_ledger   = { fn = "trigger", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+    cancel_ledger    = { fn = "cancel", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+    callback_ledger  = { fn = "callback", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+    callback_logs    = { fn = "callback", area = "logs", role = "roles/storage.objectCreator", scoped = true }
+    compactor_state  = { fn = "compactor", area = "state", role = "roles/storage.objectUser", scoped = true }
+    compactor_ledger = { fn = "compactor", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+    timers_ledger    = { fn = "timers", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "reader" {
+  for_each = toset(local.functions)
+  bucket   = google_storage_bucket.data.name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${google_service_account.function[each.value].email}"
+}
+
+resource "google_storage_bucket_iam_member" "writer" {
+  for_each = local.write_grants
+  bucket   = google_storage_bucket.data.name
+  role     = each.value.role
+  member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+
+  condition {
+    title       = "servo-${replace(each.key, "_", "-")}"
+    description = "${each.value.fn} writes ${each.value.area}/ only (design §2 writer table)"
+    # Scoped areas live under {tenant}/{workspace}/; the workspace registry sits at the bucket root.
+    expression = (each.value.scoped
+      ? "resource.name.extract(\"${local.object_prefix}/{scope}/${each.value.area}/\") != \"\""
+    : "resource.name.startsWith(\"${local.object_prefix}/${each.value.area}/\")")
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Service identities that are not functions
+# ---------------------------------------------------------------------------------------------------
+
+# Cloud Tasks signs OIDC tokens as this account for dispatches (worker) and timers (timers function).
+resource "google_service_account" "tasks" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-tasks"
+  display_name = "Servo Cloud Tasks OIDC identity"
+}
+
+# The dispatchers create tasks that carry the tasks account's OIDC token, which needs actAs on it.
+resource "google_service_account_iam_member" "dispatchers_act_as_tasks" {
+  for_each           = toset(local.dispatchers)
+  service_account_id = google_service_account.tasks.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.function[each.value].email}"
+}
+
+resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
+  for_each = { for pair in setproduct(local.dispatchers, local.queue_names) : "${pair[0]}-${pair[1]}" => pair }
+  project  = var.project_id
+  location = var.region
+  name     = each.value[1]
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.function[each.value[0]].email}"
+
+  depends_on = [google_cloud_tasks_queue.dispatch, google_cloud_tasks_queue.extra]
+}
+
+# Cloud Tasks' own service agent mints the OIDC tokens for tasks, which needs Token Creator on the SA.
+resource "google_service_account_iam_member" "tasks_agent_token_creator" {
+  service_account_id = google_service_account.tasks.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-cloudtasks.iam.gserviceaccount.com"
+}
+
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "Servo Cloud Scheduler OIDC identity (timer sweep)"
+}
+
+resource "google_service_account" "eventarc" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-eventarc"
+  display_name = "Servo Eventarc trigger identity (compactor)"
+}
+
+resource "google_project_iam_member" "eventarc_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.eventarc.email}"
+}
+
+# Cloud Storage publishes finalize events to Pub/Sub for Eventarc; its service agent needs the publisher role.
+data "google_storage_project_service_account" "gcs" {
+  project = var.project_id
+}
+
+resource "google_project_iam_member" "gcs_pubsub_publisher" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# API Gateway calls the public functions as this account (x-google-backend uses its ID token).
+resource "google_service_account" "gateway" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-gateway"
+  display_name = "Servo API Gateway backend identity"
+}
+
+# Callers of the control-plane API present an ID token of this account; holding Token Creator on it is
+# the authorization (see securityDefinitions in openapi.yaml).
+resource "google_service_account" "api_client" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-api-client"
+  display_name = "Servo API client identity (CLI, CI)"
+}
+
+resource "google_service_account_iam_member" "api_client_token_creator" {
+  for_each           = toset(var.api_client_members)
+  service_account_id = google_service_account.api_client.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value
+}

@@ -1,0 +1,49 @@
+output "api_url" {
+  description = "Base URL of the Servo API (SERVO_API_URL for the CLI and the worker callbacks)."
+  value       = "https://${google_api_gateway_gateway.api.default_hostname}"
+}
+
+output "api_audience" {
+  description = "Audience to request in ID tokens for the API."
+  value       = var.api_audience
+}
+
+output "api_client_service_account" {
+  description = "Service account whose ID tokens the API accepts; impersonate it to call the API."
+  value       = google_service_account.api_client.email
+}
+
+output "bucket_name" {
+  description = "Servo data bucket (SERVO_BUCKET)."
+  value       = google_storage_bucket.data.name
+}
+
+output "tasks_queue" {
+  description = "Cloud Tasks dispatch queue (SERVO_TASKS_QUEUE)."
+  value       = google_cloud_tasks_queue.dispatch.name
+}
+
+output "tasks_service_account" {
+  description = "Service account Cloud Tasks signs OIDC tokens with; grant it run.invoker on workers."
+  value       = google_service_account.tasks.email
+}
+
+output "dispatch_secret_id" {
+  description = "Secret Manager secret holding the dispatch shared secret (the worker reads it)."
+  value       = google_secret_manager_secret.dispatch.secret_id
+}
+
+output "function_uris" {
+  description = "Cloud Run URL of every function."
+  value       = { for fn, m in local.function_modules : fn => m.uri }
+}
+
+output "function_service_accounts" {
+  description = "Runtime service account of every function."
+  value       = { for fn, sa in google_service_account.function : fn => sa.email }
+}
+
+output "ledger_object_pattern" {
+  description = "Names the compactor folds; other finalize events in the bucket are ignored by the compactor."
+  value       = local.ledger_object_pattern
+}
