@@ -11,7 +11,7 @@ import pytest
 from cloudevents.http import from_http
 from flask import Flask, request
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 from servo.dev.eventarc import FINALIZED, EventarcBridge
 from servo.dev.fake_gcs import FakeGcsServer
 from werkzeug.serving import BaseWSGIServer, make_server
