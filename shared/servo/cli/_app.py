@@ -94,7 +94,7 @@ def _maybe_traceback(ctx: click.Context) -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-@click.group(cls=ServoGroup, context_settings=CONTEXT_SETTINGS)
+@click.group("servo", cls=ServoGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(
     _package_version(), "-V", "--version", prog_name="servo", message="%(prog)s %(version)s"
 )

@@ -18,8 +18,8 @@ def _project(project: Path | None) -> tuple[Path, dict[str, Any]]:
         root = project.resolve()
         if not root.is_dir():
             raise CliError(f"project directory {root} does not exist")
-        config_file = root / "servo.toml"
-        return root, read_config_file(config_file) if config_file.is_file() else {}
+        explicit = root / "servo.toml"
+        return root, read_config_file(explicit) if explicit.is_file() else {}
     found, config_file = find_project_dir(Path.cwd())
     return found, read_config_file(config_file) if config_file else {}
 

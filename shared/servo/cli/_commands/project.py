@@ -43,9 +43,9 @@ def assets_table(manifest: Mapping[str, Any]) -> Table:
 
 def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
     """Discover, validate and build the project's manifest (one error line per problem found)."""
+    root = config.require_project()
     from servo import sdk
 
-    root = config.require_project()
     assets = sdk.discover_assets(root)
     items: Sequence[Any] = list(assets.values()) if isinstance(assets, Mapping) else list(assets)
     if not items:

@@ -55,7 +55,6 @@ def _manifest_assets(client: ApiClient) -> dict[str, Mapping[str, Any]]:
 def partition_key(client: ApiClient, selection: Sequence[str], values: Mapping[str, str]) -> str:
     """The canonical partition key; values are tagged by the deployed dimension kind, never blindly ``s:``."""
     from servo.core.keys import canonical_asset_key
-    from servo.sdk import partition_key_from_cli
 
     assets = _manifest_assets(client)
     keys = [canonical_asset_key(s) for s in selection]
@@ -66,6 +65,8 @@ def partition_key(client: ApiClient, selection: Sequence[str], values: Mapping[s
     dimensions = partitioning.get("dimensions") or []
     if not dimensions:
         raise CliError(f"asset {keys[0]} is not partitioned; drop -p/--partition")
+    from servo.sdk import partition_key_from_cli
+
     return str(partition_key_from_cli(dimensions, dict(values)))
 
 
