@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner, Result
-
 from servo.cli import cli
 from servo.dev.embedded import EmbeddedStack
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from servo.cli._config import resolve_config
 from servo.cli._errors import CliError
 from servo.dev.embedded import EmbeddedStack
+
 from tests.cli.conftest import invoke
 
 DEAD_URL = "http://127.0.0.1:9"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from servo.dev.embedded import EmbeddedStack
+
 from tests.cli.conftest import invoke
 
 DEAD_URL = "http://127.0.0.1:9"
@@ -81,7 +81,8 @@ def test_api_down(args: tuple[str, ...]) -> None:
     result = invoke(*args, env={"SERVO_API_URL": DEAD_URL})
     assert result.exit_code == 1
     assert _one_line(result.stderr) == (
-        f"error: cannot reach the Servo API at {DEAD_URL}: is `servo dev` running? (API URL from env SERVO_API_URL)"
+        f"error: cannot reach the Servo API at {DEAD_URL}: is `servo dev` running? "
+        "(API URL from env SERVO_API_URL)"
     )
     assert result.stdout == ""
 
