@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 from servo.core.ids import cloud_task_id
-from servo.dispatch import CloudTasksQueue, LocalDispatcher, TaskQueue, cloud_tasks_client
 from servo.dev.tasks_emulator import TasksEmulator
+from servo.dispatch import CloudTasksQueue, LocalDispatcher, TaskQueue, cloud_tasks_client
 
 from tests.support.http_sink import http_sink
 from tests.support.tasks_emulator import fresh_queue, tasks_emulator

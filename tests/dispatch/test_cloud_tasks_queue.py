@@ -61,7 +61,8 @@ def test_a_content_type_of_the_task_is_kept() -> None:
 
 def test_oidc_token_carries_service_account_and_audience() -> None:
     task = build_task(
-        QUEUE, _http_task(oidc_service_account="tasks@p1.iam.gserviceaccount.com", oidc_audience="https://aud")
+        QUEUE,
+        _http_task(oidc_service_account="tasks@p1.iam.gserviceaccount.com", oidc_audience="https://aud"),
     )
     assert task.http_request.oidc_token.service_account_email == "tasks@p1.iam.gserviceaccount.com"
     assert task.http_request.oidc_token.audience == "https://aud"

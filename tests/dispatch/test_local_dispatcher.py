@@ -89,7 +89,9 @@ def test_tasks_wait_for_start(http_sink: HttpSink) -> None:
 
 def test_wait_idle_times_out_while_a_task_is_scheduled_later(http_sink: HttpSink) -> None:
     with LocalDispatcher() as dispatcher:
-        dispatcher.enqueue("q", _task(http_sink.url("/later"), schedule_time_ms=int(time.time() * 1000) + 300))
+        dispatcher.enqueue(
+            "q", _task(http_sink.url("/later"), schedule_time_ms=int(time.time() * 1000) + 300)
+        )
         assert dispatcher.pending_count() == 1
         assert dispatcher.wait_idle(0.05) is False
         assert dispatcher.wait_idle(5) is True
@@ -120,7 +122,7 @@ def test_connection_errors_are_retried(http_sink: HttpSink) -> None:
         assert dispatcher.wait_idle(5)
 
 
-# ---------------------------------------------------------------------------------------------- injected clock
+# ------------------------------------------------------------------------------------------- injected clock
 
 
 @dataclass

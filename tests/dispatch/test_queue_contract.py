@@ -37,7 +37,11 @@ def test_task_is_delivered_with_body_and_headers_intact(
     task = _task(
         http_sink.url("/dispatch"),
         body=body,
-        headers={"Content-Type": "application/json", "X-Servo-Dispatch-Secret": "s3cret", "traceparent": "00-a"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Servo-Dispatch-Secret": "s3cret",
+            "traceparent": "00-a",
+        },
     )
 
     assert task_queue.enqueue(queue, task) is EnqueueOutcome.CREATED

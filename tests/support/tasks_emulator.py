@@ -1,6 +1,7 @@
 """A session-scoped fixed Cloud Tasks emulator (``servo.dev.tasks_emulator``) for emulator-tier tests.
 
-Import the fixture into a test package's conftest (``from tests.support.tasks_emulator import tasks_emulator``)
+Import the fixture into a test package's conftest
+(``from tests.support.tasks_emulator import tasks_emulator``)
 and mark the tests with ``@pytest.mark.emulator``. Queues are created on first use, so tests isolate
 themselves with ``fresh_queue``.
 """

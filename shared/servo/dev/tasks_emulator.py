@@ -69,7 +69,7 @@ def _timestamp(epoch_s: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-class FixedQueueState(QueueState):  # type: ignore[misc]
+class FixedQueueState(QueueState):
     """Queue metadata in the base class's ``_queues``; tasks live in a ``DeliveryEngine``."""
 
     def __init__(self, engine: DeliveryEngine, default: RedeliveryPolicy, max_attempts_cap: int) -> None:
@@ -170,7 +170,8 @@ class FixedQueueState(QueueState):  # type: ignore[misc]
     def _set_paused(self, name: str, paused: bool) -> tasks_v2.Queue:
         with self._lock:
             q = self.queue(name)
-            q.state = tasks_v2.Queue.State.PAUSED if paused else tasks_v2.Queue.State.RUNNING
+            state = tasks_v2.Queue.State.PAUSED if paused else tasks_v2.Queue.State.RUNNING
+            q._pb.state = int(state)
             self._engine.set_paused(name, paused)
             return q
 
@@ -245,7 +246,7 @@ def _as_task(snapshot: Snapshot) -> tasks_v2.Task:
     return out
 
 
-class FixedServicer(Greeter):  # type: ignore[misc]
+class FixedServicer(Greeter):
     """The base servicer plus GetTask and DeleteTask."""
 
     def __init__(self, state: FixedQueueState) -> None:
@@ -350,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9022, help="port (0 = any free port)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="delivery workers per queue")
     parser.add_argument("--max-attempts", type=int, default=20, help="default attempts per task")
-    parser.add_argument("--max-attempts-cap", type=int, default=100, help="upper bound on any queue's attempts")
+    parser.add_argument(
+        "--max-attempts-cap", type=int, default=100, help="upper bound on any queue's attempts"
+    )
     parser.add_argument("--min-backoff", type=float, default=0.1, help="default first retry delay, seconds")
     parser.add_argument("--max-backoff", type=float, default=10.0, help="default retry delay cap, seconds")
     parser.add_argument("--tombstone-seconds", type=float, default=DEFAULT_TOMBSTONE_S)

@@ -391,14 +391,18 @@ class DeliveryEngine:
 
 
 def _http_send(delivery: Delivery, headers: Mapping[str, str]) -> int:
-    return _session().request(
-        delivery.method,
-        delivery.url,
-        data=delivery.body,
-        headers=dict(headers),
-        timeout=delivery.timeout_s,
-        allow_redirects=False,
-    ).status_code
+    return (
+        _session()
+        .request(
+            delivery.method,
+            delivery.url,
+            data=delivery.body,
+            headers=dict(headers),
+            timeout=delivery.timeout_s,
+            allow_redirects=False,
+        )
+        .status_code
+    )
 
 
 _sessions = threading.local()

@@ -29,7 +29,9 @@ def build_task(queue_name: str, task: HttpTask) -> tasks_v2.Task:
     headers = dict(task.headers)
     if not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
-    http = tasks_v2.HttpRequest(url=task.url, http_method=tasks_v2.HttpMethod.POST, headers=headers, body=task.body)
+    http = tasks_v2.HttpRequest(
+        url=task.url, http_method=tasks_v2.HttpMethod.POST, headers=headers, body=task.body
+    )
     if task.oidc_service_account is not None:
         http.oidc_token = tasks_v2.OidcToken(
             service_account_email=task.oidc_service_account,
@@ -79,7 +81,9 @@ class CloudTasksQueue:
         except gexc.AlreadyExists:
             return EnqueueOutcome.ALREADY_EXISTS
         except gexc.ResourceExhausted as exc:
-            raise QueueFull(f"queue {queue} is throttling task creation: {exc.message}", details=details) from exc
+            raise QueueFull(
+                f"queue {queue} is throttling task creation: {exc.message}", details=details
+            ) from exc
         except (gexc.GoogleAPIError, gexc.RetryError) as exc:
             raise QueueUnavailable(f"could not create task in queue {queue}: {exc}", details=details) from exc
         return EnqueueOutcome.CREATED
