@@ -1,0 +1,194 @@
+"""Compaction benchmarks: fold throughput, and the cost of a one-event batch over a large history.
+
+The history (1,000,000 task rows in 500 runs over 50 days) is written as published partitions
+directly, the way a long-lived workspace's state looks, instead of folding a million events first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from servo.core.events import (
+    DispatchEnqueued,
+    DispatchRequested,
+    PlanCreated,
+    RunTriggered,
+    TaskFinished,
+    TaskStarted,
+    make_event,
+)
+from servo.core.fold import fold, fold_run
+from servo.core.ids import UlidFactory, attempt_id, dispatch_id
+from servo.core.state import FoldState, RunPartition
+from servo.core.taskdef import DEFAULT_WORKER_QUEUE, TaskDef
+from servo.projections import layout
+from servo.projections.codec import checksum, content_hex12
+from servo.projections.partitions import encode_segment, full_segment
+from servo.services.compaction import compact
+from servo.store import CountingStore, LocalFileStore
+
+TENANT, WS = "bench", "ws"
+T0 = 1_700_000_000_000
+DAY = 86_400_000
+RUNS, TASKS_PER_RUN, DAYS = 500, 2000, 50
+
+
+def _event(ids: UlidFactory, now: int, data: Any) -> Any:
+    return make_event(data, event_id=ids.new(now), timestamp_ms=now, tenant_id=TENANT, workspace_id=WS)
+
+
+def _plan_events(ids: UlidFactory, run_id: str, now: int, n: int) -> list[Any]:
+    tasks = tuple(TaskDef(key=f"a.t{i:05d}") for i in range(n))
+    return [
+        _event(ids, now, RunTriggered(run_id, run_id, {"type": "manual", "user_id": "u"}, ("a.t00000",))),
+        _event(ids, now + 1, PlanCreated(run_id, run_id, tasks)),
+    ]
+
+
+def fold_throughput() -> float:
+    ids = UlidFactory(lambda n: bytes(n))
+    run_id = ids.new(T0)
+    events = _plan_events(ids, run_id, T0, 500)
+    now = T0 + 10
+    for i in range(500):
+        key = f"a.t{i:05d}"
+        did = dispatch_id(run_id, key, 1)
+        aid = attempt_id(did)
+        for data in (
+            DispatchRequested(run_id, key, 1, aid, did, DEFAULT_WORKER_QUEUE),
+            DispatchEnqueued(did, f"d_{i}"),
+            TaskStarted(run_id, key, 1, aid, "w"),
+            TaskFinished(run_id, key, 1, aid, "w", "succeeded"),
+        ):
+            now += 1
+            events.append(_event(ids, now, data))
+    start = time.perf_counter()
+    state = FoldState(TENANT, WS)
+    for i in range(0, len(events), 50):  # batches of 50, as a busy compactor sees them
+        state = fold(state, events[i : i + 50])
+    elapsed = time.perf_counter() - start
+    assert state.runs[run_id].run is not None and state.runs[run_id].run.state == "SUCCEEDED"
+    return len(events) / elapsed
+
+
+def _clone(part: RunPartition, run_id: str) -> RunPartition:
+    swap = {"run_id": run_id}
+    return RunPartition(
+        run_id=run_id,
+        run=dataclasses.replace(part.run, **swap) if part.run else None,  # type: ignore[arg-type]
+        tasks={k: dataclasses.replace(t, **swap) for k, t in part.tasks.items()},
+    )
+
+
+def build_history(store: LocalFileStore) -> tuple[str, Any]:
+    """Publish RUNS runs of TASKS_PER_RUN tasks each; return one run id and its next event."""
+    ids = UlidFactory(lambda n: bytes(n))
+    target = ids.new(T0 + (DAYS - 1) * DAY)
+    events = _plan_events(ids, target, T0 + (DAYS - 1) * DAY, TASKS_PER_RUN)
+    template = fold_run(None, target, events)
+    entries: dict[str, dict[str, layout.IndexEntry]] = {}
+    for i in range(RUNS):
+        run_id = target if i == RUNS - 1 else ids.new(T0 + (i * DAYS // RUNS) * DAY + i)
+        part = template if run_id == target else _clone(template, run_id)
+        data = encode_segment(full_segment(part, _body))
+        path = layout.segment_path(run_id, True, content_hex12(data))
+        store.create(path, data)
+        bucket = layout.bucket_of(run_id)
+        entries.setdefault(bucket, {})[run_id] = layout.IndexEntry(run_id, part.run, (path,), "RUNNING")
+    buckets = {}
+    for bucket, group in entries.items():
+        data = layout.encode_index(list(group.values()))
+        path = layout.index_path(bucket, content_hex12(data))
+        store.create(path, data)
+        top = max(e.run.triggered_at for e in group.values() if e.run)
+        buckets[bucket] = layout.BucketRef(layout.FileRef(path, checksum(data), len(data)), len(group), top)
+    watermark = max(e.event_id for e in events)
+    manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, None, tuple(sorted(entries)))
+    store.create(layout.manifest_path(1), manifest.encode())
+    pointer = layout.Pointer(1, layout.manifest_path(1), 1, None, T0)
+    store.create(layout.POINTER_PATH, pointer.encode())
+    key = "a.t00000"
+    did = dispatch_id(target, key, 1)
+    nxt = _event(
+        ids,
+        T0 + (DAYS - 1) * DAY + 5,
+        DispatchRequested(target, key, 1, attempt_id(did), did, "default-queue"),
+    )
+    return target, nxt
+
+
+def _body(event: Any) -> str:
+    from servo.core.events import encode_event
+
+    return encode_event(event).decode()
+
+
+def one_event_compaction() -> dict[str, float]:
+    from servo.core.events import encode_event, ledger_object_name
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalFileStore(Path(tmp))
+        started = time.perf_counter()
+        _, event = build_history(store)
+        built = time.perf_counter() - started
+        name = ledger_object_name(event.event_id)
+        store.create(name, encode_event(event))
+        counting = CountingStore(store)
+        cache: dict[str, Any] = {}
+        start = time.perf_counter()
+        result = compact(
+            counting,
+            tenant_id=TENANT,
+            workspace_id=WS,
+            hint=[name],
+            now_ms=event.timestamp_ms + 50,
+            cache=cache,
+        )
+        elapsed = (time.perf_counter() - start) * 1000
+        assert result.published and result.events_applied == 1
+        counts = counting.snapshot()
+        # The same instance, warm: the next event of that run (its ack) with the decoded state cached.
+        ack = make_event(
+            DispatchEnqueued(event.data.dispatch_id, "d_x"),
+            event_id=UlidFactory(lambda n: bytes(n)).new(event.timestamp_ms + 10),
+            timestamp_ms=event.timestamp_ms + 10,
+            tenant_id=TENANT,
+            workspace_id=WS,
+        )
+        store.create(ledger_object_name(ack.event_id), encode_event(ack))
+        counting.reset()
+        start = time.perf_counter()
+        warm = compact(
+            counting,
+            tenant_id=TENANT,
+            workspace_id=WS,
+            hint=[ledger_object_name(ack.event_id)],
+            now_ms=ack.timestamp_ms + 50,
+            cache=cache,
+        )
+        warm_ms = (time.perf_counter() - start) * 1000
+        assert warm.published and warm.events_applied == 1
+        warm_counts = counting.snapshot()
+        return {
+            "compaction.one_event_warm_ms": round(warm_ms, 1),
+            "compaction.one_event_warm_bytes_read": warm_counts.bytes_read,
+            "compaction.one_event_warm_bytes_written": warm_counts.bytes_written,
+            "compaction.history_task_rows": RUNS * TASKS_PER_RUN,
+            "compaction.history_build_s": round(built, 1),
+            "compaction.one_event_ms": round(elapsed, 1),
+            "compaction.one_event_bytes_read": counts.bytes_read,
+            "compaction.one_event_bytes_written": counts.bytes_written,
+            "compaction.one_event_reads": counts.reads,
+            "compaction.one_event_writes": counts.writes,
+            "compaction.one_event_lists": counts.lists,
+        }
+
+
+def run() -> dict[str, Any]:
+    results: dict[str, Any] = {"fold.events_per_s": round(fold_throughput())}
+    results.update(one_event_compaction())
+    return results
