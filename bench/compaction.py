@@ -71,16 +71,16 @@ def fold_throughput() -> float:
     for i in range(0, len(events), 50):  # batches of 50, as a busy compactor sees them
         state = fold(state, events[i : i + 50])
     elapsed = time.perf_counter() - start
-    assert state.runs[run_id].run is not None and state.runs[run_id].run.state == "SUCCEEDED"
+    finished = state.runs[run_id].run
+    assert finished is not None and finished.state == "SUCCEEDED"
     return len(events) / elapsed
 
 
 def _clone(part: RunPartition, run_id: str) -> RunPartition:
-    swap = {"run_id": run_id}
     return RunPartition(
         run_id=run_id,
-        run=dataclasses.replace(part.run, **swap) if part.run else None,  # type: ignore[arg-type]
-        tasks={k: dataclasses.replace(t, **swap) for k, t in part.tasks.items()},
+        run=dataclasses.replace(part.run, run_id=run_id) if part.run else None,
+        tasks={k: dataclasses.replace(t, run_id=run_id) for k, t in part.tasks.items()},
     )
 
 

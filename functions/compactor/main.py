@@ -19,7 +19,8 @@ _LEDGER_OBJECT = re.compile(
 
 @functions_framework.cloud_event
 def compactor(event: CloudEvent) -> None:
-    data = event.get_data() if isinstance(event.get_data(), dict) else {}
+    raw = event.get_data()
+    data = raw if isinstance(raw, dict) else {}
     name = str(data.get("name") or str(event.get("subject") or "").removeprefix("objects/"))
     match = _LEDGER_OBJECT.fullmatch(name)
     if match is None:
