@@ -269,3 +269,11 @@ def test_logs_are_write_once_and_served_by_the_runs_function(stack: Stack) -> No
     runs = create_app("runs", str(ROOT / "functions/runs/main.py")).test_client()
     page = runs.get(f"/v1/workspaces/{WS}/runs/{run_id}/logs")
     assert page.status_code == 200 and b"A says hello" in page.data and b"=== stdout ===" in page.data
+
+
+def test_traceparent_flows_from_trigger_to_the_dispatch_envelope(stack: Stack) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    status, _ = trigger_run(stack.ctx, "default", WS, {"selection": ["ns.a"]}, traceparent=trace)
+    assert status == 201
+    (env,) = stack.envelopes()
+    assert env["traceparent"] == trace
