@@ -79,6 +79,8 @@ module "compactor" {
   secret_environment    = local.function_secrets["compactor"]
   max_instances         = var.compactor_max_instances
   timeout_seconds       = 540
+  # Eventarc deliveries count as internal traffic; nothing else should reach the compactor.
+  ingress = "ALLOW_INTERNAL_ONLY"
   # Only Eventarc (as the trigger service account) may invoke the compactor.
   invoker_members = ["serviceAccount:${google_service_account.eventarc.email}"]
   labels          = local.labels
