@@ -120,7 +120,7 @@ def test_failing_receiver_is_retried_with_growing_gaps(
     first_gap = got[1].arrived_s - got[0].arrived_s
     second_gap = got[2].arrived_s - got[1].arrived_s
     assert first_gap >= 0.09  # the minimum backoff
-    assert second_gap > first_gap * 1.3
+    assert second_gap - first_gap > 0.04  # backoff doubled: 0.1 s then 0.2 s, plus scheduling noise
     assert [r.headers["x-cloudtasks-taskretrycount"] for r in got] == ["0", "1", "2"]
 
 

@@ -155,6 +155,22 @@ def test_a_paused_queue_holds_its_tasks_until_resumed(
     assert len(http_sink.wait_for(1, "/held")) == 1
 
 
+def test_a_deleted_queue_drops_its_tasks(client: tasks_v2.CloudTasksClient, http_sink: HttpSink) -> None:
+    queue = fresh_queue()
+    _create(
+        client,
+        queue,
+        http_sink.url("/dropped"),
+        schedule_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.3),
+    )
+    client.delete_queue(name=_queue_name(queue))
+
+    with pytest.raises(gexc.NotFound):
+        client.get_queue(name=_queue_name(queue))
+    time.sleep(0.5)
+    assert http_sink.received("/dropped") == []
+
+
 def test_non_http_tasks_and_foreign_names_are_invalid(
     client: tasks_v2.CloudTasksClient, http_sink: HttpSink
 ) -> None:

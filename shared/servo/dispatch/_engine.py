@@ -119,6 +119,7 @@ class _Queue:
     tombstones: dict[str, float] = field(default_factory=dict)  # name -> expiry
     threads: list[threading.Thread] = field(default_factory=list)
     paused: bool = False
+    dropped: bool = False
 
 
 Send = Callable[[Delivery, Mapping[str, str]], int]
@@ -217,6 +218,7 @@ class DeliveryEngine:
         with self._lock:
             q = self._queues.pop(queue, None)
             if q is not None:
+                q.dropped = True  # its workers exit; a queue re-created under the name gets new ones
                 for entry in q.live.values():
                     entry.deleted = True
                 q.live.clear()
@@ -334,7 +336,7 @@ class DeliveryEngine:
 
     def _take(self, q: _Queue) -> _Entry | None:
         """Wait for a due task (lock held); None when the engine is stopping."""
-        while not self._stopping:
+        while not self._stopping and not q.dropped:
             if q.heap and not q.paused:
                 due, _, entry = q.heap[0]
                 wait = due - self._clock()
