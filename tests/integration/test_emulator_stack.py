@@ -1,0 +1,51 @@
+"""The emulator stack's mechanics: routing by the gateway's table; a failed start leaves nothing behind."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from servo.core.errors import ServoError
+from servo.dev.emulators import EmulatorStack
+from servo.dev.router import Router
+from servo.http.routes import FUNCTIONS
+
+
+def test_the_router_sends_each_path_to_the_function_the_route_table_names() -> None:
+    router = Router({name: f"http://127.0.0.1:{9000 + i}" for i, name in enumerate(FUNCTIONS)})
+    try:
+        url = {name: f"http://127.0.0.1:{9000 + i}" for i, name in enumerate(FUNCTIONS)}
+        assert router.target_for("POST", "/v1/workspaces/ws/manifests") == url["deploy"]
+        assert router.target_for("POST", "/v1/workspaces/ws/runs") == url["trigger"]
+        assert router.target_for("GET", "/v1/workspaces/ws/runs/r1") == url["runs"]
+        assert router.target_for("POST", "/v1/workspaces/ws/runs/r1/cancel") == url["cancel"]
+        assert router.target_for("POST", "/api/v1/tasks/ct1_x/heartbeat") == url["callback"]
+        assert router.target_for("POST", "/v1/timers/sweep") == url["timers"]
+        # Wrong method: the owning function answers 405 in the API's error shape.
+        assert router.target_for("DELETE", "/v1/workspaces/ws/runs") in (url["trigger"], url["runs"])
+        assert router.target_for("GET", "/nowhere") == url["runs"]
+    finally:
+        router.stop()
+
+
+def _port_open(host_port: str) -> bool:
+    host, port = host_port.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.emulator
+def test_a_failed_start_stops_every_part_already_started(tmp_path: Path) -> None:
+    (tmp_path / "functions").mkdir()
+    stack = EmulatorStack(data_dir=tmp_path / "data", port=0, functions_dir=tmp_path / "functions")
+
+    with pytest.raises(ServoError, match="has no entry point"):
+        stack.start()
+
+    assert stack.tasks_emulator_host is not None and not _port_open(stack.tasks_emulator_host)
+    assert stack._gcs is not None and stack._gcs.pid is None
+    assert not _port_open(stack.bridge.address)
