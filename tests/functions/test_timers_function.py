@@ -1,0 +1,98 @@
+"""The timers function: the scheduler's sweep and Cloud Tasks' due timers (design §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from functions_framework import create_app
+from servo.services.trigger import trigger_run
+
+from tests.functions.test_callback_function import ROOT, WS, Stack, start_run
+from tests.functions.test_callback_function import stack as stack
+
+
+@pytest.fixture
+def timers(stack: Stack) -> Any:
+    return create_app("timers", str(ROOT / "functions/timers/main.py")).test_client()
+
+
+def sweep(timers: Any) -> Any:
+    res = timers.post("/v1/timers/sweep", json={}, headers={"X-CloudScheduler": "true"})
+    assert res.status_code == 200, res.get_json()
+    return res.get_json()
+
+
+def test_a_silent_worker_is_failed_with_heartbeat_timeout_and_retried(stack: Stack, timers: Any) -> None:
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    stack.call(env, "started", stack.ids(env))
+    stack.clock.advance(60_000)
+    sweep(timers)
+    assert stack.task(run_id, "ns.a").state == "RUNNING"  # 60 s < 90 s default timeout
+    stack.clock.advance(31_000)
+    report = sweep(timers)
+    assert report["workspaces"][f"default/{WS}"]["repairs"] == 1
+    task = stack.task(run_id, "ns.a")
+    assert task.state == "RETRY_WAIT" and task.error_category == "INFRASTRUCTURE"
+    assert "HEARTBEAT_TIMEOUT" in (task.error_message or "")
+    stack.clock.advance(5_001)
+    sweep(timers)
+    (retry,) = stack.envelopes()
+    assert retry["attempt"] == 2
+
+
+def test_a_due_timer_fires_and_the_retry_is_dispatched(stack: Stack, timers: Any) -> None:
+    _, env = start_run(stack, "ns.a", downstream=False)
+    stack.call(env, "started", stack.ids(env))
+    stack.call(
+        env, "completed", stack.ids(env, outcome="FAILED", error={"category": "USER_CODE", "message": "x"})
+    )
+    assert stack.envelopes() == []
+    (timer,) = stack.timers
+    stack.clock.advance(5_000)
+    res = timers.post("/v1/timers/fire", data=timer.body, content_type="application/json")
+    assert res.status_code == 200
+    (retry,) = stack.envelopes()
+    assert retry["attempt"] == 2
+    # A duplicated delivery of the same timer changes nothing.
+    assert timers.post("/v1/timers/fire", data=timer.body, content_type="application/json").status_code == 200
+    assert stack.envelopes() == []
+
+
+def test_cancel_grace_forces_a_running_task_cancelled(stack: Stack, timers: Any) -> None:
+    from servo.services.cancel import cancel_run
+
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    stack.call(env, "started", stack.ids(env))
+    cancel_run(stack.ctx, "default", WS, run_id, {})
+    stack.clock.advance(10_000)
+    stack.call(env, "heartbeat", stack.ids(env))
+    sweep(timers)
+    assert stack.run_state(run_id) == "CANCELLING"
+    stack.clock.advance(21_000)
+    sweep(timers)
+    assert stack.run_state(run_id) == "CANCELLED"
+    assert stack.task(run_id, "ns.a").state == "CANCELLED"
+
+
+def test_run_timeout_ends_the_run_timed_out(stack: Stack, timers: Any) -> None:
+    status, body = trigger_run(stack.ctx, "default", WS, {"selection": ["ns.a"], "timeoutSeconds": 60})
+    assert status == 201
+    (env,) = stack.envelopes()
+    stack.call(env, "started", stack.ids(env))
+    stack.clock.advance(61_000)
+    stack.call(env, "heartbeat", stack.ids(env))
+    sweep(timers)
+    hb = stack.call(env, "heartbeat", stack.ids(env)).get_json()
+    assert hb["shouldCancel"] is True
+    stack.clock.advance(31_000)
+    stack.call(env, "heartbeat", stack.ids(env))
+    sweep(timers)
+    assert stack.run_state(body["runId"]) == "TIMED_OUT"
+
+
+@pytest.mark.parametrize(
+    "body", [{"tenantId": "default"}, {"tenantId": "default", "workspaceId": WS}, {"timerId": "nope"}]
+)
+def test_malformed_timer_deliveries_are_400(stack: Stack, timers: Any, body: dict[str, Any]) -> None:
+    assert timers.post("/v1/timers/fire", json=body).status_code == 400
