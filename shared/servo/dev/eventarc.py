@@ -13,11 +13,11 @@ Run in-process (``EventarcBridge``) or as ``python -m servo.dev.eventarc --targe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -223,11 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with EventarcBridge(args.target, host=args.host, port=args.port, name_filter=args.filter) as bridge:
         print(f"eventarc stand-in listening on {bridge.address} -> {args.target}", flush=True)
-        try:
-            while not done.wait(0.5):
-                time.sleep(0)
-        except KeyboardInterrupt:
-            pass
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait()
 
 
 if __name__ == "__main__":
