@@ -83,9 +83,9 @@ def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
     parts = parse_timer_id(timer_id)
     tenant_id, workspace_id = scope
     now = ctx.clock_ms()
-    timer_type = {"retry": "RETRY", "heartbeat": "HEARTBEAT_CHECK", "sla": "SLA_CHECK"}.get(
-        parts.kind, "CRON"
-    )
+    # Wire timer types are snake_case (contracts §6); timer ids name the kind more briefly.
+    kinds = {"retry": "retry", "heartbeat": "heartbeat_check", "sla": "sla_check"}
+    timer_type = kinds.get(parts.kind, "cron")
     event = make_event(
         TimerFired(
             timer_id=timer_id,
