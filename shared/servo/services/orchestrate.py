@@ -46,8 +46,13 @@ def active_run_ids(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> li
 
 
 def compact_workspace(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str] = ()
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    hint: Sequence[str] = (),
+    lookback_ms: int | None = None,
 ) -> tuple[bool, int, int, list[str]]:
+    from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
     from servo.services.compaction import compact
 
     cache = ctx.cache.setdefault(f"compact:{tenant_id}/{workspace_id}", {})
@@ -59,6 +64,7 @@ def compact_workspace(
         now_ms=ctx.clock_ms(),
         cache=cache,
         min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
+        lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
     )
     for name, reason in result.malformed:
         logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))
@@ -82,9 +88,15 @@ def act_on(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_ids: Iter
 
 
 def compact_and_act(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str] = ()
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    hint: Sequence[str] = (),
+    lookback_ms: int | None = None,
 ) -> Outcome:
-    published, applied, malformed, changed = compact_workspace(ctx, tenant_id, workspace_id, hint)
+    published, applied, malformed, changed = compact_workspace(
+        ctx, tenant_id, workspace_id, hint, lookback_ms
+    )
     effects = act_on(ctx, tenant_id, workspace_id, changed) if changed else 0
     logger.info(
         "compaction",

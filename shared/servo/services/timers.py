@@ -20,6 +20,9 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
 WORKSPACES_PREFIX = "_servo/workspaces/"
+# A finalize event can be lost; the sweep re-scans this much recent ledger so such an object is folded
+# within a minute or two. Bounded by the write rate of the window, never by the length of history.
+SWEEP_LOOKBACK_MS = 15 * 60_000
 
 
 def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
@@ -52,7 +55,7 @@ def sweep_workspace(
     from servo.services.effects import carry_out
     from servo.services.orchestrate import active_run_ids, compact_and_act, load_partition
 
-    outcome = compact_and_act(ctx, tenant_id, workspace_id)
+    outcome = compact_and_act(ctx, tenant_id, workspace_id, lookback_ms=SWEEP_LOOKBACK_MS)
     now = ctx.clock_ms()
     decisions = 0
     for run_id in active_run_ids(ctx, tenant_id, workspace_id):
