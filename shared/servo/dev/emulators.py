@@ -65,14 +65,17 @@ class _Child:
     log: IO[bytes]
     log_path: Path
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+    def reap(self, deadline: float) -> None:
+        """Wait for the exit until ``deadline`` (monotonic), then kill."""
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
     def tail(self) -> str:
@@ -280,12 +283,16 @@ class EmulatorStack:
         """Stop everything that was started, in reverse order; safe to call twice."""
         self._stop.set()
         if self._sweeper is not None:
-            self._sweeper.join(timeout=65)
+            self._sweeper.join(timeout=2)  # a daemon thread: a hung sweep must not hold the shutdown
             self._sweeper = None
         if self._router is not None:
             self._router.stop()
-        for child in reversed(self._children):
-            child.stop()
+        # Signal every child first so their graceful shutdowns overlap, then reap them.
+        for child in self._children:
+            child.terminate()
+        deadline = time.monotonic() + 5
+        for child in self._children:
+            child.reap(deadline)
         self._children.clear()
         if self._worker is not None:
             self._worker.stop()
