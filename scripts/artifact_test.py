@@ -68,13 +68,22 @@ def site_packages_of(python: Path) -> list[str]:
 
 def pip_install(python: Path, requirements: Path) -> None:
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ],
         check=True,
     )
 
 
 def probe(python: Path, folder: Path, packages: list[str], entry_point: str) -> dict[str, object]:
-    """Import ``main`` from ``folder`` with only ``packages`` beside it; raise unless the entry point is callable."""
+    """Import ``main`` from ``folder`` with only ``packages`` beside it; the entry point must be callable."""
     result = subprocess.run(
         [str(python), "-I", "-S", "-c", _PROBE, str(folder), ":".join(packages), entry_point],
         capture_output=True,
@@ -133,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "functions" / "manifest.json")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--python-path-only", action="store_true", help="install once into a shared temp venv")
-    group.add_argument("--site-packages", type=Path, help="import against an existing site-packages; no install")
+    group.add_argument(
+        "--site-packages", type=Path, help="import against an existing site-packages; no install"
+    )
     args = parser.parse_args(argv)
-    mode = "site-packages" if args.site_packages else "shared-venv" if args.python_path_only else "venv-per-zip"
+    mode = (
+        "site-packages" if args.site_packages else "shared-venv" if args.python_path_only else "venv-per-zip"
+    )
     try:
         run(args.manifest, mode=mode, site_packages=args.site_packages)
     except (ArtifactError, subprocess.CalledProcessError) as exc:

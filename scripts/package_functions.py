@@ -196,7 +196,8 @@ def build(
         zip_path = out / f"{fn}.zip"
         artifacts.append(Artifact(fn, zip_path, write_zip(folder, zip_path), entry))
     manifest = {
-        a.function: {"zip": a.zip_path.name, "sha256": a.sha256, "entry_point": a.entry_point} for a in artifacts
+        a.function: {"zip": a.zip_path.name, "sha256": a.sha256, "entry_point": a.entry_point}
+        for a in artifacts
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return artifacts

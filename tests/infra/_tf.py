@@ -13,7 +13,9 @@ INFRA = Path(__file__).resolve().parents[2] / "infra"
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
+        return {
+            _plain(k): _plain(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))
+        }
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':

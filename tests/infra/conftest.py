@@ -12,7 +12,9 @@ EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compac
 
 
 def function_folders() -> list[str]:
-    return sorted(p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return sorted(
+        p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    )
 
 
 def render_openapi(values: dict[str, str] | None = None) -> dict[str, Any]:

@@ -27,7 +27,9 @@ def test_template_variables_are_the_ones_terraform_supplies() -> None:
     text = (ROOT / "infra" / "openapi.yaml").read_text()
     gateway_tf = (ROOT / "infra" / "modules" / "servo-core" / "gateway.tf").read_text()
     used = set(re.findall(r"\$\{(\w+)\}", text))
-    supplied = set(re.findall(r"^\s*(\w+)\s*=", gateway_tf.split("templatefile(", 1)[1].split("}))", 1)[0], re.M))
+    supplied = set(
+        re.findall(r"^\s*(\w+)\s*=", gateway_tf.split("templatefile(", 1)[1].split("}))", 1)[0], re.M)
+    )
     assert used == supplied
 
 
@@ -39,7 +41,10 @@ def test_every_operation_names_a_function_and_an_operation_id(openapi: dict[str,
         assert op.get("operationId"), (path, method)
         ids.append(op["operationId"])
         backend = op["x-google-backend"]
-        assert backend["address"].startswith("https://") and backend["path_translation"] == "APPEND_PATH_TO_ADDRESS"
+        assert (
+            backend["address"].startswith("https://")
+            and backend["path_translation"] == "APPEND_PATH_TO_ADDRESS"
+        )
     assert len(ids) == len(set(ids))
 
 
@@ -77,7 +82,9 @@ def test_every_response_has_a_schema_and_errors_use_the_error_bodies(openapi: di
             assert "schema" in resolved, (path, method, code)
             if code.startswith(("4", "5")):
                 ref = resolved["schema"]["$ref"]
-                expected = "CallbackError" if op["x-servo-function"] == "callback" and code != "500" else "Error"
+                expected = (
+                    "CallbackError" if op["x-servo-function"] == "callback" and code != "500" else "Error"
+                )
                 assert ref == f"#/definitions/{expected}", (path, method, code)
         body = [p for p in op.get("parameters", []) if p.get("in") == "body"]
         if method == "post" and op["x-servo-function"] != "timers":

@@ -13,8 +13,8 @@ import pytest
 from tests.infra.conftest import ROOT, function_folders
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import artifact_test  # noqa: E402
-import package_functions  # noqa: E402
+import artifact_test
+import package_functions
 
 
 @pytest.fixture(scope="module")

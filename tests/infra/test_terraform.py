@@ -126,7 +126,9 @@ def test_every_write_grant_is_conditioned_on_its_prefix() -> None:
     assert "resource.name.extract" in expression and "{scope}/${each.value.area}/" in expression
     assert "resource.name.startsWith" in expression
     bindings = [
-        body for (rtype, _), body in _tf.resources(CORE).items() if rtype.startswith("google_storage_bucket_iam")
+        body
+        for (rtype, _), body in _tf.resources(CORE).items()
+        if rtype.startswith("google_storage_bucket_iam")
     ]
     for body in bindings:
         if body["role"] != "roles/storage.objectViewer":

@@ -16,8 +16,6 @@ terraform {
   }
 
   # Keep state remote and access-controlled: it holds the generated task-token and dispatch secrets.
-  # backend "gcs" {
-  #   bucket = "my-terraform-state"
-  #   prefix = "servo/example"
-  # }
+  # Configure with `terraform init -backend-config=bucket=<state bucket> -backend-config=prefix=servo`.
+  backend "gcs" {}
 }
