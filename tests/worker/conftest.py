@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import requests
-
 from servo.core.keys import encode_task_id
 from servo.worker import WorkerApp, WorkerHandle, serve_app
+
 from tests.worker.fake_control_plane import FakeControlPlane
 
 SECRET = "s3cret-dispatch"

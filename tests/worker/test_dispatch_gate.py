@@ -1,13 +1,15 @@
-"""What the worker refuses before any asset code runs: auth, malformed or foreign envelopes, stale attempts."""
+"""What the worker refuses before asset code runs: auth, malformed or foreign envelopes, stale attempts."""
 
 from __future__ import annotations
 
 import requests
+from servo.sdk import asset
 
 from tests.worker.conftest import SECRET, Serve, dispatch, envelope, task_id
 from tests.worker.fake_control_plane import FakeControlPlane
 
 
+@asset(namespace="demo", name="a")
 def _never(ctx: object) -> None:
     raise AssertionError("must not run")
 

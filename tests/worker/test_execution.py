@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-
 from servo.errors import DataQualityError
 from servo.sdk import AssetIn, asset
+
 from tests.worker.conftest import Serve, dispatch, envelope
 from tests.worker.fake_control_plane import FakeControlPlane
 
-proceed = threading.Event()
+CANCEL = {
+    "acknowledged": True,
+    "shouldCancel": True,
+    "cancelReason": "user_requested",
+    "serverTime": "2026-01-01T00:00:00Z",
+}
 
 
 @asset(namespace="demo")
 def hello(ctx: Any) -> dict[str, Any]:
     print(f"hello from {ctx.task_key} attempt {ctx.attempt}")
     ctx.report_progress("halfway", 50)
-    ctx.add_metadata({"source": "unit"})
+    ctx.add_metadata(source="unit")
     time.sleep(0.3)
     return {"rows_seen": 3, "row_count": 3}
 
@@ -40,7 +45,8 @@ def dirty(ctx: Any) -> None:
 @asset(namespace="demo")
 def patient(ctx: Any) -> str:
     for _ in range(400):
-        ctx.check_cancelled()
+        if ctx.is_cancelled():
+            raise RuntimeError("stopping: cancelled")
         time.sleep(0.01)
     return "finished"
 
@@ -58,7 +64,7 @@ def upstream(ctx: Any) -> dict[str, Any]:
 
 
 @asset(namespace="demo")
-def downstream(ctx: Any, up: AssetIn["demo.upstream"]) -> dict[str, Any]:  # noqa: F821
+def downstream(ctx: Any, up: Annotated[dict[str, Any], AssetIn("demo.upstream")]) -> dict[str, Any]:
     return {"seen": up["metadata"]["rows"], "from": up["materializationId"]}
 
 
@@ -105,7 +111,9 @@ def test_success_reports_in_order_with_logs_before_completed(serve: Serve, plane
     assert beats and set(beats) == {"heartbeat"}
     assert "hello from demo.hello attempt 1" in plane.of("logs")[0].body["stdout"]
     assert plane.of("logs")[0].body["attempt"] == 1
-    assert any(c.body.get("message") == "halfway" and c.body.get("progressPct") == 50 for c in plane.of("heartbeat"))
+    assert any(
+        c.body.get("message") == "halfway" and c.body.get("progressPct") == 50 for c in plane.of("heartbeat")
+    )
     completed = plane.of("completed")[0].body
     assert completed["outcome"] == "SUCCEEDED"
     assert completed["output"]["rowCount"] == 3
@@ -114,7 +122,9 @@ def test_success_reports_in_order_with_logs_before_completed(serve: Serve, plane
     assert "error" not in completed
 
 
-def test_user_exception_is_failed_user_code_retryable_with_stack(serve: Serve, plane: FakeControlPlane) -> None:
+def test_user_exception_is_failed_user_code_retryable_with_stack(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
     worker = serve(ASSETS)
     assert dispatch(worker, envelope(plane, "demo.broken")).status_code == 200
     error = plane.of("completed")[0].body["error"]
@@ -139,9 +149,11 @@ def test_should_cancel_stops_the_asset_and_reports_cancelled(serve: Serve, plane
     worker = serve(ASSETS)
     plane.on(
         "heartbeat",
-        lambda call, n: (200, {"acknowledged": True, "shouldCancel": n >= 2, "serverTime": "2026-01-01T00:00:00Z"})
-        if n >= 2
-        else None,
+        lambda call, n: (
+            (200, {"acknowledged": True, "shouldCancel": n >= 2, "serverTime": "2026-01-01T00:00:00Z"})
+            if n >= 2
+            else None
+        ),
     )
     started = time.monotonic()
     response = dispatch(worker, envelope(plane, "demo.patient"))
@@ -159,7 +171,10 @@ def test_is_cancelled_is_observable_and_a_clean_return_is_still_cancelled(
     worker = serve(ASSETS)
     plane.on(
         "heartbeat",
-        lambda call, n: (200, {"acknowledged": True, "shouldCancel": True, "serverTime": "2026-01-01T00:00:00Z"}),
+        lambda call, n: (
+            200,
+            {"acknowledged": True, "shouldCancel": True, "serverTime": "2026-01-01T00:00:00Z"},
+        ),
     )
     assert dispatch(worker, envelope(plane, "demo.polite")).json()["outcome"] == "CANCELLED"
     assert "noticed the cancel" in plane.of("logs")[0].body["stdout"]
@@ -167,7 +182,9 @@ def test_is_cancelled_is_observable_and_a_clean_return_is_still_cancelled(
 
 def test_410_on_heartbeat_stops_the_attempt(serve: Serve, plane: FakeControlPlane) -> None:
     worker = serve(ASSETS)
-    plane.on("heartbeat", lambda call, n: (410, {"error": "task_expired", "message": "gone", "state": "FAILED"}))
+    plane.on(
+        "heartbeat", lambda call, n: (410, {"error": "task_expired", "message": "gone", "state": "FAILED"})
+    )
     started = time.monotonic()
     response = dispatch(worker, envelope(plane, "demo.patient"))
     assert time.monotonic() - started < 3.0
@@ -185,7 +202,9 @@ def test_timeout_fails_with_category_timeout_retryable(serve: Serve, plane: Fake
     assert error["retryable"] is True
 
 
-def test_an_asset_ignoring_the_cancel_is_abandoned_after_the_grace(serve: Serve, plane: FakeControlPlane) -> None:
+def test_an_asset_ignoring_the_cancel_is_abandoned_after_the_grace(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
     stuck = threading.Event()
 
     @asset(namespace="demo")

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from servo.core.protocol import DispatchEnvelope
+from servo.sdk import AssetContext, definition_of
 from servo.worker._heartbeat import CancelSignal
 
 AssetFunction = Callable[..., Any]
 
 # Loggers whose records are captured into the task's stderr (the context logger lives under this name).
-USER_LOGGERS: tuple[str, ...] = ("servo.asset",)
+USER_LOGGERS: tuple[str, ...] = ("servo.asset",)  # servo.sdk's LOGGER_ROOT
 
 
 class Reporter:
@@ -51,29 +52,34 @@ class Reporter:
             return dict(self._metadata)
 
 
-def definition_of(fn: AssetFunction) -> Any:
-    return fn.__servo_asset__  # type: ignore[attr-defined]
-
-
 def timeout_of(envelope: DispatchEnvelope, fn: AssetFunction) -> float | None:
     """The attempt's time bound: the payload's (what the control plane planned with), else the asset's."""
     value = envelope.payload.get("timeoutSeconds")
     if value is None:
-        value = getattr(definition_of(fn), "timeout_seconds", None)
+        value = definition_of(fn).timeout_seconds
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
     return float(value)
 
 
-def call_asset(
-    fn: AssetFunction, envelope: DispatchEnvelope, reporter: Reporter, cancel: CancelSignal
-) -> Any:
-    """Build the context, pass upstream outputs to the dependency parameters, run (async via asyncio)."""
-    from servo.sdk import AssetContext
+def _upstream(envelope: DispatchEnvelope) -> Mapping[str, Mapping[str, Any]]:
+    raw = envelope.payload.get("upstream")
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, Mapping)}
 
-    definition = definition_of(fn)
-    context = AssetContext(
-        definition=definition,
+
+def build_context(
+    fn: AssetFunction, envelope: DispatchEnvelope, reporter: Reporter, cancel: CancelSignal
+) -> AssetContext:
+    """The asset's context for this attempt.
+
+    Raises:
+        InvalidPartitionKey: the envelope's partition key does not fit the asset (missing, extra,
+            wrong dimensions): a configuration problem, so the asset is never run.
+    """
+    return AssetContext(
+        definition=definition_of(fn),
         run_id=envelope.run_id,
         task_key=envelope.task_key,
         attempt=envelope.attempt,
@@ -81,16 +87,20 @@ def call_asset(
         tenant_id=envelope.tenant_id,
         workspace_id=envelope.workspace_id,
         reporter=reporter,
+        upstream=_upstream(envelope),
         is_cancelled=cancel.is_set,
     )
-    upstream = envelope.payload.get("upstream")
-    outputs: Mapping[str, Any] = upstream if isinstance(upstream, Mapping) else {}
-    kwargs = {dep.parameter_name: outputs.get(str(dep.upstream_key), {}) for dep in _param_deps(definition)}
+
+
+def call_asset(fn: AssetFunction, context: AssetContext) -> Any:
+    """Run the asset: upstream outputs go to the parameters that receive them; coroutines via asyncio."""
+    upstream = context.upstream
+    kwargs = {
+        dep.parameter_name: dict(upstream.get(str(dep.upstream_key), {}))
+        for dep in context.definition.deps
+        if dep.parameter_name
+    }
     result = fn(context, **kwargs)
     if inspect.iscoroutine(result):
         result = asyncio.run(result)
     return result
-
-
-def _param_deps(definition: Any) -> list[Any]:
-    return [d for d in getattr(definition, "deps", ()) if getattr(d, "parameter_name", None)]

@@ -23,10 +23,12 @@ from ulid import ULID
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
+from servo.errors import classify_exception
+from servo.sdk import AssetContext
 from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient, CallbackUnavailable
 from servo.worker._capture import capture_output
 from servo.worker._heartbeat import CancelSignal, Heartbeater, heartbeat_interval
-from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, call_asset, timeout_of
+from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, build_context, call_asset, timeout_of
 
 logger = logging.getLogger("servo.worker")
 
@@ -109,6 +111,12 @@ def run_attempt(
         )
         return _complete(client, envelope, config, "FAILED", None, missing, None)
 
+    try:
+        context = build_context(fn, envelope, reporter, cancel)
+    except ServoError as exc:
+        bad = TaskError(category="CONFIGURATION", message=exc.message, retryable=False)
+        return _complete(client, envelope, config, "FAILED", None, bad, None)
+
     beats = Heartbeater(
         client,
         attempt=envelope.attempt,
@@ -125,7 +133,7 @@ def run_attempt(
         finished = _Finished()
         thread = threading.Thread(
             target=contextvars.copy_context().run,
-            args=(_call, finished, fn, envelope, reporter, cancel),
+            args=(_call, finished, fn, context),
             name=f"servo-asset-{envelope.task_key}",
             daemon=True,
         )
@@ -143,15 +151,9 @@ def run_attempt(
     return _complete(client, envelope, config, outcome, output, error, cancel.reason)
 
 
-def _call(
-    finished: _Finished,
-    fn: AssetFunction,
-    envelope: DispatchEnvelope,
-    reporter: Reporter,
-    cancel: CancelSignal,
-) -> None:
+def _call(finished: _Finished, fn: AssetFunction, context: AssetContext) -> None:
     try:
-        finished.value = call_asset(fn, envelope, reporter, cancel)
+        finished.value = call_asset(fn, context)
     except BaseException as exc:
         finished.error = exc
     finally:
@@ -185,8 +187,6 @@ def _outcome(
 
 
 def _error_of(exc: BaseException) -> TaskError:
-    from servo.errors import classify_exception
-
     category, retryable, message = classify_exception(exc)
     stack = "".join(traceback.format_exception(exc))
     return TaskError(category=category, message=message, retryable=retryable, stack_trace=stack)

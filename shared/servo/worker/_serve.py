@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -12,8 +13,11 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from servo.core.errors import InvalidInput
-from servo.worker._invoke import AssetFunction, definition_of
+from servo.sdk import discover_assets
+from servo.worker._invoke import AssetFunction
 from servo.worker._server import WorkerApp
+
+logger = logging.getLogger("servo.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +45,15 @@ def serve_app(app: WorkerApp, host: str = "127.0.0.1", port: int = 0) -> WorkerH
 
 
 def project_assets(project_root: Path) -> dict[str, AssetFunction]:
-    """The project's assets by key, found by the SDK's discovery."""
-    from servo.sdk import discover_assets
+    """The project's assets by key, found by the SDK's discovery.
 
-    found: Any = discover_assets(project_root)
-    items = found.values() if isinstance(found, Mapping) else found
-    return {str(definition_of(fn).key): fn for fn in items}
+    A module that fails to import is logged, not fatal: the other assets are still served, and a task
+    of a missing asset is reported FAILED (CONFIGURATION) naming it.
+    """
+    found = discover_assets(project_root)
+    for problem in found.problems:
+        logger.warning("asset discovery: %s", problem)
+    return dict(found)
 
 
 def serve_worker(
