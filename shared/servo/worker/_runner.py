@@ -21,7 +21,7 @@ import requests
 from ulid import ULID
 
 from servo.core.canonical_json import canonical_dumps
-from servo.core.errors import ServoError
+from servo.core.errors import InvalidMessage, ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
 from servo.errors import classify_exception
 from servo.sdk import AssetContext
@@ -188,8 +188,17 @@ def _outcome(
 
 def _error_of(exc: BaseException) -> TaskError:
     category, retryable, message = classify_exception(exc)
-    stack = "".join(traceback.format_exception(exc))
-    return TaskError(category=category, message=message, retryable=retryable, stack_trace=stack)
+    wire = {
+        "category": category,
+        "message": message,
+        "retryable": retryable,
+        "stackTrace": "".join(traceback.format_exception(exc)),
+    }
+    try:
+        # Parsing checks the category against the contract's enum (a user subclass may invent one).
+        return TaskError.from_json(wire)
+    except InvalidMessage:
+        return TaskError.from_json({**wire, "category": "USER_CODE"})
 
 
 def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
