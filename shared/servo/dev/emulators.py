@@ -211,7 +211,7 @@ class EmulatorStack:
         from servo.worker import serve_worker
 
         self._worker = serve_worker(project_dir, "127.0.0.1", 0, dispatch_secret=self.dispatch_secret)
-        self.worker_url = str(self._worker.url)
+        self.worker_url = f"{self._worker.url}/dispatch"
 
     def _spawn_function(self, name: str, port: int, env: Mapping[str, str]) -> None:
         source = self.functions_dir / name / "main.py"
