@@ -140,11 +140,10 @@ class TimePartitions:
         if value.tag != self.tag:
             raise _error(self.name, f"{self.granularity} values are tagged {self.tag}:, not {value.tag}:")
         assert isinstance(value.value, str)
-        if self.tag == "t":
-            if self._hour(value.value) != value.value:
-                raise _error(self.name, f"{value.value!r} is not on the hour")
-        else:
-            self._aligned_date(date.fromisoformat(value.value), value.value)
+        # Re-deriving the canonical value checks alignment and the real calendar (the key grammar
+        # alone accepts 2025-02-29, which no daily partition can hold).
+        if self._parse(value.value) != value:
+            raise _error(self.name, f"{value.value!r} is not on the {self.granularity} boundary")
         self._check_start(value)
 
     def _check_start(self, value: PartitionValue) -> None:
@@ -197,8 +196,8 @@ class StaticPartitions:
         if isinstance(values, str) or not isinstance(values, Iterable):
             raise _error(self.name, "values must be a list of strings")
         values = tuple(values)
-        if not values or not all(isinstance(v, str) and v for v in values):
-            raise _error(self.name, "values must be a non-empty list of non-empty strings")
+        if not values or not all(isinstance(v, str) for v in values):
+            raise _error(self.name, "values must be a non-empty list of strings")
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise _error(self.name, f"duplicate values {duplicates}")
