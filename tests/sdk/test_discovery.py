@@ -59,6 +59,27 @@ def test_discovers_the_chain_under_assets(tmp_path: Path) -> None:
     assert set(sys.modules) == before
 
 
+def test_libraries_imported_by_the_project_stay_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = tmp_path / "lib"
+    write(library, "h6_thirdparty_lib.py", "VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(library))
+    project = tmp_path / "project"
+    write(
+        project,
+        "assets/uses.py",
+        "import h6_thirdparty_lib\nfrom servo import asset\n\n@asset\ndef x(ctx):\n    pass\n",
+    )
+    try:
+        assert list(discover_assets(project)) == ["uses.x"]
+        # Re-importing a C extension in one process fails, so libraries are never unloaded.
+        assert "h6_thirdparty_lib" in sys.modules
+        assert "assets.uses" not in sys.modules and "assets" not in sys.modules
+    finally:
+        sys.modules.pop("h6_thirdparty_lib", None)
+
+
 def test_src_layout_and_whole_root_fallback(tmp_path: Path) -> None:
     src = tmp_path / "src_project"
     write(src, "src/assets/x.py", "from servo import asset\n\n@asset\ndef one(ctx):\n    pass\n")

@@ -172,6 +172,19 @@ class _Importer:
         sys.modules[name] = importlib.util.module_from_spec(spec)
 
 
+def _is_project_module(module: ModuleType, base: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    locations = [file] if file else list(getattr(module, "__path__", None) or [])
+    for location in locations:
+        try:
+            parts = Path(location).resolve().relative_to(base).parts
+        except (TypeError, ValueError):
+            continue
+        if not any(part in PRUNED_DIRS for part in parts):
+            return True
+    return False
+
+
 def _problem_from_exception(kind: str, path: Path, exc: BaseException) -> DiscoveryProblem:
     line = None
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -220,8 +233,11 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
             _collect(module, found, problems)
     finally:
         sys.path[:] = saved_path
+        # Only the project's own modules go: a library first imported by the project stays, since
+        # C extensions (numpy, pyarrow) cannot be initialised twice in one process.
         for name in [n for n in sys.modules if n not in saved_modules]:
-            del sys.modules[name]
+            if _is_project_module(sys.modules[name], base):
+                del sys.modules[name]
         sys.modules.update(saved_modules)
     result = DiscoveryResult(
         root=root,
