@@ -1,0 +1,87 @@
+"""The two local stacks under test, each with the real worker app (timed) on a real HTTP port.
+
+Embedded: ``EmbeddedStack`` in this process; its bucket-root store is wrapped, before the first request,
+in ``PrefixTally`` (ops by prefix) and ``servo.store.CountingStore`` (the port's own counter).
+Emulators: ``run_emulator_stack`` (fake-gcs-server, Cloud Tasks emulator, Eventarc stand-in, one
+functions-framework process per function); its store lives in other processes, so no op counts there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from servo.store import CountingStore
+from servo.worker import project_assets, serve_app
+
+from bench._instrument import PrefixTally, TimedSession, TimedWorkerApp, Timeline
+
+
+@dataclass
+class Target:
+    """A running control plane plus its timed worker."""
+
+    mode: str
+    api_url: str
+    timeline: Timeline
+    wait_idle: Callable[[float], bool]
+    tally: PrefixTally | None = None
+    counting: CountingStore | None = None
+
+
+@contextmanager
+def timed_worker(project: Path, secret: str) -> Iterator[tuple[str, Timeline]]:
+    timeline = Timeline()
+    app = TimedWorkerApp(
+        project_assets(project), dispatch_secret=secret, worker_id="bench-worker", http=TimedSession(timeline)
+    )
+    app.timeline = timeline
+    handle = serve_app(app)
+    try:
+        yield f"{handle.url}/dispatch", timeline
+    finally:
+        handle.stop()
+
+
+@contextmanager
+def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
+    from servo.dev.embedded import EmbeddedStack
+
+    secret = secrets.token_urlsafe(16)
+    with timed_worker(project, secret) as (worker_url, timeline):
+        # No sweep loop: the happy path never needs it, and its reads would blur the per-task counts.
+        stack = EmbeddedStack(
+            data_dir,
+            0,
+            worker_url=worker_url,
+            sweep_interval_s=0,
+            settings_overrides={"dispatch_secret": secret},
+        ).start()
+        try:
+            assert stack.ctx is not None
+            tally = PrefixTally(stack.ctx.store)
+            counting = CountingStore(tally)
+            # ServiceContext is frozen and built inside start(); the request handlers, the inline
+            # compactor and the side-effect thread all read ``ctx.store`` per call, and no request has
+            # been made yet, so swapping it here counts every operation of the benchmark.
+            object.__setattr__(stack.ctx, "store", counting)
+            yield Target("embedded", stack.api_url, timeline, stack.wait_idle, tally, counting)
+        finally:
+            stack.stop()
+
+
+@contextmanager
+def emulators(project: Path, data_dir: Path) -> Iterator[Target]:
+    from servo.dev.emulators import run_emulator_stack
+
+    secret = secrets.token_urlsafe(16)
+    with timed_worker(project, secret) as (worker_url, timeline):
+        overrides = {"SERVO_WORKER_URL": worker_url, "SERVO_DISPATCH_SECRET": secret}
+        # The sweep ticks once a minute, as Cloud Scheduler would.
+        with run_emulator_stack(
+            None, data_dir, 0, worker=False, env_overrides=overrides, sweep_interval_s=60
+        ) as stack:
+            yield Target("emulators", stack.api_url, timeline, lambda _t: True)

@@ -1,0 +1,131 @@
+"""End to end on the local stacks: chains of no-op assets and a fan-out, trigger → SUCCEEDED, through
+the public API, the dispatcher, the real worker app over HTTP and its callbacks.
+
+Per-task orchestration overhead is measured at the worker: from the moment the upstream task's
+``completed`` callback got its 2xx answer to the moment the downstream task's envelope arrived.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from bench import _api
+from bench._graphs import chain_keys, fanout_keys
+from bench._instrument import TaskTimes
+from bench._stacks import Target
+from bench._stats import ms, summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeasure:
+    run_id: str
+    tasks: int
+    wall_s: float  # trigger sent → GetRun answered SUCCEEDED
+    all_completed_s: float  # trigger sent → last completed callback accepted
+    overheads_s: tuple[float, ...]  # per dependent task
+    ops: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def _edge_overheads(times: dict[str, TaskTimes], edges: Sequence[tuple[str, str]]) -> list[float]:
+    out = []
+    for up, down in edges:
+        accepted = times[up].completed_accepted
+        if accepted is not None and down in times:
+            out.append(times[down].received - accepted)
+    return out
+
+
+def measure_run(
+    target: Target,
+    http: requests.Session,
+    ws: str,
+    keys: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    *,
+    count_ops: bool,
+    timeout: float,
+) -> RunMeasure:
+    """Trigger ``keys[0]`` with its downstream and wait for SUCCEEDED.
+
+    With ``count_ops`` the store counters are reset before the trigger and read after the last
+    completion and the control plane going idle, before the first GetRun (whose reads are the
+    client's, not the tasks').
+    """
+    if count_ops and target.tally is not None:
+        target.wait_idle(30)
+        target.tally.reset()
+    start = time.perf_counter()
+    run_id = _api.trigger(http, target.api_url, ws, keys[0], downstream=True)
+    if not target.timeline.wait_completed(run_id, len(keys), timeout):
+        seen = len(target.timeline.of_run(run_id))
+        raise _api.BenchError(f"{ws}: only {seen}/{len(keys)} tasks reached the worker within {timeout:.0f}s")
+    times = target.timeline.of_run(run_id)
+    last = max(t.completed_accepted or 0.0 for t in times.values())
+    ops: dict[tuple[str, str], int] = {}
+    if count_ops and target.tally is not None:
+        target.wait_idle(60)
+        ops = target.tally.snapshot()
+    run, seen_at = _api.wait_state(http, target.api_url, ws, run_id, timeout)
+    if run["state"] != "SUCCEEDED":
+        raise _api.BenchError(f"{ws}: run {run_id} ended {run['state']}")
+    overheads = _edge_overheads(times, edges)
+    return RunMeasure(run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops)
+
+
+def chain_edges(n: int) -> list[tuple[str, str]]:
+    keys = chain_keys(n)
+    return list(zip(keys, keys[1:], strict=False))
+
+
+def run_chains(
+    target: Target, http: requests.Session, project: Any, chains: Sequence[int], reps: int
+) -> tuple[dict[str, Any], dict[int, RunMeasure], list[float]]:
+    """Deploy each chain, run it once to warm up, then ``reps`` timed runs; the last one counts ops."""
+    results: dict[str, Any] = {}
+    counted: dict[int, RunMeasure] = {}
+    overheads: list[float] = []
+    for n in chains:
+        ws = f"chain{n}"
+        _api.deploy(http, target.api_url, ws, project, ws)
+        keys, edges = chain_keys(n), chain_edges(n)
+        first = measure_run(target, http, ws, keys, edges, count_ops=False, timeout=120)
+        results[f"{target.mode}.chain{n}.first_run_s"] = round(first.wall_s, 3)
+        walls = []
+        for rep in range(reps):
+            m = measure_run(target, http, ws, keys, edges, count_ops=rep == reps - 1, timeout=120)
+            walls.append(m.wall_s)
+            overheads.extend(m.overheads_s)
+            if m.ops:
+                counted[n] = m
+        results[f"{target.mode}.chain{n}.wall_s"] = round(statistics.median(walls), 3)
+        results[f"{target.mode}.chain{n}.wall_min_s"] = round(min(walls), 3)
+        results[f"{target.mode}.chain{n}.runs"] = reps
+    results.update(summary(f"{target.mode}.task_overhead", overheads, (50, 95)))
+    return results, counted, overheads
+
+
+def run_fanout(
+    target: Target, http: requests.Session, project: Any, children: int, timeout: float
+) -> tuple[dict[str, Any], RunMeasure]:
+    """One root and ``children`` dependents of it: time to all SUCCEEDED (ops counted)."""
+    ws = "fanout"
+    _api.deploy(http, target.api_url, ws, project, ws)
+    keys = fanout_keys(children)
+    edges = [(keys[0], k) for k in keys[1:]]
+    m = measure_run(target, http, ws, keys, edges, count_ops=True, timeout=timeout)
+    prefix = f"{target.mode}.fanout{len(keys)}"
+    out: dict[str, Any] = {
+        f"{prefix}.tasks": len(keys),
+        f"{prefix}.succeeded_s": round(m.wall_s, 3),
+        f"{prefix}.all_completed_s": round(m.all_completed_s, 3),
+        f"{prefix}.tasks_per_s": round(len(keys) / m.wall_s, 1),
+    }
+    if m.overheads_s:
+        out[f"{prefix}.root_done_to_last_child_received_ms"] = ms(max(m.overheads_s))
+    return out, m
