@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from servo import sdk
 
 TENANT = "default"
@@ -19,7 +18,7 @@ class BenchError(RuntimeError):
 
 
 def deploy(http: requests.Session, api_url: str, ws: str, project: Path, namespace: str) -> int:
-    """Deploy the project's assets of ``namespace`` to ``ws`` through the SDK's manifest; returns the count."""
+    """Deploy the assets of ``namespace`` to ``ws`` as the SDK builds the manifest; returns the count."""
     found = sdk.discover_assets(project, strict=True)
     assets = [fn for key, fn in found.items() if key.split(".", 1)[0] == namespace]
     ids = sdk.assign_asset_ids([key for key in found if key.split(".", 1)[0] == namespace], {})

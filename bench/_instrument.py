@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import requests
-
 from servo.store import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject
 from servo.worker import WorkerApp
 

@@ -7,6 +7,7 @@ Per-task orchestration overhead is measured at the worker: from the moment the u
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -80,7 +81,7 @@ def measure_run(
 
 def chain_edges(n: int) -> list[tuple[str, str]]:
     keys = chain_keys(n)
-    return list(zip(keys, keys[1:], strict=False))
+    return list(itertools.pairwise(keys))
 
 
 def run_chains(
