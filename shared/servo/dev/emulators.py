@@ -303,7 +303,7 @@ class EmulatorStack:
             self._bridge.stop()
 
     def __enter__(self) -> EmulatorStack:
-        return self
+        return self if self._router is not None else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
