@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench clean
+.PHONY: venv demo test lint typecheck unit iac bench clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -24,7 +24,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 -q
 
-test: lint typecheck unit
+# Offline infrastructure checks: checkov (own venv, .venv-checkov) and terraform fmt.
+iac: $(STAMP)
+	bash scripts/iac_check.sh
+
+test: lint typecheck unit iac
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov build .pytest_cache .mypy_cache .ruff_cache

@@ -10,10 +10,11 @@ from cloudevents.http import CloudEvent
 from servo.http.jsonlog import log_fields
 from servo.http.runtime import function_context
 from servo.services.orchestrate import compact_and_act
+from servo.services.timers import SWEEP_LOOKBACK_MS
 
 logger = logging.getLogger("servo.compactor")
 _LEDGER_OBJECT = re.compile(
-    r"([a-z0-9_-]+)/([a-z0-9_-]+)/(ledger/orchestration/[0-9A-HJKMNP-TV-Z]{26}\.json)"
+    r"([a-z0-9_-]+)/([a-z0-9_-]+)/(ledger/(?:orchestration/[0-9A-HJKMNP-TV-Z]{26}\.json|kicks/[0-9A-HJKMNP-TV-Z]{26}\.kick))"
 )
 
 
@@ -27,8 +28,13 @@ def compactor(event: CloudEvent) -> None:
         logger.info(f"ignored finalize of a non-ledger object {name!r}", extra=log_fields(object=name))
         return
     tenant_id, workspace_id, relative = match.groups()
+    # The sweep re-kicks compaction with a ledger/kicks/ object (finalize events can be lost): scan the
+    # recent window instead of folding one named object.
+    rekick = relative.endswith(".kick")
+    hint = [] if rekick else [relative]
+    lookback = SWEEP_LOOKBACK_MS if rekick else None
     # Any failure propagates: a non-2xx makes Eventarc redeliver, and compaction is idempotent.
-    outcome = compact_and_act(function_context(), tenant_id, workspace_id, hint=[relative])
+    outcome = compact_and_act(function_context(), tenant_id, workspace_id, hint=hint, lookback_ms=lookback)
     logger.info(
         "compacted",
         extra=log_fields(object=name, published=outcome.published, events_applied=outcome.events_applied),

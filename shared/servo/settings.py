@@ -52,6 +52,9 @@ class Settings:
     timers_url: str = _TIMERS_URL
     api_url: str = _API_URL  # the callbackBaseUrl handed to workers
     tasks_service_account: str | None = None
+    # GCP: the sweep re-kicks the compactor (by writing a ledger/kicks/ object whose finalize event
+    # reaches it) instead of compacting itself, so that only the compactor writes state/ (design §2).
+    sweep_kicks: bool = False
     token_secret: bytes = field(default=b"servo-local-task-token-secret-0123456789", repr=False)
     dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
@@ -82,6 +85,7 @@ class Settings:
             timers_url=e.get("SERVO_TIMERS_URL", _TIMERS_URL),
             api_url=e.get("SERVO_API_URL", _API_URL).rstrip("/"),
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
+            sweep_kicks=e.get("SERVO_SWEEP_KICKS", "") in ("1", "true", "yes"),
             token_secret=secret.encode() if secret else b"servo-local-task-token-secret-0123456789",
             dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
             api_token=e.get("SERVO_API_TOKEN") or None,

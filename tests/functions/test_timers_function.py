@@ -96,3 +96,48 @@ def test_run_timeout_ends_the_run_timed_out(stack: Stack, timers: Any) -> None:
 )
 def test_malformed_timer_deliveries_are_400(stack: Stack, timers: Any, body: dict[str, Any]) -> None:
     assert timers.post("/v1/timers/fire", json=body).status_code == 400
+
+
+def test_in_gcp_the_sweep_kicks_the_compactor_instead_of_writing_state(tmp_path: Any) -> None:
+    from dataclasses import replace
+
+    from servo.services.timers import sweep as sweep_service
+
+    from tests.support.context import make_context
+
+    ctx, _, _ = make_context(tmp_path)
+    ctx = replace(ctx, settings=replace(ctx.settings, sweep_kicks=True))
+    store = ctx.workspace_store("default", WS)
+    sweep_service(ctx, {"tenantId": "default", "workspaceId": WS})
+    (kick,) = store.list("ledger/kicks/")
+    assert kick.name.endswith(".kick")
+    assert store.list("state/") == []
+
+
+def test_a_kick_object_makes_the_compactor_fold_a_lost_finalize(stack: Stack) -> None:
+    """A ledger object whose finalize event was lost is folded when the sweep's kick arrives."""
+    from dataclasses import replace
+
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+    from servo.http.runtime import override_context
+    from servo.services.timers import kick_compactor
+    from servo.services.trigger import trigger_run as trigger
+
+    silent = replace(stack.ctx, after_ledger_write=None)  # the finalize event is "lost"
+    status, body = trigger(silent, "default", WS, {"selection": ["ns.a"]})
+    assert status == 201
+    from servo.services.runs import load_run
+
+    assert load_run(stack.ctx, "default", WS, body["runId"]) is None
+    name = kick_compactor(silent, "default", WS)
+    event = CloudEvent(
+        {"type": "google.cloud.storage.object.v1.finalized", "source": "//storage.googleapis.com/x"},
+        {"bucket": stack.ctx.settings.bucket, "name": f"default/{WS}/{name}"},
+    )
+    headers, data = to_binary(event)
+    with override_context(stack.ctx):
+        app = create_app("compactor", str(ROOT / "functions/compactor/main.py"), "cloudevent").test_client()
+        assert app.post("/", headers=headers, data=data).status_code == 200
+    view = load_run(stack.ctx, "default", WS, body["runId"])
+    assert view is not None and view.run is not None

@@ -42,6 +42,8 @@ locals {
   # the gateway cannot depend on the gateway's hostname without a cycle, and do not need it.
   dispatcher_env = merge(local.common_env, {
     SERVO_API_URL = "https://${google_api_gateway_gateway.api.default_hostname}"
+    # Only the compactor writes state/: the sweep re-kicks it instead of compacting (see timers.py).
+    SERVO_SWEEP_KICKS = "1"
   })
 
   # Which secrets each function reads: task tokens are minted by the dispatchers (compactor, timers)
@@ -104,6 +106,18 @@ resource "google_storage_bucket" "data" {
     condition {
       age            = var.log_retention_days
       matches_suffix = [".log"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # The timers sweep re-kicks the compactor with tiny ledger/kicks/*.kick objects (their finalize event
+  # is the kick); they carry no state and are dropped after a day.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_suffix = [".kick"]
     }
     action {
       type = "Delete"

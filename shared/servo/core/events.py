@@ -565,6 +565,7 @@ def _taskdef_from_json(raw: Any) -> TaskDef:
 __all__ = [
     "DispatchEnqueued",
     "DispatchRequested",
+    "EncodedEvent",
     "Event",
     "EventData",
     "PlanCreated",
@@ -579,8 +580,10 @@ __all__ = [
     "TimerFired",
     "TimerRequested",
     "UnknownEvent",
+    "as_event",
     "decode_event",
     "encode_event",
+    "event_body",
     "event_id_from_object_name",
     "ledger_object_name",
     "make_event",
@@ -825,3 +828,26 @@ def _req_str(body: dict[str, Any], name: str) -> str:
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
     return _req_str(body, name) if name in body else None
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A stored event kept as its canonical JSON until its fields are needed.
+
+    Compaction loads a run's applied events only to know their ids; decoding them all (a large
+    PlanCreated is thousands of TaskDefs) is needed only for the rare re-fold of a late event.
+    """
+
+    body: str
+
+    def decode(self) -> Event:
+        return decode_event(self.body.encode("utf-8"))
+
+
+def as_event(value: Event | EncodedEvent) -> Event:
+    return value.decode() if isinstance(value, EncodedEvent) else value
+
+
+def event_body(value: Event | EncodedEvent) -> str:
+    """The canonical JSON of an event, without re-encoding one that was never decoded."""
+    return value.body if isinstance(value, EncodedEvent) else encode_event(value).decode("utf-8")

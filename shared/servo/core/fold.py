@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from servo.core.errors import InvalidEvent
-from servo.core.events import Event, UnknownEvent
+from servo.core.events import Event, UnknownEvent, as_event
 from servo.core.fold_context import FoldContext
 from servo.core.fold_handlers import apply
 from servo.core.rows import IdempotencyRow
@@ -78,7 +78,7 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
         # A late event: re-fold this one run from its full history, in ULID order.
         result = RunPartition(run_id)
         merged = {**base.events, **new}
-        sequence = [merged[i] for i in sorted(merged)]
+        sequence = [as_event(merged[i]) for i in sorted(merged)]
     _apply_all(result, sequence)
     return result
 

@@ -173,6 +173,9 @@ class TaskOutput(_Message):
     output_visibility_state: VisibilityState | None = None
     published_at_ms: int | None = None
     publish_error: str | None = None
+    # Servo addition: what the asset reported (ctx metadata or a returned dict). Downstream assets
+    # receive it as their upstream argument, since Servo moves metadata, never data (no IO managers).
+    metadata: Mapping[str, Any] | None = None
 
     _NAME = "task output"
     _WIRE = (
@@ -186,6 +189,7 @@ class TaskOutput(_Message):
         _Field("output_visibility_state", "outputVisibilityState", "enum", allowed=VISIBILITY_STATES),
         _Field("published_at_ms", "publishedAt", "time"),
         _Field("publish_error", "publishError", "text"),
+        _Field("metadata", "metadata", "object"),
     )
 
 

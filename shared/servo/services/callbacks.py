@@ -37,7 +37,9 @@ class Located:
 
 
 def _bearer(headers: Mapping[str, str]) -> str:
-    value = headers.get("authorization", "")
+    # Behind API Gateway the worker's Authorization header arrives as X-Forwarded-Authorization (the
+    # gateway authenticates itself to the function with its own token in Authorization).
+    value = headers.get("x-forwarded-authorization") or headers.get("authorization", "")
     if not value.startswith("Bearer ") or not value[7:].strip():
         raise CallbackRejected(401, "invalid_token", "missing bearer task token")
     return value[7:].strip()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from servo.core.errors import Conflict, PreconditionFailed
-from servo.core.events import Event, encode_event
+from servo.core.events import EncodedEvent, Event, event_body
 from servo.core.fold import fold
 from servo.core.ids import ulid_time_ms
 from servo.core.state import FoldState, RunPartition
@@ -55,8 +55,8 @@ class CompactionResult:
     snapshot: Snapshot
 
 
-def _encode_body(event: Event) -> str:
-    return encode_event(event).decode("utf-8")
+def _encode_body(event: Event | EncodedEvent) -> str:
+    return event_body(event)
 
 
 def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from servo.core import controller as ctl
 from servo.core.events import (
@@ -111,6 +112,12 @@ def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) ->
     )
 
 
+def _audience(url: str) -> str:
+    """Cloud Run (and 2nd-gen functions) expect the service URL as the ID token audience, no path."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _queue_name(queue: str, default: str) -> str:
     # contracts §5: the reference's "default-queue" means "the configured queue".
     return default if queue == "default-queue" else queue
@@ -169,7 +176,9 @@ def carry_out(
                     },
                     schedule_time_ms=None,
                     oidc_service_account=ctx.settings.tasks_service_account,
-                    oidc_audience=ctx.settings.worker_url if ctx.settings.tasks_service_account else None,
+                    oidc_audience=_audience(ctx.settings.worker_url)
+                    if ctx.settings.tasks_service_account
+                    else None,
                     dispatch_deadline_s=1800,
                 ),
             )
@@ -202,7 +211,9 @@ def carry_out(
                     headers={"Content-Type": "application/json"},
                     schedule_time_ms=d.fire_at_ms,
                     oidc_service_account=ctx.settings.tasks_service_account,
-                    oidc_audience=ctx.settings.timers_url if ctx.settings.tasks_service_account else None,
+                    oidc_audience=_audience(ctx.settings.timers_url)
+                    if ctx.settings.tasks_service_account
+                    else None,
                     dispatch_deadline_s=60,
                 ),
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servo.core.errors import InvalidInput
-from servo.core.events import decode_event
+from servo.core.events import EncodedEvent
 from servo.core.rows import DepRow, RunKeyRow, RunRow, TaskRow
 from servo.core.state import FoldState, RunPartition
 from servo.projections import layout, schemas
@@ -67,7 +67,7 @@ class RunView:
 
 
 def _decode_body(body: str) -> Any:
-    return decode_event(body.encode("utf-8"))
+    return EncodedEvent(body)  # decoded only if a late event forces a re-fold of this run
 
 
 def _skip_body(body: str) -> Any:

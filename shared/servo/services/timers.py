@@ -55,7 +55,12 @@ def sweep_workspace(
     from servo.services.effects import carry_out
     from servo.services.orchestrate import active_run_ids, compact_and_act, load_partition
 
-    outcome = compact_and_act(ctx, tenant_id, workspace_id, lookback_ms=SWEEP_LOOKBACK_MS)
+    compacted = 0
+    if ctx.settings.sweep_kicks:
+        kick_compactor(ctx, tenant_id, workspace_id)
+    else:
+        outcome = compact_and_act(ctx, tenant_id, workspace_id, lookback_ms=SWEEP_LOOKBACK_MS)
+        compacted = outcome.events_applied
     now = ctx.clock_ms()
     decisions = 0
     for run_id in active_run_ids(ctx, tenant_id, workspace_id):
@@ -66,7 +71,21 @@ def sweep_workspace(
         if found:
             decisions += len(found)
             carry_out(ctx, tenant_id, workspace_id, part, found)
-    return {"eventsCompacted": outcome.events_applied, "repairs": decisions}
+    return {"eventsCompacted": compacted, "repairs": decisions}
+
+
+KICKS_PREFIX = "ledger/kicks/"
+
+
+def kick_compactor(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> str:
+    """Re-kick compaction through the normal finalize path: a tiny ``ledger/kicks/{ulid}.kick`` object.
+
+    The compactor (the only writer of state/) scans the recent ledger when it sees one. Kicks are not
+    events; the bucket's lifecycle rule deletes them by their ``.kick`` suffix.
+    """
+    name = f"{KICKS_PREFIX}{ctx.new_id()}.kick"
+    ctx.workspace_store(tenant_id, workspace_id).create(name, b"{}")
+    return name
 
 
 def sweep(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
