@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared functions tests scripts
-	$(BIN)/ruff format --check shared functions tests scripts
+	$(BIN)/ruff check shared functions tests scripts bench
+	$(BIN)/ruff format --check shared functions tests scripts bench
 
 # Every function's entry module is called main.py, so each is checked on its own beside the package.
 typecheck: $(STAMP)
