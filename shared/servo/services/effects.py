@@ -123,6 +123,82 @@ def _queue_name(queue: str, default: str) -> str:
     return default if queue == "default-queue" else queue
 
 
+def _http_task(ctx: ServiceContext, name: str, url: str, body: bytes, **extra: Any) -> Any:
+    """A Cloud Task POSTing JSON to ``url``; with a tasks service account it carries an OIDC token."""
+    from servo.dispatch import HttpTask
+
+    sa = ctx.settings.tasks_service_account
+    headers = {"Content-Type": "application/json", **extra.pop("headers", {})}
+    return HttpTask(
+        task_id=name,
+        url=url,
+        body=body,
+        headers=headers,
+        oidc_service_account=sa,
+        oidc_audience=_audience(url) if sa else None,
+        **extra,
+    )
+
+
+def _dispatch(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, part: RunPartition, d: ctl.EnqueueDispatch
+) -> list[Any]:
+    traceparent = part.run.traceparent if part.run is not None else None
+    # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
+    name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
+    envelope = dispatch_envelope(
+        ctx,
+        tenant_id,
+        workspace_id,
+        part.tasks[d.task_key],
+        d,
+        traceparent,
+        upstream_outputs(part, d.task_key),
+    )
+    task = _http_task(
+        ctx,
+        name,
+        ctx.settings.worker_url,
+        json.dumps(envelope).encode(),
+        headers={"X-Servo-Dispatch-Secret": ctx.settings.dispatch_secret},
+        dispatch_deadline_s=1800,
+    )
+    _enqueue(ctx, d.worker_queue, task)
+    return [DispatchEnqueued(d.dispatch_id, name, d.run_id, d.task_key, d.attempt)]
+
+
+def _timer(ctx: ServiceContext, tenant_id: str, workspace_id: str, d: ctl.ScheduleTimer) -> list[Any]:
+    name = cloud_task_id(d.timer_id)
+    body = json.dumps({"tenantId": tenant_id, "workspaceId": workspace_id, "timerId": d.timer_id}).encode()
+    task = _http_task(
+        ctx, name, ctx.settings.timers_url, body, schedule_time_ms=d.fire_at_ms, dispatch_deadline_s=60
+    )
+    _enqueue(ctx, "default-queue", task)
+    # Wire timer types are snake_case (contracts §6); the controller speaks the Parquet enum.
+    return [
+        TimerRequested(d.timer_id, d.timer_type.lower(), d.fire_at_ms, d.run_id, d.task_key, d.attempt),
+        TimerEnqueued(d.timer_id, name, d.run_id, d.task_key, d.attempt),
+    ]
+
+
+def _fail(d: ctl.FailAttempt) -> list[Any]:
+    message = f"{d.code}: {d.message}"
+    logger.warning(message, extra=log_fields(labels={"run_id": d.run_id, "task_key": d.task_key}))
+    return [
+        TaskFinished(
+            run_id=d.run_id,
+            task_key=d.task_key,
+            attempt=d.attempt,
+            attempt_id=d.attempt_id,
+            worker_id=WORKER_ID,
+            outcome=d.outcome.lower(),
+            error_message=message,
+            error={"category": d.category, "message": message, "retryable": d.retryable},
+            error_category=d.category,
+        )
+    ]
+
+
 def carry_out(
     ctx: ServiceContext,
     tenant_id: str,
@@ -131,150 +207,25 @@ def carry_out(
     decisions: Sequence[ctl.Decision],
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
-    from servo.dispatch import HttpTask
-
-    events: list[Event] = []
-    traceparent = part.run.traceparent if part.run is not None else None
+    data: list[Any] = []
     for d in decisions:
         if isinstance(d, ctl.RequestDispatch):
-            events.append(
-                _event(
-                    ctx,
-                    tenant_id,
-                    workspace_id,
-                    DispatchRequested(
-                        run_id=d.run_id,
-                        task_key=d.task_key,
-                        attempt=d.attempt,
-                        attempt_id=d.attempt_id,
-                        dispatch_id=d.dispatch_id,
-                        worker_queue=d.worker_queue,
-                    ),
+            data.append(
+                DispatchRequested(
+                    d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
                 )
             )
         elif isinstance(d, ctl.EnqueueDispatch):
-            task = part.tasks[d.task_key]
-            # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
-            name = cloud_task_id(
-                d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}"
-            )
-            body = json.dumps(
-                dispatch_envelope(
-                    ctx, tenant_id, workspace_id, task, d, traceparent, upstream_outputs(part, d.task_key)
-                )
-            ).encode()
-            _enqueue(
-                ctx,
-                d.worker_queue,
-                HttpTask(
-                    task_id=name,
-                    url=ctx.settings.worker_url,
-                    body=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Servo-Dispatch-Secret": ctx.settings.dispatch_secret,
-                    },
-                    schedule_time_ms=None,
-                    oidc_service_account=ctx.settings.tasks_service_account,
-                    oidc_audience=_audience(ctx.settings.worker_url)
-                    if ctx.settings.tasks_service_account
-                    else None,
-                    dispatch_deadline_s=1800,
-                ),
-            )
-            events.append(
-                _event(
-                    ctx,
-                    tenant_id,
-                    workspace_id,
-                    DispatchEnqueued(
-                        dispatch_id=d.dispatch_id,
-                        cloud_task_id=name,
-                        run_id=d.run_id,
-                        task_key=d.task_key,
-                        attempt=d.attempt,
-                    ),
-                )
-            )
+            data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d))
         elif isinstance(d, ctl.ScheduleTimer):
-            name = cloud_task_id(d.timer_id)
-            body = json.dumps(
-                {"tenantId": tenant_id, "workspaceId": workspace_id, "timerId": d.timer_id}
-            ).encode()
-            _enqueue(
-                ctx,
-                "default-queue",
-                HttpTask(
-                    task_id=name,
-                    url=ctx.settings.timers_url,
-                    body=body,
-                    headers={"Content-Type": "application/json"},
-                    schedule_time_ms=d.fire_at_ms,
-                    oidc_service_account=ctx.settings.tasks_service_account,
-                    oidc_audience=_audience(ctx.settings.timers_url)
-                    if ctx.settings.tasks_service_account
-                    else None,
-                    dispatch_deadline_s=60,
-                ),
-            )
-            events.append(
-                _event(
-                    ctx,
-                    tenant_id,
-                    workspace_id,
-                    TimerRequested(
-                        timer_id=d.timer_id,
-                        timer_type=d.timer_type.lower(),
-                        fire_at=d.fire_at_ms,
-                        run_id=d.run_id,
-                        task_key=d.task_key,
-                        attempt=d.attempt,
-                    ),
-                )
-            )
-            events.append(
-                _event(
-                    ctx,
-                    tenant_id,
-                    workspace_id,
-                    TimerEnqueued(
-                        timer_id=d.timer_id,
-                        cloud_task_id=name,
-                        run_id=d.run_id,
-                        task_key=d.task_key,
-                        attempt=d.attempt,
-                    ),
-                )
-            )
+            data.extend(_timer(ctx, tenant_id, workspace_id, d))
         elif isinstance(d, ctl.FailAttempt):
-            message = f"{d.code}: {d.message}"
-            error = {"category": d.category, "message": message, "retryable": d.retryable}
-            events.append(
-                _event(
-                    ctx,
-                    tenant_id,
-                    workspace_id,
-                    TaskFinished(
-                        run_id=d.run_id,
-                        task_key=d.task_key,
-                        attempt=d.attempt,
-                        attempt_id=d.attempt_id,
-                        worker_id=WORKER_ID,
-                        outcome=d.outcome.lower(),
-                        error_message=message,
-                        error=error,
-                        error_category=d.category,
-                    ),
-                )
-            )
-            logger.warning(
-                error["message"], extra=log_fields(labels={"run_id": d.run_id, "task_key": d.task_key})
-            )
+            data.extend(_fail(d))
         elif isinstance(d, ctl.TimeOutRun):
-            events.append(_event(ctx, tenant_id, workspace_id, RunTimedOut(run_id=d.run_id, reason=d.reason)))
-    if events:
-        append_events(ctx, tenant_id, workspace_id, events)
-    return len(events)
+            data.append(RunTimedOut(run_id=d.run_id, reason=d.reason))
+    if data:
+        append_events(ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, x) for x in data])
+    return len(data)
 
 
 def _enqueue(ctx: ServiceContext, queue: str, task: Any) -> None:
