@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from servo.store import OpCounts
 
 from bench import _api
 from bench._graphs import chain_keys, fanout_keys
@@ -31,6 +32,7 @@ class RunMeasure:
     all_completed_s: float  # trigger sent → last completed callback accepted
     overheads_s: tuple[float, ...]  # per dependent task
     ops: dict[tuple[str, str], int] = field(default_factory=dict)
+    port: OpCounts | None = None  # servo.store.CountingStore's own totals for the same window
 
 
 def _edge_overheads(times: dict[str, TaskTimes], edges: Sequence[tuple[str, str]]) -> list[float]:
@@ -61,6 +63,8 @@ def measure_run(
     if count_ops and target.tally is not None:
         target.wait_idle(30)
         target.tally.reset()
+        if target.counting is not None:
+            target.counting.reset()
     start = time.perf_counter()
     run_id = _api.trigger(http, target.api_url, ws, keys[0], downstream=True)
     if not target.timeline.wait_completed(run_id, len(keys), timeout):
@@ -69,14 +73,16 @@ def measure_run(
     times = target.timeline.of_run(run_id)
     last = max(t.completed_accepted or 0.0 for t in times.values())
     ops: dict[tuple[str, str], int] = {}
+    port = None
     if count_ops and target.tally is not None:
         target.wait_idle(60)
         ops = target.tally.snapshot()
+        port = target.counting.snapshot() if target.counting is not None else None
     run, seen_at = _api.wait_state(http, target.api_url, ws, run_id, timeout)
     if run["state"] != "SUCCEEDED":
         raise _api.BenchError(f"{ws}: run {run_id} ended {run['state']}")
     overheads = _edge_overheads(times, edges)
-    return RunMeasure(run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops)
+    return RunMeasure(run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops, port)
 
 
 def chain_edges(n: int) -> list[tuple[str, str]]:

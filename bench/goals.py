@@ -1,0 +1,55 @@
+"""The design §10 / issue 7 goals, judged from the figures of one run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[dict[str, Any]], bool | None]
+
+
+def _at_most(key: str, limit: float) -> Check:
+    return lambda r: None if r.get(key) is None else bool(r[key] <= limit)
+
+
+def _at_least(key: str, limit: float) -> Check:
+    return lambda r: None if r.get(key) is None else bool(r[key] >= limit)
+
+
+def _ops(label: str) -> Check:
+    def check(r: dict[str, Any]) -> bool | None:
+        wl, rd = r.get(f"ops.{label}.writes_lists_per_task"), r.get(f"ops.{label}.reads_per_task")
+        return None if wl is None or rd is None else bool(wl <= 6 and rd <= 10)
+
+    return check
+
+
+def _fanout(r: dict[str, Any]) -> bool | None:
+    if r.get("embedded.fanout1000.error"):
+        return False
+    return None if r.get("embedded.fanout1000.succeeded_s") is None else True
+
+
+GOALS: tuple[tuple[str, Check], ...] = (
+    ("20-chain >= 10x faster than Dagster (embedded)", _at_least("ratio.dagster_over_embedded.chain20", 10)),
+    (
+        "20-chain >= 10x faster than Dagster (emulators)",
+        _at_least("ratio.dagster_over_emulators.chain20", 10),
+    ),
+    ("per-task overhead p50 <= 150 ms (embedded)", _at_most("embedded.task_overhead_p50_ms", 150)),
+    ("per-task overhead p50 <= 150 ms (emulators)", _at_most("emulators.task_overhead_p50_ms", 150)),
+    ("1,000-task fan-out completes (embedded)", _fanout),
+    ("trigger p50 <= 20 ms under load (embedded)", _at_most("embedded.load.trigger_p50_ms", 20)),
+    (
+        "compaction lag p99 <= 200 ms under load (embedded)",
+        _at_most("embedded.load.compaction_lag_p99_ms", 200),
+    ),
+    ("<= 6 write/list and <= 10 read ops per task (20-chain)", _ops("embedded.chain20")),
+    ("<= 6 write/list and <= 10 read ops per task (fan-out)", _ops("embedded.fanout1000")),
+)
+
+
+def judge(results: dict[str, Any]) -> dict[str, str]:
+    """``goal.<text>`` → met / MISSED / not measured."""
+    verdicts = {True: "met", False: "MISSED", None: "not measured"}
+    return {f"goal.{text}": verdicts[check(results)] for text, check in GOALS}

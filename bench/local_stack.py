@@ -1,0 +1,115 @@
+"""Issue 7 item 1 on the local stacks, in one run: Servo (embedded and emulators) against Dagster on
+the same chains, per-task overhead, a 1,000-task fan-out, TriggerRun latency and compaction lag under
+load, and GCS operations per task.
+
+Each part records an ``….error`` key instead of aborting the others, so a missing piece (no registry
+for the Dagster venv, an emulator that will not start) still leaves every other figure measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import _stacks, cost, dagster_cmp, e2e, load
+from bench._graphs import write_servo_project
+
+CHAINS = (3, 20)
+REPS = 3
+FANOUT_CHILDREN = 999  # one root and 999 children: 1,000 tasks
+FANOUT_TIMEOUT_S = 420.0
+LOAD_RATE, LOAD_SECONDS = 20.0, 10.0
+
+logger = logging.getLogger("bench")
+
+
+def _guarded(results: dict[str, Any], key: str, part: Callable[[], dict[str, Any]]) -> None:
+    start = time.perf_counter()
+    try:
+        results.update(part())
+    except Exception as exc:
+        logger.error("%s failed:\n%s", key, traceback.format_exc())
+        results[f"{key}.error"] = f"{type(exc).__name__}: {exc}"[:500]
+    results[f"{key}.section_s"] = round(time.perf_counter() - start, 1)
+
+
+def _embedded(project: Path, data: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with _stacks.embedded(project, data) as target:
+        http = requests.Session()
+        chains, counted, _ = e2e.run_chains(target, http, project, CHAINS, REPS)
+        out.update(chains)
+        for n, m in counted.items():
+            out.update(cost.ops_results(f"embedded.chain{n}", m))
+
+        def fanout() -> dict[str, Any]:
+            figures, m = e2e.run_fanout(target, http, project, FANOUT_CHILDREN, FANOUT_TIMEOUT_S)
+            return {**figures, **cost.ops_results("embedded.fanout1000", m)}
+
+        _guarded(out, "embedded.fanout1000", fanout)
+        _guarded(
+            out,
+            "embedded.load",
+            lambda: load.steady_load(target, project, rate=LOAD_RATE, duration_s=LOAD_SECONDS),
+        )
+    return out
+
+
+def _emulators(project: Path, data: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    with _stacks.emulators(project, data) as target:
+        out["emulators.stack_start_s"] = round(time.perf_counter() - start, 1)
+        http = requests.Session()
+        chains, _, _ = e2e.run_chains(target, http, project, CHAINS, REPS)
+        out.update(chains)
+        _guarded(
+            out,
+            "emulators.load",
+            lambda: load.steady_load(target, project, rate=LOAD_RATE, duration_s=LOAD_SECONDS),
+        )
+    return out
+
+
+def _dagster(work: Path) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    dagster = dagster_cmp.ensure_env()
+    out: dict[str, Any] = {"dagster.version": dagster_cmp.version(dagster)}
+    for n in CHAINS:
+        # Two runs of the short chain (the first pays cold file caches), one of the long one.
+        runs = [dagster_cmp.materialize(dagster, work, n) for _ in range(2 if n < 10 else 1)]
+        out[f"dagster.chain{n}.wall_s"] = round(min(runs), 3)
+    return out
+
+
+def _ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("embedded", "emulators"):
+        for n in CHAINS:
+            servo = results.get(f"{mode}.chain{n}.wall_s")
+            dagster = results.get(f"dagster.chain{n}.wall_s")
+            if servo and dagster:
+                out[f"ratio.dagster_over_{mode}.chain{n}"] = round(dagster / servo, 1)
+    return out
+
+
+def run() -> dict[str, Any]:
+    """Every local-stack figure of issue 7 item 1, measured in this one run."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="servo-bench-") as tmp:
+        root = Path(tmp)
+        project = write_servo_project(root / "project", CHAINS, FANOUT_CHILDREN)
+        _guarded(results, "embedded", lambda: _embedded(project, root / "embedded"))
+        _guarded(results, "emulators", lambda: _emulators(project, root / "emulators"))
+        _guarded(results, "dagster", lambda: _dagster(root / "dagster"))
+    results.update(_ratios(results))
+    results.update(cost.PRICES)
+    return results
