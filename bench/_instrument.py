@@ -42,15 +42,21 @@ class PrefixTally:
         self._inner = inner
         self._lock = threading.Lock()
         self.ops: Counter[tuple[str, str]] = Counter()
+        self.ledger_types: Counter[str] = Counter()  # event_type of each ledger object written
         self.run_triggered_at: dict[str, float] = {}
 
     def reset(self) -> None:
         with self._lock:
             self.ops.clear()
+            self.ledger_types.clear()
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         with self._lock:
             return dict(self.ops)
+
+    def ledger_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.ledger_types)
 
     def _add(self, op: str, name: str) -> None:
         with self._lock:
@@ -63,10 +69,12 @@ class PrefixTally:
     def create(self, name: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE) -> int:
         self._add("write", name)
         generation = self._inner.create(name, data, content_type=content_type)
-        if "/ledger/" in name and b'"RunTriggered"' in data:
-            run_id = json.loads(data)["data"]["run_id"]
+        if "/ledger/" in name:
+            event = json.loads(data)
             with self._lock:
-                self.run_triggered_at.setdefault(run_id, time.perf_counter())
+                self.ledger_types[str(event.get("event_type"))] += 1
+                if event.get("event_type") == "RunTriggered":
+                    self.run_triggered_at.setdefault(event["data"]["run_id"], time.perf_counter())
         return generation
 
     def put(

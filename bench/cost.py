@@ -51,6 +51,8 @@ def ops_results(label: str, m: RunMeasure) -> dict[str, Any]:
         by_prefix[f"{name_prefix}:{op}"] += count
     for key, count in sorted(by_prefix.items()):
         out[f"{prefix}.by_prefix.{key}_per_task"] = round(count / m.tasks, 2)
+    for event_type, count in sorted(m.ledger_types.items()):
+        out[f"{prefix}.ledger_events_per_task.{event_type}"] = round(count / m.tasks, 2)
     return out
 
 

@@ -33,6 +33,7 @@ class RunMeasure:
     overheads_s: tuple[float, ...]  # per dependent task
     ops: dict[tuple[str, str], int] = field(default_factory=dict)
     port: OpCounts | None = None  # servo.store.CountingStore's own totals for the same window
+    ledger_types: dict[str, int] = field(default_factory=dict)  # ledger objects written, by event type
 
 
 def _edge_overheads(times: dict[str, TaskTimes], edges: Sequence[tuple[str, str]]) -> list[float]:
@@ -74,15 +75,19 @@ def measure_run(
     last = max(t.completed_accepted or 0.0 for t in times.values())
     ops: dict[tuple[str, str], int] = {}
     port = None
+    ledger_types: dict[str, int] = {}
     if count_ops and target.tally is not None:
         target.wait_idle(60)
         ops = target.tally.snapshot()
         port = target.counting.snapshot() if target.counting is not None else None
+        ledger_types = target.tally.ledger_snapshot()
     run, seen_at = _api.wait_state(http, target.api_url, ws, run_id, timeout)
     if run["state"] != "SUCCEEDED":
         raise _api.BenchError(f"{ws}: run {run_id} ended {run['state']}")
     overheads = _edge_overheads(times, edges)
-    return RunMeasure(run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops, port)
+    return RunMeasure(
+        run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops, port, ledger_types
+    )
 
 
 def chain_edges(n: int) -> list[tuple[str, str]]:

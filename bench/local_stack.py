@@ -59,7 +59,31 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
             "embedded.load",
             lambda: load.steady_load(target, project, rate=LOAD_RATE, duration_s=LOAD_SECONDS),
         )
+        _guarded(out, "embedded.sweep", lambda: _sweep_ops(target))
     return out
+
+
+def _sweep_ops(target: _stacks.Target) -> dict[str, Any]:
+    """Operations of one scheduler tick (the timers sweep) over the workspaces this run created:
+    a fixed cost per tick (1,440 ticks a day at one a minute), whatever the task count."""
+    assert target.tally is not None
+    target.wait_idle(30)
+    target.tally.reset()
+    headers = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
+    res = requests.post(f"{target.api_url}/v1/timers/sweep", json={}, headers=headers, timeout=120)
+    if res.status_code >= 300:
+        raise RuntimeError(f"sweep answered {res.status_code}: {res.text[:300]}")
+    target.wait_idle(30)
+    ops = target.tally.snapshot()
+    writes_lists = sum(v for (_, op), v in ops.items() if op != "read")
+    reads = sum(v for (_, op), v in ops.items() if op == "read")
+    # cost_per_1000_tasks(x, y) is the price of 1,000 × (x class-A + y class-B) operations.
+    per_day = 1440 * cost.cost_per_1000_tasks(writes_lists, reads) / 1000
+    return {
+        "ops.sweep_tick.writes_lists": writes_lists,
+        "ops.sweep_tick.reads": reads,
+        "ops.sweep_tick.usd_per_day_at_1_per_min": round(per_day, 5),
+    }
 
 
 def _emulators(project: Path, data: Path) -> dict[str, Any]:
