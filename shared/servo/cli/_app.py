@@ -29,7 +29,11 @@ class State:
 
     @property
     def out(self) -> Console:
-        return Console(highlight=False, soft_wrap=False)
+        console = Console(highlight=False, soft_wrap=False)
+        if not console.is_terminal:
+            # Piped output is read by scripts and people alike: never cut an id to fit 80 columns.
+            console.width = max(console.width, 200)
+        return console
 
     @property
     def err(self) -> Console:

@@ -87,7 +87,9 @@ def emulator_stack(options: DevOptions) -> Iterator[str]:
         from servo.dev.emulators import run_emulator_stack
     except ImportError as exc:
         raise ServoError(f"`servo dev --emulators` is not available in this build ({exc})") from None
-    handle = run_emulator_stack(options.project_dir, options.data_dir, options.port)
+    handle = run_emulator_stack(
+        options.project_dir, options.data_dir, options.port, sweep_interval_s=options.sweep_interval_s
+    )
     try:
         yield str(handle.api_url)
     finally:
