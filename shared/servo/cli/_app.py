@@ -53,7 +53,9 @@ class _Failed(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+        # Several problems (e.g. validation) are several lines, each one complete on its own.
+        for line in self.message.splitlines() or [""]:
+            click.echo(f"error: {line}", err=True)
 
 
 class ServoGroup(click.Group):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,9 @@ def dev_command(
     """  # fmt: skip
     from servo.dev.cli_dev import DevOptions, run_dev
 
+    if not state.verbose:
+        # One access-log line per callback drowns what matters; --verbose brings them back.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     root, config = _project(project)
     if not (root / "assets").is_dir() and not (root / "src" / "assets").is_dir():
         state.err.print(f"[yellow]warning:[/yellow] no assets/ folder in {root}; the worker serves nothing")

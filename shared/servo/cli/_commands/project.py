@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +45,39 @@ def assets_table(manifest: Mapping[str, Any]) -> Table:
 
 
 def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
-    """Discover, validate and build the project's manifest (one error line per problem found)."""
+    """Discover, validate and build the project's manifest; every problem is one ``file:line`` line.
+
+    Stable asset ids live in the project's lockfile (``.servo/state.json``), written on every build.
+    """
     root = config.require_project()
     from servo import sdk
+    from servo.core.ids import UlidFactory
 
-    assets = sdk.discover_assets(root)
-    items: Sequence[Any] = list(assets.values()) if isinstance(assets, Mapping) else list(assets)
-    if not items:
-        raise CliError(f"no assets found in {root}", hint="define @asset functions under assets/")
-    sdk.validate_assets(items)
-    manifest = sdk.build_manifest(items, root=root, tenant_id=config.tenant, workspace_id=config.workspace)
-    data = sdk.manifest_bytes(manifest)
-    return json.loads(data), data
+    try:
+        found = sdk.discover_assets(root, strict=True)
+        definitions = found.definitions()
+        if not definitions:
+            raise CliError(f"no assets found in {root}", hint="define @asset functions under assets/")
+        sdk.validate_assets(definitions)
+        keys = [str(d.key) for d in definitions]
+        ids = sdk.assign_asset_ids(keys, sdk.load_asset_ids(root))
+        now_ms = time.time_ns() // 1_000_000
+        manifest = sdk.build_manifest(
+            definitions,
+            tenant_id=config.tenant,
+            workspace_id=config.workspace,
+            code_version_id=UlidFactory(os.urandom).new(now_ms),
+            git=sdk.git_info(root),
+            deployed_by=getpass.getuser(),
+            deployed_at_ms=now_ms,
+            asset_ids=ids,
+            project_root=root,
+        )
+    except (sdk.DiscoveryError, sdk.ManifestValidationError) as exc:
+        problems = exc.details.get("problems") or [exc.message]
+        raise CliError("\n".join(str(p) for p in problems)) from None
+    sdk.save_asset_ids(root, ids)
+    return manifest, sdk.manifest_bytes(manifest)
 
 
 @click.command("init")
