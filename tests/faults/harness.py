@@ -433,13 +433,14 @@ class World:
                 out.setdefault(event.run_id, set()).add(event.event_id)
         return out
 
-    def dispatches(self) -> dict[tuple[str, str, int], set[tuple[str, str]]]:
-        """(run, task, attempt) -> the (attemptId, dispatchId) pairs the worker was ever sent."""
-        out: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
+    def dispatches(self) -> dict[tuple[str, str, int], list[tuple[str, str, str]]]:
+        """(run, task, attempt) -> the (Cloud Task name, attemptId, dispatchId) of each worker task
+        created for it (the queue already dropped names it had seen, as Cloud Tasks does)."""
+        out: dict[tuple[str, str, int], list[tuple[str, str, str]]] = {}
         for _, task in self.queue.recorded:
             if task.url != self.ctx.settings.worker_url:
                 continue
             env = json.loads(task.body)
             key = (env["runId"], env["taskKey"], env["attempt"])
-            out.setdefault(key, set()).add((env["attemptId"], env["dispatchId"]))
+            out.setdefault(key, []).append((task.task_id, env["attemptId"], env["dispatchId"]))
         return out

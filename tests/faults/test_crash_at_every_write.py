@@ -3,10 +3,11 @@
 The scenario is small but passes every path: trigger (run_key reservation, RunTriggered, PlanCreated),
 callbacks (started, heartbeat, logs, completed), cancel, the timers function (a retry timer fires)
 and compaction with its side effects (dispatch and timer requests and acknowledgements, segments,
-index, manifest, head pointer). The first write of a kind in a path crashes before it lands, the second (usually the retry's)
-right after it committed. A crash inside a request answers 5xx and the client (worker, Cloud
-Tasks, Eventarc, Scheduler) retries; a crash inside the embedded inline compaction is absorbed by the
-writer and the sweep catches up. Either way each run must end exactly as in the clean run.
+index, manifest, head pointer). The first write of a kind in a path crashes before it lands, the
+second (usually the retry's) right after it committed. A crash inside a request answers 5xx and the
+client (worker, Cloud Tasks, Eventarc, Scheduler) retries; a crash inside the embedded inline
+compaction is absorbed by the writer and the sweep catches up. Either way each run must end exactly
+as in the clean run.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ COMPACTION_SITES = {
     ("compaction", "state:manifest"),
     ("compaction", "state:pointer"),
 }
+# Through the compactor function a crash fails the delivery and Eventarc redelivers it; the effect
+# writes are the inline path's code, so the publish writes are the ones worth repeating there.
+STATE_SITES = {s for s in COMPACTION_SITES if s[1].startswith("state:")}
 CASES = [
     pytest.param(mode, site, id=f"{mode}-{site[0]}-{site[1]}")
-    for mode, sites in (("inline", PATH_SITES | COMPACTION_SITES), ("compactor", COMPACTION_SITES))
+    for mode, sites in (("inline", PATH_SITES | COMPACTION_SITES), ("compactor", STATE_SITES))
     for site in sorted(sites)
 ]
 

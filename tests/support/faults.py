@@ -200,7 +200,7 @@ class FaultyStore:
 
     def _release_due(self) -> None:
         with self._lock:
-            aged = [(countdown - 1, *rest) for countdown, *rest in self._held]
+            aged = [(n - 1, name, data, ct) for n, name, data, ct in self._held]
             due = [h for h in aged if h[0] <= 0]
             self._held = [h for h in aged if h[0] > 0]
         for _, name, data, content_type in due:

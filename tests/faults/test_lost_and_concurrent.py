@@ -1,0 +1,54 @@
+"""Lost finalize events (the sweep alone moves the runs) and many compactors racing on one head."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.checks import assert_converged
+from tests.faults.harness import Chaos
+from tests.faults.test_chaos import play, random_scenario
+
+SEED = 11
+SCENARIO = random_scenario(random.Random(SEED), n_runs=2)
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return play(tmp_path_factory.mktemp("clean"), SCENARIO, Chaos(seed=SEED))[1]
+
+
+@pytest.mark.parametrize(
+    ("label", "chaos"),
+    [
+        ("every inline compaction skipped", Chaos(seed=SEED, lose_inline=frozenset(range(1, 10_000)))),
+        ("every finalize event lost", Chaos(seed=SEED, deferred=True, lose_finalize_rate=1.0)),
+    ],
+    ids=["inline", "compactor"],
+)
+def test_with_every_finalize_lost_the_sweep_alone_converges(
+    tmp_path: Path,
+    expected: dict[str, dict[str, Any]],
+    faults_injected: Callable[[int, str], None],
+    label: str,
+    chaos: Chaos,
+) -> None:
+    world, final = play(tmp_path, SCENARIO, chaos)
+    faults_injected(world.injected, f"seed {SEED}: {label}")
+    assert world.counts["lost_finalize"] > 10
+    assert_converged(world, expected, final)
+
+
+def test_eight_compactors_at_once_on_duplicated_finalize_events(
+    tmp_path: Path, expected: dict[str, dict[str, Any]], faults_injected: Callable[[int, str], None]
+) -> None:
+    chaos = Chaos(seed=SEED, deferred=True, duplicate_rate=1.0, compactor_threads=8)
+    world, final = play(tmp_path, SCENARIO, chaos)
+    racing = world.counts["concurrent_compactions"]
+    faults_injected(world.injected, f"seed {SEED}: {racing} compactions racing in rounds of up to 8")
+    assert racing > 20
+    assert_converged(world, expected, final)
