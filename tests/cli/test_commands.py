@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from servo.dev.embedded import EmbeddedStack
+
 from tests.cli.conftest import invoke
 
 

@@ -1,0 +1,243 @@
+"""M1 smoke (design §10): real processes — `servo dev` in the background, the `servo` CLI against it.
+
+One stack serves every check; the slow ones (retry backoff, cancel grace) run while the A-only checks
+run, so the file stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servo.store import LocalFileStore
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SERVO = str(Path(sys.executable).with_name("servo"))
+CANCEL_GRACE_SEC = 3
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+EXTRA_ASSETS = """
+import time
+
+from servo import asset
+
+
+@asset(namespace="demo", max_retries=1)
+def flaky(ctx):
+    print(f"flaky attempt {ctx.attempt}")
+    raise RuntimeError("flaky always fails")
+
+
+@asset(namespace="demo", deps=[flaky])
+def after_flaky(ctx):
+    print("never runs")
+
+
+@asset(namespace="demo")
+def slow(ctx):
+    print("slow started", flush=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if ctx.is_cancelled():
+            print("slow saw the cancel")
+            return None
+        time.sleep(0.1)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    api_url: str
+    data_dir: Path
+    project: Path
+    env: dict[str, str]
+
+    def servo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [SERVO, *args], cwd=self.project, env=self.env, capture_output=True, text=True, timeout=30
+        )
+        if check:
+            assert done.returncode == 0, f"servo {' '.join(args)} -> {done.returncode}: {done.stderr}"
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.servo(*args, "--json").stdout)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.json("status", run_id))
+
+    def wait(self, run_id: str, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if predicate(run):
+                return run
+            assert time.monotonic() < deadline, f"run {run_id} stuck: {run}"
+            time.sleep(0.3)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every event of the workspace, read from the ledger objects in the data dir."""
+        store = LocalFileStore(self.data_dir / "servo-local")
+        prefix = "default/default/ledger/orchestration/"
+        events = []
+        for meta in store.list(prefix):
+            obj = store.get(meta.name)
+            assert obj is not None
+            events.append(json.loads(obj.data))
+        return events
+
+
+def _read_ready_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    found: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Servo API ready at "):
+                found.append(line.split(" at ", 1)[1].strip())
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert found, f"servo dev did not get ready in {timeout}s"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("m1")
+    project = root / "project"
+    shutil.copytree(REPO / "examples" / "quickstart", project, ignore=shutil.ignore_patterns(".servo*"))
+    (project / "assets" / "extra.py").write_text(EXTRA_ASSETS, encoding="utf-8")
+    data_dir = root / "data"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
+    env.update(
+        SERVO_CANCEL_GRACE_SEC=str(CANCEL_GRACE_SEC),
+        SERVO_HEARTBEAT_INTERVAL_SEC="0.5",
+        SERVO_API_URL=f"http://127.0.0.1:{port}",
+        PYTHONUNBUFFERED="1",
+    )
+    log = (root / "dev.err").open("w")
+    proc = subprocess.Popen(
+        [SERVO, "dev", "--port", str(port), "--data", str(data_dir), "--project", str(project),
+         "--sweep-interval", "0.5"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        api_url = _read_ready_line(proc, 20)
+        assert api_url == f"http://127.0.0.1:{port}"
+        yield Stack(api_url, data_dir, project, env)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+        assert code == 0, (root / "dev.err").read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def deployed(stack: Stack) -> dict[str, Any]:
+    answer = dict(stack.json("deploy"))
+    assert answer["assetCount"] == 6
+    return answer
+
+
+@pytest.fixture(scope="module")
+def background_runs(stack: Stack, deployed: dict[str, Any]) -> dict[str, str]:
+    """The slow checks start first and finish while the others run."""
+    flaky = stack.json("run", "demo.flaky", "--include-downstream")["runId"]
+    slow = stack.json("run", "demo.slow")["runId"]
+    return {"flaky": flaky, "slow": slow}
+
+
+def test_deploy_returns_a_manifest_id(deployed: dict[str, Any]) -> None:
+    assert len(deployed["manifestId"]) == 26  # a ULID
+
+
+def test_run_a_only(stack: Stack, background_runs: dict[str, str]) -> None:
+    created = stack.json("run", "demo.a")
+    run_id = created["runId"]
+    assert created["created"] is True
+    run = stack.wait(run_id, lambda r: r["state"] in TERMINAL)
+    assert run["state"] == "SUCCEEDED"
+    assert [t["taskKey"] for t in run["tasks"]] == ["demo.a"]  # the plan holds only A
+
+    logs = stack.servo("logs", run_id).stdout
+    assert "A says hello" in logs
+    assert "B says hello" not in logs
+
+    events = stack.ledger()
+    started = {
+        (e["data"]["run_id"], e["data"]["task_key"]) for e in events if e["event_type"] == "TaskStarted"
+    }
+    assert (run_id, "demo.a") in started
+    assert not {key for _, key in started} & {"demo.b", "demo.c"}  # B and C never entered RUNNING
+    planned = [e for e in events if e["event_type"] == "PlanCreated" and e["data"]["run_id"] == run_id]
+    assert [t["key"] for t in planned[0]["data"]["tasks"]] == ["demo.a"]
+
+
+def test_run_key_returns_the_same_run(stack: Stack, deployed: dict[str, Any]) -> None:
+    first = stack.json("run", "demo.a", "--run-key", "smoke-rk")
+    second = stack.json("run", "demo.a", "--run-key", "smoke-rk")
+    assert second["runId"] == first["runId"]
+    assert (first["created"], second["created"]) == (True, False)
+
+
+def test_failing_asset_is_retried_and_its_downstream_skipped(
+    stack: Stack, background_runs: dict[str, str]
+) -> None:
+    run = stack.wait(background_runs["flaky"], lambda r: r["state"] in TERMINAL, timeout=45)
+    assert run["state"] == "FAILED"
+    tasks = {t["taskKey"]: t for t in run["tasks"]}
+    assert (tasks["demo.flaky"]["state"], tasks["demo.flaky"]["attempt"]) == ("FAILED", 2)
+    assert "flaky always fails" in tasks["demo.flaky"]["errorMessage"]
+    assert tasks["demo.after_flaky"]["state"] == "SKIPPED"
+    logs = stack.servo("logs", background_runs["flaky"], "--task", "demo.flaky").stdout
+    assert "flaky attempt 1" in logs and "flaky attempt 2" in logs
+
+
+def test_cancel_ends_the_run_and_the_worker_stops_within_the_grace(
+    stack: Stack, background_runs: dict[str, str]
+) -> None:
+    run_id = background_runs["slow"]
+    stack.wait(run_id, lambda r: r["tasks"][0]["state"] == "RUNNING", timeout=20)
+    cancelled_at = time.monotonic()
+    answer = stack.json("cancel", run_id, "--reason", "smoke test")
+    assert answer["state"] in ("CANCELLING", "CANCELLED")
+    run = stack.wait(run_id, lambda r: r["state"] in TERMINAL, timeout=CANCEL_GRACE_SEC + 10)
+    assert run["state"] == "CANCELLED"
+    assert time.monotonic() - cancelled_at <= CANCEL_GRACE_SEC + 5
+    finished = [
+        e for e in stack.ledger()
+        if e["event_type"] == "TaskFinished" and e["data"]["run_id"] == run_id
+    ]  # fmt: skip
+    # The worker itself reported the attempt (it stopped), rather than only the grace sweep forcing it.
+    assert [(e["data"]["outcome"], e["data"]["worker_id"]) for e in finished] == [
+        ("cancelled", "servo-dev-worker")
+    ]
+    assert "slow saw the cancel" in stack.servo("logs", run_id).stdout
