@@ -11,7 +11,7 @@ import click
 from rich.live import Live
 
 from servo.cli._app import State, api_options, client_from
-from servo.cli._client import TERMINAL_RUN_STATES, ApiClient
+from servo.cli._client import TERMINAL_RUN_STATES, ApiClient, ApiError
 from servo.cli._errors import CliError
 from servo.cli._render import run_detail, runs_table, state_text
 
@@ -145,7 +145,11 @@ def run_command(
         body["labels"] = label_map
     if kwargs["timeout"]:
         body["timeoutSeconds"] = kwargs["timeout"]
-    created = client.trigger(body)
+    try:
+        created = client.trigger(body)
+    except ApiError as exc:
+        # The API speaks of its body field; the user typed flags.
+        raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
     run_id = str(created["runId"])
     if not as_json:
         verb = "Created run" if created.get("created", True) else "Existing run (run key matched)"
