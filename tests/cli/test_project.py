@@ -48,7 +48,8 @@ def test_validate_lists_the_assets(project: Path) -> None:
 
 def test_validate_names_file_and_line_of_each_problem(project: Path) -> None:
     (project / "assets" / "broken.py").write_text(
-        'from servo import asset\n\n\n@asset(namespace="sales", deps=["sales.nope"])\ndef bad(ctx):\n    pass\n'
+        'from servo import asset\n\n\n@asset(namespace="sales", deps=["sales.nope"])\n'
+        "def bad(ctx):\n    pass\n"
     )
     result = invoke("validate")
     assert result.exit_code == 1
