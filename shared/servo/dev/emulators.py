@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import requests
 
-from servo.core.errors import ServoError
+from servo.core.errors import InvalidInput, ServoError
 from servo.dev.eventarc import EventarcBridge
 from servo.dev.fake_gcs import FakeGcsServer
 from servo.dev.router import Router
@@ -93,6 +93,7 @@ class EmulatorStack:
     project_dir: Path | None = None
     worker: bool = True
     env_overrides: dict[str, str] = field(default_factory=dict)
+    worker_options: dict[str, Any] = field(default_factory=dict)
     sweep_interval_s: float = 3.0
     storage_backend: str = "memory"
     functions_dir: Path = field(default_factory=repo_functions_dir)
@@ -210,8 +211,25 @@ class EmulatorStack:
     def _start_worker(self, project_dir: Path) -> None:
         from servo.worker import serve_worker
 
-        self._worker = serve_worker(project_dir, "127.0.0.1", 0, dispatch_secret=self.dispatch_secret)
+        options = {**self._worker_defaults(), **self.worker_options}
+        secret = self.dispatch_secret
+        self._worker = serve_worker(project_dir, "127.0.0.1", 0, dispatch_secret=secret, **options)
         self.worker_url = f"{self._worker.url}/dispatch"
+
+    def _worker_defaults(self) -> dict[str, Any]:
+        """What ``servo dev`` gives its worker in embedded mode, from the same SERVO_* variables."""
+        env = {**os.environ, **self.env_overrides}
+        options: dict[str, Any] = {"worker_id": "servo-dev-worker"}
+        for option, name in (
+            ("cancel_grace_s", "SERVO_CANCEL_GRACE_SEC"),
+            ("heartbeat_interval_s", "SERVO_HEARTBEAT_INTERVAL_SEC"),
+        ):
+            if env.get(name):
+                try:
+                    options[option] = float(env[name])
+                except ValueError as exc:
+                    raise InvalidInput(f"{name} must be a number of seconds, got {env[name]!r}") from exc
+        return options
 
     def _spawn_function(self, name: str, port: int, env: Mapping[str, str]) -> None:
         source = self.functions_dir / name / "main.py"
@@ -335,6 +353,7 @@ def run_emulator_stack(
     *,
     worker: bool = True,
     env_overrides: Mapping[str, str] | None = None,
+    worker_options: Mapping[str, Any] | None = None,
     sweep_interval_s: float = 3.0,
     storage_backend: str = "memory",
 ) -> EmulatorStack:
@@ -349,6 +368,9 @@ def run_emulator_stack(
         env_overrides: extra environment for the function processes (e.g. ``SERVO_HEARTBEAT_TIMEOUT_SEC``).
         sweep_interval_s: how often the scheduler loop POSTs the timers sweep (0 = never).
         storage_backend: fake-gcs-server's ``memory`` (default) or ``filesystem`` under ``data_dir/gcs``.
+        worker_options: extra keyword arguments for ``serve_worker`` (``worker_id``,
+            ``heartbeat_interval_s``, ``cancel_grace_s``, ...); by default the worker takes
+            ``SERVO_CANCEL_GRACE_SEC`` and ``SERVO_HEARTBEAT_INTERVAL_SEC`` from the environment.
 
     Raises:
         ServoError: a part did not start; everything already started has been stopped.
@@ -362,6 +384,7 @@ def run_emulator_stack(
         env_overrides=overrides,
         sweep_interval_s=sweep_interval_s,
         storage_backend=storage_backend,
+        worker_options=dict(worker_options or {}),
     )
     # A caller that runs its own worker shares the secrets with it through the overrides.
     stack.dispatch_secret = overrides.get("SERVO_DISPATCH_SECRET", stack.dispatch_secret)
