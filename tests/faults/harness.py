@@ -154,6 +154,7 @@ class World:
             base, store=self.store, queue=self.queue, after_ledger_write=self._hook
         )
         self.finalize: list[str] = []
+        self.late_callbacks: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
         self.inline_count = 0
         self.counts: dict[str, int] = dict.fromkeys(
             ("input_duplicates", "lost_finalize", "server_errors", "concurrent_compactions"), 0
@@ -219,7 +220,7 @@ class World:
         label = next(k for k, v in self.run_ids.items() if v == run_id)
         return next(p for p in self.scenario.runs if p.label == label)
 
-    def _callback(self, env: dict[str, Any], action: str, body: dict[str, Any]) -> Any:
+    def _callback(self, env: dict[str, Any], action: str, body: dict[str, Any], late: bool = False) -> Any:
         headers = {"Authorization": f"Bearer {env['taskToken']}"}
         url = f"/v1/tasks/{env['taskId']}/{action}"
         res = self._call(
@@ -227,6 +228,11 @@ class World:
         )
         if res.status_code == 200 and action in ("started", "completed"):
             self.accepted_events |= self._written_by_last_call()
+        if not late and self.chaos.shuffle and self.rng.random() < self.chaos.duplicate_rate:
+            # The worker's HTTP client re-sends it after a lost response: it lands a round later,
+            # in any order with everything else.
+            self.late_callbacks.append((env, action, body))
+            self.counts["input_duplicates"] += 1
         return res
 
     def cancel(self, run_id: str) -> Any:
@@ -363,7 +369,9 @@ class World:
             busy = False
             tasks = self.queue.due(self.clock())
             finals = self._finalize_deliveries()
+            late, self.late_callbacks = self.late_callbacks, []
             inputs: list[tuple[str, Any]] = [("task", t) for t in tasks] + [("finalize", n) for n in finals]
+            inputs += [("callback", c) for c in late]
             if self.chaos.shuffle:
                 self.rng.shuffle(inputs)
             i = 0
@@ -372,6 +380,10 @@ class World:
                 busy = True
                 if kind == "task":
                     self.deliver(item)
+                    i += 1
+                    continue
+                if kind == "callback":
+                    self._callback(*item, late=True)
                     i += 1
                     continue
                 # Consecutive finalize deliveries may run at once: concurrent compactors.
@@ -390,7 +402,7 @@ class World:
                 for _ in range(2 if self.rng.random() < self.chaos.duplicate_rate else 1):
                     self.sweep()
                 last_sweep = self.clock()
-            idle = not busy and self.queue.pending() == 0 and not self.finalize
+            idle = not busy and self.queue.pending() == 0 and not self.finalize and not self.late_callbacks
             if idle and self.store.held:
                 self.store.flush()  # a slow upload finishes at last; the sweep's look-back finds it
             elif idle and self.done():
