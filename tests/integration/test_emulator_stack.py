@@ -6,8 +6,9 @@ import socket
 from pathlib import Path
 
 import pytest
+import requests
 from servo.core.errors import ServoError
-from servo.dev.emulators import EmulatorStack
+from servo.dev.emulators import EmulatorStack, run_emulator_stack
 from servo.dev.router import Router
 from servo.http.routes import FUNCTIONS
 
@@ -49,3 +50,20 @@ def test_a_failed_start_stops_every_part_already_started(tmp_path: Path) -> None
     assert stack.tasks_emulator_host is not None and not _port_open(stack.tasks_emulator_host)
     assert stack._gcs is not None and stack._gcs.pid is None
     assert not _port_open(stack.bridge.address)
+
+
+@pytest.mark.emulator
+def test_the_filesystem_backend_keeps_the_bucket_under_the_data_dir(tmp_path: Path) -> None:
+    manifest = {
+        "manifestVersion": "1.0",
+        "codeVersionId": "cv1",
+        "assets": [{"key": {"namespace": "fs", "name": "a"}, "id": "id-fs.a", "dependencies": []}],
+    }
+    with run_emulator_stack(None, tmp_path, 0, sweep_interval_s=0, storage_backend="filesystem") as stack:
+        created = requests.post(f"{stack.api_url}/v1/workspaces/fsws/manifests", json=manifest, timeout=30)
+        assert created.status_code in (200, 201), created.text
+        current = requests.get(f"{stack.api_url}/v1/workspaces/fsws/manifests/current", timeout=30)
+        assert current.status_code == 200 and "fs" in current.text
+
+    stored = [p for p in (tmp_path / "gcs").rglob("*") if p.is_file()]
+    assert any("fsws" in str(p) for p in stored), stored
