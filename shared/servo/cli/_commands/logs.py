@@ -12,6 +12,7 @@ import click
 
 from servo.cli._app import State, api_options, client_from
 from servo.cli._client import TERMINAL_RUN_STATES, ApiClient, ApiError
+from servo.cli._commands.runs import get_run_eventually
 
 # Each log object in a page starts with this header line (services.runs.run_logs).
 _HEADER = re.compile(r"^--- (logs/\S+) ---$", re.MULTILINE)
@@ -75,7 +76,7 @@ def logs_command(state: State, run_id: str, task: str | None, follow: bool, **kw
     while True:
         # Read the state before the logs: logs are uploaded before completion, so a terminal state seen
         # here means this pass already sees every attempt's log.
-        run_state = client.get_run(run_id).get("state")
+        run_state = get_run_eventually(client, run_id).get("state")
         for text in _new_objects(client, run_id, task, seen):
             _write(text)
         if run_state in TERMINAL_RUN_STATES:

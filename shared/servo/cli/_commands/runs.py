@@ -16,6 +16,7 @@ from servo.cli._errors import CliError
 from servo.cli._render import run_detail, runs_table, state_text
 
 POLL_INTERVAL_S = 0.5
+VISIBILITY_GRACE_S = 30.0
 
 
 def print_json(payload: Any) -> None:
@@ -70,10 +71,22 @@ def partition_key(client: ApiClient, selection: Sequence[str], values: Mapping[s
     return str(partition_key_from_cli(dimensions, dict(values)))
 
 
+def get_run_eventually(client: ApiClient, run_id: str, grace_s: float = VISIBILITY_GRACE_S) -> dict[str, Any]:
+    """GetRun, tolerating 404 for a while: in GCP a new run is visible only once compaction ran."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            return client.get_run(run_id)
+        except ApiError as exc:
+            if exc.status != 404 or time.monotonic() >= deadline:
+                raise
+        time.sleep(POLL_INTERVAL_S)
+
+
 def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) -> dict[str, Any]:
     """Poll until the run is terminal, redrawing its task table when attached to a terminal."""
     console = state.out
-    run = client.get_run(run_id)
+    run = get_run_eventually(client, run_id)
     if not (live and console.is_terminal):
         while run.get("state") not in TERMINAL_RUN_STATES:
             time.sleep(POLL_INTERVAL_S)
