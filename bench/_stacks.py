@@ -74,14 +74,17 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
 
 
 @contextmanager
-def emulators(project: Path, data_dir: Path) -> Iterator[Target]:
+def emulators(
+    project: Path, data_dir: Path, mode: str = "emulators", env: dict[str, str] | None = None
+) -> Iterator[Target]:
+    """The emulator stack; ``env`` adds function settings (e.g. SERVO_MIN_PUBLISH_INTERVAL_MS)."""
     from servo.dev.emulators import run_emulator_stack
 
     secret = secrets.token_urlsafe(16)
     with timed_worker(project, secret) as (worker_url, timeline):
-        overrides = {"SERVO_WORKER_URL": worker_url, "SERVO_DISPATCH_SECRET": secret}
+        overrides = {"SERVO_WORKER_URL": worker_url, "SERVO_DISPATCH_SECRET": secret, **(env or {})}
         # The sweep ticks once a minute, as Cloud Scheduler would.
         with run_emulator_stack(
             None, data_dir, 0, worker=False, env_overrides=overrides, sweep_interval_s=60
         ) as stack:
-            yield Target("emulators", stack.api_url, timeline, lambda _t: True)
+            yield Target(mode, stack.api_url, timeline, lambda _t: True)

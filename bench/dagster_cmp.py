@@ -62,8 +62,8 @@ def materialize(dagster: Path, workdir: Path, n: int) -> float:
         )
     elapsed = time.perf_counter() - start
     text = log.read_text(errors="replace")
+    # RUN_SUCCESS means every step succeeded; step lines are not counted, since the step processes'
+    # log lines can interleave on the shared output.
     if done.returncode != 0 or "RUN_SUCCESS" not in text:
         raise RuntimeError(f"dagster chain{n} failed ({done.returncode}):\n{text[-1500:]}")
-    if text.count("STEP_SUCCESS") != n:
-        raise RuntimeError(f"dagster chain{n}: {text.count('STEP_SUCCESS')} steps succeeded, expected {n}")
     return elapsed

@@ -96,9 +96,15 @@ def chain_edges(n: int) -> list[tuple[str, str]]:
 
 
 def run_chains(
-    target: Target, http: requests.Session, project: Any, chains: Sequence[int], reps: int
+    target: Target,
+    http: requests.Session,
+    project: Any,
+    chains: Sequence[int],
+    reps: int,
+    *,
+    warmup: bool = True,
 ) -> tuple[dict[str, Any], dict[int, RunMeasure], list[float]]:
-    """Deploy each chain, run it once to warm up, then ``reps`` timed runs; the last one counts ops."""
+    """Deploy each chain, optionally run it once to warm up, then ``reps`` timed runs; the last counts ops."""
     results: dict[str, Any] = {}
     counted: dict[int, RunMeasure] = {}
     overheads: list[float] = []
@@ -106,8 +112,9 @@ def run_chains(
         ws = f"chain{n}"
         _api.deploy(http, target.api_url, ws, project, ws)
         keys, edges = chain_keys(n), chain_edges(n)
-        first = measure_run(target, http, ws, keys, edges, count_ops=False, timeout=120)
-        results[f"{target.mode}.chain{n}.first_run_s"] = round(first.wall_s, 3)
+        if warmup:
+            first = measure_run(target, http, ws, keys, edges, count_ops=False, timeout=120)
+            results[f"{target.mode}.chain{n}.first_run_s"] = round(first.wall_s, 3)
         walls = []
         for rep in range(reps):
             m = measure_run(target, http, ws, keys, edges, count_ops=rep == reps - 1, timeout=120)
