@@ -28,6 +28,7 @@ from servo.services.manifests import deploy_manifest
 from servo.services.read_model import load_snapshot
 from servo.store import LocalFileStore
 
+from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import inline_hook, make_context
 from tests.support.faults import ChaosQueue, FaultPlan, FaultyStore, phase, shuffled_with_duplicates
 
@@ -111,17 +112,8 @@ def _app(name: str, signature: str = "http") -> Any:
 
 
 def _manifest(scenario: Scenario) -> bytes:
-    def asset(key: str, deps: tuple[str, ...], retries: int) -> dict[str, Any]:
-        ns, name = key.split(".")
-        return {
-            "key": {"namespace": ns, "name": name},
-            "id": f"id-{key}",
-            "dependencies": [{"upstreamKey": d} for d in deps],
-            "execution": {"maxRetries": retries},
-        }
-
-    body = {"manifestVersion": "1.0", "codeVersionId": "cv1", "assets": [asset(*a) for a in scenario.assets]}
-    return json.dumps(body).encode()
+    assets = [asset(key, *deps, maxRetries=retries) for key, deps, retries in scenario.assets]
+    return json.dumps(manifest(*assets)).encode()
 
 
 def finalize_event(name: str) -> tuple[dict[str, str], bytes]:
@@ -383,7 +375,8 @@ class World:
                     i += 1
                     continue
                 if kind == "callback":
-                    self._callback(*item, late=True)
+                    env, action, body = item
+                    self._callback(env, action, body, late=True)
                     i += 1
                     continue
                 # Consecutive finalize deliveries may run at once: concurrent compactors.
