@@ -7,6 +7,7 @@ import re
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from servo.http.app import HandlerFailed, install_cloudevent_errors_in_current_app
 from servo.http.jsonlog import log_fields
 from servo.http.runtime import function_context
 from servo.services.orchestrate import compact_and_act
@@ -16,6 +17,8 @@ logger = logging.getLogger("servo.compactor")
 _LEDGER_OBJECT = re.compile(
     r"([a-z0-9_-]+)/([a-z0-9_-]+)/(ledger/(?:orchestration/[0-9A-HJKMNP-TV-Z]{26}\.json|kicks/[0-9A-HJKMNP-TV-Z]{26}\.kick))"
 )
+
+install_cloudevent_errors_in_current_app()
 
 
 @functions_framework.cloud_event
@@ -33,8 +36,13 @@ def compactor(event: CloudEvent) -> None:
     rekick = relative.endswith(".kick")
     hint = [] if rekick else [relative]
     lookback = SWEEP_LOOKBACK_MS if rekick else None
-    # Any failure propagates: a non-2xx makes Eventarc redeliver, and compaction is idempotent.
-    outcome = compact_and_act(function_context(), tenant_id, workspace_id, hint=hint, lookback_ms=lookback)
+    # Any failure is a 500: Eventarc redelivers, and compaction is idempotent.
+    try:
+        outcome = compact_and_act(
+            function_context(), tenant_id, workspace_id, hint=hint, lookback_ms=lookback
+        )
+    except Exception as exc:
+        raise HandlerFailed(str(exc)) from exc
     logger.info(
         "compacted",
         extra=log_fields(object=name, published=outcome.published, events_applied=outcome.events_applied),

@@ -2,8 +2,10 @@
 
 import functions_framework
 from flask import Request, Response
-from servo.http.app import handle
+from servo.http.app import handle, install_json_errors_in_current_app
 from servo.http.runtime import function_context
+
+install_json_errors_in_current_app()
 
 
 @functions_framework.http

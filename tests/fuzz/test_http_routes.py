@@ -193,12 +193,6 @@ def test_every_route_of_the_openapi_document_is_fuzzed() -> None:
     assert {(o.method, o.template) for o in OPS} == {(r.method, r.template) for r in ROUTES}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a %0A in a path segment never reaches servo.http.app.handle: werkzeug's <path:path> converter "
-    "does not match a newline, so Flask answers its own HTML 404 instead of a JSON {code, message} "
-    "(servo/dev/embedded.py:95 router_app, and functions_framework's catch-all route of every function)",
-)
 @pytest.mark.parametrize("function", ["router", "runs"])
 def test_a_newline_in_a_path_segment_is_a_json_error(target: Target, function: str) -> None:
     from functions_framework import create_app

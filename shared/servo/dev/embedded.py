@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Request, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from servo.http.app import handle
+from servo.http.app import handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
 from servo.settings import Settings
 
@@ -90,6 +90,7 @@ class InlineCompactor:
 def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
     """One Flask app serving every route of the route table."""
     app = Flask("servo-local")
+    install_json_errors(app)
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

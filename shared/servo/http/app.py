@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Request, Response
+from flask import Flask, Request, Response
+from werkzeug.exceptions import HTTPException
 
 from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
 from servo.core.ids import validate_scope_id
@@ -155,3 +156,65 @@ def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value
+
+
+def install_json_errors(app: Flask) -> None:
+    """Errors raised before our handler runs (routing, undecodable bodies) answer in the API's JSON shape.
+
+    Werkzeug refuses some paths before any view runs (a newline in a segment), and functions-framework
+    decodes CloudEvent bodies itself; without this they would answer an HTML page or a 500.
+    """
+
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
+            status, "BAD_REQUEST" if status < 500 else "INTERNAL"
+        )
+        return _json_error(status, code, exc.description or exc.name)
+
+    def undecodable(exc: UnicodeDecodeError) -> Response:
+        return _json_error(400, "BAD_REQUEST", "request body is not valid UTF-8")
+
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(UnicodeDecodeError, undecodable)
+
+
+def install_json_errors_in_current_app() -> None:
+    """For a function's main.py: functions-framework imports it inside its app's context."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        install_json_errors(current_app)
+
+
+def _json_error(status: int, code: str, message: str) -> Response:
+    correlation_id = uuid.uuid4().hex
+    body = json_body({"code": code, "message": message, "correlationId": correlation_id})
+    response = Response(body, status=status, content_type="application/json")
+    response.headers["X-Request-Id"] = correlation_id
+    return response
+
+
+class HandlerFailed(Exception):
+    """Raised by a CloudEvent function around its own work, so a failure there stays a 500 (the
+    event is redelivered) while anything raised before it — the framework decoding a malformed
+    event — is answered 400 and dropped instead of being redelivered forever."""
+
+
+def install_cloudevent_errors_in_current_app() -> None:
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return
+    install_json_errors(current_app)
+
+    def any_error(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return _json_error(exc.code or 500, "BAD_REQUEST", exc.description or exc.name)
+        if isinstance(exc, HandlerFailed):
+            logger.error("cloudevent handler failed; the event will be redelivered", exc_info=exc.__cause__)
+            return _json_error(500, "INTERNAL", "handler failed; retry")
+        logger.warning(f"malformed CloudEvent dropped: {exc!r}")
+        return _json_error(400, "BAD_REQUEST", f"malformed CloudEvent: {type(exc).__name__}")
+
+    current_app.register_error_handler(Exception, any_error)
