@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class Stack:
     project: Path
     env: dict[str, str]
     mode: str
+    storage: list[str] = field(default_factory=list)  # emulators: [fake-gcs-server endpoint, bucket]
     a_run_id: str = ""
 
     def servo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -101,14 +102,16 @@ class Stack:
             time.sleep(0.3)
 
     def ledger(self) -> list[dict[str, Any]]:
-        """Every event of the workspace, read from the ledger objects in the data dir.
+        """Every event of the workspace, read from the ledger objects themselves: the local-file bucket
+        in embedded mode, fake-gcs-server (whose endpoint `servo dev --emulators` prints) otherwise."""
+        store: Any
+        if self.mode == "embedded":
+            store = LocalFileStore(self.data_dir / "servo-local")
+        else:
+            from servo.store import gcs_store_from_env
 
-        Only the embedded stack keeps its bucket in the data dir (the emulators' fake-gcs-server holds
-        it in memory, behind a port `servo dev` does not print), so ledger checks run in that mode.
-        """
-        if self.mode != "embedded":
-            pytest.skip("the ledger is read from the local-file bucket of the embedded stack")
-        store = LocalFileStore(self.data_dir / "servo-local")
+            endpoint, bucket = self.storage
+            store = gcs_store_from_env(bucket, endpoint)
         prefix = "default/default/ledger/orchestration/"
         events = []
         for meta in store.list(prefix):
@@ -118,12 +121,15 @@ class Stack:
         return events
 
 
-def _read_ready_line(proc: subprocess.Popen[str], timeout: float) -> str:
+def _read_ready_line(proc: subprocess.Popen[str], timeout: float, storage: list[str] | None = None) -> str:
     found: list[str] = []
 
     def reader() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
+            if line.startswith("Storage emulator at ") and storage is not None:
+                endpoint, bucket = line[len("Storage emulator at ") :].split(" (bucket ")
+                storage.extend([endpoint.strip(), bucket.strip().rstrip(")")])
             if line.startswith("Servo API ready at "):
                 found.append(line.split(" at ", 1)[1].strip())
                 return
@@ -157,9 +163,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     try:
-        api_url = _read_ready_line(proc, 60)
+        storage: list[str] = []
+        api_url = _read_ready_line(proc, 60, storage)
         assert api_url == f"http://127.0.0.1:{port}"
-        yield Stack(api_url, data_dir, project, env, request.param)
+        yield Stack(api_url, data_dir, project, env, request.param, storage=storage)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -87,10 +87,17 @@ def emulator_stack(options: DevOptions) -> Iterator[str]:
         from servo.dev.emulators import run_emulator_stack
     except ImportError as exc:
         raise ServoError(f"`servo dev --emulators` is not available in this build ({exc})") from None
+    # The filesystem backend keeps the bucket under --data, so state survives a restart as in
+    # embedded mode; the endpoint is printed so tools (and tests) can read the bucket directly.
     handle = run_emulator_stack(
-        options.project_dir, options.data_dir, options.port, sweep_interval_s=options.sweep_interval_s
+        options.project_dir,
+        options.data_dir,
+        options.port,
+        sweep_interval_s=options.sweep_interval_s,
+        storage_backend="filesystem",
     )
     try:
+        print(f"Storage emulator at {handle.storage_endpoint} (bucket {handle.bucket})", flush=True)
         yield str(handle.api_url)
     finally:
         handle.stop()
