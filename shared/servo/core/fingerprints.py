@@ -15,10 +15,10 @@ from typing import Any
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidInput, PlanError
-from servo.core.keys import (
+from servo.core.keys import canonical_selection
+from servo.core.partition_keys import (
     PartitionKey,
     PartitionValue,
-    canonical_selection,
     parse_partition_key,
     require_canonical_partition_key,
 )

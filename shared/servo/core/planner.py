@@ -15,7 +15,8 @@ from typing import Any
 
 from servo.core.errors import InvalidAssetKey, InvalidInput, PlanError
 from servo.core.fingerprints import DEFAULT_TIMEOUT_MS, PlannedTaskSpec, plan_fingerprint
-from servo.core.keys import MAX_SELECTION_ITEMS, AssetKey, planner_task_key, require_canonical_partition_key
+from servo.core.keys import MAX_SELECTION_ITEMS, AssetKey, planner_task_key
+from servo.core.partition_keys import require_canonical_partition_key
 from servo.core.retry import DEFAULT_MAX_RETRIES
 from servo.core.taskdef import DEFAULT_HEARTBEAT_TIMEOUT_SEC, TaskDef
 

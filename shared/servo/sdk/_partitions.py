@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from servo.core.errors import InvalidPartitionKey, ServoError
-from servo.core.keys import PartitionKey, PartitionValue, parse_partition_key
+from servo.core.partition_keys import PartitionKey, PartitionValue, parse_partition_key
 
 Granularity = Literal["year", "month", "day", "hour"]
 GRANULARITIES: tuple[str, ...] = get_args(Granularity)

@@ -19,7 +19,8 @@ from servo.core.errors import Conflict, InvalidInput, PlanError, PreconditionFai
 from servo.core.events import PlanCreated, RunTriggered, ledger_object_name, make_event
 from servo.core.fingerprints import fingerprints_match, request_fingerprint, request_fingerprint_variants
 from servo.core.ids import run_key_object_name
-from servo.core.keys import PartitionValue, b64u_encode, canonical_selection, require_canonical_partition_key
+from servo.core.keys import b64u_encode, canonical_selection
+from servo.core.partition_keys import PartitionValue, require_canonical_partition_key
 from servo.core.planner import TaskOptions, plan
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
@@ -147,7 +148,7 @@ def resolve_partition(
             if key not in by_name:
                 raise InvalidInput(f"unknown partition dimension {key!r}")
             values[key] = _legacy_value(by_name[key], value)
-        from servo.core.keys import PartitionKey
+        from servo.core.partition_keys import PartitionKey
 
         pk = PartitionKey.of(values).render() or None
     if not dims:
@@ -158,7 +159,7 @@ def resolve_partition(
         raise InvalidInput(
             f"assets {', '.join(roots)} are partitioned by {', '.join(dims)}; pass partitionKey"
         )
-    from servo.core.keys import parse_partition_key
+    from servo.core.partition_keys import parse_partition_key
 
     given = tuple(sorted(k for k, _ in parse_partition_key(pk).dimensions))
     if given != dims:
