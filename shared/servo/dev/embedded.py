@@ -25,16 +25,67 @@ from servo.settings import Settings
 logger = logging.getLogger("servo.dev")
 
 
-class InlineCompactor:
-    """Compacts synchronously after a write and runs side effects on one background thread.
+class GroupCommit:
+    """Group commit for compaction: every writer waits until a compaction that covers its objects has
+    published, and one compaction covers every object queued while the previous one ran.
 
-    Compactions are serialised in-process: concurrent request threads would otherwise only race each
-    other's head-pointer CAS. Side effects are coalesced per workspace so a burst of callbacks costs
-    one controller pass, not one per event.
+    A lone write is compacted at once (read-after-write, as before); under concurrency — a fan-out's
+    callbacks, a burst of triggers — writers share compactions instead of queueing one each, which is
+    what bounds both compaction lag and storage operations per task.
+    """
+
+    def __init__(self, compact: Callable[..., tuple[bool, int, int, list[str]]] | None = None) -> None:
+        from servo.services.orchestrate import compact_workspace
+
+        self._compact = compact or compact_workspace
+        self._cv = threading.Condition()
+        self._queued: dict[tuple[str, str], set[str]] = {}
+        self._enqueued = 0  # tickets handed out
+        self._published = 0  # every ticket up to this one is compacted
+        self._running = False
+
+    def commit(
+        self,
+        ctx: ServiceContext,
+        scope: tuple[str, str],
+        names: Sequence[str],
+        on_changed: Callable[[ServiceContext, tuple[str, str], list[str]], None],
+    ) -> None:
+        with self._cv:
+            self._queued.setdefault(scope, set()).update(names)
+            self._enqueued += 1
+            ticket = self._enqueued
+            while self._published < ticket and self._running:
+                self._cv.wait()
+            if self._published >= ticket:
+                return
+            # Lead: take everything queued so far (ours included) into one compaction per workspace.
+            self._running = True
+            batch, self._queued = self._queued, {}
+            covered = self._enqueued
+        try:
+            for (tenant_id, workspace_id), batch_names in batch.items():
+                _, _, _, changed = self._compact(ctx, tenant_id, workspace_id, sorted(batch_names))
+                if changed:
+                    on_changed(ctx, (tenant_id, workspace_id), changed)
+        finally:
+            with self._cv:
+                self._running = False
+                # A failed compaction still releases its waiters: their events are durable and the
+                # sweep (or the next write) folds them.
+                self._published = max(self._published, covered)
+                self._cv.notify_all()
+
+
+class InlineCompactor:
+    """Compacts right after a write (by group commit) and runs side effects on one background thread.
+
+    Side effects are coalesced per workspace so a burst of callbacks costs one controller pass, not
+    one per event.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._group = GroupCommit()
         self._cv = threading.Condition()
         self._pending: dict[tuple[str, str], set[str]] = {}
         self._busy = 0
@@ -44,15 +95,13 @@ class InlineCompactor:
         self._thread.start()
 
     def hook(self, ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
-        from servo.services.orchestrate import compact_workspace
+        self._group.commit(ctx, (tenant_id, workspace_id), names, self._schedule)
 
-        with self._lock:
-            _, _, _, changed = compact_workspace(ctx, tenant_id, workspace_id, names)
-        if changed:
-            with self._cv:
-                self._ctx = ctx
-                self._pending.setdefault((tenant_id, workspace_id), set()).update(changed)
-                self._cv.notify()
+    def _schedule(self, ctx: ServiceContext, scope: tuple[str, str], changed: list[str]) -> None:
+        with self._cv:
+            self._ctx = ctx
+            self._pending.setdefault(scope, set()).update(changed)
+            self._cv.notify()
 
     def _loop(self) -> None:
         from servo.services.orchestrate import act_on
