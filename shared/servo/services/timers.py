@@ -20,9 +20,12 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
 WORKSPACES_PREFIX = "_servo/workspaces/"
-# A finalize event can be lost; the sweep re-scans this much recent ledger so such an object is folded
-# within a minute or two. Bounded by the write rate of the window, never by the length of history.
-SWEEP_LOOKBACK_MS = 15 * 60_000
+# Every compaction already finds unapplied objects newer than its watermark minus 10 s, so a lost
+# finalize event is repaired by the next write. The sweep's wider window covers the double fault (a
+# lost finalize *and* an object landing more than 10 s late); it is swept every minute, so 2 minutes
+# covers every instant twice. Objects in it that are already applied are read again (the manifest
+# keeps only the 10 s window's ids), so the window is kept no wider than that.
+SWEEP_LOOKBACK_MS = 2 * 60_000
 
 
 def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
