@@ -35,7 +35,7 @@ class FakeClock:
 class RecordingQueue:
     """The in-memory TaskQueue double: records tasks, dedups names like Cloud Tasks."""
 
-    tasks: list[tuple[str, "HttpTask"]] = field(default_factory=list)
+    tasks: list[tuple[str, HttpTask]] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
