@@ -173,22 +173,12 @@ def _token(stack: Stack, env: dict[str, Any], **claims: Any) -> str:
     return token
 
 
-@pytest.mark.parametrize(
-    "claims",
-    [
-        {"attempt": 2},
-        {"attempt_id": "att_ffffffffffffffffffffffff"},
-        {"tenant_id": "other"},
-        {"workspace_id": "staging"},
-    ],
-)
-def test_a_token_of_another_attempt_tenant_or_workspace_is_401_and_changes_nothing(
-    stack: Stack, claims: dict[str, Any]
-) -> None:
+@pytest.mark.parametrize("claims", [{"attempt": 2}, {"attempt_id": "att_ffffffffffffffffffffffff"}])
+def test_a_token_of_another_attempt_is_401_and_changes_nothing(stack: Stack, claims: dict[str, Any]) -> None:
     run_id, env = start_run(stack, "ns.a", downstream=False)
     before = stack.task(run_id, "ns.a")
     res = stack.call(env, "started", stack.ids(env), token=_token(stack, env, **claims))
-    assert res.status_code in (401, 404)
+    assert res.status_code == 401 and res.get_json()["error"] == "invalid_token"
     assert stack.task(run_id, "ns.a") == before
 
 
@@ -197,8 +187,26 @@ def test_a_token_of_another_task_is_401_and_changes_nothing(stack: Stack) -> Non
     other_run, other = start_run(stack, "ns.a", downstream=False)
     before = stack.task(run_id, "ns.a")
     res = stack.call(env, "started", stack.ids(env), token=other["taskToken"])
-    assert res.status_code in (401, 404)
+    assert res.status_code == 401 and res.get_json()["error"] == "invalid_token"
     assert stack.task(run_id, "ns.a") == before and stack.task(other_run, "ns.a").state == "DISPATCHED"
+
+
+@pytest.mark.parametrize("scope", [{"tenant_id": "other"}, {"workspace_id": "staging"}])
+def test_a_token_of_another_tenant_or_workspace_is_401_and_changes_nothing(
+    stack: Stack, scope: dict[str, Any]
+) -> None:
+    """The token another tenant's worker holds: valid, but for its own task in its own workspace."""
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    before = stack.task(run_id, "ns.a")
+    from servo.core.keys import encode_task_id
+
+    foreign_task = encode_task_id("01M80000000000000000000000", "ns.a")
+    token = _token(stack, env, task_id=foreign_task, run_id="01M80000000000000000000000", **scope)
+    for action in ("started", "heartbeat", "completed"):
+        body = stack.ids(env, outcome="SUCCEEDED") if action == "completed" else stack.ids(env)
+        res = stack.call(env, action, body, token=token)
+        assert res.status_code == 401 and res.get_json()["error"] == "invalid_token"
+    assert stack.task(run_id, "ns.a") == before
 
 
 def test_missing_or_forged_bearer_is_401(stack: Stack) -> None:
@@ -212,8 +220,10 @@ def test_unknown_task_is_404(stack: Stack) -> None:
     _, env = start_run(stack, "ns.a", downstream=False)
     from servo.core.keys import encode_task_id
 
-    ghost = dict(env, taskId=encode_task_id(env["runId"], "ns.zz"))
-    assert stack.call(ghost, "started", stack.ids(env)).status_code in (401, 404)
+    ghost_id = encode_task_id(env["runId"], "ns.zz")
+    ghost = dict(env, taskId=ghost_id)
+    res = stack.call(ghost, "started", stack.ids(env), token=_token(stack, env, task_id=ghost_id))
+    assert res.status_code == 404 and res.get_json()["error"] == "task_not_found"
 
 
 def test_cancel_makes_start_409_cancelled_and_heartbeat_should_cancel(stack: Stack) -> None:

@@ -56,6 +56,10 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Lo
             run_id, task_key = decode_task_id(task_id)
         except InvalidTaskId as exc:
             raise CallbackRejected(404, "task_not_found", exc.message) from None
+        # A token names the one task it may act on: a token of any other task (of this tenant or
+        # another) is refused before anything is looked up, so it learns nothing and changes nothing.
+        if claims.task_id != task_id:
+            raise CallbackRejected(401, "invalid_token", "task token is not valid for this task (taskId)")
         if claims.run_id is not None and run_id != claims.run_id:
             raise CallbackRejected(404, "task_not_found", f"task {task_id} is not in run {claims.run_id}")
     else:
