@@ -124,3 +124,16 @@ def test_artifact_probe_fails_on_a_missing_entry_point(built: Path) -> None:
     folder = artifact_test.unpack(built / f"{fn}.zip", built / "probe-entry")
     with pytest.raises(artifact_test.ArtifactError, match="missing or not callable"):
         artifact_test.probe(Path(sys.executable), folder, [str(site)], "no_such_entry")
+
+
+def test_each_zip_imports_on_a_clean_interpreter_with_only_its_own_requirements(built: Path) -> None:
+    """Issue 6's proof: a fresh venv holding nothing but the pinned requirements of the zips.
+
+    The zips pin identical requirements (checked here), so one venv is each zip's own environment.
+    """
+    manifest = json.loads((built / "manifest.json").read_text())
+    requirements = {
+        zipfile.ZipFile(built / entry["zip"]).read("requirements.txt") for entry in manifest.values()
+    }
+    assert len(requirements) == 1
+    assert artifact_test.run(built / "manifest.json", mode="shared-venv") == function_folders()
