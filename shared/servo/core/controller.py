@@ -154,56 +154,39 @@ def sweep(part: RunPartition, now_ms: int, config: ControllerConfig = Controller
     return out
 
 
+def _fail(
+    task: TaskRow, outcome: str, category: str, code: str, message: str, retryable: bool
+) -> FailAttempt:
+    return FailAttempt(
+        task.run_id,
+        task.task_key,
+        task.attempt,
+        task.attempt_id or "",
+        outcome,
+        category,
+        code,
+        message,
+        retryable,
+    )
+
+
 def _zombie_or_timeout(task: TaskRow, now_ms: int, config: ControllerConfig) -> list[Decision]:
-    assert task.attempt_id is not None
     started = task.started_at if task.started_at is not None else now_ms
     if task.timeout_seconds is not None and now_ms - started > task.timeout_seconds * 1000:
         message = f"attempt {task.attempt} exceeded its timeout of {task.timeout_seconds}s"
-        return [
-            FailAttempt(
-                task.run_id,
-                task.task_key,
-                task.attempt,
-                task.attempt_id,
-                "FAILED",
-                "TIMEOUT",
-                "ATTEMPT_TIMEOUT",
-                message,
-                True,
-            )
-        ]
+        return [_fail(task, "FAILED", "TIMEOUT", "ATTEMPT_TIMEOUT", message, True)]
     last_seen = task.last_heartbeat_at if task.last_heartbeat_at is not None else started
     if now_ms - last_seen > task.heartbeat_timeout_sec * 1000 + config.heartbeat_grace_ms:
         message = f"no heartbeat for more than {task.heartbeat_timeout_sec}s"
-        return [
-            FailAttempt(
-                task.run_id,
-                task.task_key,
-                task.attempt,
-                task.attempt_id,
-                "FAILED",
-                "INFRASTRUCTURE",
-                "HEARTBEAT_TIMEOUT",
-                message,
-                True,
-            )
-        ]
+        # Retryable: the retry policy then also covers workers that crashed (design §6).
+        return [_fail(task, "FAILED", "INFRASTRUCTURE", "HEARTBEAT_TIMEOUT", message, True)]
     return []
 
 
 def _force_cancel(part: RunPartition) -> list[Decision]:
+    message = "cancelled: the worker did not stop within the grace period"
     return [
-        FailAttempt(
-            t.run_id,
-            t.task_key,
-            t.attempt,
-            t.attempt_id or "",
-            "CANCELLED",
-            "CANCELLED",
-            "CANCEL_GRACE_EXPIRED",
-            "cancelled: the worker did not stop within the grace period",
-            False,
-        )
+        _fail(t, "CANCELLED", "CANCELLED", "CANCEL_GRACE_EXPIRED", message, False)
         for t in part.tasks.values()
         if t.state in (TaskState.RUNNING.value, TaskState.DISPATCHED.value)
     ]
