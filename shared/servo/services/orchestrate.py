@@ -52,10 +52,12 @@ def compact_workspace(
     hint: Sequence[str] = (),
     lookback_ms: int | None = None,
 ) -> tuple[bool, int, int, list[str]]:
+    # One cache with the read model: every file below the head pointer is immutable, so what the
+    # compactor just decoded (or wrote) serves the next read as is.
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
     from servo.services.compaction import compact
 
-    cache = ctx.cache.setdefault(f"compact:{tenant_id}/{workspace_id}", {})
+    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
     result = compact(
         ctx.workspace_store(tenant_id, workspace_id),
         tenant_id=tenant_id,

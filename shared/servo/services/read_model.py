@@ -8,6 +8,7 @@ and the manifest is re-read only when the pointer's generation moved.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -27,24 +28,31 @@ _TERMINAL_PUBLIC = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
 
 class ProjectionCache:
-    """Decoded immutable projection files, least recently used first out."""
+    """Decoded immutable projection files, least recently used first out.
+
+    Shared by the request threads of one instance (functions-framework serves 8 at once), so every
+    touch of the LRU order happens under a lock.
+    """
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
         self.head: tuple[int, layout.Pointer, bytes, layout.Manifest] | None = None
         self._files: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
-        value = self._files.get(key)
-        if value is not None:
-            self._files.move_to_end(key)
-        return value
+        with self._lock:
+            value = self._files.get(key)
+            if value is not None:
+                self._files.move_to_end(key)
+            return value
 
     def put(self, key: Any, value: Any) -> None:
-        self._files[key] = value
-        self._files.move_to_end(key)
-        while len(self._files) > self.max_entries:
-            self._files.popitem(last=False)
+        with self._lock:
+            self._files[key] = value
+            self._files.move_to_end(key)
+            while len(self._files) > self.max_entries:
+                self._files.popitem(last=False)
 
 
 def projection_cache(cache: MutableMapping[str, Any] | None) -> ProjectionCache:
