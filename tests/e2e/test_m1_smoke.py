@@ -256,8 +256,9 @@ def test_cancel_ends_the_run_and_the_worker_stops_within_the_grace(
     assert run["state"] == "CANCELLED"
     assert time.monotonic() - cancelled_at <= CANCEL_GRACE_SEC + 5
     if stack.mode != "embedded":
-        # The emulator stack's worker keeps its default heartbeat period (SERVO_HEARTBEAT_INTERVAL_SEC is
-        # applied by the embedded runner only), so it sees the cancel after the grace already forced it.
+        # With the emulators the cancel reaches a heartbeat only after Eventarc -> compactor -> a publish
+        # limited to one a second; against this test's 3 s grace the sweep sometimes forces the task first
+        # (seen 1 run in 5), so only the run's end state is asserted in that mode.
         return
     assert "slow saw the cancel" in stack.servo("logs", run_id).stdout
     # The worker itself reported the attempt (it stopped), rather than only the grace sweep forcing it.
