@@ -105,13 +105,28 @@ def test_in_gcp_the_sweep_kicks_the_compactor_instead_of_writing_state(tmp_path:
 
     from tests.support.context import make_context
 
-    ctx, _, _ = make_context(tmp_path)
+    ctx, _, _ = make_context(tmp_path, compact=False)
     ctx = replace(ctx, settings=replace(ctx.settings, sweep_kicks=True))
     store = ctx.workspace_store("default", WS)
-    sweep_service(ctx, {"tenantId": "default", "workspaceId": WS})
+    scope = {"tenantId": "default", "workspaceId": WS}
+    sweep_service(ctx, scope)
+    assert store.list("ledger/kicks/") == []  # idle: nothing to kick, no write at rest
+    deploy_and_trigger_without_compaction(ctx)
+    sweep_service(ctx, scope)
     (kick,) = store.list("ledger/kicks/")
     assert kick.name.endswith(".kick")
     assert store.list("state/") == []
+
+
+def deploy_and_trigger_without_compaction(ctx: Any) -> None:
+    import json
+
+    from servo.services.manifests import deploy_manifest
+
+    from tests.functions.test_deploy_function import asset, manifest
+
+    assert deploy_manifest(ctx, "default", WS, json.dumps(manifest(asset("ns.a"))).encode(), None)[0] == 201
+    assert trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})[0] == 201
 
 
 def test_a_kick_object_makes_the_compactor_fold_a_lost_finalize(stack: Stack) -> None:

@@ -60,7 +60,8 @@ def sweep_workspace(
 
     compacted = 0
     if ctx.settings.sweep_kicks:
-        kick_compactor(ctx, tenant_id, workspace_id)
+        if _needs_kick(ctx, tenant_id, workspace_id):
+            kick_compactor(ctx, tenant_id, workspace_id)
     else:
         outcome = compact_and_act(ctx, tenant_id, workspace_id, lookback_ms=SWEEP_LOOKBACK_MS)
         compacted = outcome.events_applied
@@ -78,6 +79,23 @@ def sweep_workspace(
 
 
 KICKS_PREFIX = "ledger/kicks/"
+
+
+def _needs_kick(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
+    """Only a workspace with work in flight, or ledger objects past what was published, is kicked:
+    an idle workspace costs the sweep one list and no write ("nothing that costs money at rest")."""
+    from servo.core.events import ledger_object_name
+    from servo.services.read_model import load_snapshot
+
+    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    manifest = load_snapshot(store, cache=cache).manifest
+    if manifest.active_run_ids:
+        return True
+    watermark = manifest.events_processed_through
+    start = ledger_object_name(watermark) if watermark else None
+    newer = [m for m in store.list("ledger/orchestration/", start_offset=start, limit=2) if m.name != start]
+    return bool(newer)
 
 
 def kick_compactor(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> str:
