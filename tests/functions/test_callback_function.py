@@ -287,3 +287,39 @@ def test_traceparent_flows_from_trigger_to_the_dispatch_envelope(stack: Stack) -
     assert status == 201
     (env,) = stack.envelopes()
     assert env["traceparent"] == trace
+
+
+def test_a_worker_faster_than_the_dispatch_record_is_accepted_and_nothing_is_doubled(
+    stack: Stack,
+) -> None:
+    """The controller enqueues before it records DispatchRequested+DispatchEnqueued; a worker that
+    calls back inside that gap holds a token for exactly the next attempt and is accepted."""
+    early: list[int] = []
+    original = stack.queue.enqueue
+
+    def enqueue_and_start_at_once(queue: str, task: Any) -> Any:
+        outcome = original(queue, task)
+        if task.url == stack.ctx.settings.worker_url:
+            env = json.loads(task.body)
+            early.append(stack.call(env, "started", stack.ids(env)).status_code)
+        return outcome
+
+    stack.queue.enqueue = enqueue_and_start_at_once  # type: ignore[method-assign]
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    assert early == [200]
+    task = stack.task(run_id, "ns.a")
+    assert (task.state, task.attempt, task.attempt_id) == ("RUNNING", 1, env["attemptId"])
+    assert stack.call(env, "completed", stack.ids(env, outcome="SUCCEEDED")).status_code == 200
+    assert stack.run_state(run_id) == "SUCCEEDED"
+    assert stack.envelopes() == []  # the late DispatchRequested did not dispatch the attempt again
+
+
+def test_a_token_for_an_attempt_beyond_the_next_is_still_refused(stack: Stack) -> None:
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    from servo.core.ids import attempt_id, dispatch_id
+
+    skip = {"attempt": 3, "attempt_id": attempt_id(dispatch_id(env["runId"], "ns.a", 3))}
+    res = stack.call(env, "started", stack.ids(env, attempt=3, attemptId=skip["attempt_id"]),
+                     token=_token(stack, env, **skip))  # fmt: skip
+    assert res.status_code == 401
+    assert stack.task(run_id, "ns.a").state == "DISPATCHED"

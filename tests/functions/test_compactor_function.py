@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def finalize(name: str) -> tuple[dict[str, str], bytes]:
 
 
 def test_finalize_of_a_ledger_object_compacts_then_acts(env: tuple[Any, Any, Any]) -> None:
-    ctx, _, client = env
+    ctx, queue, client = env
     store = ScopedStore(ctx.store, TENANT, WS)
     events = simple_history()[:2]  # RunTriggered + PlanCreated: the first task becomes READY
     write(store, events)
@@ -52,10 +53,11 @@ def test_finalize_of_a_ledger_object_compacts_then_acts(env: tuple[Any, Any, Any
     assert response.status_code == 200
     found = load_snapshot(store).get_run(RUNS[0])
     assert found is not None and found.run is not None and found.run.state == "RUNNING"
-    # Acting after the publish appended the dispatch request for the READY task.
+    # Acting after the publish enqueued the READY task, then recorded request and acknowledgement.
     appended = [m.name for m in store.list("ledger/orchestration/")][2:]
-    assert len(appended) == 1
-    assert b"DispatchRequested" in store.get(appended[0]).data  # type: ignore[union-attr]
+    kinds = [json.loads(store.get(n).data)["event_type"] for n in appended]  # type: ignore[union-attr]
+    assert kinds == ["DispatchRequested", "DispatchEnqueued"]
+    assert len(queue.tasks) == 1
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,13 @@ times are the server's receipt time: a worker's clock is an observation, never a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, InvalidTaskId, PreconditionFailed, Unauthorized
 from servo.core.events import TaskFinished, TaskHeartbeat, TaskStarted, make_event
+from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
 from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedRequest
 from servo.core.rows import RunRow, TaskRow
@@ -71,6 +72,7 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Lo
     task = view.tasks.get(task_key) if view is not None else None
     if view is None or view.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
+    task = _as_dispatched(task, claims)
     expected = {
         "taskId": encode_task_id(run_id, task_key),
         "runId": run_id,
@@ -91,6 +93,27 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Lo
             401, "invalid_token", f"task token is not valid for this task ({', '.join(wrong)})"
         )
     return Located(claims, view.run, task)
+
+
+def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
+    """The row as the dispatch the controller is recording right now, when the token proves one.
+
+    The controller enqueues first and records DispatchRequested+DispatchEnqueued in the same write
+    (one publish per dispatch, not two), so a fast worker can call back before that write is
+    published. Its token is then for exactly the next attempt of a READY / RETRY_WAIT task, with the
+    deterministic attempt id of that dispatch; only the controller mints such tokens. Anything else
+    is checked against the row as it is.
+    """
+    if task.state == TaskState.READY.value:
+        next_attempt = max(1, task.attempt)
+    elif task.state == TaskState.RETRY_WAIT.value and task.attempt < task.max_attempts:
+        next_attempt = task.attempt + 1
+    else:
+        return task
+    expected_id = attempt_id(dispatch_id(task.run_id, task.task_key, next_attempt))
+    if claims.attempt != next_attempt or claims.attempt_id != expected_id:
+        return task
+    return replace(task, state=TaskState.DISPATCHED.value, attempt=next_attempt, attempt_id=expected_id)
 
 
 def _attempt_checks(

@@ -210,11 +210,20 @@ def carry_out(
     data: list[Any] = []
     for d in decisions:
         if isinstance(d, ctl.RequestDispatch):
+            # Enqueue first, then record request and acknowledgement in one write: one publish per
+            # dispatch instead of two. A crash in between leaves the task READY; the next pass enqueues
+            # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
+            # write is published is recognised by its token (callbacks._as_dispatched).
+            enqueue = ctl.EnqueueDispatch(
+                d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
+            )
+            acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue)
             data.append(
                 DispatchRequested(
                     d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
                 )
             )
+            data.extend(acked)
         elif isinstance(d, ctl.EnqueueDispatch):
             data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d))
         elif isinstance(d, ctl.ScheduleTimer):
