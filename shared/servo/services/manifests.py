@@ -219,18 +219,25 @@ def load_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str
     if index is None:
         return None
     manifest_id = loads_strict(index.data)["manifestId"]
+    # A deployed manifest never changes, so a warm instance parses and validates it once.
+    cache_key = f"manifest:{tenant_id}/{workspace_id}/{manifest_id}"
+    cached = ctx.cache.get(cache_key)
+    if isinstance(cached, DeployedManifest):
+        return cached
     obj = store.get(f"manifests/{manifest_id}.json")
     if obj is None:
         raise NotFound(f"manifest {manifest_id} is missing")
     stored = loads_strict(obj.data)
     body = stored["manifest"]
-    return DeployedManifest(
+    manifest = DeployedManifest(
         manifest_id=manifest_id,
         code_version_id=body["codeVersionId"],
         assets=parse_assets(body),
         deployed_at=stored["deployedAt"],
         body=body,
     )
+    ctx.cache[cache_key] = manifest
+    return manifest
 
 
 def get_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, Any]:
