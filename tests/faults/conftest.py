@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-
-import pytest
-
 from tests.support.faults import Tally
 
 TALLY = Tally("faults injected")
 
-
-@pytest.fixture
-def faults_injected(record_property: Callable[[str, object], None]) -> Callable[[int, str], None]:
-    """Call with the number of faults a test injected and its seed/description; printed and tallied."""
-
-    def record(n: int, label: str) -> None:
-        record_property("faults_injected", n)
-        print(f"{label}: faults injected: {n}")
-        TALLY.add(n)
-
-    return record
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    worker = getattr(session.config, "workerinput", {}).get("workerid")
-    if worker is None or not TALLY.tests:
-        return
-    capture = session.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        sys.stderr.write(f"\n{TALLY.line(worker)}\n")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TALLY.tests:
-        terminalreporter.write_line(TALLY.line(None))
+faults_injected = TALLY.fixture("faults_injected", "faults_injected", "faults injected")
+pytest_sessionfinish = TALLY.sessionfinish
+pytest_terminal_summary = TALLY.terminal_summary

@@ -17,11 +17,13 @@ import contextvars
 import json
 import random
 import re
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import pytest
 from servo.dispatch import EnqueueOutcome, HttpTask
 from servo.store import ObjectMeta, ObjectStore, StoredObject
 from servo.store._port import DEFAULT_CONTENT_TYPE
@@ -352,3 +354,31 @@ class Tally:
     def line(self, worker: str | None) -> str:
         where = f" on {worker}" if worker else ""
         return f"[{self.what}] {self.total} across {self.tests} tests{where}"
+
+    # -- pytest wiring: a conftest exposes these three under the names pytest looks for ------------
+
+    def fixture(self, name: str, property_name: str, noun: str) -> Any:
+        """A fixture ``name`` a test calls with its count and a label; printed and tallied."""
+
+        @pytest.fixture(name=name)
+        def record_count(record_property: Callable[[str, object], None]) -> Callable[[int, str], None]:
+            def record(n: int, label: str) -> None:
+                record_property(property_name, n)
+                print(f"{label}: {noun}: {n}")
+                self.add(n)
+
+            return record
+
+        return record_count
+
+    def sessionfinish(self, session: pytest.Session) -> None:
+        worker = getattr(session.config, "workerinput", {}).get("workerid")
+        if worker is None or not self.tests:
+            return
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(f"\n{self.line(worker)}\n")
+
+    def terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.tests:
+            terminalreporter.write_line(self.line(None))
