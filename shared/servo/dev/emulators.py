@@ -305,6 +305,10 @@ class EmulatorStack:
             self._sweeper = None
         if self._router is not None:
             self._router.stop()
+        if self._bridge is not None:
+            # First: finalize events still queued are abandoned quietly instead of retried against
+            # functions that are going away (the ledger keeps the objects; the next start folds them).
+            self._bridge.stop()
         # Signal every child first so their graceful shutdowns overlap, then reap them.
         for child in self._children:
             child.terminate()
@@ -317,8 +321,6 @@ class EmulatorStack:
             self._worker = None
         if self._gcs is not None:
             self._gcs.stop()
-        if self._bridge is not None:
-            self._bridge.stop()
 
     def __enter__(self) -> EmulatorStack:
         return self if self._router is not None else self.start()

@@ -164,7 +164,11 @@ class EventarcBridge:
                     break
                 delay = min(delay * 2, self._max_backoff_s)
             self.dropped += 1
-            logger.warning(f"dropped event {delivery.headers['ce-subject']}: {error}")
+            if self._stopping.is_set():
+                # Shutting down: the object stays in the ledger and the next compaction folds it.
+                logger.info(f"left undelivered at shutdown: {delivery.headers['ce-subject']}")
+            else:
+                logger.warning(f"dropped event {delivery.headers['ce-subject']}: {error}")
         finally:
             with self._cv:
                 self._in_flight -= 1
