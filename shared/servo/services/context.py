@@ -17,6 +17,7 @@ from servo.settings import Settings
 
 if TYPE_CHECKING:
     from servo.dispatch import TaskQueue
+    from servo.services.read_model import Snapshot
     from servo.store import ObjectStore
 
 # Called after events were appended to a workspace's ledger, with their object names. In the embedded
@@ -43,6 +44,19 @@ class ServiceContext:
         from servo.store import ScopedStore
 
         return ScopedStore(self.store, tenant_id, workspace_id)
+
+    def workspace_cache(self, tenant_id: str, workspace_id: str) -> dict[str, Any]:
+        """This instance's cache for one workspace: shared by the compactor and the read model, since
+        every file below the head pointer is immutable."""
+        found: dict[str, Any] = self.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+        return found
+
+    def snapshot(self, tenant_id: str, workspace_id: str) -> Snapshot:
+        """The workspace's published state (head -> manifest -> Parquet; never the ledger)."""
+        from servo.services.read_model import load_snapshot
+
+        store = self.workspace_store(tenant_id, workspace_id)
+        return load_snapshot(store, cache=self.workspace_cache(tenant_id, workspace_id))
 
     def new_id(self) -> str:
         return self.ids.new(self.clock_ms())

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from servo.core import controller as ctl
-from servo.core.state import RunPartition
 from servo.http.jsonlog import log_fields
 from servo.services.context import ServiceContext
 
@@ -28,23 +27,6 @@ class Outcome:
     effects: int
 
 
-def load_partition(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str
-) -> RunPartition | None:
-    """The published partition of one run (rows incl. outbox and timers), via the read model."""
-    from servo.services.read_model import load_snapshot
-
-    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
-    return load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache).partition(run_id)
-
-
-def active_run_ids(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> list[str]:
-    from servo.services.read_model import load_snapshot
-
-    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
-    return list(load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache).active_run_ids())
-
-
 def compact_workspace(
     ctx: ServiceContext,
     tenant_id: str,
@@ -57,7 +39,7 @@ def compact_workspace(
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
     from servo.services.compaction import compact
 
-    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+    cache = ctx.workspace_cache(tenant_id, workspace_id)
     result = compact(
         ctx.workspace_store(tenant_id, workspace_id),
         tenant_id=tenant_id,
@@ -80,7 +62,7 @@ def act_on(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_ids: Iter
     appended = 0
     now = ctx.clock_ms()
     for run_id in run_ids:
-        part = load_partition(ctx, tenant_id, workspace_id, run_id)
+        part = ctx.snapshot(tenant_id, workspace_id).partition(run_id)
         if part is None:
             continue
         decisions = ctl.after_publish(part, now)

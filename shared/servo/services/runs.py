@@ -31,15 +31,8 @@ class RunView:
     deps: tuple[DepRow, ...] = ()
 
 
-def _snapshot(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> Any:
-    from servo.services.read_model import load_snapshot
-
-    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
-    return load_snapshot(ctx.workspace_store(tenant_id, workspace_id), cache=cache)
-
-
 def load_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> RunView | None:
-    found = _snapshot(ctx, tenant_id, workspace_id).get_run(run_id)
+    found = ctx.snapshot(tenant_id, workspace_id).get_run(run_id)
     if found is None or found.run is None:
         return None
     return RunView(found.run, {t.task_key: t for t in found.tasks}, tuple(found.deps))
@@ -181,7 +174,7 @@ def list_runs(
     state = query.get("state")
     if state is not None and state not in PUBLIC_RUN_STATES:
         raise InvalidInput(f"state must be one of {', '.join(PUBLIC_RUN_STATES)}")
-    snapshot = _snapshot(ctx, tenant_id, workspace_id)
+    snapshot = ctx.snapshot(tenant_id, workspace_id)
     rows, next_cursor = snapshot.list_runs(limit=limit, cursor=cursor, state=state)
     runs = []
     for run in rows:

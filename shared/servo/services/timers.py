@@ -56,7 +56,7 @@ def sweep_workspace(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, config: ctl.ControllerConfig
 ) -> dict[str, int]:
     from servo.services.effects import carry_out
-    from servo.services.orchestrate import active_run_ids, compact_and_act, load_partition
+    from servo.services.orchestrate import compact_and_act
 
     compacted = 0
     if ctx.settings.sweep_kicks:
@@ -67,8 +67,9 @@ def sweep_workspace(
         compacted = outcome.events_applied
     now = ctx.clock_ms()
     decisions = 0
-    for run_id in active_run_ids(ctx, tenant_id, workspace_id):
-        part = load_partition(ctx, tenant_id, workspace_id, run_id)
+    for run_id in ctx.snapshot(tenant_id, workspace_id).active_run_ids():
+        # Fresh per run: the repairs carried out for one run publish before the next is read.
+        part = ctx.snapshot(tenant_id, workspace_id).partition(run_id)
         if part is None:
             continue
         found = ctl.sweep(part, now, config)
@@ -85,11 +86,9 @@ def _needs_kick(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
     """Only a workspace with work in flight, or ledger objects past what was published, is kicked:
     an idle workspace costs the sweep one list and no write ("nothing that costs money at rest")."""
     from servo.core.events import ledger_object_name
-    from servo.services.read_model import load_snapshot
 
-    cache = ctx.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
     store = ctx.workspace_store(tenant_id, workspace_id)
-    manifest = load_snapshot(store, cache=cache).manifest
+    manifest = ctx.snapshot(tenant_id, workspace_id).manifest
     if manifest.active_run_ids:
         return True
     watermark = manifest.events_processed_through
