@@ -260,3 +260,13 @@ def test_object_and_folder_of_the_same_name_coexist(store: ObjectStore) -> None:
     assert store.get("a") == StoredObject("a", b"file", g1)
     assert store.get("a/b") == StoredObject("a/b", b"child", g2)
     assert _names(store.list("a")) == ["a", "a/b"]
+
+
+def test_create_once_is_idempotent_for_the_same_bytes_and_refuses_others(store: ObjectStore) -> None:
+    from servo.store import create_once
+
+    assert create_once(store, "once/a", b"first") is True
+    assert create_once(store, "once/a", b"first") is True  # a retried write
+    assert create_once(store, "once/a", b"other") is False  # a conflict: nothing overwritten
+    found = store.get("once/a")
+    assert found is not None and found.data == b"first"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servo.core.canonical_json import canonical_dumps
-from servo.core.errors import InvalidMessage, InvalidTaskId, PreconditionFailed, Unauthorized
+from servo.core.errors import InvalidMessage, InvalidTaskId, Unauthorized
 from servo.core.events import TaskFinished, TaskHeartbeat, TaskStarted, make_event
 from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
@@ -26,6 +26,7 @@ from servo.http.tokens import TaskTokenClaims, verify_task_token
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.runs import load_run
+from servo.store import create_once
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
 
@@ -293,12 +294,6 @@ def upload_logs(
         data = b"[truncated]\n" + data[-(MAX_LOG_BYTES - 12) :]
     name = log_object_name(loc.task.run_id, loc.task.task_key, attempt)
     store = ctx.workspace_store(loc.claims.tenant_id, loc.claims.workspace_id)
-    try:
-        store.create(name, data, content_type="text/plain; charset=utf-8")
-    except PreconditionFailed:
-        existing = store.get(name)
-        if existing is None or existing.data != data:
-            raise CallbackRejected(
-                409, "logs_already_uploaded", f"logs for attempt {attempt} already exist"
-            ) from None
+    if not create_once(store, name, data, content_type="text/plain; charset=utf-8"):
+        raise CallbackRejected(409, "logs_already_uploaded", f"logs for attempt {attempt} already exist")
     return {"acknowledged": True, "path": name, "sizeBytes": len(data)}

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from servo.core.errors import Conflict, InvalidEvent, PreconditionFailed
+from servo.core.errors import Conflict, InvalidEvent
 from servo.core.events import Event, encode_event, ledger_object_name
 from servo.core.ids import ulid_time_ms
 from servo.services.context import ServiceContext
+from servo.store import create_once
 
 logger = logging.getLogger("servo.ledger")
 
@@ -34,12 +35,8 @@ def append_events(
             raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
         name = ledger_object_name(event.event_id)
         data = encode_event(event)
-        try:
-            store.create(name, data)
-        except PreconditionFailed:
-            existing = store.get(name)
-            if existing is None or existing.data != data:
-                raise Conflict(f"ledger object {name} already exists with other content") from None
+        if not create_once(store, name, data):
+            raise Conflict(f"ledger object {name} already exists with other content")
         names.append(name)
     if ctx.after_ledger_write is not None and names:
         try:

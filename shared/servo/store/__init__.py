@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from servo.store._names import MAX_NAME_BYTES, validate_name, validate_prefix
-from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject
+from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject, create_once
 from servo.store.counting import CountingStore, OpCounts
 from servo.store.local import LocalFileStore
 from servo.store.scoped import ScopedStore
@@ -28,6 +28,7 @@ __all__ = [
     "OpCounts",
     "ScopedStore",
     "StoredObject",
+    "create_once",
     "gcs_store_from_env",
     "validate_name",
     "validate_prefix",

@@ -11,6 +11,8 @@ import builtins
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from servo.core.errors import PreconditionFailed
+
 DEFAULT_CONTENT_TYPE = "application/json"
 
 
@@ -95,3 +97,20 @@ class ObjectStore(Protocol):
         depend on it.
         """
         ...
+
+
+def create_once(
+    store: ObjectStore, name: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE
+) -> bool:
+    """Create-if-absent where a retry is harmless: True when the object now holds exactly ``data``
+    (created now, or already there with the same bytes), False when another writer put other bytes.
+
+    A write whose response was lost comes back as PreconditionFailed on retry (GCS does this too), so
+    "exists" alone cannot tell a retry from a conflict; comparing the bytes can.
+    """
+    try:
+        store.create(name, data, content_type=content_type)
+        return True
+    except PreconditionFailed:
+        existing = store.get(name)
+        return existing is not None and existing.data == data
