@@ -174,52 +174,54 @@ def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
     append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event])
 
 
+def _accept(
+    ctx: ServiceContext,
+    model: Any,
+    task_id: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    *,
+    terminal_status: int,
+    started: bool = False,
+) -> tuple[Any, Located]:
+    """The ordered checks every callback shares: body, token and task, then the attempt guards."""
+    req = _parse(model, body)
+    loc = _locate(ctx, task_id, headers)
+    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=terminal_status, started=started)
+    return req, loc
+
+
+def _attempt_fields(loc: Located, req: Any) -> dict[str, Any]:
+    """The identity every worker fact carries: which task, which attempt, which worker."""
+    return {
+        "run_id": loc.task.run_id,
+        "task_key": loc.task.task_key,
+        "attempt": req.attempt,
+        "attempt_id": req.attempt_id,
+        "worker_id": req.worker_id,
+    }
+
+
 def task_started(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    req = _parse(StartedRequest, body)
-    loc = _locate(ctx, task_id, headers)
-    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=409, started=True)
+    req, loc = _accept(ctx, StartedRequest, task_id, headers, body, terminal_status=409, started=True)
     if loc.run.cancel_requested or loc.run.timed_out:
         raise CallbackRejected(409, "task_already_terminal", "the run is being cancelled", state="CANCELLED")
     now = ctx.clock_ms()
-    _append(
-        ctx,
-        loc,
-        TaskStarted(
-            run_id=loc.task.run_id,
-            task_key=loc.task.task_key,
-            attempt=req.attempt,
-            attempt_id=req.attempt_id,
-            worker_id=req.worker_id,
-        ),
-        now,
-    )
+    _append(ctx, loc, TaskStarted(**_attempt_fields(loc, req)), now)
     return {"acknowledged": True, "serverTime": format_timestamp(now)}
 
 
 def task_heartbeat(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    req = _parse(HeartbeatRequest, body)
-    loc = _locate(ctx, task_id, headers)
-    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=410, started=False)
+    req, loc = _accept(ctx, HeartbeatRequest, task_id, headers, body, terminal_status=410)
     now = ctx.clock_ms()
-    _append(
-        ctx,
-        loc,
-        TaskHeartbeat(
-            run_id=loc.task.run_id,
-            task_key=loc.task.task_key,
-            attempt=req.attempt,
-            attempt_id=req.attempt_id,
-            worker_id=req.worker_id,
-            heartbeat_at=now,
-            progress_pct=req.progress_pct,
-            message=req.message,
-        ),
-        now,
+    fact = TaskHeartbeat(
+        **_attempt_fields(loc, req), heartbeat_at=now, progress_pct=req.progress_pct, message=req.message
     )
+    _append(ctx, loc, fact, now)
     response: dict[str, Any] = {"acknowledged": True, "shouldCancel": _cancel_requested(loc.run)}
     if response["shouldCancel"]:
         response["cancelReason"] = "run_timed_out" if loc.run.timed_out else "user_requested"
@@ -230,37 +232,26 @@ def task_heartbeat(
 def task_completed(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    req = _parse(CompletedRequest, body)
-    loc = _locate(ctx, task_id, headers)
-    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=409, started=False)
+    req, loc = _accept(ctx, CompletedRequest, task_id, headers, body, terminal_status=409)
     now = ctx.clock_ms()
     output = req.output.to_json() if req.output is not None else None
     error = req.error.to_json() if req.error is not None else None
-    metrics = req.metrics.to_json() if req.metrics is not None else None
     partial = req.partial_progress
-    _append(
-        ctx,
-        loc,
-        TaskFinished(
-            run_id=loc.task.run_id,
-            task_key=loc.task.task_key,
-            attempt=req.attempt,
-            attempt_id=req.attempt_id,
-            worker_id=req.worker_id,
-            outcome=req.outcome.lower(),
-            materialization_id=(output or {}).get("materializationId"),
-            error_message=(error or {}).get("message"),
-            output=output,
-            error=error,
-            metrics=metrics,
-            cancelled_during_phase=req.cancelled_during_phase,
-            partial_progress_json=canonical_dumps(partial) if partial is not None else None,
-            asset_key=loc.task.asset_key,
-            partition_key=loc.task.partition_key,
-            error_category=(error or {}).get("category"),
-        ),
-        now,
+    fact = TaskFinished(
+        **_attempt_fields(loc, req),
+        outcome=req.outcome.lower(),
+        materialization_id=(output or {}).get("materializationId"),
+        error_message=(error or {}).get("message"),
+        output=output,
+        error=error,
+        metrics=req.metrics.to_json() if req.metrics is not None else None,
+        cancelled_during_phase=req.cancelled_during_phase,
+        partial_progress_json=canonical_dumps(partial) if partial is not None else None,
+        asset_key=loc.task.asset_key,
+        partition_key=loc.task.partition_key,
+        error_category=(error or {}).get("category"),
     )
+    _append(ctx, loc, fact, now)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 
