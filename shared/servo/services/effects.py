@@ -97,12 +97,17 @@ def _payload(task: TaskRow, upstream: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def upstream_outputs(part: RunPartition, task_key: str) -> dict[str, Any]:
-    return {
-        d.upstream_task_key: json.loads(part.tasks[d.upstream_task_key].output_json or "{}")
-        for d in part.deps.values()
-        if d.downstream_task_key == task_key and d.upstream_task_key in part.tasks
-    }
+def upstreams_by_task(part: RunPartition) -> dict[str, list[str]]:
+    """Each task's upstream keys. Built once per batch of decisions: scanning every edge of the run
+    for each dispatch would be quadratic in a wide fan-out."""
+    index: dict[str, list[str]] = {}
+    for upstream, downstream in part.deps:
+        index.setdefault(downstream, []).append(upstream)
+    return index
+
+
+def upstream_outputs(part: RunPartition, upstreams: Sequence[str]) -> dict[str, Any]:
+    return {u: json.loads(part.tasks[u].output_json or "{}") for u in upstreams if u in part.tasks}
 
 
 def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
@@ -141,7 +146,12 @@ def _http_task(ctx: ServiceContext, name: str, url: str, body: bytes, **extra: A
 
 
 def _dispatch(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, part: RunPartition, d: ctl.EnqueueDispatch
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    d: ctl.EnqueueDispatch,
+    upstreams: dict[str, list[str]],
 ) -> list[Any]:
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
@@ -153,7 +163,7 @@ def _dispatch(
         part.tasks[d.task_key],
         d,
         traceparent,
-        upstream_outputs(part, d.task_key),
+        upstream_outputs(part, upstreams.get(d.task_key, ())),
     )
     task = _http_task(
         ctx,
@@ -208,6 +218,8 @@ def carry_out(
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
     data: list[Any] = []
+    dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in decisions)
+    upstreams = upstreams_by_task(part) if dispatches else {}
     for d in decisions:
         if isinstance(d, ctl.RequestDispatch):
             # Enqueue first, then record request and acknowledgement in one write: one publish per
@@ -217,7 +229,7 @@ def carry_out(
             enqueue = ctl.EnqueueDispatch(
                 d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
             )
-            acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue)
+            acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams)
             data.append(
                 DispatchRequested(
                     d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
@@ -225,7 +237,7 @@ def carry_out(
             )
             data.extend(acked)
         elif isinstance(d, ctl.EnqueueDispatch):
-            data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d))
+            data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))
         elif isinstance(d, ctl.ScheduleTimer):
             data.extend(_timer(ctx, tenant_id, workspace_id, d))
         elif isinstance(d, ctl.FailAttempt):
