@@ -39,16 +39,23 @@ class Found:
 
 
 def candidate_names(
-    store: ObjectStore, watermark: str, recent: Iterable[str], hint: Iterable[str], lookback_ms: int
+    store: ObjectStore,
+    watermark: str,
+    recent: Iterable[str],
+    hint: Iterable[str],
+    lookback_ms: int,
+    *,
+    list_ledger: bool = True,
 ) -> tuple[list[str], dict[str, str]]:
-    """Ledger names to read: the listed window plus hints, minus ids already applied."""
+    """Ledger names to read: the listed window (unless ``list_ledger`` is off) plus hints, minus ids
+    already applied."""
     bad: dict[str, str] = {}
     skip = set(recent)
     names: dict[str, None] = {}
     start = None
     if watermark:
         start = LEDGER_PREFIX + ulid_floor(ulid_time_ms(watermark) - lookback_ms)
-    for meta in store.list(LEDGER_PREFIX, start_offset=start):
+    for meta in store.list(LEDGER_PREFIX, start_offset=start) if list_ledger else ():
         names[meta.name] = None
     for raw in hint:
         try:

@@ -78,6 +78,7 @@ def compact(
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 20,
     lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS,
+    list_ledger: bool = True,
 ) -> CompactionResult:
     """Fold every ledger object not yet applied and publish the result.
 
@@ -94,6 +95,8 @@ def compact(
         sleep: how to wait (seconds), injected for tests.
         max_attempts: CAS rounds before giving up with Conflict.
         lookback_ms: how far before the watermark new objects are looked for by listing.
+        list_ledger: False when the caller hands over every object written since the last publish
+            (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
 
     Raises:
         Conflict: lost the publish race ``max_attempts`` times in a row.
@@ -110,7 +113,12 @@ def compact(
                 continue
         manifest = snap.manifest
         names, bad = ledger.candidate_names(
-            store, manifest.events_processed_through, manifest.recent_event_ids, hint, lookback_ms
+            store,
+            manifest.events_processed_through,
+            manifest.recent_event_ids,
+            hint,
+            lookback_ms,
+            list_ledger=list_ledger,
         )
         malformed.update(bad)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
