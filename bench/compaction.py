@@ -91,14 +91,19 @@ def build_history(store: LocalFileStore) -> tuple[str, Any]:
     events = _plan_events(ids, target, T0 + (DAYS - 1) * DAY, TASKS_PER_RUN)
     template = fold_run(None, target, events)
     entries: dict[str, dict[str, layout.IndexEntry]] = {}
+    live: dict[str, layout.IndexEntry] = {}
     for i in range(RUNS):
         run_id = target if i == RUNS - 1 else ids.new(T0 + (i * DAYS // RUNS) * DAY + i)
         part = template if run_id == target else _clone(template, run_id)
         data = encode_segment(full_segment(part, _body))
         path = layout.segment_path(run_id, True, content_hex12(data))
         store.create(path, data)
+        if run_id == target:
+            live = {run_id: layout.IndexEntry(run_id, part.run, (path,), "RUNNING")}
+            continue
+        # History is ended runs, in their day's index bucket; only the target is still running.
         bucket = layout.bucket_of(run_id)
-        entries.setdefault(bucket, {})[run_id] = layout.IndexEntry(run_id, part.run, (path,), "RUNNING")
+        entries.setdefault(bucket, {})[run_id] = layout.IndexEntry(run_id, part.run, (path,), "SUCCEEDED")
     buckets = {}
     for bucket, group in entries.items():
         data = layout.encode_index(list(group.values()))
@@ -107,7 +112,7 @@ def build_history(store: LocalFileStore) -> tuple[str, Any]:
         top = max(e.run.triggered_at for e in group.values() if e.run)
         buckets[bucket] = layout.BucketRef(layout.FileRef(path, checksum(data), len(data)), len(group), top)
     watermark = max(e.event_id for e in events)
-    manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, None, tuple(sorted(entries)))
+    manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, None, live)
     store.create(layout.manifest_path(1), manifest.encode())
     pointer = layout.Pointer(1, layout.manifest_path(1), 1, None, T0)
     store.create(layout.POINTER_PATH, pointer.encode())

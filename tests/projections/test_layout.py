@@ -19,7 +19,9 @@ def test_pointer_round_trip_and_hash() -> None:
     assert layout.pointer_hash(raw).startswith("sha256:")
 
 
-def test_manifest_round_trip() -> None:
+@settings(max_examples=20, deadline=None)
+@given(rows(schemas.RUNS))
+def test_manifest_round_trip(run: object) -> None:
     ref = layout.FileRef("state/orchestration/index/d019000.abcdefabcdef.parquet", "sha256:00", 10)
     m = layout.Manifest(
         3,
@@ -30,9 +32,15 @@ def test_manifest_round_trip() -> None:
         ("01ARZ3NDEKTSV4RRFFQ69G5FAV",),
         {"d019000": layout.BucketRef(ref, 2, 55)},
         ref,
-        active_run_ids=("01ARZ3NDEKTSV4RRFFQ69G5FAW",),
+        live={
+            "01ARZ3NDEKTSV4RRFFQ69G5FAW": layout.IndexEntry(
+                "01ARZ3NDEKTSV4RRFFQ69G5FAW", run, ("state/orchestration/runs/x/base.0.parquet",), "RUNNING"
+            ),
+            "01ARZ3NDEKTSV4RRFFQ69G5FAX": layout.IndexEntry("01ARZ3NDEKTSV4RRFFQ69G5FAX", None, (), None),
+        },
     )
     assert layout.Manifest.decode(m.encode()) == m
+    assert m.active_run_ids == ("01ARZ3NDEKTSV4RRFFQ69G5FAW", "01ARZ3NDEKTSV4RRFFQ69G5FAX")
     assert layout.manifest_path(3) == "state/orchestration/manifests/00000000000000000003.json"
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import encode_event, ledger_object_name
+from servo.core.ids import UlidFactory
 from servo.projections import layout
 from servo.projections.partitions import MAX_CHAIN
 from servo.services.compaction import compact, load_published_state, rebuild
@@ -127,9 +128,14 @@ def test_a_hint_only_compaction_folds_its_hints_without_listing(store: LocalFile
     assert run(store).events_applied == len(events) - 2
 
 
-@pytest.mark.parametrize("crash_at", range(1, 5))  # segment, index, manifest, pointer
-def test_a_crash_before_any_write_loses_and_doubles_nothing(store: LocalFileStore, crash_at: int) -> None:
-    events = simple_history()
+# An active run's batch writes segment, manifest, pointer; a batch that ends it also its index bucket.
+@pytest.mark.parametrize(
+    ("ends_run", "crash_at"), [(False, 1), (False, 2), (False, 3), (True, 1), (True, 2), (True, 3), (True, 4)]
+)
+def test_a_crash_before_any_write_loses_and_doubles_nothing(
+    store: LocalFileStore, ends_run: bool, crash_at: int
+) -> None:
+    events = simple_history(1) if ends_run else simple_history()
     write(store, events[:3])
     run(store)
     names = write(store, events[3:])
@@ -236,3 +242,48 @@ def test_small_batch_on_a_big_run_writes_a_delta_and_chains_merge(store: LocalFi
     chain = load_snapshot(store).index_entry(RUNS[0]).segments  # type: ignore[union-attr]
     assert len(chain) <= MAX_CHAIN and "/base." in chain[0]
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+
+
+def _files(store: LocalFileStore, prefix: str) -> list[str]:
+    return [m.name for m in store.list(prefix)]
+
+
+def test_an_active_run_lives_in_the_manifest_and_reaches_its_index_bucket_when_it_ends(
+    store: LocalFileStore,
+) -> None:
+    # A publish that only moves an active run writes its segment, the manifest and the pointer: the
+    # day's index bucket (every run of that day) is rewritten once per run, when it ends.
+    h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))
+    h.trigger()
+    h.plan({"a.t0": [], "a.t1": ["a.t0"]})
+    write(store, h.events)
+    run(store)
+    h.run_task("a.t0")
+    write(store, h.events)
+    run(store)
+    snap = load_snapshot(store)
+    assert _files(store, "state/orchestration/index/") == []
+    assert snap.manifest.active_run_ids == (RUNS[0],)
+    rows, _ = snap.list_runs(limit=5)
+    assert [(r.run_id, r.tasks_completed) for r in rows] == [(RUNS[0], 1)]
+    assert snap.public_state(rows[0]) == "RUNNING"
+    h.run_task("a.t1")
+    write(store, h.events)
+    run(store)
+    snap = load_snapshot(store)
+    assert len(_files(store, "state/orchestration/index/")) == 1
+    assert snap.manifest.active_run_ids == ()
+    rows, _ = snap.list_runs(limit=5, state="SUCCEEDED")
+    assert [r.run_id for r in rows] == [RUNS[0]]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+
+
+def test_what_a_compaction_wrote_serves_the_next_read_without_reading_it_back(store: LocalFileStore) -> None:
+    events = simple_history()
+    write(store, events)
+    cache: dict[str, object] = {}
+    run(store, cache=cache)
+    counting = CountingStore(store)
+    snap = load_snapshot(counting, cache)
+    assert snap.get_run(RUNS[0]) is not None and snap.list_runs(limit=5)[0]
+    assert counting.snapshot().reads == 1  # the head pointer, to know it is still the head

@@ -1,24 +1,28 @@
 """Where the published orchestration state lives under ``state/orchestration/``, and why.
 
     manifest.pointer.json                      the only mutable object: CAS on its generation publishes
-    manifests/{20-digit id}.json               immutable; names every file of one state version
-    index/{bucket}.{hex12}.parquet             runs rows + each run's segment chain, one file per bucket
+    manifests/{20-digit id}.json               immutable; names every file of one state version, and
+                                               the live runs: run row + segment chain of each active run
+    index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
     runs/{bucket}/{run_id}/{base|delta}.{hex12}.parquet   immutable run segments (see partitions.py)
     run_key_index.{hex12}.parquet              the automation run_key index (small, global)
 
 Cost independent of history: every event belongs to one run, so a batch reads and writes only the
-segments of the runs it touches, the index buckets holding them and one manifest. Runs are bucketed by
-the UTC day of their run ULID (a run's events cluster in time, so new work lands in few, recent
-buckets); the manifest lists buckets, not runs, so it grows by one entry per active day, and a bucket
-grows with one day's runs, never with the whole history. Every immutable file is named by the hash of
+segments of the runs it touches and one manifest. An active run's entry lives in the manifest, which
+is rewritten by every publish anyway; it moves to its index bucket once, when the run ends, so a
+publish that only moves running work writes segment + manifest + pointer and no index file. Ended
+runs are bucketed by the UTC day of their run ULID; the manifest lists buckets, not ended runs, so it
+grows by one entry per day plus one per active run, and a bucket grows with one day's runs, never
+with the whole history. Every immutable file is named by the hash of
 its bytes and written create-if-absent: a compactor that crashed, or lost a race, leaves orphans that
 cost nothing, and a retry that produces identical bytes finds the file already there.
 
-Readers follow pointer -> manifest -> index bucket -> segments; they never list anything.
+Readers follow pointer -> manifest (live entry, else index bucket) -> segments; they never list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -150,8 +154,13 @@ class Manifest:
     recent_event_ids: tuple[str, ...]
     buckets: dict[str, BucketRef] = field(default_factory=dict)
     run_key_index: FileRef | None = None
-    # Runs that may still change: what the sweep visits, without opening every bucket.
-    active_run_ids: tuple[str, ...] = ()
+    # Runs that may still change (not in a terminal API state), by id: what the sweep visits and what
+    # readers look up before the index buckets, which hold ended runs.
+    live: dict[str, IndexEntry] = field(default_factory=dict)
+
+    @property
+    def active_run_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.live))
 
     def encode(self) -> bytes:
         doc = {
@@ -170,7 +179,7 @@ class Manifest:
                 for k, b in sorted(self.buckets.items())
             },
             "run_key_index": self.run_key_index.to_json() if self.run_key_index else None,
-            "active_run_ids": sorted(self.active_run_ids),
+            "live_runs": {run_id: _entry_json(e) for run_id, e in sorted(self.live.items())},
         }
         return json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
 
@@ -192,7 +201,7 @@ class Manifest:
                     for k, b in raw["buckets"].items()
                 },
                 run_key_index=FileRef.from_json(rki) if rki else None,
-                active_run_ids=tuple(raw.get("active_run_ids", ())),
+                live={run_id: _entry_from_json(run_id, e) for run_id, e in raw["live_runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"state manifest is malformed: {exc!r}") from exc
@@ -211,6 +220,24 @@ class IndexEntry:
     # The API's run state (it depends on task rows), computed when the run was compacted so ListRuns
     # can filter and show it without opening every run's segments.
     public_state: str | None = None
+
+
+def _entry_json(entry: IndexEntry) -> dict[str, Any]:
+    return {
+        "run": None if entry.run is None else dataclasses.asdict(entry.run),
+        "segments": list(entry.segments),
+        "public_state": entry.public_state,
+    }
+
+
+def _entry_from_json(run_id: str, raw: Mapping[str, Any]) -> IndexEntry:
+    run = raw["run"]
+    return IndexEntry(
+        run_id,
+        None if run is None else RunRow(**run),
+        tuple(str(s) for s in raw["segments"]),
+        raw.get("public_state"),
+    )
 
 
 _RUN_STRUCT = pa.struct(list(schemas.RUNS.schema))

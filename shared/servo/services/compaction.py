@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servo.core.errors import Conflict, PreconditionFailed
@@ -57,6 +56,13 @@ class CompactionResult:
 
 def _encode_body(event: Event | EncodedEvent) -> str:
     return event_body(event)
+
+
+def _cache_partition(snap: Snapshot, chain: tuple[str, ...], part: RunPartition) -> None:
+    # The partition just written serves the next reads as is: the compactor's copy (with events) and
+    # the readers' (rows only), so a callback right after a publish reads no segment back.
+    snap.cache.put(("partition", True, chain), part)
+    snap.cache.put(("partition", False, chain), replace(part, events={}))
 
 
 def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef:
@@ -182,17 +188,14 @@ def _publish(
     state.run_keys = snap.run_keys() if snap.manifest.run_key_index else {}
     after = fold(state, fresh)
     manifest = snap.manifest
-    by_bucket: dict[str, dict[str, layout.IndexEntry]] = defaultdict(dict)
-    active = set(manifest.active_run_ids)
+    by_bucket: dict[str, dict[str, layout.IndexEntry]] = {}
+    live = dict(manifest.live)
     changed: list[str] = []
     for run_id in sorted(before):
         new = after.runs[run_id]
         old = before[run_id]
-        bucket = layout.bucket_of(run_id)
-        entries = (
-            by_bucket[bucket] if bucket in by_bucket else by_bucket.setdefault(bucket, snap.bucket(bucket))
-        )
-        chain = entries[run_id].segments if run_id in entries else ()
+        current = snap.index_entry(run_id)
+        chain = current.segments if current is not None else ()
         if old is None or len(chain) >= MAX_CHAIN:
             segment, chain = full_segment(new, _encode_body), ()
         else:
@@ -203,15 +206,24 @@ def _publish(
         path = layout.segment_path(run_id, segment.base, content_hex12(data))
         _put_immutable(store, path, data)
         chain = (*chain, path)
-        snap.cache.put(("partition", True, chain), new)
+        _cache_partition(snap, chain, new)
         public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
-        entries[run_id] = layout.IndexEntry(run_id, new.run, chain, public)
-        (active.discard if is_terminal_public(public) else active.add)(run_id)
+        entry = layout.IndexEntry(run_id, new.run, chain, public)
+        if is_terminal_public(public):
+            # An ended run leaves the manifest for its day's index bucket: written once per run.
+            live.pop(run_id, None)
+            bucket = layout.bucket_of(run_id)
+            if bucket not in by_bucket:
+                by_bucket[bucket] = snap.bucket(bucket)
+            by_bucket[bucket][run_id] = entry
+        else:
+            live[run_id] = entry
         changed.append(run_id)
     buckets = dict(manifest.buckets)
     for bucket, entries in by_bucket.items():
         data = layout.encode_index(list(entries.values()))
         ref = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
+        snap.cache.put(("index", ref.path), entries)
         triggered = [e.run.triggered_at for e in entries.values() if e.run is not None]
         buckets[bucket] = layout.BucketRef(ref, len(entries), max(triggered, default=None))
     run_key_ref = manifest.run_key_index
@@ -228,7 +240,7 @@ def _publish(
         run_key_ref,
         watermark,
         recent,
-        active,
+        live,
         now_ms,
         min_interval_ms,
         changed,
@@ -243,7 +255,7 @@ def _commit(
     run_key_ref: layout.FileRef | None,
     watermark: str,
     recent: tuple[str, ...],
-    active: set[str],
+    live: dict[str, layout.IndexEntry],
     now_ms: int,
     min_interval_ms: int,
     changed: list[str],
@@ -262,7 +274,7 @@ def _commit(
             recent,
             buckets,
             run_key_ref,
-            tuple(sorted(active)),
+            live,
         )
         raw = manifest.encode()
         try:

@@ -1,4 +1,5 @@
-"""The read side of the projections: head pointer -> manifest -> index bucket -> run segments.
+"""The read side of the projections: head pointer -> manifest (live runs) or index bucket (ended runs)
+-> run segments.
 
 Readers never list anything and never touch ``ledger/`` (design §5.5). Every file below the pointer
 is immutable and named by its content, so the cache (a plain dict the caller keeps across requests
@@ -124,6 +125,10 @@ class Snapshot:
         return dict(found)
 
     def index_entry(self, run_id: str) -> layout.IndexEntry | None:
+        """A run's entry: the manifest's live entry while it runs, its bucket's once it ended."""
+        live = self.manifest.live.get(run_id)
+        if live is not None:
+            return live
         return self.bucket(layout.bucket_of(run_id)).get(run_id)
 
     def segment(self, path: str) -> Segment:
@@ -188,29 +193,40 @@ class Snapshot:
     ) -> tuple[list[RunRow], tuple[int, str] | None]:
         """Runs by triggered_at desc, run_id asc, after ``cursor``; ``state`` filters on the API state.
 
-        Buckets are opened newest first and the walk stops once no unopened bucket can hold a run
-        that sorts before the page's last one.
+        Live runs come from the manifest; buckets (ended runs) are opened newest first and the walk
+        stops once no unopened bucket can hold a run that sorts before the page's last one.
         """
         if limit < 1:
             raise InvalidInput("limit must be at least 1")
+        live = self.manifest.live
+
+        def keep(entry: layout.IndexEntry) -> RunRow | None:
+            run = entry.run
+            if run is None or (state is not None and entry.public_state != state):
+                return None
+            if cursor is not None and (-run.triggered_at, run.run_id) <= (-cursor[0], cursor[1]):
+                return None
+            return run
+
         refs = sorted(
             self.manifest.buckets.items(),
             key=lambda kv: -1 if kv[1].max_triggered_at is None else kv[1].max_triggered_at,
             reverse=True,
         )
         picked: list[tuple[int, str, RunRow]] = []
+        for entry in live.values():
+            if (run := keep(entry)) is not None:
+                picked.append((run.triggered_at, run.run_id, run))
+        picked.sort(key=lambda t: (-t[0], t[1]))
         for name, ref in refs:
             if ref.max_triggered_at is None:
                 continue  # only partitions whose RunTriggered has not folded yet
             if len(picked) > limit and picked[limit][0] > ref.max_triggered_at:
                 break
             for entry in self.bucket(name).values():
-                run = entry.run
-                if run is None or (state is not None and entry.public_state != state):
-                    continue
-                if cursor is not None and (-run.triggered_at, run.run_id) <= (-cursor[0], cursor[1]):
-                    continue
-                picked.append((run.triggered_at, run.run_id, run))
+                # A live entry is newer than a bucket's (a run written there before it ended).
+                if entry.run_id not in live and (run := keep(entry)) is not None:
+                    picked.append((run.triggered_at, run.run_id, run))
             picked.sort(key=lambda t: (-t[0], t[1]))
             del picked[limit + 1 :]
         page = [run for _, _, run in picked[:limit]]
@@ -231,9 +247,10 @@ class Snapshot:
     def load_state(self, tenant_id: str, workspace_id: str) -> FoldState:
         """The whole published state with events (for rebuild checks and tests; reads every bucket)."""
         state = FoldState(tenant_id, workspace_id, run_keys=self.run_keys())
-        for name in sorted(self.manifest.buckets):
-            for run_id, entry in self.bucket(name).items():
-                state.runs[run_id] = self.load_chain(run_id, entry.segments, events=True)
+        entries = {r: e for name in sorted(self.manifest.buckets) for r, e in self.bucket(name).items()}
+        entries.update(self.manifest.live)
+        for run_id, entry in entries.items():
+            state.runs[run_id] = self.load_chain(run_id, entry.segments, events=True)
         return state
 
 
