@@ -58,10 +58,15 @@ def _encode_body(event: Event | EncodedEvent) -> str:
     return event_body(event)
 
 
-def _cache_partition(snap: Snapshot, chain: tuple[str, ...], part: RunPartition) -> None:
+def _cache_partition(
+    snap: Snapshot, chain: tuple[str, ...], part: RunPartition, written: dict[str, str]
+) -> None:
     # The partition just written serves the next reads as is: the compactor's copy (with events) and
-    # the readers' (rows only), so a callback right after a publish reads no segment back.
-    snap.cache.put(("partition", True, chain), part)
+    # the readers' (rows only), so a callback right after a publish reads no segment back. Its new
+    # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
+    # a big run then copies bodies instead of re-encoding every event the run ever had.
+    events = {i: EncodedEvent(written[i]) if i in written else e for i, e in part.events.items()}
+    snap.cache.put(("partition", True, chain), replace(part, events=events))
     snap.cache.put(("partition", False, chain), replace(part, events={}))
 
 
@@ -206,7 +211,7 @@ def _publish(
         path = layout.segment_path(run_id, segment.base, content_hex12(data))
         _put_immutable(store, path, data)
         chain = (*chain, path)
-        _cache_partition(snap, chain, new)
+        _cache_partition(snap, chain, new, segment.events)
         public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
         entry = layout.IndexEntry(run_id, new.run, chain, public)
         if is_terminal_public(public):
