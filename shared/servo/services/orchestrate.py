@@ -33,7 +33,11 @@ def compact_workspace(
     workspace_id: str,
     hint: Sequence[str] = (),
     lookback_ms: int | None = None,
+    *,
+    list_ledger: bool = True,
 ) -> tuple[bool, int, int, list[str]]:
+    """Fold and publish; ``list_ledger=False`` when ``hint`` holds every object written since the
+    last publish (the embedded group commit), so no list is paid."""
     # One cache with the read model: every file below the head pointer is immutable, so what the
     # compactor just decoded (or wrote) serves the next read as is.
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
@@ -49,6 +53,7 @@ def compact_workspace(
         cache=cache,
         min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
         lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
+        list_ledger=list_ledger,
     )
     for name, reason in result.malformed:
         logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))
@@ -61,8 +66,10 @@ def act_on(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_ids: Iter
 
     appended = 0
     now = ctx.clock_ms()
+    # One head read per pass: every run's partition comes from the same published state.
+    snapshot = ctx.snapshot(tenant_id, workspace_id)
     for run_id in run_ids:
-        part = ctx.snapshot(tenant_id, workspace_id).partition(run_id)
+        part = snapshot.partition(run_id)
         if part is None:
             continue
         decisions = ctl.after_publish(part, now)
