@@ -64,6 +64,9 @@ class Settings:
     heartbeat_timeout_sec: int = 90
     cancel_grace_sec: int = 30
     min_publish_interval_ms: int = 0  # on GCS the head pointer may change at most once a second
+    # Embedded stack: how long after a publish the group commit collects writes before the next one
+    # (a longer window means fewer, larger publishes; an idle stack still publishes at once).
+    group_commit_window_ms: int = 25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +97,7 @@ class Settings:
             heartbeat_timeout_sec=_int(e, "SERVO_HEARTBEAT_TIMEOUT_SEC", 90),
             cancel_grace_sec=_int(e, "SERVO_CANCEL_GRACE_SEC", 30),
             min_publish_interval_ms=_int(e, "SERVO_MIN_PUBLISH_INTERVAL_MS", 1000 if storage == "gcs" else 0),
+            group_commit_window_ms=_int(e, "SERVO_GROUP_COMMIT_WINDOW_MS", 25),
         )
 
     def object_store(self) -> ObjectStore:

@@ -1,55 +1,104 @@
-"""Group commit: concurrent writers share compactions, and each still reads its own write."""
+"""Group commit: a background loop compacts what writers hand over, in batches, without listing.
+
+Every test injects the loop's clock and wait, so no real time decides what shares a publish.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servo.dev.embedded import GroupCommit
+from servo.dev.group_commit import GroupCommit
+from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
+from servo.services.orchestrate import compact_workspace
 from servo.services.runs import load_run
 from servo.services.trigger import trigger_run
+from servo.settings import Settings
 from servo.store import CountingStore
 
 from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import make_context
 
 WS = "prod"
+SCOPE = ("default", WS)
 
 
-def test_concurrent_triggers_share_compactions_and_each_sees_its_run(tmp_path: Path) -> None:
+class PointerSpy:
+    """The store port, counting head-pointer publishes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pointer_writes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, name: str, data: bytes, **kw: Any) -> int:
+        if name.endswith("manifest.pointer.json"):
+            self.pointer_writes.append(name)
+        return int(self.inner.put(name, data, **kw))
+
+
+class Clock:
+    """A clock that only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.now_ms = 1_000
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def deployed(tmp_path: Path) -> ServiceContext:
     ctx, _, _ = make_context(tmp_path, compact=False)
     assert deploy_manifest(ctx, "default", WS, json.dumps(manifest(asset("ns.a"))).encode(), None)[0] == 201
-    group = GroupCommit()
-    counting = CountingStore(ctx.store)
-    pointer_writes: list[str] = []
+    return ctx
 
-    class Spy:
-        """Counts head-pointer publishes at the store port."""
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(counting, name)
+def with_hook(ctx: ServiceContext, group: GroupCommit, *, force_no_wait: bool = False) -> ServiceContext:
+    def hook(c: ServiceContext, tenant: str, ws: str, names: Any, *, await_publish: bool) -> None:
+        group.commit(c, (tenant, ws), names, await_publish=await_publish and not force_no_wait)
 
-        def put(self, name: str, data: bytes, **kw: Any) -> int:
-            if name.endswith("manifest.pointer.json"):
-                pointer_writes.append(name)
-            return counting.put(name, data, **kw)
+    return replace(ctx, after_ledger_write=hook)
 
-    def hook(c: Any, tenant: str, ws: str, names: Any) -> None:
-        group.commit(c, (tenant, ws), names, lambda *_: None)
 
-    ctx = replace(ctx, store=Spy(), after_ledger_write=hook)  # type: ignore[arg-type]
+def trigger(ctx: ServiceContext) -> str:
+    _, body = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
+    return str(body["runId"])
+
+
+def visible(ctx: ServiceContext, run_id: str) -> bool:
+    return load_run(replace(ctx, cache={}), "default", WS, run_id) is not None
+
+
+@pytest.fixture
+def stopping() -> Iterator[list[GroupCommit]]:
+    groups: list[GroupCommit] = []
+    yield groups
+    for group in groups:
+        group.stop()
+
+
+def test_concurrent_triggers_share_compactions_and_each_sees_its_run(
+    tmp_path: Path, stopping: list[GroupCommit]
+) -> None:
+    ctx = deployed(tmp_path)
+    spy = PointerSpy(CountingStore(ctx.store))
+    group = GroupCommit(window_ms=0)
+    stopping.append(group)
+    ctx = with_hook(replace(ctx, store=spy), group)
     seen: dict[int, bool] = {}
     start = threading.Barrier(16)
 
     def writer(i: int) -> None:
         start.wait()
-        _, body = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
-        seen[i] = load_run(replace(ctx, cache={}), "default", WS, body["runId"]) is not None
+        seen[i] = visible(ctx, trigger(ctx))
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
     for t in threads:
@@ -57,21 +106,109 @@ def test_concurrent_triggers_share_compactions_and_each_sees_its_run(tmp_path: P
     for t in threads:
         t.join(60)
     assert seen == dict.fromkeys(range(16), True)  # read-after-write for every writer
-    assert 1 <= len(pointer_writes) < 16  # and fewer publishes than writes
+    assert 1 <= len(spy.pointer_writes) < 16  # and fewer publishes than writes
 
 
-def test_a_failed_compaction_releases_its_waiters(tmp_path: Path) -> None:
+def test_a_writer_that_does_not_wait_returns_before_its_publish(
+    tmp_path: Path, stopping: list[GroupCommit]
+) -> None:
+    gate = threading.Event()
+
+    def held(*args: Any, **kw: Any) -> Any:
+        gate.wait(10)
+        return compact_workspace(*args, **kw)
+
+    group = GroupCommit(compact=held)
+    stopping.append(group)
+    ctx = with_hook(deployed(tmp_path), group, force_no_wait=True)
+    run_id = trigger(ctx)  # returns although the compaction is held
+    assert not visible(ctx, run_id)
+    gate.set()
+    assert group.wait_idle(10)
+    assert visible(ctx, run_id)
+
+
+def test_writes_within_the_window_share_one_publish(tmp_path: Path, stopping: list[GroupCommit]) -> None:
+    clock, waits, gate = Clock(), [], threading.Event()
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        gate.wait(10)  # the window stays open until the test has written everything
+        clock.now_ms += int(seconds * 1000)
+
+    ctx = deployed(tmp_path)
+    spy = PointerSpy(ctx.store)
+    group = GroupCommit(window_ms=25, clock_ms=clock, wait=wait)
+    stopping.append(group)
+    ctx = with_hook(replace(ctx, store=spy), group)
+    first = trigger(ctx)  # an idle stack publishes at once
+    assert visible(ctx, first) and len(spy.pointer_writes) == 1 and waits == []
+    quiet = with_hook(ctx, group, force_no_wait=True)
+    burst = [trigger(quiet) for _ in range(3)]  # within 25 ms of the last publish
+    gate.set()
+    assert group.wait_idle(10)
+    assert all(visible(ctx, run_id) for run_id in burst)
+    assert len(spy.pointer_writes) == 2 and waits == [0.025]
+    clock.now_ms += 25  # idle again: the next write publishes without waiting
+    assert visible(ctx, trigger(ctx)) and waits == [0.025]
+
+
+def test_a_failed_compaction_releases_its_waiters_and_the_next_round_retries_it(
+    tmp_path: Path, stopping: list[GroupCommit]
+) -> None:
     ctx, _, _ = make_context(tmp_path, compact=False)
     calls: list[list[str]] = []
 
-    def failing(_ctx: Any, _tenant: str, _ws: str, names: list[str]) -> Any:
+    def flaky(_ctx: Any, _tenant: str, _ws: str, names: list[str]) -> Any:
         calls.append(names)
-        raise RuntimeError("compaction failed")
+        if len(calls) == 1:
+            raise RuntimeError("compaction failed")
+        return True, len(names), 0, []
 
-    group = GroupCommit(failing)
-    with pytest.raises(RuntimeError):
-        group.commit(ctx, ("default", WS), ["ledger/orchestration/x.json"], lambda *_: None)
-    # The next writer is not blocked behind the failure: it leads its own compaction.
-    with pytest.raises(RuntimeError):
-        group.commit(ctx, ("default", WS), ["ledger/orchestration/y.json"], lambda *_: None)
-    assert calls == [["ledger/orchestration/x.json"], ["ledger/orchestration/y.json"]]
+    group = GroupCommit(compact=flaky, wait=lambda _s: None)
+    stopping.append(group)
+    group.commit(ctx, SCOPE, ["ledger/orchestration/x.json"])  # released, not raised
+    assert group.wait_idle(10)
+    assert calls == [["ledger/orchestration/x.json"], ["ledger/orchestration/x.json"]]
+    group.commit(ctx, SCOPE, ["ledger/orchestration/y.json"])  # the group is not stuck
+    assert calls[-1] == ["ledger/orchestration/y.json"]
+
+
+def test_the_group_commit_compacts_without_listing_the_ledger(
+    tmp_path: Path, stopping: list[GroupCommit]
+) -> None:
+    ctx = deployed(tmp_path)
+    _, body = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})  # written, not compacted
+    names = _ledger_names(ctx)
+    counting = CountingStore(ctx.store)
+    group = GroupCommit()
+    stopping.append(group)
+    group.commit(replace(ctx, store=counting), SCOPE, names)
+    assert counting.snapshot().lists == 0
+    assert visible(ctx, body["runId"])
+
+
+def _ledger_names(ctx: ServiceContext) -> list[str]:
+    prefix = f"default/{WS}/"
+    return [m.name[len(prefix) :] for m in ctx.store.list(f"{prefix}ledger/orchestration/")]
+
+
+def test_changed_runs_reach_the_callback(tmp_path: Path, stopping: list[GroupCommit]) -> None:
+    changed: list[tuple[tuple[str, str], list[str]]] = []
+    group = GroupCommit(lambda _c, scope, runs: changed.append((scope, runs)))
+    stopping.append(group)
+    run_id = trigger(with_hook(deployed(tmp_path), group))
+    assert changed == [(SCOPE, [run_id])]
+
+
+def test_a_commit_after_stop_returns_at_once(tmp_path: Path) -> None:
+    ctx, _, _ = make_context(tmp_path, compact=False)
+    group = GroupCommit()
+    group.stop()
+    group.commit(ctx, SCOPE, ["ledger/orchestration/z.json"])  # durable in the ledger: the sweep folds it
+    assert group.wait_idle(1)
+
+
+def test_the_window_is_a_setting() -> None:
+    assert Settings().group_commit_window_ms == 25
+    assert Settings.from_env({"SERVO_GROUP_COMMIT_WINDOW_MS": "5"}).group_commit_window_ms == 5

@@ -167,7 +167,16 @@ class World:
 
     # ------------------------------------------------------------------------------------- plumbing
 
-    def _hook(self, ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Any) -> None:
+    def _hook(
+        self,
+        ctx: ServiceContext,
+        tenant_id: str,
+        workspace_id: str,
+        names: Any,
+        *,
+        await_publish: bool = True,
+    ) -> None:
+        # Compacts in the writer's thread (or defers to finalize): awaiting or not, the order is the same.
         if self.chaos.deferred:
             with self._lock:
                 self.finalize.extend(f"{tenant_id}/{workspace_id}/{n}" for n in names)
@@ -177,7 +186,7 @@ class World:
             self.counts["lost_finalize"] += 1
             return
         with phase("compaction"):
-            inline_hook(ctx, tenant_id, workspace_id, names)
+            inline_hook(ctx, tenant_id, workspace_id, names, await_publish=await_publish)
 
     def _call(self, label: str, send: Callable[[], Any], retries: int = 8) -> Any:
         """A client that retries a 5xx at once (the crash was one-shot)."""

@@ -65,8 +65,18 @@ def _seq_random() -> Any:
     return random_bytes
 
 
-def inline_hook(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
-    """Compact at once and carry out the side effects in the same thread: deterministic tests."""
+def inline_hook(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    names: Sequence[str],
+    *,
+    await_publish: bool = True,
+) -> None:
+    """Compact at once and carry out the side effects in the same thread: deterministic tests.
+
+    Every writer gets its publish before it returns, so ``await_publish`` changes nothing here.
+    """
     from servo.services.orchestrate import act_on, compact_workspace
 
     _, _, _, changed = compact_workspace(ctx, tenant_id, workspace_id, names)

@@ -21,7 +21,14 @@ from servo.settings import Settings
 
 # Settings the developer may tune through SERVO_* variables (e.g. a short cancel grace in tests);
 # everything else of the embedded stack (storage, URLs) is decided by the stack itself.
-_ENV_TUNABLE = ("token_secret", "dispatch_secret", "api_token", "heartbeat_timeout_sec", "cancel_grace_sec")
+_ENV_TUNABLE = (
+    "token_secret",
+    "dispatch_secret",
+    "api_token",
+    "heartbeat_timeout_sec",
+    "cancel_grace_sec",
+    "group_commit_window_ms",
+)
 
 
 class Stoppable(Protocol):

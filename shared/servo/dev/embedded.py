@@ -1,15 +1,17 @@
 """The embedded local stack (design §9): every function behind one router, in one process.
 
-Local-file store, compaction right after each ledger write (so a write is visible to the next read),
-the controller's side effects on a background thread (as Eventarc would run them asynchronously), a
-local dispatcher with Cloud Tasks semantics, and a scheduler loop calling the sweep. The code path is
-the deployed one: the same ``servo.http.app.handle`` and the same services.
+Local-file store, compaction right after ledger writes by a group commit (a writer that reads back
+what it wrote waits for the publish), the controller's side effects on a background thread (as
+Eventarc would run them asynchronously), a local dispatcher with Cloud Tasks semantics, and a
+scheduler loop calling the sweep. The code path is the deployed one: the same
+``servo.http.app.handle`` and the same services.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,63 +20,12 @@ from typing import Any
 from flask import Flask, Request, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from servo.dev.group_commit import GroupCommit
 from servo.http.app import handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
 from servo.settings import Settings
 
 logger = logging.getLogger("servo.dev")
-
-
-class GroupCommit:
-    """Group commit for compaction: every writer waits until a compaction that covers its objects has
-    published, and one compaction covers every object queued while the previous one ran.
-
-    A lone write is compacted at once (read-after-write, as before); under concurrency — a fan-out's
-    callbacks, a burst of triggers — writers share compactions instead of queueing one each, which is
-    what bounds both compaction lag and storage operations per task.
-    """
-
-    def __init__(self, compact: Callable[..., tuple[bool, int, int, list[str]]] | None = None) -> None:
-        from servo.services.orchestrate import compact_workspace
-
-        self._compact = compact or compact_workspace
-        self._cv = threading.Condition()
-        self._queued: dict[tuple[str, str], set[str]] = {}
-        self._enqueued = 0  # tickets handed out
-        self._published = 0  # every ticket up to this one is compacted
-        self._running = False
-
-    def commit(
-        self,
-        ctx: ServiceContext,
-        scope: tuple[str, str],
-        names: Sequence[str],
-        on_changed: Callable[[ServiceContext, tuple[str, str], list[str]], None],
-    ) -> None:
-        with self._cv:
-            self._queued.setdefault(scope, set()).update(names)
-            self._enqueued += 1
-            ticket = self._enqueued
-            while self._published < ticket and self._running:
-                self._cv.wait()
-            if self._published >= ticket:
-                return
-            # Lead: take everything queued so far (ours included) into one compaction per workspace.
-            self._running = True
-            batch, self._queued = self._queued, {}
-            covered = self._enqueued
-        try:
-            for (tenant_id, workspace_id), batch_names in batch.items():
-                _, _, _, changed = self._compact(ctx, tenant_id, workspace_id, sorted(batch_names))
-                if changed:
-                    on_changed(ctx, (tenant_id, workspace_id), changed)
-        finally:
-            with self._cv:
-                self._running = False
-                # A failed compaction still releases its waiters: their events are durable and the
-                # sweep (or the next write) folds them.
-                self._published = max(self._published, covered)
-                self._cv.notify_all()
 
 
 class InlineCompactor:
@@ -84,18 +35,29 @@ class InlineCompactor:
     one per event.
     """
 
-    def __init__(self) -> None:
-        self._group = GroupCommit()
+    def __init__(self, window_ms: int = 25) -> None:
         self._cv = threading.Condition()
         self._pending: dict[tuple[str, str], set[str]] = {}
         self._busy = 0
         self._stopped = False
         self._ctx: ServiceContext | None = None
+        self._group = GroupCommit(self._schedule, window_ms=window_ms)
         self._thread = threading.Thread(target=self._loop, name="servo-effects", daemon=True)
         self._thread.start()
 
-    def hook(self, ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
-        self._group.commit(ctx, (tenant_id, workspace_id), names, self._schedule)
+    def hook(
+        self,
+        ctx: ServiceContext,
+        tenant_id: str,
+        workspace_id: str,
+        names: Sequence[str],
+        *,
+        await_publish: bool,
+    ) -> None:
+        self._group.commit(ctx, (tenant_id, workspace_id), names, await_publish=await_publish)
+
+    def commits(self) -> int:
+        return self._group.commits()
 
     def _schedule(self, ctx: ServiceContext, scope: tuple[str, str], changed: list[str]) -> None:
         with self._cv:
@@ -126,14 +88,30 @@ class InlineCompactor:
                     self._cv.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+        """Until compaction and side effects are both idle: each feeds the other, so wait until a
+        pass over both saw no new commit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._group.commits()
+            if not self._group.wait_idle(_left(deadline)):
+                return False
+            with self._cv:
+                if not self._cv.wait_for(lambda: not self._pending and not self._busy, _left(deadline)):
+                    return False
+            if self._group.commits() == seen:
+                return True
 
     def stop(self) -> None:
+        # The group commit first: its last round may still schedule side effects (left to the sweep).
+        self._group.stop()
         with self._cv:
             self._stopped = True
             self._cv.notify_all()
         self._thread.join(timeout=5)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
@@ -190,7 +168,7 @@ class EmbeddedStack:
             worker_url=self.worker_url or "http://127.0.0.1:8081/dispatch",
             **self.settings_overrides,
         )
-        self._compactor = InlineCompactor()
+        self._compactor = InlineCompactor(settings.group_commit_window_ms)
         self._dispatcher = LocalDispatcher()
         self._dispatcher.start()
         self.ctx = ServiceContext(
@@ -221,8 +199,18 @@ class EmbeddedStack:
                 logger.exception("sweep failed; next tick retries")
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until compaction, side effects and deliveries are idle together: a delivery's callbacks
+        commit again, so repeat until a pass saw no new commit."""
         assert self._compactor is not None
-        return self._compactor.wait_idle(timeout) and self._dispatcher.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._compactor.commits()
+            if not self._compactor.wait_idle(_left(deadline)):
+                return False
+            if not self._dispatcher.wait_idle(_left(deadline)):
+                return False
+            if self._compactor.commits() == seen:
+                return True
 
     def stop(self) -> None:
         self._stop.set()

@@ -171,7 +171,9 @@ def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
         tenant_id=loc.claims.tenant_id,
         workspace_id=loc.claims.workspace_id,
     )
-    append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event])
+    # The worker never reads back its own facts: its next call passes the same checks whether or not
+    # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
+    append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False)
 
 
 def _accept(

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from servo.core.ids import UlidFactory
 from servo.settings import Settings
@@ -20,9 +20,25 @@ if TYPE_CHECKING:
     from servo.services.read_model import Snapshot
     from servo.store import ObjectStore
 
-# Called after events were appended to a workspace's ledger, with their object names. In the embedded
-# mode it compacts at once (read-after-write); on GCP the finalize event does that job.
-LedgerHook = Callable[["ServiceContext", str, str, Sequence[str]], None]
+
+class LedgerHook(Protocol):
+    """Called after events were appended to a workspace's ledger, with their object names.
+
+    In the embedded mode it hands them to the compactor; on GCP the finalize event does that job.
+    ``await_publish`` is False for writers that never read back what they wrote (the worker's
+    callbacks, the controller's side effects), so they need not wait for the publish.
+    """
+
+    def __call__(
+        self,
+        ctx: ServiceContext,
+        tenant_id: str,
+        workspace_id: str,
+        names: Sequence[str],
+        /,
+        *,
+        await_publish: bool,
+    ) -> None: ...
 
 
 def wall_clock_ms() -> int:

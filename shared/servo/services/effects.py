@@ -245,7 +245,10 @@ def carry_out(
         elif isinstance(d, ctl.TimeOutRun):
             data.append(RunTimedOut(run_id=d.run_id, reason=d.reason))
     if data:
-        append_events(ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, x) for x in data])
+        # The controller acts again when the publish of these events changes the run; it never reads
+        # them back in this pass, so it does not wait for that publish.
+        events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
+        append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
     return len(data)
 
 

@@ -22,9 +22,18 @@ MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 
 
 def append_events(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, events: Sequence[Event]
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    events: Sequence[Event],
+    *,
+    await_publish: bool = True,
 ) -> list[str]:
-    """Write each event create-if-absent; returns the object names (relative to the workspace)."""
+    """Write each event create-if-absent; returns the object names (relative to the workspace).
+
+    ``await_publish=False`` tells the hook the caller will not read back what it wrote, so an
+    embedded stack need not hold it until the publish.
+    """
     store = ctx.workspace_store(tenant_id, workspace_id)
     now = ctx.clock_ms()
     names: list[str] = []
@@ -40,7 +49,7 @@ def append_events(
         names.append(name)
     if ctx.after_ledger_write is not None and names:
         try:
-            ctx.after_ledger_write(ctx, tenant_id, workspace_id, names)
+            ctx.after_ledger_write(ctx, tenant_id, workspace_id, names, await_publish=await_publish)
         except Exception:
             # The events are durable: failing the request now would invite a retry that duplicates the
             # work. Compaction and side effects are re-driven by the sweep (and by finalize events).

@@ -1,0 +1,173 @@
+"""Group commit for the embedded stack's compaction: one background loop publishes for every writer.
+
+Writers hand over the ledger objects they wrote and return; those that read back what they wrote
+(trigger, cancel, timers) wait for the publish that covers them. The loop takes everything queued into
+one compaction per workspace. It waits a short window after each publish so that a burst (a fan-out's
+callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once.
+It hands the compaction every object written since the last publish, so the compaction lists nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from servo.services.context import ServiceContext
+
+logger = logging.getLogger("servo.dev")
+
+Scope = tuple[str, str]  # (tenant, workspace)
+Compact = Callable[[ServiceContext, str, str, list[str]], tuple[bool, int, int, list[str]]]
+OnChanged = Callable[[ServiceContext, Scope, list[str]], None]
+
+MAX_RETRY_DELAY_MS = 1000
+
+
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _compact_hinted(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]
+) -> tuple[bool, int, int, list[str]]:
+    from servo.services.orchestrate import compact_workspace
+
+    return compact_workspace(ctx, tenant_id, workspace_id, names, list_ledger=False)
+
+
+class GroupCommit:
+    """The compaction loop of the embedded stack.
+
+    Args:
+        on_changed: called with the runs a compaction changed (the controller's side effects).
+        compact: folds and publishes the named objects of one workspace (injected for tests).
+        window_ms: how long after a publish the loop collects writes before taking the next batch.
+        clock_ms: the loop's clock, injected for tests.
+        wait: how the loop waits out the window (seconds), injected for tests.
+    """
+
+    def __init__(
+        self,
+        on_changed: OnChanged | None = None,
+        *,
+        compact: Compact = _compact_hinted,
+        window_ms: int = 25,
+        clock_ms: Callable[[], int] = _monotonic_ms,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._on_changed = on_changed
+        self._compact = compact
+        self._window_ms = window_ms
+        self._clock_ms = clock_ms
+        self._wait = wait
+        self._cv = threading.Condition()
+        self._queued: dict[Scope, set[str]] = {}
+        self._contexts: dict[Scope, ServiceContext] = {}
+        self._enqueued = 0  # tickets handed out
+        self._published = 0  # every ticket up to this one went through a compaction round
+        self._running = False
+        self._stopped = False
+        self._last_publish_ms: int | None = None
+        self._failures = 0  # consecutive failed rounds
+        self._thread = threading.Thread(target=self._loop, name="servo-group-commit", daemon=True)
+        self._thread.start()
+
+    def commit(
+        self, ctx: ServiceContext, scope: Scope, names: Sequence[str], *, await_publish: bool = True
+    ) -> None:
+        """Hand over objects written to ``scope``'s ledger; with ``await_publish``, return once a
+        compaction round covering them has ended (published, or failed and queued for retry)."""
+        with self._cv:
+            if self._stopped:
+                return  # durable in the ledger: the sweep folds them
+            self._queued.setdefault(scope, set()).update(names)
+            self._contexts[scope] = ctx
+            self._enqueued += 1
+            ticket = self._enqueued
+            self._cv.notify_all()
+            if await_publish:
+                self._cv.wait_for(lambda: self._published >= ticket)
+
+    def commits(self) -> int:
+        """How many commits were handed over so far (lets a caller tell whether new work arrived)."""
+        with self._cv:
+            return self._enqueued
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is queued and no compaction runs; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._queued and not self._running, timeout)
+
+    def stop(self) -> None:
+        """Refuse new commits, compact what is queued once more, and join the loop."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queued) or self._stopped)
+                if not self._queued:
+                    return
+                stopping = self._stopped
+            if not stopping:
+                self._wait_window()  # whatever arrives meanwhile joins this batch
+            with self._cv:
+                batch, self._queued = self._queued, {}
+                contexts = {scope: self._contexts[scope] for scope in batch}
+                covered = self._enqueued
+                self._running = True
+            failed: dict[Scope, set[str]] = {}
+            try:
+                failed = self._round(batch, contexts)
+            finally:
+                self._finish(covered, failed)
+
+    def _finish(self, covered: int, failed: dict[Scope, set[str]]) -> None:
+        with self._cv:
+            # Failed names go back to the queue for the next round; not when stopping, since they
+            # are durable in the ledger and the sweep folds them. Their waiters are released either
+            # way: the append succeeded, and holding them would not make the publish come sooner.
+            if not self._stopped:
+                for scope, names in failed.items():
+                    self._queued.setdefault(scope, set()).update(names)
+            self._failures = min(self._failures + 1, 10) if failed else 0
+            self._running = False
+            self._published = max(self._published, covered)
+            self._last_publish_ms = self._clock_ms()
+            self._cv.notify_all()
+
+    def _wait_window(self) -> None:
+        if self._last_publish_ms is None:
+            return  # nothing published yet: an idle stack publishes at once
+        delay = self._window_ms
+        if self._failures:
+            # Back off after failures so a persistent fault does not spin the loop.
+            delay = min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
+        remaining = self._last_publish_ms + delay - self._clock_ms()
+        if remaining > 0:
+            self._wait(remaining / 1000)
+
+    def _round(
+        self, batch: dict[Scope, set[str]], contexts: dict[Scope, ServiceContext]
+    ) -> dict[Scope, set[str]]:
+        """One compaction per workspace of the batch; returns the names of the compactions that failed."""
+        failed: dict[Scope, set[str]] = {}
+        for scope, names in batch.items():
+            ctx = contexts[scope]
+            try:
+                _, _, _, changed = self._compact(ctx, scope[0], scope[1], sorted(names))
+            except Exception:
+                logger.exception("group commit compaction failed; the next round retries it")
+                failed[scope] = names
+                continue
+            if changed and self._on_changed is not None:
+                try:
+                    self._on_changed(ctx, scope, changed)
+                except Exception:
+                    logger.exception("scheduling side effects failed; the sweep will retry them")
+        return failed
