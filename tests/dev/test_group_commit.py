@@ -153,6 +153,26 @@ def test_writes_within_the_window_share_one_publish(tmp_path: Path, stopping: li
     assert visible(ctx, trigger(ctx)) and waits == [0.025]
 
 
+def test_a_writer_someone_waits_on_cuts_the_window_short(tmp_path: Path, stopping: list[GroupCommit]) -> None:
+    # The window batches background writes; a trigger's caller is not made to wait it out. With a
+    # window of a minute, only cutting it short lets the trigger below return.
+    ctx = deployed(tmp_path)
+    spy = PointerSpy(ctx.store)
+    group = GroupCommit(window_ms=60_000)
+    stopping.append(group)
+    ctx = with_hook(replace(ctx, store=spy), group)
+    assert visible(ctx, trigger(ctx))  # the first publish opens a window
+    quiet = with_hook(ctx, group, force_no_wait=True)
+    background = trigger(quiet)
+    assert not visible(ctx, background)  # held for the window
+    done: list[str] = []
+    waiter = threading.Thread(target=lambda: done.append(trigger(ctx)))
+    waiter.start()
+    waiter.join(30)
+    assert done and visible(ctx, done[0]) and visible(ctx, background)
+    assert len(spy.pointer_writes) == 2  # the awaited write and the held one share a publish
+
+
 def test_a_failed_compaction_releases_its_waiters_and_the_next_round_retries_it(
     tmp_path: Path, stopping: list[GroupCommit]
 ) -> None:

@@ -3,7 +3,9 @@
 Writers hand over the ledger objects they wrote and return; those that read back what they wrote
 (trigger, cancel, timers) wait for the publish that covers them. The loop takes everything queued into
 one compaction per workspace. It waits a short window after each publish so that a burst (a fan-out's
-callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once.
+callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once
+and so does a writer someone is waiting on (a trigger's caller): the window trades background latency
+for fewer publishes, never a user's.
 It hands the compaction every object written since the last publish, so the compaction lists nothing.
 """
 
@@ -45,7 +47,8 @@ class GroupCommit:
         compact: folds and publishes the named objects of one workspace (injected for tests).
         window_ms: how long after a publish the loop collects writes before taking the next batch.
         clock_ms: the loop's clock, injected for tests.
-        wait: how the loop waits out the window (seconds), injected for tests.
+        wait: how the loop waits out the window (seconds), injected for tests; by default the wait
+            ends early when a writer that awaits its publish arrives.
     """
 
     def __init__(
@@ -55,7 +58,7 @@ class GroupCommit:
         compact: Compact = _compact_hinted,
         window_ms: int = 25,
         clock_ms: Callable[[], int] = _monotonic_ms,
-        wait: Callable[[float], None] = time.sleep,
+        wait: Callable[[float], None] | None = None,
     ) -> None:
         self._on_changed = on_changed
         self._compact = compact
@@ -66,6 +69,7 @@ class GroupCommit:
         self._queued: dict[Scope, set[str]] = {}
         self._contexts: dict[Scope, ServiceContext] = {}
         self._enqueued = 0  # tickets handed out
+        self._awaited = 0  # the newest ticket whose writer waits for its publish
         self._published = 0  # every ticket up to this one went through a compaction round
         self._running = False
         self._stopped = False
@@ -86,6 +90,8 @@ class GroupCommit:
             self._contexts[scope] = ctx
             self._enqueued += 1
             ticket = self._enqueued
+            if await_publish:
+                self._awaited = ticket
             self._cv.notify_all()
             if await_publish:
                 self._cv.wait_for(lambda: self._published >= ticket)
@@ -148,9 +154,17 @@ class GroupCommit:
         if self._failures:
             # Back off after failures so a persistent fault does not spin the loop.
             delay = min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
-        remaining = self._last_publish_ms + delay - self._clock_ms()
-        if remaining > 0:
-            self._wait(remaining / 1000)
+        if self._wait is not None:
+            remaining = self._last_publish_ms + delay - self._clock_ms()
+            if remaining > 0:
+                self._wait(remaining / 1000)
+            return
+        with self._cv:
+            while not self._stopped and not (self._awaited > self._published and not self._failures):
+                remaining = self._last_publish_ms + delay - self._clock_ms()
+                if remaining <= 0:
+                    return
+                self._cv.wait(remaining / 1000)  # a commit notifies: re-check whether one is awaited
 
     def _round(
         self, batch: dict[Scope, set[str]], contexts: dict[Scope, ServiceContext]
