@@ -73,7 +73,6 @@ class Stack:
     env: dict[str, str]
     mode: str
     storage: list[str] = field(default_factory=list)  # emulators: [fake-gcs-server endpoint, bucket]
-    a_run_id: str = ""
 
     def servo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -197,23 +196,28 @@ def test_deploy_returns_a_manifest_id(deployed: dict[str, Any]) -> None:
     assert len(deployed["manifestId"]) == 26  # a ULID
 
 
-def test_run_a_only(stack: Stack, background_runs: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def a_run(stack: Stack, background_runs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``servo run demo.a`` to its end, once per stack: the run as created and as finished. A fixture,
+    not a test's side effect, so the tests reading it pass on whichever xdist worker runs them."""
     created = stack.json("run", "demo.a")
+    return created, stack.wait(created["runId"], lambda r: r["state"] in TERMINAL)
+
+
+def test_run_a_only(stack: Stack, a_run: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    created, run = a_run
     run_id = created["runId"]
     assert created["created"] is True
-    run = stack.wait(run_id, lambda r: r["state"] in TERMINAL)
     assert run["state"] == "SUCCEEDED"
     assert [t["taskKey"] for t in run["tasks"]] == ["demo.a"]  # the plan holds only A
 
     logs = stack.servo("logs", run_id).stdout
     assert "A says hello" in logs
     assert "B says hello" not in logs
-    stack.a_run_id = run_id
 
 
-def test_ledger_shows_b_and_c_never_ran(stack: Stack, background_runs: dict[str, str]) -> None:
-    run_id = stack.a_run_id
-    assert run_id, "test_run_a_only runs first"
+def test_ledger_shows_b_and_c_never_ran(stack: Stack, a_run: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    run_id = a_run[0]["runId"]
     events = stack.ledger()
     started = {
         (e["data"]["run_id"], e["data"]["task_key"]) for e in events if e["event_type"] == "TaskStarted"
