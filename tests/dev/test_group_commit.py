@@ -230,5 +230,5 @@ def test_a_commit_after_stop_returns_at_once(tmp_path: Path) -> None:
 
 
 def test_the_window_is_a_setting() -> None:
-    assert Settings().group_commit_window_ms == 25
+    assert Settings().group_commit_window_ms == 50
     assert Settings.from_env({"SERVO_GROUP_COMMIT_WINDOW_MS": "5"}).group_commit_window_ms == 5

@@ -23,7 +23,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from servo.dev.group_commit import GroupCommit
 from servo.http.app import handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
-from servo.settings import Settings
+from servo.settings import DEFAULT_GROUP_COMMIT_WINDOW_MS, Settings
 
 logger = logging.getLogger("servo.dev")
 
@@ -35,7 +35,7 @@ class InlineCompactor:
     one per event.
     """
 
-    def __init__(self, window_ms: int = 25) -> None:
+    def __init__(self, window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS) -> None:
         self._cv = threading.Condition()
         self._pending: dict[tuple[str, str], set[str]] = {}
         self._busy = 0

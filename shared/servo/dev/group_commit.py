@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from servo.services.context import ServiceContext
+from servo.settings import DEFAULT_GROUP_COMMIT_WINDOW_MS
 
 logger = logging.getLogger("servo.dev")
 
@@ -57,7 +58,7 @@ class GroupCommit:
         on_changed: OnChanged | None = None,
         *,
         compact: Compact = _compact_hinted,
-        window_ms: int = 25,
+        window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS,
         clock_ms: Callable[[], int] = _monotonic_ms,
         wait: Callable[[float], None] | None = None,
     ) -> None:
