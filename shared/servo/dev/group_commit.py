@@ -26,7 +26,6 @@ Compact = Callable[[ServiceContext, str, str, list[str]], tuple[bool, int, int, 
 OnChanged = Callable[[ServiceContext, Scope, list[str]], None]
 
 MAX_RETRY_DELAY_MS = 1000
-QUIET_BATCH = 2  # a round of at most this many commits means the stack is not busy
 
 
 def _monotonic_ms() -> int:
@@ -72,7 +71,6 @@ class GroupCommit:
         self._contexts: dict[Scope, ServiceContext] = {}
         self._enqueued = 0  # tickets handed out
         self._awaited = 0  # the newest ticket whose writer waits for its publish
-        self._last_batch = 0  # commits the last round covered: how busy the stack is
         self._published = 0  # every ticket up to this one went through a compaction round
         self._running = False
         self._stopped = False
@@ -146,7 +144,6 @@ class GroupCommit:
                     self._queued.setdefault(scope, set()).update(names)
             self._failures = min(self._failures + 1, 10) if failed else 0
             self._running = False
-            self._last_batch = covered - self._published
             self._published = max(self._published, covered)
             self._last_publish_ms = self._clock_ms()
             self._cv.notify_all()
@@ -171,11 +168,9 @@ class GroupCommit:
                 self._cv.wait(remaining / 1000)  # a commit notifies: re-check whether one is awaited
 
     def _cut_short(self) -> bool:
-        # A writer someone waits on skips the window, unless the stack is busy: under load the window
-        # is what lets one publish carry many writes, and publishing for every trigger would fall
-        # behind (more rounds, each touching the same runs again).
-        awaited = self._awaited > self._published
-        return awaited and not self._failures and self._last_batch <= QUIET_BATCH
+        # A writer someone waits on (a trigger's caller) skips the window: the window trades
+        # background latency for fewer publishes, never a user's. Not after failures (the backoff).
+        return self._awaited > self._published and not self._failures
 
     def _round(
         self, batch: dict[Scope, set[str]], contexts: dict[Scope, ServiceContext]
