@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,3 +87,28 @@ def test_reference_code_columns_have_the_contract_types() -> None:
     assert tasks.field("delta_version").type == pa.int64()
     assert tasks.field("requires_visible_output").type == pa.bool_()
     assert schemas.RUN_KEY_INDEX.schema.field("code_version").nullable
+
+
+def _column_chunks(data: bytes) -> list[pq.ColumnChunkMetaData]:
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    return [meta.row_group(g).column(c) for g in range(meta.num_row_groups) for c in range(meta.num_columns)]
+
+
+def test_a_small_file_spends_no_work_on_per_column_compression() -> None:
+    # Most projection files a compaction writes hold one run's few changed rows: per column chunk,
+    # compression and a dictionary page cost more than they save, and statistics are never read.
+    table = schemas.TASKS
+    row = table.row_type("r", "t", "READY", 0, None, None, None, None, 0, 0, 3, 300, None, 1, "a.b", None)
+    chunks = _column_chunks(encode_table(table, [row]))
+    assert {c.compression for c in chunks} == {"UNCOMPRESSED"}
+    assert not any(c.has_dictionary_page for c in chunks)
+    assert not any(c.is_stats_set for c in chunks)
+
+
+def test_a_large_file_is_compressed() -> None:
+    table = schemas.TASKS
+    blank = (None, None, None, None, 0, 0, 3, 300, None, 1, "a.b", None)
+    written = [table.row_type("r", f"t{i:05d}", "READY", 0, *blank) for i in range(5000)]
+    data = encode_table(table, written)
+    assert {c.compression for c in _column_chunks(data)} == {"SNAPPY"}
+    assert decode_table(table, data) == written
