@@ -22,7 +22,7 @@ from servo.core.events import (
     make_event,
 )
 from servo.core.fold import fold, fold_run
-from servo.core.ids import UlidFactory, attempt_id, dispatch_id
+from servo.core.ids import UlidFactory, attempt_id, dispatch_id, ulid_time_ms
 from servo.core.state import FoldState, RunPartition
 from servo.core.taskdef import DEFAULT_WORKER_QUEUE, TaskDef
 from servo.projections import layout
@@ -157,10 +157,13 @@ def one_event_compaction() -> dict[str, float]:
         assert result.published and result.events_applied == 1
         counts = counting.snapshot()
         # The same instance, warm: the next event of that run (its ack) with the decoded state cached.
+        # Its id must sort after the request's (which the history's ids pushed past its timestamp):
+        # an older id is a late event, and that re-folds the whole run by design.
+        ack_ms = ulid_time_ms(event.event_id) + 10
         ack = make_event(
             DispatchEnqueued(event.data.dispatch_id, "d_x"),
-            event_id=UlidFactory(lambda n: bytes(n)).new(event.timestamp_ms + 10),
-            timestamp_ms=event.timestamp_ms + 10,
+            event_id=UlidFactory(lambda n: bytes(n)).new(ack_ms),
+            timestamp_ms=ack_ms,
             tenant_id=TENANT,
             workspace_id=WS,
         )
