@@ -133,7 +133,8 @@ class World:
         self.scenario = scenario
         self.chaos = chaos
         self.rng = random.Random(chaos.seed)
-        base, self.clock, _ = make_context(tmp_path, compact=False)
+        # Every run end moves its run to the index at once, so each scenario crosses that write too.
+        base, self.clock, _ = make_context(tmp_path, compact=False, ended_runs_per_index_write=1)
         # fsync buys nothing for throwaway data and costs most of a write.
         self.store = FaultyStore(LocalFileStore(tmp_path / base.settings.bucket, durable=False), chaos.store)
         self.queue = ChaosQueue(

@@ -128,7 +128,8 @@ def test_a_hint_only_compaction_folds_its_hints_without_listing(store: LocalFile
     assert run(store).events_applied == len(events) - 2
 
 
-# An active run's batch writes segment, manifest, pointer; a batch that ends it also its index bucket.
+# An active run's batch writes segment, manifest, pointer; a batch that moves ended runs (here every
+# run, at once) also their index bucket.
 @pytest.mark.parametrize(
     ("ends_run", "crash_at"), [(False, 1), (False, 2), (False, 3), (True, 1), (True, 2), (True, 3), (True, 4)]
 )
@@ -137,12 +138,12 @@ def test_a_crash_before_any_write_loses_and_doubles_nothing(
 ) -> None:
     events = simple_history(1) if ends_run else simple_history()
     write(store, events[:3])
-    run(store)
+    run(store, ended_per_index_write=1)
     names = write(store, events[3:])
     with pytest.raises(Crash):
-        run(CrashingStore(store, crash_at), names)
-    run(store, names)
-    run(store, names)
+        run(CrashingStore(store, crash_at), names, ended_per_index_write=1)
+    run(store, names, ended_per_index_write=1)
+    run(store, names, ended_per_index_write=1)
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
 
 
@@ -248,16 +249,23 @@ def _files(store: LocalFileStore, prefix: str) -> list[str]:
     return [m.name for m in store.list(prefix)]
 
 
-def test_an_active_run_lives_in_the_manifest_and_reaches_its_index_bucket_when_it_ends(
-    store: LocalFileStore,
-) -> None:
-    # A publish that only moves an active run writes its segment, the manifest and the pointer: the
-    # day's index bucket (every run of that day) is rewritten once per run, when it ends.
+def _one_task_run(store: ObjectStore, run_id: str, ids: UlidFactory, **kw: object) -> History:
+    h = History(run=run_id, ids=ids)
+    h.trigger()
+    h.plan({"a.t0": []})
+    write(store, h.events)
+    run(store, **kw)
+    h.run_task("a.t0")
+    write(store, h.events)
+    run(store, **kw)
+    return h
+
+
+def test_an_active_run_lives_in_the_manifest_and_writes_no_index_file(store: LocalFileStore) -> None:
+    # A publish that only moves an active run writes its segment, the manifest and the pointer.
     h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))
     h.trigger()
     h.plan({"a.t0": [], "a.t1": ["a.t0"]})
-    write(store, h.events)
-    run(store)
     h.run_task("a.t0")
     write(store, h.events)
     run(store)
@@ -267,15 +275,30 @@ def test_an_active_run_lives_in_the_manifest_and_reaches_its_index_bucket_when_i
     rows, _ = snap.list_runs(limit=5)
     assert [(r.run_id, r.tasks_completed) for r in rows] == [(RUNS[0], 1)]
     assert snap.public_state(rows[0]) == "RUNNING"
-    h.run_task("a.t1")
-    write(store, h.events)
-    run(store)
+
+
+def test_ended_runs_wait_in_the_manifest_and_reach_their_index_bucket_together(store: LocalFileStore) -> None:
+    # A day's bucket holds every run of that day: rewriting it for each run that ends would make a
+    # busy day's run ends cost the size of the day. Ended runs wait in the manifest (no longer
+    # active, fully readable) until enough have ended to share one rewrite per bucket.
+    ids = UlidFactory(lambda n: bytes(n))
+    first = _one_task_run(store, RUNS[0], ids, ended_per_index_write=2)
     snap = load_snapshot(store)
-    assert len(_files(store, "state/orchestration/index/")) == 1
+    assert _files(store, "state/orchestration/index/") == []
     assert snap.manifest.active_run_ids == ()
     rows, _ = snap.list_runs(limit=5, state="SUCCEEDED")
     assert [r.run_id for r in rows] == [RUNS[0]]
-    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+    view_of_first = snap.get_run(RUNS[0])
+    assert view_of_first is not None and view_of_first.run.state == "SUCCEEDED"
+    second = _one_task_run(store, RUNS[1], ids, ended_per_index_write=2)
+    snap = load_snapshot(store)
+    # One rewrite per bucket the batch touches (these two ids fall in two buckets).
+    assert len(_files(store, "state/orchestration/index/")) == len({layout.bucket_of(r) for r in RUNS[:2]})
+    assert snap.manifest.live == {} and snap.manifest.active_run_ids == ()
+    rows, _ = snap.list_runs(limit=5, state="SUCCEEDED")
+    assert sorted(r.run_id for r in rows) == sorted(RUNS[:2])
+    events = first.events + second.events
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
 
 
 def test_what_a_compaction_wrote_serves_the_next_read_without_reading_it_back(store: LocalFileStore) -> None:
@@ -287,3 +310,10 @@ def test_what_a_compaction_wrote_serves_the_next_read_without_reading_it_back(st
     snap = load_snapshot(counting, cache)
     assert snap.get_run(RUNS[0]) is not None and snap.list_runs(limit=5)[0]
     assert counting.snapshot().reads == 1  # the head pointer, to know it is still the head
+
+
+def test_how_many_ended_runs_share_an_index_write_is_a_setting() -> None:
+    from servo.settings import Settings
+
+    assert Settings().ended_runs_per_index_write == 32
+    assert Settings.from_env({"SERVO_ENDED_RUNS_PER_INDEX_WRITE": "4"}).ended_runs_per_index_write == 4

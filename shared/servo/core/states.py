@@ -73,6 +73,14 @@ TASK_FINISHABLE = frozenset({TaskState.DISPATCHED, TaskState.RUNNING})
 RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT})
 # Runs that may still change.
 RUN_ACTIVE = frozenset({RunState.TRIGGERED, RunState.RUNNING})
+# The terminal API states carry their internal names (design §6).
+_PUBLIC_RUN_TERMINAL = frozenset(s.value for s in RUN_TERMINAL)
+
+
+def is_terminal_public(state: str | None) -> bool:
+    """Whether an API run state (``PENDING``, ``CANCELLING``, ``SUCCEEDED``, …) is final."""
+    return state in _PUBLIC_RUN_TERMINAL
+
 
 _NON_TERMINAL = frozenset(TaskState) - TASK_TERMINAL
 _DERIVED_ENDS = frozenset({TaskState.SKIPPED, TaskState.CANCELLED})  # upstream propagation / run cancel

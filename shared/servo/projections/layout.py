@@ -3,16 +3,19 @@
     manifest.pointer.json                      the only mutable object: CAS on its generation publishes
     manifests/{20-digit id}.json               immutable; names every file of one state version, and
                                                the live runs: run row + segment chain of each active run
+                                               (and of ended runs not yet in their bucket)
     index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
     runs/{bucket}/{run_id}/{base|delta}.{hex12}.parquet   immutable run segments (see partitions.py)
     run_key_index.{hex12}.parquet              the automation run_key index (small, global)
 
 Cost independent of history: every event belongs to one run, so a batch reads and writes only the
 segments of the runs it touches and one manifest. An active run's entry lives in the manifest, which
-is rewritten by every publish anyway; it moves to its index bucket once, when the run ends, so a
-publish that only moves running work writes segment + manifest + pointer and no index file. Ended
-runs are bucketed by the UTC day of their run ULID; the manifest lists buckets, not ended runs, so it
-grows by one entry per day plus one per active run, and a bucket grows with one day's runs, never
+is rewritten by every publish anyway, so a publish that only moves running work writes segment +
+manifest + pointer and no index file. Ended runs are bucketed by the UTC day of their run ULID. A
+bucket holds a whole day's runs, so an ended run waits in the manifest until a batch of runs has
+ended, and the batch moves in one rewrite per bucket: a busy day's buckets are rewritten once per
+batch, not once per run. The manifest lists buckets, not ended runs, so it grows by one entry per day,
+one per active run and at most one batch of ended runs, and a bucket grows with one day's runs, never
 with the whole history. Every immutable file is named by the hash of
 its bytes and written create-if-absent: a compactor that crashed, or lost a race, leaves orphans that
 cost nothing, and a retry that produces identical bytes finds the file already there.
@@ -35,6 +38,7 @@ from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import CanonicalJsonError, InvalidInput
 from servo.core.ids import is_ulid, manifest_id, parse_manifest_id, ulid_time_ms
 from servo.core.rows import RunRow
+from servo.core.states import is_terminal_public
 from servo.projections import schemas
 from servo.projections.codec import arrow_to_rows, read_parquet, write_parquet
 
@@ -154,13 +158,14 @@ class Manifest:
     recent_event_ids: tuple[str, ...]
     buckets: dict[str, BucketRef] = field(default_factory=dict)
     run_key_index: FileRef | None = None
-    # Runs that may still change (not in a terminal API state), by id: what the sweep visits and what
-    # readers look up before the index buckets, which hold ended runs.
+    # Runs not yet in an index bucket, by id: every active run, and the ended runs waiting to move to
+    # their buckets together. Readers look here before the buckets.
     live: dict[str, IndexEntry] = field(default_factory=dict)
 
     @property
     def active_run_ids(self) -> tuple[str, ...]:
-        return tuple(sorted(self.live))
+        """Runs that may still change (not in a terminal API state): what the sweep visits."""
+        return tuple(sorted(r for r, e in self.live.items() if not is_terminal_public(e.public_state)))
 
     def encode(self) -> bytes:
         doc = {

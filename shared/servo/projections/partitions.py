@@ -71,8 +71,10 @@ class Segment:
         return not (any(self.rows.values()) or self.tombstones or self.events)
 
 
-def _one(values: pa.Array) -> pa.ListArray:
-    return pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+def _one(values: pa.Array, name: str) -> pa.ListArray:
+    # Built with the schema's own list type, so the table needs no cast (a per-column compute call).
+    offsets = pa.array([0, len(values)], pa.int32())
+    return pa.ListArray.from_arrays(offsets, values, type=SEGMENT_SCHEMA.field(name).type)
 
 
 def encode_segment(segment: Segment) -> bytes:
@@ -82,12 +84,14 @@ def encode_segment(segment: Segment) -> bytes:
     delta would otherwise be mostly metadata of empty columns.
     """
     fields: list[pa.Field] = [SEGMENT_SCHEMA.field("run_id"), SEGMENT_SCHEMA.field("base")]
-    columns: list[pa.Array] = [pa.array([segment.run_id]), pa.array([segment.base])]
+    # Typed scalars: an untyped pa.array infers the type, and inference tries to import dateutil
+    # (absent, so retried on every call).
+    columns: list[pa.Array] = [pa.array([segment.run_id], pa.string()), pa.array([segment.base], pa.bool_())]
     for table in _SEGMENT_TABLES:
         rows = sorted(segment.rows.get(table.name, ()), key=table.key)
         if rows or segment.base:
             fields.append(SEGMENT_SCHEMA.field(table.name))
-            columns.append(_one(rows_to_struct(table, rows)))
+            columns.append(_one(rows_to_struct(table, rows), table.name))
     tombs = sorted(segment.tombstones)
     fields.append(SEGMENT_SCHEMA.field("tombstones"))
     columns.append(
@@ -95,7 +99,8 @@ def encode_segment(segment: Segment) -> bytes:
             pa.StructArray.from_arrays(
                 [pa.array([t for t, _ in tombs], pa.string()), pa.array([k for _, k in tombs], pa.string())],
                 fields=list(_TOMBSTONE),
-            )
+            ),
+            "tombstones",
         )
     )
     ids = sorted(segment.events)
@@ -105,7 +110,8 @@ def encode_segment(segment: Segment) -> bytes:
             pa.StructArray.from_arrays(
                 [pa.array(ids, pa.string()), pa.array([segment.events[i] for i in ids], pa.string())],
                 fields=list(schemas.EVENTS_SCHEMA),
-            )
+            ),
+            "events",
         )
     )
     return write_parquet(pa.Table.from_arrays(columns, schema=pa.schema(fields)))

@@ -30,12 +30,13 @@ from servo.core.events import EncodedEvent, Event, event_body
 from servo.core.fold import fold
 from servo.core.ids import ulid_time_ms
 from servo.core.state import FoldState, RunPartition
-from servo.core.states import public_run_state
+from servo.core.states import is_terminal_public, public_run_state
 from servo.projections import layout, schemas
 from servo.projections.codec import checksum, content_hex12, encode_table
 from servo.projections.partitions import MAX_CHAIN, diff_segment, encode_segment, full_segment
 from servo.services import _compaction_ledger as ledger
-from servo.services.read_model import Snapshot, is_terminal_public, load_snapshot
+from servo.services.read_model import Snapshot, load_snapshot
+from servo.settings import DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
 from servo.store import ObjectStore
 
 __all__ = ["CompactionResult", "compact", "rebuild"]
@@ -90,6 +91,7 @@ def compact(
     max_attempts: int = 20,
     lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS,
     list_ledger: bool = True,
+    ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE,
 ) -> CompactionResult:
     """Fold every ledger object not yet applied and publish the result.
 
@@ -108,6 +110,8 @@ def compact(
         lookback_ms: how far before the watermark new objects are looked for by listing.
         list_ledger: False when the caller hands over every object written since the last publish
             (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
+        ended_per_index_write: how many ended runs wait in the manifest before they move to their
+            index buckets together.
 
     Raises:
         Conflict: lost the publish race ``max_attempts`` times in a row.
@@ -149,6 +153,7 @@ def compact(
             now_ms,
             min_publish_interval_ms,
             lookback_ms,
+            ended_per_index_write,
         )
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
@@ -188,6 +193,7 @@ def _publish(
     now_ms: int,
     min_interval_ms: int,
     lookback_ms: int,
+    ended_per_index_write: int,
 ) -> tuple[Snapshot, list[str]] | None:
     state = FoldState(tenant_id, workspace_id, {r: p for r, p in before.items() if p is not None})
     state.run_keys = snap.run_keys() if snap.manifest.run_key_index else {}
@@ -213,17 +219,15 @@ def _publish(
         chain = (*chain, path)
         _cache_partition(snap, chain, new, segment.events)
         public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
-        entry = layout.IndexEntry(run_id, new.run, chain, public)
-        if is_terminal_public(public):
-            # An ended run leaves the manifest for its day's index bucket: written once per run.
-            live.pop(run_id, None)
+        live[run_id] = layout.IndexEntry(run_id, new.run, chain, public)
+        changed.append(run_id)
+    ended = [run_id for run_id, e in live.items() if is_terminal_public(e.public_state)]
+    if len(ended) >= ended_per_index_write:
+        for run_id in ended:
             bucket = layout.bucket_of(run_id)
             if bucket not in by_bucket:
                 by_bucket[bucket] = snap.bucket(bucket)
-            by_bucket[bucket][run_id] = entry
-        else:
-            live[run_id] = entry
-        changed.append(run_id)
+            by_bucket[bucket][run_id] = live.pop(run_id)
     buckets = dict(manifest.buckets)
     for bucket, entries in by_bucket.items():
         data = layout.encode_index(list(entries.values()))

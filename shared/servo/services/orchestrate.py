@@ -54,6 +54,7 @@ def compact_workspace(
         min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
         lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
         list_ledger=list_ledger,
+        ended_per_index_write=ctx.settings.ended_runs_per_index_write,
     )
     for name, reason in result.malformed:
         logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))

@@ -25,7 +25,6 @@ from servo.projections.partitions import Segment, apply_segments, decode_segment
 from servo.store import ObjectStore
 
 _CACHE_KEY = "servo.projections"
-_TERMINAL_PUBLIC = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
 
 class ProjectionCache:
@@ -262,10 +261,6 @@ def _as_base(part: RunPartition) -> Segment:
     rows["dispatch_outbox"] = list(part.outbox.values())
     rows["idempotency_keys"] = list(part.idempotency.values())
     return Segment(part.run_id, True, rows)
-
-
-def is_terminal_public(state: str | None) -> bool:
-    return state in _TERMINAL_PUBLIC
 
 
 def load_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | None = None) -> Snapshot:
