@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import encode_event, ledger_object_name
-from servo.core.ids import UlidFactory
+from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.projections import layout
 from servo.projections.partitions import MAX_CHAIN
 from servo.services.compaction import compact, load_published_state, rebuild
@@ -317,3 +317,31 @@ def test_how_many_ended_runs_share_an_index_write_is_a_setting() -> None:
 
     assert Settings().ended_runs_per_index_write == 32
     assert Settings.from_env({"SERVO_ENDED_RUNS_PER_INDEX_WRITE": "4"}).ended_runs_per_index_write == 4
+
+
+def test_the_sweep_reads_no_object_the_finalize_path_already_applied(store: LocalFileStore) -> None:
+    # The sweep lists two minutes before the watermark every minute, to find objects whose finalize
+    # event was lost. The ids applied in that span are in the manifest, so it reads none of them
+    # again: otherwise every ledger object would be read about twice more, once per tick.
+    from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
+
+    h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))  # one event a second
+    h.trigger()
+    h.plan({f"a.t{i:02d}": [] for i in range(12)})
+    for i in range(12):
+        h.run_task(f"a.t{i:02d}")
+    for event in h.events:
+        run(store, write(store, [event]))  # the finalize path: one hinted object at a time
+    assert ulid_time_ms(h.events[-1].event_id) - ulid_time_ms(h.events[0].event_id) > 30_000
+    spy = SpyStore(store)
+    assert run(spy, lookback_ms=SWEEP_LOOKBACK_MS).events_applied == 0
+    assert [n for n in spy.touched if n.startswith("ledger/")] == ["ledger/orchestration/"]  # one list
+
+
+def test_the_manifest_keeps_a_bounded_number_of_applied_ids(store: LocalFileStore) -> None:
+    from servo.services import _compaction_ledger as ledger
+
+    ids = UlidFactory(lambda n: bytes(n))
+    newest = [ids.new(NOW + i) for i in range(ledger.MAX_RECENT_IDS + 10)]
+    kept = ledger.recent_ids(newest, newest[-1])
+    assert kept == tuple(newest[-ledger.MAX_RECENT_IDS :])

@@ -20,6 +20,14 @@ from servo.store import ObjectStore
 
 LEDGER_PREFIX = "ledger/orchestration/"
 DEFAULT_LOOKBACK_MS = 10_000
+# The timers sweep looks further back (it is the only net for an object whose finalize event was lost
+# *and* that landed more than 10 s late); it runs every minute, so 2 minutes covers every instant twice.
+SWEEP_LOOKBACK_MS = 2 * 60_000
+# Applied ids are kept for the sweep's whole look-back, so it skips what the finalize path already
+# applied instead of reading every object about twice more. Capped, so that the manifest does not grow
+# with the event rate: past the cap only the newest ids are kept (those the finalize path's own
+# window needs), and the sweep reads the older ones again. 2,000 ids are about 56 KB of manifest.
+MAX_RECENT_IDS = 2_000
 # Writers reject event ids more than 5 minutes ahead; one further out must not drag the watermark.
 MAX_FUTURE_MS = 300_000
 
@@ -102,6 +110,11 @@ def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:
     """The new watermark: the newest id seen that is not implausibly far in the future."""
     plausible = [i for i in ids if ulid_time_ms(i) <= now_ms + MAX_FUTURE_MS]
     return max([watermark, *plausible])
+
+
+def recent_ids(ids: Iterable[str], watermark: str) -> tuple[str, ...]:
+    """The applied ids the manifest keeps: the sweep's look-back window, newest first when capped."""
+    return window(ids, watermark, SWEEP_LOOKBACK_MS)[-MAX_RECENT_IDS:]
 
 
 def window(ids: Iterable[str], watermark: str, lookback_ms: int) -> tuple[str, ...]:

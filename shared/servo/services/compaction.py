@@ -240,7 +240,7 @@ def _publish(
         data = encode_table(schemas.RUN_KEY_INDEX, sorted(after.run_keys.values(), key=lambda r: r.run_key))
         run_key_ref = _put_immutable(store, layout.run_key_index_path(content_hex12(data)), data)
     watermark = ledger.advance(manifest.events_processed_through, seen_ids, now_ms)
-    recent = ledger.window({*manifest.recent_event_ids, *seen_ids}, watermark, lookback_ms)
+    recent = ledger.recent_ids({*manifest.recent_event_ids, *seen_ids}, watermark)
     return _commit(
         store,
         snap,

@@ -16,16 +16,14 @@ from servo.core import controller as ctl
 from servo.core.errors import InvalidInput, PreconditionFailed
 from servo.core.events import TimerFired, make_event
 from servo.core.ids import parse_timer_id, validate_scope_id
+from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
 WORKSPACES_PREFIX = "_servo/workspaces/"
 # Every compaction already finds unapplied objects newer than its watermark minus 10 s, so a lost
-# finalize event is repaired by the next write. The sweep's wider window covers the double fault (a
-# lost finalize *and* an object landing more than 10 s late); it is swept every minute, so 2 minutes
-# covers every instant twice. Objects in it that are already applied are read again (the manifest
-# keeps only the 10 s window's ids), so the window is kept no wider than that.
-SWEEP_LOOKBACK_MS = 2 * 60_000
+# finalize event is repaired by the next write; the sweep's wider window (SWEEP_LOOKBACK_MS) covers the
+# double fault, and the manifest keeps the ids applied in it so the sweep does not read them again.
 
 
 def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:

@@ -7,14 +7,15 @@ them, but the local file store maps segments to directories, and no Servo path n
 
 from __future__ import annotations
 
+import re
+
 from servo.core.errors import InvalidId, InvalidInput
 
 MAX_NAME_BYTES = 1024
 
 
-def _is_control(ch: str) -> bool:
-    code = ord(ch)
-    return code < 0x20 or 0x7F <= code < 0xA0
+# C0 and C1 control characters and DEL; one regex scan, since every store operation checks a name.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _refuse(what: str, value: object, reason: str) -> InvalidId:
@@ -36,7 +37,7 @@ def validate_name(name: object, what: str = "name") -> str:
         raise _refuse(what, name, "must not start with '/'")
     if "\\" in name or "%" in name:
         raise _refuse(what, name, "must not contain '\\' or '%'")
-    if any(_is_control(ch) for ch in name):
+    if _CONTROL.search(name):
         raise _refuse(what, name, "must not contain control characters")
     if any(seg in ("", ".", "..") for seg in name.split("/")):
         raise _refuse(what, name, "must not have empty, '.' or '..' segments (or a trailing '/')")
