@@ -86,11 +86,14 @@ def _sweep_ops(target: _stacks.Target) -> dict[str, Any]:
     reads = sum(v for (_, op), v in ops.items() if op == "read")
     # cost_per_1000_tasks(x, y) is the price of 1,000 × (x class-A + y class-B) operations.
     per_day = 1440 * cost.cost_per_1000_tasks(writes_lists, reads) / 1000
-    return {
+    out: dict[str, Any] = {
         "ops.sweep_tick.writes_lists": writes_lists,
         "ops.sweep_tick.reads": reads,
         "ops.sweep_tick.usd_per_day_at_1_per_min": round(per_day, 5),
     }
+    for (name_prefix, op), count in sorted(ops.items()):
+        out[f"ops.sweep_tick.by_prefix.{name_prefix}:{op}"] = count
+    return out
 
 
 def _emulators(project: Path, data: Path) -> dict[str, Any]:
