@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -54,3 +56,70 @@ def test_compact_workspace_can_skip_the_list(tmp_path: Path) -> None:
         replace(ctx, store=counting), "default", WS, names, list_ledger=False
     )
     assert published and applied == len(names) and counting.snapshot().lists == 0
+
+
+def _ledger_names(ctx: ServiceContext) -> list[str]:
+    prefix = f"default/{WS}/"
+    return [m.name[len(prefix) :] for m in ctx.store.list(f"{prefix}ledger/orchestration/")]
+
+
+def test_a_redelivered_finalize_of_an_applied_object_lists_nothing(tmp_path: Path) -> None:
+    # Finalize events arrive at least once: a compaction whose object is already folded stops at
+    # once (design §5.3) instead of paying a list and reading the window again.
+    ctx, _ = _deployed(tmp_path)
+    trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
+    names = _ledger_names(ctx)
+    assert compact_workspace(ctx, "default", WS, names[:1])[0]
+    counting = CountingStore(ctx.store)
+    published, applied, _, _ = compact_workspace(replace(ctx, store=counting), "default", WS, names[:1])
+    assert not published and applied == 0
+    assert counting.snapshot().lists == 0 and counting.snapshot().writes == 0
+
+
+class _ListGate(CountingStore):
+    """Holds every list until the test opens the gate."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.listing = threading.Event()
+        self.gate = threading.Event()
+
+    def list(self, prefix: str, **kw: Any) -> Any:
+        self.listing.set()
+        assert self.gate.wait(10)
+        return super().list(prefix, **kw)
+
+
+def test_compactions_that_wait_on_one_in_flight_ride_its_publish(tmp_path: Path) -> None:
+    # Many finalize events of one workspace reach one instance at once. One compaction runs; the
+    # others wait for it and stop if it folded their objects, instead of each listing, folding and
+    # losing the publish race (on GCS, also each sleeping out the 1-s publish interval).
+    ctx, _ = _deployed(tmp_path)
+    trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
+    first = _ledger_names(ctx)
+    gated = _ListGate(ctx.store)
+    shared = replace(ctx, store=gated)
+    results: dict[str, Any] = {}
+
+    def compaction(label: str, hint: list[str]) -> None:
+        results[label] = compact_workspace(shared, "default", WS, hint)
+
+    leader = threading.Thread(target=compaction, args=("leader", first[:1]))
+    leader.start()
+    assert gated.listing.wait(10)  # the leader is about to list
+    trigger_run(ctx, "default", WS, {"selection": ["ns.b"]})
+    later = [n for n in _ledger_names(ctx) if n not in first]
+    followers = [threading.Thread(target=compaction, args=(f"f{i}", [n])) for i, n in enumerate(later)]
+    for t in followers:
+        t.start()
+    flights = ctx.cache["compaction-flights"]
+    for _ in range(1000):  # until every follower waits on the leader's flight
+        if flights.followers(("default", WS)) == len(later):
+            break
+        time.sleep(0.01)
+    gated.gate.set()
+    for t in [leader, *followers]:
+        t.join(10)
+    assert results["leader"][0] and results["leader"][1] == len(first) + len(later)
+    assert all(not results[f"f{i}"][0] for i in range(len(later)))
+    assert gated.snapshot().lists == 1

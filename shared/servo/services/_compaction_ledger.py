@@ -112,6 +112,16 @@ def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:
     return max([watermark, *plausible])
 
 
+def all_applied(names: Iterable[str], recent: Iterable[str]) -> bool:
+    """Whether every named ledger object is among the ``recent`` applied ids (False if none is named,
+    or a name is not a ledger object's: those are for the compaction to report)."""
+    try:
+        ids = {event_id_from_object_name(n) for n in names}
+    except InvalidInput:
+        return False
+    return bool(ids) and ids.issubset(recent)
+
+
 def recent_ids(ids: Iterable[str], watermark: str) -> tuple[str, ...]:
     """The applied ids the manifest keeps: the sweep's look-back window, newest first when capped."""
     return window(ids, watermark, SWEEP_LOOKBACK_MS)[-MAX_RECENT_IDS:]

@@ -120,6 +120,10 @@ def compact(
     waited = False
     for _ in range(max_attempts):
         snap = load_snapshot(store, cache)
+        if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids):
+            # A redelivered finalize event, or another compaction folded these already: stop
+            # (design §5.3) before paying for a list, reads or a wait for the publish interval.
+            return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
         if min_publish_interval_ms and snap.pointer is not None and not waited:
             due = snap.pointer.updated_at + min_publish_interval_ms - now_ms
             if due > 0:

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from servo.core import controller as ctl
 from servo.http.jsonlog import log_fields
+from servo.services._flights import Flights
 from servo.services.context import ServiceContext
 
 logger = logging.getLogger("servo.orchestrate")
+# The instance's compaction flights live in its warm cache, beside the decoded state they share.
+_FLIGHTS = "compaction-flights"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +43,37 @@ def compact_workspace(
     last publish (the embedded group commit), so no list is paid."""
     # One cache with the read model: every file below the head pointer is immutable, so what the
     # compactor just decoded (or wrote) serves the next read as is.
-    from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
-    from servo.services.compaction import compact
+    from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS, all_applied
+    from servo.services.compaction import CompactionResult, compact
 
     cache = ctx.workspace_cache(tenant_id, workspace_id)
-    result = compact(
-        ctx.workspace_store(tenant_id, workspace_id),
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-        hint=hint,
-        now_ms=ctx.clock_ms(),
-        cache=cache,
-        min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
-        lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
-        list_ledger=list_ledger,
-        ended_per_index_write=ctx.settings.ended_runs_per_index_write,
-    )
+
+    def work() -> CompactionResult:
+        return compact(
+            ctx.workspace_store(tenant_id, workspace_id),
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            hint=hint,
+            now_ms=ctx.clock_ms(),
+            cache=cache,
+            min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
+            lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
+            list_ledger=list_ledger,
+            ended_per_index_write=ctx.settings.ended_runs_per_index_write,
+        )
+
+    if not hint:
+        result = work()  # a sweep folds whatever is new: it cannot ride another compaction
+    else:
+        flights: Flights = ctx.cache.get(_FLIGHTS) or ctx.cache.setdefault(_FLIGHTS, Flights())
+        ridden = flights.run(
+            (tenant_id, workspace_id),
+            work,
+            lambda: all_applied(hint, ctx.snapshot(tenant_id, workspace_id).manifest.recent_event_ids),
+        )
+        if ridden is None:
+            return False, 0, 0, []
+        result = ridden
     for name, reason in result.malformed:
         logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))
     return result.published, result.events_applied, len(result.malformed), sorted(result.changed_run_ids)

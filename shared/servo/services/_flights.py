@@ -1,0 +1,58 @@
+"""One compaction of a workspace at a time in this instance; the others ride along (design §5.3).
+
+Finalize events of one workspace reach an instance in bursts (a fan-out's callbacks, a dispatch and its
+acknowledgement). Compacting each on its own makes every one of them list the ledger, fold and race
+for the head pointer, and on GCS sleep out the 1-s publish interval first: all but one lose the race
+and retry. Instead the first becomes the leader and the others wait for its publish. A follower stops
+when that publish holds its objects, and otherwise (it arrived after the leader had listed) takes or
+joins the next flight. Nothing is coordinated across instances: that is still the head pointer's CAS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    followers: int = 0
+
+
+class Flights:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[Hashable, _Flight] = {}
+
+    def run(self, key: Hashable, work: Callable[[], T], covered: Callable[[], bool]) -> T | None:
+        """``work()`` as the leader of ``key``'s flight, or None once a flight's work ``covered()`` ours."""
+        while True:
+            with self._lock:
+                flight = self._current.get(key)
+                if flight is None:
+                    flight = self._current[key] = _Flight()
+                    leader = True
+                else:
+                    flight.followers += 1
+                    leader = False
+            if leader:
+                try:
+                    return work()
+                finally:
+                    with self._lock:
+                        del self._current[key]
+                    flight.done.set()
+            flight.done.wait()
+            if covered():
+                return None
+
+    def followers(self, key: Hashable) -> int:
+        """How many are waiting on ``key``'s flight now (for tests and metrics)."""
+        with self._lock:
+            flight = self._current.get(key)
+            return 0 if flight is None else flight.followers
