@@ -156,7 +156,6 @@ def compact(
             found.seen_ids,
             now_ms,
             min_publish_interval_ms,
-            lookback_ms,
             ended_per_index_write,
         )
         if published is None:
@@ -196,7 +195,6 @@ def _publish(
     seen_ids: set[str],
     now_ms: int,
     min_interval_ms: int,
-    lookback_ms: int,
     ended_per_index_write: int,
 ) -> tuple[Snapshot, list[str]] | None:
     state = FoldState(tenant_id, workspace_id, {r: p for r, p in before.items() if p is not None})
