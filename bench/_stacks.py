@@ -3,7 +3,8 @@
 Embedded: ``EmbeddedStack`` in this process; its bucket-root store is wrapped, before the first request,
 in ``PrefixTally`` (ops by prefix) and ``servo.store.CountingStore`` (the port's own counter).
 Emulators: ``run_emulator_stack`` (fake-gcs-server, Cloud Tasks emulator, Eventarc stand-in, one
-functions-framework process per function); its store lives in other processes, so no op counts there.
+functions-framework process per function); its store lives in other processes, so its operations are
+counted on the wire, by ``CountingGcsProxy`` between the functions and fake-gcs-server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 from servo.store import CountingStore
 from servo.worker import project_assets, serve_app
 
+from bench._gcs_proxy import CountingGcsProxy
 from bench._instrument import PrefixTally, TimedSession, TimedWorkerApp, Timeline
+
+EMULATOR_QUIET_S = 2.0
 
 
 @dataclass
@@ -28,7 +32,7 @@ class Target:
     api_url: str
     timeline: Timeline
     wait_idle: Callable[[float], bool]
-    tally: PrefixTally | None = None
+    tally: PrefixTally | CountingGcsProxy | None = None
     counting: CountingStore | None = None
 
 
@@ -77,14 +81,32 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
 def emulators(
     project: Path, data_dir: Path, mode: str = "emulators", env: dict[str, str] | None = None
 ) -> Iterator[Target]:
-    """The emulator stack; ``env`` adds function settings (e.g. SERVO_MIN_PUBLISH_INTERVAL_MS)."""
+    """The emulator stack; ``env`` adds function settings (e.g. SERVO_MIN_PUBLISH_INTERVAL_MS).
+
+    The functions reach fake-gcs-server through ``CountingGcsProxy``, which counts their operations on
+    the wire; the stack is idle once no storage request has come for two seconds (a compaction waits
+    at most one second for the publish interval).
+    """
     from servo.dev.emulators import run_emulator_stack
 
     secret = secrets.token_urlsafe(16)
-    with timed_worker(project, secret) as (worker_url, timeline):
-        overrides = {"SERVO_WORKER_URL": worker_url, "SERVO_DISPATCH_SECRET": secret, **(env or {})}
-        # The sweep ticks once a minute, as Cloud Scheduler would.
-        with run_emulator_stack(
-            None, data_dir, 0, worker=False, env_overrides=overrides, sweep_interval_s=60
-        ) as stack:
-            yield Target(mode, stack.api_url, timeline, lambda _t: True)
+    proxy = CountingGcsProxy().start()
+    try:
+        with timed_worker(project, secret) as (worker_url, timeline):
+            overrides = {
+                "SERVO_WORKER_URL": worker_url,
+                "SERVO_DISPATCH_SECRET": secret,
+                "STORAGE_EMULATOR_HOST": proxy.host,
+                **(env or {}),
+            }
+            # No sweep loop, as in the embedded bench: the happy path never needs it, and its
+            # operations would blur the per-task counts.
+            with run_emulator_stack(
+                None, data_dir, 0, worker=False, env_overrides=overrides, sweep_interval_s=0
+            ) as stack:
+                proxy.set_upstream(stack.storage_endpoint)
+                yield Target(
+                    mode, stack.api_url, timeline, lambda t: proxy.wait_quiet(EMULATOR_QUIET_S, t), proxy
+                )
+    finally:
+        proxy.stop()

@@ -102,9 +102,12 @@ def _emulators(project: Path, data: Path) -> dict[str, Any]:
     with _stacks.emulators(project, data / "default") as target:
         out["emulators.stack_start_s"] = round(time.perf_counter() - start, 1)
         http = requests.Session()
-        # One run per chain: at ~2 s a task the 20-chain alone takes ~40 s here.
-        chains, _, _ = e2e.run_chains(target, http, project, CHAINS, 1, warmup=False)
+        # Two runs per chain (the second, on warm function instances, is counted): at ~1 s a hop the
+        # 20-chain takes ~20 s here.
+        chains, counted, _ = e2e.run_chains(target, http, project, CHAINS, 2, warmup=False)
         out.update(chains)
+        for n, m in counted.items():
+            out.update(cost.ops_results(f"emulators.chain{n}", m))
         _guarded(out, "emulators.idle", lambda: load.idle_triggers(target, project, n=10))
         _guarded(
             out,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 
@@ -22,6 +22,7 @@ T = TypeVar("T")
 class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     followers: int = 0
+    result: object = None  # the leader's, for its followers to check without a read
 
 
 class Flights:
@@ -29,8 +30,11 @@ class Flights:
         self._lock = threading.Lock()
         self._current: dict[Hashable, _Flight] = {}
 
-    def run(self, key: Hashable, work: Callable[[], T], covered: Callable[[], bool]) -> T | None:
-        """``work()`` as the leader of ``key``'s flight, or None once a flight's work ``covered()`` ours."""
+    def run(self, key: Hashable, work: Callable[[], T], covered: Callable[[T | None], bool]) -> T | None:
+        """``work()`` as the leader of ``key``'s flight, or None once a flight's work covered ours.
+
+        ``covered`` gets the leader's result (None if the leader failed).
+        """
         while True:
             with self._lock:
                 flight = self._current.get(key)
@@ -42,13 +46,15 @@ class Flights:
                     leader = False
             if leader:
                 try:
-                    return work()
+                    result = work()
+                    flight.result = result
+                    return result
                 finally:
                     with self._lock:
                         del self._current[key]
                     flight.done.set()
             flight.done.wait()
-            if covered():
+            if covered(cast("T | None", flight.result)):
                 return None
 
     def followers(self, key: Hashable) -> int:

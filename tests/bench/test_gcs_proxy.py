@@ -1,0 +1,54 @@
+"""The bench's wire-level GCS counter: what it passes through and how it bills each request."""
+
+from __future__ import annotations
+
+import pytest
+from servo.dev.fake_gcs import FakeGcsServer
+from servo.store.gcs import gcs_store_from_env
+
+from bench._gcs_proxy import CountingGcsProxy, classify
+from tests.support.fake_gcs import fake_gcs, fresh_bucket
+
+__all__ = ["fake_gcs"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "expected"),
+    [
+        ("GET", "/storage/v1/b/bk/o", "prefix=t%2Fw%2Fledger%2F", ("list", "t/w/ledger/")),
+        ("GET", "/download/storage/v1/b/bk/o/t%2Fw%2Fl%2Fx.json", "alt=media", ("read", "t/w/l/x.json")),
+        ("GET", "/storage/v1/b/bk/o/t%2Fw%2Flogs%2Fa.log", "", ("read", "t/w/logs/a.log")),
+        ("DELETE", "/storage/v1/b/bk/o/t%2Fw%2Fa", "", ("write", "t/w/a")),
+        ("POST", "/upload/storage/v1/b/bk/o", "uploadType=media&name=t%2Fw%2Fa", ("write", "t/w/a")),
+        ("GET", "/storage/v1/b/bk", "", None),
+    ],
+)
+def test_requests_are_billed_as_gcs_bills_them(
+    method: str, path: str, query: str, expected: tuple[str, str] | None
+) -> None:
+    assert classify(method, path, query) == expected
+
+
+def test_a_multipart_upload_is_named_by_its_metadata_part() -> None:
+    meta = b'{"name": "t/w/ledger/x.json"}'
+    body = b"--b\r\ncontent-type: application/json\r\n\r\n" + meta + b"\r\n--b\r\n\r\n{}\r\n--b--"
+    assert classify("POST", "/upload/storage/v1/b/bk/o", "uploadType=multipart", body) == (
+        "write",
+        "t/w/ledger/x.json",
+    )
+
+
+def test_the_store_works_through_the_proxy_and_every_operation_is_counted(fake_gcs: FakeGcsServer) -> None:
+    proxy = CountingGcsProxy().start()
+    try:
+        proxy.set_upstream(fake_gcs.endpoint)
+        store = gcs_store_from_env(fresh_bucket(fake_gcs), proxy.host)
+        store.create("t/w/ledger/a.json", b"{}")
+        assert store.get("t/w/ledger/a.json").data == b"{}"  # type: ignore[union-attr]
+        assert [m.name for m in store.list("t/w/ledger/")] == ["t/w/ledger/a.json"]
+        ops = proxy.snapshot()
+        assert ops[("ledger", "write")] == 1 and ops[("ledger", "list")] == 1
+        assert ops[("ledger", "read")] >= 1
+        assert sum(ops.values()) <= proxy.request_count()
+    finally:
+        proxy.stop()
