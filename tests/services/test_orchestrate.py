@@ -123,3 +123,34 @@ def test_compactions_that_wait_on_one_in_flight_ride_its_publish(tmp_path: Path)
     assert results["leader"][0] and results["leader"][1] == len(first) + len(later)
     assert all(not results[f"f{i}"][0] for i in range(len(later)))
     assert gated.snapshot().lists == 1
+
+
+def test_a_controller_pass_does_not_request_again_what_it_requested_before_the_publish(
+    tmp_path: Path,
+) -> None:
+    # On GCS a publish can come before the dispatch requests of the previous pass are folded (the
+    # compaction listed first, or that pass is still appending), so the same READY tasks come back:
+    # requesting them again would only append the same events again (a 1,000-task fan-out wrote
+    # 2.2 requests per task). A pass that finds its request fresh in this instance skips it.
+    ctx, queue = _deployed(tmp_path)
+    trigger_run(ctx, "default", WS, {"selection": ["ns.a", "ns.b"]})
+    _, _, _, changed = compact_workspace(ctx, "default", WS)
+    first = act_on(ctx, "default", WS, changed)
+    assert first > 0 and len(queue.take()) == 2
+    assert act_on(ctx, "default", WS, changed) == 0  # same published state: nothing new to carry out
+    assert queue.take() == []
+
+
+def test_a_request_not_folded_after_a_while_is_made_again(tmp_path: Path) -> None:
+    # The memory is a shortcut, not a lock: if the requests never show up folded (their write or its
+    # compaction was lost), a later pass requests again under the same deterministic names.
+    from servo.services.effects import RECENT_DECISION_TTL_MS
+
+    ctx, clock, _ = make_context(tmp_path, compact=False)
+    body = manifest(asset("ns.a"))
+    assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
+    trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
+    _, _, _, changed = compact_workspace(ctx, "default", WS)
+    assert act_on(ctx, "default", WS, changed) == 2  # DispatchRequested + DispatchEnqueued
+    clock.advance(RECENT_DECISION_TTL_MS + 1)
+    assert act_on(ctx, "default", WS, changed) == 2

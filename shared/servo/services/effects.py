@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -209,6 +210,47 @@ def _fail(d: ctl.FailAttempt) -> list[Any]:
     ]
 
 
+# How long this instance remembers a dispatch or timer it requested. On GCS the next publish can come
+# before those requests are folded (its compaction listed before they were written, or the pass that
+# writes them is still appending), and the task shows READY again; requesting it again would enqueue
+# under the same name (harmless) but append the same two events again (a 1,000-task fan-out on the
+# emulator stack wrote 2.2 requests per task). Past this age a request that still shows unfolded is
+# made again, so a lost write is repaired without the sweep.
+RECENT_DECISION_TTL_MS = 60_000
+_RECENT = "controller-recent-decisions"
+
+
+class _Recent:
+    """Keys of decisions this instance carried out, with when (thread-safe; entries expire)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: dict[str, int] = {}
+
+    def claim(self, key: str, now_ms: int) -> bool:
+        with self._lock:
+            at = self._at.get(key)
+            if at is not None and now_ms - at < RECENT_DECISION_TTL_MS:
+                return False
+            self._at[key] = now_ms
+            if len(self._at) > 10_000:
+                self._at = {k: t for k, t in self._at.items() if now_ms - t < RECENT_DECISION_TTL_MS}
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._at.pop(key, None)
+
+
+def _memo_key(d: ctl.Decision) -> str | None:
+    """The key under which a request is remembered; None for decisions that are not requests."""
+    if isinstance(d, ctl.RequestDispatch):
+        return f"dispatch:{d.dispatch_id}"
+    if isinstance(d, ctl.ScheduleTimer):
+        return f"timer:{d.timer_id}"
+    return None
+
+
 def carry_out(
     ctx: ServiceContext,
     tenant_id: str,
@@ -217,6 +259,33 @@ def carry_out(
     decisions: Sequence[ctl.Decision],
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
+    recent: _Recent = ctx.cache.get(_RECENT) or ctx.cache.setdefault(_RECENT, _Recent())
+    now = ctx.clock_ms()
+    todo: list[ctl.Decision] = []
+    claimed: list[str] = []
+    for d in decisions:
+        key = _memo_key(d)
+        if key is not None and not recent.claim(key, now):
+            continue  # requested by this instance moments ago; its events are on their way
+        if key is not None:
+            claimed.append(key)
+        todo.append(d)
+    try:
+        return _carry_out(ctx, tenant_id, workspace_id, part, todo)
+    except BaseException:
+        # Nothing of this pass counts as done: the next pass requests it again.
+        for key in claimed:
+            recent.release(key)
+        raise
+
+
+def _carry_out(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    decisions: Sequence[ctl.Decision],
+) -> int:
     data: list[Any] = []
     dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in decisions)
     upstreams = upstreams_by_task(part) if dispatches else {}
