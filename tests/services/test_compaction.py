@@ -105,6 +105,20 @@ def test_late_event_with_older_ulid_is_found_by_the_lookback_window_and_refolds_
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
 
 
+def test_late_events_handed_over_by_riders_are_folded_by_the_leader(store: LocalFileStore) -> None:
+    # A controller pass writing a big batch takes seconds, and its ids are from its start: by the
+    # time its last objects land they can be older than the listing window. Their own compactions,
+    # riding the leader's flight, hand their names over instead of each waiting for a publish.
+    events = simple_history()
+    late = events[1:3]
+    write(store, [e for e in events if e not in late])
+    run(store, lookback_ms=0)
+    names = write(store, late)
+    result = run(store, lookback_ms=0, more_hint=lambda: names)
+    assert result.events_applied == len(late)
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
 def test_late_event_before_the_window_is_found_by_its_hint(store: LocalFileStore) -> None:
     events = simple_history()
     late = events[2]

@@ -154,3 +154,31 @@ def test_a_request_not_folded_after_a_while_is_made_again(tmp_path: Path) -> Non
     assert act_on(ctx, "default", WS, changed) == 2  # DispatchRequested + DispatchEnqueued
     clock.advance(RECENT_DECISION_TTL_MS + 1)
     assert act_on(ctx, "default", WS, changed) == 2
+
+
+def test_what_riders_were_handed_reaches_the_leader_before_it_looks() -> None:
+    from servo.services._flights import Flights
+
+    flights = Flights()
+    inside, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def lead(more: Any) -> str:
+        inside.set()
+        assert release.wait(10)
+        seen.append(more())
+        return "published"
+
+    leader = threading.Thread(target=flights.run, args=("ws", lead, lambda _r: True, ["a"]))
+    leader.start()
+    assert inside.wait(10)
+    rider = threading.Thread(target=flights.run, args=("ws", lead, lambda _r: True, ["b", "c"]))
+    rider.start()
+    for _ in range(1000):
+        if flights.followers("ws") == 1:
+            break
+        time.sleep(0.01)
+    release.set()
+    leader.join(10)
+    rider.join(10)
+    assert seen == [["b", "c"]]

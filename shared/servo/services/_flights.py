@@ -10,8 +10,9 @@ joins the next flight. Nothing is coordinated across instances: that is still th
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
@@ -23,6 +24,10 @@ class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     followers: int = 0
     result: object = None  # the leader's, for its followers to check without a read
+    # What the followers were handed (their objects' names), for the leader to fold too: an object
+    # older than the leader's listing window (a big batch of requests takes seconds to write, and
+    # its ids are from its start) would otherwise wait for a flight of its own.
+    handed: list[str] = field(default_factory=list)
 
 
 class Flights:
@@ -30,10 +35,17 @@ class Flights:
         self._lock = threading.Lock()
         self._current: dict[Hashable, _Flight] = {}
 
-    def run(self, key: Hashable, work: Callable[[], T], covered: Callable[[T | None], bool]) -> T | None:
-        """``work()`` as the leader of ``key``'s flight, or None once a flight's work covered ours.
+    def run(
+        self,
+        key: Hashable,
+        work: Callable[[Callable[[], list[str]]], T],
+        covered: Callable[[T | None], bool],
+        handed: Sequence[str] = (),
+    ) -> T | None:
+        """``work(more)`` as the leader of ``key``'s flight, or None once a flight's work covered ours.
 
-        ``covered`` gets the leader's result (None if the leader failed).
+        ``more()`` gives what the followers were handed so far (``handed``): the leader calls it just
+        before it looks for work. ``covered`` gets the leader's result (None if the leader failed).
         """
         while True:
             with self._lock:
@@ -43,10 +55,11 @@ class Flights:
                     leader = True
                 else:
                     flight.followers += 1
+                    flight.handed.extend(handed)
                     leader = False
             if leader:
                 try:
-                    result = work()
+                    result = work(functools.partial(self._handed, flight))
                     flight.result = result
                     return result
                 finally:
@@ -56,6 +69,10 @@ class Flights:
             flight.done.wait()
             if covered(cast("T | None", flight.result)):
                 return None
+
+    def _handed(self, flight: _Flight) -> list[str]:
+        with self._lock:
+            return list(flight.handed)
 
     def followers(self, key: Hashable) -> int:
         """How many are waiting on ``key``'s flight now (for tests and metrics)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -92,6 +92,7 @@ def compact(
     lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS,
     list_ledger: bool = True,
     ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE,
+    more_hint: Callable[[], Iterable[str]] | None = None,
 ) -> CompactionResult:
     """Fold every ledger object not yet applied and publish the result.
 
@@ -112,6 +113,8 @@ def compact(
             (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
         ended_per_index_write: how many ended runs wait in the manifest before they move to their
             index buckets together.
+        more_hint: names handed over while this invocation waited (other invocations riding its
+            flight), asked for just before the ledger is looked at.
 
     Raises:
         Conflict: lost the publish race ``max_attempts`` times in a row.
@@ -135,7 +138,7 @@ def compact(
             store,
             manifest.events_processed_through,
             manifest.recent_event_ids,
-            hint,
+            [*hint, *(more_hint() if more_hint is not None else ())],
             lookback_ms,
             list_ledger=list_ledger,
         )

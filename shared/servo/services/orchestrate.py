@@ -8,7 +8,7 @@ committed (design §5.6) — let the controller decide dispatches and timers for
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from servo.core import controller as ctl
@@ -48,7 +48,7 @@ def compact_workspace(
 
     cache = ctx.workspace_cache(tenant_id, workspace_id)
 
-    def work() -> CompactionResult:
+    def work(more_hint: Callable[[], list[str]] | None = None) -> CompactionResult:
         return compact(
             ctx.workspace_store(tenant_id, workspace_id),
             tenant_id=tenant_id,
@@ -60,6 +60,7 @@ def compact_workspace(
             lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
             list_ledger=list_ledger,
             ended_per_index_write=ctx.settings.ended_runs_per_index_write,
+            more_hint=more_hint,
         )
 
     if not hint:
@@ -74,7 +75,7 @@ def compact_workspace(
             return all_applied(hint, ctx.snapshot(tenant_id, workspace_id).manifest.recent_event_ids)
 
         flights: Flights = ctx.cache.get(_FLIGHTS) or ctx.cache.setdefault(_FLIGHTS, Flights())
-        ridden = flights.run((tenant_id, workspace_id), work, covered)
+        ridden = flights.run((tenant_id, workspace_id), work, covered, hint)
         if ridden is None:
             return False, 0, 0, []
         result = ridden
