@@ -39,11 +39,6 @@ LOCATION = "us-central1"
 QUEUE = "servo-dispatch"
 BUCKET = "servo-local"
 _CLOUDEVENT_FUNCTIONS = frozenset({"compactor"})
-# Eventarc pushes finalize events concurrently, up to what the compactor scales to (Terraform: 10
-# instances x 8 concurrent requests). One process stands in for them: 32 concurrent deliveries and
-# request threads keep 2 cores from thrashing while still letting one flight collect a burst
-# (with 4, a 1,000-task fan-out paid 11 reads per task instead of 7, in more and smaller publishes).
-COMPACTOR_CONCURRENCY = 32
 _READY_TIMEOUT_S = 60.0
 _SCHEDULER_HEADERS = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
 
@@ -152,9 +147,7 @@ class EmulatorStack:
         ports = {name: free_port() for name in FUNCTIONS}
         self.function_urls = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
         self._router = Router(self.function_urls, port=self.port)
-        self._bridge = EventarcBridge(
-            self.function_urls["compactor"], delivery_threads=COMPACTOR_CONCURRENCY
-        ).start()
+        self._bridge = EventarcBridge(self.function_urls["compactor"]).start()
         notify_env = {"PUBSUB_EMULATOR_HOST": self._bridge.address}
         self._gcs = FakeGcsServer(extra_args=self._gcs_args(), env=notify_env)
         self._gcs.start()
@@ -164,9 +157,7 @@ class EmulatorStack:
             self._start_worker(self.project_dir)
         env = self.function_env()
         for name, port in ports.items():
-            # functions-framework's gunicorn takes its thread count from THREADS.
-            extra = {"THREADS": str(COMPACTOR_CONCURRENCY)} if name == "compactor" else {}
-            self._spawn_function(name, port, {**env, **extra, **self.env_overrides})
+            self._spawn_function(name, port, env)
         for name in ports:
             self._wait_http(name, self.function_urls[name])
         self._router.start()
