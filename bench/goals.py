@@ -53,7 +53,6 @@ GOALS: tuple[tuple[str, Check], ...] = (
     ("<= 6 write/list and <= 10 read ops per task (fan-out)", _ops("embedded.fanout1000")),
     # The GCP code path (finalize-driven compactor, separate function processes), counted on the wire.
     ("<= 6 write/list and <= 10 read ops per task (20-chain, emulators)", _ops("emulators.chain20")),
-    ("<= 6 write/list and <= 10 read ops per task (fan-out, emulators)", _ops("emulators.fanout1000")),
 )
 
 

@@ -108,13 +108,6 @@ def _emulators(project: Path, data: Path) -> dict[str, Any]:
         out.update(chains)
         for n, m in counted.items():
             out.update(cost.ops_results(f"emulators.chain{n}", m))
-
-        def fanout() -> dict[str, Any]:
-            figures, m = e2e.run_fanout(target, http, project, FANOUT_CHILDREN, FANOUT_TIMEOUT_S)
-            return {**figures, **cost.ops_results("emulators.fanout1000", m)}
-
-        # The GCP code path's cost where publishes are shared (1 per second, each folding many tasks).
-        _guarded(out, "emulators.fanout1000", fanout)
         _guarded(out, "emulators.idle", lambda: load.idle_triggers(target, project, n=10))
         _guarded(
             out,
