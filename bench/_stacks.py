@@ -79,34 +79,47 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
 
 @contextmanager
 def emulators(
-    project: Path, data_dir: Path, mode: str = "emulators", env: dict[str, str] | None = None
+    project: Path,
+    data_dir: Path,
+    mode: str = "emulators",
+    env: dict[str, str] | None = None,
+    *,
+    count_ops: bool = False,
 ) -> Iterator[Target]:
     """The emulator stack; ``env`` adds function settings (e.g. SERVO_MIN_PUBLISH_INTERVAL_MS).
 
-    The functions reach fake-gcs-server through ``CountingGcsProxy``, which counts their operations on
-    the wire; the stack is idle once no storage request has come for two seconds (a compaction waits
-    at most one second for the publish interval).
+    With ``count_ops`` the functions reach fake-gcs-server through ``CountingGcsProxy``, which counts
+    their operations on the wire, and the stack is idle once no storage request has come for two
+    seconds (a compaction waits at most one second for the publish interval). The proxy runs in this
+    process, beside the timed worker, so timed figures come from a stack without it.
     """
     from servo.dev.emulators import run_emulator_stack
 
     secret = secrets.token_urlsafe(16)
-    proxy = CountingGcsProxy().start()
+    proxy = CountingGcsProxy().start() if count_ops else None
     try:
         with timed_worker(project, secret) as (worker_url, timeline):
-            overrides = {
-                "SERVO_WORKER_URL": worker_url,
-                "SERVO_DISPATCH_SECRET": secret,
-                "STORAGE_EMULATOR_HOST": proxy.host,
-                **(env or {}),
-            }
-            # No sweep loop, as in the embedded bench: the happy path never needs it, and its
-            # operations would blur the per-task counts.
+            overrides = {"SERVO_WORKER_URL": worker_url, "SERVO_DISPATCH_SECRET": secret, **(env or {})}
+            if proxy is not None:
+                overrides["STORAGE_EMULATOR_HOST"] = proxy.host
+            # The sweep ticks once a minute, as Cloud Scheduler would; not while operations are
+            # counted (the happy path never needs it, and its operations would blur the counts).
             with run_emulator_stack(
-                None, data_dir, 0, worker=False, env_overrides=overrides, sweep_interval_s=0
+                None,
+                data_dir,
+                0,
+                worker=False,
+                env_overrides=overrides,
+                sweep_interval_s=0 if proxy is not None else 60,
             ) as stack:
+                if proxy is None:
+                    yield Target(mode, stack.api_url, timeline, lambda _t: True)
+                    return
                 proxy.set_upstream(stack.storage_endpoint)
+                counter = proxy
                 yield Target(
-                    mode, stack.api_url, timeline, lambda t: proxy.wait_quiet(EMULATOR_QUIET_S, t), proxy
+                    mode, stack.api_url, timeline, lambda t: counter.wait_quiet(EMULATOR_QUIET_S, t), proxy
                 )
     finally:
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
