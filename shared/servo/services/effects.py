@@ -271,54 +271,44 @@ def carry_out(
             claimed.append(key)
         todo.append(d)
     try:
-        return _carry_out(ctx, tenant_id, workspace_id, part, todo)
+        data: list[Any] = []
+        dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in todo)
+        upstreams = upstreams_by_task(part) if dispatches else {}
+        for d in todo:
+            if isinstance(d, ctl.RequestDispatch):
+                # Enqueue first, then record request and acknowledgement in one write: one publish per
+                # dispatch instead of two. A crash in between leaves the task READY; the next pass enqueues
+                # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
+                # write is published is recognised by its token (callbacks._as_dispatched).
+                enqueue = ctl.EnqueueDispatch(
+                    d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
+                )
+                acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams)
+                data.append(
+                    DispatchRequested(
+                        d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
+                    )
+                )
+                data.extend(acked)
+            elif isinstance(d, ctl.EnqueueDispatch):
+                data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))
+            elif isinstance(d, ctl.ScheduleTimer):
+                data.extend(_timer(ctx, tenant_id, workspace_id, d))
+            elif isinstance(d, ctl.FailAttempt):
+                data.extend(_fail(d))
+            elif isinstance(d, ctl.TimeOutRun):
+                data.append(RunTimedOut(run_id=d.run_id, reason=d.reason))
+        if data:
+            # The controller acts again when the publish of these events changes the run; it never reads
+            # them back in this pass, so it does not wait for that publish.
+            events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
+            append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
+        return len(data)
     except BaseException:
         # Nothing of this pass counts as done: the next pass requests it again.
         for key in claimed:
             recent.release(key)
         raise
-
-
-def _carry_out(
-    ctx: ServiceContext,
-    tenant_id: str,
-    workspace_id: str,
-    part: RunPartition,
-    decisions: Sequence[ctl.Decision],
-) -> int:
-    data: list[Any] = []
-    dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in decisions)
-    upstreams = upstreams_by_task(part) if dispatches else {}
-    for d in decisions:
-        if isinstance(d, ctl.RequestDispatch):
-            # Enqueue first, then record request and acknowledgement in one write: one publish per
-            # dispatch instead of two. A crash in between leaves the task READY; the next pass enqueues
-            # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
-            # write is published is recognised by its token (callbacks._as_dispatched).
-            enqueue = ctl.EnqueueDispatch(
-                d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
-            )
-            acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams)
-            data.append(
-                DispatchRequested(
-                    d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
-                )
-            )
-            data.extend(acked)
-        elif isinstance(d, ctl.EnqueueDispatch):
-            data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))
-        elif isinstance(d, ctl.ScheduleTimer):
-            data.extend(_timer(ctx, tenant_id, workspace_id, d))
-        elif isinstance(d, ctl.FailAttempt):
-            data.extend(_fail(d))
-        elif isinstance(d, ctl.TimeOutRun):
-            data.append(RunTimedOut(run_id=d.run_id, reason=d.reason))
-    if data:
-        # The controller acts again when the publish of these events changes the run; it never reads
-        # them back in this pass, so it does not wait for that publish.
-        events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
-        append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
-    return len(data)
 
 
 def _enqueue(ctx: ServiceContext, queue: str, task: Any) -> None:
