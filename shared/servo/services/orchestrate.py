@@ -69,10 +69,9 @@ def compact_workspace(
 
         def covered(led: CompactionResult | None) -> bool:
             # The leader's snapshot is the head as of its publish (or its last read): what it shows
-            # applied stays applied, so only what it does not show needs a read of the head.
-            if led is not None and all_applied(hint, led.snapshot.manifest.recent_event_ids):
-                return True
-            return all_applied(hint, ctx.snapshot(tenant_id, workspace_id).manifest.recent_event_ids)
+            # applied stays applied. What it does not show, compact itself checks against a fresh
+            # head before anything else, when this rider leads a flight of its own.
+            return led is not None and all_applied(hint, led.snapshot.manifest.recent_event_ids)
 
         flights: Flights = ctx.cache.get(_FLIGHTS) or ctx.cache.setdefault(_FLIGHTS, Flights())
         ridden = flights.run((tenant_id, workspace_id), work, covered, hint)
