@@ -10,10 +10,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from servo.core.ids import UlidFactory
 from servo.settings import Settings
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from servo.dispatch import TaskQueue
@@ -65,6 +67,13 @@ class ServiceContext:
         """This instance's cache for one workspace: shared by the compactor and the read model, since
         every file below the head pointer is immutable."""
         found: dict[str, Any] = self.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
+        return found
+
+    def instance_state(self, key: str, factory: Callable[[], T]) -> T:
+        """The one object this instance keeps under ``key`` across requests (made on first use)."""
+        found = self.cache.get(key)
+        if found is None:
+            found = self.cache.setdefault(key, factory())
         return found
 
     def snapshot(self, tenant_id: str, workspace_id: str) -> Snapshot:

@@ -259,7 +259,7 @@ def carry_out(
     decisions: Sequence[ctl.Decision],
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
-    recent: _Recent = ctx.cache.get(_RECENT) or ctx.cache.setdefault(_RECENT, _Recent())
+    recent = ctx.instance_state(_RECENT, _Recent)
     now = ctx.clock_ms()
     todo: list[ctl.Decision] = []
     claimed: list[str] = []

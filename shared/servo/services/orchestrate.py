@@ -73,8 +73,7 @@ def compact_workspace(
             # head before anything else, when this rider leads a flight of its own.
             return led is not None and all_applied(hint, led.snapshot.manifest.recent_event_ids)
 
-        flights: Flights = ctx.cache.get(_FLIGHTS) or ctx.cache.setdefault(_FLIGHTS, Flights())
-        ridden = flights.run((tenant_id, workspace_id), work, covered, hint)
+        ridden = ctx.instance_state(_FLIGHTS, Flights).run((tenant_id, workspace_id), work, covered, hint)
         if ridden is None:
             return False, 0, 0, []
         result = ridden
