@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.orchestrate import act_on, compact_workspace
@@ -182,3 +183,18 @@ def test_what_riders_were_handed_reaches_the_leader_before_it_looks() -> None:
     leader.join(10)
     rider.join(10)
     assert seen == [["b", "c"]]
+
+
+def test_a_pass_that_fails_leaves_its_requests_to_the_next_pass(tmp_path: Path) -> None:
+    ctx, queue = _deployed(tmp_path)
+    trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
+    _, _, _, changed = compact_workspace(ctx, "default", WS)
+
+    class Down:
+        def enqueue(self, queue: str, task: Any) -> Any:
+            raise ConnectionError("Cloud Tasks unavailable")
+
+    with pytest.raises(ConnectionError):
+        act_on(replace(ctx, queue=Down()), "default", WS, changed)  # type: ignore[arg-type]
+    assert act_on(ctx, "default", WS, changed) == 2  # requested at once, not a minute later
+    assert len(queue.take()) == 1

@@ -8,10 +8,11 @@ enqueues one task and records one acknowledgement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -241,6 +242,26 @@ class _Recent:
         with self._lock:
             self._at.pop(key, None)
 
+    @contextlib.contextmanager
+    def claiming(self, decisions: Sequence[ctl.Decision], now_ms: int) -> Iterator[list[ctl.Decision]]:
+        """The decisions left to carry out; what they claimed is released if carrying them out fails,
+        so the next pass requests it again."""
+        todo: list[ctl.Decision] = []
+        claimed: list[str] = []
+        for d in decisions:
+            key = _memo_key(d)
+            if key is not None:
+                if not self.claim(key, now_ms):
+                    continue  # requested by this instance moments ago; its events are on their way
+                claimed.append(key)
+            todo.append(d)
+        try:
+            yield todo
+        except BaseException:
+            for key in claimed:
+                self.release(key)
+            raise
+
 
 def _memo_key(d: ctl.Decision) -> str | None:
     """The key under which a request is remembered; None for decisions that are not requests."""
@@ -260,17 +281,7 @@ def carry_out(
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
     recent = ctx.instance_state(_RECENT, _Recent)
-    now = ctx.clock_ms()
-    todo: list[ctl.Decision] = []
-    claimed: list[str] = []
-    for d in decisions:
-        key = _memo_key(d)
-        if key is not None and not recent.claim(key, now):
-            continue  # requested by this instance moments ago; its events are on their way
-        if key is not None:
-            claimed.append(key)
-        todo.append(d)
-    try:
+    with recent.claiming(decisions, ctx.clock_ms()) as todo:
         data: list[Any] = []
         dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in todo)
         upstreams = upstreams_by_task(part) if dispatches else {}
@@ -304,11 +315,6 @@ def carry_out(
             events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
             append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
         return len(data)
-    except BaseException:
-        # Nothing of this pass counts as done: the next pass requests it again.
-        for key in claimed:
-            recent.release(key)
-        raise
 
 
 def _enqueue(ctx: ServiceContext, queue: str, task: Any) -> None:
