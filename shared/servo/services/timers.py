@@ -21,9 +21,6 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
 WORKSPACES_PREFIX = "_servo/workspaces/"
-# Every compaction already finds unapplied objects newer than its watermark minus 10 s, so a lost
-# finalize event is repaired by the next write; the sweep's wider window (SWEEP_LOOKBACK_MS) covers the
-# double fault, and the manifest keeps the ids applied in it so the sweep does not read them again.
 
 
 def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
@@ -61,6 +58,9 @@ def sweep_workspace(
         if _needs_kick(ctx, tenant_id, workspace_id):
             kick_compactor(ctx, tenant_id, workspace_id)
     else:
+        # Every compaction already finds unapplied objects newer than its watermark minus 10 s, so a
+        # lost finalize event is repaired by the next write; the sweep's wider window covers the double
+        # fault, and the manifest keeps the ids applied in it so the sweep does not read them again.
         outcome = compact_and_act(ctx, tenant_id, workspace_id, lookback_ms=SWEEP_LOOKBACK_MS)
         compacted = outcome.events_applied
     now = ctx.clock_ms()
