@@ -22,6 +22,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from bench._instrument import prefix_of
 
+# Ledger bodies are canonical JSON, so the type is always written exactly this way.
+_EVENT_TYPE = re.compile(rb'"event_type":"([A-Za-z]+)"')
+
 _LIST = re.compile(r"/storage/v1/b/[^/]+/o/?")
 _OBJECT = re.compile(r"/(?:download/)?storage/v1/b/[^/]+/o/([^/]+)(/.*)?")
 _UPLOAD = re.compile(r"/upload/storage/v1/b/[^/]+/o/?")
@@ -60,6 +63,7 @@ class CountingGcsProxy:
         self._upstream = ""
         self._local = threading.local()
         self.ops: Counter[tuple[str, str]] = Counter()
+        self.ledger_types: Counter[str] = Counter()
         self.requests = 0
         self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-proxy", daemon=True)
@@ -86,6 +90,7 @@ class CountingGcsProxy:
     def reset(self) -> None:
         with self._lock:
             self.ops.clear()
+            self.ledger_types.clear()
             self.requests = 0
 
     def snapshot(self) -> dict[tuple[str, str], int]:
@@ -93,7 +98,9 @@ class CountingGcsProxy:
             return dict(self.ops)
 
     def ledger_snapshot(self) -> dict[str, int]:
-        return {}  # event types would need the upload bodies decoded; the port counter has them
+        """Ledger objects uploaded since the last reset, by event type."""
+        with self._lock:
+            return dict(self.ledger_types)
 
     @property
     def run_triggered_at(self) -> dict[str, float]:
@@ -140,6 +147,8 @@ class CountingGcsProxy:
             self.requests += 1
             if op is not None:
                 self.ops[(prefix_of(op[1]), op[0])] += 1
+                if op[0] == "write" and "/ledger/" in f"/{op[1]}" and (found := _EVENT_TYPE.search(body)):
+                    self.ledger_types[found.group(1).decode()] += 1
         headers = {
             key[5:].replace("_", "-").title(): value
             for key, value in environ.items()

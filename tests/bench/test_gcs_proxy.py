@@ -52,3 +52,19 @@ def test_the_store_works_through_the_proxy_and_every_operation_is_counted(fake_g
         assert sum(ops.values()) <= proxy.request_count()
     finally:
         proxy.stop()
+
+
+def test_ledger_uploads_are_tallied_by_event_type(fake_gcs: FakeGcsServer) -> None:
+    # Which events a run wrote, and how often, is what explains a ledger write count above four a task.
+    proxy = CountingGcsProxy().start()
+    try:
+        proxy.set_upstream(fake_gcs.endpoint)
+        store = gcs_store_from_env(fresh_bucket(fake_gcs), proxy.host)
+        store.create("t/w/ledger/orchestration/a.json", b'{"event_type":"TaskStarted","x":1}')
+        store.create("t/w/ledger/orchestration/b.json", b'{"event_type":"TaskStarted","x":2}')
+        store.create("t/w/logs/r/t/attempt-1.log", b'{"event_type":"NotAnEvent"}')
+        assert proxy.ledger_snapshot() == {"TaskStarted": 2}
+        proxy.reset()
+        assert proxy.ledger_snapshot() == {}
+    finally:
+        proxy.stop()

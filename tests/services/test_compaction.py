@@ -241,6 +241,42 @@ def test_publish_rate_limit_waits_instead_of_rewriting_the_head(store: LocalFile
     assert layout.Pointer.decode(store.get(layout.POINTER_PATH).data).updated_at == NOW + 1000  # type: ignore[union-attr]
 
 
+def test_a_warm_compaction_waits_out_the_publish_interval_before_it_reads_the_head(
+    store: LocalFileStore,
+) -> None:
+    # On GCS every publish waits for the previous one to be a second old. A warm instance knows when
+    # the head it last saw was published, so it waits first and reads the head once, after the wait,
+    # instead of once to learn it must wait and once more to see whether anything moved meanwhile.
+    events = simple_history()
+    write(store, events[:2])
+    cache: dict[str, object] = {}
+    run(store, cache=cache)
+    write(store, events[2:])
+    counting = CountingStore(store)
+    heads: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        heads.append(seconds)
+        assert counting.snapshot().reads == 0  # nothing read before the wait
+
+    result = run(counting, min_publish_interval_ms=1000, sleep=sleep, cache=cache)
+    assert heads == [1.0] and result.published and result.events_applied == len(events) - 2
+    pointer_reads = counting.snapshot().reads - len(events[2:])  # the rest are the new ledger objects
+    assert pointer_reads == 1
+
+
+def test_a_redelivery_the_warm_head_already_shows_applied_reads_nothing(store: LocalFileStore) -> None:
+    events = simple_history()
+    names = write(store, events)
+    cache: dict[str, object] = {}
+    run(store, cache=cache)
+    counting = CountingStore(store)
+    waits: list[float] = []
+    result = run(counting, names[-1:], min_publish_interval_ms=1000, sleep=waits.append, cache=cache)
+    assert not result.published and waits == []
+    assert counting.snapshot() == type(counting.snapshot())()  # no read, write or list at all
+
+
 def test_small_batch_on_a_big_run_writes_a_delta_and_chains_merge(store: LocalFileStore) -> None:
     h = History(run=RUNS[0])
     h.trigger()

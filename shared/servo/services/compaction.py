@@ -35,7 +35,7 @@ from servo.projections import layout, schemas
 from servo.projections.codec import checksum, content_hex12, encode_table
 from servo.projections.partitions import MAX_CHAIN, diff_segment, encode_segment, full_segment
 from servo.services import _compaction_ledger as ledger
-from servo.services.read_model import Snapshot, load_snapshot
+from servo.services.read_model import Snapshot, last_seen_snapshot, load_snapshot
 from servo.settings import DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
 from servo.store import ObjectStore
 
@@ -120,18 +120,30 @@ def compact(
         Conflict: lost the publish race ``max_attempts`` times in a row.
     """
     malformed: dict[str, str] = {}
-    waited = False
+    waited_for: int | None = None  # the head generation whose publish interval was waited out
+    warm = last_seen_snapshot(store, cache)
+    if warm is not None and warm.pointer is not None:
+        # A warm instance stops a redelivery, or waits out the publish interval, before it reads the
+        # head at all: one head read per publish, after the wait.
+        if hint and ledger.all_applied(hint, warm.manifest.recent_event_ids):
+            return CompactionResult(False, warm.manifest.manifest_id, 0, [], [], 0, warm)
+        due = warm.pointer.updated_at + min_publish_interval_ms - now_ms if min_publish_interval_ms else 0
+        if due > 0:
+            sleep(due / 1000)
+            waited_for = warm.generation
     for _ in range(max_attempts):
         snap = load_snapshot(store, cache)
         if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids):
             # A redelivered finalize event, or another compaction folded these already: stop
             # (design §5.3) before paying for a list, reads or a wait for the publish interval.
             return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
-        if min_publish_interval_ms and snap.pointer is not None and not waited:
+        if min_publish_interval_ms and snap.pointer is not None and snap.generation != waited_for:
+            # Waited once per head: a head newer than the one waited for (another instance published
+            # meanwhile) gets its own second.
             due = snap.pointer.updated_at + min_publish_interval_ms - now_ms
             if due > 0:
                 sleep(due / 1000)
-                waited = True
+                waited_for = snap.generation
                 continue
         manifest = snap.manifest
         names, bad = ledger.candidate_names(

@@ -272,10 +272,23 @@ def load_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | None = N
     head = store.get(layout.POINTER_PATH)
     if head is None:
         return Snapshot(store, 0, None, b"", layout.EMPTY_MANIFEST, pc)
-    if pc.head is not None and pc.head[0] == head.generation:
-        _, pointer, raw, manifest = pc.head
-        return Snapshot(store, head.generation, pointer, raw, manifest, pc)
+    known = last_seen_snapshot(store, cache)
+    if known is not None and known.generation == head.generation:
+        return known
     pointer = layout.Pointer.decode(head.data)
     manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
     pc.head = (head.generation, pointer, head.data, manifest)
     return Snapshot(store, head.generation, pointer, head.data, manifest, pc)
+
+
+def last_seen_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | None) -> Snapshot | None:
+    """The last head this instance read or published, without reading anything (None when cold).
+
+    It may be stale, but never wrong about what it shows: every file below it is immutable, what it
+    shows applied stays applied, and the next head was published no earlier than it says.
+    """
+    pc = projection_cache(cache) if cache is not None else None
+    if pc is None or pc.head is None:
+        return None
+    generation, pointer, raw, manifest = pc.head
+    return Snapshot(store, generation, pointer, raw, manifest, pc)
