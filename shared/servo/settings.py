@@ -77,6 +77,10 @@ class Settings:
     # Ended runs wait in the state manifest until this many have ended, then move to their day's
     # index buckets in one rewrite per bucket (a bucket holds a whole day's runs).
     ended_runs_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
+    # A worker's ``logs`` and ``completed`` follow its ``started`` within moments: they may be accepted
+    # against the head this instance saw this recently (a refusal is always checked on a fresh head).
+    # Compaction is asynchronous anyway, so this only adds to a lag the callbacks already live with.
+    callback_view_max_age_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +115,7 @@ class Settings:
             ended_runs_per_index_write=_int(
                 e, "SERVO_ENDED_RUNS_PER_INDEX_WRITE", DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
             ),
+            callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
         )
 
     def object_store(self) -> ObjectStore:

@@ -79,7 +79,8 @@ class InlineCompactor:
                 self._busy += 1
             try:
                 assert ctx is not None
-                act_on(ctx, scope[0], scope[1], sorted(runs))
+                # This process is the state's only publisher: the head it last published is the head.
+                act_on(ctx, scope[0], scope[1], sorted(runs), ctx.last_seen_snapshot(*scope))
             except Exception:
                 logger.exception("side effects failed; the sweep will retry them")
             finally:

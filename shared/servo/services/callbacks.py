@@ -8,9 +8,10 @@ times are the server's receipt time: a worker's clock is an observation, never a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, InvalidTaskId, Unauthorized
@@ -29,6 +30,7 @@ from servo.services.runs import load_run
 from servo.store import create_once
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,11 @@ def _bearer(headers: Mapping[str, str]) -> str:
     return value[7:].strip()
 
 
-def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Located:
-    """Token → (tenant, workspace); task id → row; then the token must match that row exactly."""
+def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str], max_age_ms: int = 0) -> Located:
+    """Token → (tenant, workspace); task id → row; then the token must match that row exactly.
+
+    ``max_age_ms`` > 0 lets the row come from a head this instance saw that recently (see _recent).
+    """
     try:
         claims = verify_task_token(ctx.settings.token_secret, _bearer(headers), ctx.clock_ms() // 1000)
     except Unauthorized as exc:
@@ -69,7 +74,7 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str]) -> Lo
         if claims.run_id is None:
             raise CallbackRejected(400, "task_id_ambiguous", f"task key {task_id!r} needs a run-scoped token")
         run_id, task_key = claims.run_id, task_id
-    view = load_run(ctx, claims.tenant_id, claims.workspace_id, run_id)
+    view = load_run(ctx, claims.tenant_id, claims.workspace_id, run_id, max_age_ms=max_age_ms)
     task = view.tasks.get(task_key) if view is not None else None
     if view is None or view.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
@@ -176,6 +181,21 @@ def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
     append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False)
 
 
+def _recent(ctx: ServiceContext, check: Callable[[int], T]) -> T:
+    """``check`` against the head this instance saw within the configured age, and only if that
+    refuses, against a fresh head: a refusal is always the current state's.
+
+    An acceptance from a recent head is as good as one from a fresh head whose compaction has not
+    caught up yet, which every callback already lives with: the fold, not the callback, keeps
+    terminal states final and the first completion of an attempt.
+    """
+    max_age = ctx.settings.callback_view_max_age_ms
+    if max_age > 0:
+        with contextlib.suppress(CallbackRejected):
+            return check(max_age)
+    return check(0)
+
+
 def _accept(
     ctx: ServiceContext,
     model: Any,
@@ -185,12 +205,21 @@ def _accept(
     *,
     terminal_status: int,
     started: bool = False,
+    recent_ok: bool = False,
 ) -> tuple[Any, Located]:
-    """The ordered checks every callback shares: body, token and task, then the attempt guards."""
+    """The ordered checks every callback shares: body, token and task, then the attempt guards.
+
+    ``recent_ok``: accepted against a recent head (see _recent); ``started`` is always checked on the
+    current head, since its answer decides whether the asset runs at all.
+    """
     req = _parse(model, body)
-    loc = _locate(ctx, task_id, headers)
-    _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=terminal_status, started=started)
-    return req, loc
+
+    def check(max_age_ms: int) -> Located:
+        loc = _locate(ctx, task_id, headers, max_age_ms)
+        _attempt_checks(loc, req.attempt, req.attempt_id, terminal_status=terminal_status, started=started)
+        return loc
+
+    return req, (_recent(ctx, check) if recent_ok else check(0))
 
 
 def _attempt_fields(loc: Located, req: Any) -> dict[str, Any]:
@@ -234,7 +263,7 @@ def task_heartbeat(
 def task_completed(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    req, loc = _accept(ctx, CompletedRequest, task_id, headers, body, terminal_status=409)
+    req, loc = _accept(ctx, CompletedRequest, task_id, headers, body, terminal_status=409, recent_ok=True)
     now = ctx.clock_ms()
     output = req.output.to_json() if req.output is not None else None
     error = req.error.to_json() if req.error is not None else None
@@ -272,15 +301,20 @@ def upload_logs(
         raise CallbackRejected(400, "invalid_argument", "attempt must be an integer >= 1")
     if not isinstance(stdout, str) or not isinstance(stderr, str):
         raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
-    loc = _locate(ctx, task_id, headers)
-    if attempt != loc.task.attempt:
-        raise CallbackRejected(
-            409,
-            "attempt_mismatch",
-            f"attempt {attempt} is not the current attempt",
-            expectedAttempt=loc.task.attempt,
-            receivedAttempt=attempt,
-        )
+
+    def check(max_age_ms: int) -> Located:
+        loc = _locate(ctx, task_id, headers, max_age_ms)
+        if attempt != loc.task.attempt:
+            raise CallbackRejected(
+                409,
+                "attempt_mismatch",
+                f"attempt {attempt} is not the current attempt",
+                expectedAttempt=loc.task.attempt,
+                receivedAttempt=attempt,
+            )
+        return loc
+
+    loc = _recent(ctx, check)
     data = f"=== stdout ===\n{stdout}\n=== stderr ===\n{stderr}\n".encode()
     if len(data) > MAX_LOG_BYTES:
         # Keep the tail: the end of a log is where the failure is.

@@ -323,7 +323,7 @@ def _commit(
         generation = store.put(layout.POINTER_PATH, pointer_raw, if_generation_match=snap.generation)
     except PreconditionFailed:
         return None
-    snap.cache.head = (generation, pointer, pointer_raw, manifest)
+    snap.cache.remember_head((generation, pointer, pointer_raw, manifest))
     return Snapshot(store, generation, pointer, pointer_raw, manifest, snap.cache), changed
 
 

@@ -76,12 +76,22 @@ class ServiceContext:
             found = self.cache.setdefault(key, factory())
         return found
 
-    def snapshot(self, tenant_id: str, workspace_id: str) -> Snapshot:
-        """The workspace's published state (head -> manifest -> Parquet; never the ledger)."""
+    def snapshot(self, tenant_id: str, workspace_id: str, *, max_age_ms: int = 0) -> Snapshot:
+        """The workspace's published state (head -> manifest -> Parquet; never the ledger); with
+        ``max_age_ms``, the head this instance saw that recently, if any, without reading it."""
         from servo.services.read_model import load_snapshot
 
         store = self.workspace_store(tenant_id, workspace_id)
-        return load_snapshot(store, cache=self.workspace_cache(tenant_id, workspace_id))
+        cache = self.workspace_cache(tenant_id, workspace_id)
+        return load_snapshot(store, cache=cache, max_age_ms=max_age_ms)
+
+    def last_seen_snapshot(self, tenant_id: str, workspace_id: str) -> Snapshot | None:
+        """The last head this instance read or published, with no read (None when cold): the current
+        state where this process is the only publisher (the embedded stack), a stale one elsewhere."""
+        from servo.services.read_model import last_seen_snapshot
+
+        store = self.workspace_store(tenant_id, workspace_id)
+        return last_seen_snapshot(store, self.workspace_cache(tenant_id, workspace_id))
 
     def new_id(self) -> str:
         return self.ids.new(self.clock_ms())

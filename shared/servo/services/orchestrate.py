@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from servo.core import controller as ctl
 from servo.http.jsonlog import log_fields
 from servo.services._flights import Flights
 from servo.services.context import ServiceContext
+
+if TYPE_CHECKING:
+    from servo.services.compaction import CompactionResult
+    from servo.services.read_model import Snapshot
 
 logger = logging.getLogger("servo.orchestrate")
 # The instance's compaction flights live in its warm cache, beside the decoded state they share.
@@ -41,10 +46,26 @@ def compact_workspace(
 ) -> tuple[bool, int, int, list[str]]:
     """Fold and publish; ``list_ledger=False`` when ``hint`` holds every object written since the
     last publish (the embedded group commit), so no list is paid."""
+    result = _compacted(ctx, tenant_id, workspace_id, hint, lookback_ms, list_ledger=list_ledger)
+    if result is None:
+        return False, 0, 0, []
+    return result.published, result.events_applied, len(result.malformed), sorted(result.changed_run_ids)
+
+
+def _compacted(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    hint: Sequence[str],
+    lookback_ms: int | None,
+    *,
+    list_ledger: bool = True,
+) -> CompactionResult | None:
+    """The compaction this call ran, or None when it rode another one's flight."""
     # One cache with the read model: every file below the head pointer is immutable, so what the
     # compactor just decoded (or wrote) serves the next read as is.
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS, all_applied
-    from servo.services.compaction import CompactionResult, compact
+    from servo.services.compaction import compact
 
     cache = ctx.workspace_cache(tenant_id, workspace_id)
 
@@ -75,21 +96,31 @@ def compact_workspace(
 
         ridden = ctx.instance_state(_FLIGHTS, Flights).run((tenant_id, workspace_id), work, covered, hint)
         if ridden is None:
-            return False, 0, 0, []
+            return None
         result = ridden
     for name, reason in result.malformed:
         logger.error(f"skipped malformed ledger object {name}: {reason}", extra=log_fields(object=name))
-    return result.published, result.events_applied, len(result.malformed), sorted(result.changed_run_ids)
+    return result
 
 
-def act_on(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_ids: Iterable[str]) -> int:
-    """Controller decisions for runs that just changed, carried out; returns events appended."""
+def act_on(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    run_ids: Iterable[str],
+    snapshot: Snapshot | None = None,
+) -> int:
+    """Controller decisions for runs that just changed, carried out; returns events appended.
+
+    ``snapshot`` is the state to act on when the caller has it (the one its compaction published);
+    otherwise the head is read once and every run's partition comes from that one published state.
+    """
     from servo.services.effects import carry_out
 
     appended = 0
     now = ctx.clock_ms()
-    # One head read per pass: every run's partition comes from the same published state.
-    snapshot = ctx.snapshot(tenant_id, workspace_id)
+    if snapshot is None:
+        snapshot = ctx.snapshot(tenant_id, workspace_id)
     for run_id in run_ids:
         part = snapshot.partition(run_id)
         if part is None:
@@ -107,10 +138,15 @@ def compact_and_act(
     hint: Sequence[str] = (),
     lookback_ms: int | None = None,
 ) -> Outcome:
-    published, applied, malformed, changed = compact_workspace(
-        ctx, tenant_id, workspace_id, hint, lookback_ms
-    )
-    effects = act_on(ctx, tenant_id, workspace_id, changed) if changed else 0
+    result = _compacted(ctx, tenant_id, workspace_id, hint, lookback_ms)
+    if result is None:
+        published, applied, malformed, changed = False, 0, 0, []
+    else:
+        published, applied = result.published, result.events_applied
+        malformed, changed = len(result.malformed), sorted(result.changed_run_ids)
+    # Acting on the state just published, not a fresh read of the head: a newer head (another
+    # instance's publish) gets its own controller pass from the compaction that published it.
+    effects = act_on(ctx, tenant_id, workspace_id, changed, result.snapshot) if result and changed else 0
     logger.info(
         "compaction",
         extra=log_fields(

@@ -10,6 +10,7 @@ and the manifest is re-read only when the pointer's generation moved.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -37,8 +38,15 @@ class ProjectionCache:
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
         self.head: tuple[int, layout.Pointer, bytes, layout.Manifest] | None = None
+        self.head_seen_at = 0.0  # time.monotonic() when ``head`` was read or published
         self._files: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
+        self.head, self.head_seen_at = head, time.monotonic()
+
+    def head_age_ms(self) -> float:
+        return (time.monotonic() - self.head_seen_at) * 1000
 
     def get(self, key: Any) -> Any:
         with self._lock:
@@ -263,21 +271,29 @@ def _as_base(part: RunPartition) -> Segment:
     return Segment(part.run_id, True, rows)
 
 
-def load_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | None = None) -> Snapshot:
+def load_snapshot(
+    store: ObjectStore, cache: MutableMapping[str, Any] | None = None, *, max_age_ms: int = 0
+) -> Snapshot:
     """The currently published snapshot of a workspace store (names relative to the workspace).
 
-    Reads the head pointer and, when its generation is new to the cache, the manifest it names.
+    Reads the head pointer and, when its generation is new to the cache, the manifest it names. With
+    ``max_age_ms``, a head this instance read or published that recently is taken without a read.
     """
     pc = projection_cache(cache)
+    if max_age_ms > 0 and pc.head is not None and pc.head_age_ms() <= max_age_ms:
+        known = last_seen_snapshot(store, cache)
+        if known is not None:
+            return known
     head = store.get(layout.POINTER_PATH)
     if head is None:
         return Snapshot(store, 0, None, b"", layout.EMPTY_MANIFEST, pc)
     known = last_seen_snapshot(store, cache)
     if known is not None and known.generation == head.generation:
+        pc.remember_head(pc.head)  # type: ignore[arg-type]  # confirmed current just now
         return known
     pointer = layout.Pointer.decode(head.data)
     manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
-    pc.head = (head.generation, pointer, head.data, manifest)
+    pc.remember_head((head.generation, pointer, head.data, manifest))
     return Snapshot(store, head.generation, pointer, head.data, manifest, pc)
 
 

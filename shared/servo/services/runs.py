@@ -31,8 +31,10 @@ class RunView:
     deps: tuple[DepRow, ...] = ()
 
 
-def load_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> RunView | None:
-    found = ctx.snapshot(tenant_id, workspace_id).get_run(run_id)
+def load_run(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, *, max_age_ms: int = 0
+) -> RunView | None:
+    found = ctx.snapshot(tenant_id, workspace_id, max_age_ms=max_age_ms).get_run(run_id)
     if found is None or found.run is None:
         return None
     return RunView(found.run, {t.task_key: t for t in found.tasks}, tuple(found.deps))
