@@ -28,10 +28,10 @@ def test_the_controller_pass_reads_no_head_in_the_one_process_that_publishes(tmp
     effects_reads: list[str] = []
 
     class Spy(ServiceContext):
-        def snapshot(self, tenant_id: str, workspace_id: str) -> Any:
+        def snapshot(self, tenant_id: str, workspace_id: str, **kw: Any) -> Any:
             if threading.current_thread().name == "servo-effects":
                 effects_reads.append(workspace_id)
-            return super().snapshot(tenant_id, workspace_id)
+            return super().snapshot(tenant_id, workspace_id, **kw)
 
     inline = InlineCompactor(window_ms=0)
     try:

@@ -38,9 +38,9 @@ def test_one_controller_pass_reads_the_published_state_once(tmp_path: Path) -> N
     reads: list[str] = []
 
     class CountingSnapshots(ServiceContext):
-        def snapshot(self, tenant_id: str, workspace_id: str) -> Any:
+        def snapshot(self, tenant_id: str, workspace_id: str, **kw: Any) -> Any:
             reads.append(workspace_id)
-            return super().snapshot(tenant_id, workspace_id)
+            return super().snapshot(tenant_id, workspace_id, **kw)
 
     act_on(CountingSnapshots(**{f.name: getattr(ctx, f.name) for f in fields(ctx)}), "default", WS, changed)
     assert reads == [WS]

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ from servo.core.state import RunPartition
 from servo.core.timefmt import format_timestamp
 from servo.http.jsonlog import log_fields
 from servo.http.tokens import issue_task_token, min_ttl_for
+from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
@@ -211,56 +212,72 @@ def _fail(d: ctl.FailAttempt) -> list[Any]:
     ]
 
 
-# How long this instance remembers a dispatch or timer it requested. On GCS the next publish can come
-# before those requests are folded (its compaction listed before they were written, or the pass that
-# writes them is still appending), and the task shows READY again; requesting it again would enqueue
-# under the same name (harmless) but append the same two events again (a 1,000-task fan-out on the
-# emulator stack wrote 2.2 requests per task). Past this age a request that still shows unfolded is
-# made again, so a lost write is repaired without the sweep.
+# How long this instance remembers a dispatch or timer it requested, once carried out. On GCS the next
+# publish can come before those requests are folded (its compaction listed before they were written),
+# and the task shows READY again; requesting it again would enqueue under the same name (harmless) but
+# append the same two events again. A request still being carried out is never made again by another
+# pass of this instance, however long its pass takes (a wide fan-out's pass can take over a minute).
+# Past this age a request that still shows unfolded is made again, so a lost write is repaired without
+# the sweep.
 RECENT_DECISION_TTL_MS = 60_000
 _RECENT = "controller-recent-decisions"
+# A wide pass works in chunks: each chunk's enqueues run concurrently, then its events are written, so
+# the first requests reach the ledger (and the compactor) while the rest are still being enqueued, and
+# carry ids from when they were written, not from the start of the pass.
+CHUNK = 32
 
 
 class _Recent:
-    """Keys of decisions this instance carried out, with when (thread-safe; entries expire)."""
+    """Keys of decisions this instance is carrying out (None) or carried out (when); thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._at: dict[str, int] = {}
+        self._at: dict[str, int | None] = {}
 
     def claim(self, key: str, now_ms: int) -> bool:
         with self._lock:
-            at = self._at.get(key)
-            if at is not None and now_ms - at < RECENT_DECISION_TTL_MS:
-                return False
-            self._at[key] = now_ms
+            if key in self._at:
+                at = self._at[key]
+                if at is None or now_ms - at < RECENT_DECISION_TTL_MS:
+                    return False
+            self._at[key] = None
             if len(self._at) > 10_000:
-                self._at = {k: t for k, t in self._at.items() if now_ms - t < RECENT_DECISION_TTL_MS}
+                self._at = {
+                    k: t for k, t in self._at.items() if t is None or now_ms - t < RECENT_DECISION_TTL_MS
+                }
             return True
 
-    def release(self, key: str) -> None:
+    def settle(self, keys: Sequence[str], now_ms: int | None) -> None:
+        """Carried out at ``now_ms``, or (None) failed: forget them so the next pass tries again."""
         with self._lock:
-            self._at.pop(key, None)
+            for key in keys:
+                if now_ms is None:
+                    self._at.pop(key, None)
+                else:
+                    self._at[key] = now_ms
 
     @contextlib.contextmanager
-    def claiming(self, decisions: Sequence[ctl.Decision], now_ms: int) -> Iterator[list[ctl.Decision]]:
-        """The decisions left to carry out; what they claimed is released if carrying them out fails,
-        so the next pass requests it again."""
+    def claiming(
+        self, decisions: Sequence[ctl.Decision], clock_ms: Callable[[], int]
+    ) -> Iterator[list[ctl.Decision]]:
+        """The decisions left to carry out. What they claimed is in flight until the block ends; it is
+        remembered from then if the block succeeded, and released if it failed."""
         todo: list[ctl.Decision] = []
         claimed: list[str] = []
+        now = clock_ms()
         for d in decisions:
             key = _memo_key(d)
             if key is not None:
-                if not self.claim(key, now_ms):
-                    continue  # requested by this instance moments ago; its events are on their way
+                if not self.claim(key, now):
+                    continue  # being requested, or requested moments ago, by this instance
                 claimed.append(key)
             todo.append(d)
         try:
             yield todo
         except BaseException:
-            for key in claimed:
-                self.release(key)
+            self.settle(claimed, None)
             raise
+        self.settle(claimed, clock_ms())
 
 
 def _memo_key(d: ctl.Decision) -> str | None:
@@ -272,6 +289,34 @@ def _memo_key(d: ctl.Decision) -> str | None:
     return None
 
 
+def _execute(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    d: ctl.Decision,
+    upstreams: dict[str, list[str]],
+) -> list[Any]:
+    """Carry out one decision; returns the events that record it."""
+    if isinstance(d, ctl.RequestDispatch):
+        # Enqueue first, then record request and acknowledgement in one write: one publish per
+        # dispatch instead of two. A crash in between leaves the task READY; the next pass enqueues
+        # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
+        # write is published is recognised by its token (callbacks._as_dispatched).
+        fields = (d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue)
+        acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams)
+        return [DispatchRequested(*fields), *acked]
+    if isinstance(d, ctl.EnqueueDispatch):
+        return _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams)
+    if isinstance(d, ctl.ScheduleTimer):
+        return _timer(ctx, tenant_id, workspace_id, d)
+    if isinstance(d, ctl.FailAttempt):
+        return _fail(d)
+    if isinstance(d, ctl.TimeOutRun):
+        return [RunTimedOut(run_id=d.run_id, reason=d.reason)]
+    return []
+
+
 def carry_out(
     ctx: ServiceContext,
     tenant_id: str,
@@ -281,40 +326,21 @@ def carry_out(
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
     recent = ctx.instance_state(_RECENT, _Recent)
-    with recent.claiming(decisions, ctx.clock_ms()) as todo:
-        data: list[Any] = []
+    with recent.claiming(decisions, ctx.clock_ms) as todo:
         dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in todo)
         upstreams = upstreams_by_task(part) if dispatches else {}
-        for d in todo:
-            if isinstance(d, ctl.RequestDispatch):
-                # Enqueue first, then record request and acknowledgement in one write: one publish per
-                # dispatch instead of two. A crash in between leaves the task READY; the next pass enqueues
-                # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
-                # write is published is recognised by its token (callbacks._as_dispatched).
-                enqueue = ctl.EnqueueDispatch(
-                    d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
-                )
-                acked = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams)
-                data.append(
-                    DispatchRequested(
-                        d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue
-                    )
-                )
-                data.extend(acked)
-            elif isinstance(d, ctl.EnqueueDispatch):
-                data.extend(_dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))
-            elif isinstance(d, ctl.ScheduleTimer):
-                data.extend(_timer(ctx, tenant_id, workspace_id, d))
-            elif isinstance(d, ctl.FailAttempt):
-                data.extend(_fail(d))
-            elif isinstance(d, ctl.TimeOutRun):
-                data.append(RunTimedOut(run_id=d.run_id, reason=d.reason))
-        if data:
-            # The controller acts again when the publish of these events changes the run; it never reads
-            # them back in this pass, so it does not wait for that publish.
-            events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
-            append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
-        return len(data)
+        appended = 0
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            done = io_map(lambda d: _execute(ctx, tenant_id, workspace_id, part, d, upstreams), chunk)
+            data = [x for recorded in done for x in recorded]
+            if data:
+                # The controller acts again when the publish of these events changes the run; it never
+                # reads them back in this pass, so it does not wait for that publish.
+                events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
+                append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
+                appended += len(events)
+        return appended
 
 
 def _enqueue(ctx: ServiceContext, queue: str, task: Any) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from servo.core.errors import Conflict, InvalidEvent
 from servo.core.events import Event, encode_event, ledger_object_name
 from servo.core.ids import ulid_time_ms
+from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.store import create_once
 
@@ -36,17 +37,20 @@ def append_events(
     """
     store = ctx.workspace_store(tenant_id, workspace_id)
     now = ctx.clock_ms()
-    names: list[str] = []
     for event in events:
         if event.tenant_id != tenant_id or event.workspace_id != workspace_id:
             raise InvalidEvent(f"event {event.event_id} belongs to another workspace")
         if ulid_time_ms(event.event_id) > now + MAX_FUTURE_SKEW_MS:
             raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
+
+    def write(event: Event) -> str:
         name = ledger_object_name(event.event_id)
-        data = encode_event(event)
-        if not create_once(store, name, data):
+        if not create_once(store, name, encode_event(event)):
             raise Conflict(f"ledger object {name} already exists with other content")
-        names.append(name)
+        return name
+
+    # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
+    names = io_map(write, events)
     if ctx.after_ledger_write is not None and names:
         try:
             ctx.after_ledger_write(ctx, tenant_id, workspace_id, names, await_publish=await_publish)
