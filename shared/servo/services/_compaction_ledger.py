@@ -16,6 +16,7 @@ from ulid import base32
 from servo.core.errors import InvalidEvent, InvalidId, InvalidInput
 from servo.core.events import Event, decode_event, event_id_from_object_name, ledger_object_name
 from servo.core.ids import ulid_time_ms
+from servo.services._io_pool import io_map
 from servo.store import ObjectStore
 
 LEDGER_PREFIX = "ledger/orchestration/"
@@ -85,9 +86,11 @@ def candidate_names(
 def read_events(store: ObjectStore, names: Iterable[str], tenant_id: str, workspace_id: str) -> Found:
     """Read and strictly decode each object; anything unusable is reported, never raised."""
     found = Found()
-    for name in names:
+    names = list(names)
+    # Objects are independent and each read waits on the network: a batch is read concurrently.
+    objects = io_map(store.get, names)
+    for name, obj in zip(names, objects, strict=True):
         event_id = event_id_from_object_name(name)
-        obj = store.get(name)
         if obj is None:
             found.malformed[name] = "object does not exist"
             continue
