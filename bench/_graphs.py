@@ -10,15 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 NAMESPACE_CHAIN = "chain{n}"
-FANOUT = "fanout"
 
 
 def chain_keys(n: int) -> list[str]:
     return [f"chain{n}.a{i:02d}" for i in range(n)]
 
 
+def fanout_namespace(children: int) -> str:
+    return f"fanout{children + 1}"
+
+
 def fanout_keys(children: int) -> list[str]:
-    return [f"{FANOUT}.root"] + [f"{FANOUT}.c{i:04d}" for i in range(children)]
+    ns = fanout_namespace(children)
+    return [f"{ns}.root"] + [f"{ns}.c{i:04d}" for i in range(children)]
 
 
 def _servo_chain_module(n: int) -> str:
@@ -30,21 +34,24 @@ def _servo_chain_module(n: int) -> str:
 
 
 def _servo_fanout_module(children: int) -> str:
-    lines = ["from servo.sdk import asset", "", "", f'@asset(namespace="{FANOUT}")', "def root(context):"]
+    ns = fanout_namespace(children)
+    lines = ["from servo.sdk import asset", "", "", f'@asset(namespace="{ns}")', "def root(context):"]
     lines += ["    return None", ""]
     for i in range(children):
-        lines += ["", f'@asset(deps=["{FANOUT}.root"], namespace="{FANOUT}")', f"def c{i:04d}(context):"]
+        lines += ["", f'@asset(deps=["{ns}.root"], namespace="{ns}")', f"def c{i:04d}(context):"]
         lines += ["    return None", ""]
     return "\n".join(lines)
 
 
-def write_servo_project(root: Path, chains: tuple[int, ...], fanout_children: int) -> Path:
-    """A project whose ``assets/`` package holds one module per graph; returns ``root``."""
+def write_servo_project(root: Path, chains: tuple[int, ...], fanouts: tuple[int, ...]) -> Path:
+    """A project whose ``assets/`` package holds one module per graph (chains of ``chains`` assets,
+    fan-outs of one root and ``fanouts`` children, each in a namespace of its own); returns ``root``."""
     assets = root / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     for n in chains:
         (assets / f"bench_chain{n}.py").write_text(_servo_chain_module(n))
-    (assets / "bench_fanout.py").write_text(_servo_fanout_module(fanout_children))
+    for children in fanouts:
+        (assets / f"bench_{fanout_namespace(children)}.py").write_text(_servo_fanout_module(children))
     return root
 
 

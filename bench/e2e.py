@@ -18,7 +18,7 @@ import requests
 from servo.store import OpCounts
 
 from bench import _api
-from bench._graphs import chain_keys, fanout_keys
+from bench._graphs import chain_keys, fanout_keys, fanout_namespace
 from bench._instrument import TaskTimes
 from bench._stacks import Target
 from bench._stats import ms, summary
@@ -133,7 +133,7 @@ def run_fanout(
     target: Target, http: requests.Session, project: Any, children: int, timeout: float
 ) -> tuple[dict[str, Any], RunMeasure]:
     """One root and ``children`` dependents of it: time to all SUCCEEDED (ops counted)."""
-    ws = "fanout"
+    ws = fanout_namespace(children)
     _api.deploy(http, target.api_url, ws, project, ws)
     keys = fanout_keys(children)
     edges = [(keys[0], k) for k in keys[1:]]
