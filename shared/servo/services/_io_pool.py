@@ -41,9 +41,10 @@ def io_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(x) for x in items]``, up to IO_CONCURRENCY at a time; results in the order of ``items``.
 
     The first exception is raised once every call has ended. Called from a pool thread, it runs
-    inline: a pool thread waiting on the pool could wait forever.
+    inline: a pool thread waiting on the pool could wait forever. IO_CONCURRENCY = 1 runs everything
+    inline, in order (fault tests set it, so a seed replays the same writes).
     """
-    if len(items) <= 1 or getattr(_inside, "pool", False):
+    if len(items) <= 1 or IO_CONCURRENCY <= 1 or getattr(_inside, "pool", False):
         return [fn(x) for x in items]
     # Each call runs in a copy of the caller's context: its log labels and trace go with it.
     futures = [_executor().submit(contextvars.copy_context().run, fn, x) for x in items]
