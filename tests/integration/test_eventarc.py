@@ -110,7 +110,9 @@ def test_a_failed_delivery_is_retried_until_acknowledged(receiver: tuple[Receive
     bridge, gcs = _stack(url)
     try:
         _upload(gcs, "t1/ws1/ledger/orchestration/01J00000000000000000000001.json", b"{}")
-        _wait(lambda: len(rec.received) == 1)
+        # The bridge counts a delivery once the receiver's answer is back, just after the receiver
+        # recorded the request: wait for both.
+        _wait(lambda: len(rec.received) == 1 and bridge.delivered == 1)
         assert rec.calls == 3 and bridge.delivered == 1 and bridge.dropped == 0
     finally:
         gcs.stop()
