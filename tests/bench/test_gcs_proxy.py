@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from servo.dev.fake_gcs import FakeGcsServer
 from servo.store.gcs import gcs_store_from_env
@@ -38,33 +41,36 @@ def test_a_multipart_upload_is_named_by_its_metadata_part() -> None:
     )
 
 
-def test_the_store_works_through_the_proxy_and_every_operation_is_counted(fake_gcs: FakeGcsServer) -> None:
+@pytest.fixture
+def proxied(fake_gcs: FakeGcsServer) -> Iterator[tuple[CountingGcsProxy, Any]]:
+    """The proxy in front of fake-gcs-server, and a store on a fresh bucket that talks through it."""
     proxy = CountingGcsProxy().start()
     try:
         proxy.set_upstream(fake_gcs.endpoint)
-        store = gcs_store_from_env(fresh_bucket(fake_gcs), proxy.host)
-        store.create("t/w/ledger/a.json", b"{}")
-        assert store.get("t/w/ledger/a.json").data == b"{}"  # type: ignore[union-attr]
-        assert [m.name for m in store.list("t/w/ledger/")] == ["t/w/ledger/a.json"]
-        ops = proxy.snapshot()
-        assert ops[("ledger", "write")] == 1 and ops[("ledger", "list")] == 1
-        assert ops[("ledger", "read")] >= 1
-        assert sum(ops.values()) <= proxy.request_count()
+        yield proxy, gcs_store_from_env(fresh_bucket(fake_gcs), proxy.host)
     finally:
         proxy.stop()
 
 
-def test_ledger_uploads_are_tallied_by_event_type(fake_gcs: FakeGcsServer) -> None:
+def test_the_store_works_through_the_proxy_and_every_operation_is_counted(
+    proxied: tuple[CountingGcsProxy, Any],
+) -> None:
+    proxy, store = proxied
+    store.create("t/w/ledger/a.json", b"{}")
+    assert store.get("t/w/ledger/a.json").data == b"{}"
+    assert [m.name for m in store.list("t/w/ledger/")] == ["t/w/ledger/a.json"]
+    ops = proxy.snapshot()
+    assert ops[("ledger", "write")] == 1 and ops[("ledger", "list")] == 1
+    assert ops[("ledger", "read")] >= 1
+    assert sum(ops.values()) <= proxy.request_count()
+
+
+def test_ledger_uploads_are_tallied_by_event_type(proxied: tuple[CountingGcsProxy, Any]) -> None:
     # Which events a run wrote, and how often, is what explains a ledger write count above four a task.
-    proxy = CountingGcsProxy().start()
-    try:
-        proxy.set_upstream(fake_gcs.endpoint)
-        store = gcs_store_from_env(fresh_bucket(fake_gcs), proxy.host)
-        store.create("t/w/ledger/orchestration/a.json", b'{"event_type":"TaskStarted","x":1}')
-        store.create("t/w/ledger/orchestration/b.json", b'{"event_type":"TaskStarted","x":2}')
-        store.create("t/w/logs/r/t/attempt-1.log", b'{"event_type":"NotAnEvent"}')
-        assert proxy.ledger_snapshot() == {"TaskStarted": 2}
-        proxy.reset()
-        assert proxy.ledger_snapshot() == {}
-    finally:
-        proxy.stop()
+    proxy, store = proxied
+    store.create("t/w/ledger/orchestration/a.json", b'{"event_type":"TaskStarted","x":1}')
+    store.create("t/w/ledger/orchestration/b.json", b'{"event_type":"TaskStarted","x":2}')
+    store.create("t/w/logs/r/t/attempt-1.log", b'{"event_type":"NotAnEvent"}')
+    assert proxy.ledger_snapshot() == {"TaskStarted": 2}
+    proxy.reset()
+    assert proxy.ledger_snapshot() == {}

@@ -13,23 +13,12 @@ from servo.services.callbacks import task_completed, task_started, upload_logs
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.trigger import trigger_run
-from servo.store import CountingStore
 
 from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import RecordingQueue, make_context
+from tests.support.stores import PointerReads
 
 WS = "prod"
-
-
-class _PointerReads(CountingStore):
-    def __init__(self, inner: Any) -> None:
-        super().__init__(inner)
-        self.pointer_reads = 0
-
-    def get(self, name: str) -> Any:
-        if name.endswith("state/orchestration/manifest.pointer.json"):
-            self.pointer_reads += 1
-        return super().get(name)
 
 
 def _chain(tmp_path: Path, **settings: Any) -> tuple[ServiceContext, RecordingQueue]:
@@ -49,7 +38,7 @@ def _call(envelope: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]
 def test_logs_and_completed_after_started_read_no_head(tmp_path: Path) -> None:
     ctx, queue = _chain(tmp_path)
     task_id, headers, ids = _call(json.loads(queue.take()[0].body))
-    counting = _PointerReads(ctx.store)
+    counting = PointerReads(ctx.store)
     quiet = replace(ctx, store=counting, after_ledger_write=None)  # no compaction in between
     task_started(quiet, task_id, headers, ids)
     assert counting.pointer_reads == 1
@@ -76,7 +65,7 @@ def test_what_a_recent_head_refuses_is_checked_against_a_fresh_one(tmp_path: Pat
 def test_a_recent_head_is_never_trusted_when_the_setting_is_zero(tmp_path: Path) -> None:
     ctx, queue = _chain(tmp_path, callback_view_max_age_ms=0)
     task_id, headers, ids = _call(json.loads(queue.take()[0].body))
-    counting = _PointerReads(ctx.store)
+    counting = PointerReads(ctx.store)
     quiet = replace(ctx, store=counting, after_ledger_write=None)
     task_started(quiet, task_id, headers, ids)
     task_completed(quiet, task_id, headers, {**ids, "outcome": "SUCCEEDED"})

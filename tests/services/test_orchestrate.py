@@ -18,6 +18,7 @@ from servo.store import CountingStore
 
 from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import make_context
+from tests.support.stores import PointerReads
 
 WS = "prod"
 
@@ -47,17 +48,6 @@ def test_one_controller_pass_reads_the_published_state_once(tmp_path: Path) -> N
     assert len(queue.take()) == 2  # both runs still dispatched from the one snapshot
 
 
-class _PointerReads(CountingStore):
-    def __init__(self, inner: Any) -> None:
-        super().__init__(inner)
-        self.pointer_reads = 0
-
-    def get(self, name: str) -> Any:
-        if name.endswith("state/orchestration/manifest.pointer.json"):
-            self.pointer_reads += 1
-        return super().get(name)
-
-
 def test_the_controller_acts_on_the_state_its_compaction_just_published(tmp_path: Path) -> None:
     # Reading the head again after publishing it would only find the same head (or a newer one the
     # next compaction will act on): one head read per compaction and controller pass.
@@ -65,7 +55,7 @@ def test_the_controller_acts_on_the_state_its_compaction_just_published(tmp_path
 
     ctx, queue = _deployed(tmp_path)
     trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
-    counting = _PointerReads(ctx.store)
+    counting = PointerReads(ctx.store)
     outcome = compact_and_act(replace(ctx, store=counting), "default", WS, _ledger_names(ctx))
     assert outcome.published and outcome.effects == 2 and len(queue.take()) == 1
     assert counting.pointer_reads == 1
