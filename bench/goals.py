@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.local_stack import EMULATOR_FANOUT_CHILDREN
+
 Check = Callable[[dict[str, Any]], bool | None]
+_EMU_FANOUT = EMULATOR_FANOUT_CHILDREN + 1
 
 
 def _at_most(key: str, limit: float) -> Check:
@@ -53,7 +56,7 @@ GOALS: tuple[tuple[str, Check], ...] = (
     *_ops_goals("embedded.fanout1000", "1,000 fan-out"),
     # The GCP code path (finalize-driven compactor, separate function processes), counted on the wire.
     *_ops_goals("emulators.chain20", "20-chain, emulators"),
-    *_ops_goals("emulators.fanout300", "300 fan-out, emulators"),
+    *_ops_goals(f"emulators.fanout{_EMU_FANOUT}", f"{_EMU_FANOUT} fan-out, emulators"),
 )
 
 

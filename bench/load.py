@@ -69,9 +69,19 @@ def idle_triggers(target: Target, project: Path, n: int = 20, ws: str = "idle") 
 
 
 def steady_load(
-    target: Target, project: Path, *, rate: float, duration_s: float, ws: str = "load"
+    target: Target,
+    project: Path,
+    *,
+    rate: float,
+    duration_s: float,
+    ws: str = "load",
+    settle: bool = True,
 ) -> dict[str, Any]:
-    """``rate`` triggers/s for ``duration_s`` against ``target``; returns the latency figures."""
+    """``rate`` triggers/s for ``duration_s`` against ``target``; returns the latency figures.
+
+    ``settle``: wait for the load's tasks to finish before returning, for a stack that goes on to
+    measure something else (False when the stack is torn down next).
+    """
     http = requests.Session()
     _api.deploy(http, target.api_url, ws, project, "chain3")
     root = "chain3.a00"
@@ -110,6 +120,8 @@ def steady_load(
         out.update(
             summary(f"{prefix}.lag_after_send", [s.visible - s.sent for s in seen if s.visible], (50, 99))
         )
+    if not settle:
+        return out
     # Let the load's tasks finish before the next section measures anything.
     for s in samples:
         target.timeline.wait_completed(s.run_id, 1, max(0.1, start + duration_s + 60 - time.perf_counter()))
