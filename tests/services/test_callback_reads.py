@@ -70,3 +70,10 @@ def test_a_recent_head_is_never_trusted_when_the_setting_is_zero(tmp_path: Path)
     task_started(quiet, task_id, headers, ids)
     task_completed(quiet, task_id, headers, {**ids, "outcome": "SUCCEEDED"})
     assert counting.pointer_reads == 2
+
+
+def test_the_recent_head_age_is_a_setting() -> None:
+    from servo.settings import Settings
+
+    assert Settings.from_env({}).callback_view_max_age_ms == 1000
+    assert Settings.from_env({"SERVO_CALLBACK_VIEW_MAX_AGE_MS": "0"}).callback_view_max_age_ms == 0
