@@ -67,3 +67,28 @@ def test_the_filesystem_backend_keeps_the_bucket_under_the_data_dir(tmp_path: Pa
 
     stored = [p for p in (tmp_path / "gcs").rglob("*") if p.is_file()]
     assert any("fsws" in str(p) for p in stored), stored
+
+
+@pytest.mark.emulator
+def test_the_sweep_kicks_the_compactor_as_the_deployment_does(tmp_path: Path) -> None:
+    # Terraform gives the dispatchers SERVO_SWEEP_KICKS=1 (only the compactor writes state/); the
+    # emulator stack is the GCP code path, so its sweep kicks too instead of compacting in the timers
+    # function (which, under load, outlasted the scheduler's 60-s request there).
+    from servo.store.gcs import gcs_store_from_env
+
+    manifest = {
+        "manifestVersion": "1.0",
+        "codeVersionId": "cv1",
+        "assets": [{"key": {"namespace": "k", "name": "a"}, "id": "id-k.a", "dependencies": []}],
+    }
+    with run_emulator_stack(None, tmp_path, 0, sweep_interval_s=0) as stack:
+        assert stack.function_env()["SERVO_SWEEP_KICKS"] == "1"
+        api = f"{stack.api_url}/v1/workspaces/kws"
+        assert requests.post(f"{api}/manifests", json=manifest, timeout=30).status_code in (200, 201)
+        assert requests.post(f"{api}/runs", json={"selection": ["k.a"]}, timeout=30).status_code == 201
+        headers = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
+        swept = requests.post(f"{stack.api_url}/v1/timers/sweep", json={}, headers=headers, timeout=60)
+        assert swept.status_code == 200, swept.text
+        assert swept.json()["workspaces"]["default/kws"]["eventsCompacted"] == 0
+        store = gcs_store_from_env(stack.bucket, stack.storage_endpoint)
+        assert store.list("default/kws/ledger/kicks/"), "the sweep wrote no kick"

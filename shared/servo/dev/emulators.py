@@ -195,6 +195,8 @@ class EmulatorStack:
             "SERVO_API_URL": api,
             "SERVO_TOKEN_SECRET": self.token_secret,
             "SERVO_DISPATCH_SECRET": self.dispatch_secret,
+            # As Terraform sets it: only the compactor writes state/, so the sweep kicks it.
+            "SERVO_SWEEP_KICKS": "1",
             "GOOGLE_CLOUD_PROJECT": PROJECT,
         }
         env.update(self.env_overrides)
