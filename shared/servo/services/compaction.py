@@ -122,29 +122,29 @@ def compact(
     malformed: dict[str, str] = {}
     waited_for: int | None = None  # the head generation whose publish interval was waited out
     warm = last_seen_snapshot(store, cache)
-    if warm is not None and warm.pointer is not None:
+    if warm is not None:
         # A warm instance stops a redelivery, or waits out the publish interval, before it reads the
         # head at all: one head read per publish, after the wait.
-        if hint and ledger.all_applied(hint, warm.manifest.recent_event_ids):
-            return CompactionResult(False, warm.manifest.manifest_id, 0, [], [], 0, warm)
-        due = warm.pointer.updated_at + min_publish_interval_ms - now_ms if min_publish_interval_ms else 0
-        if due > 0:
+        if (done := _already_applied(warm, hint)) is not None:
+            return done
+        if (due := _interval_left_ms(warm, min_publish_interval_ms, now_ms)) > 0:
             sleep(due / 1000)
             waited_for = warm.generation
     for _ in range(max_attempts):
         snap = load_snapshot(store, cache)
-        if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids):
+        if (done := _already_applied(snap, hint)) is not None:
             # A redelivered finalize event, or another compaction folded these already: stop
             # (design §5.3) before paying for a list, reads or a wait for the publish interval.
-            return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
-        if min_publish_interval_ms and snap.pointer is not None and snap.generation != waited_for:
-            # Waited once per head: a head newer than the one waited for (another instance published
-            # meanwhile) gets its own second.
-            due = snap.pointer.updated_at + min_publish_interval_ms - now_ms
-            if due > 0:
-                sleep(due / 1000)
-                waited_for = snap.generation
-                continue
+            return done
+        # Waited once per head: a head newer than the one waited for (another instance published
+        # meanwhile) gets its own second.
+        if (
+            snap.generation != waited_for
+            and (due := _interval_left_ms(snap, min_publish_interval_ms, now_ms)) > 0
+        ):
+            sleep(due / 1000)
+            waited_for = snap.generation
+            continue
         manifest = snap.manifest
         names, bad = ledger.candidate_names(
             store,
@@ -181,6 +181,20 @@ def compact(
             True, new_snap.manifest.manifest_id, len(fresh), report, changed, lag, new_snap
         )
     raise Conflict(f"compaction lost the publish race {max_attempts} times; the next delivery will retry")
+
+
+def _already_applied(snap: Snapshot, hint: Sequence[str]) -> CompactionResult | None:
+    """The result of a compaction whose hinted objects ``snap`` already shows applied, else None."""
+    if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids):
+        return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
+    return None
+
+
+def _interval_left_ms(snap: Snapshot, min_interval_ms: int, now_ms: int) -> int:
+    """How long until ``snap``'s head may be replaced (GCS: about one update of an object a second)."""
+    if not min_interval_ms or snap.pointer is None:
+        return 0
+    return snap.pointer.updated_at + min_interval_ms - now_ms
 
 
 def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[str, RunPartition | None]]:

@@ -43,10 +43,22 @@ class ProjectionCache:
         self._lock = threading.Lock()
 
     def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
+        """The head just read or published."""
         self.head, self.head_seen_at = head, time.monotonic()
+
+    def confirm_head(self) -> None:
+        """A read just found the remembered head still current."""
+        self.head_seen_at = time.monotonic()
 
     def head_age_ms(self) -> float:
         return (time.monotonic() - self.head_seen_at) * 1000
+
+    def last_seen(self, store: ObjectStore) -> Snapshot | None:
+        """The remembered head as a snapshot over ``store``, without reading (None when cold)."""
+        if self.head is None:
+            return None
+        generation, pointer, raw, manifest = self.head
+        return Snapshot(store, generation, pointer, raw, manifest, self)
 
     def get(self, key: Any) -> Any:
         with self._lock:
@@ -280,16 +292,14 @@ def load_snapshot(
     ``max_age_ms``, a head this instance read or published that recently is taken without a read.
     """
     pc = projection_cache(cache)
-    if max_age_ms > 0 and pc.head is not None and pc.head_age_ms() <= max_age_ms:
-        known = last_seen_snapshot(store, cache)
-        if known is not None:
-            return known
+    known = pc.last_seen(store)
+    if known is not None and max_age_ms > 0 and pc.head_age_ms() <= max_age_ms:
+        return known
     head = store.get(layout.POINTER_PATH)
     if head is None:
         return Snapshot(store, 0, None, b"", layout.EMPTY_MANIFEST, pc)
-    known = last_seen_snapshot(store, cache)
     if known is not None and known.generation == head.generation:
-        pc.remember_head(pc.head)  # type: ignore[arg-type]  # confirmed current just now
+        pc.confirm_head()
         return known
     pointer = layout.Pointer.decode(head.data)
     manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
@@ -303,8 +313,4 @@ def last_seen_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | Non
     It may be stale, but never wrong about what it shows: every file below it is immutable, what it
     shows applied stays applied, and the next head was published no earlier than it says.
     """
-    pc = projection_cache(cache) if cache is not None else None
-    if pc is None or pc.head is None:
-        return None
-    generation, pointer, raw, manifest = pc.head
-    return Snapshot(store, generation, pointer, raw, manifest, pc)
+    return None if cache is None else projection_cache(cache).last_seen(store)
