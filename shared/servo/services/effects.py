@@ -247,14 +247,16 @@ class _Recent:
                 }
             return True
 
-    def settle(self, keys: Sequence[str], now_ms: int | None) -> None:
-        """Carried out at ``now_ms``, or (None) failed: forget them so the next pass tries again."""
+    def remember(self, keys: Sequence[str], now_ms: int) -> None:
+        """Carried out at ``now_ms``: not requested again for RECENT_DECISION_TTL_MS from then."""
+        with self._lock:
+            self._at.update(dict.fromkeys(keys, now_ms))
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Not carried out: forgotten, so the next pass requests them again."""
         with self._lock:
             for key in keys:
-                if now_ms is None:
-                    self._at.pop(key, None)
-                else:
-                    self._at[key] = now_ms
+                self._at.pop(key, None)
 
     @contextlib.contextmanager
     def claiming(
@@ -275,9 +277,9 @@ class _Recent:
         try:
             yield todo
         except BaseException:
-            self.settle(claimed, None)
+            self.release(claimed)
             raise
-        self.settle(claimed, clock_ms())
+        self.remember(claimed, clock_ms())
 
 
 def _memo_key(d: ctl.Decision) -> str | None:

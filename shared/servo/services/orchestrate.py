@@ -46,7 +46,11 @@ def compact_workspace(
 ) -> tuple[bool, int, int, list[str]]:
     """Fold and publish; ``list_ledger=False`` when ``hint`` holds every object written since the
     last publish (the embedded group commit), so no list is paid."""
-    result = _compacted(ctx, tenant_id, workspace_id, hint, lookback_ms, list_ledger=list_ledger)
+    return _summary(_compacted(ctx, tenant_id, workspace_id, hint, lookback_ms, list_ledger=list_ledger))
+
+
+def _summary(result: CompactionResult | None) -> tuple[bool, int, int, list[str]]:
+    """(published, events applied, malformed objects, changed runs); nothing for a ridden flight."""
     if result is None:
         return False, 0, 0, []
     return result.published, result.events_applied, len(result.malformed), sorted(result.changed_run_ids)
@@ -139,11 +143,7 @@ def compact_and_act(
     lookback_ms: int | None = None,
 ) -> Outcome:
     result = _compacted(ctx, tenant_id, workspace_id, hint, lookback_ms)
-    if result is None:
-        published, applied, malformed, changed = False, 0, 0, []
-    else:
-        published, applied = result.published, result.events_applied
-        malformed, changed = len(result.malformed), sorted(result.changed_run_ids)
+    published, applied, malformed, changed = _summary(result)
     # Acting on the state just published, not a fresh read of the head: a newer head (another
     # instance's publish) gets its own controller pass from the compaction that published it.
     effects = act_on(ctx, tenant_id, workspace_id, changed, result.snapshot) if result and changed else 0
