@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from servo.services import _io_pool
 
@@ -17,10 +15,9 @@ pytest_terminal_summary = TALLY.terminal_summary
 
 
 @pytest.fixture(autouse=True)
-def one_write_at_a_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def one_write_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A seed must replay the same faults: "crash at the k-th write" names one write only when a
     batch's writes go one after another (their order is otherwise the threads'). What a concurrent
     batch can leave behind (any subset of its objects) is what a crash between sequential writes
     leaves too, each object being independent."""
     monkeypatch.setattr(_io_pool, "IO_CONCURRENCY", 1)
-    yield

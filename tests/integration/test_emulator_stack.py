@@ -52,13 +52,19 @@ def test_a_failed_start_stops_every_part_already_started(tmp_path: Path) -> None
     assert not _port_open(stack.bridge.address)
 
 
-@pytest.mark.emulator
-def test_the_filesystem_backend_keeps_the_bucket_under_the_data_dir(tmp_path: Path) -> None:
-    manifest = {
+def _one_asset_manifest(namespace: str) -> dict[str, object]:
+    """A deploy body with the one asset ``{namespace}.a``."""
+    key = {"namespace": namespace, "name": "a"}
+    return {
         "manifestVersion": "1.0",
         "codeVersionId": "cv1",
-        "assets": [{"key": {"namespace": "fs", "name": "a"}, "id": "id-fs.a", "dependencies": []}],
+        "assets": [{"key": key, "id": f"id-{namespace}.a", "dependencies": []}],
     }
+
+
+@pytest.mark.emulator
+def test_the_filesystem_backend_keeps_the_bucket_under_the_data_dir(tmp_path: Path) -> None:
+    manifest = _one_asset_manifest("fs")
     with run_emulator_stack(None, tmp_path, 0, sweep_interval_s=0, storage_backend="filesystem") as stack:
         created = requests.post(f"{stack.api_url}/v1/workspaces/fsws/manifests", json=manifest, timeout=30)
         assert created.status_code in (200, 201), created.text
@@ -76,11 +82,7 @@ def test_the_sweep_kicks_the_compactor_as_the_deployment_does(tmp_path: Path) ->
     # function (which, under load, outlasted the scheduler's 60-s request there).
     from servo.store.gcs import gcs_store_from_env
 
-    manifest = {
-        "manifestVersion": "1.0",
-        "codeVersionId": "cv1",
-        "assets": [{"key": {"namespace": "k", "name": "a"}, "id": "id-k.a", "dependencies": []}],
-    }
+    manifest = _one_asset_manifest("k")
     with run_emulator_stack(None, tmp_path, 0, sweep_interval_s=0) as stack:
         assert stack.function_env()["SERVO_SWEEP_KICKS"] == "1"
         api = f"{stack.api_url}/v1/workspaces/kws"
