@@ -94,3 +94,29 @@ def test_the_sweep_kicks_the_compactor_as_the_deployment_does(tmp_path: Path) ->
         assert swept.json()["workspaces"]["default/kws"]["eventsCompacted"] == 0
         store = gcs_store_from_env(stack.bucket, stack.storage_endpoint)
         assert store.list("default/kws/ledger/kicks/"), "the sweep wrote no kick"
+
+
+@pytest.mark.emulator
+def test_a_function_whose_port_was_taken_starts_again_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stack chooses a function's port, then starts much else before the function binds it; an
+    # outgoing connection can take it meanwhile (seen once in a full test run). The stack starts that
+    # function again on another port, and routes and delivers to it there.
+    from servo.dev import emulators
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    assert FUNCTIONS[0] == "deploy"  # the stack chooses the functions' ports first, in this order
+    ports = iter([taken.getsockname()[1]])
+    real = emulators.free_port
+    monkeypatch.setattr(emulators, "free_port", lambda: next(ports, None) or real())
+    manifest = _one_asset_manifest("p")
+    try:
+        with run_emulator_stack(None, tmp_path, 0, sweep_interval_s=0) as stack:
+            assert not stack.function_urls["deploy"].endswith(f":{taken.getsockname()[1]}")
+            api = f"{stack.api_url}/v1/workspaces/pws"
+            assert requests.post(f"{api}/manifests", json=manifest, timeout=30).status_code in (200, 201)
+    finally:
+        taken.close()

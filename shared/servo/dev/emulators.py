@@ -27,6 +27,7 @@ from typing import IO, Any
 import requests
 
 from servo.core.errors import InvalidInput, ServoError
+from servo.dev._ports import free_port
 from servo.dev.eventarc import EventarcBridge
 from servo.dev.fake_gcs import FakeGcsServer
 from servo.dev.router import Router
@@ -40,6 +41,8 @@ QUEUE = "servo-dispatch"
 BUCKET = "servo-local"
 _CLOUDEVENT_FUNCTIONS = frozenset({"compactor"})
 _READY_TIMEOUT_S = 60.0
+_PORT_ATTEMPTS = 3
+_ADDRESS_IN_USE = "Address already in use"  # what gunicorn prints when it cannot bind
 _SCHEDULER_HEADERS = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
 
 
@@ -47,13 +50,6 @@ def repo_functions_dir() -> Path:
     """``SERVO_FUNCTIONS_DIR``, else ``functions/`` of the source checkout (``shared/servo`` → repo root)."""
     configured = os.environ.get("SERVO_FUNCTIONS_DIR")
     return Path(configured) if configured else Path(__file__).resolve().parents[3] / "functions"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -159,7 +155,7 @@ class EmulatorStack:
         for name, port in ports.items():
             self._spawn_function(name, port, env)
         for name in ports:
-            self._wait_http(name, self.function_urls[name])
+            self._wait_function(name, env)
         self._router.start()
         if self.sweep_interval_s > 0:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="servo-scheduler", daemon=True)
@@ -242,6 +238,27 @@ class EmulatorStack:
         if name in _CLOUDEVENT_FUNCTIONS:
             args += ["--signature-type", "cloudevent"]
         self._spawn(name, args, env)
+
+    def _wait_function(self, name: str, env: Mapping[str, str]) -> None:
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._wait_http(name, self.function_urls[name])
+                return
+            except ServoError:
+                child = self._child(name)
+                if attempt == _PORT_ATTEMPTS or _ADDRESS_IN_USE not in child.tail():
+                    raise
+            # Another process took the port between choosing it and the function binding it.
+            child.reap(time.monotonic())
+            self._children.remove(child)
+            port = free_port()
+            self.function_urls[name] = f"http://127.0.0.1:{port}"
+            assert self._router is not None and self._bridge is not None
+            self._router.retarget(name, self.function_urls[name])
+            if name == "compactor":
+                self._bridge.target_url = self.function_urls[name]
+            logger.warning("function %s lost its port; starting it again on %d", name, port)
+            self._spawn_function(name, port, env)
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
         path = self.log_path(name)

