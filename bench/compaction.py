@@ -27,7 +27,7 @@ from servo.core.state import FoldState, RunPartition
 from servo.core.taskdef import DEFAULT_WORKER_QUEUE, TaskDef
 from servo.projections import layout
 from servo.projections.codec import checksum, content_hex12
-from servo.projections.partitions import encode_segment, full_segment
+from servo.projections.partitions import encode_segments, full_segment
 from servo.services.compaction import compact
 from servo.store import CountingStore, LocalFileStore
 
@@ -95,8 +95,8 @@ def build_history(store: LocalFileStore) -> tuple[str, Any]:
     for i in range(RUNS):
         run_id = target if i == RUNS - 1 else ids.new(T0 + (i * DAYS // RUNS) * DAY + i)
         part = template if run_id == target else _clone(template, run_id)
-        data = encode_segment(full_segment(part, _body))
-        path = layout.segment_path(run_id, True, content_hex12(data))
+        data = encode_segments([full_segment(part, _body)])
+        path = layout.segments_path(data)
         store.create(path, data)
         if run_id == target:
             live = {run_id: layout.IndexEntry(run_id, part.run, (path,), "RUNNING")}

@@ -1,27 +1,32 @@
-"""Run segments: lossless, and a base plus deltas replays to exactly the partition it describes."""
+"""Run segments: lossless, one file holds the segments of many runs, and a base plus deltas replays to
+exactly the partition it describes."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core.errors import InvalidInput
 from servo.core.state import RunPartition
 from servo.projections import schemas
+from servo.projections.codec import write_parquet
 from servo.projections.partitions import (
     apply_segments,
-    decode_segment,
+    decode_segments,
     diff_segment,
-    encode_segment,
+    encode_segments,
     full_segment,
 )
 
 from tests.projections.strategies import KEY, rows
 
 RUN = "01ARZ3NDEKTSV4RRFFQ69G5FAW"
+OTHER_RUNS = ("01ARZ3NDEKTSV4RRFFQ69G5FAX", "01ARZ3NDEKTSV4RRFFQ69G5FAY", "run-not-a-ulid")
 
 
 def _ident(x: Any) -> Any:
@@ -29,9 +34,9 @@ def _ident(x: Any) -> Any:
 
 
 @st.composite
-def partitions(draw: st.DrawFn) -> RunPartition:
-    run_id = st.just(RUN)
-    part = RunPartition(run_id=RUN)
+def partitions(draw: st.DrawFn, of_run: str = RUN) -> RunPartition:
+    run_id = st.just(of_run)
+    part = RunPartition(run_id=of_run)
     part.run = draw(st.none() | rows(schemas.RUNS, run_id=run_id))
     for task in draw(st.lists(rows(schemas.TASKS, run_id=run_id, task_key=KEY), max_size=4)):
         part.tasks[task.task_key] = task
@@ -57,8 +62,41 @@ def partitions(draw: st.DrawFn) -> RunPartition:
 @given(partitions())
 def test_full_segment_round_trips(part: RunPartition) -> None:
     seg = full_segment(part, _ident)
-    decoded = decode_segment(encode_segment(seg))
-    assert apply_segments(RUN, [decoded], _ident) == part
+    decoded = decode_segments(encode_segments([seg]))
+    assert list(decoded) == [RUN]
+    assert apply_segments(RUN, [decoded[RUN]], _ident) == part
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_one_file_holds_the_segments_of_several_runs(data: st.DataObject) -> None:
+    # One compaction writes one file for every run it touched: each run reads back exactly its own
+    # segment, bases and deltas side by side, and the bytes do not depend on the order given.
+    runs = data.draw(st.lists(st.sampled_from((RUN, *OTHER_RUNS)), min_size=1, max_size=4, unique=True))
+    olds = {r: data.draw(partitions(r)) for r in runs}
+    news = {r: data.draw(partitions(r)) for r in runs}
+    for r in runs:
+        news[r].events = {**olds[r].events, **news[r].events}
+    segments = [
+        full_segment(news[r], _ident) if data.draw(st.booleans()) else diff_segment(olds[r], news[r], _ident)
+        for r in runs
+    ]
+    raw = encode_segments(segments)
+    assert encode_segments(list(reversed(segments))) == raw
+    decoded = decode_segments(raw)
+    assert sorted(decoded) == sorted(runs)
+    for r, seg in zip(runs, segments, strict=True):
+        chain = [decoded[r]] if seg.base else [full_segment(olds[r], _ident), decoded[r]]
+        assert apply_segments(r, chain, _ident) == news[r]
+
+
+def test_a_file_naming_a_run_twice_is_rejected() -> None:
+    seg = full_segment(RunPartition(run_id=RUN), _ident)
+    with pytest.raises(InvalidInput, match="more than once"):
+        encode_segments([seg, seg])
+    table = pq.read_table(pa.BufferReader(encode_segments([seg])))
+    with pytest.raises(InvalidInput, match="more than once"):
+        decode_segments(write_parquet(pa.concat_tables([table, table])))
 
 
 @settings(max_examples=60, deadline=None)
@@ -69,7 +107,7 @@ def test_base_plus_deltas_replays_to_the_last_version(versions: list[RunPartitio
         cur.events = {**prev.events, **cur.events}
     chain = [full_segment(versions[0], _ident)]
     chain += [diff_segment(a, b, _ident) for a, b in itertools.pairwise(versions)]
-    decoded = [decode_segment(encode_segment(s)) for s in chain]
+    decoded = [decode_segments(encode_segments([s]))[RUN] for s in chain]
     assert apply_segments(RUN, decoded, _ident) == versions[-1]
 
 
@@ -100,4 +138,4 @@ def test_not_a_segment_is_rejected() -> None:
     from servo.projections.codec import encode_table
 
     with pytest.raises(InvalidInput, match="not a run segment"):
-        decode_segment(encode_table(schemas.RUNS, []))
+        decode_segments(encode_table(schemas.RUNS, []))

@@ -12,7 +12,7 @@ from servo.core.canonical_json import canonical_bytes
 from servo.core.events import encode_event, ledger_object_name
 from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.projections import layout
-from servo.projections.partitions import MAX_CHAIN
+from servo.projections.partitions import MAX_CHAIN, SHARED_SEGMENT_MAX_ROWS, decode_segments
 from servo.services.compaction import compact, load_published_state, rebuild
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore, ObjectStore
@@ -311,9 +311,60 @@ def test_small_batch_on_a_big_run_writes_a_delta_and_chains_merge(store: LocalFi
         run(counting if i == 0 else store, cache=cache)
     counts = counting.snapshot()
     assert counts.bytes_written < 50_000 and counts.bytes_read < 200_000  # 2,000 tasks: a delta, not the run
-    chain = load_snapshot(store).index_entry(RUNS[0]).segments  # type: ignore[union-attr]
-    assert len(chain) <= MAX_CHAIN and "/base." in chain[0]
+    snap = load_snapshot(store)
+    chain = snap.index_entry(RUNS[0]).segments  # type: ignore[union-attr]
+    assert len(chain) <= MAX_CHAIN and snap.segment(chain[0], RUNS[0]).base
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+
+
+def test_a_batch_over_several_runs_writes_one_segment_file(store: LocalFileStore) -> None:
+    # Under load one publish carries many runs: one segment file for all of them keeps a publish at
+    # three writes whatever the number of runs, and the run segments' encoding cost at one file's.
+    ids = UlidFactory(lambda n: bytes(n))
+    histories = [History(run=r, ids=ids, now=NOW - 60_000 + i) for i, r in enumerate(RUNS)]
+    for h in histories:
+        h.trigger()
+        h.plan({"a.t0": [], "a.t1": ["a.t0"]})
+    write(store, [e for h in histories for e in h.events])
+    run(store)
+    for h in histories:
+        h.run_task("a.t0")
+    write(store, [e for h in histories for e in h.events])
+    counting = CountingStore(store)
+    result = run(counting)
+    assert sorted(result.changed_run_ids) == sorted(RUNS)
+    assert counting.snapshot().writes == 3  # the runs' segments, the manifest, the pointer
+    snap = load_snapshot(store)
+    chains = {r: snap.index_entry(r).segments for r in RUNS}  # type: ignore[union-attr]
+    assert len({c[-1] for c in chains.values()}) == 1
+    events = [e for h in histories for e in h.events]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+    # A cold reader reads the shared file once for all of its runs.
+    cold = CountingStore(store)
+    snap = load_snapshot(cold)
+    before = cold.snapshot().reads
+    assert all(snap.get_run(r) is not None for r in RUNS)
+    assert cold.snapshot().reads - before == 2  # the first publish's file, and the second's
+
+
+def test_a_big_segment_gets_a_file_of_its_own(store: LocalFileStore) -> None:
+    # A small run's reads must not pay for a big run's segment (a fan-out's base is rewritten every
+    # few publishes): only small segments share a file.
+    ids = UlidFactory(lambda n: bytes(n))
+    big, small = History(run=RUNS[0], ids=ids), History(run=RUNS[1], ids=ids, now=NOW - 60_000)
+    big.trigger()
+    big.plan({f"a.t{i:04d}": [] for i in range(SHARED_SEGMENT_MAX_ROWS)})
+    small.trigger()
+    small.plan({"a.t0": []})
+    write(store, big.events + small.events)
+    counting = CountingStore(store)
+    run(counting)
+    assert counting.snapshot().writes == 4  # two segment files, the manifest, the pointer
+    snap = load_snapshot(store)
+    (small_file,) = snap.index_entry(RUNS[1]).segments  # type: ignore[union-attr]
+    (big_file,) = snap.index_entry(RUNS[0]).segments  # type: ignore[union-attr]
+    assert small_file != big_file
+    assert list(decode_segments(store.get(small_file).data)) == [RUNS[1]]  # type: ignore[union-attr]
 
 
 def _files(store: LocalFileStore, prefix: str) -> list[str]:

@@ -84,8 +84,7 @@ _STATE_KINDS = (
     ("/manifests/", "manifest"),
     ("/index/", "index"),
     ("run_key_index.", "run-key-index"),
-    ("/base.", "segment-base"),
-    ("/delta.", "segment-delta"),
+    ("/segments/", "segments"),
 )
 
 

@@ -5,20 +5,22 @@
                                                the live runs: run row + segment chain of each active run
                                                (and of ended runs not yet in their bucket)
     index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
-    runs/{bucket}/{run_id}/{base|delta}.{hex12}.parquet   immutable run segments (see partitions.py)
+    segments/{sha256[:32]}.parquet             immutable run segments: one file per compaction for
+                                               the runs it touched (see partitions.py)
     run_key_index.{hex12}.parquet              the automation run_key index (small, global)
 
-Cost independent of history: every event belongs to one run, so a batch reads and writes only the
-segments of the runs it touches and one manifest. An active run's entry lives in the manifest, which
-is rewritten by every publish anyway, so a publish that only moves running work writes segment +
-manifest + pointer and no index file. Ended runs are bucketed by the UTC day of their run ULID. A
-bucket holds a whole day's runs, so an ended run waits in the manifest until a batch of runs has
-ended, and the batch moves in one rewrite per bucket: a busy day's buckets are rewritten once per
-batch, not once per run. The manifest lists buckets, not ended runs, so it grows by one entry per day,
-one per active run and at most one batch of ended runs, and a bucket grows with one day's runs, never
-with the whole history. Every immutable file is named by the hash of
-its bytes and written create-if-absent: a compactor that crashed, or lost a race, leaves orphans that
-cost nothing, and a retry that produces identical bytes finds the file already there.
+Cost independent of history: every event belongs to one run, so a batch reads only the segments of
+the runs it touches and writes one segment file (one more per big segment) and one manifest. An
+active run's entry lives in the manifest, which is rewritten by every publish anyway, so a publish
+that only moves running work writes segments + manifest + pointer and no index file. Ended runs are
+bucketed by the UTC day of their run ULID. A bucket holds a whole day's runs, so an ended run waits
+in the manifest until a batch of runs has ended, and the batch moves in one rewrite per bucket: a
+busy day's buckets are rewritten once per batch, not once per run. The manifest lists buckets, not
+ended runs, so it grows by one entry per day, one per active run and at most one batch of ended runs,
+and a bucket grows with one day's runs, never with the whole history. Every immutable file is named
+by the hash of its bytes and written create-if-absent: a compactor that crashed, or lost a race,
+leaves orphans that cost nothing, and a retry that produces identical bytes finds the file already
+there.
 
 Readers follow pointer -> manifest (live entry, else index bucket) -> segments; they never list.
 """
@@ -58,8 +60,10 @@ def bucket_of(run_id: str) -> str:
     return "h" + hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:2]
 
 
-def segment_path(run_id: str, base: bool, hex12: str) -> str:
-    return f"{ROOT}/runs/{bucket_of(run_id)}/{run_id}/{'base' if base else 'delta'}.{hex12}.parquet"
+def segments_path(data: bytes) -> str:
+    """Where a segment file goes: named by the hash of its bytes, with enough digits to be unique in
+    the whole workspace (one folder holds every compaction's file)."""
+    return f"{ROOT}/segments/{hashlib.sha256(data).hexdigest()[:32]}.parquet"
 
 
 def index_path(bucket: str, hex12: str) -> str:

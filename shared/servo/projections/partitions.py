@@ -1,11 +1,12 @@
 """A run partition stored as a chain of immutable segments: one base and a few deltas.
 
-A segment is one Parquet file holding, for one run, rows of every table (a ``list<struct>`` column
-per table, each struct being exactly that table's schema), tombstones of removed rows and the events
-the segment applied. One file per compaction per run keeps the write count of a small batch at one
-object per touched run instead of one per table. A delta holds only the rows a batch changed, so an
-event on a 10,000-task run writes a few rows, not the run; once a chain grows past
-``MAX_CHAIN`` the compactor, which has the whole partition in memory anyway, writes a fresh base.
+A segment is, for one run, rows of every table (a ``list<struct>`` column per table, each struct
+being exactly that table's schema), tombstones of removed rows and the events the segment applied:
+one row of a Parquet file. A compaction writes the small segments of every run it touched as one
+file, so a publish costs one object write for its rows, not one per table or per run. A delta holds
+only the rows a batch changed, so an event on a 10,000-task run writes a few rows, not the run; once
+a chain grows past ``MAX_CHAIN`` the compactor, which has the whole partition in memory anyway,
+writes a fresh base.
 
 Tombstones are durable deletions (an outbox row removed by TaskStarted must not resurrect from an
 older segment of the chain); they are applied after the segment's upserts.
@@ -13,7 +14,8 @@ older segment of the chain); they are applied after the segment's upserts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,10 @@ from servo.projections import schemas
 from servo.projections.codec import arrow_to_rows, read_parquet, rows_to_struct, write_parquet
 
 MAX_CHAIN = 8  # segments per run (base + deltas) before a compaction rewrites a base
+# Up to this many rows (and events) a segment shares its compaction's file with the other runs'; a
+# bigger one (a fan-out's base, rewritten every few publishes) gets a file of its own, so that reading
+# a small run never means reading and decoding a big one.
+SHARED_SEGMENT_MAX_ROWS = 256
 
 # RunPartition attribute -> table; "run" is the single runs row.
 _DICT_TABLES: tuple[tuple[str, schemas.Table], ...] = (
@@ -70,78 +76,140 @@ class Segment:
     def is_empty(self) -> bool:
         return not (any(self.rows.values()) or self.tombstones or self.events)
 
+    @property
+    def size(self) -> int:
+        """Rows, tombstones and events: what the segment costs to store and to decode."""
+        return sum(map(len, self.rows.values())) + len(self.tombstones) + len(self.events)
 
-def _one(values: pa.Array, name: str) -> pa.ListArray:
+
+def file_groups(segments: Iterable[Segment]) -> list[list[Segment]]:
+    """The files a compaction writes its segments to: one for all the small ones, one per big one."""
+    small: list[Segment] = []
+    groups: list[list[Segment]] = []
+    for seg in segments:
+        if seg.size <= SHARED_SEGMENT_MAX_ROWS:
+            small.append(seg)
+        else:
+            groups.append([seg])
+    return ([small] if small else []) + groups
+
+
+def _lists(values: pa.Array, counts: Sequence[int], name: str) -> pa.ListArray:
     # Built with the schema's own list type, so the table needs no cast (a per-column compute call).
-    offsets = pa.array([0, len(values)], pa.int32())
+    offsets = pa.array([0, *itertools.accumulate(counts)], pa.int32())
     return pa.ListArray.from_arrays(offsets, values, type=SEGMENT_SCHEMA.field(name).type)
 
 
-def encode_segment(segment: Segment) -> bytes:
-    """Parquet bytes of a segment (deterministic: equal segments give equal bytes).
+def encode_segments(segments: Sequence[Segment]) -> bytes:
+    """Parquet bytes holding the segments of several runs, a row each (deterministic: the same
+    segments, in any order, give the same bytes).
 
-    A delta carries only the tables it has rows for: every column costs footer bytes, and a one-event
-    delta would otherwise be mostly metadata of empty columns.
+    One compaction writes one such file for every run it touched: under load a publish carries many
+    runs, and one file keeps it at one object write and one encoding, whatever their number. Each
+    column is built once over every run's rows. A file carries only the tables some segment has rows
+    for: every column costs footer bytes, and a one-event delta would otherwise be mostly metadata
+    of empty columns.
+
+    Raises:
+        InvalidInput: a run given twice (its file would not say which segment is the run's).
     """
+    ordered = sorted(segments, key=lambda seg: seg.run_id)
+    run_ids = [seg.run_id for seg in ordered]
+    if len(set(run_ids)) != len(run_ids):
+        raise InvalidInput("a segment file cannot hold a run more than once", details={"runs": run_ids})
     fields: list[pa.Field] = [SEGMENT_SCHEMA.field("run_id"), SEGMENT_SCHEMA.field("base")]
-    # Typed scalars: an untyped pa.array infers the type, and inference tries to import dateutil
+    # Typed arrays: an untyped pa.array infers the type, and inference tries to import dateutil
     # (absent, so retried on every call).
-    columns: list[pa.Array] = [pa.array([segment.run_id], pa.string()), pa.array([segment.base], pa.bool_())]
+    columns: list[pa.Array] = [
+        pa.array(run_ids, pa.string()),
+        pa.array([seg.base for seg in ordered], pa.bool_()),
+    ]
     for table in _SEGMENT_TABLES:
-        rows = sorted(segment.rows.get(table.name, ()), key=table.key)
-        if rows or segment.base:
+        per_run = [sorted(seg.rows.get(table.name, ()), key=table.key) for seg in ordered]
+        if any(per_run) or any(seg.base for seg in ordered):
             fields.append(SEGMENT_SCHEMA.field(table.name))
-            columns.append(_one(rows_to_struct(table, rows), table.name))
-    tombs = sorted(segment.tombstones)
+            flat = [row for rows in per_run for row in rows]
+            columns.append(_lists(rows_to_struct(table, flat), [len(rows) for rows in per_run], table.name))
+    tombs = [sorted(seg.tombstones) for seg in ordered]
+    flat_tombs = [t for run_tombs in tombs for t in run_tombs]
     fields.append(SEGMENT_SCHEMA.field("tombstones"))
     columns.append(
-        _one(
+        _lists(
             pa.StructArray.from_arrays(
-                [pa.array([t for t, _ in tombs], pa.string()), pa.array([k for _, k in tombs], pa.string())],
+                [
+                    pa.array([t for t, _ in flat_tombs], pa.string()),
+                    pa.array([k for _, k in flat_tombs], pa.string()),
+                ],
                 fields=list(_TOMBSTONE),
             ),
+            [len(t) for t in tombs],
             "tombstones",
         )
     )
-    ids = sorted(segment.events)
+    ids = [sorted(seg.events) for seg in ordered]
     fields.append(SEGMENT_SCHEMA.field("events"))
     columns.append(
-        _one(
+        _lists(
             pa.StructArray.from_arrays(
-                [pa.array(ids, pa.string()), pa.array([segment.events[i] for i in ids], pa.string())],
+                [
+                    pa.array([i for run_ids_ in ids for i in run_ids_], pa.string()),
+                    pa.array(
+                        [seg.events[i] for seg, run_ids_ in zip(ordered, ids, strict=True) for i in run_ids_],
+                        pa.string(),
+                    ),
+                ],
                 fields=list(schemas.EVENTS_SCHEMA),
             ),
+            [len(i) for i in ids],
             "events",
         )
     )
     return write_parquet(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
 
 
-def decode_segment(data: bytes, what: str = "segment") -> Segment:
-    """A segment from Parquet bytes written by :func:`encode_segment`.
+def _per_row(table: pa.Table, name: str) -> list[pa.Array]:
+    # The list column cut into each row's values (one array per run).
+    column = table.column(name).combine_chunks()
+    return [column[i].values for i in range(len(column))]
+
+
+def decode_segments(data: bytes, what: str = "segment file") -> dict[str, Segment]:
+    """The segments of a file written by :func:`encode_segments`, by run id (a file of one run, as
+    earlier versions wrote them, is such a file too).
 
     Raises:
-        InvalidInput: not Parquet, or not a segment.
+        InvalidInput: not Parquet, not a segment file, or a run in it twice.
     """
     table = read_parquet(data, what)
     missing = {"run_id", "base", "tombstones", "events"} - set(table.column_names)
-    if missing or table.num_rows != 1:
+    if missing or table.num_rows == 0:
         raise InvalidInput(
             f"projection file {what} is not a run segment", details={"missing": sorted(missing)}
         )
-    rows: dict[str, list[Any]] = {}
+    run_ids = table.column("run_id").to_pylist()
+    if len(set(run_ids)) != len(run_ids):
+        raise InvalidInput(f"projection file {what} names a run more than once", details={"runs": run_ids})
+    bases = table.column("base").to_pylist()
+    rows: dict[str, list[list[Any]]] = {}
     for t in _SEGMENT_TABLES:
         if t.name in table.column_names:
-            rows[t.name] = arrow_to_rows(t, table.column(t.name).combine_chunks().flatten())
-    tombs = table.column("tombstones").combine_chunks().flatten()
-    events = table.column("events").combine_chunks().flatten()
-    return Segment(
-        run_id=table.column("run_id")[0].as_py(),
-        base=table.column("base")[0].as_py(),
-        rows=rows,
-        tombstones=tuple(zip(tombs.field("table").to_pylist(), tombs.field("key").to_pylist(), strict=True)),
-        events=dict(zip(events.field("event_id").to_pylist(), events.field("body").to_pylist(), strict=True)),
-    )
+            rows[t.name] = [arrow_to_rows(t, values) for values in _per_row(table, t.name)]
+    tombs = _per_row(table, "tombstones")
+    events = _per_row(table, "events")
+    return {
+        run_id: Segment(
+            run_id=run_id,
+            base=bases[i],
+            rows={name: per_run[i] for name, per_run in rows.items()},
+            tombstones=tuple(
+                zip(tombs[i].field("table").to_pylist(), tombs[i].field("key").to_pylist(), strict=True)
+            ),
+            events=dict(
+                zip(events[i].field("event_id").to_pylist(), events[i].field("body").to_pylist(), strict=True)
+            ),
+        )
+        for i, run_id in enumerate(run_ids)
+    }
 
 
 def _dict_key(attr: str, key: Any) -> str:

@@ -33,7 +33,14 @@ from servo.core.state import FoldState, RunPartition
 from servo.core.states import is_terminal_public, public_run_state
 from servo.projections import layout, schemas
 from servo.projections.codec import checksum, content_hex12, encode_table
-from servo.projections.partitions import MAX_CHAIN, diff_segment, encode_segment, full_segment
+from servo.projections.partitions import (
+    MAX_CHAIN,
+    Segment,
+    diff_segment,
+    encode_segments,
+    file_groups,
+    full_segment,
+)
 from servo.services import _compaction_ledger as ledger
 from servo.services.read_model import Snapshot, last_seen_snapshot, load_snapshot
 from servo.settings import DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
@@ -67,8 +74,8 @@ def _cache_partition(
     # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
     # a big run then copies bodies instead of re-encoding every event the run ever had.
     events = {i: EncodedEvent(written[i]) if i in written else e for i, e in part.events.items()}
-    snap.cache.put(("partition", True, chain), replace(part, events=events))
-    snap.cache.put(("partition", False, chain), replace(part, events={}))
+    snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
+    snap.remember_partition(part.run_id, chain, replace(part, events={}), events=False)
 
 
 def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef:
@@ -232,7 +239,7 @@ def _publish(
     manifest = snap.manifest
     by_bucket: dict[str, dict[str, layout.IndexEntry]] = {}
     live = dict(manifest.live)
-    changed: list[str] = []
+    segments: dict[str, tuple[Segment, tuple[str, ...]]] = {}
     for run_id in sorted(before):
         new = after.runs[run_id]
         old = before[run_id]
@@ -242,16 +249,21 @@ def _publish(
             segment, chain = full_segment(new, _encode_body), ()
         else:
             segment = diff_segment(old, new, _encode_body)
-        if segment.is_empty:
-            continue
-        data = encode_segment(segment)
-        path = layout.segment_path(run_id, segment.base, content_hex12(data))
+        if not segment.is_empty:
+            segments[run_id] = (segment, chain)
+    paths: dict[str, str] = {}
+    for group in file_groups(segment for segment, _ in segments.values()):
+        data = encode_segments(group)
+        path = layout.segments_path(data)
         _put_immutable(store, path, data)
-        chain = (*chain, path)
+        paths.update((segment.run_id, path) for segment in group)
+    for run_id, (segment, chain) in segments.items():
+        new = after.runs[run_id]
+        chain = (*chain, paths[run_id])
         _cache_partition(snap, chain, new, segment.events)
         public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
         live[run_id] = layout.IndexEntry(run_id, new.run, chain, public)
-        changed.append(run_id)
+    changed = list(segments)
     ended = [run_id for run_id, e in live.items() if is_terminal_public(e.public_state)]
     if len(ended) >= ended_per_index_write:
         for run_id in ended:

@@ -22,7 +22,7 @@ from servo.core.rows import DepRow, RunKeyRow, RunRow, TaskRow
 from servo.core.state import FoldState, RunPartition
 from servo.projections import layout, schemas
 from servo.projections.codec import decode_table
-from servo.projections.partitions import Segment, apply_segments, decode_segment
+from servo.projections.partitions import Segment, apply_segments, decode_segments
 from servo.store import ObjectStore
 
 _CACHE_KEY = "servo.projections"
@@ -102,6 +102,12 @@ def _skip_body(body: str) -> Any:
     return None
 
 
+def _partition_key(run_id: str, chain: tuple[str, ...], events: bool) -> tuple[Any, ...]:
+    # The run id is part of the key: a segment file holds many runs, so chains of different runs
+    # can be equal.
+    return ("partition", events, run_id, chain)
+
+
 def _read(store: ObjectStore, path: str) -> bytes:
     found = store.get(path)
     if found is None:
@@ -150,23 +156,28 @@ class Snapshot:
             return live
         return self.bucket(layout.bucket_of(run_id)).get(run_id)
 
-    def segment(self, path: str) -> Segment:
-        key = ("segment", path)
+    def segment(self, path: str, run_id: str) -> Segment:
+        """``run_id``'s segment in the file at ``path`` (a file holds every run one compaction touched,
+        so it is read once for all of them)."""
+        key = ("segments", path)
         found = self.cache.get(key)
         if found is None:
-            found = decode_segment(_read(self.store, path), path)
+            found = decode_segments(_read(self.store, path), path)
             self.cache.put(key, found)
-        return found
+        segment = found.get(run_id)
+        if segment is None:
+            raise InvalidInput(f"projection file {path} holds no segment of run {run_id}")
+        return segment
 
     def load_chain(self, run_id: str, chain: tuple[str, ...], *, events: bool) -> RunPartition:
         """The partition a segment chain describes; reuses the longest cached prefix of the chain."""
         for cut in range(len(chain), 0, -1):
-            hit = self.cache.get(("partition", events, chain[:cut]))
+            hit = self.cache.get(_partition_key(run_id, chain[:cut], events))
             if hit is not None:
                 break
         else:
             cut, hit = 0, None
-        rest = [self.segment(p) for p in chain[cut:]]
+        rest = [self.segment(p, run_id) for p in chain[cut:]]
         if hit is not None and not rest:
             return hit
         decode: Callable[[str], Any] = _decode_body if events else _skip_body
@@ -175,8 +186,14 @@ class Snapshot:
             part.events = {**hit.events, **part.events} if events else {}
         elif not events:
             part.events = {}
-        self.cache.put(("partition", events, chain), part)
+        self.remember_partition(run_id, chain, part, events=events)
         return part
+
+    def remember_partition(
+        self, run_id: str, chain: tuple[str, ...], part: RunPartition, *, events: bool
+    ) -> None:
+        """Cache the partition ``chain`` describes (with its events, or only its rows)."""
+        self.cache.put(_partition_key(run_id, chain, events), part)
 
     # -- reads ---------------------------------------------------------------------------------
 
