@@ -36,6 +36,8 @@ _API_URL = "http://127.0.0.1:8080"
 
 
 DEFAULT_GROUP_COMMIT_WINDOW_MS = 50
+# How long writes that unblock nothing (dispatch records, starts, heartbeats) may wait for company.
+DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS = 500
 # A bucket holds a whole day's runs, so moving ended runs one by one would cost a busy day's bucket per
 # run end; the manifest carries at most this many ended entries (a few hundred bytes each).
 DEFAULT_ENDED_RUNS_PER_INDEX_WRITE = 32
@@ -74,6 +76,7 @@ class Settings:
     # (a longer window means fewer, larger publishes; an idle stack still publishes at once). 50 ms
     # lets a quick task's dispatch, start and finish share one publish on a slow 2-core machine too.
     group_commit_window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS
+    group_commit_progress_window_ms: int = DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS
     # Ended runs wait in the state manifest until this many have ended, then move to their day's
     # index buckets in one rewrite per bucket (a bucket holds a whole day's runs).
     ended_runs_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
@@ -112,6 +115,9 @@ class Settings:
             cancel_grace_sec=_int(e, "SERVO_CANCEL_GRACE_SEC", 30),
             min_publish_interval_ms=_int(e, "SERVO_MIN_PUBLISH_INTERVAL_MS", 1000 if storage == "gcs" else 0),
             group_commit_window_ms=_int(e, "SERVO_GROUP_COMMIT_WINDOW_MS", DEFAULT_GROUP_COMMIT_WINDOW_MS),
+            group_commit_progress_window_ms=_int(
+                e, "SERVO_GROUP_COMMIT_PROGRESS_WINDOW_MS", DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS
+            ),
             ended_runs_per_index_write=_int(
                 e, "SERVO_ENDED_RUNS_PER_INDEX_WRITE", DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
             ),

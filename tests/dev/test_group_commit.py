@@ -62,8 +62,10 @@ def deployed(tmp_path: Path) -> ServiceContext:
 
 
 def with_hook(ctx: ServiceContext, group: GroupCommit, *, force_no_wait: bool = False) -> ServiceContext:
-    def hook(c: ServiceContext, tenant: str, ws: str, names: Any, *, await_publish: bool) -> None:
-        group.commit(c, (tenant, ws), names, await_publish=await_publish and not force_no_wait)
+    def hook(
+        c: ServiceContext, tenant: str, ws: str, names: Any, *, await_publish: bool, urgent: bool = True
+    ) -> None:
+        group.commit(c, (tenant, ws), names, await_publish=await_publish and not force_no_wait, urgent=urgent)
 
     return replace(ctx, after_ledger_write=hook)
 
@@ -232,3 +234,65 @@ def test_a_commit_after_stop_returns_at_once(tmp_path: Path) -> None:
 def test_the_window_is_a_setting() -> None:
     assert Settings().group_commit_window_ms == 50
     assert Settings.from_env({"SERVO_GROUP_COMMIT_WINDOW_MS": "5"}).group_commit_window_ms == 5
+    assert Settings().group_commit_progress_window_ms == 500
+    env = {"SERVO_GROUP_COMMIT_PROGRESS_WINDOW_MS": "100"}
+    assert Settings.from_env(env).group_commit_progress_window_ms == 100
+
+
+class Recorder:
+    """A compaction stand-in that records each batch it is handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(
+        self, _ctx: Any, _tenant: str, _ws: str, names: list[str]
+    ) -> tuple[bool, int, int, list[str]]:
+        self.batches.append(names)
+        return True, len(self.batches), len(names), []
+
+
+def test_progress_alone_waits_the_longer_window(stopping: list[GroupCommit]) -> None:
+    # Dispatch records, starts and heartbeats unblock nothing: publishing them at once would cost a
+    # publish of their own whenever a task outlasts the short window (a chain then published twice a
+    # hop). Alone in the queue they wait the progress window; anything else keeps the short one.
+    clock, waits, record = Clock(), [], Recorder()
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now_ms += int(seconds * 1000)
+
+    group = GroupCommit(compact=record, window_ms=25, progress_window_ms=500, clock_ms=clock, wait=wait)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    group.commit(None, SCOPE, ["started"], await_publish=True, urgent=False)  # type: ignore[arg-type]
+    assert waits == [0.5]
+    group.commit(None, SCOPE, ["finished"], await_publish=True)  # type: ignore[arg-type]
+    assert waits == [0.5, 0.025]
+    assert record.batches == [["first"], ["started"], ["finished"]]
+
+
+def test_an_urgent_write_ends_the_progress_window(stopping: list[GroupCommit]) -> None:
+    # With a progress window of a minute, only its end at the urgent write lets this test finish.
+    record = Recorder()
+    group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    group.commit(None, SCOPE, ["started"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    assert record.batches == [["first"]]  # held for the progress window
+    group.commit(None, SCOPE, ["finished"], await_publish=False)  # type: ignore[arg-type]
+    assert group.wait_idle(30)
+    assert record.batches == [["first"], ["finished", "started"]]
+
+
+def test_only_dispatch_start_heartbeat_and_timer_records_are_progress() -> None:
+    from servo.services.ledger import PROGRESS_EVENTS
+
+    assert {
+        "DispatchRequested",
+        "DispatchEnqueued",
+        "TaskStarted",
+        "TaskHeartbeat",
+        "TimerRequested",
+        "TimerEnqueued",
+    } == PROGRESS_EVENTS

@@ -176,6 +176,7 @@ class World:
         names: Any,
         *,
         await_publish: bool = True,
+        urgent: bool = True,
     ) -> None:
         # Compacts in the writer's thread (or defers to finalize): awaiting or not, the order is the same.
         if self.chaos.deferred:

@@ -38,7 +38,13 @@ def test_the_worker_and_the_controller_do_not_wait_trigger_and_cancel_do(tmp_pat
     waits: dict[str, set[bool]] = {}
 
     def recording(
-        c: ServiceContext, tenant: str, ws: str, names: Sequence[str], *, await_publish: bool
+        c: ServiceContext,
+        tenant: str,
+        ws: str,
+        names: Sequence[str],
+        *,
+        await_publish: bool,
+        urgent: bool = True,
     ) -> None:
         store = c.workspace_store(tenant, ws)
         for name in names:

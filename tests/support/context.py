@@ -72,6 +72,7 @@ def inline_hook(
     names: Sequence[str],
     *,
     await_publish: bool = True,
+    urgent: bool = True,
 ) -> None:
     """Compact at once and carry out the side effects in the same thread: deterministic tests.
 

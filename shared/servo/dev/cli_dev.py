@@ -28,6 +28,7 @@ _ENV_TUNABLE = (
     "heartbeat_timeout_sec",
     "cancel_grace_sec",
     "group_commit_window_ms",
+    "group_commit_progress_window_ms",
 )
 
 

@@ -23,7 +23,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from servo.dev.group_commit import GroupCommit
 from servo.http.app import handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
-from servo.settings import DEFAULT_GROUP_COMMIT_WINDOW_MS, Settings
+from servo.settings import (
+    DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
+    DEFAULT_GROUP_COMMIT_WINDOW_MS,
+    Settings,
+)
 
 logger = logging.getLogger("servo.dev")
 
@@ -35,13 +39,17 @@ class InlineCompactor:
     one per event.
     """
 
-    def __init__(self, window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS) -> None:
+    def __init__(
+        self,
+        window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS,
+        progress_window_ms: int = DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
+    ) -> None:
         self._cv = threading.Condition()
         self._pending: dict[tuple[str, str], set[str]] = {}
         self._busy = 0
         self._stopped = False
         self._ctx: ServiceContext | None = None
-        self._group = GroupCommit(self._schedule, window_ms=window_ms)
+        self._group = GroupCommit(self._schedule, window_ms=window_ms, progress_window_ms=progress_window_ms)
         self._thread = threading.Thread(target=self._loop, name="servo-effects", daemon=True)
         self._thread.start()
 
@@ -53,8 +61,9 @@ class InlineCompactor:
         names: Sequence[str],
         *,
         await_publish: bool,
+        urgent: bool = True,
     ) -> None:
-        self._group.commit(ctx, (tenant_id, workspace_id), names, await_publish=await_publish)
+        self._group.commit(ctx, (tenant_id, workspace_id), names, await_publish=await_publish, urgent=urgent)
 
     def commits(self) -> int:
         return self._group.commits()
@@ -169,7 +178,9 @@ class EmbeddedStack:
             worker_url=self.worker_url or "http://127.0.0.1:8081/dispatch",
             **self.settings_overrides,
         )
-        self._compactor = InlineCompactor(settings.group_commit_window_ms)
+        self._compactor = InlineCompactor(
+            settings.group_commit_window_ms, settings.group_commit_progress_window_ms
+        )
         self._dispatcher = LocalDispatcher()
         self._dispatcher.start()
         self.ctx = ServiceContext(

@@ -5,7 +5,10 @@ Writers hand over the ledger objects they wrote and return; those that read back
 one compaction per workspace. It waits a short window after each publish so that a burst (a fan-out's
 callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once
 and so does a writer someone is waiting on (a trigger's caller): the window trades background latency
-for fewer publishes, never a user's.
+for fewer publishes, never a user's. Writes that only record progress (a dispatch, a start, a
+heartbeat) unblock nothing, so while nothing else is queued the window is longer: a task's start then
+shares the publish of its finish instead of costing one of its own whenever the task outlasts the
+short window (on a slow machine a chain published almost twice a hop).
 It hands the compaction every object written since the last publish, so the compaction lists nothing.
 """
 
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from servo.services.context import ServiceContext
-from servo.settings import DEFAULT_GROUP_COMMIT_WINDOW_MS
+from servo.settings import DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS, DEFAULT_GROUP_COMMIT_WINDOW_MS
 
 logger = logging.getLogger("servo.dev")
 
@@ -47,6 +50,8 @@ class GroupCommit:
         on_changed: called with the runs a compaction changed (the controller's side effects).
         compact: folds and publishes the named objects of one workspace (injected for tests).
         window_ms: how long after a publish the loop collects writes before taking the next batch.
+        progress_window_ms: the same while everything queued only records progress (``urgent``
+            False); an urgent write ends it at ``window_ms``.
         clock_ms: the loop's clock, injected for tests.
         wait: how the loop waits out the window (seconds), injected for tests; by default the wait
             ends early when a writer that awaits its publish arrives.
@@ -58,12 +63,15 @@ class GroupCommit:
         *,
         compact: Compact = _compact_hinted,
         window_ms: int = DEFAULT_GROUP_COMMIT_WINDOW_MS,
+        progress_window_ms: int = DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
         clock_ms: Callable[[], int] = _monotonic_ms,
         wait: Callable[[float], None] | None = None,
     ) -> None:
         self._on_changed = on_changed
         self._compact = compact
         self._window_ms = window_ms
+        self._progress_window_ms = max(progress_window_ms, window_ms)
+        self._urgent = False  # something queued is more than progress
         self._clock_ms = clock_ms
         self._wait = wait
         self._cv = threading.Condition()
@@ -80,15 +88,23 @@ class GroupCommit:
         self._thread.start()
 
     def commit(
-        self, ctx: ServiceContext, scope: Scope, names: Sequence[str], *, await_publish: bool = True
+        self,
+        ctx: ServiceContext,
+        scope: Scope,
+        names: Sequence[str],
+        *,
+        await_publish: bool = True,
+        urgent: bool = True,
     ) -> None:
         """Hand over objects written to ``scope``'s ledger; with ``await_publish``, return once a
-        compaction round covering them has ended (published, or failed and queued for retry)."""
+        compaction round covering them has ended (published, or failed and queued for retry).
+        ``urgent`` False: the objects only record progress, and may wait the longer window."""
         with self._cv:
             if self._stopped:
                 return  # durable in the ledger: the sweep folds them
             self._queued.setdefault(scope, set()).update(names)
             self._contexts[scope] = ctx
+            self._urgent = self._urgent or urgent
             self._enqueued += 1
             ticket = self._enqueued
             if await_publish:
@@ -125,6 +141,7 @@ class GroupCommit:
                 self._wait_window()  # whatever arrives meanwhile joins this batch
             with self._cv:
                 batch, self._queued = self._queued, {}
+                self._urgent = False
                 contexts = {scope: self._contexts[scope] for scope in batch}
                 covered = self._enqueued
                 self._running = True
@@ -142,6 +159,7 @@ class GroupCommit:
             if not self._stopped:
                 for scope, names in failed.items():
                     self._queued.setdefault(scope, set()).update(names)
+                    self._urgent = True  # the backoff paces a retry, not the progress window
             self._failures = min(self._failures + 1, 10) if failed else 0
             self._running = False
             self._published = max(self._published, covered)
@@ -151,21 +169,25 @@ class GroupCommit:
     def _wait_window(self) -> None:
         if self._last_publish_ms is None:
             return  # nothing published yet: an idle stack publishes at once
-        delay = self._window_ms
-        if self._failures:
-            # Back off after failures so a persistent fault does not spin the loop.
-            delay = min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
         if self._wait is not None:
-            remaining = self._last_publish_ms + delay - self._clock_ms()
+            with self._cv:
+                remaining = self._last_publish_ms + self._delay_ms() - self._clock_ms()
             if remaining > 0:
                 self._wait(remaining / 1000)
             return
         with self._cv:
             while not self._stopped and not self._cut_short():
-                remaining = self._last_publish_ms + delay - self._clock_ms()
+                # Re-read on every wake-up: an urgent commit shortens the progress window.
+                remaining = self._last_publish_ms + self._delay_ms() - self._clock_ms()
                 if remaining <= 0:
                     return
                 self._cv.wait(remaining / 1000)  # a commit notifies: re-check whether one is awaited
+
+    def _delay_ms(self) -> int:
+        if self._failures:
+            # Back off after failures so a persistent fault does not spin the loop.
+            return min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
+        return self._window_ms if self._urgent else self._progress_window_ms
 
     def _cut_short(self) -> bool:
         # A writer someone waits on (a trigger's caller) skips the window: the window trades

@@ -28,7 +28,9 @@ class LedgerHook(Protocol):
 
     In the embedded mode it hands them to the compactor; on GCP the finalize event does that job.
     ``await_publish`` is False for writers that never read back what they wrote (the worker's
-    callbacks, the controller's side effects), so they need not wait for the publish.
+    callbacks, the controller's side effects), so they need not wait for the publish. ``urgent`` is
+    False when every event written only records progress (``ledger.PROGRESS_EVENTS``): its publish
+    unblocks nothing, so it may wait to share a publish with what follows.
     """
 
     def __call__(
@@ -40,6 +42,7 @@ class LedgerHook(Protocol):
         /,
         *,
         await_publish: bool,
+        urgent: bool = True,
     ) -> None: ...
 
 

@@ -20,6 +20,19 @@ logger = logging.getLogger("servo.ledger")
 
 # contracts §5: an event id more than 5 minutes ahead of the server clock is refused.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+# Events that record progress and unblock nothing: no decision of the controller waits on their
+# publish (a dispatch is requested and enqueued in one pass; callbacks accept a dispatch not yet
+# published). A write of only these may wait for company before it is published.
+PROGRESS_EVENTS = frozenset(
+    {
+        "DispatchRequested",
+        "DispatchEnqueued",
+        "TaskStarted",
+        "TaskHeartbeat",
+        "TimerRequested",
+        "TimerEnqueued",
+    }
+)
 
 
 def append_events(
@@ -52,8 +65,11 @@ def append_events(
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
     names = io_map(write, events)
     if ctx.after_ledger_write is not None and names:
+        urgent = any(e.event_type not in PROGRESS_EVENTS for e in events)
         try:
-            ctx.after_ledger_write(ctx, tenant_id, workspace_id, names, await_publish=await_publish)
+            ctx.after_ledger_write(
+                ctx, tenant_id, workspace_id, names, await_publish=await_publish, urgent=urgent
+            )
         except Exception:
             # The events are durable: failing the request now would invite a retry that duplicates the
             # work. Compaction and side effects are re-driven by the sweep (and by finalize events).
