@@ -283,16 +283,3 @@ def test_an_urgent_write_ends_the_progress_window(stopping: list[GroupCommit]) -
     group.commit(None, SCOPE, ["finished"], await_publish=False)  # type: ignore[arg-type]
     assert group.wait_idle(30)
     assert record.batches == [["first"], ["finished", "started"]]
-
-
-def test_only_dispatch_start_heartbeat_and_timer_records_are_progress() -> None:
-    from servo.services.ledger import PROGRESS_EVENTS
-
-    assert {
-        "DispatchRequested",
-        "DispatchEnqueued",
-        "TaskStarted",
-        "TaskHeartbeat",
-        "TimerRequested",
-        "TimerEnqueued",
-    } == PROGRESS_EVENTS

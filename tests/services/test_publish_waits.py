@@ -1,7 +1,8 @@
-"""Who waits for the publish of its write.
+"""Who waits for the publish of its write, and whose write is urgent.
 
 Trigger and cancel read back what they wrote (read-after-write); the worker's callbacks and the
-controller's side effects never do, so they hand their objects over and return.
+controller's side effects never do, so they hand their objects over and return. Writes that only
+record progress (a dispatch, a start, a heartbeat) are not urgent: their publish unblocks nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def _deployed(tmp_path: Path) -> tuple[ServiceContext, Any]:
 def test_the_worker_and_the_controller_do_not_wait_trigger_and_cancel_do(tmp_path: Path) -> None:
     ctx, queue = _deployed(tmp_path)
     waits: dict[str, set[bool]] = {}
+    urgency: dict[str, set[bool]] = {}
 
     def recording(
         c: ServiceContext,
@@ -51,7 +53,8 @@ def test_the_worker_and_the_controller_do_not_wait_trigger_and_cancel_do(tmp_pat
             found = store.get(name)
             assert found is not None
             waits.setdefault(json.loads(found.data)["event_type"], set()).add(await_publish)
-        inline_hook(c, tenant, ws, names, await_publish=await_publish)
+            urgency.setdefault(json.loads(found.data)["event_type"], set()).add(urgent)
+        inline_hook(c, tenant, ws, names, await_publish=await_publish, urgent=urgent)
 
     ctx = replace(ctx, after_ledger_write=recording)
     trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})
@@ -69,3 +72,7 @@ def test_the_worker_and_the_controller_do_not_wait_trigger_and_cancel_do(tmp_pat
     assert waits["DispatchRequested"] == waits["DispatchEnqueued"] == {False}  # the controller's side effects
     assert waits["RunCancelRequested"] == {True}
     assert all(waits[t] == {True} for t in TRIGGER_EVENTS)
+    progress = {"TaskStarted", "TaskHeartbeat", "DispatchRequested", "DispatchEnqueued"}
+    assert all(urgency[t] == {False} for t in progress)
+    assert all(urgency[t] == {True} for t in set(urgency) - progress)
+    assert {"TaskFinished", "RunCancelRequested", *TRIGGER_EVENTS} <= set(urgency)
