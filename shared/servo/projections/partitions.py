@@ -14,6 +14,7 @@ older segment of the chain); they are applied after the segment's upserts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -94,10 +95,37 @@ def file_groups(segments: Iterable[Segment]) -> list[list[Segment]]:
     return ([small] if small else []) + groups
 
 
-def _lists(values: pa.Array, counts: Sequence[int], name: str) -> pa.ListArray:
+def _lists(
+    name: str, per_run: Sequence[Sequence[Any]], to_array: Callable[[list[Any]], pa.Array]
+) -> pa.ListArray:
+    """The list column ``name``: every run's values converted in one call, then cut back by offsets."""
+    flat = [value for values in per_run for value in values]
+    offsets = pa.array([0, *itertools.accumulate(map(len, per_run))], pa.int32())
     # Built with the schema's own list type, so the table needs no cast (a per-column compute call).
-    offsets = pa.array([0, *itertools.accumulate(counts)], pa.int32())
-    return pa.ListArray.from_arrays(offsets, values, type=SEGMENT_SCHEMA.field(name).type)
+    return pa.ListArray.from_arrays(offsets, to_array(flat), type=SEGMENT_SCHEMA.field(name).type)
+
+
+def _split(column: pa.ChunkedArray, to_values: Callable[[pa.Array], list[Any]]) -> list[list[Any]]:
+    """:func:`_lists` undone: every run's values converted in one call, then cut back by offsets."""
+    lists = column.combine_chunks()
+    values = to_values(lists.flatten())
+    offsets = lists.offsets.to_pylist()
+    return [values[a - offsets[0] : b - offsets[0]] for a, b in itertools.pairwise(offsets)]
+
+
+def _pair_struct(fields: Iterable[pa.Field]) -> Callable[[list[Any]], pa.Array]:
+    # Tombstones (table, key) and events (id, body) are both structs of two strings.
+    def to_array(pairs: list[Any]) -> pa.Array:
+        first, second = [a for a, _ in pairs], [b for _, b in pairs]
+        return pa.StructArray.from_arrays(
+            [pa.array(first, pa.string()), pa.array(second, pa.string())], fields=list(fields)
+        )
+
+    return to_array
+
+
+def _pairs(values: pa.Array) -> list[Any]:
+    return list(zip(values.field(0).to_pylist(), values.field(1).to_pylist(), strict=True))
 
 
 def encode_segments(segments: Sequence[Segment]) -> bytes:
@@ -117,6 +145,7 @@ def encode_segments(segments: Sequence[Segment]) -> bytes:
     run_ids = [seg.run_id for seg in ordered]
     if len(set(run_ids)) != len(run_ids):
         raise InvalidInput("a segment file cannot hold a run more than once", details={"runs": run_ids})
+    any_base = any(seg.base for seg in ordered)
     fields: list[pa.Field] = [SEGMENT_SCHEMA.field("run_id"), SEGMENT_SCHEMA.field("base")]
     # Typed arrays: an untyped pa.array infers the type, and inference tries to import dateutil
     # (absent, so retried on every call).
@@ -126,51 +155,17 @@ def encode_segments(segments: Sequence[Segment]) -> bytes:
     ]
     for table in _SEGMENT_TABLES:
         per_run = [sorted(seg.rows.get(table.name, ()), key=table.key) for seg in ordered]
-        if any(per_run) or any(seg.base for seg in ordered):
+        if any_base or any(per_run):
             fields.append(SEGMENT_SCHEMA.field(table.name))
-            flat = [row for rows in per_run for row in rows]
-            columns.append(_lists(rows_to_struct(table, flat), [len(rows) for rows in per_run], table.name))
-    tombs = [sorted(seg.tombstones) for seg in ordered]
-    flat_tombs = [t for run_tombs in tombs for t in run_tombs]
-    fields.append(SEGMENT_SCHEMA.field("tombstones"))
+            columns.append(_lists(table.name, per_run, functools.partial(rows_to_struct, table)))
+    fields += [SEGMENT_SCHEMA.field("tombstones"), SEGMENT_SCHEMA.field("events")]
     columns.append(
-        _lists(
-            pa.StructArray.from_arrays(
-                [
-                    pa.array([t for t, _ in flat_tombs], pa.string()),
-                    pa.array([k for _, k in flat_tombs], pa.string()),
-                ],
-                fields=list(_TOMBSTONE),
-            ),
-            [len(t) for t in tombs],
-            "tombstones",
-        )
+        _lists("tombstones", [sorted(seg.tombstones) for seg in ordered], _pair_struct(_TOMBSTONE))
     )
-    ids = [sorted(seg.events) for seg in ordered]
-    fields.append(SEGMENT_SCHEMA.field("events"))
     columns.append(
-        _lists(
-            pa.StructArray.from_arrays(
-                [
-                    pa.array([i for run_ids_ in ids for i in run_ids_], pa.string()),
-                    pa.array(
-                        [seg.events[i] for seg, run_ids_ in zip(ordered, ids, strict=True) for i in run_ids_],
-                        pa.string(),
-                    ),
-                ],
-                fields=list(schemas.EVENTS_SCHEMA),
-            ),
-            [len(i) for i in ids],
-            "events",
-        )
+        _lists("events", [sorted(seg.events.items()) for seg in ordered], _pair_struct(schemas.EVENTS_SCHEMA))
     )
     return write_parquet(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
-
-
-def _per_row(table: pa.Table, name: str) -> list[pa.Array]:
-    # The list column cut into each row's values (one array per run).
-    column = table.column(name).combine_chunks()
-    return [column[i].values for i in range(len(column))]
 
 
 def decode_segments(data: bytes, what: str = "segment file") -> dict[str, Segment]:
@@ -190,23 +185,20 @@ def decode_segments(data: bytes, what: str = "segment file") -> dict[str, Segmen
     if len(set(run_ids)) != len(run_ids):
         raise InvalidInput(f"projection file {what} names a run more than once", details={"runs": run_ids})
     bases = table.column("base").to_pylist()
-    rows: dict[str, list[list[Any]]] = {}
-    for t in _SEGMENT_TABLES:
-        if t.name in table.column_names:
-            rows[t.name] = [arrow_to_rows(t, values) for values in _per_row(table, t.name)]
-    tombs = _per_row(table, "tombstones")
-    events = _per_row(table, "events")
+    rows = {
+        t.name: _split(table.column(t.name), functools.partial(arrow_to_rows, t))
+        for t in _SEGMENT_TABLES
+        if t.name in table.column_names
+    }
+    tombs = _split(table.column("tombstones"), _pairs)
+    events = _split(table.column("events"), _pairs)
     return {
         run_id: Segment(
             run_id=run_id,
             base=bases[i],
             rows={name: per_run[i] for name, per_run in rows.items()},
-            tombstones=tuple(
-                zip(tombs[i].field("table").to_pylist(), tombs[i].field("key").to_pylist(), strict=True)
-            ),
-            events=dict(
-                zip(events[i].field("event_id").to_pylist(), events[i].field("body").to_pylist(), strict=True)
-            ),
+            tombstones=tuple(tombs[i]),
+            events=dict(events[i]),
         )
         for i, run_id in enumerate(run_ids)
     }
