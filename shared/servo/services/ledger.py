@@ -10,7 +10,17 @@ import logging
 from collections.abc import Sequence
 
 from servo.core.errors import Conflict, InvalidEvent
-from servo.core.events import Event, encode_event, ledger_object_name
+from servo.core.events import (
+    DispatchEnqueued,
+    DispatchRequested,
+    Event,
+    TaskHeartbeat,
+    TaskStarted,
+    TimerEnqueued,
+    TimerRequested,
+    encode_event,
+    ledger_object_name,
+)
 from servo.core.ids import ulid_time_ms
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
@@ -23,15 +33,13 @@ MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 # Events that record progress and unblock nothing: no decision of the controller waits on their
 # publish (a dispatch is requested and enqueued in one pass; callbacks accept a dispatch not yet
 # published). A write of only these may wait for company before it is published.
-PROGRESS_EVENTS = frozenset(
-    {
-        "DispatchRequested",
-        "DispatchEnqueued",
-        "TaskStarted",
-        "TaskHeartbeat",
-        "TimerRequested",
-        "TimerEnqueued",
-    }
+PROGRESS_EVENTS = (
+    DispatchRequested,
+    DispatchEnqueued,
+    TaskStarted,
+    TaskHeartbeat,
+    TimerRequested,
+    TimerEnqueued,
 )
 
 
@@ -65,7 +73,7 @@ def append_events(
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
     names = io_map(write, events)
     if ctx.after_ledger_write is not None and names:
-        urgent = any(e.event_type not in PROGRESS_EVENTS for e in events)
+        urgent = not all(isinstance(e.data, PROGRESS_EVENTS) for e in events)
         try:
             ctx.after_ledger_write(
                 ctx, tenant_id, workspace_id, names, await_publish=await_publish, urgent=urgent
