@@ -26,9 +26,9 @@ from bench._stats import ms, summary
 
 @dataclass(frozen=True, slots=True)
 class RunMeasure:
-    run_id: str
-    tasks: int
-    wall_s: float  # trigger sent → GetRun answered SUCCEEDED
+    run_ids: tuple[str, ...]
+    tasks: int  # over all the runs measured together
+    wall_s: float  # trigger sent → GetRun answered SUCCEEDED (for the last of the runs)
     all_completed_s: float  # trigger sent → last completed callback accepted
     overheads_s: tuple[float, ...]  # per dependent task
     ops: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -54,10 +54,11 @@ def measure_run(
     *,
     count_ops: bool,
     timeout: float,
+    copies: int = 1,
 ) -> RunMeasure:
-    """Trigger ``keys[0]`` with its downstream and wait for SUCCEEDED.
+    """Trigger ``keys[0]`` with its downstream ``copies`` times at once and wait for all SUCCEEDED.
 
-    With ``count_ops`` the store counters are reset before the trigger and read after the last
+    With ``count_ops`` the store counters are reset before the first trigger and read after the last
     completion and the control plane going idle, before the first GetRun (whose reads are the
     client's, not the tasks').
     """
@@ -67,12 +68,17 @@ def measure_run(
         if target.counting is not None:
             target.counting.reset()
     start = time.perf_counter()
-    run_id = _api.trigger(http, target.api_url, ws, keys[0], downstream=True)
-    if not target.timeline.wait_completed(run_id, len(keys), timeout):
-        seen = len(target.timeline.of_run(run_id))
-        raise _api.BenchError(f"{ws}: only {seen}/{len(keys)} tasks reached the worker within {timeout:.0f}s")
-    times = target.timeline.of_run(run_id)
-    last = max(t.completed_accepted or 0.0 for t in times.values())
+    run_ids = [_api.trigger(http, target.api_url, ws, keys[0], downstream=True) for _ in range(copies)]
+    for run_id in run_ids:
+        if not target.timeline.wait_completed(
+            run_id, len(keys), max(1.0, start + timeout - time.perf_counter())
+        ):
+            seen = len(target.timeline.of_run(run_id))
+            raise _api.BenchError(
+                f"{ws}: only {seen}/{len(keys)} tasks reached the worker within {timeout:.0f}s"
+            )
+    times = [target.timeline.of_run(run_id) for run_id in run_ids]
+    last = max(t.completed_accepted or 0.0 for run in times for t in run.values())
     ops: dict[tuple[str, str], int] = {}
     port = None
     ledger_types: dict[str, int] = {}
@@ -81,12 +87,21 @@ def measure_run(
         ops = target.tally.snapshot()
         port = target.counting.snapshot() if target.counting is not None else None
         ledger_types = target.tally.ledger_snapshot()
-    run, seen_at = _api.wait_state(http, target.api_url, ws, run_id, timeout)
-    if run["state"] != "SUCCEEDED":
-        raise _api.BenchError(f"{ws}: run {run_id} ended {run['state']}")
-    overheads = _edge_overheads(times, edges)
+    seen_at = start
+    for run_id in run_ids:
+        run, seen_at = _api.wait_state(http, target.api_url, ws, run_id, timeout)
+        if run["state"] != "SUCCEEDED":
+            raise _api.BenchError(f"{ws}: run {run_id} ended {run['state']}")
+    overheads = [o for run in times for o in _edge_overheads(run, edges)]
     return RunMeasure(
-        run_id, len(keys), seen_at - start, last - start, tuple(overheads), ops, port, ledger_types
+        tuple(run_ids),
+        copies * len(keys),
+        seen_at - start,
+        last - start,
+        tuple(overheads),
+        ops,
+        port,
+        ledger_types,
     )
 
 
@@ -148,3 +163,19 @@ def run_fanout(
     if m.overheads_s:
         out[f"{prefix}.root_done_to_last_child_received_ms"] = ms(max(m.overheads_s))
     return out, m
+
+
+def run_concurrent_chains(
+    target: Target, http: requests.Session, n: int, copies: int, timeout: float
+) -> tuple[dict[str, Any], RunMeasure]:
+    """``copies`` runs of the (already deployed) ``n``-chain triggered at once (ops counted).
+
+    A lone chain needs a publish of its own for every hop; runs in flight together share them, which
+    is what a workspace with more than one run at a time pays per task.
+    """
+    ws = f"chain{n}"
+    m = measure_run(
+        target, http, ws, chain_keys(n), chain_edges(n), count_ops=True, timeout=timeout, copies=copies
+    )
+    prefix = f"{target.mode}.chain{n}x{copies}"
+    return {f"{prefix}.tasks": m.tasks, f"{prefix}.succeeded_s": round(m.wall_s, 3)}, m

@@ -28,6 +28,9 @@ FANOUT_CHILDREN = 999  # one root and 999 children: 1,000 tasks
 # the worker share this process (and its GIL) and hold that stack to about five tasks a second.
 EMULATOR_FANOUT_CHILDREN = 149
 FANOUT_TIMEOUT_S = 420.0
+# Runs of the 20-chain in flight together, counted: one run's hops share their publishes with the
+# others', as in a workspace with more than one run at a time (a lone chain publishes once a hop).
+CONCURRENT_CHAIN, CONCURRENT_RUNS = 20, 5
 LOAD_RATE, LOAD_SECONDS = 20.0, 10.0
 # The same load on both stacks. (Before compactions of one workspace rode one flight, the emulator stack
 # fell minutes behind at 20/s and ran at 5/s.)
@@ -63,6 +66,9 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
             return {**figures, **cost.ops_results("embedded.fanout1000", m)}
 
         _guarded(out, "embedded.fanout1000", fanout)
+        _guarded(
+            out, f"embedded.chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}", lambda: _concurrent(target, http)
+        )
         _guarded(out, "embedded.idle", lambda: load.idle_triggers(target, project))
         _guarded(
             out,
@@ -71,6 +77,12 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
         )
         _guarded(out, "embedded.sweep", lambda: _sweep_ops(target, "ops.sweep_tick"))
     return out
+
+
+def _concurrent(target: _stacks.Target, http: requests.Session) -> dict[str, Any]:
+    figures, m = e2e.run_concurrent_chains(target, http, CONCURRENT_CHAIN, CONCURRENT_RUNS, 120)
+    label = f"{target.mode.removesuffix('_counted')}.chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}"
+    return {**figures, **cost.ops_results(label, m)}
 
 
 def _sweep_ops(target: _stacks.Target, key: str) -> dict[str, Any]:
@@ -144,6 +156,7 @@ def _emulator_ops(project: Path, data: Path) -> dict[str, Any]:
             return {**figures, **cost.ops_results(f"emulators.fanout{EMULATOR_FANOUT_CHILDREN + 1}", m)}
 
         _guarded(out, "emulators_counted.fanout", fanout)
+        _guarded(out, "emulators_counted.concurrent", lambda: _concurrent(target, requests.Session()))
         _guarded(out, "emulators_counted.sweep", lambda: _sweep_ops(target, "ops.emulators.sweep_tick"))
     return out
 
