@@ -467,3 +467,32 @@ def test_the_manifest_keeps_a_bounded_number_of_applied_ids(store: LocalFileStor
     newest = [ids.new(NOW + i) for i in range(ledger.MAX_RECENT_IDS + 10)]
     kept = ledger.recent_ids(newest, newest[-1])
     assert kept == tuple(newest[-ledger.MAX_RECENT_IDS :])
+
+
+def test_an_instance_does_not_read_again_what_it_found_applied_past_the_manifests_cap(
+    store: LocalFileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of more applied ids than the manifest keeps: the sweep's window still lists them all,
+    # and without a memory of its own an idle workspace's sweep read the excess again every tick.
+    from servo.services import _compaction_ledger as ledger
+
+    monkeypatch.setattr(ledger, "MAX_RECENT_IDS", 3)
+    events = simple_history()
+    write(store, events)
+    publisher: dict[str, object] = {}
+    assert run(store, cache=publisher).events_applied == len(events) > 3
+
+    def ledger_reads(cache: dict[str, object]) -> list[str]:
+        spy = SpyStore(store)
+        assert run(spy, cache=cache, lookback_ms=ledger.SWEEP_LOOKBACK_MS).events_applied == 0
+        return [n for n in spy.touched if n.startswith("ledger/") and n.endswith(".json")]
+
+    assert ledger_reads(publisher) == []  # it applied them itself
+    cold: dict[str, object] = {}
+    assert len(ledger_reads(cold)) == len(events) - 3  # the excess, once, and found applied
+    assert ledger_reads(cold) == []
+    # Memory is no excuse to miss a new object: one more event is read and folded.
+    extra = History(run=RUNS[1], ids=UlidFactory(lambda n: b"\x01" * n))
+    extra.trigger()
+    write(store, extra.events)
+    assert run(store, cache=cold, lookback_ms=ledger.SWEEP_LOOKBACK_MS).events_applied == 1

@@ -70,3 +70,13 @@ def test_get_run_of_ten_thousand_tasks_reads_only_its_partition(tmp_path: Path) 
     # pointer, manifest (the run is live there), one segment: no listing, no ledger, no other run.
     assert counting.snapshot().reads == 3 and counting.snapshot().lists == 0
     assert not any(n.startswith("ledger") for n in spy.touched)
+
+
+def test_an_instance_remembers_a_bounded_number_of_applied_ids_newest_kept() -> None:
+    from servo.services.read_model import ProjectionCache
+
+    cache = ProjectionCache(max_applied_ids=3)
+    cache.note_applied(["a", "b"])
+    cache.note_applied(["c", "d"])
+    known = cache.applied_ids()
+    assert [i for i in "abcd" if i in known] == ["b", "c", "d"]

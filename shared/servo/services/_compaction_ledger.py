@@ -8,7 +8,7 @@ a read. An object older than the window is found through the name its finalize e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from ulid import base32
@@ -55,9 +55,10 @@ def candidate_names(
     lookback_ms: int,
     *,
     list_ledger: bool = True,
+    known_applied: Container[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """Ledger names to read: the listed window (unless ``list_ledger`` is off) plus hints, minus ids
-    already applied."""
+    already applied (the manifest's ``recent`` ones, and those this instance ``known_applied``)."""
     bad: dict[str, str] = {}
     skip = set(recent)
     names: dict[str, None] = {}
@@ -78,7 +79,7 @@ def candidate_names(
         except InvalidInput as exc:
             bad[name] = f"not a ledger object name: {exc}"
             continue
-        if event_id not in skip:
+        if event_id not in skip and event_id not in known_applied:
             wanted.append(name)
     return wanted, bad
 
@@ -115,14 +116,14 @@ def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:
     return max([watermark, *plausible])
 
 
-def all_applied(names: Iterable[str], recent: Iterable[str]) -> bool:
-    """Whether every named ledger object is among the ``recent`` applied ids (False if none is named,
-    or a name is not a ledger object's: those are for the compaction to report)."""
+def all_applied(names: Iterable[str], recent: Iterable[str], known_applied: Container[str] = ()) -> bool:
+    """Whether every named ledger object is among the ``recent`` or ``known_applied`` ids (False if
+    none is named, or a name is not a ledger object's: those are for the compaction to report)."""
     try:
         ids = {event_id_from_object_name(n) for n in names}
     except InvalidInput:
         return False
-    return bool(ids) and ids.issubset(recent)
+    return bool(ids) and all(i in known_applied for i in ids.difference(recent))
 
 
 def recent_ids(ids: Iterable[str], watermark: str) -> tuple[str, ...]:

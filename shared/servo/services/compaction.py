@@ -160,6 +160,7 @@ def compact(
             [*hint, *(more_hint() if more_hint is not None else ())],
             lookback_ms,
             list_ledger=list_ledger,
+            known_applied=snap.cache.applied_ids(),
         )
         malformed.update(bad)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
@@ -167,6 +168,9 @@ def compact(
         fresh, before = _unapplied(snap, found.events)
         report = sorted(malformed.items())
         if not fresh:
+            # Every object read is applied in this head (or holds nothing to apply, and is reported
+            # now): past the manifest's cap of recent ids only this memory spares reading it again.
+            snap.cache.note_applied(found.seen_ids)
             return CompactionResult(False, manifest.manifest_id, 0, report, [], 0, snap)
         published = _publish(
             store,
@@ -183,6 +187,7 @@ def compact(
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
         new_snap, changed = published
+        new_snap.cache.note_applied(found.seen_ids)
         lag = max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh))
         return CompactionResult(
             True, new_snap.manifest.manifest_id, len(fresh), report, changed, lag, new_snap
@@ -192,7 +197,7 @@ def compact(
 
 def _already_applied(snap: Snapshot, hint: Sequence[str]) -> CompactionResult | None:
     """The result of a compaction whose hinted objects ``snap`` already shows applied, else None."""
-    if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids):
+    if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids, snap.cache.applied_ids()):
         return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
     return None
 

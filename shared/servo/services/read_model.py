@@ -9,10 +9,11 @@ and the manifest is re-read only when the pointer's generation moved.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Container, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,11 @@ from servo.store import ObjectStore
 _CACHE_KEY = "servo.projections"
 
 
+# The manifest keeps 2,000 applied ids for every reader; an instance remembers more for itself, so a
+# sweep after a bigger burst reads the excess once, not on every tick. 50,000 ids are about 4 MB.
+MAX_APPLIED_IDS = 50_000
+
+
 class ProjectionCache:
     """Decoded immutable projection files, least recently used first out.
 
@@ -35,12 +41,30 @@ class ProjectionCache:
     touch of the LRU order happens under a lock.
     """
 
-    def __init__(self, max_entries: int = 512) -> None:
+    def __init__(self, max_entries: int = 512, max_applied_ids: int = MAX_APPLIED_IDS) -> None:
         self.max_entries = max_entries
+        self.max_applied_ids = max_applied_ids
         self.head: tuple[int, layout.Pointer, bytes, layout.Manifest] | None = None
         self.head_seen_at = 0.0  # time.monotonic() when ``head`` was read or published
         self._files: OrderedDict[Any, Any] = OrderedDict()
+        self._applied: dict[str, None] = {}  # insertion-ordered: the oldest noted go first
         self._lock = threading.Lock()
+
+    def note_applied(self, event_ids: Iterable[str]) -> None:
+        """Ledger ids a published head of this store shows applied (or that hold nothing to apply).
+
+        Applied stays applied (every later head descends from that one), so this memory can only
+        spare a read, never hide an object that still needs folding.
+        """
+        with self._lock:
+            self._applied.update(dict.fromkeys(event_ids))
+            excess = len(self._applied) - self.max_applied_ids
+            for stale in list(itertools.islice(self._applied, max(excess, 0))):
+                del self._applied[stale]
+
+    def applied_ids(self) -> Container[str]:
+        """The ids noted applied, for membership tests (a live view: no copy per compaction)."""
+        return self._applied.keys()
 
     def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
         """The head just read or published."""
