@@ -2,8 +2,9 @@
 
 The ledger is never listed whole: listing starts a look-back window before the watermark (the
 newest event already applied), so objects written late by a writer with a slow clock, or uploaded
-slowly, are still found; ids applied inside that window are kept in the manifest and skipped without
-a read. An object older than the window is found through the name its finalize event hands over.
+slowly, are still found; ids applied inside that window are kept in the manifest (and remembered by
+the instance, ``ProjectionCache.note_applied``) and skipped without a read. An object older than the
+window is found through the name its finalize event hands over.
 """
 
 from __future__ import annotations
@@ -50,17 +51,15 @@ class Found:
 def candidate_names(
     store: ObjectStore,
     watermark: str,
-    recent: Iterable[str],
+    applied: Container[str],
     hint: Iterable[str],
     lookback_ms: int,
     *,
     list_ledger: bool = True,
-    known_applied: Container[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
-    """Ledger names to read: the listed window (unless ``list_ledger`` is off) plus hints, minus ids
-    already applied (the manifest's ``recent`` ones, and those this instance ``known_applied``)."""
+    """Ledger names to read: the listed window (unless ``list_ledger`` is off) plus hints, minus the
+    ids known ``applied``."""
     bad: dict[str, str] = {}
-    skip = set(recent)
     names: dict[str, None] = {}
     start = None
     if watermark:
@@ -79,7 +78,7 @@ def candidate_names(
         except InvalidInput as exc:
             bad[name] = f"not a ledger object name: {exc}"
             continue
-        if event_id not in skip and event_id not in known_applied:
+        if event_id not in applied:
             wanted.append(name)
     return wanted, bad
 
@@ -116,14 +115,14 @@ def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:
     return max([watermark, *plausible])
 
 
-def all_applied(names: Iterable[str], recent: Iterable[str], known_applied: Container[str] = ()) -> bool:
-    """Whether every named ledger object is among the ``recent`` or ``known_applied`` ids (False if
-    none is named, or a name is not a ledger object's: those are for the compaction to report)."""
+def all_applied(names: Iterable[str], applied: Container[str]) -> bool:
+    """Whether every named ledger object is among the ids known ``applied`` (False if none is named,
+    or a name is not a ledger object's: those are for the compaction to report)."""
     try:
         ids = {event_id_from_object_name(n) for n in names}
     except InvalidInput:
         return False
-    return bool(ids) and all(i in known_applied for i in ids.difference(recent))
+    return bool(ids) and all(i in applied for i in ids)
 
 
 def recent_ids(ids: Iterable[str], watermark: str) -> tuple[str, ...]:

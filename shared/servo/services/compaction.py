@@ -156,11 +156,10 @@ def compact(
         names, bad = ledger.candidate_names(
             store,
             manifest.events_processed_through,
-            manifest.recent_event_ids,
+            snap.cache.applied_ids(),
             [*hint, *(more_hint() if more_hint is not None else ())],
             lookback_ms,
             list_ledger=list_ledger,
-            known_applied=snap.cache.applied_ids(),
         )
         malformed.update(bad)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
@@ -169,7 +168,8 @@ def compact(
         report = sorted(malformed.items())
         if not fresh:
             # Every object read is applied in this head (or holds nothing to apply, and is reported
-            # now): past the manifest's cap of recent ids only this memory spares reading it again.
+            # now): past the manifest's cap of recent ids only the instance's memory spares reading
+            # it again.
             snap.cache.note_applied(found.seen_ids)
             return CompactionResult(False, manifest.manifest_id, 0, report, [], 0, snap)
         published = _publish(
@@ -197,7 +197,7 @@ def compact(
 
 def _already_applied(snap: Snapshot, hint: Sequence[str]) -> CompactionResult | None:
     """The result of a compaction whose hinted objects ``snap`` already shows applied, else None."""
-    if hint and ledger.all_applied(hint, snap.manifest.recent_event_ids, snap.cache.applied_ids()):
+    if hint and ledger.all_applied(hint, snap.cache.applied_ids()):
         return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
     return None
 

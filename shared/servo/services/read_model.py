@@ -29,8 +29,9 @@ from servo.store import ObjectStore
 _CACHE_KEY = "servo.projections"
 
 
-# The manifest keeps 2,000 applied ids for every reader; an instance remembers more for itself, so a
-# sweep after a bigger burst reads the excess once, not on every tick. 50,000 ids are about 4 MB.
+# The manifest keeps 2,000 applied ids for every reader; an instance remembers those of every head it
+# sees and more, so a sweep after a bigger burst reads the excess once, not on every tick. 50,000 ids
+# are about 4 MB.
 MAX_APPLIED_IDS = 50_000
 
 
@@ -51,7 +52,8 @@ class ProjectionCache:
         self._lock = threading.Lock()
 
     def note_applied(self, event_ids: Iterable[str]) -> None:
-        """Ledger ids a published head of this store shows applied (or that hold nothing to apply).
+        """Ledger ids a published head of this store shows applied (or that hold nothing to apply):
+        the recent ids of every head it remembers, and those a compaction found applied.
 
         Applied stays applied (every later head descends from that one), so this memory can only
         spare a read, never hide an object that still needs folding.
@@ -68,6 +70,7 @@ class ProjectionCache:
 
     def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
         """The head just read or published."""
+        self.note_applied(head[3].recent_event_ids)
         self.head, self.head_seen_at = head, time.monotonic()
 
     def confirm_head(self) -> None:
