@@ -99,15 +99,16 @@ class SegmentCloner:
 
     def segment(self, run_id: str) -> bytes:
         columns = [
-            _with_run_id(self._table.column(name).combine_chunks(), run_id)
+            _with_run_id(name, self._table.column(name).combine_chunks(), run_id)
             for name in self._table.column_names
         ]
         return write_parquet(pa.Table.from_arrays(columns, schema=self._table.schema))
 
 
-def _with_run_id(column: pa.Array, run_id: str) -> pa.Array:
-    """``column`` with every run id in it (top level, or a field of its list's rows) set to ``run_id``."""
-    if pa.types.is_string(column.type):
+def _with_run_id(name: str, column: pa.Array, run_id: str) -> pa.Array:
+    """Column ``name`` with every run id in it (the file's own, or a field of a table's rows) set to
+    ``run_id``."""
+    if name == "run_id":
         return pa.array([run_id] * len(column), pa.string())
     if not (pa.types.is_list(column.type) and pa.types.is_struct(column.type.value_type)):
         return column

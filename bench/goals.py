@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.local_stack import CONCURRENT_CHAIN, CONCURRENT_RUNS, EMULATOR_FANOUT_CHILDREN
+from bench.local_stack import CONCURRENT, CONCURRENT_CHAIN, CONCURRENT_RUNS, EMULATOR_FANOUT_CHILDREN
 
 Check = Callable[[dict[str, Any]], bool | None]
 _EMU_FANOUT = EMULATOR_FANOUT_CHILDREN + 1
-_CONCURRENT = f"chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}"
 _CONCURRENT_TEXT = f"{CONCURRENT_RUNS} {CONCURRENT_CHAIN}-chains at once"
 
 
@@ -56,11 +55,11 @@ GOALS: tuple[tuple[str, Check], ...] = (
     ),
     *_ops_goals("embedded.chain20", "20-chain"),
     *_ops_goals("embedded.fanout1000", "1,000 fan-out"),
-    *_ops_goals(f"embedded.{_CONCURRENT}", _CONCURRENT_TEXT),
+    *_ops_goals(f"embedded.{CONCURRENT}", _CONCURRENT_TEXT),
     # The GCP code path (finalize-driven compactor, separate function processes), counted on the wire.
     *_ops_goals("emulators.chain20", "20-chain, emulators"),
     *_ops_goals(f"emulators.fanout{_EMU_FANOUT}", f"{_EMU_FANOUT} fan-out, emulators"),
-    *_ops_goals(f"emulators.{_CONCURRENT}", f"{_CONCURRENT_TEXT}, emulators"),
+    *_ops_goals(f"emulators.{CONCURRENT}", f"{_CONCURRENT_TEXT}, emulators"),
 )
 
 

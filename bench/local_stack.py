@@ -32,6 +32,7 @@ FANOUT_TIMEOUT_S = 420.0
 # Runs of the 20-chain in flight together, counted: one run's hops share their publishes with the
 # others', as in a workspace with more than one run at a time (a lone chain publishes once a hop).
 CONCURRENT_CHAIN, CONCURRENT_RUNS = 20, 5
+CONCURRENT = f"chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}"  # the figures' label, after the stack's
 LOAD_RATE, LOAD_SECONDS = 20.0, 10.0
 # The same load on both stacks. (Before compactions of one workspace rode one flight, the emulator stack
 # fell minutes behind at 20/s and ran at 5/s.)
@@ -67,9 +68,7 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
             return {**figures, **cost.ops_results("embedded.fanout1000", m)}
 
         _guarded(out, "embedded.fanout1000", fanout)
-        _guarded(
-            out, f"embedded.chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}", lambda: _concurrent(target, http)
-        )
+        _guarded(out, f"embedded.{CONCURRENT}", lambda: _concurrent(target, http))
         _guarded(out, "embedded.idle", lambda: load.idle_triggers(target, project))
         _guarded(
             out,
@@ -82,8 +81,8 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
 
 def _concurrent(target: _stacks.Target, http: requests.Session) -> dict[str, Any]:
     figures, m = e2e.run_concurrent_chains(target, http, CONCURRENT_CHAIN, CONCURRENT_RUNS, 120)
-    label = f"{target.mode.removesuffix('_counted')}.chain{CONCURRENT_CHAIN}x{CONCURRENT_RUNS}"
-    return {**figures, **cost.ops_results(label, m)}
+    # The counted emulator stack's operations are the emulators' (as its chains' and fan-out's are).
+    return {**figures, **cost.ops_results(f"{target.mode.removesuffix('_counted')}.{CONCURRENT}", m)}
 
 
 def _sweep_ops(target: _stacks.Target, key: str) -> dict[str, Any]:
@@ -193,8 +192,8 @@ def run() -> dict[str, Any]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dagster-venv") as pool:
             # Dagster's venv (about 50 s of pip) is made while the counted stack starts and runs its
             # lone chains, whose counts a busy CPU cannot move (one publish a hop, a second apart);
-            # the batched workloads after them run on a quiet machine again. It keeps the bench well
-            # inside its ten minutes on a slow day.
+            # pip is about done when the batched workloads start. It keeps the bench well inside its
+            # ten minutes on a slow day.
             env = pool.submit(dagster_cmp.ensure_env)
             _guarded(results, "emulators.ops", lambda: _emulator_ops(project, root / "emulators" / "counted"))
             _guarded(results, "dagster", lambda: _dagster(root / "dagster", env.result))
