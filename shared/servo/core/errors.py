@@ -9,7 +9,8 @@
     │   ├── InvalidId               any other malformed identifier
     │   ├── InvalidEvent            a ledger object that is not a valid event envelope
     │   ├── InvalidMessage          a worker-protocol message that does not validate
-    │   └── PlanError               selection/graph problems (unknown asset, cycle, ...)
+    │   ├── PlanError               selection/graph problems (unknown asset, cycle, ...)
+    │   └── InvalidSchedule         a schedule definition field (cron, timezone, limits, ...) is bad
     ├── Unauthorized                code UNAUTHORIZED, 401
     ├── NotFound                    code NOT_FOUND, 404
     ├── Conflict                    code CONFLICT, 409
@@ -76,6 +77,10 @@ class InvalidMessage(InvalidInput):
 
 class PlanError(InvalidInput):
     pass
+
+
+class InvalidSchedule(InvalidInput):
+    """A bad schedule definition; ``details["field"]`` names the manifest field (``cron``, ``timezone``, ...)."""
 
 
 class Unauthorized(ServoError):
