@@ -80,7 +80,7 @@ class PlanError(InvalidInput):
 
 
 class InvalidSchedule(InvalidInput):
-    """A bad schedule definition; ``details["field"]`` names the manifest field (``cron``, ``timezone``, ...)."""
+    """A bad schedule definition; ``details["field"]`` names the field (``cron``, ``timezone``, ...)."""
 
 
 class Unauthorized(ServoError):
