@@ -18,6 +18,8 @@ _SDK_EXPORTS = frozenset(
         "HourlyPartitions",
         "TimePartitions",
         "StaticPartitions",
+        "schedule",
+        "ScheduleDefinition",
     }
 )
 
@@ -28,9 +30,11 @@ if TYPE_CHECKING:
         DailyPartitions,
         HourlyPartitions,
         Resources,
+        ScheduleDefinition,
         StaticPartitions,
         TimePartitions,
         asset,
+        schedule,
     )
 
 
@@ -48,7 +52,9 @@ __all__ = [
     "DailyPartitions",
     "HourlyPartitions",
     "Resources",
+    "ScheduleDefinition",
     "StaticPartitions",
     "TimePartitions",
     "asset",
+    "schedule",
 ]

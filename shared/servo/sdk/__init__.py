@@ -37,6 +37,7 @@ from servo.sdk._partitions import (
     dimension_from_manifest,
     partition_key_from_cli,
 )
+from servo.sdk._schedules import ScheduleDefinition, ScheduleDefinitionError, schedule
 from servo.sdk._validate import validate_assets
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "PartitionDimension",
     "Reporter",
     "Resources",
+    "ScheduleDefinition",
+    "ScheduleDefinitionError",
     "StaticPartitions",
     "TimePartitions",
     "asset",
@@ -74,5 +77,6 @@ __all__ = [
     "new_uuid7",
     "partition_key_from_cli",
     "save_asset_ids",
+    "schedule",
     "validate_assets",
 ]
