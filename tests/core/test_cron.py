@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from cronsim import CronSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core.cron import load_timezone, parse_cron
@@ -114,6 +116,24 @@ def test_s11_new_york_fall_back_hourly() -> None:
         "2025-11-02T05:00Z",
         "2025-11-02T06:00Z",
         "2025-11-02T07:00Z",
+    ]
+
+
+@pytest.mark.parametrize("hours", ["*/1", "0-23", "0-11,12-23"])
+def test_an_hour_field_covering_every_hour_counts_as_star(hours: str) -> None:
+    assert fires(f"0 {hours} * * *", "America/New_York", "2025-11-02T04:30Z", "2025-11-02T07:30Z") == [
+        "2025-11-02T05:00Z",
+        "2025-11-02T06:00Z",
+        "2025-11-02T07:00Z",
+    ]
+
+
+def test_a_restricted_hour_field_fires_the_repeated_hour_once() -> None:
+    assert fires("0,30 1-2 * * *", "America/New_York", "2025-11-02T04:30Z", "2025-11-02T07:30Z") == [
+        "2025-11-02T05:00Z",
+        "2025-11-02T05:30Z",
+        "2025-11-02T07:00Z",
+        "2025-11-02T07:30Z",
     ]
 
 
@@ -250,3 +270,69 @@ def test_a_daily_cron_fires_once_per_local_day(zone: str, start: int) -> None:
     local_days = [datetime.fromtimestamp(t, tz).date() for t in got]
     assert len(local_days) == len(set(local_days))
     assert 19 <= len(got) <= 21
+
+
+# ------------------------------------------------------------------------------------- brute-force oracle
+
+
+def _offset(zone: ZoneInfo, epoch_s: int) -> int:
+    return int(datetime.fromtimestamp(epoch_s, zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+def _transitions(zone_name: str) -> list[int]:
+    zone = load_timezone(zone_name)
+    start, end = _s("2024-01-01T00:00Z"), _s("2027-01-01T00:00Z")
+    found = []
+    for hour in range(start, end, 3600):
+        if _offset(zone, hour) != _offset(zone, hour + 3600):
+            lo, hi = hour, hour + 3600
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if _offset(zone, mid) != _offset(zone, hour) else (mid, hi)
+            found.append(hi)
+    return found
+
+
+_DST_ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "America/Santiago"]
+_TRANSITIONS = [(zone, t) for zone in _DST_ZONES for t in _transitions(zone)]
+
+
+def _wall_matches(fields: str, wall: datetime) -> bool:
+    return next(CronSim(fields, wall - timedelta(seconds=1))) == wall
+
+
+def _oracle(cron: str, zone: ZoneInfo, after: int, until: int) -> list[int]:
+    """Every UTC minute of the window decided by §6.1 directly: its own wall time, or a gap it closes."""
+    parsed = parse_cron(cron)
+    fields, every_hour = " ".join(parsed.fields), parsed.every_hour
+    fired = []
+    for t in range((after // 60 + 1) * 60, until + 1, 60):
+        local = datetime.fromtimestamp(t, zone)
+        wall = local.replace(tzinfo=None)
+        own = _wall_matches(fields, wall) and (every_hour or local.fold == 0)
+        before, after_off = _offset(zone, t - 60), _offset(zone, t)
+        gap_walls = range(t - 60 + before + 60, t + after_off, 60) if after_off > before else range(0)
+        closes_gap = any(
+            _wall_matches(fields, datetime(1970, 1, 1) + timedelta(seconds=w)) for w in gap_walls
+        )
+        if own or closes_gap:
+            fired.append(t)
+    return fired
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    transition=st.sampled_from(_TRANSITIONS),
+    cron=st.sampled_from(
+        ["*/20 * * * *", "@hourly", "30 1 * * *", "15 2 * * *", "0 0-2 * * *", "45 * * * *"]
+    ),
+    lead=st.integers(0, 4 * 3600),
+)
+def test_fire_times_agree_with_a_minute_by_minute_oracle_around_transitions(
+    transition: tuple[str, int], cron: str, lead: int
+) -> None:
+    zone_name, instant = transition
+    zone = load_timezone(zone_name)
+    after = instant - lead
+    until = after + 4 * 3600
+    assert parse_cron(cron).fire_times(zone, after, until, 10_000) == _oracle(cron, zone, after, until)

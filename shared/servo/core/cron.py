@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -51,7 +52,7 @@ _EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 # Offsets are sampled on this grid to bound the wall-clock range of a UTC window; every tzdb offset
 # lasts far longer than this, so no transition pair hides between two samples.
-_OFFSET_SAMPLE_S = 900
+_OFFSET_SAMPLE_S = 1800
 # Windows are walked in chunks so the sampling stays proportional to what is asked.
 _CHUNK_S = 8 * 86_400
 # Every zone's offset lies within UTC-12..UTC+14.
@@ -81,6 +82,11 @@ def _probe(fields: list[str]) -> None:
     CronSim(" ".join(fields), datetime(2000, 1, 1))
 
 
+@lru_cache(maxsize=256)
+def _matches_every_hour(hour_field: str) -> bool:
+    return CronSim(f"0 {hour_field} * * *", datetime(2000, 1, 1)).hours == set(range(24))
+
+
 @dataclass(frozen=True, slots=True)
 class CronExpression:
     """A validated cron expression; ``fields`` are the five fields after macro expansion."""
@@ -89,9 +95,10 @@ class CronExpression:
     fields: tuple[str, str, str, str, str]
 
     @property
-    def hour_is_star(self) -> bool:
-        """``*`` hours fire at every matching UTC instant, both copies of a repeated hour included."""
-        return self.fields[1] == "*"
+    def every_hour(self) -> bool:
+        """The hour field is ``*`` in effect (``*``, ``*/1``, ``0-23``): such crons fire at every matching
+        UTC instant, both copies of a repeated hour included."""
+        return _matches_every_hour(self.fields[1])
 
     def fire_times(self, zone: tzinfo, after_s: int, until_s: int, limit: int) -> list[int]:
         """The instants (epoch seconds) in ``(after_s, until_s]`` this fires at in ``zone``, oldest first.
@@ -146,7 +153,7 @@ class CronExpression:
         if first == second:
             return [first]
         if first < second:  # ambiguous: fold=0 is the earlier occurrence
-            return [first, second] if self.hour_is_star else [first]
+            return [first, second] if self.every_hour else [first]
         # Nonexistent: fold=0 reads it with the offset before the gap (an instant after the transition),
         # fold=1 with the offset after (an instant before it). The transition is the first valid time.
         return [_transition(zone, second, first)]
