@@ -104,6 +104,33 @@ def test_s3_bad_arguments_fail_at_definition_naming_the_field(
     assert err.value.http_status == 400
 
 
+@asset(namespace="sales")
+def totals(ctx: Any) -> None:
+    """Unpartitioned."""
+
+
+@pytest.mark.parametrize(
+    ("target", "partition", "words"),
+    [
+        (orders, None, "give a partition rule"),
+        (totals, "previous", "not partitioned"),
+        ([orders, totals], "previous", "partitioned differently"),
+        (orders, {"date": "2024-12-31"}, "before the first partition 2025-01-01"),
+    ],
+)
+def test_a_rule_that_cannot_fit_asset_objects_fails_at_definition(
+    target: Any, partition: Any, words: str
+) -> None:
+    with pytest.raises(ScheduleDefinitionError, match=words):
+        ScheduleDefinition("nightly", "0 1 * * *", target=target, partition=partition)
+
+
+def test_string_targets_leave_the_rule_to_deploy() -> None:
+    # The asset behind a key is unknown until the manifest is built; deploy checks it then.
+    ScheduleDefinition("nightly", "0 1 * * *", target=["sales.orders", orders], partition=None)
+    ScheduleDefinition("nightly", "0 1 * * *", target=totals.__servo_asset__, partition=None)
+
+
 def test_a_bad_decorated_schedule_points_at_its_function() -> None:
     with pytest.raises(ScheduleDefinitionError) as err:
 

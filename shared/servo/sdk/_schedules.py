@@ -22,7 +22,7 @@ from servo.core.schedules import (
     ScheduleSpec,
     parse_schedule,
 )
-from servo.sdk._asset import ASSET_ATTR, AssetDefinition, CodeLocation, definition_of
+from servo.sdk._asset import ASSET_ATTR, AssetDefinition, CodeLocation
 
 SCHEDULE_ATTR = "__servo_schedule__"
 
@@ -34,23 +34,38 @@ class ScheduleDefinitionError(InvalidSchedule):
     """A schedule that cannot be deployed; ``details["field"]`` names the bad argument's manifest field."""
 
 
+def _asset_definition(item: object) -> AssetDefinition | None:
+    found = item if isinstance(item, AssetDefinition) else getattr(item, ASSET_ATTR, None)
+    return found if isinstance(found, AssetDefinition) else None
+
+
+def _target_items(target: object) -> list[object]:
+    one = isinstance(target, str | AssetKey | AssetDefinition) or callable(target)
+    items = [target] if one else target
+    if not isinstance(items, Iterable) or isinstance(items, Mapping):
+        raise InvalidSchedule(
+            f"target: must be an asset or a list of assets, not {target!r}", details={"field": "target"}
+        )
+    return list(items)
+
+
 def _target_key(item: object) -> str:
+    definition = _asset_definition(item)
+    if definition is not None:
+        return str(definition.key)
     if isinstance(item, str | AssetKey):
         return str(item)
-    if isinstance(item, AssetDefinition) or isinstance(getattr(item, ASSET_ATTR, None), AssetDefinition):
-        return str(definition_of(item).key)
     raise InvalidSchedule(
         f"target: {item!r} is not an asset key ('ns.name') or an @asset function", details={"field": "target"}
     )
 
 
-def _target(target: object) -> list[str]:
-    items = [target] if isinstance(target, str | AssetKey) or callable(target) else target
-    if not isinstance(items, Iterable) or isinstance(items, Mapping):
-        raise InvalidSchedule(
-            f"target: must be an asset or a list of assets, not {target!r}", details={"field": "target"}
-        )
-    return [_target_key(item) for item in items]
+def _check_known_targets(spec: ScheduleSpec, items: list[object]) -> None:
+    """When every target is an @asset object its partitions are known already: check the rule now."""
+    definitions = [_asset_definition(item) for item in items]
+    known = [d for d in definitions if d is not None]
+    if known and len(known) == len(definitions):
+        spec.check_targets({str(d.key): [dim.to_manifest() for dim in d.partitions] for d in known})
 
 
 def _rule_value(value: object) -> object:
@@ -106,11 +121,12 @@ class ScheduleDefinition:
 
     def __post_init__(self) -> None:
         try:
+            items = _target_items(self.target)
             raw: dict[str, Any] = {
                 "id": self.id,
                 "cron": self.cron,
                 "timezone": self.timezone,
-                "target": _target(self.target),
+                "target": [_target_key(item) for item in items],
                 "labels": dict(self.labels) if isinstance(self.labels, Mapping) else self.labels,
                 "catchupWindowMinutes": self.catchup_window_minutes,
                 "maxCatchupTicks": self.max_catchup_ticks,
@@ -119,6 +135,7 @@ class ScheduleDefinition:
             if self.partition is not None:
                 raw["partition"] = _partition(self.partition)
             spec = parse_schedule(raw)
+            _check_known_targets(spec, items)
         except InvalidSchedule as exc:
             where = f"{self.code}: " if self.code else ""
             details = {**exc.details, "schedule": self.id}
