@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -245,6 +245,35 @@ def test_tick_partitions_follow_the_rule(rule: Any, dims: list[dict[str, Any]], 
     decision = decide_tick(s, dims, _s(tick), enabled=True)
     assert decision.run_request is not None
     assert decision.run_request.partition_key == key
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    tick=st.integers(_s("2025-01-01T00:00Z"), _s("2035-01-01T00:00Z")),
+    granularity=st.sampled_from(["hour", "day", "month", "year"]),
+    word=st.sampled_from(["previous", "current"]),
+)
+def test_window_words_name_the_utc_window_before_or_containing_the_tick(
+    tick: int, granularity: str, word: str
+) -> None:
+    dim = {"name": "p", "kind": "time", "granularity": granularity}
+    request = decide_tick(spec(partition=word), [dim], tick, enabled=True).run_request
+    assert request is not None and request.partition_key is not None
+    value = request.partition_key.split(":", 1)[1]  # p=d:2025-01-15 or p=t:2025-01-15T23:00:00.000000Z
+    window_start = datetime.fromisoformat(value.replace(".000000Z", "")).replace(tzinfo=UTC)
+    containing = _containing(granularity, datetime.fromtimestamp(tick, UTC))
+    assert window_start == (containing if word == "current" else _containing(granularity, containing - _TINY))
+
+
+_TINY = timedelta(microseconds=1)
+
+
+def _containing(granularity: str, moment: datetime) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    day = hour.replace(hour=0)
+    return {"hour": hour, "day": day, "month": day.replace(day=1), "year": day.replace(month=1, day=1)}[
+        granularity
+    ]
 
 
 def test_s10_a_tick_before_the_dimension_start_fails_with_a_reason() -> None:
