@@ -45,6 +45,19 @@ def test_valid_crons_keep_their_five_fields(cron: str, fields: tuple[str, ...]) 
 
 
 @pytest.mark.parametrize(
+    ("cron", "canonical"),
+    [
+        (" 0\t1  * * * ", "0 1 * * *"),
+        ("@DAILY", "@daily"),
+        (" @hourly", "@hourly"),
+        ("0 1 * * MON", "0 1 * * MON"),
+    ],
+)
+def test_the_expression_is_kept_in_one_spelling(cron: str, canonical: str) -> None:
+    assert parse_cron(cron).expression == canonical
+
+
+@pytest.mark.parametrize(
     ("cron", "cron_field", "words"),
     [
         ("60 * * * *", "minute", "bad minute field '60'"),
@@ -245,7 +258,7 @@ def test_fire_times_are_increasing_inside_the_window_and_bounded(
     cron=st.sampled_from(_CRONS),
     zone=st.sampled_from(_ZONES),
     start=st.integers(_s("2010-01-01T00:00Z"), _s("2030-01-01T00:00Z")),
-    cut=st.integers(1, 86_400),
+    cut=st.integers(1, 43_200),
 )
 def test_splitting_a_window_changes_nothing(cron: str, zone: str, start: int, cut: int) -> None:
     expr, tz = parse_cron(cron), load_timezone(zone)
@@ -258,7 +271,7 @@ def test_splitting_a_window_changes_nothing(cron: str, zone: str, start: int, cu
     assert expr.fire_times(tz, start, start + 86_400, 3) == whole[:3]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     # Pacific/Apia left out: it skipped 2011-12-30, whose 01:30 fires at the first instant of the 31st.
     zone=st.sampled_from(_ZONES[:-1]),
@@ -280,15 +293,15 @@ def _offset(zone: ZoneInfo, epoch_s: int) -> int:
 
 
 def _transitions(zone_name: str) -> list[int]:
+    """Offset changes of 2024-2026, found day by day (none of these zones changes twice a day), bisected."""
     zone = load_timezone(zone_name)
-    start, end = _s("2024-01-01T00:00Z"), _s("2027-01-01T00:00Z")
     found = []
-    for hour in range(start, end, 3600):
-        if _offset(zone, hour) != _offset(zone, hour + 3600):
-            lo, hi = hour, hour + 3600
+    for day in range(_s("2024-01-01T00:00Z"), _s("2027-01-01T00:00Z"), 86_400):
+        if _offset(zone, day) != _offset(zone, day + 86_400):
+            lo, hi = day, day + 86_400
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if _offset(zone, mid) != _offset(zone, hour) else (mid, hi)
+                lo, hi = (lo, mid) if _offset(zone, mid) != _offset(zone, day) else (mid, hi)
             found.append(hi)
     return found
 
@@ -320,7 +333,7 @@ def _oracle(cron: str, zone: ZoneInfo, after: int, until: int) -> list[int]:
     return fired
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     transition=st.sampled_from(_TRANSITIONS),
     cron=st.sampled_from(

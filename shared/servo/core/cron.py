@@ -89,7 +89,8 @@ def _matches_every_hour(hour_field: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CronExpression:
-    """A validated cron expression; ``fields`` are the five fields after macro expansion."""
+    """A validated cron expression: ``expression`` is its canonical spelling (single spaces, lower-case
+    macro), ``fields`` the five fields after macro expansion."""
 
     expression: str
     fields: tuple[str, str, str, str, str]
@@ -197,11 +198,12 @@ def parse_cron(expression: object) -> CronExpression:
     """
     if not isinstance(expression, str) or not expression.strip():
         raise _cron_error(expression, "must be a non-empty string")
-    text = expression.strip()
+    text = canonical = expression.strip()
     if text.startswith("@"):
-        if text.lower() not in CRON_MACROS:
+        canonical = text.lower()
+        if canonical not in CRON_MACROS:
             raise _cron_error(expression, f"unknown macro; use one of {', '.join(CRON_MACROS)}")
-        text = CRON_MACROS[text.lower()]
+        text = CRON_MACROS[canonical]
     fields = text.split()
     if len(fields) != 5:
         raise _cron_error(
@@ -226,7 +228,9 @@ def parse_cron(expression: object) -> CronExpression:
             f"day-of-month {fields[2]!r} never occurs in month {fields[3]!r}: the schedule would never fire",
             "day-of-month",
         ) from None
-    return CronExpression(expression, (fields[0], fields[1], fields[2], fields[3], fields[4]))
+    if not canonical.startswith("@"):
+        canonical = " ".join(fields)  # spacing is not meaning: one spelling, one definition hash
+    return CronExpression(canonical, (fields[0], fields[1], fields[2], fields[3], fields[4]))
 
 
 def load_timezone(name: object) -> ZoneInfo:
