@@ -14,7 +14,9 @@ from servo.core.schedules import (
     ScheduleSpec,
     decide_tick,
     due_ticks,
+    next_tick_after,
     parse_schedule,
+    parse_tick_id,
     schedule_run_key,
     tick_id,
     tick_request_id,
@@ -198,6 +200,25 @@ def test_tick_ids_and_keys_are_built_from_the_schedule_and_epoch() -> None:
         tick_id("nightly", -1)
     with pytest.raises(InvalidSchedule):
         tick_id("Nightly", 1)
+
+
+@given(schedule_id=st.from_regex(r"[a-z][a-z0-9_]{0,63}", fullmatch=True), epoch=st.integers(0, 2**40))
+def test_tick_ids_parse_back(schedule_id: str, epoch: int) -> None:
+    assert parse_tick_id(tick_id(schedule_id, epoch)) == (schedule_id, epoch)
+
+
+@pytest.mark.parametrize(
+    "text", ["nightly", "nightly:", "nightly:01", "Nightly:1", "nightly:-1", "a:1:2", ":1", 7]
+)
+def test_bad_tick_ids_are_refused(text: object) -> None:
+    with pytest.raises(InvalidInput, match="invalid tick id"):
+        parse_tick_id(text)
+
+
+def test_next_tick_after_is_the_next_instant_in_the_zone() -> None:
+    s = spec(cron="30 2 * * *", timezone="America/New_York")
+    assert _z(next_tick_after(s, _ms("2025-03-08T12:00:00Z")) or 0) == "2025-03-09T07:00:00Z"
+    assert _z(next_tick_after(s, _ms("2025-03-09T07:00:00Z")) or 0) == "2025-03-10T06:30:00Z"
 
 
 # ------------------------------------------------------------------------------------------- partitions

@@ -39,13 +39,16 @@ __all__ = [
     "TickRunRequest",
     "decide_tick",
     "due_ticks",
+    "next_tick_after",
     "parse_schedule",
+    "parse_tick_id",
     "schedule_run_key",
     "tick_id",
     "tick_request_id",
 ]
 
 SCHEDULE_ID_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_DECIMAL_RE = re.compile(r"0|[1-9][0-9]{0,15}")
 CATCHUP_WINDOW_MINUTES = (1, 10_080)
 MAX_CATCHUP_TICKS = (1, 1000)
 DEFAULT_CATCHUP_WINDOW_MINUTES = 60
@@ -210,6 +213,18 @@ def tick_id(schedule_id: str, epoch_s: int) -> str:
     return f"{check_schedule_id(schedule_id)}:{_epoch(epoch_s)}"
 
 
+def parse_tick_id(text: object) -> tuple[str, int]:
+    """``(schedule_id, epoch)`` of a tick id (a REST path segment).
+
+    Raises:
+        InvalidInput: not ``{schedule_id}:{epoch}`` with a valid id and a canonical decimal epoch.
+    """
+    schedule_id, found, epoch = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not found or not SCHEDULE_ID_RE.fullmatch(schedule_id) or not _DECIMAL_RE.fullmatch(epoch):
+        raise InvalidInput(f"invalid tick id {text!r}: expected {{schedule_id}}:{{epoch seconds}}")
+    return schedule_id, int(epoch)
+
+
 def schedule_run_key(schedule_id: str, epoch_s: int) -> str:
     """``sched:{schedule_id}:{epoch}``: a replayed or concurrent sweep reserves the same key."""
     return f"sched:{tick_id(schedule_id, epoch_s)}"
@@ -245,6 +260,15 @@ def due_ticks(
     return spec.cron.fire_times(
         load_timezone(spec.timezone), floor_ms // 1000, now_ms // 1000, spec.max_catchup_ticks
     )
+
+
+def next_tick_after(spec: ScheduleSpec, now_ms: int) -> int | None:
+    """The first tick instant (epoch seconds) after ``now_ms``: the schedule's ``nextTickAt``.
+
+    Raises:
+        InvalidSchedule: the stored timezone is unknown to this runtime.
+    """
+    return spec.cron.next_fire_after(load_timezone(spec.timezone), now_ms // 1000)
 
 
 @dataclass(frozen=True, slots=True)
