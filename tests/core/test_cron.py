@@ -122,14 +122,7 @@ def test_s3_unknown_timezones_are_refused(zone: object) -> None:
 
 
 # --------------------------------------------------------------------------------------- DST vectors
-
-
-def test_s11_new_york_fall_back_hourly() -> None:
-    assert fires("@hourly", "America/New_York", "2025-11-02T04:30Z", "2025-11-02T07:30Z") == [
-        "2025-11-02T05:00Z",
-        "2025-11-02T06:00Z",
-        "2025-11-02T07:00Z",
-    ]
+# S11 and S15 themselves are in test_schedules.py, through due_ticks.
 
 
 @pytest.mark.parametrize("hours", ["*/1", "0-23", "0-11,12-23"])
@@ -147,26 +140,6 @@ def test_a_restricted_hour_field_fires_the_repeated_hour_once() -> None:
         "2025-11-02T05:30Z",
         "2025-11-02T07:00Z",
         "2025-11-02T07:30Z",
-    ]
-
-
-def test_s11_new_york_fall_back_daily_fires_once_at_the_first_occurrence() -> None:
-    assert fires("30 1 * * *", "America/New_York", "2025-11-01T12:00Z", "2025-11-03T00:00Z") == [
-        "2025-11-02T05:30Z"
-    ]
-
-
-def test_s15_new_york_spring_forward_hourly() -> None:
-    assert fires("0 * * * *", "America/New_York", "2025-03-09T05:30Z", "2025-03-09T08:30Z") == [
-        "2025-03-09T06:00Z",
-        "2025-03-09T07:00Z",
-        "2025-03-09T08:00Z",
-    ]
-
-
-def test_s15_new_york_spring_forward_daily_fires_once_after_the_gap() -> None:
-    assert fires("30 2 * * *", "America/New_York", "2025-03-08T12:00Z", "2025-03-10T00:00Z") == [
-        "2025-03-09T07:00Z"
     ]
 
 
