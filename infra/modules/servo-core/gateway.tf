@@ -1,9 +1,12 @@
 # API Gateway: one public base URL routing each path to its function (openapi.yaml is the route table).
-# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded:
-# only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
+# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded
+# (modules/openapi-document): only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
 
-locals {
-  openapi_rendered = yamldecode(templatefile(local.openapi_path, {
+module "openapi" {
+  source = "../openapi-document"
+
+  openapi_path = local.openapi_path
+  template_vars = {
     deploy_url      = local.function_urls["deploy"]
     trigger_url     = local.function_urls["trigger"]
     runs_url        = local.function_urls["runs"]
@@ -12,14 +15,11 @@ locals {
     timers_url      = local.timers_url
     api_audience    = var.api_audience
     client_sa_email = google_service_account.api_client.email
-  }))
+  }
+}
 
-  openapi_public = merge(local.openapi_rendered, {
-    paths = {
-      for path, ops in local.openapi_rendered.paths : path => ops
-      if !anytrue([for method, op in ops : try(op["x-servo-internal"], false)])
-    }
-  })
+locals {
+  openapi_public = module.openapi.public
 
   # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept.
   function_urls = { for fn in local.api_functions : fn => module.api_function[fn].uri }
