@@ -27,7 +27,9 @@ def openapi_template_vars() -> dict[str, str]:
     return {name: fixed.get(name, f"https://{name.replace('_', '-')}.example.run.app") for name in supplied}
 
 
-def render_openapi(template_vars: dict[str, str], openapi_path: Path = ROOT / "infra" / "openapi.yaml") -> dict[str, Any]:
+def render_openapi(
+    template_vars: dict[str, str], openapi_path: Path = ROOT / "infra" / "openapi.yaml"
+) -> dict[str, Any]:
     """The API document as the real Terraform renders it through modules/openapi-document: the whole
     document (``document``) and what API Gateway receives (``public``)."""
     config = f"""
