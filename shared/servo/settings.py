@@ -54,6 +54,8 @@ class Settings:
     project: str = "servo-local"
     location: str = "us-central1"
     queue: str = "default-queue"
+    # Due timers' own queue, so that a dispatch backlog never delays them; "" shares ``queue``.
+    timers_queue: str = ""
     tasks_emulator_host: str | None = None
     # Where Cloud Tasks deliver: the worker (dispatch envelopes) and the timers function (due timers).
     worker_url: str = _WORKER_URL
@@ -100,6 +102,7 @@ class Settings:
             project=e.get("SERVO_PROJECT", "servo-local"),
             location=e.get("SERVO_LOCATION", "us-central1"),
             queue=e.get("SERVO_TASKS_QUEUE", "default-queue"),
+            timers_queue=e.get("SERVO_TIMERS_QUEUE", ""),
             tasks_emulator_host=e.get("SERVO_TASKS_EMULATOR_HOST") or None,
             worker_url=e.get("SERVO_WORKER_URL", _WORKER_URL),
             timers_url=e.get("SERVO_TIMERS_URL", _TIMERS_URL),

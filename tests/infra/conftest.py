@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,39 @@ def function_folders() -> list[str]:
 
 
 OPENAPI_MODULE = ROOT / "infra" / "modules" / "openapi-document"
+CORE = ROOT / "infra" / "modules" / "servo-core"
+# The two values of servo-core's locals only a provider knows, given to evaluate the rest offline.
+PROJECT_NUMBER = "123456789012"
+GIVEN = {"project_number": PROJECT_NUMBER, "object_prefix": "projects/_/buckets/b/objects"}
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A build/functions/manifest.json naming every function."""
+    path = tmp_path_factory.mktemp("build") / "manifest.json"
+    entries = {
+        fn: {"entry_point": fn, "sha256": f"{i:064x}", "zip": f"{fn}.zip"}
+        for i, fn in enumerate(EXPECTED_FUNCTIONS)
+    }
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def core_variables(manifest: Path, **overrides: Any) -> dict[str, Any]:
+    """servo-core's required variables (and ``overrides``)."""
+    required = {
+        "project_id": "p",
+        "bucket_name": "b",
+        "sources_bucket_name": "b-sources",
+        "functions_manifest_path": str(manifest),
+        "worker_url": "https://servo-worker-123456789012.us-central1.run.app/dispatch",
+    }
+    return {**required, **overrides}
 
 
 def openapi_template_vars() -> dict[str, str]:
     """A value for every template variable servo-core hands the openapi-document module."""
-    supplied = _tf.blocks(ROOT / "infra" / "modules" / "servo-core", "module")["openapi"]["template_vars"]
+    supplied = _tf.blocks(CORE, "module")["openapi"]["template_vars"]
     fixed = {"api_audience": "servo-api", "client_sa_email": "servo-api-client@p.iam.gserviceaccount.com"}
     return {name: fixed.get(name, f"https://{name.replace('_', '-')}.example.run.app") for name in supplied}
 

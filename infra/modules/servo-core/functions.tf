@@ -7,6 +7,22 @@ resource "google_service_account" "function" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-fn-${each.value}"
   display_name = "Servo ${each.value} function runtime"
+  depends_on   = [time_sleep.apis]
+}
+
+locals {
+  # What every function deploy waits for: the zips' bucket readable by the build account, the build
+  # account's roles, and the secrets' versions and accessors (a function whose secret has no version
+  # yet, or that cannot read it, fails its first deploy).
+  function_settings = {
+    project_id            = var.project_id
+    region                = var.region
+    source_bucket         = local.sources_bucket
+    build_service_account = google_service_account.build.id
+    docker_repository     = google_artifact_registry_repository.functions.id
+    concurrency           = var.function_concurrency
+    labels                = local.labels
+  }
 }
 
 # The functions behind the gateway. timers and compactor are separate blocks: they need the gateway's
@@ -15,11 +31,16 @@ module "api_function" {
   source   = "../servo-function"
   for_each = toset(local.api_functions)
 
-  project_id            = var.project_id
-  region                = var.region
+  project_id            = local.function_settings.project_id
+  region                = local.function_settings.region
+  source_bucket         = local.function_settings.source_bucket
+  build_service_account = local.function_settings.build_service_account
+  docker_repository     = local.function_settings.docker_repository
+  concurrency           = local.function_settings.concurrency
+  labels                = local.function_settings.labels
+
   name                  = "${var.name_prefix}-${each.value}"
   entry_point           = local.artifacts[each.value].entry_point
-  source_bucket         = google_storage_bucket.sources.name
   source_object         = local.source_objects[each.value]
   service_account_email = google_service_account.function[each.value].email
   environment           = local.common_env
@@ -27,10 +48,11 @@ module "api_function" {
   max_instances         = var.function_max_instances
   timeout_seconds       = 60
   invoker_members       = ["serviceAccount:${google_service_account.gateway.email}"]
-  labels                = local.labels
 
   depends_on = [
-    google_storage_bucket_object.source,
+    terraform_data.build_ready,
+    google_secret_manager_secret_version.task_token,
+    google_secret_manager_secret_version.dispatch,
     google_secret_manager_secret_iam_member.task_token,
     google_secret_manager_secret_iam_member.dispatch,
   ]
@@ -39,11 +61,17 @@ module "api_function" {
 module "timers" {
   source = "../servo-function"
 
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-timers"
+  project_id            = local.function_settings.project_id
+  region                = local.function_settings.region
+  source_bucket         = local.function_settings.source_bucket
+  build_service_account = local.function_settings.build_service_account
+  docker_repository     = local.function_settings.docker_repository
+  concurrency           = local.function_settings.concurrency
+  labels                = local.function_settings.labels
+
+  # The name is the Cloud Run service's, which local.timers_url is derived from.
+  name                  = local.timers_name
   entry_point           = local.artifacts["timers"].entry_point
-  source_bucket         = google_storage_bucket.sources.name
   source_object         = local.source_objects["timers"]
   service_account_email = google_service_account.function["timers"].email
   environment           = local.dispatcher_env
@@ -51,15 +79,17 @@ module "timers" {
   max_instances         = var.function_max_instances
   # The sweep walks every workspace; give it the Scheduler's attempt deadline.
   timeout_seconds = 300
-  # Cloud Scheduler (sweep) and Cloud Tasks (due timers) only; never the gateway.
+  # Cloud Scheduler (sweep) and Cloud Tasks (due timers) of this project count as internal traffic.
+  ingress = "ALLOW_INTERNAL_ONLY"
   invoker_members = [
     "serviceAccount:${google_service_account.scheduler.email}",
     "serviceAccount:${google_service_account.tasks.email}",
   ]
-  labels = local.labels
 
   depends_on = [
-    google_storage_bucket_object.source,
+    terraform_data.build_ready,
+    google_secret_manager_secret_version.task_token,
+    google_secret_manager_secret_version.dispatch,
     google_secret_manager_secret_iam_member.task_token,
     google_secret_manager_secret_iam_member.dispatch,
   ]
@@ -68,11 +98,16 @@ module "timers" {
 module "compactor" {
   source = "../servo-function"
 
-  project_id            = var.project_id
-  region                = var.region
+  project_id            = local.function_settings.project_id
+  region                = local.function_settings.region
+  source_bucket         = local.function_settings.source_bucket
+  build_service_account = local.function_settings.build_service_account
+  docker_repository     = local.function_settings.docker_repository
+  concurrency           = local.function_settings.concurrency
+  labels                = local.function_settings.labels
+
   name                  = "${var.name_prefix}-compactor"
   entry_point           = local.artifacts["compactor"].entry_point
-  source_bucket         = google_storage_bucket.sources.name
   source_object         = local.source_objects["compactor"]
   service_account_email = google_service_account.function["compactor"].email
   environment           = local.dispatcher_env
@@ -83,7 +118,6 @@ module "compactor" {
   ingress = "ALLOW_INTERNAL_ONLY"
   # Only Eventarc (as the trigger service account) may invoke the compactor.
   invoker_members = ["serviceAccount:${google_service_account.eventarc.email}"]
-  labels          = local.labels
 
   event_trigger = {
     event_type            = "google.cloud.storage.object.v1.finalized"
@@ -96,9 +130,10 @@ module "compactor" {
   }
 
   depends_on = [
-    google_storage_bucket_object.source,
-    google_project_iam_member.gcs_pubsub_publisher,
-    google_project_iam_member.eventarc_receiver,
+    terraform_data.build_ready,
+    time_sleep.eventarc_iam,
+    google_secret_manager_secret_version.task_token,
+    google_secret_manager_secret_version.dispatch,
     google_secret_manager_secret_iam_member.task_token,
     google_secret_manager_secret_iam_member.dispatch,
   ]

@@ -21,6 +21,11 @@ module "openapi" {
 locals {
   openapi_public = module.openapi.public
 
+  # API Gateway exists in fewer regions than the functions; the gateway may live in another region
+  # than its backends (it calls them over HTTPS).
+  gateway_region           = coalesce(var.gateway_region, var.region)
+  gateway_region_supported = contains(var.api_gateway_regions, local.gateway_region)
+
   # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept.
   function_urls = { for fn in local.api_functions : fn => module.api_function[fn].uri }
 }
@@ -31,6 +36,7 @@ resource "google_api_gateway_api" "api" {
   api_id       = "${var.name_prefix}-api"
   display_name = "Servo control-plane API"
   labels       = local.labels
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_api_gateway_api_config" "api" {
@@ -62,9 +68,16 @@ resource "google_api_gateway_api_config" "api" {
 resource "google_api_gateway_gateway" "api" {
   provider     = google-beta
   project      = var.project_id
-  region       = var.region
+  region       = local.gateway_region
   gateway_id   = "${var.name_prefix}-gateway"
   api_config   = google_api_gateway_api_config.api.id
   display_name = "Servo gateway"
   labels       = local.labels
+
+  lifecycle {
+    precondition {
+      condition     = local.gateway_region_supported
+      error_message = "API Gateway has no gateway in ${local.gateway_region}: set gateway_region to one of ${join(", ", var.api_gateway_regions)}."
+    }
+  }
 }

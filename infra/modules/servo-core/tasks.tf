@@ -1,9 +1,24 @@
-# Cloud Tasks carries dispatch envelopes to the worker and due timers to the timers function. Every
-# non-2xx answer is retried, so retries are bounded and backed off; a task that exhausts them is
-# repaired by the minute sweep (re-drive stuck dispatches), never silently lost.
+# Cloud Tasks carries dispatch envelopes to the worker and due timers to the timers function, on
+# separate queues: a backlog of dispatches must never delay a retry or heartbeat timer.
+#
+# Dispatch queues hand the worker at most as many tasks at once as it can run (instances x
+# concurrency): more would be answered 429 by Cloud Run, and every 429 uses up one of the task's
+# attempts. Delivery retries follow design §6's shape (5 s doubling, capped at 300 s); a task that
+# exhausts them is re-driven by the minute sweep (design §5.6), never silently lost.
 
 locals {
-  queue_names = concat([google_cloud_tasks_queue.dispatch.name], [for q in google_cloud_tasks_queue.extra : q.name])
+  worker_capacity = var.worker_max_instances * var.worker_concurrency
+  # Every queue the dispatchers enqueue on (iam.tf grants them cloudtasks.enqueuer on each).
+  queue_names = concat(
+    [google_cloud_tasks_queue.dispatch.name, google_cloud_tasks_queue.timers.name],
+    [for q in google_cloud_tasks_queue.extra : q.name],
+  )
+  # Retry shape shared by every queue: 5 s, 10 s, ... doubling up to the 300 s cap (2^6 x 5 s > 300 s).
+  queue_retry = {
+    min_backoff   = var.task_min_backoff
+    max_backoff   = var.task_max_backoff
+    max_doublings = 6
+  }
 }
 
 resource "google_cloud_tasks_queue" "dispatch" {
@@ -14,22 +29,26 @@ resource "google_cloud_tasks_queue" "dispatch" {
 
   rate_limits {
     max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = var.task_max_concurrent_dispatches
+    max_concurrent_dispatches = local.worker_capacity
   }
 
   retry_config {
     max_attempts       = var.task_max_attempts
-    min_backoff        = var.task_min_backoff
-    max_backoff        = var.task_max_backoff
-    max_doublings      = 6
+    min_backoff        = local.queue_retry.min_backoff
+    max_backoff        = local.queue_retry.max_backoff
+    max_doublings      = local.queue_retry.max_doublings
     max_retry_duration = "3600s"
   }
 
   stackdriver_logging_config {
     sampling_ratio = 1.0
   }
+
+  depends_on = [time_sleep.apis]
 }
 
+# Worker queues named by assets' worker_queue; each is drained by the same worker service, so they
+# share its capacity (set worker_max_instances for the sum if several are busy at once).
 resource "google_cloud_tasks_queue" "extra" {
   for_each = toset(var.extra_worker_queues)
   project  = var.project_id
@@ -38,20 +57,49 @@ resource "google_cloud_tasks_queue" "extra" {
 
   rate_limits {
     max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = var.task_max_concurrent_dispatches
+    max_concurrent_dispatches = local.worker_capacity
   }
 
   retry_config {
     max_attempts       = var.task_max_attempts
-    min_backoff        = var.task_min_backoff
-    max_backoff        = var.task_max_backoff
-    max_doublings      = 6
+    min_backoff        = local.queue_retry.min_backoff
+    max_backoff        = local.queue_retry.max_backoff
+    max_doublings      = local.queue_retry.max_doublings
     max_retry_duration = "3600s"
   }
 
   stackdriver_logging_config {
     sampling_ratio = 1.0
   }
+
+  depends_on = [time_sleep.apis]
+}
+
+# Due timers (retry backoff, heartbeat and cancel-grace checks) go to timers on their own queue. A
+# timer that cannot be delivered for a day is still fired by the sweep, which walks due timers.
+resource "google_cloud_tasks_queue" "timers" {
+  project  = var.project_id
+  location = var.region
+  name     = "${var.name_prefix}-timers"
+
+  rate_limits {
+    max_dispatches_per_second = var.timer_max_dispatches_per_second
+    max_concurrent_dispatches = var.function_max_instances * var.function_concurrency
+  }
+
+  retry_config {
+    max_attempts       = -1
+    min_backoff        = local.queue_retry.min_backoff
+    max_backoff        = local.queue_retry.max_backoff
+    max_doublings      = local.queue_retry.max_doublings
+    max_retry_duration = "86400s"
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  depends_on = [time_sleep.apis]
 }
 
 # The timer sweep: every minute, an OIDC-authenticated POST to timers (design §2).
