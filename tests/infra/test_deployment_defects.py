@@ -127,3 +127,11 @@ def test_example_outputs_what_an_operator_needs() -> None:
 def test_terraform_state_and_plans_are_never_committed() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert {"*.tfstate", "*.tfstate.*", "*.tfplan", ".terraform/", "terraform.tfvars"} <= set(ignored)
+
+
+def test_one_tenant_per_deployment_is_enforced_and_rotation_keys_are_mounted() -> None:
+    env = _tf.blocks(CORE, "locals")["common_env"]
+    assert env["SERVO_SINGLE_TENANT"] == "1"
+    assert env["SERVO_TENANT"] == "${var.default_tenant}"
+    previous = _tf.blocks(CORE, "locals")["previous_token_key"]
+    assert "SERVO_TOKEN_SECRET_PREVIOUS" in previous and "var.task_token_previous_version" in previous

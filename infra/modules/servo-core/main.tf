@@ -40,6 +40,9 @@ locals {
     SERVO_TIMERS_URL            = "${local.timers_url}/v1/timers/fire"
     SERVO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
     SERVO_TENANT                = var.default_tenant
+    # The gateway authenticates callers, not tenants: one tenant per deployment, enforced by the
+    # functions (a request naming another tenant is refused). Several tenants: one deployment each.
+    SERVO_SINGLE_TENANT = "1"
   }
 
   # The dispatchers hand workers the API root as callbackBaseUrl. Only they get it: the functions behind
