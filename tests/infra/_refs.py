@@ -1,5 +1,5 @@
-"""Names a Terraform module declares and the names it refers to, read with python-hcl2 (comments are
-dropped by a parse/dump round trip, so only live expressions are scanned). What `terraform validate`
+"""Names a Terraform module declares (read with python-hcl2) and the names its expressions refer to
+(the source with its comments blanked). What `terraform validate`
 would say about undeclared names, offline; and the module's locals re-assembled as a provider-free
 configuration the real Terraform can evaluate."""
 
@@ -12,9 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import hcl2
-
-from tests.infra import _tfrun
+from tests.infra import _tf, _tfrun
 
 # var.x, local.x, module.x[..].out, data.t.n, t.n for a resource type t (types always hold a "_").
 _REF = re.compile(
@@ -28,9 +26,22 @@ def _label(key: str) -> str:
     return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
 
 
-def _hcl(kind: str, entry: dict[str, Any]) -> str:
-    text: str = hcl2.dumps({kind: [entry]})
-    return text
+def _without_comments(text: str) -> str:
+    """The text with `#` and `//` comments blanked (outside strings), so only live expressions are scanned."""
+    out: list[str] = []
+    for line in text.splitlines():
+        in_string = escaped = False
+        for i, char in enumerate(line):
+            if in_string:
+                escaped = not escaped and char == "\\"
+                in_string = escaped or char != '"'
+            elif char == '"':
+                in_string = True
+            elif char == "#" or line.startswith("//", i):
+                line = line[:i]
+                break
+        out.append(line)
+    return "\n".join(out)
 
 
 def _dynamic_labels(value: Any) -> set[str]:
@@ -68,17 +79,16 @@ class Module:
 def read(folder: Path) -> Module:
     module = Module(folder.resolve())
     for path in sorted(folder.glob("*.tf")):
-        with path.open() as handle:
-            parsed = hcl2.load(handle)
+        parsed = _tf.parse(path)
         module.iterators |= _dynamic_labels(parsed)
-        _source_blocks(path.read_text(), module)
+        text = path.read_text()
+        module.texts.append(_without_comments(text))
+        _source_blocks(text, module)
         for kind, entries in parsed.items():
             for entry in entries if isinstance(entries, list) else []:
                 if kind == "locals":
-                    module.texts.append(_hcl(kind, entry))
                     continue
                 for label, body in entry.items():
-                    module.texts.append(_hcl(kind, {label: body}))
                     if kind == "variable":
                         module.variables[_label(label)] = body
                     elif kind == "output":
@@ -98,7 +108,7 @@ _ATTRIBUTE = re.compile(r"^  (\w+)\s*=")
 def _source_blocks(text: str, module: Module) -> None:
     """Locals and variable blocks as written. The text is `terraform fmt`-clean (iac_check.sh), so a
     top-level block ends at the first `}` in column 0 and each local starts at a two-space indent;
-    python-hcl2's own writer mangles `\\"${...}` in strings, so the source is used as is."""
+    the source is used as is, so Terraform reads exactly what is written."""
     lines = text.splitlines()
     i = 0
     while i < len(lines):

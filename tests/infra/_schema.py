@@ -9,8 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import hcl2
-
+from tests.infra import _tf
 from tests.infra._tf import INFRA
 
 sys.path.insert(0, str(INFRA.parent / "scripts"))
@@ -77,8 +76,7 @@ def _check_body(struct: str, body: dict[str, Any], where: str, top: bool) -> lis
 
 def check_file(path: Path, root: Path = INFRA) -> tuple[list[str], int]:
     """Problems found in one .tf file, and how many google resources and data sources it holds."""
-    with path.open() as handle:
-        parsed = hcl2.load(handle)
+    parsed = _tf.parse(path)
     problems: list[str] = []
     checked = 0
     for kind in ("resource", "data"):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,19 @@ def rendered_openapi() -> dict[str, Any]:
 def openapi(rendered_openapi: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = rendered_openapi["document"]
     return document
+
+
+@pytest.fixture
+def planted_infra(tmp_path: Path) -> Callable[[str, str, str], Path]:
+    """A copy of infra/ in which ``plant(file, old, new)`` changes one place; returns the file's path."""
+    copy = tmp_path / "infra"
+    shutil.copytree(ROOT / "infra", copy)
+
+    def plant(relative: str, old: str, new: str) -> Path:
+        path = copy / relative
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+        return path
+
+    return plant

@@ -51,14 +51,15 @@ def test_log_execution_id_is_declared_so_plans_stay_empty() -> None:
 
 def test_functions_wait_for_secret_versions_and_build_rights() -> None:
     modules = _tf.blocks(CORE, "module")
-    for name in ("api_function", "timers", "compactor"):
-        waits = set(modules[name]["depends_on"])
-        assert {
-            "${google_secret_manager_secret_version.task_token}",
-            "${google_secret_manager_secret_version.dispatch}",
-            "${terraform_data.build_ready}",
-        } <= waits, name
-    assert "${time_sleep.eventarc_iam}" in modules["compactor"]["depends_on"]
+    for name in ("api_function", "dispatcher"):
+        assert "${terraform_data.functions_ready}" in modules[name]["depends_on"], name
+    ready = _tf.resources(CORE)[("terraform_data", "functions_ready")]["depends_on"]
+    assert {
+        "${google_secret_manager_secret_version.task_token}",
+        "${google_secret_manager_secret_version.dispatch}",
+        "${terraform_data.build_ready}",
+    } <= set(ready)
+    assert "${time_sleep.eventarc_iam}" in modules["dispatcher"]["depends_on"]
     dispatch_output = _tf.blocks(CORE, "output")["dispatch_secret_id"]
     assert dispatch_output["depends_on"] == ["${google_secret_manager_secret_version.dispatch}"]
 
@@ -84,8 +85,9 @@ def test_secret_values_never_enter_state() -> None:
 
 def test_internal_callers_only_reach_timers_compactor_and_worker() -> None:
     modules = _tf.blocks(CORE, "module")
-    assert modules["timers"]["ingress"] == "ALLOW_INTERNAL_ONLY"
-    assert modules["compactor"]["ingress"] == "ALLOW_INTERNAL_ONLY"
+    assert set(_tf.blocks(CORE, "locals")["dispatcher_functions"]) == {"timers", "compactor"}
+    assert modules["dispatcher"]["ingress"] == "ALLOW_INTERNAL_ONLY"
+    assert "ingress" not in modules["api_function"]
     service = _tf.resources(WORKER)[("google_cloud_run_v2_service", "worker")]
     assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
 

@@ -23,7 +23,7 @@ def _core_function_modules() -> dict[str, dict]:
         if body["source"] != "../servo-function":
             continue
         if "for_each" in body:
-            listed = re.fullmatch(r"\$\{toset\(local\.(\w+)\)\}", body["for_each"])
+            listed = re.fullmatch(r"\$\{(?:toset\()?local\.(\w+)\)?\}", body["for_each"])
             assert listed, body["for_each"]
             for fn in locals_[listed.group(1)]:
                 found[fn] = body
@@ -45,7 +45,7 @@ def test_every_function_folder_has_a_terraform_function(fn: str) -> None:
     modules = _core_function_modules()
     assert fn in modules, f"no Terraform function deploys functions/{fn}"
     body = modules[fn]
-    key = "each.value" if "for_each" in body else f'"{fn}"'
+    key = "each.value" if body.get("for_each", "").startswith("${toset(") else "each.key"
     assert body["entry_point"] == f"${{local.artifacts[{key}].entry_point}}"
     assert body["service_account_email"] == f"${{google_service_account.function[{key}].email}}"
     assert body["source_object"] == f"${{local.source_objects[{key}]}}"
@@ -80,8 +80,8 @@ def test_zips_are_content_addressed_and_not_archive_file() -> None:
 
 
 def test_eventarc_trigger_targets_the_bucket_and_the_ledger() -> None:
-    compactor = _tf.blocks(CORE, "module")["compactor"]
-    trigger = compactor["event_trigger"]
+    trigger = _tf.blocks(CORE, "locals")["dispatcher_functions"]["compactor"]["event_trigger"]
+    assert _tf.blocks(CORE, "module")["dispatcher"]["event_trigger"] == "${each.value.event_trigger}"
     assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
     assert trigger["filters"] == {"bucket": "${google_storage_bucket.data.name}"}
     assert _tf.blocks(CORE, "locals")["ledger_object_pattern"] == "*/*/ledger/orchestration/*"
@@ -150,7 +150,7 @@ def test_bucket_hardening() -> None:
 
 def test_queue_retry_and_rate_limits_and_scheduler() -> None:
     res = _tf.resources(CORE)
-    queue = res[("google_cloud_tasks_queue", "dispatch")]
+    queue = res[("google_cloud_tasks_queue", "queue")]
     assert {"max_attempts", "min_backoff", "max_backoff"} <= queue["retry_config"][0].keys()
     assert {"max_dispatches_per_second", "max_concurrent_dispatches"} <= queue["rate_limits"][0].keys()
     job = res[("google_cloud_scheduler_job", "sweep")]

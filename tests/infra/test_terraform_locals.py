@@ -45,37 +45,56 @@ def test_timers_audience_is_the_run_app_url_the_code_derives(core_locals: dict[s
     sweep = _tf.resources(CORE)[("google_cloud_scheduler_job", "sweep")]["http_target"][0]
     assert sweep["oidc_token"][0]["audience"] == "${local.timers_url}"
     assert sweep["uri"] == "${local.timers_url}/v1/timers/sweep"
-    assert _tf.blocks(CORE, "module")["timers"]["name"] == "${local.timers_name}"
+    assert _tf.blocks(CORE, "locals")["dispatcher_functions"]["timers"]["name"] == "${local.timers_name}"
+    assert _tf.blocks(CORE, "module")["dispatcher"]["name"] == "${each.value.name}"
 
 
-def test_dispatch_queue_hands_the_worker_no_more_than_it_can_run(manifest: Path) -> None:
+def test_worker_queues_hand_the_worker_no_more_than_it_can_run(manifest: Path) -> None:
     sized = _refs.evaluate_locals(
-        CORE, _variables(manifest, worker_max_instances=7, worker_concurrency=3), GIVEN
+        CORE,
+        _variables(manifest, worker_max_instances=7, worker_concurrency=3, extra_worker_queues=["gpu"]),
+        GIVEN,
     )
-    assert sized["worker_capacity"] == 21
-    queues = _tf.resources(CORE)
-    for name in ("dispatch", "extra"):
-        limits = queues[("google_cloud_tasks_queue", name)]["rate_limits"][0]
-        assert limits["max_concurrent_dispatches"] == "${local.worker_capacity}"
+    queues = sized["queues"]
+    assert {k: q["name"] for k, q in queues.items()} == {
+        "dispatch": "servo-dispatch",
+        "gpu": "gpu",
+        "timers": "servo-timers",
+    }
+    assert queues["dispatch"]["concurrent"] == queues["gpu"]["concurrent"] == 21
+    queue = _tf.resources(CORE)[("google_cloud_tasks_queue", "queue")]
+    assert queue["for_each"] == "${local.queues}"
+    assert queue["rate_limits"][0]["max_concurrent_dispatches"] == "${each.value.concurrent}"
     example = _tf.blocks(_tf.INFRA / "environments" / "example", "module")
     assert example["servo"]["worker_max_instances"] == example["worker"]["max_instances"]
     assert example["servo"]["worker_concurrency"] == example["worker"]["concurrency"]
 
 
 def test_retry_shape_matches_design(core_locals: dict[str, Any]) -> None:
-    # design §6: 5 s x 2^(attempt-1), capped at 300 s.
+    # design §6: 5 s x 2^(attempt-1), capped at 300 s, on every queue.
     retry = core_locals["queue_retry"]
     assert (retry["min_backoff"], retry["max_backoff"]) == ("5s", "300s")
     assert 5 * 2 ** retry["max_doublings"] >= 300
-    for name in ("dispatch", "extra", "timers"):
-        config = _tf.resources(CORE)[("google_cloud_tasks_queue", name)]["retry_config"][0]
-        assert config["min_backoff"] == "${local.queue_retry.min_backoff}", name
+    config = _tf.resources(CORE)[("google_cloud_tasks_queue", "queue")]["retry_config"][0]
+    assert config["min_backoff"] == "${local.queue_retry.min_backoff}"
+    assert config["max_doublings"] == "${local.queue_retry.max_doublings}"
+    # Bounded delivery for dispatches (the sweep re-drives), unbounded for a day for timers.
+    assert core_locals["queues"]["dispatch"]["attempts"] == 10
+    assert (
+        core_locals["queues"]["timers"]["attempts"],
+        core_locals["queues"]["timers"]["retry_seconds"],
+    ) == (-1, 86400)
 
 
 def test_timers_have_their_own_queue() -> None:
     env = _tf.blocks(CORE, "locals")["common_env"]
-    assert env["SERVO_TIMERS_QUEUE"] == "${google_cloud_tasks_queue.timers.name}"
-    assert env["SERVO_TASKS_QUEUE"] == "${google_cloud_tasks_queue.dispatch.name}"
+    assert env["SERVO_TIMERS_QUEUE"] == '${google_cloud_tasks_queue.queue["timers"].name}'
+    assert env["SERVO_TASKS_QUEUE"] == '${google_cloud_tasks_queue.queue["dispatch"].name}'
+
+
+def test_an_extra_queue_cannot_take_a_servo_queue_key(manifest: Path) -> None:
+    with pytest.raises(_tfrun.TerraformError, match="dispatch and timers"):
+        _refs.evaluate_locals(CORE, _variables(manifest, extra_worker_queues=["timers"]), GIVEN)
 
 
 @pytest.mark.parametrize("days", [0, 7, 90])

@@ -4,7 +4,6 @@ offline)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,11 @@ def test_every_reference_is_declared(folder: Path) -> None:
 
 
 @pytest.fixture
-def planted(tmp_path: Path):
-    copy = tmp_path / "infra"
-    shutil.copytree(_tf.INFRA, copy)
+def planted(planted_infra):
+    """Plant one change in a copy of infra/ and look for undeclared names in the changed module."""
 
     def plant(relative: str, old: str, new: str) -> list[str]:
-        path = copy / relative
-        text = path.read_text()
-        assert old in text, old
-        path.write_text(text.replace(old, new, 1))
-        return _refs.undeclared(_refs.read(path.parent))
+        return _refs.undeclared(_refs.read(planted_infra(relative, old, new).parent))
 
     return plant
 

@@ -99,7 +99,7 @@ resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
   role     = "roles/cloudtasks.enqueuer"
   member   = "serviceAccount:${google_service_account.function[each.value[0]].email}"
 
-  depends_on = [google_cloud_tasks_queue.dispatch, google_cloud_tasks_queue.timers, google_cloud_tasks_queue.extra]
+  depends_on = [google_cloud_tasks_queue.queue]
 }
 
 # Cloud Tasks' own service agent mints the OIDC tokens for tasks, which needs Token Creator on the SA.

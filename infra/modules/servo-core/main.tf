@@ -34,8 +34,8 @@ locals {
     SERVO_BUCKET                = google_storage_bucket.data.name
     SERVO_PROJECT               = var.project_id
     SERVO_LOCATION              = var.region
-    SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.dispatch.name
-    SERVO_TIMERS_QUEUE          = google_cloud_tasks_queue.timers.name
+    SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.queue["dispatch"].name
+    SERVO_TIMERS_QUEUE          = google_cloud_tasks_queue.queue["timers"].name
     SERVO_WORKER_URL            = var.worker_url
     SERVO_TIMERS_URL            = "${local.timers_url}/v1/timers/fire"
     SERVO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email

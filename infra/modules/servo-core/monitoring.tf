@@ -177,7 +177,7 @@ locals {
     queue_depth = {
       name      = "Servo: dispatch queue backlog"
       condition = "Cloud Tasks queue depth above ${var.alert_queue_depth}"
-      filter    = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.label.queue_id=\"${google_cloud_tasks_queue.dispatch.name}\""
+      filter    = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.label.queue_id=\"${google_cloud_tasks_queue.queue["dispatch"].name}\""
       threshold = var.alert_queue_depth
       duration  = "900s"
       aligner   = "ALIGN_MEAN"

@@ -20,12 +20,12 @@ output "bucket_name" {
 
 output "tasks_queue" {
   description = "Cloud Tasks dispatch queue (SERVO_TASKS_QUEUE)."
-  value       = google_cloud_tasks_queue.dispatch.name
+  value       = google_cloud_tasks_queue.queue["dispatch"].name
 }
 
 output "timers_queue" {
   description = "Cloud Tasks queue of due timers (SERVO_TIMERS_QUEUE)."
-  value       = google_cloud_tasks_queue.timers.name
+  value       = google_cloud_tasks_queue.queue["timers"].name
 }
 
 output "tasks_service_account" {

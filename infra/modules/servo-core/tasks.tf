@@ -8,91 +8,57 @@
 
 locals {
   worker_capacity = var.worker_max_instances * var.worker_concurrency
-  # Every queue the dispatchers enqueue on (iam.tf grants them cloudtasks.enqueuer on each).
-  queue_names = concat(
-    [google_cloud_tasks_queue.dispatch.name, google_cloud_tasks_queue.timers.name],
-    [for q in google_cloud_tasks_queue.extra : q.name],
-  )
   # Retry shape shared by every queue: 5 s, 10 s, ... doubling up to the 300 s cap (2^6 x 5 s > 300 s).
   queue_retry = {
     min_backoff   = var.task_min_backoff
     max_backoff   = var.task_max_backoff
     max_doublings = 6
   }
+  worker_queue = {
+    per_second    = var.task_max_dispatches_per_second
+    concurrent    = local.worker_capacity
+    attempts      = var.task_max_attempts
+    retry_seconds = 3600
+  }
+  # dispatch: the default worker queue. Extra worker queues (named by assets' worker_queue) are drained
+  # by the same worker service, so they share its capacity (raise worker_max_instances for the sum if
+  # several are busy at once). timers: due timers (retry backoff, heartbeat and cancel-grace checks); a
+  # timer that cannot be delivered for a day is still fired by the sweep, which walks due timers.
+  queues = merge(
+    { for name in var.extra_worker_queues : name => merge(local.worker_queue, { name = name }) },
+    {
+      dispatch = merge(local.worker_queue, { name = "${var.name_prefix}-dispatch" })
+      timers = {
+        name          = "${var.name_prefix}-timers"
+        per_second    = var.timer_max_dispatches_per_second
+        concurrent    = var.function_max_instances * var.function_concurrency
+        attempts      = -1
+        retry_seconds = 86400
+      }
+    },
+  )
+  # Every queue the dispatchers enqueue on (iam.tf grants them cloudtasks.enqueuer on each).
+  queue_names = [for q in google_cloud_tasks_queue.queue : q.name]
 }
 
-resource "google_cloud_tasks_queue" "dispatch" {
+resource "google_cloud_tasks_queue" "queue" {
+  for_each = local.queues
   project  = var.project_id
   location = var.region
-  # A deleted queue name cannot be reused for 7 days; keep it stable.
-  name = "${var.name_prefix}-dispatch"
+  # A deleted queue name cannot be reused for 7 days; keep names stable.
+  name = each.value.name
 
   rate_limits {
-    max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = local.worker_capacity
+    max_dispatches_per_second = each.value.per_second
+    max_concurrent_dispatches = each.value.concurrent
   }
 
   retry_config {
-    max_attempts       = var.task_max_attempts
+    max_attempts       = each.value.attempts
     min_backoff        = local.queue_retry.min_backoff
     max_backoff        = local.queue_retry.max_backoff
     max_doublings      = local.queue_retry.max_doublings
-    max_retry_duration = "3600s"
-  }
-
-  stackdriver_logging_config {
-    sampling_ratio = 1.0
-  }
-
-  depends_on = [time_sleep.apis]
-}
-
-# Worker queues named by assets' worker_queue; each is drained by the same worker service, so they
-# share its capacity (set worker_max_instances for the sum if several are busy at once).
-resource "google_cloud_tasks_queue" "extra" {
-  for_each = toset(var.extra_worker_queues)
-  project  = var.project_id
-  location = var.region
-  name     = each.value
-
-  rate_limits {
-    max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = local.worker_capacity
-  }
-
-  retry_config {
-    max_attempts       = var.task_max_attempts
-    min_backoff        = local.queue_retry.min_backoff
-    max_backoff        = local.queue_retry.max_backoff
-    max_doublings      = local.queue_retry.max_doublings
-    max_retry_duration = "3600s"
-  }
-
-  stackdriver_logging_config {
-    sampling_ratio = 1.0
-  }
-
-  depends_on = [time_sleep.apis]
-}
-
-# Due timers (retry backoff, heartbeat and cancel-grace checks) go to timers on their own queue. A
-# timer that cannot be delivered for a day is still fired by the sweep, which walks due timers.
-resource "google_cloud_tasks_queue" "timers" {
-  project  = var.project_id
-  location = var.region
-  name     = "${var.name_prefix}-timers"
-
-  rate_limits {
-    max_dispatches_per_second = var.timer_max_dispatches_per_second
-    max_concurrent_dispatches = var.function_max_instances * var.function_concurrency
-  }
-
-  retry_config {
-    max_attempts       = -1
-    min_backoff        = local.queue_retry.min_backoff
-    max_backoff        = local.queue_retry.max_backoff
-    max_doublings      = local.queue_retry.max_doublings
-    max_retry_duration = "86400s"
+    max_retry_duration = "${each.value.retry_seconds}s"
   }
 
   stackdriver_logging_config {
@@ -130,5 +96,5 @@ resource "google_cloud_scheduler_job" "sweep" {
     }
   }
 
-  depends_on = [module.timers]
+  depends_on = [module.dispatcher]
 }

@@ -126,6 +126,10 @@ variable "extra_worker_queues" {
   description = "Additional Cloud Tasks queues named by assets' worker_queue (the default queue serves default-queue)."
   type        = list(string)
   default     = []
+  validation {
+    condition     = length(setintersection(var.extra_worker_queues, ["dispatch", "timers"])) == 0
+    error_message = "The names dispatch and timers are Servo's own queues' keys; name extra queues otherwise."
+  }
 }
 
 variable "sweep_schedule" {
