@@ -3,9 +3,9 @@
 No provider binary can be downloaded here, so `terraform validate` cannot run. The cdktf prebuilt
 bindings on PyPI carry each provider's full configuration schema in their jsii assembly (every
 resource and data source, every argument, whether it is optional, and whether it is a nested block).
-They are downloaded (pinned, hash-checked, never imported or installed into .venv) into .venv-iac,
-and reduced to one small JSON file the tests read. Only pip download is used: the bindings' own
-dependencies (jsii, node) are never needed to read a JSON file.
+They are downloaded (pinned by hash in infra/schema-requirements.txt) into .venv-iac, never imported
+nor installed into .venv: only pip download is used, since their own dependencies (jsii, node) are
+not needed to read a JSON file. They are reduced to one small JSON file the tests read:
 
     {"google":      {"resource": {type: struct}, "data": {type: struct}},
      "google-beta": {...},
@@ -17,6 +17,7 @@ Usage: python scripts/provider_schema.py   (prints the path of the schema; idemp
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -35,25 +36,32 @@ REQUIREMENTS = ROOT / "infra" / "schema-requirements.txt"
 # `~> 6.14` of infra's required_providers.
 PROVIDER_VERSION = "6.37.0"
 PACKAGES = {"google": "cdktf_cdktf_provider_google", "google-beta": "cdktf_cdktf_provider_google_beta"}
-SCHEMA = VENV / f"provider-schema-{PROVIDER_VERSION}.json"
+# Named by the pins, so that changing them rebuilds the schema.
+SCHEMA = VENV / f"provider-schema-{hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]}.json"
 
-_REPRESENTS = re.compile(r"Represents a \{@link \S+/docs/(resources|data-sources)/\w+ (google_\w+)\}")
+_REPRESENTS = re.compile(
+    r"Represents a \{@link \S+/hashicorp/[\w-]+/([\d.]+)/docs/(resources|data-sources)/\w+ (google_\w+)\}"
+)
 _ANCHOR = re.compile(r"#(\w+) \w+#\w+\}")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 def _download() -> dict[str, Path]:
     wheels = VENV / "wheels"
-    found = {p: next(iter(sorted(wheels.glob(f"{name}-*.whl"))), None) for p, name in PACKAGES.items()}
-    if all(found.values()):
-        return {p: w for p, w in found.items() if w is not None}
-    # pip of the running interpreter; --require-hashes makes a fresh machine get the very same bytes.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--require-hashes", "-r", str(REQUIREMENTS), "-d", str(wheels)],
-        check=True,
-    )  # fmt: skip
-    return _download()
+    pins = dict(re.findall(r"^(cdktf-cdktf-provider-[\w-]+)==(\S+)", REQUIREMENTS.read_text(), re.M))
+
+    def wheel(provider: str) -> Path:
+        name = PACKAGES[provider]
+        return wheels / f"{name}-{pins[name.replace('_', '-')]}-py3-none-any.whl"
+
+    if not all(wheel(p).exists() for p in PACKAGES):
+        # pip of the running interpreter; --require-hashes: a fresh machine gets the very same bytes.
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--require-hashes", "-r", str(REQUIREMENTS), "-d", str(wheels)],
+            check=True,
+        )  # fmt: skip
+    return {p: wheel(p) for p in PACKAGES}
 
 
 def _assembly(wheel: Path) -> dict[str, Any]:
@@ -104,13 +112,16 @@ def _provider(assembly: dict[str, Any], structs: dict[str, Any]) -> dict[str, di
         represents = _REPRESENTS.search(spec.get("docs", {}).get("summary", ""))
         if spec.get("kind") != "class" or not represents:
             continue
+        if represents.group(1) != PROVIDER_VERSION:
+            found_version = represents.group(1)
+            raise SystemExit(f"the pinned bindings describe provider {found_version}, not {PROVIDER_VERSION}")
         params = spec.get("initializer", {}).get("parameters", [])
         config = next((p["type"]["fqn"] for p in params if p["name"] == "config"), None)
         if config is None:
             continue
         _reduce(types, structs, config)
-        kind = "resource" if represents.group(1) == "resources" else "data"
-        found[kind][represents.group(2)] = config
+        kind = "resource" if represents.group(2) == "resources" else "data"
+        found[kind][represents.group(3)] = config
     return found
 
 
