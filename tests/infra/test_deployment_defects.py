@@ -4,6 +4,7 @@ infra/README.md as a known step."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.infra import _refs, _tf
@@ -137,3 +138,13 @@ def test_one_tenant_per_deployment_is_enforced_and_rotation_keys_are_mounted() -
     assert env["SERVO_TENANT"] == "${var.default_tenant}"
     previous = _tf.blocks(CORE, "locals")["previous_token_key"]
     assert "SERVO_TOKEN_SECRET_PREVIOUS" in previous and "var.task_token_previous_version" in previous
+
+
+def test_the_example_tfvars_names_only_declared_variables_and_every_required_one() -> None:
+    text = (EXAMPLE / "terraform.tfvars.example").read_text()
+    # Optional settings are shown commented out; they must be real variables too.
+    named = set(re.findall(r"^#?\s*(\w+)\s+=", text, re.M))
+    declared = _tf.blocks(EXAMPLE, "variable")
+    assert named <= set(declared)
+    required = {name for name, body in declared.items() if "default" not in body}
+    assert required <= set(_tf.load(EXAMPLE / "terraform.tfvars.example"))
