@@ -202,7 +202,7 @@ locals {
       filter    = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.scheduler_failures.name}\" AND resource.type=\"cloud_scheduler_job\""
       threshold = 0
       duration  = "300s"
-      aligner   = "ALIGN_COUNT"
+      aligner   = "ALIGN_SUM"
       reducer   = "REDUCE_SUM"
       group_by  = []
       doc       = "The minute sweep fails: timers, zombie detection and the re-drive of lost dispatches have stopped. Check the timers function's logs and its invoker role for the scheduler account."
