@@ -21,7 +21,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared/servo
 	for fn in functions/*/main.py; do $(BIN)/mypy $$fn || exit 1; done
 
+# tests/infra check infra/ against the provider schema: fetched once into .venv-iac (pinned by hash).
 unit: $(STAMP)
+	$(BIN)/python scripts/provider_schema.py
 	$(BIN)/pytest -n 2 -q
 
 # Offline infrastructure checks: checkov (own venv, .venv-checkov) and terraform fmt.
@@ -37,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .venv-checkov build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-iac build .pytest_cache .mypy_cache .ruff_cache

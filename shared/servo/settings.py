@@ -54,6 +54,8 @@ class Settings:
     project: str = "servo-local"
     location: str = "us-central1"
     queue: str = "default-queue"
+    # Due timers' own queue, so that a dispatch backlog never delays them; "" shares ``queue``.
+    timers_queue: str = ""
     tasks_emulator_host: str | None = None
     # Where Cloud Tasks deliver: the worker (dispatch envelopes) and the timers function (due timers).
     worker_url: str = _WORKER_URL
@@ -64,11 +66,17 @@ class Settings:
     # reaches it) instead of compacting itself, so that only the compactor writes state/ (design §2).
     sweep_kicks: bool = False
     token_secret: bytes = field(default=b"servo-local-task-token-secret-0123456789", repr=False)
+    # During a key rotation, the key being replaced: tokens it signed are still accepted (GCP mounts
+    # it from the secret's previous version; infra/modules/servo-core/secrets.tf).
+    token_secret_previous: bytes = field(default=b"", repr=False)
     dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
     tenant_secret: bytes = field(default=b"", repr=False)
     # The tenant a request acts for when no X-Servo-Tenant header names one (single-tenant deployments).
     default_tenant: str = "default"
+    # A deployment that serves default_tenant only (GCP: the gateway authenticates callers, not
+    # tenants, so X-Servo-Tenant naming another tenant is refused rather than trusted).
+    single_tenant: bool = False
     heartbeat_timeout_sec: int = 90
     cancel_grace_sec: int = 30
     min_publish_interval_ms: int = 0  # on GCS the head pointer may change at most once a second
@@ -85,6 +93,15 @@ class Settings:
     # Compaction is asynchronous anyway, so this only adds to a lag the callbacks already live with.
     callback_view_max_age_ms: int = 1000
 
+    @property
+    def token_keys(self) -> tuple[bytes, ...]:
+        """Every task-token key accepted: the current one first, then the one being rotated out."""
+        return (
+            (self.token_secret, self.token_secret_previous)
+            if self.token_secret_previous
+            else (self.token_secret,)
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
@@ -100,6 +117,7 @@ class Settings:
             project=e.get("SERVO_PROJECT", "servo-local"),
             location=e.get("SERVO_LOCATION", "us-central1"),
             queue=e.get("SERVO_TASKS_QUEUE", "default-queue"),
+            timers_queue=e.get("SERVO_TIMERS_QUEUE", ""),
             tasks_emulator_host=e.get("SERVO_TASKS_EMULATOR_HOST") or None,
             worker_url=e.get("SERVO_WORKER_URL", _WORKER_URL),
             timers_url=e.get("SERVO_TIMERS_URL", _TIMERS_URL),
@@ -107,10 +125,12 @@ class Settings:
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
             sweep_kicks=e.get("SERVO_SWEEP_KICKS", "") in ("1", "true", "yes"),
             token_secret=secret.encode() if secret else b"servo-local-task-token-secret-0123456789",
+            token_secret_previous=e.get("SERVO_TOKEN_SECRET_PREVIOUS", "").encode(),
             dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
             api_token=e.get("SERVO_API_TOKEN") or None,
             tenant_secret=base64.b64decode(e.get("SERVO_TENANT_SECRET_B64", "")),
             default_tenant=e.get("SERVO_TENANT", "default"),
+            single_tenant=e.get("SERVO_SINGLE_TENANT", "") in ("1", "true", "yes"),
             heartbeat_timeout_sec=_int(e, "SERVO_HEARTBEAT_TIMEOUT_SEC", 90),
             cancel_grace_sec=_int(e, "SERVO_CANCEL_GRACE_SEC", 30),
             min_publish_interval_ms=_int(e, "SERVO_MIN_PUBLISH_INTERVAL_MS", 1000 if storage == "gcs" else 0),

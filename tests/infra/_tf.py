@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@cache
+def _parse_text(text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = hcl2.loads(text)
+    return parsed
+
+
+def parse(path: Path) -> dict[str, Any]:
+    """python-hcl2's parse of a file, as is (block markers kept); shared and cached by content, since
+    the tests parse the same files many times (copies with one planted change included). Read only."""
+    return _parse_text(path.read_text())
+
+
 def load(path: Path) -> dict[str, Any]:
-    with path.open() as handle:
-        parsed: dict[str, Any] = _plain(hcl2.load(handle))
+    parsed: dict[str, Any] = _plain(parse(path))
     return parsed
 
 

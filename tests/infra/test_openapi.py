@@ -9,7 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator
 
-from tests.infra.conftest import EXPECTED_FUNCTIONS, ROOT, function_folders
+from tests.infra.conftest import EXPECTED_FUNCTIONS, ROOT, function_folders, openapi_template_vars
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -25,12 +25,8 @@ def test_document_validates_as_swagger_2_after_substitution(openapi: dict[str, A
 
 def test_template_variables_are_the_ones_terraform_supplies() -> None:
     text = (ROOT / "infra" / "openapi.yaml").read_text()
-    gateway_tf = (ROOT / "infra" / "modules" / "servo-core" / "gateway.tf").read_text()
-    used = set(re.findall(r"\$\{(\w+)\}", text))
-    supplied = set(
-        re.findall(r"^\s*(\w+)\s*=", gateway_tf.split("templatefile(", 1)[1].split("}))", 1)[0], re.M)
-    )
-    assert used == supplied
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)\}", text))
+    assert used == set(openapi_template_vars())
 
 
 def test_every_operation_names_a_function_and_an_operation_id(openapi: dict[str, Any]) -> None:

@@ -22,3 +22,23 @@ output "worker_url" {
   description = "Worker service URL."
   value       = module.worker.url
 }
+
+output "function_uris" {
+  description = "Cloud Run URL of every function."
+  value       = module.servo.function_uris
+}
+
+output "tasks_queue" {
+  description = "Cloud Tasks dispatch queue."
+  value       = module.servo.tasks_queue
+}
+
+output "timers_queue" {
+  description = "Cloud Tasks queue of due timers."
+  value       = module.servo.timers_queue
+}
+
+output "worker_service_account" {
+  description = "The worker's runtime service account (grant it what your assets read and write)."
+  value       = module.worker.service_account_email
+}

@@ -26,10 +26,45 @@ variable "functions_manifest_path" {
   default     = "../../../build/functions/manifest.json"
 }
 
-variable "upload_sources" {
-  description = "Let Terraform upload the function zips (false when CI already uploaded them)."
-  type        = bool
-  default     = true
+variable "sources_bucket_name" {
+  description = "Bucket the function zips were uploaded to by scripts/upload_functions.sh (README step 2 creates it)."
+  type        = string
+}
+
+variable "gateway_region" {
+  description = "Region of the API gateway when var.region has no API Gateway (null: var.region)."
+  type        = string
+  default     = null
+}
+
+variable "worker_max_instances" {
+  description = "Upper bound on worker instances; with worker_concurrency it sizes the dispatch queue."
+  type        = number
+  default     = 10
+}
+
+variable "worker_concurrency" {
+  description = "Tasks one worker instance runs at once (1 isolates user code runs)."
+  type        = number
+  default     = 1
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses the alerts and the budget notify (or give alert_notification_channels)."
+  type        = list(string)
+  default     = []
+}
+
+variable "billing_account" {
+  description = "Billing account id for a monthly budget on the project; null: no budget."
+  type        = string
+  default     = null
+}
+
+variable "monthly_budget" {
+  description = "Monthly budget amount (billing account currency)."
+  type        = number
+  default     = 100
 }
 
 variable "worker_image" {

@@ -7,19 +7,37 @@ resource "google_service_account" "function" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-fn-${each.value}"
   display_name = "Servo ${each.value} function runtime"
+  depends_on   = [time_sleep.apis]
 }
 
-# The functions behind the gateway. timers and compactor are separate blocks: they need the gateway's
-# URL (callbackBaseUrl), and resources of one for_each module form one node in Terraform's graph.
+# What every function deploy waits for: the zips all present and buildable by the build account,
+# and the secrets' versions and accessors (a function whose secret has no version yet, or that cannot
+# read it, fails its first deploy).
+resource "terraform_data" "functions_ready" {
+  depends_on = [
+    terraform_data.build_ready,
+    google_secret_manager_secret_version.task_token,
+    google_secret_manager_secret_version.dispatch,
+    google_secret_manager_secret_iam_member.task_token,
+    google_secret_manager_secret_iam_member.dispatch,
+  ]
+}
+
+# The functions behind the gateway.
 module "api_function" {
   source   = "../servo-function"
   for_each = toset(local.api_functions)
 
   project_id            = var.project_id
   region                = var.region
+  source_bucket         = local.sources_bucket
+  build_service_account = google_service_account.build.id
+  docker_repository     = google_artifact_registry_repository.functions.id
+  concurrency           = var.function_concurrency
+  labels                = local.labels
+
   name                  = "${var.name_prefix}-${each.value}"
   entry_point           = local.artifacts[each.value].entry_point
-  source_bucket         = google_storage_bucket.sources.name
   source_object         = local.source_objects[each.value]
   service_account_email = google_service_account.function[each.value].email
   environment           = local.common_env
@@ -27,83 +45,75 @@ module "api_function" {
   max_instances         = var.function_max_instances
   timeout_seconds       = 60
   invoker_members       = ["serviceAccount:${google_service_account.gateway.email}"]
-  labels                = local.labels
 
-  depends_on = [
-    google_storage_bucket_object.source,
-    google_secret_manager_secret_iam_member.task_token,
-    google_secret_manager_secret_iam_member.dispatch,
-  ]
+  depends_on = [terraform_data.functions_ready]
 }
 
-module "timers" {
-  source = "../servo-function"
-
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-timers"
-  entry_point           = local.artifacts["timers"].entry_point
-  source_bucket         = google_storage_bucket.sources.name
-  source_object         = local.source_objects["timers"]
-  service_account_email = google_service_account.function["timers"].email
-  environment           = local.dispatcher_env
-  secret_environment    = local.function_secrets["timers"]
-  max_instances         = var.function_max_instances
-  # The sweep walks every workspace; give it the Scheduler's attempt deadline.
-  timeout_seconds = 300
-  # Cloud Scheduler (sweep) and Cloud Tasks (due timers) only; never the gateway.
-  invoker_members = [
-    "serviceAccount:${google_service_account.scheduler.email}",
-    "serviceAccount:${google_service_account.tasks.email}",
-  ]
-  labels = local.labels
-
-  depends_on = [
-    google_storage_bucket_object.source,
-    google_secret_manager_secret_iam_member.task_token,
-    google_secret_manager_secret_iam_member.dispatch,
-  ]
-}
-
-module "compactor" {
-  source = "../servo-function"
-
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-compactor"
-  entry_point           = local.artifacts["compactor"].entry_point
-  source_bucket         = google_storage_bucket.sources.name
-  source_object         = local.source_objects["compactor"]
-  service_account_email = google_service_account.function["compactor"].email
-  environment           = local.dispatcher_env
-  secret_environment    = local.function_secrets["compactor"]
-  max_instances         = var.compactor_max_instances
-  timeout_seconds       = 540
-  # Eventarc deliveries count as internal traffic; nothing else should reach the compactor.
-  ingress = "ALLOW_INTERNAL_ONLY"
-  # Only Eventarc (as the trigger service account) may invoke the compactor.
-  invoker_members = ["serviceAccount:${google_service_account.eventarc.email}"]
-  labels          = local.labels
-
-  event_trigger = {
-    event_type            = "google.cloud.storage.object.v1.finalized"
-    service_account_email = google_service_account.eventarc.email
-    # Finalize events are at-least-once; retries re-deliver until the compactor acknowledges.
-    retry_policy = "RETRY_POLICY_RETRY"
-    filters = {
-      bucket = google_storage_bucket.data.name
+# The dispatchers (timers, compactor) hand workers the gateway's URL (callbackBaseUrl), so they are a
+# second block: resources of one for_each module form one node in Terraform's graph, and the gateway
+# needs the API functions' URLs. Both accept internal traffic only: Cloud Scheduler and Cloud Tasks
+# (timers) and Eventarc (compactor) of this project count as internal.
+locals {
+  dispatcher_functions = {
+    timers = {
+      # The name is the Cloud Run service's, which local.timers_url is derived from.
+      name = local.timers_name
+      # The sweep walks every workspace; give it the Scheduler's attempt deadline.
+      timeout       = 300
+      max_instances = var.function_max_instances
+      invokers = [
+        "serviceAccount:${google_service_account.scheduler.email}",
+        "serviceAccount:${google_service_account.tasks.email}",
+      ]
+      event_trigger = null
+    }
+    compactor = {
+      name          = "${var.name_prefix}-compactor"
+      timeout       = 540
+      max_instances = var.compactor_max_instances
+      # Only Eventarc (as the trigger service account) may invoke the compactor.
+      invokers = ["serviceAccount:${google_service_account.eventarc.email}"]
+      event_trigger = {
+        event_type            = "google.cloud.storage.object.v1.finalized"
+        service_account_email = google_service_account.eventarc.email
+        # Finalize events are at-least-once; retries re-deliver until the compactor acknowledges.
+        retry_policy = "RETRY_POLICY_RETRY"
+        filters = {
+          bucket = google_storage_bucket.data.name
+        }
+      }
     }
   }
+}
 
-  depends_on = [
-    google_storage_bucket_object.source,
-    google_project_iam_member.gcs_pubsub_publisher,
-    google_project_iam_member.eventarc_receiver,
-    google_secret_manager_secret_iam_member.task_token,
-    google_secret_manager_secret_iam_member.dispatch,
-  ]
+module "dispatcher" {
+  source   = "../servo-function"
+  for_each = local.dispatcher_functions
+
+  project_id            = var.project_id
+  region                = var.region
+  source_bucket         = local.sources_bucket
+  build_service_account = google_service_account.build.id
+  docker_repository     = google_artifact_registry_repository.functions.id
+  concurrency           = var.function_concurrency
+  labels                = local.labels
+
+  name                  = each.value.name
+  entry_point           = local.artifacts[each.key].entry_point
+  source_object         = local.source_objects[each.key]
+  service_account_email = google_service_account.function[each.key].email
+  environment           = local.dispatcher_env
+  secret_environment    = local.function_secrets[each.key]
+  max_instances         = each.value.max_instances
+  timeout_seconds       = each.value.timeout
+  ingress               = "ALLOW_INTERNAL_ONLY"
+  invoker_members       = each.value.invokers
+  event_trigger         = each.value.event_trigger
+
+  # The compactor's Eventarc trigger needs the service agents' grants to have propagated.
+  depends_on = [terraform_data.functions_ready, time_sleep.eventarc_iam]
 }
 
 locals {
-  function_modules = merge(module.api_function, { timers = module.timers, compactor = module.compactor })
+  function_modules = merge(module.api_function, module.dispatcher)
 }

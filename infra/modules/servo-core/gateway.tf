@@ -1,9 +1,12 @@
 # API Gateway: one public base URL routing each path to its function (openapi.yaml is the route table).
-# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded:
-# only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
+# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded
+# (modules/openapi-document): only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
 
-locals {
-  openapi_rendered = yamldecode(templatefile(local.openapi_path, {
+module "openapi" {
+  source = "../openapi-document"
+
+  openapi_path = local.openapi_path
+  template_vars = {
     deploy_url      = local.function_urls["deploy"]
     trigger_url     = local.function_urls["trigger"]
     runs_url        = local.function_urls["runs"]
@@ -12,14 +15,16 @@ locals {
     timers_url      = local.timers_url
     api_audience    = var.api_audience
     client_sa_email = google_service_account.api_client.email
-  }))
+  }
+}
 
-  openapi_public = merge(local.openapi_rendered, {
-    paths = {
-      for path, ops in local.openapi_rendered.paths : path => ops
-      if !anytrue([for method, op in ops : try(op["x-servo-internal"], false)])
-    }
-  })
+locals {
+  openapi_public = module.openapi.public
+
+  # API Gateway exists in fewer regions than the functions; the gateway may live in another region
+  # than its backends (it calls them over HTTPS).
+  gateway_region           = coalesce(var.gateway_region, var.region)
+  gateway_region_supported = contains(var.api_gateway_regions, local.gateway_region)
 
   # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept.
   function_urls = { for fn in local.api_functions : fn => module.api_function[fn].uri }
@@ -31,6 +36,7 @@ resource "google_api_gateway_api" "api" {
   api_id       = "${var.name_prefix}-api"
   display_name = "Servo control-plane API"
   labels       = local.labels
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_api_gateway_api_config" "api" {
@@ -62,9 +68,16 @@ resource "google_api_gateway_api_config" "api" {
 resource "google_api_gateway_gateway" "api" {
   provider     = google-beta
   project      = var.project_id
-  region       = var.region
+  region       = local.gateway_region
   gateway_id   = "${var.name_prefix}-gateway"
   api_config   = google_api_gateway_api_config.api.id
   display_name = "Servo gateway"
   labels       = local.labels
+
+  lifecycle {
+    precondition {
+      condition     = local.gateway_region_supported
+      error_message = "API Gateway has no gateway in ${local.gateway_region}: set gateway_region to one of ${join(", ", var.api_gateway_regions)}."
+    }
+  }
 }

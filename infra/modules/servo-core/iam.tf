@@ -15,22 +15,39 @@
 #
 # Roles: objectCreator (create only: no overwrite, no delete) for append-only areas written
 # create-if-absent; objectUser (create, overwrite, delete) only where a pointer is compare-and-swapped:
-# state/ (compactor: head pointer) and manifests/ (deploy: the current-manifest index).
+# state/ (compactor: head pointer) and manifests/_index.json (deploy: the current-manifest index).
 
 locals {
   object_prefix = "projects/_/buckets/${google_storage_bucket.data.name}/objects"
 
+  # deploy creates manifests and their idempotency records, and compare-and-swaps one object: the
+  # index. `state/orchestration/manifests/` names also hold a "/manifests/" segment, so every grant
+  # but the compactor's also excludes any name with a "/state/" segment (outside_state below).
   write_grants = {
-    deploy_manifests = { fn = "deploy", area = "manifests", role = "roles/storage.objectUser", scoped = true }
-    deploy_registry  = { fn = "deploy", area = "_servo/workspaces", role = "roles/storage.objectCreator", scoped = false }
-    trigger_run_keys = { fn = "trigger", area = "run_keys", role = "roles/storage.objectCreator", scoped = true }
-    trigger_ledger   = { fn = "trigger", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
-    cancel_ledger    = { fn = "cancel", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
-    callback_ledger  = { fn = "callback", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
-    callback_logs    = { fn = "callback", area = "logs", role = "roles/storage.objectCreator", scoped = true }
-    compactor_state  = { fn = "compactor", area = "state", role = "roles/storage.objectUser", scoped = true }
-    compactor_ledger = { fn = "compactor", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
-    timers_ledger    = { fn = "timers", area = "ledger", role = "roles/storage.objectCreator", scoped = true }
+    deploy_manifests = { fn = "deploy", area = "manifests", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    deploy_index     = { fn = "deploy", area = "manifests", role = "roles/storage.objectUser", scoped = true, suffix = "_index.json" }
+    deploy_registry  = { fn = "deploy", area = "_servo/workspaces", role = "roles/storage.objectCreator", scoped = false, suffix = "" }
+    trigger_run_keys = { fn = "trigger", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    trigger_ledger   = { fn = "trigger", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    cancel_ledger    = { fn = "cancel", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    callback_ledger  = { fn = "callback", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    callback_logs    = { fn = "callback", area = "logs", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    compactor_state  = { fn = "compactor", area = "state", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+    compactor_ledger = { fn = "compactor", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    timers_ledger    = { fn = "timers", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+  }
+
+  outside_state = "resource.name.extract(\"${local.object_prefix}/{scope}/state/\") == \"\""
+
+  # One CEL expression per grant (IAM Conditions accept startsWith, endsWith and extract on names).
+  write_conditions = {
+    for key, g in local.write_grants : key => join(" && ", compact([
+      g.scoped
+      ? "resource.name.extract(\"${local.object_prefix}/{scope}/${g.area}/\") != \"\""
+      : "resource.name.startsWith(\"${local.object_prefix}/${g.area}/\")",
+      g.suffix == "" ? "" : "resource.name.endsWith(\"/${g.area}/${g.suffix}\")",
+      g.area == "state" ? "" : local.outside_state,
+    ]))
   }
 }
 
@@ -49,11 +66,8 @@ resource "google_storage_bucket_iam_member" "writer" {
 
   condition {
     title       = "servo-${replace(each.key, "_", "-")}"
-    description = "${each.value.fn} writes ${each.value.area}/ only (design §2 writer table)"
-    # Scoped areas live under {tenant}/{workspace}/; the workspace registry sits at the bucket root.
-    expression = (each.value.scoped
-      ? "resource.name.extract(\"${local.object_prefix}/{scope}/${each.value.area}/\") != \"\""
-    : "resource.name.startsWith(\"${local.object_prefix}/${each.value.area}/\")")
+    description = "${each.value.fn} writes ${each.value.area}/${each.value.suffix} only (design §2 writer table)"
+    expression  = local.write_conditions[each.key]
   }
 }
 
@@ -66,6 +80,7 @@ resource "google_service_account" "tasks" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-tasks"
   display_name = "Servo Cloud Tasks OIDC identity"
+  depends_on   = [time_sleep.apis]
 }
 
 # The dispatchers create tasks that carry the tasks account's OIDC token, which needs actAs on it.
@@ -84,14 +99,14 @@ resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
   role     = "roles/cloudtasks.enqueuer"
   member   = "serviceAccount:${google_service_account.function[each.value[0]].email}"
 
-  depends_on = [google_cloud_tasks_queue.dispatch, google_cloud_tasks_queue.extra]
+  depends_on = [google_cloud_tasks_queue.queue]
 }
 
 # Cloud Tasks' own service agent mints the OIDC tokens for tasks, which needs Token Creator on the SA.
 resource "google_service_account_iam_member" "tasks_agent_token_creator" {
   service_account_id = google_service_account.tasks.name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-cloudtasks.iam.gserviceaccount.com"
+  member             = "serviceAccount:${google_project_service_identity.cloudtasks.email}"
 }
 
 resource "google_service_account" "scheduler" {
@@ -112,15 +127,33 @@ resource "google_project_iam_member" "eventarc_receiver" {
   member  = "serviceAccount:${google_service_account.eventarc.email}"
 }
 
+# Eventarc's own service agent (created when the API is enabled) and the grants above propagate for
+# a few minutes; a trigger created before fails with "Permission denied while using the Eventarc
+# Service Agent" (a known first-apply failure). The compactor waits for this.
+resource "time_sleep" "eventarc_iam" {
+  create_duration = var.propagation_wait
+  depends_on      = [google_project_iam_member.eventarc_receiver, google_project_iam_member.gcs_pubsub_publisher]
+}
+
 # Cloud Storage publishes finalize events to Pub/Sub for Eventarc; its service agent needs the publisher role.
 data "google_storage_project_service_account" "gcs" {
-  project = var.project_id
+  project    = var.project_id
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_project_iam_member" "gcs_pubsub_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# The Cloud Tasks service agent exists only once the API has been used; this makes Google create it
+# now, so the Token Creator grant below does not fail on an empty project.
+resource "google_project_service_identity" "cloudtasks" {
+  provider   = google-beta
+  project    = var.project_id
+  service    = "cloudtasks.googleapis.com"
+  depends_on = [time_sleep.apis]
 }
 
 data "google_project" "this" {

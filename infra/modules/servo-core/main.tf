@@ -4,8 +4,7 @@
 
 locals {
   artifacts      = jsondecode(file(var.functions_manifest_path))
-  artifacts_dir  = dirname(var.functions_manifest_path)
-  sources_bucket = coalesce(var.sources_bucket_name, "${var.bucket_name}-sources")
+  sources_bucket = var.sources_bucket_name
   openapi_path   = coalesce(var.openapi_path, "${path.module}/../../openapi.yaml")
   labels         = merge(var.labels, { app = "servo" })
 
@@ -14,11 +13,15 @@ locals {
   functions     = concat(local.api_functions, ["timers", "compactor"])
   missing       = [for fn in local.functions : fn if !contains(keys(local.artifacts), fn)]
 
-  # Deterministic function URLs (https://REGION-PROJECT.cloudfunctions.net/NAME). Using them instead
-  # of the resources' outputs breaks the cycles timers -> its own URL (it schedules timers aimed at
-  # itself) and compactor/timers -> gateway URL -> function URLs.
-  function_base = "https://${var.region}-${var.project_id}.cloudfunctions.net"
-  timers_url    = "${local.function_base}/${var.name_prefix}-timers"
+  # timers' URL is known before it exists: a 2nd-gen function is served by the Cloud Run service of
+  # the same name, whose deterministic URL is https://SERVICE-PROJECT_NUMBER.REGION.run.app. Using it
+  # instead of the resource's output breaks the cycles timers -> its own URL (it schedules timers aimed
+  # at itself) and compactor/timers -> gateway URL -> function URLs. It is also the OIDC audience the
+  # service accepts (Cloud Run takes its run.app URL; the cloudfunctions.net URL is not an audience it
+  # accepts), and the one servo.services.effects derives from SERVO_TIMERS_URL (scheme and host).
+  project_number = data.google_project.this.number
+  timers_name    = "${var.name_prefix}-timers"
+  timers_url     = "https://${local.timers_name}-${local.project_number}.${var.region}.run.app"
 
   # Ledger objects are `{tenant}/{workspace}/ledger/orchestration/{ulid}.json`. Cloud Storage events
   # can only be filtered by bucket in Eventarc (path patterns apply to audit-log events), so the
@@ -31,11 +34,15 @@ locals {
     SERVO_BUCKET                = google_storage_bucket.data.name
     SERVO_PROJECT               = var.project_id
     SERVO_LOCATION              = var.region
-    SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.dispatch.name
+    SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.queue["dispatch"].name
+    SERVO_TIMERS_QUEUE          = google_cloud_tasks_queue.queue["timers"].name
     SERVO_WORKER_URL            = var.worker_url
     SERVO_TIMERS_URL            = "${local.timers_url}/v1/timers/fire"
     SERVO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
     SERVO_TENANT                = var.default_tenant
+    # The gateway authenticates callers, not tenants: one tenant per deployment, enforced by the
+    # functions (a request naming another tenant is refused). Several tenants: one deployment each.
+    SERVO_SINGLE_TENANT = "1"
   }
 
   # The dispatchers hand workers the API root as callbackBaseUrl. Only they get it: the functions behind
@@ -46,16 +53,22 @@ locals {
     SERVO_SWEEP_KICKS = "1"
   })
 
-  # Which secrets each function reads: task tokens are minted by the dispatchers (compactor, timers)
-  # and verified by callback; the dispatch secret is sent by the dispatchers only.
+  # Which secrets each function reads (env var -> secret and version): task tokens are minted by the
+  # dispatchers (compactor, timers) with the latest key and verified by callback, which also accepts
+  # the previous key during a rotation (secrets.tf); the dispatch secret is sent by the dispatchers.
+  token_key = { SERVO_TOKEN_SECRET = { secret = google_secret_manager_secret.task_token.secret_id, version = "latest" } }
+  previous_token_key = var.task_token_previous_version == null ? {} : {
+    SERVO_TOKEN_SECRET_PREVIOUS = { secret = google_secret_manager_secret.task_token.secret_id, version = tostring(var.task_token_previous_version) }
+  }
+  dispatch_key = { SERVO_DISPATCH_SECRET = { secret = google_secret_manager_secret.dispatch.secret_id, version = "latest" } }
   function_secrets = {
     deploy    = {}
     trigger   = {}
     runs      = {}
     cancel    = {}
-    callback  = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id }
-    compactor = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id, SERVO_DISPATCH_SECRET = google_secret_manager_secret.dispatch.secret_id }
-    timers    = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id, SERVO_DISPATCH_SECRET = google_secret_manager_secret.dispatch.secret_id }
+    callback  = merge(local.token_key, local.previous_token_key)
+    compactor = merge(local.token_key, local.dispatch_key)
+    timers    = merge(local.token_key, local.dispatch_key)
   }
 
   # Functions that enqueue Cloud Tasks (dispatch envelopes and timers) and so act as the tasks SA.
@@ -86,6 +99,13 @@ resource "google_storage_bucket" "data" {
   public_access_prevention    = "enforced"
   force_destroy               = false
   labels                      = local.labels
+
+  # The ledger is the only copy of every run's history: Terraform refuses any plan that would delete it.
+  lifecycle {
+    prevent_destroy = true
+  }
+
+  depends_on = [time_sleep.apis]
 
   # Versioning is off on purpose: ledger, run_key and log objects are written create-if-absent
   # (ifGenerationMatch=0) by principals that hold only objectCreator on those prefixes, so they can
@@ -126,27 +146,11 @@ resource "google_storage_bucket" "data" {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Function sources: content-addressed zips built by scripts/package_functions.py
+# Function sources: content-addressed zips built by scripts/package_functions.py and uploaded by
+# scripts/upload_functions.sh into a bucket created before the first apply (infra/README.md). Terraform
+# never uploads or owns them: a plan that did not upload would otherwise delete the live zips.
 # ---------------------------------------------------------------------------------------------------
 
-resource "google_storage_bucket" "sources" {
-  #checkov:skip=CKV_GCP_62:Build artifacts only; uploads are recorded by Cloud Audit Logs.
-  #checkov:skip=CKV_GCP_78:Objects are content-addressed (<fn>-<sha256>.zip) and never overwritten, so versions would add nothing.
-  project                     = var.project_id
-  name                        = local.sources_bucket
-  location                    = var.region
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  labels                      = local.labels
-}
-
-resource "google_storage_bucket_object" "source" {
-  for_each = var.upload_sources ? toset(local.functions) : toset([])
-  bucket   = google_storage_bucket.sources.name
-  name     = "${each.value}-${local.artifacts[each.value].sha256}.zip"
-  source   = "${local.artifacts_dir}/${local.artifacts[each.value].zip}"
-}
-
 locals {
-  source_objects = { for fn in local.functions : fn => "${fn}-${local.artifacts[fn].sha256}.zip" }
+  source_objects = { for fn in local.functions : fn => "${fn}-${try(local.artifacts[fn].sha256, "missing")}.zip" }
 }

@@ -20,7 +20,12 @@ output "bucket_name" {
 
 output "tasks_queue" {
   description = "Cloud Tasks dispatch queue (SERVO_TASKS_QUEUE)."
-  value       = google_cloud_tasks_queue.dispatch.name
+  value       = google_cloud_tasks_queue.queue["dispatch"].name
+}
+
+output "timers_queue" {
+  description = "Cloud Tasks queue of due timers (SERVO_TIMERS_QUEUE)."
+  value       = google_cloud_tasks_queue.queue["timers"].name
 }
 
 output "tasks_service_account" {
@@ -31,6 +36,8 @@ output "tasks_service_account" {
 output "dispatch_secret_id" {
   description = "Secret Manager secret holding the dispatch shared secret (the worker reads it)."
   value       = google_secret_manager_secret.dispatch.secret_id
+  # The worker mounts "latest": it must not be deployed before a version exists.
+  depends_on = [google_secret_manager_secret_version.dispatch]
 }
 
 output "function_uris" {
@@ -41,6 +48,11 @@ output "function_uris" {
 output "function_service_accounts" {
   description = "Runtime service account of every function."
   value       = { for fn, sa in google_service_account.function : fn => sa.email }
+}
+
+output "timers_url" {
+  description = "The timers function's run.app URL: the OIDC audience Cloud Scheduler and Cloud Tasks sign for."
+  value       = local.timers_url
 }
 
 output "ledger_object_pattern" {

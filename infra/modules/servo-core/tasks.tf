@@ -1,57 +1,71 @@
-# Cloud Tasks carries dispatch envelopes to the worker and due timers to the timers function. Every
-# non-2xx answer is retried, so retries are bounded and backed off; a task that exhausts them is
-# repaired by the minute sweep (re-drive stuck dispatches), never silently lost.
+# Cloud Tasks carries dispatch envelopes to the worker and due timers to the timers function, on
+# separate queues: a backlog of dispatches must never delay a retry or heartbeat timer.
+#
+# Dispatch queues hand the worker at most as many tasks at once as it can run (instances x
+# concurrency): more would be answered 429 by Cloud Run, and every 429 uses up one of the task's
+# attempts. Delivery retries follow design §6's shape (5 s doubling, capped at 300 s); a task that
+# exhausts them is re-driven by the minute sweep (design §5.6), never silently lost.
 
 locals {
-  queue_names = concat([google_cloud_tasks_queue.dispatch.name], [for q in google_cloud_tasks_queue.extra : q.name])
+  worker_capacity = var.worker_max_instances * var.worker_concurrency
+  # Retry shape shared by every queue: 5 s, 10 s, ... doubling up to the 300 s cap (2^6 x 5 s > 300 s).
+  queue_retry = {
+    min_backoff   = var.task_min_backoff
+    max_backoff   = var.task_max_backoff
+    max_doublings = 6
+  }
+  worker_queue = {
+    per_second    = var.task_max_dispatches_per_second
+    concurrent    = local.worker_capacity
+    attempts      = var.task_max_attempts
+    retry_seconds = 3600
+  }
+  # dispatch: the default worker queue. Extra worker queues (named by assets' worker_queue) are drained
+  # by the same worker service, so they share its capacity (raise worker_max_instances for the sum if
+  # several are busy at once). timers: due timers (retry backoff, heartbeat and cancel-grace checks); a
+  # timer that cannot be delivered for a day is still fired by the sweep, which walks due timers.
+  queues = merge(
+    { for name in var.extra_worker_queues : name => merge(local.worker_queue, { name = name }) },
+    {
+      dispatch = merge(local.worker_queue, { name = "${var.name_prefix}-dispatch" })
+      timers = {
+        name          = "${var.name_prefix}-timers"
+        per_second    = var.timer_max_dispatches_per_second
+        concurrent    = var.function_max_instances * var.function_concurrency
+        attempts      = -1
+        retry_seconds = 86400
+      }
+    },
+  )
+  # Every queue the dispatchers enqueue on (iam.tf grants them cloudtasks.enqueuer on each).
+  queue_names = [for q in google_cloud_tasks_queue.queue : q.name]
 }
 
-resource "google_cloud_tasks_queue" "dispatch" {
+resource "google_cloud_tasks_queue" "queue" {
+  for_each = local.queues
   project  = var.project_id
   location = var.region
-  # A deleted queue name cannot be reused for 7 days; keep it stable.
-  name = "${var.name_prefix}-dispatch"
+  # A deleted queue name cannot be reused for 7 days; keep names stable.
+  name = each.value.name
 
   rate_limits {
-    max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = var.task_max_concurrent_dispatches
+    max_dispatches_per_second = each.value.per_second
+    max_concurrent_dispatches = each.value.concurrent
   }
 
   retry_config {
-    max_attempts       = var.task_max_attempts
-    min_backoff        = var.task_min_backoff
-    max_backoff        = var.task_max_backoff
-    max_doublings      = 6
-    max_retry_duration = "3600s"
+    max_attempts       = each.value.attempts
+    min_backoff        = local.queue_retry.min_backoff
+    max_backoff        = local.queue_retry.max_backoff
+    max_doublings      = local.queue_retry.max_doublings
+    max_retry_duration = "${each.value.retry_seconds}s"
   }
 
   stackdriver_logging_config {
     sampling_ratio = 1.0
   }
-}
 
-resource "google_cloud_tasks_queue" "extra" {
-  for_each = toset(var.extra_worker_queues)
-  project  = var.project_id
-  location = var.region
-  name     = each.value
-
-  rate_limits {
-    max_dispatches_per_second = var.task_max_dispatches_per_second
-    max_concurrent_dispatches = var.task_max_concurrent_dispatches
-  }
-
-  retry_config {
-    max_attempts       = var.task_max_attempts
-    min_backoff        = var.task_min_backoff
-    max_backoff        = var.task_max_backoff
-    max_doublings      = 6
-    max_retry_duration = "3600s"
-  }
-
-  stackdriver_logging_config {
-    sampling_ratio = 1.0
-  }
+  depends_on = [time_sleep.apis]
 }
 
 # The timer sweep: every minute, an OIDC-authenticated POST to timers (design §2).
@@ -82,5 +96,5 @@ resource "google_cloud_scheduler_job" "sweep" {
     }
   }
 
-  depends_on = [module.timers]
+  depends_on = [module.dispatcher]
 }

@@ -13,6 +13,11 @@ variable "name_prefix" {
   description = "Prefix of every resource name; lets several Servo deployments share a project."
   type        = string
   default     = "servo"
+  validation {
+    # Service account ids are at most 30 characters and "<prefix>-fn-compactor" is the longest.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,15}[a-z0-9]$", var.name_prefix))
+    error_message = "The name_prefix must be 2-17 characters of a-z, 0-9 and -, starting with a letter (service account ids are limited to 30 characters)."
+  }
 }
 
 variable "bucket_name" {
@@ -21,20 +26,13 @@ variable "bucket_name" {
 }
 
 variable "sources_bucket_name" {
-  description = "Globally unique name of the bucket holding function zips; defaults to <bucket_name>-sources."
+  description = "Bucket holding the function zips (<fn>-<sha256>.zip), created and filled before the apply by scripts/upload_functions.sh (infra/README.md)."
   type        = string
-  default     = null
 }
 
 variable "functions_manifest_path" {
   description = "Path of build/functions/manifest.json written by scripts/package_functions.py (zips sit beside it)."
   type        = string
-}
-
-variable "upload_sources" {
-  description = "Upload the zips from functions_manifest_path. Set false when the pipeline has already uploaded <fn>-<sha256>.zip to the sources bucket."
-  type        = bool
-  default     = true
 }
 
 variable "worker_url" {
@@ -43,7 +41,7 @@ variable "worker_url" {
 }
 
 variable "default_tenant" {
-  description = "Tenant a request acts for when no X-Servo-Tenant header names one."
+  description = "The deployment's one tenant: requests act for it, and a request naming another tenant in X-Servo-Tenant is refused (the gateway authenticates callers, not tenants)."
   type        = string
   default     = "default"
 }
@@ -58,6 +56,10 @@ variable "soft_delete_retention_days" {
   description = "GCS soft-delete window: deleted or overwritten objects stay recoverable this long (0 disables; 7-90)."
   type        = number
   default     = 7
+  validation {
+    condition     = var.soft_delete_retention_days == 0 || (var.soft_delete_retention_days >= 7 && var.soft_delete_retention_days <= 90)
+    error_message = "The soft_delete_retention_days must be 0 (disabled) or between 7 and 90: Cloud Storage accepts nothing else."
+  }
 }
 
 variable "function_max_instances" {
@@ -96,16 +98,38 @@ variable "task_max_dispatches_per_second" {
   default     = 50
 }
 
-variable "task_max_concurrent_dispatches" {
-  description = "Tasks in flight at once on the dispatch queue."
+variable "worker_max_instances" {
+  description = "The worker service's max instances (pass the worker module's value): with worker_concurrency it sizes how many dispatches are in flight at once."
   type        = number
-  default     = 100
+  default     = 10
+}
+
+variable "worker_concurrency" {
+  description = "Tasks one worker instance runs at once (pass the worker module's value)."
+  type        = number
+  default     = 1
+}
+
+variable "function_concurrency" {
+  description = "Concurrent requests per function instance."
+  type        = number
+  default     = 8
+}
+
+variable "timer_max_dispatches_per_second" {
+  description = "Rate limit of the timers queue."
+  type        = number
+  default     = 20
 }
 
 variable "extra_worker_queues" {
   description = "Additional Cloud Tasks queues named by assets' worker_queue (the default queue serves default-queue)."
   type        = list(string)
   default     = []
+  validation {
+    condition     = length(setintersection(var.extra_worker_queues, ["dispatch", "timers"])) == 0
+    error_message = "The names dispatch and timers are Servo's own queues' keys; name extra queues otherwise."
+  }
 }
 
 variable "sweep_schedule" {
@@ -133,9 +157,96 @@ variable "openapi_path" {
 }
 
 variable "alert_notification_channels" {
-  description = "Monitoring notification channel ids the alert policies notify."
+  description = "Monitoring notification channel ids the alert policies notify (with alert_emails, at least one is required)."
   type        = list(string)
   default     = []
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses Terraform creates notification channels for; alerts without any channel would be silent."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_eventarc_oldest_unacked_seconds" {
+  description = "Alert when a finalize event has waited this long for the compactor (Eventarc drops events after 24 h)."
+  type        = number
+  default     = 1800
+}
+
+variable "alert_task_failures_per_minute" {
+  description = "Alert when Cloud Tasks attempts that did not succeed exceed this many per minute (10 minute window)."
+  type        = number
+  default     = 5
+}
+
+variable "alert_compaction_lag_ms" {
+  description = "Alert when the compactor's logged compaction lag stays above this many milliseconds for 10 minutes."
+  type        = number
+  default     = 60000
+}
+
+variable "billing_account" {
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) for a monthly budget on this project; null creates no budget."
+  type        = string
+  default     = null
+}
+
+variable "monthly_budget" {
+  description = "Monthly budget in the billing account's currency; alerts at 50, 90 and 100 %."
+  type        = number
+  default     = 100
+}
+
+variable "gateway_region" {
+  description = "Region of the API Gateway gateway; null means var.region. API Gateway runs in fewer regions than Cloud Functions (api_gateway_regions)."
+  type        = string
+  default     = null
+}
+
+variable "api_gateway_regions" {
+  description = "Regions API Gateway can deploy a gateway to (Google's list at the time of writing; extend it when Google adds one)."
+  type        = list(string)
+  default = [
+    "asia-east1", "asia-northeast1", "australia-southeast1", "europe-west1", "europe-west2",
+    "us-central1", "us-east1", "us-east4", "us-west2",
+  ]
+}
+
+variable "propagation_wait" {
+  description = "How long Terraform waits after enabling APIs and granting service agents before using them (a duration such as 90s); one apply then works on an empty project."
+  type        = string
+  default     = "90s"
+}
+
+variable "task_token_key_version" {
+  description = "Raise by one to rotate the task-token signing key (a new Secret Manager version; see secrets.tf)."
+  type        = number
+  default     = 1
+}
+
+variable "task_token_previous_version" {
+  description = "During a rotation: the Secret Manager version number of the key being replaced, which callback still accepts; null otherwise."
+  type        = number
+  default     = null
+}
+
+variable "dispatch_secret_version" {
+  description = "Raise by one to rotate the dispatch shared secret (redeploy the worker after it)."
+  type        = number
+  default     = 1
+}
+
+variable "function_images_kept" {
+  description = "Newest images kept per function in Artifact Registry."
+  type        = number
+  default     = 5
+}
+
+variable "function_image_max_age_days" {
+  description = "Function images older than this are deleted (the newest function_images_kept are always kept)."
+  type        = number
+  default     = 30
 }
 
 variable "alert_error_rate_per_minute" {

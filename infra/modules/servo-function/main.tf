@@ -3,7 +3,7 @@
 # pipelines that plan and apply in separate steps; scripts/package_functions.py builds the zip.
 
 resource "google_cloudfunctions2_function" "this" {
-  #checkov:skip=CKV_GCP_124:API Gateway, Cloud Scheduler and Cloud Tasks do not count as internal traffic, so HTTP functions need ALLOW_ALL; IAM (run.invoker for one service account each) is the gate. The compactor sets ALLOW_INTERNAL_ONLY.
+  #checkov:skip=CKV_GCP_124:API Gateway does not count as internal traffic, so the functions behind it need ALLOW_ALL; IAM (run.invoker for the gateway's account only) is the gate. timers and the compactor set ALLOW_INTERNAL_ONLY.
   project     = var.project_id
   location    = var.region
   name        = var.name
@@ -11,8 +11,10 @@ resource "google_cloudfunctions2_function" "this" {
   labels      = merge(var.labels, { "servo-function" = var.name })
 
   build_config {
-    runtime     = "python311"
-    entry_point = var.entry_point
+    runtime           = "python311"
+    entry_point       = var.entry_point
+    service_account   = var.build_service_account
+    docker_repository = var.docker_repository
     source {
       storage_source {
         bucket = var.source_bucket
@@ -31,15 +33,17 @@ resource "google_cloudfunctions2_function" "this" {
     max_instance_request_concurrency = var.concurrency
     ingress_settings                 = var.ingress
     all_traffic_on_latest_revision   = true
-    environment_variables            = var.environment
+    # Cloud Functions adds LOG_EXECUTION_ID=true to every 2nd-gen function; declaring it keeps plans
+    # from showing a diff on every function forever.
+    environment_variables = merge(var.environment, { LOG_EXECUTION_ID = "true" })
 
     dynamic "secret_environment_variables" {
       for_each = var.secret_environment
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = secret_environment_variables.value
-        version    = "latest"
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
       }
     }
   }

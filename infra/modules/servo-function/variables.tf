@@ -40,9 +40,12 @@ variable "environment" {
 }
 
 variable "secret_environment" {
-  description = "Environment variable name -> Secret Manager secret id (latest version is read at instance start)."
-  type        = map(string)
-  default     = {}
+  description = "Environment variable name -> Secret Manager secret id and version (read at instance start)."
+  type = map(object({
+    secret  = string
+    version = string
+  }))
+  default = {}
 }
 
 variable "memory" {
@@ -82,7 +85,7 @@ variable "cpu" {
 }
 
 variable "ingress" {
-  description = "ALLOW_ALL for functions API Gateway, Cloud Tasks or Scheduler reach over the internet (IAM still applies)."
+  description = "ALLOW_ALL for functions API Gateway reaches (IAM still applies); ALLOW_INTERNAL_ONLY for those only Cloud Scheduler, Cloud Tasks or Eventarc of the same project call."
   type        = string
   default     = "ALLOW_ALL"
 }
@@ -108,4 +111,14 @@ variable "invoker_members" {
   description = "Principals allowed to invoke the function (roles/run.invoker on its Cloud Run service), e.g. the gateway's service account."
   type        = list(string)
   default     = []
+}
+
+variable "build_service_account" {
+  description = "Service account Cloud Build builds the function with (projects/PROJECT/serviceAccounts/EMAIL); new projects' default build account may lack the rights."
+  type        = string
+}
+
+variable "docker_repository" {
+  description = "Artifact Registry repository (projects/P/locations/R/repositories/NAME) the built image goes to; it carries the cleanup policy."
+  type        = string
 }

@@ -1,9 +1,9 @@
 terraform {
-  required_version = ">= 1.5.0"
+  required_version = ">= 1.11.0"
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.14"
+      version = "~> 6.37"
     }
   }
 }

@@ -23,10 +23,11 @@ resource "google_secret_manager_secret_iam_member" "dispatch_secret" {
 }
 
 resource "google_cloud_run_v2_service" "worker" {
-  project             = var.project_id
-  location            = var.region
-  name                = var.name
-  ingress             = "INGRESS_TRAFFIC_ALL"
+  project  = var.project_id
+  location = var.region
+  name     = var.name
+  # Only Cloud Tasks of this project calls the worker, which counts as internal traffic.
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
   deletion_protection = false
 
   template {

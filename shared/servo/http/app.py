@@ -22,6 +22,7 @@ from servo.core.ids import validate_scope_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
+from servo.settings import Settings
 
 logger = logging.getLogger("servo.http")
 
@@ -64,6 +65,15 @@ def _check_api_auth(call: Call, route: routes.Route) -> None:
         raise Unauthorized("missing or invalid bearer token")
 
 
+def _tenant(named: str | None, settings: Settings) -> str:
+    tenant = validate_scope_id(named or settings.default_tenant, "tenant")
+    if settings.single_tenant and tenant != settings.default_tenant:
+        raise InvalidInput(
+            f"this deployment serves tenant {settings.default_tenant!r} only; X-Servo-Tenant names {tenant!r}"
+        )
+    return tenant
+
+
 def handle(request: Request, ctx: ServiceContext, function: str | None = None) -> Response:
     started = time.perf_counter()
     correlation_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
@@ -92,9 +102,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
             params = dict(found.params)
             if "ws" in params:
                 params["ws"] = validate_scope_id(params["ws"], "workspace")
-            tenant = validate_scope_id(
-                request.headers.get("X-Servo-Tenant") or ctx.settings.default_tenant, "tenant"
-            )
+            tenant = _tenant(request.headers.get("X-Servo-Tenant"), ctx.settings)
             labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
             call = Call(
                 ctx=ctx,

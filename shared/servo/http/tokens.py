@@ -4,11 +4,15 @@ A token names the task (``ct1_`` taskId), tenant, workspace, run, attempt and at
 the callback handler verifies it, then checks that scope against the task's current row, so a token for
 one task/attempt can never act on another. The clock is always passed in: PyJWT's own time checks read
 the wall clock, so they are switched off and the window is checked here against ``now_s``.
+
+Keys rotate: a token's header names its key (``kid``, a fingerprint of the key), and the verifier is
+given every key still accepted (the current one and, during a rotation, the previous one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +78,11 @@ def min_ttl_for(timeout_s: int | None) -> int:
 def _check_secret(secret: bytes) -> None:
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise InvalidInput(f"task token secret must be at least {MIN_SECRET_BYTES} bytes")
+
+
+def key_id(secret: bytes) -> str:
+    """The ``kid`` naming a key: 64 bits of its SHA-256, enough to tell keys apart, useless to guess it."""
+    return hashlib.sha256(secret).hexdigest()[:16]
 
 
 def issue_task_token(
@@ -148,7 +157,7 @@ def issue_task_token(
         payload["iss"] = issuer
     if audience is not None:
         payload["aud"] = audience
-    return jwt.encode(payload, secret, algorithm=ALGORITHM), expires_at
+    return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)}), expires_at
 
 
 def _invalid(reason: str, **details: Any) -> Unauthorized:
@@ -174,8 +183,19 @@ def _optional_str(payload: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _candidate_keys(keys: Sequence[bytes], header: Mapping[str, Any]) -> list[bytes]:
+    """The key the token names, or every key for a token minted before key ids existed."""
+    kid = header.get("kid")
+    if kid is None:
+        return list(keys)
+    named = [k for k in keys if key_id(k) == kid]
+    if not named:
+        raise _invalid("signature verification failed: unknown key id (a retired key?)", kid=str(kid))
+    return named
+
+
 def verify_task_token(
-    secret: bytes,
+    secret: bytes | Sequence[bytes],
     token: str,
     now_s: int,
     *,
@@ -186,7 +206,7 @@ def verify_task_token(
     """Verify a task token's signature, algorithm, time window and claims.
 
     Args:
-        secret: the HS256 signing secret.
+        secret: the HS256 signing secret, or every accepted key (current first) during a rotation.
         token: the compact JWT (without ``Bearer``).
         now_s: the current time, Unix seconds.
         issuer: when given, ``iss`` must equal it.
@@ -199,7 +219,11 @@ def verify_task_token(
     Raises:
         Unauthorized: ``invalid_token: …`` for any failure.
     """
-    _check_secret(secret)
+    keys = [secret] if isinstance(secret, bytes) else list(secret)
+    if not keys:
+        raise InvalidInput(f"at least one task token key of {MIN_SECRET_BYTES} bytes is needed")
+    for key in keys:
+        _check_secret(key)
     if not isinstance(token, str) or not token:
         raise _invalid("missing token")
     try:
@@ -209,12 +233,7 @@ def verify_task_token(
     # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
     if header.get("alg") != ALGORITHM:
         raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
-    try:
-        payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_PYJWT_OPTIONS)
-    except jwt.InvalidSignatureError as exc:
-        raise _invalid("signature verification failed") from exc
-    except jwt.PyJWTError as exc:
-        raise _invalid(f"malformed token ({exc})") from exc
+    payload = _decode(token, _candidate_keys(keys, header))
     task_id, tenant_id, workspace_id, run_id, attempt, attempt_id = (
         _claim(payload, wire, alias) for wire, alias in _SCOPE_CLAIMS
     )
@@ -248,6 +267,18 @@ def verify_task_token(
         iss=iss,
         aud=aud,
     )
+
+
+def _decode(token: str, keys: list[bytes]) -> dict[str, Any]:
+    for key in keys:
+        try:
+            decoded: dict[str, Any] = jwt.decode(token, key, algorithms=[ALGORITHM], options=_PYJWT_OPTIONS)
+            return decoded
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"malformed token ({exc})") from exc
+    raise _invalid("signature verification failed")
 
 
 def check_token_scope(

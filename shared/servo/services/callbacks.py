@@ -55,7 +55,7 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str], max_a
     ``max_age_ms`` > 0 lets the row come from a head this instance saw that recently (see _recent).
     """
     try:
-        claims = verify_task_token(ctx.settings.token_secret, _bearer(headers), ctx.clock_ms() // 1000)
+        claims = verify_task_token(ctx.settings.token_keys, _bearer(headers), ctx.clock_ms() // 1000)
     except Unauthorized as exc:
         raise CallbackRejected(401, "invalid_token", exc.message) from None
     if task_id.startswith("ct1_"):

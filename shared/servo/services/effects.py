@@ -121,7 +121,8 @@ def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) ->
 
 
 def _audience(url: str) -> str:
-    """Cloud Run (and 2nd-gen functions) expect the service URL as the ID token audience, no path."""
+    """Cloud Run (and 2nd-gen functions) accept their run.app service URL as the ID token audience, no
+    path; Terraform therefore hands out run.app URLs (infra: local.timers_url, the worker's uri)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -186,7 +187,7 @@ def _timer(ctx: ServiceContext, tenant_id: str, workspace_id: str, d: ctl.Schedu
     task = _http_task(
         ctx, name, ctx.settings.timers_url, body, schedule_time_ms=d.fire_at_ms, dispatch_deadline_s=60
     )
-    _enqueue(ctx, "default-queue", task)
+    _enqueue(ctx, ctx.settings.timers_queue or "default-queue", task)
     # Wire timer types are snake_case (contracts §6); the controller speaks the Parquet enum.
     return [
         TimerRequested(d.timer_id, d.timer_type.lower(), d.fire_at_ms, d.run_id, d.task_key, d.attempt),

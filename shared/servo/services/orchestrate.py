@@ -150,7 +150,12 @@ def compact_and_act(
     logger.info(
         "compaction",
         extra=log_fields(
-            events_applied=applied, changed_runs=len(changed), effects=effects, published=published
+            events_applied=applied,
+            changed_runs=len(changed),
+            effects=effects,
+            published=published,
+            # The deployment's compaction-lag metric and alert read this field (infra monitoring.tf).
+            compaction_lag_ms=result.lag_ms if result is not None and published else None,
         ),
     )
     return Outcome(published, applied, malformed, len(changed), effects)
