@@ -86,6 +86,7 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             else None,
             "errorMessage": task.error_message,
             "errorCategory": task.error_category,
+            "stackTrace": task.error_stack_trace,
             "materializationId": task.materialization_id,
             "executionLineageRef": task.execution_lineage_ref,
             "deltaTable": task.delta_table,
@@ -97,8 +98,16 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             "outputVisibilityState": task.output_visibility_state,
             "publishedAt": _ts(task.published_at),
             "publishError": task.publish_error,
+            **_progress(task),
         }
     )
+
+
+def _progress(task: TaskRow) -> dict[str, Any]:
+    """The attempt's last reported progress, while it runs (a finished task's progress is history)."""
+    if task.state != TaskState.RUNNING.value:
+        return {}
+    return {"progressMessage": task.progress_message, "progressPct": task.progress_pct}
 
 
 def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:

@@ -65,6 +65,10 @@ class CapturedOutput:
     def stderr(self) -> str:
         return self._err.getvalue()
 
+    def write_stderr(self, text: str) -> None:
+        """Add the worker's own text (a failure's traceback) to the attempt's stderr."""
+        self._err.write(text if text.endswith("\n") else text + "\n")
+
     def _write(self, stream: str, text: str) -> None:
         (self._out if stream == "stdout" else self._err).write(text)
 

@@ -12,7 +12,6 @@ import contextvars
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient, CallbackUn
 from servo.worker._capture import capture_output
 from servo.worker._heartbeat import CancelSignal, Heartbeater, heartbeat_interval
 from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, build_context, call_asset, timeout_of
+from servo.worker._tracebacks import user_traceback
 
 logger = logging.getLogger("servo.worker")
 
@@ -147,6 +147,9 @@ def run_attempt(
         if timer is not None:
             timer.cancel()
     outcome, output, error = _outcome(finished, cancel, reporter, timeout_s)
+    if error is not None and error.stack_trace:
+        # The log is where a failure is read: the traceback goes there, after what the asset printed.
+        captured.write_stderr(error.stack_trace)
     _upload_logs(client, envelope.attempt, captured.stdout(), captured.stderr())
     return _complete(client, envelope, config, outcome, output, error, cancel.reason)
 
@@ -192,7 +195,7 @@ def _error_of(exc: BaseException) -> TaskError:
         "category": category,
         "message": message,
         "retryable": retryable,
-        "stackTrace": "".join(traceback.format_exception(exc)),
+        "stackTrace": user_traceback(exc),
     }
     try:
         # Parsing checks the category against the contract's enum (a user subclass may invent one).
