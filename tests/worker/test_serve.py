@@ -57,7 +57,7 @@ def test_serve_worker_discovers_and_runs_the_projects_assets(tmp_path: Path, pla
         assert requests.get(f"{handle.url}/health", timeout=5).text == "ok"
         response = dispatch(handle, envelope(plane, "proj.first"))
         assert response.json()["outcome"] == "SUCCEEDED"
-        assert "first ran in" in plane.of("logs")[0].body["stdout"]
+        assert "first ran in" in plane.output()
         assert plane.of("completed")[0].body["workerId"] == "dev-worker"
     finally:
         handle.stop()

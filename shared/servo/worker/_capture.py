@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
+from servo.worker._logstream import OutputStream
+
 # Enough for any log the control plane keeps (it truncates to 2 MiB); the tail is what matters.
 MAX_CAPTURE_CHARS = 4 * 1024 * 1024
 
@@ -51,13 +53,15 @@ class _TailBuffer:
 
 
 class CapturedOutput:
-    """What one task printed and logged."""
+    """What one task printed and logged: each stream's tail, and ``stream``, both interleaved in
+    write order and drained by the uploader while the task runs."""
 
-    __slots__ = ("_err", "_out")
+    __slots__ = ("_err", "_out", "stream")
 
     def __init__(self, limit: int = MAX_CAPTURE_CHARS) -> None:
         self._out = _TailBuffer(limit)
         self._err = _TailBuffer(limit)
+        self.stream = OutputStream()
 
     def stdout(self) -> str:
         return self._out.getvalue()
@@ -67,10 +71,11 @@ class CapturedOutput:
 
     def write_stderr(self, text: str) -> None:
         """Add the worker's own text (a failure's traceback) to the attempt's stderr."""
-        self._err.write(text if text.endswith("\n") else text + "\n")
+        self._write("stderr", text if text.endswith("\n") else text + "\n")
 
     def _write(self, stream: str, text: str) -> None:
         (self._out if stream == "stdout" else self._err).write(text)
+        self.stream.write(text)
 
 
 _current: ContextVar[CapturedOutput | None] = ContextVar("servo_worker_capture", default=None)

@@ -22,6 +22,7 @@ from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
 from servo.worker._callbacks import CallbackUnavailable
 from servo.worker._invoke import AssetFunction
+from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S
 from servo.worker._runner import RunnerConfig, run_attempt
 
 logger = logging.getLogger("servo.worker")
@@ -80,7 +81,8 @@ class WorkerApp:
             envelope cannot make the worker send its task token elsewhere.
         http: session for the callbacks (one per worker; a new one when None).
         max_concurrency: attempts run at once; beyond that dispatches get 503.
-        heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s: see RunnerConfig.
+        heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s / log_flush_interval_s:
+            see RunnerConfig.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class WorkerApp:
         cancel_grace_s: float = 30.0,
         callback_tries: int = 4,
         callback_backoff_s: float = 0.25,
+        log_flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     ) -> None:
         self.assets = dict(assets)
         self._secret = dispatch_secret.encode()
@@ -112,6 +115,7 @@ class WorkerApp:
             cancel_grace_s=cancel_grace_s,
             callback_tries=callback_tries,
             callback_backoff_s=callback_backoff_s,
+            log_flush_interval_s=log_flush_interval_s,
         )
         self.flask = Flask("servo.worker")
         self.flask.add_url_rule("/health", "health", self._health, methods=["GET"])

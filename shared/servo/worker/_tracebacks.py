@@ -30,7 +30,8 @@ def _is_machinery(tb: TracebackType) -> bool:
 
 
 def user_traceback(exc: BaseException) -> str:
-    """``exc`` formatted as Python would, minus the worker's leading frames (all kept if none is the user's)."""
+    """``exc`` formatted as Python does, minus the worker's leading frames (all kept if no frame is
+    the user's)."""
     tb = exc.__traceback__
     while tb is not None and _is_machinery(tb):
         tb = tb.tb_next
