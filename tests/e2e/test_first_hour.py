@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 CANCEL_GRACE_SEC = 4
 
-ASSETS = '''
+ASSETS = """
 import time
 
 from servo import DailyPartitions, asset
@@ -76,16 +76,16 @@ def reader(ctx, source):
 @asset(namespace="hour", partitions=DailyPartitions(start="2025-01-01"))
 def daily(ctx):
     print("daily partition", ctx.partition_key, repr(ctx.partition_key["date"]))
-'''
+"""
 
-VERSIONED = '''
+VERSIONED = """
 from servo import asset
 
 
 @asset(namespace="hour")
 def versioned(ctx):
     print("versioned says {word}")
-'''
+"""
 
 
 @pytest.fixture(scope="module")

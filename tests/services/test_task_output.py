@@ -66,7 +66,7 @@ def test_progress_shows_in_the_run_and_frequent_beats_write_only_news(tmp_path: 
 def test_a_failed_tasks_traceback_is_in_the_run_and_progress_is_gone(tmp_path: Path) -> None:
     ctx, _, run_id, task_id, headers, ids = _started(tmp_path)
     task_heartbeat(ctx, task_id, headers, {**ids, "message": "half", "progressPct": 50})
-    trace = 'Traceback (most recent call last):\n  File "a.py", line 3, in a\nKeyError: \'k\'\n'
+    trace = "Traceback (most recent call last):\n  File \"a.py\", line 3, in a\nKeyError: 'k'\n"
     error = {"category": "USER_CODE", "message": "KeyError: 'k'", "retryable": False, "stackTrace": trace}
     task_completed(ctx, task_id, headers, {**ids, "outcome": "FAILED", "error": error})
     task = _task(ctx, run_id)
@@ -76,7 +76,7 @@ def test_a_failed_tasks_traceback_is_in_the_run_and_progress_is_gone(tmp_path: P
 
 
 def test_chunks_of_a_running_attempt_are_read_as_one_log(tmp_path: Path) -> None:
-    ctx, _, run_id, task_id, headers, ids = _started(tmp_path)
+    ctx, _, run_id, task_id, headers, _ = _started(tmp_path)
     with pytest.raises(NotFound):
         run_logs(ctx, "default", WS, run_id, {})
     upload_logs(ctx, task_id, headers, {"attempt": 1, "seq": 0, "text": "first line\n"})
