@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 from servo.core.errors import InvalidInput
-from servo.sdk import DailyPartitions, asset
+from servo.sdk import DailyPartitions, asset, code_version
 from servo.worker import serve_worker, wsgi_app_from_env
 
-from tests.worker.conftest import SECRET, TENANT, WORKSPACE, Serve, dispatch, envelope
+from tests.worker.conftest import SECRET, TENANT, WORKSPACE, Serve, dispatch, envelope, task_id
 from tests.worker.fake_control_plane import FakeControlPlane
 
 ran: list[str] = []
@@ -61,6 +61,45 @@ def test_serve_worker_discovers_and_runs_the_projects_assets(tmp_path: Path, pla
         assert plane.of("completed")[0].body["workerId"] == "dev-worker"
     finally:
         handle.stop()
+
+
+def test_a_task_of_code_the_worker_does_not_hold_is_refused(tmp_path: Path, plane: FakeControlPlane) -> None:
+    project = _project(tmp_path)
+    held = code_version(project)
+    handle = serve_worker(project, dispatch_secret=SECRET, api_url=plane.url, heartbeat_interval_s=0.05)
+    try:
+        dispatch(handle, envelope(plane, "proj.first", payload={"codeVersion": "src-deployed-elsewhere"}))
+    finally:
+        handle.stop()
+    completed = plane.of("completed")[0].body
+    assert (completed["outcome"], completed["error"]["category"]) == ("FAILED", "CONFIGURATION")
+    assert held in completed["error"]["message"] and "src-deployed-elsewhere" in completed["error"]["message"]
+    assert completed["error"]["retryable"] is False
+    assert plane.output() == ""  # nothing ran
+
+
+def test_a_reloading_worker_runs_the_code_a_task_was_deployed_with(
+    tmp_path: Path, plane: FakeControlPlane
+) -> None:
+    project = _project(tmp_path)
+    handle = serve_worker(
+        project, dispatch_secret=SECRET, api_url=plane.url, heartbeat_interval_s=0.05, reload=True
+    )
+    try:
+        chain = project / "assets" / "chain.py"
+        chain.write_text(chain.read_text().replace("first ran in", "edited first ran in"))
+        (project / "assets" / "more.py").write_text(
+            'from servo.sdk import asset\n\n@asset(namespace="proj")\ndef second(ctx):\n    print("second")\n'
+        )
+        deployed = code_version(project)
+        for key in ("proj.first", "proj.second"):
+            body = envelope(plane, key, payload={"codeVersion": deployed})
+            assert dispatch(handle, body).json()["outcome"] == "SUCCEEDED"
+        assert handle.app.code_version == deployed
+    finally:
+        handle.stop()
+    assert "edited first ran in" in plane.output(task_id("proj.first"))
+    assert plane.output(task_id("proj.second")) == "second\n"
 
 
 def test_wsgi_app_from_env_reads_the_project_and_secret(tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ def embedded_stack(options: DevOptions, env_settings: Settings | None = None) ->
             options.worker_port,
             dispatch_secret=settings.dispatch_secret,
             worker_id="servo-dev-worker",
+            reload=True,
             cancel_grace_s=float(settings.cancel_grace_sec),
             heartbeat_interval_s=options.heartbeat_interval_s or DEV_HEARTBEAT_INTERVAL_S,
             log_flush_interval_s=DEV_LOG_FLUSH_INTERVAL_S,

@@ -220,6 +220,7 @@ class EmulatorStack:
         env = {**os.environ, **self.env_overrides}
         options: dict[str, Any] = {
             "worker_id": "servo-dev-worker",
+            "reload": True,
             "heartbeat_interval_s": DEV_HEARTBEAT_INTERVAL_S,
             "log_flush_interval_s": DEV_LOG_FLUSH_INTERVAL_S,
         }

@@ -50,6 +50,7 @@ def dispatch_envelope(
     decision: ctl.EnqueueDispatch,
     traceparent: str | None,
     upstream: dict[str, Any],
+    code_version: str | None = None,
 ) -> dict[str, Any]:
     """The worker's dispatch envelope (contracts §10), with a token scoped to this one attempt."""
     now_s = ctx.clock_ms() // 1000
@@ -85,14 +86,17 @@ def dispatch_envelope(
     envelope["tokenExpiresAt"] = format_timestamp(expires_at * 1000)
     if traceparent:
         envelope["traceparent"] = traceparent
-    envelope["payload"] = _payload(task, upstream)
+    envelope["payload"] = _payload(task, upstream, code_version)
     return envelope
 
 
-def _payload(task: TaskRow, upstream: dict[str, Any]) -> dict[str, Any]:
-    """Servo's envelope payload: the attempt's time bound and the upstream materializations' metadata,
-    so a downstream asset sees what its inputs produced without calling the API."""
+def _payload(task: TaskRow, upstream: dict[str, Any], code_version: str | None) -> dict[str, Any]:
+    """Servo's envelope payload: the attempt's time bound, the upstream materializations' metadata,
+    so a downstream asset sees what its inputs produced without calling the API, and the code version
+    the run was planned with, which a worker must hold to run the task."""
     payload: dict[str, Any] = {}
+    if code_version:
+        payload["codeVersion"] = code_version
     if task.timeout_seconds:
         payload["timeoutSeconds"] = task.timeout_seconds
     if upstream:
@@ -167,6 +171,7 @@ def _dispatch(
         d,
         traceparent,
         upstream_outputs(part, upstreams.get(d.task_key, ())),
+        part.run.code_version if part.run is not None else None,
     )
     task = _http_task(
         ctx,

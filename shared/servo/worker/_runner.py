@@ -73,8 +73,13 @@ def run_attempt(
     fn: AssetFunction | None,
     http: requests.Session,
     config: RunnerConfig,
+    *,
+    refusal: str | None = None,
 ) -> AttemptResult:
     """Run one dispatched attempt and report it.
+
+    ``fn`` None: the attempt is reported FAILED (CONFIGURATION) without running anything, with
+    ``refusal`` as the reason (default: the asset is not in this worker's project).
 
     Raises:
         CallbackUnavailable: ``started`` or ``completed`` could not reach the control plane; the caller
@@ -108,7 +113,7 @@ def run_attempt(
     if fn is None:
         missing = TaskError(
             category="CONFIGURATION",
-            message=f"asset {envelope.task_key!r} is not defined in this worker's project",
+            message=refusal or f"asset {envelope.task_key!r} is not defined in this worker's project",
             retryable=False,
         )
         return _complete(client, envelope, config, "FAILED", None, missing, None)
