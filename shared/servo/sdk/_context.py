@@ -129,7 +129,9 @@ class AssetContext:
         return self.definition.key
 
     def report_progress(self, message: str, pct: int | None = None) -> None:
-        """Tell the control plane how far the attempt is; shown by ``servo runs`` while it runs.
+        """Tell the control plane how far the attempt is: ``servo status RUN_ID`` shows the latest
+        message and percentage while the task runs (sent with the next heartbeat: within a second
+        under ``servo dev``, within ``heartbeatTimeout / 5`` in production).
 
         Raises:
             InvalidInput: ``message`` is not a string or ``pct`` is not an int in 0..100.
@@ -151,5 +153,7 @@ class AssetContext:
         self._reporter.metadata(values)
 
     def is_cancelled(self) -> bool:
-        """True once the run is being cancelled; long loops should check it and return early."""
+        """True once the run is being cancelled or the attempt timed out; long loops should check it
+        and return early. A cancel arrives with the next heartbeat (within a second under ``servo
+        dev``); an asset that has not stopped within the cancel grace period is abandoned."""
         return self._is_cancelled()
