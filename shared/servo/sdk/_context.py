@@ -64,7 +64,8 @@ class AssetContext:
 
     Attributes:
         definition: the asset's frozen definition.
-        partition_key: the partition being materialized (``.canonical``, ``["date"]`` -> a ``date``);
+        partition_key: the partition being materialized: ``["date"]`` -> a ``date``, ``str()`` ->
+            ``2025-03-01`` (``.canonical`` is the stored encoding, not for display);
             falsy for an unpartitioned asset.
         run_id, task_key, attempt, tenant_id, workspace_id: where this attempt belongs.
         upstream: upstream key -> that upstream's reported output (``materializationId``, ``rowCount``,
