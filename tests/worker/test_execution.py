@@ -337,3 +337,15 @@ def test_an_abandoned_attempt_keeps_its_output(serve: Serve, plane: FakeControlP
     assert response.json()["outcome"] == "FAILED"
     assert plane.output() == "not listening\n"
     assert plane.actions()[-2:] == ["logs", "completed"]
+
+
+def test_reading_an_upstream_without_output_fails_in_plain_words(serve: Serve, plane: FakeControlPlane) -> None:
+    worker = serve(ASSETS)
+    assert dispatch(worker, envelope(plane, "demo.downstream")).json()["outcome"] == "FAILED"
+    error = plane.of("completed")[0].body["error"]
+    assert (error["category"], error["retryable"]) == ("CONFIGURATION", False)
+    assert error["message"] == (
+        "upstream demo.upstream has no successful materialization to read 'metadata' from: "
+        "run it first (`servo run demo.upstream`), or run both (`--include-upstream`)"
+    )
+    assert "UpstreamNotMaterialized" in plane.output()  # the traceback, in the log

@@ -69,7 +69,8 @@ class AssetContext:
             falsy for an unpartitioned asset.
         run_id, task_key, attempt, tenant_id, workspace_id: where this attempt belongs.
         upstream: upstream key -> that upstream's reported output (``materializationId``, ``rowCount``,
-            ``metadata``) in this run; empty for an upstream the run did not materialize.
+            ``metadata``): this run's, else (an upstream outside the run) its last successful
+            materialization's; absent when there is none.
         log: a logger whose records land in this attempt's captured output.
     """
 

@@ -37,6 +37,7 @@ from servo.http.tokens import issue_task_token, min_ttl_for
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
+from servo.services.upstream_outputs import outside_upstream_outputs
 
 logger = logging.getLogger("servo.effects")
 WORKER_ID = "servo-controller"
@@ -163,14 +164,19 @@ def _dispatch(
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
     name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
+    task_row = part.tasks[d.task_key]
+    # Upstreams outside the run get their last materialization's output; the run's own come last,
+    # so a run never sees an older output of an upstream it materialized itself.
+    outputs = outside_upstream_outputs(ctx, tenant_id, workspace_id, part, task_row)
+    outputs.update(upstream_outputs(part, upstreams.get(d.task_key, ())))
     envelope = dispatch_envelope(
         ctx,
         tenant_id,
         workspace_id,
-        part.tasks[d.task_key],
+        task_row,
         d,
         traceparent,
-        upstream_outputs(part, upstreams.get(d.task_key, ())),
+        outputs,
         part.run.code_version if part.run is not None else None,
     )
     task = _http_task(

@@ -17,7 +17,9 @@ from types import TracebackType
 import servo
 
 # Directories whose frames at the top of a traceback are the worker's, not the user's.
-_MACHINERY = tuple(str(Path(module.__file__).resolve().parent) + os.sep for module in (servo, asyncio))
+_MACHINERY = tuple(
+    str(Path(module.__file__).resolve().parent) + os.sep for module in (servo, asyncio) if module.__file__
+)
 
 
 def _is_machinery(tb: TracebackType) -> bool:
