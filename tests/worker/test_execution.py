@@ -339,7 +339,9 @@ def test_an_abandoned_attempt_keeps_its_output(serve: Serve, plane: FakeControlP
     assert plane.actions()[-2:] == ["logs", "completed"]
 
 
-def test_reading_an_upstream_without_output_fails_in_plain_words(serve: Serve, plane: FakeControlPlane) -> None:
+def test_reading_an_upstream_without_output_fails_in_plain_words(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
     worker = serve(ASSETS)
     assert dispatch(worker, envelope(plane, "demo.downstream")).json()["outcome"] == "FAILED"
     error = plane.of("completed")[0].body["error"]
