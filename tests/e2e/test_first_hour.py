@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,17 @@ def _until(stack: Stack, run_id: str, predicate: Callable[[dict[str, Any]], bool
     stack.wait(run_id, predicate, timeout=timeout)
 
 
+def _logs_with(stack: Stack, run_id: str, text: str, timeout: float = 10.0) -> str:
+    """`servo logs RUN` once it shows ``text`` (a running attempt's output arrives every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = stack.servo("logs", run_id, check=False).stdout
+        if text in shown:
+            return shown
+        assert time.monotonic() < deadline, f"{text!r} not in the logs of {run_id}: {shown}"
+        time.sleep(0.3)
+
+
 def test_a_failed_assets_traceback_is_in_logs_and_status(stack: Stack) -> None:
     run_id = _run(stack, "hour.broken")
     run = _finished(stack, run_id)
@@ -191,14 +203,7 @@ def test_a_timed_out_attempts_output_is_kept(stack: Stack) -> None:
 def test_an_attempt_that_ignores_a_cancel_keeps_its_output(stack: Stack) -> None:
     run_id = _run(stack, "hour.stubborn")
     _until(stack, run_id, lambda r: r["tasks"][0]["state"] == "RUNNING", timeout=20)
-    # Its output is readable while it runs.
-    stack_logs = stack.servo("logs", run_id)
-    deadline_hits = 0
-    while "stubborn ignores cancels" not in stack_logs.stdout and deadline_hits < 40:
-        deadline_hits += 1
-        _until(stack, run_id, lambda r: True, timeout=5)
-        stack_logs = stack.servo("logs", run_id, check=False)
-    assert "stubborn ignores cancels" in stack_logs.stdout
+    _logs_with(stack, run_id, "stubborn ignores cancels")  # readable while it runs
     stack.servo("cancel", run_id)
     assert _finished(stack, run_id, timeout=CANCEL_GRACE_SEC + 20)["state"] == "CANCELLED"
     assert "stubborn ignores cancels" in stack.servo("logs", run_id).stdout
