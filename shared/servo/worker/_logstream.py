@@ -48,6 +48,15 @@ class OutputStream:
         kept = joined[-limit:] if limit else ""
         self._chunks, self._size = ([kept] if kept else []), len(kept)
 
+    def peek(self) -> str:
+        """All the text waiting, as ``take`` would return it, without taking it."""
+        with self._lock:
+            text = (
+                "".join(self._chunks)[-self._limit :] if self._size > self._limit else "".join(self._chunks)
+            )
+            dropped = self._dropped + max(0, self._size - self._limit)
+        return f"[{dropped} characters of output dropped]\n{text}" if dropped else text
+
     def pending(self) -> int:
         with self._lock:
             return self._size
