@@ -16,6 +16,7 @@ from tests.worker.conftest import SECRET, TENANT, WORKSPACE, Serve, dispatch, en
 from tests.worker.fake_control_plane import FakeControlPlane
 
 ran: list[str] = []
+OTHER_VERSION = "src-0123456789abcdef01234567"  # a digest of code this worker does not hold
 
 
 @asset(namespace="demo", partitions=DailyPartitions("date"))
@@ -68,14 +69,30 @@ def test_a_task_of_code_the_worker_does_not_hold_is_refused(tmp_path: Path, plan
     held = code_version(project)
     handle = serve_worker(project, dispatch_secret=SECRET, api_url=plane.url, heartbeat_interval_s=0.05)
     try:
-        dispatch(handle, envelope(plane, "proj.first", payload={"codeVersion": "src-deployed-elsewhere"}))
+        dispatch(
+            handle, envelope(plane, "proj.first", payload={"codeVersion": "src-0123456789abcdef01234567"})
+        )
     finally:
         handle.stop()
     completed = plane.of("completed")[0].body
     assert (completed["outcome"], completed["error"]["category"]) == ("FAILED", "CONFIGURATION")
-    assert held in completed["error"]["message"] and "src-deployed-elsewhere" in completed["error"]["message"]
+    assert (
+        held in completed["error"]["message"]
+        and "src-0123456789abcdef01234567" in completed["error"]["message"]
+    )
     assert completed["error"]["retryable"] is False
     assert plane.output() == ""  # nothing ran
+
+
+def test_a_code_version_named_by_another_client_is_taken_on_trust(
+    tmp_path: Path, plane: FakeControlPlane
+) -> None:
+    handle = serve_worker(_project(tmp_path), dispatch_secret=SECRET, api_url=plane.url)
+    try:
+        body = envelope(plane, "proj.first", payload={"codeVersion": "git-4f2a9c1"})
+        assert dispatch(handle, body).json()["outcome"] == "SUCCEEDED"
+    finally:
+        handle.stop()
 
 
 def test_a_reloading_worker_runs_the_code_a_task_was_deployed_with(

@@ -14,7 +14,13 @@ from servo.sdk._asset import (
     definition_of,
 )
 from servo.sdk._context import AssetContext, InMemoryReporter, Reporter
-from servo.sdk._discovery import DiscoveryProblem, DiscoveryResult, code_version, discover_assets
+from servo.sdk._discovery import (
+    CODE_VERSION_PREFIX,
+    DiscoveryProblem,
+    DiscoveryResult,
+    code_version,
+    discover_assets,
+)
 from servo.sdk._errors import AssetDefinitionError, DiscoveryError, ManifestValidationError
 from servo.sdk._manifest import (
     GitInfo,
@@ -41,6 +47,7 @@ from servo.sdk._validate import validate_assets
 
 __all__ = [
     "ASSET_ATTR",
+    "CODE_VERSION_PREFIX",
     "AssetContext",
     "AssetDefinition",
     "AssetDefinitionError",

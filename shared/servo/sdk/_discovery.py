@@ -118,6 +118,11 @@ def _source_files(scan: Path, base: Path) -> list[Path]:
     return files
 
 
+# Marks a code version computed by ``code_version``; other clients of the deploy API may name theirs
+# freely (a git sha, a build id), and a worker cannot check those.
+CODE_VERSION_PREFIX = "src-"
+
+
 def code_version(root: Path | str) -> str:
     """The version of the project's code: a digest of every Python file under ``root`` (names and bytes,
     the folders discovery skips left out), so the same code has the same version on every machine.
@@ -131,7 +136,7 @@ def code_version(root: Path | str) -> str:
     for path in _source_files(root, root):
         digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return f"src-{digest.hexdigest()[:24]}"
+    return f"{CODE_VERSION_PREFIX}{digest.hexdigest()[:24]}"
 
 
 def _module_name(path: Path, base: Path) -> str | None:

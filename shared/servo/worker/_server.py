@@ -20,6 +20,7 @@ from flask import Flask, Response, jsonify, request
 
 from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
+from servo.sdk import CODE_VERSION_PREFIX
 from servo.worker._callbacks import CallbackUnavailable
 from servo.worker._invoke import AssetFunction
 from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S
@@ -141,10 +142,12 @@ class WorkerApp:
 
     def _asset_for(self, env: DispatchEnvelope) -> tuple[AssetFunction | None, str | None]:
         """The function to run, or None and why not: a task planned with code this worker does not
-        hold is refused (after one reload from disk, when the worker has a loader)."""
+        hold is refused (after one reload from disk, when the worker has a loader). Only versions
+        ``servo deploy`` computed (``src-…``) can be checked; any other name is taken on trust."""
         wanted = env.payload.get("codeVersion")
         assets, held = self._code
-        if isinstance(wanted, str) and held is not None and wanted != held:
+        checkable = isinstance(wanted, str) and wanted.startswith(CODE_VERSION_PREFIX)
+        if checkable and held is not None and wanted != held:
             if self._loader is not None:
                 with self._reload_lock:
                     if self._code[1] != wanted:
