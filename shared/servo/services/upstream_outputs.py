@@ -88,8 +88,8 @@ def outside_upstream_outputs(
     if run is None or task.asset_key is None:
         return {}
     upstream = _deployed_upstreams(ctx, tenant_id, workspace_id, run.code_version).get(task.asset_key, ())
-    in_run = {t.asset_key for t in part.tasks.values()}
-    outside = [u for u in upstream if u not in in_run]
+    # A run's task key is its asset's key (one partition per run), so membership is a dict lookup.
+    outside = [u for u in upstream if u not in part.tasks]
     if not outside:
         return {}
     snapshot = ctx.last_seen_snapshot(tenant_id, workspace_id) or ctx.snapshot(tenant_id, workspace_id)
