@@ -262,15 +262,16 @@ def task_started(
 
 def _heard_recently(task: TaskRow, req: HeartbeatRequest, now: int) -> bool:
     """True when this heartbeat would tell the ledger nothing new: the attempt's last recorded one is
-    younger than a fifth of its heartbeat timeout and carried the same progress.
+    younger than a tenth of its heartbeat timeout and carried the same progress.
 
     A worker may then beat often (locally every second, so a cancel reaches the asset at once) while
-    the ledger still gets at most five heartbeats per timeout, as with the production interval. The
-    row may lag the ledger (compaction is asynchronous), which can only cause an extra write.
+    the ledger gets at most ten heartbeats per timeout. Production workers beat every fifth of the
+    timeout, so each of theirs is still recorded. The row may lag the ledger (compaction is
+    asynchronous), which can only cause an extra write.
     """
     if task.last_heartbeat_at is None or task.state != TaskState.RUNNING.value:
         return False
-    fresh = now - task.last_heartbeat_at < task.heartbeat_timeout_sec * 1000 // 5
+    fresh = now - task.last_heartbeat_at < task.heartbeat_timeout_sec * 1000 // 10
     progress = (req.message, req.progress_pct)
     # No progress at all keeps the recorded one (see the fold), so it is nothing new either.
     news = progress != (None, None) and progress != (task.progress_message, task.progress_pct)
