@@ -4,6 +4,7 @@
     └── AssetError                  category USER_CODE, retryable unless told otherwise
         ├── DataQualityError        category DATA_QUALITY, not retryable by default
         ├── ConfigurationError      category CONFIGURATION, not retryable by default
+        │   └── UpstreamNotMaterialized   (also a KeyError) raised by Servo: an upstream has no output
         └── RetryableError          category USER_CODE, retryable by default
 
 These are not part of the control plane's tree (``servo.core.errors``): they are raised by user code and
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigurationError",
     "DataQualityError",
     "RetryableError",
+    "UpstreamNotMaterialized",
     "classify_exception",
 ]
 
@@ -30,7 +32,7 @@ class AssetError(Exception):
     """Base of the errors asset code may raise on purpose.
 
     Args:
-        message: what went wrong, shown in ``servo runs`` and the logs.
+        message: what went wrong, shown by ``servo status RUN_ID`` and in the logs.
         retryable: overrides the category's default when given.
     """
 
@@ -57,6 +59,19 @@ class ConfigurationError(AssetError):
     """The asset is misconfigured (missing setting, bad credentials); fix the config, not the run."""
 
     category = "CONFIGURATION"
+
+
+class UpstreamNotMaterialized(ConfigurationError, KeyError):
+    """Raised when an asset reads the output of an upstream that has none: the run did not
+    materialize it and no recent run did either. A KeyError too, so ``a.get("metadata")`` and
+    ``"metadata" in a`` behave as on an empty mapping."""
+
+    def __init__(self, upstream_key: str, field: object) -> None:
+        super().__init__(
+            f"upstream {upstream_key} has no successful materialization to read {field!r} from: "
+            f"run it first (`servo run {upstream_key}`), or run both (`--include-upstream`)"
+        )
+        self.upstream_key = upstream_key
 
 
 class RetryableError(AssetError):

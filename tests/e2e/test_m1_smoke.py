@@ -47,6 +47,12 @@ def after_flaky(ctx):
     print("never runs")
 
 
+@asset(namespace="demo", max_retries=0, timeout_seconds=1)
+def overdue(ctx):
+    print("overdue started", flush=True)
+    time.sleep(30)
+
+
 @asset(namespace="demo")
 def slow(ctx):
     print("slow started", flush=True)
@@ -180,7 +186,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def deployed(stack: Stack) -> dict[str, Any]:
     answer = dict(stack.json("deploy"))
-    assert answer["assetCount"] == 6
+    assert answer["assetCount"] == 7
     return answer
 
 
@@ -189,7 +195,8 @@ def background_runs(stack: Stack, deployed: dict[str, Any]) -> dict[str, str]:
     """The slow checks start first and finish while the others run."""
     flaky = stack.json("run", "demo.flaky", "--include-downstream")["runId"]
     slow = stack.json("run", "demo.slow")["runId"]
-    return {"flaky": flaky, "slow": slow}
+    overdue = stack.json("run", "demo.overdue")["runId"]
+    return {"flaky": flaky, "slow": slow, "overdue": overdue}
 
 
 def test_deploy_returns_a_manifest_id(deployed: dict[str, Any]) -> None:
@@ -246,6 +253,15 @@ def test_failing_asset_is_retried_and_its_downstream_skipped(
     assert tasks["demo.after_flaky"]["state"] == "SKIPPED"
     logs = stack.servo("logs", background_runs["flaky"], "--task", "demo.flaky").stdout
     assert "flaky attempt 1" in logs and "flaky attempt 2" in logs
+    # Each attempt's log ends with its traceback, the asset's own frame first.
+    assert logs.count("Traceback (most recent call last):") == 2
+    assert 'raise RuntimeError("flaky always fails")' in logs and "in flaky" in logs
+
+
+def test_a_timed_out_attempts_output_is_in_its_log(stack: Stack, background_runs: dict[str, str]) -> None:
+    run = stack.wait(background_runs["overdue"], lambda r: r["state"] in TERMINAL, timeout=45)
+    assert (run["state"], run["tasks"][0]["errorCategory"]) == ("FAILED", "TIMEOUT")
+    assert "overdue started" in stack.servo("logs", background_runs["overdue"]).stdout
 
 
 def test_cancel_ends_the_run_and_the_worker_stops_within_the_grace(

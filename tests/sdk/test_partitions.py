@@ -136,11 +136,15 @@ def test_resolve_partition_decodes_python_values_and_checks_dimensions() -> None
     assert part["region"] == "eu"
     assert bool(part) and not resolve_partition((), None)
 
-    with pytest.raises(InvalidPartitionKey, match="partitioned by"):
+    with pytest.raises(
+        InvalidPartitionKey, match="run is for partition date=2025-01-15, but the asset is part"
+    ):
         resolve_partition(dims, "date=d:2025-01-15")
     with pytest.raises(InvalidPartitionKey, match="not partitioned"):
         resolve_partition((), "date=d:2025-01-15")
-    with pytest.raises(InvalidPartitionKey, match="tagged d:"):
+    assert str(part) == "date=2025-01-15, hour=2025-01-15T10:00:00Z, region=eu"  # never the encoding
+    assert str(resolve_partition((DailyPartitions(),), "date=d:2025-01-15")) == "2025-01-15"
+    with pytest.raises(InvalidPartitionKey, match="'2025-01-15' was given as text, not as a day"):
         resolve_partition((DailyPartitions(),), "date=s:MjAyNS0wMS0xNQ")  # the reference CLI's string tag
     with pytest.raises(InvalidPartitionKey, match="not one of"):
         resolve_partition((StaticPartitions("region", ["eu"]),), "region=s:dXM")

@@ -88,6 +88,11 @@ class FakeControlPlane:
         with self._lock:
             return [c for c in self.calls if c.action == action and (task_id is None or c.task_id == task_id)]
 
+    def output(self, task_id: str | None = None) -> str:
+        """The output the worker streamed (``logs`` chunks), joined in ``seq`` order."""
+        chunks = sorted((c.body["seq"], c.body["text"]) for c in self.of("logs", task_id))
+        return "".join(text for _, text in chunks)
+
     def wait_for(self, action: str, count: int = 1, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:

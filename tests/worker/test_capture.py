@@ -1,4 +1,5 @@
-"""Per-task capture of stdout/stderr and of log records, safe with concurrent tasks in one process."""
+"""Per-task capture of stdout, stderr and log records (interleaved), safe with concurrent tasks in one
+process."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ def test_prints_inside_a_capture_go_to_its_buffers_only(capsys: object) -> None:
         print("inside")
         print("oops", file=sys.stderr)
     print("outside")
-    assert captured.stdout() == "inside\n"
-    assert captured.stderr() == "oops\n"
+    assert captured.text() == "inside\noops\n"
 
 
 def test_concurrent_captures_each_see_only_their_own_text() -> None:
@@ -28,7 +28,7 @@ def test_concurrent_captures_each_see_only_their_own_text() -> None:
                 print(f"{name}-{i}")
                 if i % 10 == 0:
                     barrier.wait()
-        results[name] = captured.stdout()
+        results[name] = captured.text()
 
     threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
     for t in threads:
@@ -39,11 +39,11 @@ def test_concurrent_captures_each_see_only_their_own_text() -> None:
     assert results["b"] == "".join(f"b-{i}\n" for i in range(50))
 
 
-def test_log_records_of_the_task_thread_are_captured_into_stderr() -> None:
+def test_log_records_of_the_task_thread_are_captured() -> None:
     log = logging.getLogger("servo.asset.test")
     log.setLevel(logging.INFO)
     with capture_output(loggers=("servo.asset",)) as captured:
         log.info("hello %s", "there")
     log.info("not captured")
-    assert "hello there" in captured.stderr()
-    assert "not captured" not in captured.stderr()
+    assert "hello there" in captured.text()
+    assert "not captured" not in captured.text()

@@ -109,7 +109,7 @@ def test_success_reports_in_order_with_logs_before_completed(serve: Serve, plane
     assert actions[-2:] == ["logs", "completed"]
     beats = actions[1:-2]
     assert beats and set(beats) == {"heartbeat"}
-    assert "hello from demo.hello attempt 1" in plane.of("logs")[0].body["stdout"]
+    assert "hello from demo.hello attempt 1" in plane.output()
     assert plane.of("logs")[0].body["attempt"] == 1
     assert any(
         c.body.get("message") == "halfway" and c.body.get("progressPct") == 50 for c in plane.of("heartbeat")
@@ -134,7 +134,7 @@ def test_user_exception_is_failed_user_code_retryable_with_stack(
     assert "bad input row 7" in error["message"]
     assert "ValueError" in error["stackTrace"] and "def broken" not in error["stackTrace"]
     assert "in broken" in error["stackTrace"]
-    assert "about to fail" in plane.of("logs")[0].body["stdout"]
+    assert "about to fail" in plane.output()
 
 
 def test_data_quality_error_is_not_retryable(serve: Serve, plane: FakeControlPlane) -> None:
@@ -177,7 +177,7 @@ def test_is_cancelled_is_observable_and_a_clean_return_is_still_cancelled(
         ),
     )
     assert dispatch(worker, envelope(plane, "demo.polite")).json()["outcome"] == "CANCELLED"
-    assert "noticed the cancel" in plane.of("logs")[0].body["stdout"]
+    assert "noticed the cancel" in plane.output()
 
 
 def test_410_on_heartbeat_stops_the_attempt(serve: Serve, plane: FakeControlPlane) -> None:
@@ -231,11 +231,11 @@ def test_concurrent_tasks_each_get_only_their_own_output(serve: Serve, plane: Fa
     for t in threads:
         t.join()
     assert answers == {"demo.left": 200, "demo.right": 200}
-    logs = {call.task_id: call.body["stdout"] for call in plane.of("logs")}
     from tests.worker.conftest import task_id
 
-    assert logs[task_id("demo.left")] == "".join(f"left line {i}\n" for i in range(30))
-    assert logs[task_id("demo.right")] == "".join(f"right line {i}\n" for i in range(30))
+    logs = {key: plane.output(task_id(key)) for key in ("demo.left", "demo.right")}
+    assert logs["demo.left"] == "".join(f"left line {i}\n" for i in range(30))
+    assert logs["demo.right"] == "".join(f"right line {i}\n" for i in range(30))
 
 
 def test_duplicate_in_flight_dispatch_is_503_with_retry_after(serve: Serve, plane: FakeControlPlane) -> None:
@@ -284,7 +284,7 @@ def test_upstream_output_reaches_the_downstream_argument(serve: Serve, plane: Fa
 def test_async_assets_run_and_are_captured(serve: Serve, plane: FakeControlPlane) -> None:
     worker = serve(ASSETS)
     assert dispatch(worker, envelope(plane, "demo.later")).json()["outcome"] == "SUCCEEDED"
-    assert "async says hi" in plane.of("logs")[0].body["stdout"]
+    assert "async says hi" in plane.output()
     assert plane.of("completed")[0].body["output"]["metadata"] == {"async": True}
 
 
@@ -294,3 +294,60 @@ def test_completed_is_retried_on_5xx(serve: Serve, plane: FakeControlPlane, stat
     plane.on("completed", lambda call, n: (status, {"error": "x", "message": "later"}) if n == 1 else None)
     assert dispatch(worker, envelope(plane, "demo.upstream")).status_code == 200
     assert plane.actions().count("completed") == 2
+
+
+@asset(namespace="demo")
+def talker(ctx: Any) -> None:
+    print("early words", flush=True)
+    while not ctx.is_cancelled():
+        time.sleep(0.01)
+
+
+@asset(namespace="demo")
+def deaf(ctx: Any) -> None:
+    print("not listening", flush=True)
+    time.sleep(30)
+
+
+def test_output_is_uploaded_while_the_asset_runs(serve: Serve, plane: FakeControlPlane) -> None:
+    worker = serve({"demo.talker": talker}, log_flush_interval_s=0.1)
+    stop = threading.Event()
+    plane.on(
+        "heartbeat",
+        lambda call, n: (200, CANCEL) if stop.is_set() else None,
+    )
+    answers: list[int] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(dispatch(worker, envelope(plane, "demo.talker")).status_code)
+    )
+    thread.start()
+    plane.wait_for("logs")
+    assert plane.output() == "early words\n"
+    assert not plane.of("completed")  # still running
+    stop.set()
+    thread.join(20)
+    assert answers == [200]
+    assert plane.of("completed")[0].body["outcome"] == "CANCELLED"
+
+
+def test_an_abandoned_attempt_keeps_its_output(serve: Serve, plane: FakeControlPlane) -> None:
+    # A timeout the asset ignores: after the grace the attempt is reported and its output still sent.
+    worker = serve({"demo.deaf": deaf}, cancel_grace_s=0.2)
+    response = dispatch(worker, envelope(plane, "demo.deaf", payload={"timeoutSeconds": 0.2}))
+    assert response.json()["outcome"] == "FAILED"
+    assert plane.output() == "not listening\n"
+    assert plane.actions()[-2:] == ["logs", "completed"]
+
+
+def test_reading_an_upstream_without_output_fails_in_plain_words(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
+    worker = serve(ASSETS)
+    assert dispatch(worker, envelope(plane, "demo.downstream")).json()["outcome"] == "FAILED"
+    error = plane.of("completed")[0].body["error"]
+    assert (error["category"], error["retryable"]) == ("CONFIGURATION", False)
+    assert error["message"] == (
+        "upstream demo.upstream has no successful materialization to read 'metadata' from: "
+        "run it first (`servo run demo.upstream`), or run both (`--include-upstream`)"
+    )
+    assert "UpstreamNotMaterialized" in plane.output()  # the traceback, in the log

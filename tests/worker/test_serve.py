@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 import requests
 from servo.core.errors import InvalidInput
-from servo.sdk import DailyPartitions, asset
+from servo.sdk import DailyPartitions, asset, code_version
 from servo.worker import serve_worker, wsgi_app_from_env
 
-from tests.worker.conftest import SECRET, TENANT, WORKSPACE, Serve, dispatch, envelope
+from tests.worker.conftest import SECRET, TENANT, WORKSPACE, Serve, dispatch, envelope, task_id
 from tests.worker.fake_control_plane import FakeControlPlane
 
 ran: list[str] = []
+OTHER_VERSION = "src-0123456789abcdef01234567"  # a digest of code this worker does not hold
 
 
 @asset(namespace="demo", partitions=DailyPartitions("date"))
@@ -57,10 +58,65 @@ def test_serve_worker_discovers_and_runs_the_projects_assets(tmp_path: Path, pla
         assert requests.get(f"{handle.url}/health", timeout=5).text == "ok"
         response = dispatch(handle, envelope(plane, "proj.first"))
         assert response.json()["outcome"] == "SUCCEEDED"
-        assert "first ran in" in plane.of("logs")[0].body["stdout"]
+        assert "first ran in" in plane.output()
         assert plane.of("completed")[0].body["workerId"] == "dev-worker"
     finally:
         handle.stop()
+
+
+def test_a_task_of_code_the_worker_does_not_hold_is_refused(tmp_path: Path, plane: FakeControlPlane) -> None:
+    project = _project(tmp_path)
+    held = code_version(project)
+    handle = serve_worker(project, dispatch_secret=SECRET, api_url=plane.url, heartbeat_interval_s=0.05)
+    try:
+        dispatch(
+            handle, envelope(plane, "proj.first", payload={"codeVersion": "src-0123456789abcdef01234567"})
+        )
+    finally:
+        handle.stop()
+    completed = plane.of("completed")[0].body
+    assert (completed["outcome"], completed["error"]["category"]) == ("FAILED", "CONFIGURATION")
+    assert (
+        held in completed["error"]["message"]
+        and "src-0123456789abcdef01234567" in completed["error"]["message"]
+    )
+    assert completed["error"]["retryable"] is False
+    assert plane.output() == ""  # nothing ran
+
+
+def test_a_code_version_named_by_another_client_is_taken_on_trust(
+    tmp_path: Path, plane: FakeControlPlane
+) -> None:
+    handle = serve_worker(_project(tmp_path), dispatch_secret=SECRET, api_url=plane.url)
+    try:
+        body = envelope(plane, "proj.first", payload={"codeVersion": "git-4f2a9c1"})
+        assert dispatch(handle, body).json()["outcome"] == "SUCCEEDED"
+    finally:
+        handle.stop()
+
+
+def test_a_reloading_worker_runs_the_code_a_task_was_deployed_with(
+    tmp_path: Path, plane: FakeControlPlane
+) -> None:
+    project = _project(tmp_path)
+    handle = serve_worker(
+        project, dispatch_secret=SECRET, api_url=plane.url, heartbeat_interval_s=0.05, reload=True
+    )
+    try:
+        chain = project / "assets" / "chain.py"
+        chain.write_text(chain.read_text().replace("first ran in", "edited first ran in"))
+        (project / "assets" / "more.py").write_text(
+            'from servo.sdk import asset\n\n@asset(namespace="proj")\ndef second(ctx):\n    print("second")\n'
+        )
+        deployed = code_version(project)
+        for key in ("proj.first", "proj.second"):
+            body = envelope(plane, key, payload={"codeVersion": deployed})
+            assert dispatch(handle, body).json()["outcome"] == "SUCCEEDED"
+        assert handle.app.code_version == deployed
+    finally:
+        handle.stop()
+    assert "edited first ran in" in plane.output(task_id("proj.first"))
+    assert plane.output(task_id("proj.second")) == "second\n"
 
 
 def test_wsgi_app_from_env_reads_the_project_and_secret(tmp_path: Path) -> None:

@@ -74,6 +74,15 @@ def _reason(task: Mapping[str, Any]) -> Text:
         category = task.get("errorCategory")
         label = f"[{category}] {first}" if category else first
         return Text(label, style="red")
+    if task.get("state") == "RUNNING" and (
+        task.get("progressMessage") or task.get("progressPct") is not None
+    ):
+        pct = task.get("progressPct")
+        return Text(
+            " ".join(
+                p for p in (f"{pct}%" if pct is not None else "", task.get("progressMessage") or "") if p
+            )
+        )
     retry = task.get("retryAttribution")
     if isinstance(retry, Mapping) and task.get("state") not in ("FAILED",):
         return Text(f"retry {retry.get('retries')} after failure", style="dim")
@@ -118,8 +127,20 @@ def run_summary(run: Mapping[str, Any]) -> Text:
     return text
 
 
+def tracebacks(run: Mapping[str, Any]) -> list[RenderableType]:
+    """Each failed task's traceback (user frames first, as the worker wrote it), under a header line."""
+    shown: list[RenderableType] = []
+    for task in run.get("tasks", []):
+        trace = task.get("stackTrace")
+        if task.get("state") == "FAILED" and trace:
+            shown.append(Text(f"\n{task.get('taskKey')} failed:", style="bold red"))
+            shown.append(Text(str(trace).rstrip("\n")))
+    return shown
+
+
 def run_detail(run: Mapping[str, Any]) -> RenderableType:
-    return Group(run_summary(run), tasks_table(run))
+    """The run's summary line, its tasks (with live progress) and every failed task's traceback."""
+    return Group(run_summary(run), tasks_table(run), *tracebacks(run))
 
 
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> Table:

@@ -173,7 +173,11 @@ def _heartbeat(ctx: FoldContext, d: TaskHeartbeat) -> bool:
     if task is None or (d.attempt, d.attempt_id) != (task.attempt, task.attempt_id):
         return False
     # Server receipt time, never the worker's clock: zombie detection compares it with our clock.
-    ctx.put_task(task, last_heartbeat_at=ctx.ts)
+    progress: dict[str, Any] = {}
+    if d.message is not None or d.progress_pct is not None:
+        # A heartbeat without progress keeps the last reported one: the asset simply said nothing new.
+        progress = {"progress_message": d.message, "progress_pct": d.progress_pct}
+    ctx.put_task(task, last_heartbeat_at=ctx.ts, **progress)
     return True
 
 
@@ -189,6 +193,10 @@ def _finished(ctx: FoldContext, d: TaskFinished) -> bool:
     common: dict[str, Any] = {
         "error_message": d.error_message if d.error_message is not None else error.get("message"),
         "error_category": d.error_category if d.error_category is not None else error.get("category"),
+        "error_stack_trace": _str(error.get("stackTrace")),
+        # Progress describes a running attempt; whatever follows this one starts with none.
+        "progress_message": None,
+        "progress_pct": None,
     }
     if d.output is not None:
         common["output_json"] = canonical_dumps(d.output)
@@ -215,6 +223,9 @@ def _succeed(ctx: FoldContext, task: TaskRow, d: TaskFinished, common: dict[str,
         output_json=common.get("output_json"),
         error_message=None,
         error_category=None,
+        error_stack_trace=None,
+        progress_message=None,
+        progress_pct=None,
         retry_not_before=None,
         materialization_id=d.materialization_id or _str(out.get("materializationId")),
         delta_table=_str(out.get("deltaTable")),

@@ -23,6 +23,7 @@ __all__ = [
     "PartitionScalar",
     "PartitionTag",
     "PartitionValue",
+    "display_partition_key",
     "parse_partition_key",
     "parse_partition_key_proto",
     "partition_id",
@@ -134,6 +135,17 @@ class PartitionValue:
             return None if value is None else "null value must be None"
         return "unknown tag (expected one of s, i, b, d, t, n)"
 
+    def display(self) -> str:
+        """The value as its user wrote it: ``2025-03-01``, ``eu``, ``2025-03-01T10:00:00Z``, ``42``."""
+        if self.tag == "t":
+            assert isinstance(self.value, str)
+            return self.value.replace(".000000Z", "Z")
+        if self.tag == "b":
+            return "true" if self.value else "false"
+        if self.tag == "n":
+            return "null"
+        return str(self.value)
+
     def render(self) -> str:
         """The canonical ``tag:value`` text."""
         if self.tag == "s":
@@ -237,6 +249,13 @@ class PartitionKey:
         """The canonical string ``k=tag:value,...`` with keys sorted by bytes (``""`` when empty)."""
         return ",".join(f"{key}={value.render()}" for key, value in self.dimensions)
 
+    def display(self) -> str:
+        """The key in the user's words, never the wire encoding: the bare value of a one-dimension
+        key (``2025-03-01``), else ``date=2025-03-01, region=eu``; ``""`` when unpartitioned."""
+        if len(self.dimensions) == 1:
+            return self.dimensions[0][1].display()
+        return ", ".join(f"{key}={value.display()}" for key, value in self.dimensions)
+
     def get(self, key: str) -> PartitionValue | None:
         return dict(self.dimensions).get(key)
 
@@ -278,6 +297,17 @@ def parse_partition_key(s: str) -> PartitionKey:
         seen.add(key)
         dims.append((key, _parse_value(s, text)))
     return PartitionKey(tuple(dims))
+
+
+def display_partition_key(s: str | None) -> str:
+    """A stored (canonical) partition key in the user's words (see ``PartitionKey.display``); text
+    that does not parse is shown as it is."""
+    if not s:
+        return ""
+    try:
+        return parse_partition_key(s).display()
+    except InvalidPartitionKey:
+        return s
 
 
 def require_canonical_partition_key(s: str) -> str:

@@ -73,6 +73,9 @@ class TaskRow:
     output_json: str | None = None  # the worker's reported output, canonical JSON
     timeout_seconds: int | None = None
     dispatched_at: int | None = None
+    error_stack_trace: str | None = None  # the failed attempt's traceback, as the worker formatted it
+    progress_message: str | None = None  # the running attempt's last ctx.report_progress
+    progress_pct: int | None = None
     row_version: str = ""
 
 

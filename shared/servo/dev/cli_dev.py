@@ -32,6 +32,12 @@ _ENV_TUNABLE = (
 )
 
 
+# Locally nothing is billed per call: the worker's output reaches `servo logs --follow` within a
+# second, and a heartbeat (which carries progress out and a cancel in) goes every second.
+DEV_LOG_FLUSH_INTERVAL_S = 1.0
+DEV_HEARTBEAT_INTERVAL_S = 1.0
+
+
 class Stoppable(Protocol):
     def stop(self) -> None: ...
 
@@ -44,7 +50,7 @@ class DevOptions:
     host: str = "127.0.0.1"
     worker_port: int = 0
     sweep_interval_s: float = 1.0
-    heartbeat_interval_s: float | None = None  # None: the worker derives it from the task's timeout
+    heartbeat_interval_s: float | None = None  # None: DEV_HEARTBEAT_INTERVAL_S
 
 
 def settings_overrides(env_settings: Settings) -> dict[str, Any]:
@@ -72,8 +78,10 @@ def embedded_stack(options: DevOptions, env_settings: Settings | None = None) ->
             options.worker_port,
             dispatch_secret=settings.dispatch_secret,
             worker_id="servo-dev-worker",
+            reload=True,
             cancel_grace_s=float(settings.cancel_grace_sec),
-            heartbeat_interval_s=options.heartbeat_interval_s,
+            heartbeat_interval_s=options.heartbeat_interval_s or DEV_HEARTBEAT_INTERVAL_S,
+            log_flush_interval_s=DEV_LOG_FLUSH_INTERVAL_S,
         )
         stack.callback(worker.stop)
         control = EmbeddedStack(

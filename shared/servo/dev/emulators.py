@@ -28,6 +28,7 @@ import requests
 
 from servo.core.errors import InvalidInput, ServoError
 from servo.dev._ports import free_port
+from servo.dev.cli_dev import DEV_HEARTBEAT_INTERVAL_S, DEV_LOG_FLUSH_INTERVAL_S
 from servo.dev.eventarc import EventarcBridge
 from servo.dev.fake_gcs import FakeGcsServer
 from servo.dev.router import Router
@@ -217,7 +218,12 @@ class EmulatorStack:
     def _worker_defaults(self) -> dict[str, Any]:
         """What ``servo dev`` gives its worker in embedded mode, from the same SERVO_* variables."""
         env = {**os.environ, **self.env_overrides}
-        options: dict[str, Any] = {"worker_id": "servo-dev-worker"}
+        options: dict[str, Any] = {
+            "worker_id": "servo-dev-worker",
+            "reload": True,
+            "heartbeat_interval_s": DEV_HEARTBEAT_INTERVAL_S,
+            "log_flush_interval_s": DEV_LOG_FLUSH_INTERVAL_S,
+        }
         for option, name in (
             ("cancel_grace_s", "SERVO_CANCEL_GRACE_SEC"),
             ("heartbeat_interval_s", "SERVO_HEARTBEAT_INTERVAL_SEC"),

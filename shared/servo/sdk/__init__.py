@@ -14,7 +14,13 @@ from servo.sdk._asset import (
     definition_of,
 )
 from servo.sdk._context import AssetContext, InMemoryReporter, Reporter
-from servo.sdk._discovery import DiscoveryProblem, DiscoveryResult, discover_assets
+from servo.sdk._discovery import (
+    CODE_VERSION_PREFIX,
+    DiscoveryProblem,
+    DiscoveryResult,
+    code_version,
+    discover_assets,
+)
 from servo.sdk._errors import AssetDefinitionError, DiscoveryError, ManifestValidationError
 from servo.sdk._manifest import (
     GitInfo,
@@ -42,6 +48,7 @@ from servo.sdk._validate import validate_assets
 
 __all__ = [
     "ASSET_ATTR",
+    "CODE_VERSION_PREFIX",
     "AssetContext",
     "AssetDefinition",
     "AssetDefinitionError",
@@ -67,6 +74,7 @@ __all__ = [
     "asset",
     "assign_asset_ids",
     "build_manifest",
+    "code_version",
     "definition_of",
     "dimension_from_manifest",
     "discover_assets",

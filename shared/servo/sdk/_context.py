@@ -64,11 +64,13 @@ class AssetContext:
 
     Attributes:
         definition: the asset's frozen definition.
-        partition_key: the partition being materialized (``.canonical``, ``["date"]`` -> a ``date``);
+        partition_key: the partition being materialized: ``["date"]`` -> a ``date``, ``str()`` ->
+            ``2025-03-01`` (``.canonical`` is the stored encoding, not for display);
             falsy for an unpartitioned asset.
         run_id, task_key, attempt, tenant_id, workspace_id: where this attempt belongs.
         upstream: upstream key -> that upstream's reported output (``materializationId``, ``rowCount``,
-            ``metadata``) in this run; empty for an upstream the run did not materialize.
+            ``metadata``): this run's, else (an upstream outside the run) its last successful
+            materialization's; absent when there is none.
         log: a logger whose records land in this attempt's captured output.
     """
 
@@ -129,7 +131,9 @@ class AssetContext:
         return self.definition.key
 
     def report_progress(self, message: str, pct: int | None = None) -> None:
-        """Tell the control plane how far the attempt is; shown by ``servo runs`` while it runs.
+        """Tell the control plane how far the attempt is: ``servo status RUN_ID`` shows the latest
+        message and percentage while the task runs (sent with the next heartbeat: within a second
+        under ``servo dev``, within ``heartbeatTimeout / 5`` in production).
 
         Raises:
             InvalidInput: ``message`` is not a string or ``pct`` is not an int in 0..100.
@@ -151,5 +155,7 @@ class AssetContext:
         self._reporter.metadata(values)
 
     def is_cancelled(self) -> bool:
-        """True once the run is being cancelled; long loops should check it and return early."""
+        """True once the run is being cancelled or the attempt timed out; long loops should check it
+        and return early. A cancel arrives with the next heartbeat (within a second under ``servo
+        dev``); an asset that has not stopped within the cancel grace period is abandoned."""
         return self._is_cancelled()

@@ -10,6 +10,7 @@ is not found later (import it at module level).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import importlib.util
 import sys
@@ -115,6 +116,27 @@ def _source_files(scan: Path, base: Path) -> list[Path]:
             continue
         files.append(path)
     return files
+
+
+# Marks a code version computed by ``code_version``; other clients of the deploy API may name theirs
+# freely (a git sha, a build id), and a worker cannot check those.
+CODE_VERSION_PREFIX = "src-"
+
+
+def code_version(root: Path | str) -> str:
+    """The version of the project's code: a digest of every Python file under ``root`` (names and bytes,
+    the folders discovery skips left out), so the same code has the same version on every machine.
+
+    ``servo deploy`` records it as the manifest's ``codeVersionId``; a worker computes it from the code
+    it loaded and refuses a task planned with another version, rather than run other code than was
+    deployed.
+    """
+    root = Path(root).resolve()
+    digest = hashlib.sha256()
+    for path in _source_files(root, root):
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{CODE_VERSION_PREFIX}{digest.hexdigest()[:24]}"
 
 
 def _module_name(path: Path, base: Path) -> str | None:

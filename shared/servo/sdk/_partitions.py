@@ -29,6 +29,10 @@ _HOUR_RE = re.compile(
 )
 
 
+# What a stored value's type is called in a message (the wire tags are not the user's words).
+_VALUE_KINDS = {"s": "text", "i": "a number", "b": "a boolean", "d": "a date", "t": "a time", "n": "null"}
+
+
 def _error(dimension: str, message: str) -> InvalidPartitionKey:
     return InvalidPartitionKey(
         f"partition dimension {dimension!r}: {message}", details={"dimension": dimension}
@@ -138,7 +142,8 @@ class TimePartitions:
     def check(self, value: PartitionValue) -> None:
         """Raise InvalidPartitionKey unless ``value`` (from a parsed key) belongs to this dimension."""
         if value.tag != self.tag:
-            raise _error(self.name, f"{self.granularity} values are tagged {self.tag}:, not {value.tag}:")
+            given = _VALUE_KINDS.get(value.tag, value.tag)
+            raise _error(self.name, f"{value.display()!r} was given as {given}, not as a {self.granularity}")
         assert isinstance(value.value, str)
         # Re-deriving the canonical value checks alignment and the real calendar (the key grammar
         # alone accepts 2025-02-29, which no daily partition can hold).
@@ -211,7 +216,7 @@ class StaticPartitions:
 
     def check(self, value: PartitionValue) -> None:
         if value.tag != "s":
-            raise _error(self.name, f"static values are tagged s:, not {value.tag}:")
+            raise _error(self.name, f"{value.display()!r} is not one of {list(self.values)}")
         self.value_of(str(value.value))
 
     def python_value(self, value: PartitionValue) -> str:
@@ -291,7 +296,8 @@ def partition_key_from_cli(
 
 @dataclass(frozen=True, slots=True)
 class AssetPartition:
-    """The partition an attempt materializes: ``canonical`` text and per-dimension Python values.
+    """The partition an attempt materializes: per-dimension Python values (``ctx.partition_key["date"]``),
+    ``str()`` in the user's spelling, and ``canonical``, the wire text Servo stores (not for display).
 
     Dates are ``datetime.date``, hours aware UTC ``datetime``, static values ``str``. Falsy when the
     asset is unpartitioned.
@@ -308,7 +314,8 @@ class AssetPartition:
         return bool(self.values)
 
     def __str__(self) -> str:
-        return self.canonical
+        """The user's spelling (``2025-03-01``; ``date=2025-03-01, region=eu``), never ``.canonical``."""
+        return self.key.display()
 
 
 UNPARTITIONED = AssetPartition("", PartitionKey(), MappingProxyType({}))
@@ -324,11 +331,14 @@ def resolve_partition(dimensions: Sequence[PartitionDimension], canonical: str |
     given = sorted(name for name, _ in key.dimensions)
     expected = sorted(d.name for d in dimensions)
     if given != expected:
+        # The user's spelling: the run's key is shown as they typed it, never its wire encoding.
+        shown = ", ".join(f"{name}={value.display()}" for name, value in key.dimensions)
         if not expected:
-            raise InvalidPartitionKey(f"the asset is not partitioned, but got partition key {canonical!r}")
+            raise InvalidPartitionKey(f"the asset is not partitioned, but the run is for partition {shown}")
         raise InvalidPartitionKey(
-            f"partition key {canonical!r} has dimensions {given}; the asset is partitioned by {expected}",
-            details={"partition_key": canonical, "expected": expected},
+            f"the run is for partition {shown or '(none)'}, but the asset is partitioned by "
+            f"{', '.join(expected)}",
+            details={"partition": shown, "expected": expected},
         )
     if not expected:
         return UNPARTITIONED

@@ -1,9 +1,11 @@
-"""Is a set of asset definitions deployable? Unknown deps, duplicate keys and cycles, each at file:line."""
+"""Is a set of asset definitions deployable? Unknown deps, duplicate keys, cycles and partitions that
+cannot run together, each at file:line."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from servo.core.partition_compat import partition_mismatch
 from servo.core.planner import AssetGraph, find_cycle
 from servo.sdk._asset import AssetDefinition, definition_of
 from servo.sdk._errors import ManifestValidationError
@@ -30,6 +32,19 @@ def validate_assets(assets: Iterable[object]) -> None:
         for upstream in definition.upstream_keys:
             if upstream not in by_key:
                 problems.append(f"{definition.code}: asset {key} depends on unknown asset {upstream}")
+    for key, definition in sorted(by_key.items()):
+        for upstream in definition.upstream_keys:
+            other = by_key.get(upstream)
+            if other is None:
+                continue
+            mismatch = partition_mismatch(
+                key,
+                [d.to_manifest() for d in definition.partitions],
+                upstream,
+                [d.to_manifest() for d in other.partitions],
+            )
+            if mismatch:
+                problems.append(f"{definition.code}: {mismatch}")
     cycle = find_cycle(AssetGraph.from_edges({k: d.upstream_keys for k, d in by_key.items()}))
     if cycle:
         where = by_key[cycle[0]].code

@@ -30,6 +30,9 @@ from servo.services.runs import load_run
 from servo.store import create_once
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
+# A streamed chunk is what a worker captured between two flushes; the worker sends far less.
+MAX_LOG_CHUNK_BYTES = 1024 * 1024
+MAX_LOG_SEQ = 999_999
 T = TypeVar("T")
 
 
@@ -49,10 +52,20 @@ def _bearer(headers: Mapping[str, str]) -> str:
     return value[7:].strip()
 
 
-def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str], max_age_ms: int = 0) -> Located:
+def _locate(
+    ctx: ServiceContext,
+    task_id: str,
+    headers: Mapping[str, str],
+    max_age_ms: int = 0,
+    *,
+    past_attempts: bool = False,
+) -> Located:
     """Token → (tenant, workspace); task id → row; then the token must match that row exactly.
 
     ``max_age_ms`` > 0 lets the row come from a head this instance saw that recently (see _recent).
+    ``past_attempts``: a token of an earlier attempt of the task is accepted too (its attempt id is
+    the deterministic one of that attempt's dispatch), so the output of an attempt the control plane
+    already gave up on (timed out, lost, cancelled) can still be stored.
     """
     try:
         claims = verify_task_token(ctx.settings.token_keys, _bearer(headers), ctx.clock_ms() // 1000)
@@ -79,6 +92,9 @@ def _locate(ctx: ServiceContext, task_id: str, headers: Mapping[str, str], max_a
     if view is None or view.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
     task = _as_dispatched(task, claims)
+    if past_attempts and claims.attempt is not None and 1 <= claims.attempt < task.attempt:
+        past_id = attempt_id(dispatch_id(run_id, task_key, claims.attempt))
+        task = replace(task, attempt=claims.attempt, attempt_id=past_id)
     expected = {
         "taskId": encode_task_id(run_id, task_key),
         "runId": run_id,
@@ -244,15 +260,34 @@ def task_started(
     return {"acknowledged": True, "serverTime": format_timestamp(now)}
 
 
+def _heard_recently(task: TaskRow, req: HeartbeatRequest, now: int) -> bool:
+    """True when this heartbeat would tell the ledger nothing new: the attempt's last recorded one is
+    younger than a tenth of its heartbeat timeout and carried the same progress.
+
+    A worker may then beat often (locally every second, so a cancel reaches the asset at once) while
+    the ledger gets at most ten heartbeats per timeout. Production workers beat every fifth of the
+    timeout, so each of theirs is still recorded. The row may lag the ledger (compaction is
+    asynchronous), which can only cause an extra write.
+    """
+    if task.last_heartbeat_at is None or task.state != TaskState.RUNNING.value:
+        return False
+    fresh = now - task.last_heartbeat_at < task.heartbeat_timeout_sec * 1000 // 10
+    progress = (req.message, req.progress_pct)
+    # No progress at all keeps the recorded one (see the fold), so it is nothing new either.
+    news = progress != (None, None) and progress != (task.progress_message, task.progress_pct)
+    return fresh and not news
+
+
 def task_heartbeat(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
     req, loc = _accept(ctx, HeartbeatRequest, task_id, headers, body, terminal_status=410)
     now = ctx.clock_ms()
-    fact = TaskHeartbeat(
-        **_attempt_fields(loc, req), heartbeat_at=now, progress_pct=req.progress_pct, message=req.message
-    )
-    _append(ctx, loc, fact, now)
+    if not _heard_recently(loc.task, req, now):
+        fact = TaskHeartbeat(
+            **_attempt_fields(loc, req), heartbeat_at=now, progress_pct=req.progress_pct, message=req.message
+        )
+        _append(ctx, loc, fact, now)
     response: dict[str, Any] = {"acknowledged": True, "shouldCancel": _cancel_requested(loc.run)}
     if response["shouldCancel"]:
         response["cancelReason"] = "run_timed_out" if loc.run.timed_out else "user_requested"
@@ -286,41 +321,72 @@ def task_completed(
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 
-def log_object_name(run_id: str, task_key: str, attempt: int) -> str:
-    return f"logs/{run_id}/{task_key}/attempt-{attempt}.log"
+def log_object_name(run_id: str, task_key: str, attempt: int, seq: int | None = None) -> str:
+    """Where one attempt's output goes: a whole object (the contract's original upload) or, when the
+    worker streams it, chunk ``seq`` of the attempt (``attempt-{n}/{seq:06d}.log``, read in order)."""
+    if seq is None:
+        return f"logs/{run_id}/{task_key}/attempt-{attempt}.log"
+    return f"logs/{run_id}/{task_key}/attempt-{attempt}/{seq:06d}.log"
+
+
+def _log_body(body: Mapping[str, Any]) -> tuple[int | None, bytes]:
+    """(chunk seq or None, object bytes) of a ``logs`` callback body.
+
+    Two shapes: ``{attempt, stdout, stderr}`` stores the attempt's whole output at once (contracts §8);
+    ``{attempt, seq, text}`` stores one chunk of the output a worker uploads while the attempt runs.
+    """
+    if "seq" in body or "text" in body:
+        seq, text = body.get("seq"), body.get("text")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_LOG_SEQ:
+            raise CallbackRejected(400, "invalid_argument", f"seq must be an integer from 0 to {MAX_LOG_SEQ}")
+        if not isinstance(text, str):
+            raise CallbackRejected(400, "invalid_argument", "text must be a string")
+        data = text.encode()
+        if len(data) > MAX_LOG_CHUNK_BYTES:
+            raise CallbackRejected(
+                400, "invalid_argument", f"a log chunk holds at most {MAX_LOG_CHUNK_BYTES} bytes"
+            )
+        return seq, data
+    stdout, stderr = body.get("stdout", ""), body.get("stderr", "")
+    if not isinstance(stdout, str) or not isinstance(stderr, str):
+        raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
+    data = f"=== stdout ===\n{stdout}\n=== stderr ===\n{stderr}\n".encode()
+    if len(data) > MAX_LOG_BYTES:
+        # Keep the tail: the end of a log is where the failure is.
+        data = b"[truncated]\n" + data[-(MAX_LOG_BYTES - 12) :]
+    return None, data
 
 
 def upload_logs(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Write-once captured output of one attempt (contracts §8): allowed until the task is terminal+."""
+    """Store captured output of one attempt, create-if-absent (contracts §8), whole or by chunks.
+
+    Accepted for the task's current attempt and for its earlier ones, in any state: an attempt that
+    timed out, was cancelled or whose worker was given up on keeps whatever it could still send.
+    """
     _zero_attempt(body)
     attempt = body.get("attempt")
-    stdout, stderr = body.get("stdout", ""), body.get("stderr", "")
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
         raise CallbackRejected(400, "invalid_argument", "attempt must be an integer >= 1")
-    if not isinstance(stdout, str) or not isinstance(stderr, str):
-        raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
+    seq, data = _log_body(body)
 
     def check(max_age_ms: int) -> Located:
-        loc = _locate(ctx, task_id, headers, max_age_ms)
+        loc = _locate(ctx, task_id, headers, max_age_ms, past_attempts=True)
         if attempt != loc.task.attempt:
             raise CallbackRejected(
                 409,
                 "attempt_mismatch",
-                f"attempt {attempt} is not the current attempt",
+                f"attempt {attempt} is not the attempt this token was issued for",
                 expectedAttempt=loc.task.attempt,
                 receivedAttempt=attempt,
             )
         return loc
 
     loc = _recent(ctx, check)
-    data = f"=== stdout ===\n{stdout}\n=== stderr ===\n{stderr}\n".encode()
-    if len(data) > MAX_LOG_BYTES:
-        # Keep the tail: the end of a log is where the failure is.
-        data = b"[truncated]\n" + data[-(MAX_LOG_BYTES - 12) :]
-    name = log_object_name(loc.task.run_id, loc.task.task_key, attempt)
+    name = log_object_name(loc.task.run_id, loc.task.task_key, attempt, seq)
     store = ctx.workspace_store(loc.claims.tenant_id, loc.claims.workspace_id)
     if not create_once(store, name, data, content_type="text/plain; charset=utf-8"):
-        raise CallbackRejected(409, "logs_already_uploaded", f"logs for attempt {attempt} already exist")
+        what = f"log chunk {seq}" if seq is not None else "logs"
+        raise CallbackRejected(409, "logs_already_uploaded", f"{what} for attempt {attempt} already exist")
     return {"acknowledged": True, "path": name, "sizeBytes": len(data)}

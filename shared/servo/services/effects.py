@@ -37,6 +37,7 @@ from servo.http.tokens import issue_task_token, min_ttl_for
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
+from servo.services.upstream_outputs import outside_upstream_outputs
 
 logger = logging.getLogger("servo.effects")
 WORKER_ID = "servo-controller"
@@ -50,6 +51,7 @@ def dispatch_envelope(
     decision: ctl.EnqueueDispatch,
     traceparent: str | None,
     upstream: dict[str, Any],
+    code_version: str | None = None,
 ) -> dict[str, Any]:
     """The worker's dispatch envelope (contracts §10), with a token scoped to this one attempt."""
     now_s = ctx.clock_ms() // 1000
@@ -85,14 +87,17 @@ def dispatch_envelope(
     envelope["tokenExpiresAt"] = format_timestamp(expires_at * 1000)
     if traceparent:
         envelope["traceparent"] = traceparent
-    envelope["payload"] = _payload(task, upstream)
+    envelope["payload"] = _payload(task, upstream, code_version)
     return envelope
 
 
-def _payload(task: TaskRow, upstream: dict[str, Any]) -> dict[str, Any]:
-    """Servo's envelope payload: the attempt's time bound and the upstream materializations' metadata,
-    so a downstream asset sees what its inputs produced without calling the API."""
+def _payload(task: TaskRow, upstream: dict[str, Any], code_version: str | None) -> dict[str, Any]:
+    """Servo's envelope payload: the attempt's time bound, the upstream materializations' metadata,
+    so a downstream asset sees what its inputs produced without calling the API, and the code version
+    the run was planned with, which a worker must hold to run the task."""
     payload: dict[str, Any] = {}
+    if code_version:
+        payload["codeVersion"] = code_version
     if task.timeout_seconds:
         payload["timeoutSeconds"] = task.timeout_seconds
     if upstream:
@@ -160,14 +165,20 @@ def _dispatch(
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
     name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
+    task_row = part.tasks[d.task_key]
+    # Upstreams outside the run get their last materialization's output; the run's own come last,
+    # so a run never sees an older output of an upstream it materialized itself.
+    outputs = outside_upstream_outputs(ctx, tenant_id, workspace_id, part, task_row)
+    outputs.update(upstream_outputs(part, upstreams.get(d.task_key, ())))
     envelope = dispatch_envelope(
         ctx,
         tenant_id,
         workspace_id,
-        part.tasks[d.task_key],
+        task_row,
         d,
         traceparent,
-        upstream_outputs(part, upstreams.get(d.task_key, ())),
+        outputs,
+        part.run.code_version if part.run is not None else None,
     )
     task = _http_task(
         ctx,

@@ -15,6 +15,7 @@ from typing import Any
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from servo.core.keys import AssetKey, b64u_encode
+from servo.core.partition_compat import partition_mismatch
 from servo.core.planner import AssetGraph, find_cycle
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
@@ -116,6 +117,12 @@ def parse_assets(body: Mapping[str, Any]) -> dict[str, AssetSpec]:
         )
     unknown = sorted({u for s in specs.values() for u in s.upstream if u not in specs})
     _require(not unknown, f"dependencies on unknown assets: {', '.join(unknown)}")
+    mismatches = [
+        partition_mismatch(key, spec.dimensions, upstream, specs[upstream].dimensions)
+        for key, spec in sorted(specs.items())
+        for upstream in spec.upstream
+    ]
+    _require(not any(mismatches), "; ".join(m for m in mismatches if m))
     cycle = find_cycle(AssetGraph.from_edges({k: s.upstream for k, s in specs.items()}))
     _require(cycle is None, f"dependency cycle: {' -> '.join(cycle or [])}")
     return specs

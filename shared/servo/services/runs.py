@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,7 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             else None,
             "errorMessage": task.error_message,
             "errorCategory": task.error_category,
+            "stackTrace": task.error_stack_trace,
             "materializationId": task.materialization_id,
             "executionLineageRef": task.execution_lineage_ref,
             "deltaTable": task.delta_table,
@@ -97,8 +99,16 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             "outputVisibilityState": task.output_visibility_state,
             "publishedAt": _ts(task.published_at),
             "publishError": task.publish_error,
+            **_progress(task),
         }
     )
+
+
+def _progress(task: TaskRow) -> dict[str, Any]:
+    """The attempt's last reported progress, while it runs (a finished task's progress is history)."""
+    if task.state != TaskState.RUNNING.value:
+        return {}
+    return {"progressMessage": task.progress_message, "progressPct": task.progress_pct}
 
 
 def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:
@@ -200,10 +210,25 @@ def list_runs(
     return body
 
 
+# A streamed attempt's chunks: ``logs/{run}/{task}/attempt-{n}/{seq}.log`` (services.callbacks).
+_CHUNK_NAME = re.compile(r"^(?P<attempt>.+/attempt-[0-9]+)/[0-9]+\.log$")
+
+
+def attempt_log_name(object_name: str) -> str:
+    """The attempt a log object belongs to, named as its whole-attempt object (``.../attempt-{n}.log``)."""
+    chunk = _CHUNK_NAME.match(object_name)
+    return f"{chunk.group('attempt')}.log" if chunk else object_name
+
+
 def run_logs(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, query: Mapping[str, str]
 ) -> tuple[bytes, str | None]:
-    """One page of captured logs (text), and the cursor of the next page."""
+    """One page of captured logs (text), and the cursor of the next page.
+
+    Each attempt's output follows a ``--- logs/{run}/{task}/attempt-{n}.log ---`` header line; a
+    streamed attempt's chunks are joined in order under it. When a page ends inside an attempt, the
+    next page repeats the header and carries on (readers join text under the same header).
+    """
     validate_path_component(run_id, "run id", 64)
     limit = _limit(query, 50, 200)
     prefix = f"logs/{run_id}/"
@@ -220,6 +245,7 @@ def run_logs(
     page: list[bytes] = []
     next_cursor: str | None = None
     size = 0
+    current: str | None = None
     for i, meta in enumerate(metas):
         if i == limit or (page and size + meta.size > MAX_LOG_PAGE_BYTES):
             next_cursor = meta.name
@@ -227,6 +253,12 @@ def run_logs(
         obj = store.get(meta.name)
         if obj is None:
             continue
-        page.append(f"--- {meta.name} ---\n".encode() + obj.data)
+        attempt = attempt_log_name(meta.name)
+        if attempt != current:
+            if page and not page[-1].endswith(b"\n"):
+                page.append(b"\n")
+            page.append(f"--- {attempt} ---\n".encode())
+            current = attempt
+        page.append(obj.data)
         size += len(obj.data)
     return b"".join(page), next_cursor

@@ -6,7 +6,14 @@
 from servo.worker._capture import CapturedOutput, capture_output
 from servo.worker._invoke import AssetFunction, Reporter
 from servo.worker._runner import AttemptResult, RunnerConfig, run_attempt
-from servo.worker._serve import WorkerHandle, project_assets, serve_app, serve_worker, wsgi_app_from_env
+from servo.worker._serve import (
+    WorkerHandle,
+    load_project,
+    project_assets,
+    serve_app,
+    serve_worker,
+    wsgi_app_from_env,
+)
 from servo.worker._server import WorkerApp
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "WorkerApp",
     "WorkerHandle",
     "capture_output",
+    "load_project",
     "project_assets",
     "run_attempt",
     "serve_app",

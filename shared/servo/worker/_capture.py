@@ -18,55 +18,29 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-# Enough for any log the control plane keeps (it truncates to 2 MiB); the tail is what matters.
-MAX_CAPTURE_CHARS = 4 * 1024 * 1024
-
-
-class _TailBuffer:
-    """Text buffer that keeps at most ``limit`` characters, dropping the oldest."""
-
-    __slots__ = ("_chunks", "_dropped", "_limit", "_lock", "_size")
-
-    def __init__(self, limit: int) -> None:
-        self._chunks: list[str] = []
-        self._size = 0
-        self._limit = limit
-        self._dropped = False
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> None:
-        with self._lock:
-            self._chunks.append(text)
-            self._size += len(text)
-            if self._size > 2 * self._limit:
-                joined = "".join(self._chunks)[-self._limit :]
-                self._chunks, self._size, self._dropped = [joined], len(joined), True
-
-    def getvalue(self) -> str:
-        with self._lock:
-            text = "".join(self._chunks)
-            if self._size > self._limit:
-                text, self._dropped = text[-self._limit :], True
-            return f"[earlier output dropped]\n{text}" if self._dropped else text
+from servo.worker._logstream import OutputStream
 
 
 class CapturedOutput:
-    """What one task printed and logged."""
+    """What one task printed and logged, stdout and stderr interleaved in write order: ``stream``,
+    which the uploader drains while the task runs (worker._logstream)."""
 
-    __slots__ = ("_err", "_out")
+    __slots__ = ("stream",)
 
-    def __init__(self, limit: int = MAX_CAPTURE_CHARS) -> None:
-        self._out = _TailBuffer(limit)
-        self._err = _TailBuffer(limit)
+    def __init__(self) -> None:
+        self.stream = OutputStream()
 
-    def stdout(self) -> str:
-        return self._out.getvalue()
+    def text(self) -> str:
+        """Everything captured and not yet taken by the uploader (without taking it)."""
+        return self.stream.peek()
 
-    def stderr(self) -> str:
-        return self._err.getvalue()
+    def write_stderr(self, text: str) -> None:
+        """Add the worker's own text (a failure's traceback) to the attempt's output."""
+        self._write("stderr", text if text.endswith("\n") else text + "\n")
 
     def _write(self, stream: str, text: str) -> None:
-        (self._out if stream == "stdout" else self._err).write(text)
+        # ``stream`` (stdout or stderr) is not kept apart: a log reads as the terminal would show it.
+        self.stream.write(text)
 
 
 _current: ContextVar[CapturedOutput | None] = ContextVar("servo_worker_capture", default=None)

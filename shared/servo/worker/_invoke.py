@@ -1,7 +1,8 @@
 """Calling one ``@asset`` function: its context, its upstream arguments, sync or async.
 
 Servo has no IO managers, so an upstream "input" is that upstream's reported output (materialization id,
-row count, metadata) taken from the dispatch payload — never data. Everything about the asset comes from
+row count, metadata) taken from the dispatch payload — never data: this run's, or for an upstream
+outside the run, its last successful materialization's. Everything about the asset comes from
 the definition the SDK attached (``fn.__servo_asset__``).
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from servo.core.protocol import DispatchEnvelope
+from servo.errors import UpstreamNotMaterialized
 from servo.sdk import AssetContext, definition_of
 from servo.worker._heartbeat import CancelSignal
 
@@ -92,14 +94,38 @@ def build_context(
     )
 
 
+class _NoOutput(Mapping[str, Any]):
+    """An upstream without an output: empty and falsy, and reading a field says why in plain words."""
+
+    def __init__(self, upstream_key: str) -> None:
+        self._key = upstream_key
+
+    def __getitem__(self, field: str) -> Any:
+        raise UpstreamNotMaterialized(self._key, field)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"<no materialization of {self._key}>"
+
+
 def call_asset(fn: AssetFunction, context: AssetContext) -> Any:
-    """Run the asset: upstream outputs go to the parameters that receive them; coroutines via asyncio."""
+    """Run the asset: upstream outputs go to the parameters that receive them; coroutines via asyncio.
+
+    An upstream the control plane sent no output for (neither this run nor a recent one materialized
+    it) is passed as an empty mapping whose reads raise ``UpstreamNotMaterialized``.
+    """
     upstream = context.upstream
-    kwargs = {
-        dep.parameter_name: dict(upstream.get(str(dep.upstream_key), {}))
-        for dep in context.definition.deps
-        if dep.parameter_name
-    }
+    kwargs: dict[str, Any] = {}
+    for dep in context.definition.deps:
+        if dep.parameter_name:
+            key = str(dep.upstream_key)
+            output = upstream.get(key)
+            kwargs[dep.parameter_name] = dict(output) if output is not None else _NoOutput(key)
     result = fn(context, **kwargs)
     if inspect.iscoroutine(result):
         result = asyncio.run(result)

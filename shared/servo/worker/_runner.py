@@ -1,4 +1,4 @@
-"""One task attempt, end to end: started → heartbeats → the asset → logs → completed.
+"""One task attempt, end to end: started → heartbeats and streamed logs → the asset → completed.
 
 The asset runs on its own thread, in a copy of the request's context (so the per-task capture follows
 it), while the request thread waits. That keeps the HTTP request synchronous (Cloud Run style) but lets
@@ -12,7 +12,6 @@ import contextvars
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +24,12 @@ from servo.core.errors import InvalidMessage, ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
 from servo.errors import classify_exception
 from servo.sdk import AssetContext
-from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient, CallbackUnavailable
+from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient
 from servo.worker._capture import capture_output
 from servo.worker._heartbeat import CancelSignal, Heartbeater, heartbeat_interval
 from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, build_context, call_asset, timeout_of
+from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S, LogUploader
+from servo.worker._tracebacks import user_traceback
 
 logger = logging.getLogger("servo.worker")
 
@@ -44,6 +45,7 @@ class RunnerConfig:
     cancel_grace_s: float = 30.0
     callback_tries: int = 4
     callback_backoff_s: float = 0.25
+    log_flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S  # how often a running attempt's output is sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +73,13 @@ def run_attempt(
     fn: AssetFunction | None,
     http: requests.Session,
     config: RunnerConfig,
+    *,
+    refusal: str | None = None,
 ) -> AttemptResult:
     """Run one dispatched attempt and report it.
+
+    ``fn`` None: the attempt is reported FAILED (CONFIGURATION) without running anything, with
+    ``refusal`` as the reason (default: the asset is not in this worker's project).
 
     Raises:
         CallbackUnavailable: ``started`` or ``completed`` could not reach the control plane; the caller
@@ -106,7 +113,7 @@ def run_attempt(
     if fn is None:
         missing = TaskError(
             category="CONFIGURATION",
-            message=f"asset {envelope.task_key!r} is not defined in this worker's project",
+            message=refusal or f"asset {envelope.task_key!r} is not defined in this worker's project",
             retryable=False,
         )
         return _complete(client, envelope, config, "FAILED", None, missing, None)
@@ -130,6 +137,10 @@ def run_attempt(
     timeout_s = timeout_of(envelope, fn)
     timer = threading.Timer(timeout_s, cancel.set, args=(TIMEOUT_REASON,)) if timeout_s else None
     with capture_output(USER_LOGGERS) as captured:
+        uploader = LogUploader(
+            client, envelope.attempt, captured.stream, interval_s=config.log_flush_interval_s
+        )
+        uploader.start()
         finished = _Finished()
         thread = threading.Thread(
             target=contextvars.copy_context().run,
@@ -147,7 +158,11 @@ def run_attempt(
         if timer is not None:
             timer.cancel()
     outcome, output, error = _outcome(finished, cancel, reporter, timeout_s)
-    _upload_logs(client, envelope.attempt, captured.stdout(), captured.stderr())
+    if error is not None and error.stack_trace:
+        # The log is where a failure is read: the traceback goes there, after what the asset printed.
+        captured.write_stderr(error.stack_trace)
+    # Before ``completed``: a reader that sees the task finished also sees all of its output.
+    uploader.close()
     return _complete(client, envelope, config, outcome, output, error, cancel.reason)
 
 
@@ -192,7 +207,7 @@ def _error_of(exc: BaseException) -> TaskError:
         "category": category,
         "message": message,
         "retryable": retryable,
-        "stackTrace": "".join(traceback.format_exception(exc)),
+        "stackTrace": user_traceback(exc),
     }
     try:
         # Parsing checks the category against the contract's enum (a user subclass may invent one).
@@ -219,16 +234,6 @@ def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
     # assets receive the whole output dict through the dispatch payload.
     output["metadata"] = metadata
     return output
-
-
-def _upload_logs(client: CallbackClient, attempt: int, stdout: str, stderr: str) -> None:
-    # Best effort: a task's outcome must not depend on whether its logs could be stored.
-    try:
-        reply = client.post("logs", {"attempt": attempt, "stdout": stdout, "stderr": stderr})
-    except CallbackUnavailable:
-        return
-    if not reply.ok and reply.error != "logs_already_uploaded":
-        logger.warning("logs upload refused: %s %s", reply.status, dict(reply.body))
 
 
 def _complete(

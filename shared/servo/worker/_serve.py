@@ -13,7 +13,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from servo.core.errors import InvalidInput
-from servo.sdk import discover_assets
+from servo.sdk import code_version, discover_assets
 from servo.worker._invoke import AssetFunction
 from servo.worker._server import WorkerApp
 
@@ -56,21 +56,39 @@ def project_assets(project_root: Path) -> dict[str, AssetFunction]:
     return dict(found)
 
 
+def load_project(project_root: Path) -> tuple[dict[str, AssetFunction], str]:
+    """The project's assets and the version of the code they were loaded from (see ``code_version``).
+
+    The version is taken first: a file edited while the modules load makes the version stale, so the
+    worker refuses the new deploy's tasks (and reloads again) rather than run unversioned code.
+    """
+    version = code_version(project_root)
+    return project_assets(project_root), version
+
+
 def serve_worker(
     project_root: Path,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
     dispatch_secret: str,
+    reload: bool = False,
     worker_id: str = "servo-worker",
     tenant_id: str | None = None,
     workspace_id: str | None = None,
     api_url: str | None = None,
     **options: Any,
 ) -> WorkerHandle:
-    """Discover ``project_root``'s assets and serve them; ``options`` go to WorkerApp."""
+    """Discover ``project_root``'s assets and serve them; ``options`` go to WorkerApp.
+
+    ``reload``: when a task of another code version arrives, load the project again from disk first
+    (``servo dev``: a ``servo deploy`` of edited code reaches the running worker).
+    """
+    assets, version = load_project(project_root)
     app = WorkerApp(
-        project_assets(project_root),
+        assets,
+        code_version=version,
+        loader=(lambda: load_project(project_root)) if reload else None,
         dispatch_secret=dispatch_secret,
         worker_id=worker_id,
         tenant_id=tenant_id,
@@ -97,8 +115,10 @@ def wsgi_app_from_env(environ: Mapping[str, str] | None = None) -> WorkerApp:
         raise InvalidInput(
             "SERVO_DISPATCH_SECRET must be set: the worker refuses every unauthenticated dispatch"
         )
+    assets, version = load_project(Path(env.get("SERVO_PROJECT_DIR") or os.getcwd()))
     return WorkerApp(
-        project_assets(Path(env.get("SERVO_PROJECT_DIR") or os.getcwd())),
+        assets,
+        code_version=version,
         dispatch_secret=secret,
         worker_id=env.get("SERVO_WORKER_ID") or env.get("K_REVISION") or "servo-worker",
         tenant_id=env.get("SERVO_TENANT") or None,

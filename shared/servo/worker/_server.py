@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -20,11 +20,15 @@ from flask import Flask, Response, jsonify, request
 
 from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
+from servo.sdk import CODE_VERSION_PREFIX
 from servo.worker._callbacks import CallbackUnavailable
 from servo.worker._invoke import AssetFunction
+from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S
 from servo.worker._runner import RunnerConfig, run_attempt
 
 logger = logging.getLogger("servo.worker")
+
+Loader = Callable[[], tuple[Mapping[str, AssetFunction], str]]
 
 # Remember this many finished dispatches, so a redelivery of one that was already reported is a no-op.
 DONE_DISPATCH_MEMORY = 1024
@@ -72,6 +76,9 @@ class WorkerApp:
 
     Args:
         assets: asset key (``ns.name``) → the ``@asset`` function.
+        code_version: the version of the code ``assets`` came from (``servo.sdk.code_version``); a
+            dispatch whose payload names another ``codeVersion`` is refused (FAILED, CONFIGURATION).
+        loader: when set, called to load the project again (assets, code version) before refusing.
         dispatch_secret: shared secret the dispatcher sends (``X-Servo-Dispatch-Secret`` or
             ``Authorization: Bearer``); empty means every dispatch is refused.
         worker_id: reported in every callback.
@@ -80,7 +87,8 @@ class WorkerApp:
             envelope cannot make the worker send its task token elsewhere.
         http: session for the callbacks (one per worker; a new one when None).
         max_concurrency: attempts run at once; beyond that dispatches get 503.
-        heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s: see RunnerConfig.
+        heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s / log_flush_interval_s:
+            see RunnerConfig.
     """
 
     def __init__(
@@ -88,6 +96,8 @@ class WorkerApp:
         assets: Mapping[str, AssetFunction],
         *,
         dispatch_secret: str,
+        code_version: str | None = None,
+        loader: Loader | None = None,
         worker_id: str,
         tenant_id: str | None = None,
         workspace_id: str | None = None,
@@ -98,8 +108,12 @@ class WorkerApp:
         cancel_grace_s: float = 30.0,
         callback_tries: int = 4,
         callback_backoff_s: float = 0.25,
+        log_flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     ) -> None:
-        self.assets = dict(assets)
+        # Assets and the code version they came from change together (a reload swaps the pair).
+        self._code: tuple[dict[str, AssetFunction], str | None] = (dict(assets), code_version)
+        self._loader = loader
+        self._reload_lock = threading.Lock()
         self._secret = dispatch_secret.encode()
         self._tenant_id = tenant_id
         self._workspace_id = workspace_id
@@ -112,10 +126,41 @@ class WorkerApp:
             cancel_grace_s=cancel_grace_s,
             callback_tries=callback_tries,
             callback_backoff_s=callback_backoff_s,
+            log_flush_interval_s=log_flush_interval_s,
         )
         self.flask = Flask("servo.worker")
         self.flask.add_url_rule("/health", "health", self._health, methods=["GET"])
         self.flask.add_url_rule("/dispatch", "dispatch", self._dispatch, methods=["POST"])
+
+    @property
+    def assets(self) -> dict[str, AssetFunction]:
+        return self._code[0]
+
+    @property
+    def code_version(self) -> str | None:
+        return self._code[1]
+
+    def _asset_for(self, env: DispatchEnvelope) -> tuple[AssetFunction | None, str | None]:
+        """The function to run, or None and why not: a task planned with code this worker does not
+        hold is refused (after one reload from disk, when the worker has a loader). Only versions
+        ``servo deploy`` computed (``src-…``) can be checked; any other name is taken on trust."""
+        wanted = env.payload.get("codeVersion")
+        assets, held = self._code
+        checkable = isinstance(wanted, str) and wanted.startswith(CODE_VERSION_PREFIX)
+        if checkable and held is not None and wanted != held:
+            if self._loader is not None:
+                with self._reload_lock:
+                    if self._code[1] != wanted:
+                        loaded, version = self._loader()
+                        self._code = (dict(loaded), version)
+                        logger.info("reloaded the project: code version %s -> %s", held, version)
+                assets, held = self._code
+            if wanted != held:
+                return None, (
+                    f"this worker holds code version {held}, but the run was deployed with {wanted}: "
+                    "deploy the code this worker serves (`servo deploy`), or serve the deployed code"
+                )
+        return assets.get(env.task_key), None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.flask(environ, start_response)
@@ -163,7 +208,8 @@ class WorkerApp:
             return _error(503, "UNAVAILABLE", f"dispatch {env.dispatch_id} {why}", **{"Retry-After": "1"})
         done = False
         try:
-            result = run_attempt(env, self.assets.get(env.task_key), self._http, self.config)
+            fn, refusal = self._asset_for(env)
+            result = run_attempt(env, fn, self._http, self.config, refusal=refusal)
             done = True
         except CallbackUnavailable as exc:
             return _error(500, "INTERNAL", str(exc))

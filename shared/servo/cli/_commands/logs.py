@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
@@ -27,27 +27,45 @@ def _write(text: str) -> None:
 
 
 def split_objects(page: str) -> Iterator[tuple[str, str]]:
-    """(object name, header + content) of each log object in one page."""
+    """(attempt log name, content after its header line) of each section of one page."""
     heads = list(_HEADER.finditer(page))
     for i, head in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(page)
-        yield head.group(1), page[head.start() : end]
+        yield head.group(1), page[head.end() + 1 : end]
 
 
-def _new_objects(client: ApiClient, run_id: str, task: str | None, seen: set[str]) -> list[str]:
+class _Printer:
+    """Prints each attempt's log once, under one header, and after that only what was added to it.
+
+    A streamed attempt grows while it runs, and a page may end inside an attempt (the next page
+    repeats its header), so text is joined by attempt name before anything is printed.
+    """
+
+    def __init__(self) -> None:
+        self._printed: dict[str, int] = {}
+
+    def show(self, pages: Iterable[str]) -> None:
+        texts: dict[str, str] = {}
+        for page in pages:
+            for name, text in split_objects(page):
+                texts[name] = texts.get(name, "") + text
+        for name, text in texts.items():
+            done = self._printed.get(name)
+            if done is None:
+                _write(f"--- {name} ---\n{text}")
+            elif len(text) > done:
+                _write(text[done:])
+            self._printed[name] = max(len(text), done or 0)
+
+
+def _poll(client: ApiClient, run_id: str, task: str | None, printer: _Printer) -> None:
     try:
         pages = list(client.log_pages(run_id, task))
     except ApiError as exc:
         if exc.status == 404:
-            return []  # nothing uploaded yet
+            return  # nothing uploaded yet
         raise
-    fresh = []
-    for page in pages:
-        for name, text in split_objects(page):
-            if name not in seen:
-                seen.add(name)
-                fresh.append(text)
-    return fresh
+    printer.show(pages)
 
 
 @click.command("logs")
@@ -55,11 +73,16 @@ def _new_objects(client: ApiClient, run_id: str, task: str | None, seen: set[str
 @click.option(
     "-t", "--task", "task", metavar="KEY", help="Only this task's logs (its task key, e.g. demo.a)."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new attempts' logs until the run finishes.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new output as it arrives, until the run finishes."
+)
 @api_options
 @click.pass_obj
 def logs_command(state: State, run_id: str, task: str | None, follow: bool, **kwargs: Any) -> None:
-    """Print the captured stdout/stderr of a run's task attempts.
+    """Print the captured output of a run's task attempts, one section per attempt.
+
+    Output is uploaded while an attempt runs, so a running task's log is readable (and --follow
+    prints it as it comes); a failed attempt's log ends with its traceback.
 
     \b
     Examples:
@@ -68,17 +91,15 @@ def logs_command(state: State, run_id: str, task: str | None, follow: bool, **kw
       servo logs 01JD3F... --follow
     """
     client = client_from(kwargs)
+    printer = _Printer()
     if not follow:
-        for page in client.log_pages(run_id, task):
-            _write(page)
+        printer.show(client.log_pages(run_id, task))
         return
-    seen: set[str] = set()
     while True:
-        # Read the state before the logs: logs are uploaded before completion, so a terminal state seen
-        # here means this pass already sees every attempt's log.
+        # Read the state before the logs: an attempt's last output is uploaded before its completion,
+        # so a terminal state seen here means this pass already sees all of it.
         run_state = get_run_eventually(client, run_id).get("state")
-        for text in _new_objects(client, run_id, task, seen):
-            _write(text)
+        _poll(client, run_id, task, printer)
         if run_state in TERMINAL_RUN_STATES:
             return
         time.sleep(FOLLOW_INTERVAL_S)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,7 +50,6 @@ def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
     """
     root = config.require_project()
     from servo import sdk
-    from servo.core.ids import UlidFactory
 
     try:
         found = sdk.discover_assets(root, strict=True)
@@ -62,11 +60,13 @@ def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
         keys = [str(d.key) for d in definitions]
         ids = sdk.assign_asset_ids(keys, sdk.load_asset_ids(root))
         now_ms = time.time_ns() // 1_000_000
+        # The code's own digest, not a fresh id: the worker computes the same from what it loaded.
+        version = sdk.code_version(root)
         manifest = sdk.build_manifest(
             definitions,
             tenant_id=config.tenant,
             workspace_id=config.workspace,
-            code_version_id=UlidFactory(os.urandom).new(now_ms),
+            code_version_id=version,
             git=sdk.git_info(root),
             deployed_by=getpass.getuser(),
             deployed_at_ms=now_ms,

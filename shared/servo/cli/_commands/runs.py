@@ -216,7 +216,8 @@ def status_command(
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    """Show recent runs, or one run's tasks (state, attempt, timing, error or skip reason).
+    """Show recent runs, or one run's tasks (state, attempt, timing, error or skip reason, a running
+    task's last reported progress) followed by each failed task's traceback.
 
     \b
     Examples:
