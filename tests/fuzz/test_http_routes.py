@@ -89,6 +89,11 @@ def _hints(t: Target) -> tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.S
     return good, wild
 
 
+def internal_headers(op: Operation, t: Target) -> dict[str, str]:
+    """The internal credential an internal route needs, so a request gets past it into the service."""
+    return {"X-Servo-Dispatch-Secret": t.ctx.settings.dispatch_secret} if op.internal else {}
+
+
 def _headers(op: Operation, t: Target) -> st.SearchStrategy[dict[str, str]]:
     bearer = f"Bearer {t.env['taskToken']}"
     auth = st.sampled_from([bearer] * 4 + [bearer[:-3] + "AAA", "Bearer ", "Basic eA=="]) | HEADER_TEXT
@@ -104,6 +109,9 @@ def _headers(op: Operation, t: Target) -> st.SearchStrategy[dict[str, str]]:
     }
     # A callback carries a (mostly real) task token, so its checks past authentication are reached.
     required = {"Authorization": auth} if op.callback else {}
+    if op.internal:
+        secret = internal_headers(op, t)["X-Servo-Dispatch-Secret"]
+        required["X-Servo-Dispatch-Secret"] = st.sampled_from([secret] * 4 + ["", secret[:-1]])
     if not op.callback:
         optional["Authorization"] = auth
     return st.fixed_dictionaries(required, optional=optional)

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
 
+from servo.core.canonical_json import loads_strict
 from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
 from servo.core.ids import validate_scope_id
 from servo.http import jsonlog, routes
@@ -144,15 +145,15 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
 
 
 def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
-    """Strict JSON object from a request body (floats are allowed here: progress etc. are ints anyway)."""
-    import json
-
+    """A JSON object from a request body, refused with a 400 when it is anything a service could not
+    store: invalid UTF-8, a lone surrogate, an integer outside 64 bits, a duplicate key or nesting
+    past the parser's limit (floats are allowed here: a progress or a metric may be one)."""
     if not body:
         return {}
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+        value = loads_strict(body, allow_floats=True)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.message}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value
