@@ -30,6 +30,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInput(f"{name} must be an integer, got {raw!r}") from exc
 
 
+# The internal credential: the dispatch secret, which Cloud Tasks (dispatches, due timers) and Cloud
+# Scheduler (the sweep) send in this header. Internal routes refuse a request without it in every mode.
+INTERNAL_CREDENTIAL_HEADER = "X-Servo-Dispatch-Secret"
+
 _WORKER_URL = "http://127.0.0.1:8081/dispatch"
 _TIMERS_URL = "http://127.0.0.1:8080/v1/timers/fire"
 _API_URL = "http://127.0.0.1:8080"
@@ -123,6 +127,10 @@ class Settings:
             ),
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
         )
+
+    def internal_headers(self) -> dict[str, str]:
+        """What a caller of an internal route (a timer task, the scheduler's sweep) sends."""
+        return {INTERNAL_CREDENTIAL_HEADER: self.dispatch_secret}
 
     def object_store(self) -> ObjectStore:
         """The bucket-root store (names carry ``{tenant}/{workspace}/``)."""

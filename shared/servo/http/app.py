@@ -23,6 +23,7 @@ from servo.core.ids import validate_scope_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
+from servo.settings import INTERNAL_CREDENTIAL_HEADER
 
 logger = logging.getLogger("servo.http")
 
@@ -55,10 +56,17 @@ def _handlers() -> dict[str, Handler]:
     return handlers.HANDLERS
 
 
-def _check_api_auth(call: Call, route: routes.Route) -> None:
-    """Local static bearer token for the control-plane API; callbacks carry task tokens instead."""
+def _check_auth(call: Call, route: routes.Route) -> None:
+    """Internal routes (the sweep, due timers) need the internal credential in every mode: they write
+    into any tenant's ledger. The API needs the local static bearer token when one is set; callbacks
+    carry task tokens instead, checked by their service."""
+    if route.internal:
+        given = call.header(INTERNAL_CREDENTIAL_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), call.ctx.settings.dispatch_secret.encode()):
+            raise Unauthorized("missing or invalid internal credential")
+        return
     token = call.ctx.settings.api_token
-    if token is None or route.function in ("callback", "timers"):
+    if token is None or route.function == "callback":
         return
     given = call.header("authorization") or ""
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -106,7 +114,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
                 body=request.get_data(cache=False),
                 correlation_id=correlation_id,
             )
-            _check_api_auth(call, found.route)
+            _check_auth(call, found.route)
             result = _handlers()[found.route.operation](call)
             if len(result) == 2:
                 status, payload = result[0], result[1]
