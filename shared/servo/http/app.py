@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from servo.core.canonical_json import loads_strict
 from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
-from servo.core.ids import validate_scope_id
+from servo.core.ids import validate_scope_id, validate_tenant_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
@@ -101,9 +101,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
             params = dict(found.params)
             if "ws" in params:
                 params["ws"] = validate_scope_id(params["ws"], "workspace")
-            tenant = validate_scope_id(
-                request.headers.get("X-Servo-Tenant") or ctx.settings.default_tenant, "tenant"
-            )
+            tenant = validate_tenant_id(request.headers.get("X-Servo-Tenant") or ctx.settings.default_tenant)
             labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
             call = Call(
                 ctx=ctx,
