@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Request, Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.wrappers import Request as BaseRequest
 
 from servo.core.canonical_json import loads_strict
-from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
+from servo.core.errors import InvalidInput, NotFound, PayloadTooLarge, ServoError, Unauthorized
 from servo.core.ids import validate_scope_id, validate_tenant_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
@@ -109,7 +110,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
                 params=params,
                 query={k: v for k, v in request.args.items()},
                 headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(cache=False),
+                body=read_body(request),
                 correlation_id=correlation_id,
             )
             _check_auth(call, found.route)
@@ -148,6 +149,25 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
     for key, value in extra.items():
         response.headers[key] = value
     return response
+
+
+# The largest request body any route takes: Cloud Functions' own limit, so the local stacks refuse
+# what a deployment would (a worker's logs callback, the largest body, stays far below it).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+def read_body(request: BaseRequest) -> bytes:
+    """The request body, refused with 413 above MAX_REQUEST_BYTES, declared or not (chunked)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {MAX_REQUEST_BYTES}")
+    try:
+        body = request.stream.read(MAX_REQUEST_BYTES + 1)
+    except (OSError, ClientDisconnected):  # stalled past the server's socket timeout, or went away
+        raise InvalidInput("the request body was not received in full") from None
+    if len(body) > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"request body is over the limit of {MAX_REQUEST_BYTES} bytes")
+    return body
 
 
 def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
@@ -192,6 +212,11 @@ def install_json_errors_in_current_app() -> None:
 
     if has_app_context():
         install_json_errors(current_app)
+
+
+def error_response(exc: ServoError) -> Response:
+    """A refusal decided before a request reaches :func:`handle` (the local server's own checks)."""
+    return _json_error(exc.http_status, exc.code, exc.message)
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
