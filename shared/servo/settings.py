@@ -34,6 +34,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 # Scheduler (the sweep) send in this header. Internal routes refuse a request without it in every mode.
 INTERNAL_CREDENTIAL_HEADER = "X-Servo-Dispatch-Secret"
 
+# Development secrets of the local stacks only: Settings.from_env refuses to use them on real GCS.
+_DEV_TOKEN_SECRET = b"servo-local-task-token-secret-0123456789"
+_DEV_DISPATCH_SECRET = "servo-local-dispatch-secret"
+
 _WORKER_URL = "http://127.0.0.1:8081/dispatch"
 _TIMERS_URL = "http://127.0.0.1:8080/v1/timers/fire"
 _API_URL = "http://127.0.0.1:8080"
@@ -45,6 +49,20 @@ DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS = 500
 # A bucket holds a whole day's runs, so moving ended runs one by one would cost a busy day's bucket per
 # run end; the manifest carries at most this many ended entries (a few hundred bytes each).
 DEFAULT_ENDED_RUNS_PER_INDEX_WRITE = 32
+
+
+def _require_real_secrets(token_secret: str | None, dispatch_secret: str | None) -> None:
+    """Fail closed on real GCS: with the built-in secrets anyone could mint task tokens and dispatches."""
+    if (
+        not token_secret
+        or not dispatch_secret
+        or token_secret.encode() == _DEV_TOKEN_SECRET
+        or dispatch_secret == _DEV_DISPATCH_SECRET
+    ):
+        raise InvalidInput(
+            "SERVO_TOKEN_SECRET and SERVO_DISPATCH_SECRET must be set to real secrets when "
+            "SERVO_STORAGE=gcs (only the local stacks may run on the built-in development secrets)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +85,8 @@ class Settings:
     # GCP: the sweep re-kicks the compactor (by writing a ledger/kicks/ object whose finalize event
     # reaches it) instead of compacting itself, so that only the compactor writes state/ (design §2).
     sweep_kicks: bool = False
-    token_secret: bytes = field(default=b"servo-local-task-token-secret-0123456789", repr=False)
-    dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
+    token_secret: bytes = field(default=_DEV_TOKEN_SECRET, repr=False)
+    dispatch_secret: str = field(default=_DEV_DISPATCH_SECRET, repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
     tenant_secret: bytes = field(default=b"", repr=False)
     # The tenant a request acts for when no X-Servo-Tenant header names one (single-tenant deployments).
@@ -96,11 +114,15 @@ class Settings:
         if storage not in ("local", "gcs"):
             raise InvalidInput(f"SERVO_STORAGE must be 'local' or 'gcs', got {storage!r}")
         secret = e.get("SERVO_TOKEN_SECRET")
+        dispatch_secret = e.get("SERVO_DISPATCH_SECRET")
+        emulator = e.get("STORAGE_EMULATOR_HOST") or None
+        if storage == "gcs" and emulator is None:
+            _require_real_secrets(secret, dispatch_secret)
         return cls(
             storage=storage,
             data_dir=Path(e.get("SERVO_DATA_DIR", ".servo-dev/data")),
             bucket=e.get("SERVO_BUCKET", "servo-local"),
-            storage_emulator_host=e.get("STORAGE_EMULATOR_HOST") or None,
+            storage_emulator_host=emulator,
             project=e.get("SERVO_PROJECT", "servo-local"),
             location=e.get("SERVO_LOCATION", "us-central1"),
             queue=e.get("SERVO_TASKS_QUEUE", "default-queue"),
@@ -110,8 +132,8 @@ class Settings:
             api_url=e.get("SERVO_API_URL", _API_URL).rstrip("/"),
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
             sweep_kicks=e.get("SERVO_SWEEP_KICKS", "") in ("1", "true", "yes"),
-            token_secret=secret.encode() if secret else b"servo-local-task-token-secret-0123456789",
-            dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
+            token_secret=secret.encode() if secret else _DEV_TOKEN_SECRET,
+            dispatch_secret=dispatch_secret or _DEV_DISPATCH_SECRET,
             api_token=e.get("SERVO_API_TOKEN") or None,
             tenant_secret=base64.b64decode(e.get("SERVO_TENANT_SECRET_B64", "")),
             default_tenant=e.get("SERVO_TENANT", "default"),
