@@ -67,3 +67,35 @@ def test_a_bad_registry_entry_is_skipped_and_reported_and_every_other_workspace_
     assert all(str(tmp_path) not in message for message in skipped.values())
     logged = [r for r in caplog.records if r.servo["labels"].get("workspace") in skipped]
     assert len(logged) == 3, [r.getMessage() for r in caplog.records]
+
+
+def test_a_ledger_object_truncated_to_nothing_never_wedges_the_sweep(tmp_path: Path) -> None:
+    from servo.services.trigger import trigger_run
+
+    ctx, _, _ = make_context(tmp_path)
+    assert deploy_manifest(ctx, "default", "prod", MANIFEST, None)[0] == 201
+    assert trigger_run(ctx, "default", "prod", {"selection": ["ns.a"]})[0] == 201
+    newest = ctx.store.list("default/prod/ledger/orchestration/")[-1].name
+    path = ctx.store.root.joinpath(*newest.split("/"))
+    path.with_name(path.name + "%o").write_bytes(b"")
+    for _ in range(2):  # every tick, not only the first
+        report = sweep(ctx, {})
+        assert report["skipped"] == [] and "default/prod" in report["workspaces"], report
+    client = router_app(lambda: ctx).test_client()
+    listed = client.get("/v1/workspaces/prod/runs")
+    assert listed.status_code == 200
+    assert str(tmp_path) not in listed.get_data(as_text=True)
+
+
+def test_a_truncated_object_a_writer_hands_over_is_reported_as_malformed(tmp_path: Path) -> None:
+    from servo.services.orchestrate import compact_workspace
+
+    ctx, _, _ = make_context(tmp_path, compact=False)
+    assert deploy_manifest(ctx, "default", "prod", MANIFEST, None)[0] == 201
+    store = ctx.workspace_store("default", "prod")
+    name = "ledger/orchestration/01MCC5RM000000000000000009.json"
+    store.create(name, b"{}")
+    path = ctx.store.root.joinpath(*f"default/prod/{name}".split("/"))
+    path.with_name(path.name + "%o").write_bytes(b"")
+    _, _, malformed, _ = compact_workspace(ctx, "default", "prod", [name])
+    assert malformed == 1
