@@ -6,6 +6,7 @@ its own routes; the local router calls it with ``function=None`` and serves them
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import time
@@ -19,7 +20,14 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.wrappers import Request as BaseRequest
 
 from servo.core.canonical_json import loads_strict
-from servo.core.errors import InvalidInput, NotFound, PayloadTooLarge, ServoError, Unauthorized
+from servo.core.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ServoError,
+    Unauthorized,
+    Unavailable,
+)
 from servo.core.ids import validate_scope_id, validate_tenant_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
@@ -74,6 +82,23 @@ def _check_auth(call: Call, route: routes.Route) -> None:
         raise Unauthorized("missing or invalid bearer token")
 
 
+# A full disk (or quota) under the local store: the request can be repeated once space is freed.
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _serve(handler: Handler, call: Call) -> Result:
+    try:
+        return handler(call)
+    except OSError as exc:
+        if exc.errno not in _OUT_OF_SPACE:
+            raise
+        # Writes are whole objects, create-if-absent: what landed before the failure is what a
+        # retry of the same request finds and completes, so repeating it is safe.
+        raise Unavailable(
+            "the server is out of storage space; free disk space and retry the request"
+        ) from None
+
+
 def handle(request: Request, ctx: ServiceContext, function: str | None = None) -> Response:
     started = time.perf_counter()
     correlation_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
@@ -114,7 +139,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
                 correlation_id=correlation_id,
             )
             _check_auth(call, found.route)
-            result = _handlers()[found.route.operation](call)
+            result = _serve(_handlers()[found.route.operation], call)
             if len(result) == 2:
                 status, payload = result[0], result[1]
             else:
