@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 import requests
 from servo.http.app import MAX_REQUEST_BYTES
 
-from tests.e2e.test_m1_smoke import REPO, SERVO, _free_port, _read_ready_line
+from tests.e2e.test_m1_smoke import REPO, _free_port, _read_ready_line, servo_dev
 from tests.fuzz.openapi import HOSTILE_JSON, operations
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +61,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         SERVO_DISPATCH_SECRET=INTERNAL["X-Servo-Dispatch-Secret"],
         PYTHONUNBUFFERED="1",
     )
-    log = (root / "dev.err").open("w")
-    proc = subprocess.Popen(
-        [SERVO, "dev", "--port", str(port), "--data", str(data_dir), "--project", str(project),
-         "--sweep-interval", "0.5"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-    )  # fmt: skip
-    try:
+    with servo_dev(root, project, port, env) as proc:
         api_url = _read_ready_line(proc, 60)
         http = requests.Session()
         http.headers["Authorization"] = f"Bearer {API_TOKEN}"
@@ -77,15 +69,6 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         deployed = probe.send("POST", "/v1/workspaces/default/manifests", json=MANIFEST)
         assert deployed.status_code == 201, deployed.text
         yield probe
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        log.close()
-        assert code == 0, (root / "dev.err").read_text()[-2000:]
 
 
 def _run_count(dev: Dev) -> int:
