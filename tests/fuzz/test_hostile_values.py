@@ -4,7 +4,8 @@ JSON nested 100,000 deep (a RecursionError in the parser), an escaped lone surro
 that has no UTF-8 form, so it failed later when written) and a 5,000-digit integer (past Python's
 int-from-text limit). Each is sent as the value of every property the route's schema names, as an
 object key, and as the whole body: the answer is a 4xx in the API's error shape and the bucket is
-unchanged. The hypothesis storm in test_http_routes draws the same values among its others.
+unchanged. Routes without a body get them in every path parameter and query parameter. The
+hypothesis storm in test_http_routes draws the same values among its others.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def _bodies(op: Operation, t: Target) -> list[tuple[str, bytes]]:
 
 
 BODY_OPS = [op for op in OPS if op.body is not None]
+READ_OPS = [op for op in OPS if op.body is None]
+# The same three values where a read carries them: a path segment (a lone surrogate's UTF-8-like
+# bytes, which are not UTF-8) and every query parameter.
+HOSTILE_TEXT = {
+    "deep nesting": "[" * 100_000,
+    "lone surrogate": "%ED%A0%80",
+    "huge integer": "9" * 5000,
+}
 
 
 @pytest.mark.parametrize("op", BODY_OPS, ids=[o.operation_id for o in BODY_OPS])
@@ -85,3 +94,31 @@ def test_deep_nesting_lone_surrogates_and_huge_integers_are_refused_on_every_rou
         assert _error_shape_ok(op, res.get_json(silent=True)), f"{label}: {res.data[:300]!r}"
         assert target.snapshot() == before, f"{label}: the refused request changed the bucket"
     requests_sent(len(bodies), f"hostile {op.operation_id}")
+
+
+@pytest.mark.parametrize("op", READ_OPS, ids=[o.operation_id for o in READ_OPS])
+def test_deep_nesting_lone_surrogates_and_huge_integers_are_refused_in_every_read(
+    target: Target, op: Operation, requests_sent: Callable[[int, str], None]
+) -> None:
+    real = {"ws": WS, "run_id": target.run_id, "task_id": target.env["taskId"]}
+    sent = 0
+    for kind, text in HOSTILE_TEXT.items():
+        for param in op.path_params:
+            path = op.template
+            for name, value in real.items():
+                path = path.replace(f"{{{name}}}", text if name == param else value)
+            res = target.client.get(path)
+            sent += 1
+            assert 400 <= res.status_code < 500, f"{kind} as {param}: {res.status_code} {res.data[:300]!r}"
+            assert _error_shape_ok(op, res.get_json(silent=True)), f"{kind} as {param}: {res.data[:300]!r}"
+        path = op.template
+        for name, value in real.items():
+            path = path.replace(f"{{{name}}}", value)
+        for param in op.query:
+            res = target.client.get(f"{path}?{param}={text}")
+            sent += 1
+            # A query value may be ignored (200) where it only narrows a read; it is never a 5xx.
+            assert res.status_code < 500, f"{kind} as ?{param}: {res.status_code} {res.data[:300]!r}"
+            if res.status_code >= 400:
+                assert _error_shape_ok(op, res.get_json(silent=True)), f"?{param}: {res.data[:300]!r}"
+    requests_sent(sent, f"hostile {op.operation_id}")
