@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Annotated, Any
@@ -75,6 +76,12 @@ async def later(ctx: Any) -> dict[str, Any]:
     return {"async": True}
 
 
+@asset(namespace="demo")
+def garbled(ctx: Any) -> None:
+    print("before \ud800 after")
+    raise ValueError("bad row \udcff")
+
+
 def _chatty(name: str) -> Any:
     def body(ctx: Any) -> None:
         for i in range(30):
@@ -94,6 +101,7 @@ ASSETS = {
     "demo.upstream": upstream,
     "demo.downstream": downstream,
     "demo.later": later,
+    "demo.garbled": garbled,
     "demo.left": _chatty("left"),
     "demo.right": _chatty("right"),
 }
@@ -294,3 +302,19 @@ def test_completed_is_retried_on_5xx(serve: Serve, plane: FakeControlPlane, stat
     plane.on("completed", lambda call, n: (status, {"error": "x", "message": "later"}) if n == 1 else None)
     assert dispatch(worker, envelope(plane, "demo.upstream")).status_code == 200
     assert plane.actions().count("completed") == 2
+
+
+def test_lone_surrogates_an_asset_prints_or_returns_reach_the_control_plane_as_valid_text(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
+    # The control plane refuses text with no UTF-8 form (400): the logs and the completion would be lost.
+    worker = serve(ASSETS)
+    response = dispatch(worker, envelope(plane, "demo.garbled"))
+    assert response.status_code == 200, response.text
+    (logs,) = plane.of("logs")
+    assert "before \ufffd after" in logs.body["stdout"]
+    (completed,) = plane.of("completed")
+    assert completed.body["outcome"] == "FAILED"
+    assert "bad row \ufffd" in completed.body["error"]["message"]
+    for call in (logs, completed):
+        json.dumps(call.body, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,10 +20,6 @@ from typing import Any, TextIO
 
 # Enough for any log the control plane keeps (it truncates to 2 MiB); the tail is what matters.
 MAX_CAPTURE_CHARS = 4 * 1024 * 1024
-
-# Code points that have no UTF-8 form (lone surrogates, or bytes smuggled in by "surrogateescape"):
-# the control plane refuses them, so they are sent as U+FFFD and the rest of the log survives.
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class _TailBuffer:
@@ -52,7 +47,6 @@ class _TailBuffer:
             text = "".join(self._chunks)
             if self._size > self._limit:
                 text, self._dropped = text[-self._limit :], True
-            text = _SURROGATES.sub("\ufffd", text)
             return f"[earlier output dropped]\n{text}" if self._dropped else text
 
 
