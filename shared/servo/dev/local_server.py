@@ -22,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
 from servo.core.errors import Forbidden, UnsupportedMediaType
 
-DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_CONNECTIONS = 128
 DEFAULT_TIMEOUT_S = 10.0
 _SLOT_WAIT_S = 1.0
 _BUSY_BODY = b'{"code":"UNAVAILABLE","message":"too many connections; retry shortly"}'
