@@ -115,14 +115,11 @@ class Settings:
             raise InvalidInput(f"SERVO_STORAGE must be 'local' or 'gcs', got {storage!r}")
         secret = e.get("SERVO_TOKEN_SECRET")
         dispatch_secret = e.get("SERVO_DISPATCH_SECRET")
-        emulator = e.get("STORAGE_EMULATOR_HOST") or None
-        if storage == "gcs" and emulator is None:
-            _require_real_secrets(secret, dispatch_secret)
-        return cls(
+        settings = cls(
             storage=storage,
             data_dir=Path(e.get("SERVO_DATA_DIR", ".servo-dev/data")),
             bucket=e.get("SERVO_BUCKET", "servo-local"),
-            storage_emulator_host=emulator,
+            storage_emulator_host=e.get("STORAGE_EMULATOR_HOST") or None,
             project=e.get("SERVO_PROJECT", "servo-local"),
             location=e.get("SERVO_LOCATION", "us-central1"),
             queue=e.get("SERVO_TASKS_QUEUE", "default-queue"),
@@ -149,6 +146,24 @@ class Settings:
             ),
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
         )
+        if settings.on_gcp:
+            _require_real_secrets(secret, dispatch_secret)
+        return settings
+
+    @property
+    def on_gcp(self) -> bool:
+        """Deployed: real GCS, not the emulator stack (the local stacks run on development defaults)."""
+        return self.storage == "gcs" and self.storage_emulator_host is None
+
+    @property
+    def platform_authenticates_scheduler(self) -> bool:
+        """Whether Cloud Scheduler's sweep is authenticated by the platform instead of the dispatch secret.
+
+        Deployed, the job carries only its OIDC token, which Cloud Run's invoker binding checks: the
+        secret never enters Terraform's state, so the job cannot send it. Every other internal request
+        (a due timer's Cloud Task) carries the secret, and the local stacks require it of the sweep too.
+        """
+        return self.on_gcp
 
     def internal_headers(self) -> dict[str, str]:
         """What a caller of an internal route (a timer task, the scheduler's sweep) sends."""

@@ -185,3 +185,23 @@ def test_internal_routes_need_the_internal_credential_in_every_mode(
         assert [(m.name, m.generation) for m in ctx.store.list("")] == before
         allowed = timers.post(f"/v1/timers/{route}", json=body, headers=ctx.settings.internal_headers())
         assert allowed.status_code == 200, allowed.get_json()
+
+
+def test_on_gcp_the_sweep_is_authenticated_by_the_platform_and_a_timer_still_needs_the_credential(
+    stack: Stack, timers: Any
+) -> None:
+    """Cloud Scheduler carries only its OIDC token (Cloud Run's invoker binding checks it): the dispatch
+    secret never enters Terraform's state, so the job cannot send it. The sweep takes no tenant data
+    and only repeats idempotent repairs; a due timer writes into a tenant's ledger, and its Cloud Task
+    carries the credential, which is still required."""
+    from dataclasses import replace
+
+    on_gcp = replace(stack.ctx.settings, storage="gcs", storage_emulator_host=None)
+    ctx = replace(stack.ctx, settings=on_gcp)
+    assert on_gcp.platform_authenticates_scheduler
+    assert not replace(on_gcp, storage_emulator_host="http://127.0.0.1:1").platform_authenticates_scheduler
+    run_id, _ = start_run(stack, "ns.a", downstream=False)
+    timer = {"tenantId": "default", "workspaceId": WS, "timerId": f"timer:retry:{run_id}:ns.a:1:1800000005"}
+    with override_context(ctx):
+        assert timers.post("/v1/timers/sweep", json={}).status_code == 200
+        assert timers.post("/v1/timers/fire", json=timer).status_code == 401

@@ -157,10 +157,6 @@ def test_queue_retry_and_rate_limits_and_scheduler() -> None:
     target = job["http_target"][0]
     assert target["uri"].endswith("/v1/timers/sweep")
     assert target["oidc_token"][0]["service_account_email"] == "${google_service_account.scheduler.email}"
-    # The timers function refuses a sweep without the internal credential (issue 15, item 17).
-    from servo.settings import INTERNAL_CREDENTIAL_HEADER
-
-    assert target["headers"][INTERNAL_CREDENTIAL_HEADER] == "${random_password.dispatch.result}"
 
 
 def test_gateway_config_comes_from_openapi_without_internal_routes() -> None:

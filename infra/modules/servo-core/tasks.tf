@@ -75,9 +75,6 @@ resource "google_cloud_scheduler_job" "sweep" {
     body        = base64encode("{}")
     headers = {
       "Content-Type" = "application/json"
-      # The internal credential: the timers function refuses a sweep without it in every mode (the
-      # OIDC token is checked by the platform, this by Servo itself).
-      "X-Servo-Dispatch-Secret" = random_password.dispatch.result
     }
     oidc_token {
       service_account_email = google_service_account.scheduler.email

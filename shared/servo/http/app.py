@@ -67,9 +67,12 @@ def _handlers() -> dict[str, Handler]:
 
 def _check_auth(call: Call, route: routes.Route) -> None:
     """Internal routes (the sweep, due timers) need the internal credential in every mode: they write
-    into any tenant's ledger. The API needs the local static bearer token when one is set; callbacks
-    carry task tokens instead, checked by their service."""
+    into any tenant's ledger. Deployed, the scheduler's sweep is the one request the platform
+    authenticates instead (Settings.platform_authenticates_scheduler). The API needs the local static
+    bearer token when one is set; callbacks carry task tokens instead, checked by their service."""
     if route.internal:
+        if route.operation == "sweepTimers" and call.ctx.settings.platform_authenticates_scheduler:
+            return
         given = call.header(INTERNAL_CREDENTIAL_HEADER) or ""
         if not hmac.compare_digest(given.encode(), call.ctx.settings.dispatch_secret.encode()):
             raise Unauthorized("missing or invalid internal credential")
