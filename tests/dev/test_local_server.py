@@ -137,3 +137,23 @@ def test_stalled_uploads_hold_a_bounded_number_of_threads_and_time_out(stack: Em
     finally:
         for conn in stalled:
             conn.close()
+
+
+def test_the_emulator_gateway_refuses_the_same_before_forwarding_anything() -> None:
+    from servo.dev.router import Router
+
+    # Its functions are unreachable: whatever is refused here was refused by the gateway itself.
+    with Router({"runs": "http://127.0.0.1:9", "trigger": "http://127.0.0.1:9"}) as router:
+        url = f"{router.url}/v1/workspaces/prod/runs"
+        body = json.dumps({"selection": ["ns.a"]})
+        foreign = {"Content-Type": "text/plain", "Origin": "https://evil.example"}
+        assert requests.post(url, data=body, headers=foreign, timeout=10).status_code == 403
+        assert (
+            requests.post(url, data=body, headers={"Content-Type": "text/plain"}, timeout=10).status_code
+            == 415
+        )
+        rebound = requests.get(url, headers={"Host": "evil.example"}, timeout=10)
+        assert rebound.status_code == 403
+        big = b"x" * (MAX_REQUEST_BYTES + 1)
+        assert requests.post(url, data=big, headers=JSON, timeout=60).status_code == 413
+        assert requests.post(url, data=body, headers=JSON, timeout=10).status_code == 503  # forwarded
