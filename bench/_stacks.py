@@ -12,9 +12,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from servo.settings import INTERNAL_CREDENTIAL_HEADER as INTERNAL
 from servo.store import CountingStore
 from servo.worker import project_assets, serve_app
 
@@ -34,6 +35,8 @@ class Target:
     wait_idle: Callable[[float], bool]
     tally: PrefixTally | CountingGcsProxy | None = None
     counting: CountingStore | None = None
+    # What a caller of an internal route (the sweep) sends: the stack's internal credential.
+    internal_headers: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -72,7 +75,9 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
             # compactor and the side-effect thread all read ``ctx.store`` per call, and no request has
             # been made yet, so swapping it here counts every operation of the benchmark.
             object.__setattr__(stack.ctx, "store", counting)
-            yield Target("embedded", stack.api_url, timeline, stack.wait_idle, tally, counting)
+            yield Target(
+                "embedded", stack.api_url, timeline, stack.wait_idle, tally, counting, {INTERNAL: secret}
+            )
         finally:
             stack.stop()
 
@@ -113,12 +118,19 @@ def emulators(
                 sweep_interval_s=0 if proxy is not None else 60,
             ) as stack:
                 if proxy is None:
-                    yield Target(mode, stack.api_url, timeline, lambda _t: True)
+                    yield Target(
+                        mode, stack.api_url, timeline, lambda _t: True, internal_headers={INTERNAL: secret}
+                    )
                     return
                 proxy.set_upstream(stack.storage_endpoint)
                 counter = proxy
                 yield Target(
-                    mode, stack.api_url, timeline, lambda t: counter.wait_quiet(EMULATOR_QUIET_S, t), proxy
+                    mode,
+                    stack.api_url,
+                    timeline,
+                    lambda t: counter.wait_quiet(EMULATOR_QUIET_S, t),
+                    proxy,
+                    internal_headers={INTERNAL: secret},
                 )
     finally:
         if proxy is not None:

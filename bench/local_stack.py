@@ -97,6 +97,7 @@ def _sweep_ops(target: _stacks.Target, key: str) -> dict[str, Any]:
     target.wait_idle(30)
     target.tally.reset()
     headers = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
+    headers.update(target.internal_headers)
     res = requests.post(f"{target.api_url}/v1/timers/sweep", json={}, headers=headers, timeout=120)
     if res.status_code >= 300:
         raise RuntimeError(f"sweep answered {res.status_code}: {res.text[:300]}")

@@ -30,6 +30,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInput(f"{name} must be an integer, got {raw!r}") from exc
 
 
+# The internal credential: the dispatch secret, which Cloud Tasks (dispatches, due timers) and Cloud
+# Scheduler (the sweep) send in this header. Internal routes refuse a request without it in every mode.
+INTERNAL_CREDENTIAL_HEADER = "X-Servo-Dispatch-Secret"
+
+# Development secrets of the local stacks only: Settings.from_env refuses to use them on real GCS.
+_DEV_TOKEN_SECRET = b"servo-local-task-token-secret-0123456789"
+_DEV_DISPATCH_SECRET = "servo-local-dispatch-secret"
+
 _WORKER_URL = "http://127.0.0.1:8081/dispatch"
 _TIMERS_URL = "http://127.0.0.1:8080/v1/timers/fire"
 _API_URL = "http://127.0.0.1:8080"
@@ -41,6 +49,20 @@ DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS = 500
 # A bucket holds a whole day's runs, so moving ended runs one by one would cost a busy day's bucket per
 # run end; the manifest carries at most this many ended entries (a few hundred bytes each).
 DEFAULT_ENDED_RUNS_PER_INDEX_WRITE = 32
+
+
+def _require_real_secrets(token_secret: str | None, dispatch_secret: str | None) -> None:
+    """Fail closed on real GCS: with the built-in secrets anyone could mint task tokens and dispatches."""
+    if (
+        not token_secret
+        or not dispatch_secret
+        or token_secret.encode() == _DEV_TOKEN_SECRET
+        or dispatch_secret == _DEV_DISPATCH_SECRET
+    ):
+        raise InvalidInput(
+            "SERVO_TOKEN_SECRET and SERVO_DISPATCH_SECRET must be set to real secrets when "
+            "SERVO_STORAGE=gcs (only the local stacks may run on the built-in development secrets)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +87,11 @@ class Settings:
     # GCP: the sweep re-kicks the compactor (by writing a ledger/kicks/ object whose finalize event
     # reaches it) instead of compacting itself, so that only the compactor writes state/ (design §2).
     sweep_kicks: bool = False
-    token_secret: bytes = field(default=b"servo-local-task-token-secret-0123456789", repr=False)
+    token_secret: bytes = field(default=_DEV_TOKEN_SECRET, repr=False)
     # During a key rotation, the key being replaced: tokens it signed are still accepted (GCP mounts
     # it from the secret's previous version; infra/modules/servo-core/secrets.tf).
     token_secret_previous: bytes = field(default=b"", repr=False)
-    dispatch_secret: str = field(default="servo-local-dispatch-secret", repr=False)
+    dispatch_secret: str = field(default=_DEV_DISPATCH_SECRET, repr=False)
     api_token: str | None = field(default=None, repr=False)  # optional static bearer for the local API
     tenant_secret: bytes = field(default=b"", repr=False)
     # The tenant a request acts for when no X-Servo-Tenant header names one (single-tenant deployments).
@@ -109,7 +131,8 @@ class Settings:
         if storage not in ("local", "gcs"):
             raise InvalidInput(f"SERVO_STORAGE must be 'local' or 'gcs', got {storage!r}")
         secret = e.get("SERVO_TOKEN_SECRET")
-        return cls(
+        dispatch_secret = e.get("SERVO_DISPATCH_SECRET")
+        settings = cls(
             storage=storage,
             data_dir=Path(e.get("SERVO_DATA_DIR", ".servo-dev/data")),
             bucket=e.get("SERVO_BUCKET", "servo-local"),
@@ -124,9 +147,9 @@ class Settings:
             api_url=e.get("SERVO_API_URL", _API_URL).rstrip("/"),
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
             sweep_kicks=e.get("SERVO_SWEEP_KICKS", "") in ("1", "true", "yes"),
-            token_secret=secret.encode() if secret else b"servo-local-task-token-secret-0123456789",
+            token_secret=secret.encode() if secret else _DEV_TOKEN_SECRET,
             token_secret_previous=e.get("SERVO_TOKEN_SECRET_PREVIOUS", "").encode(),
-            dispatch_secret=e.get("SERVO_DISPATCH_SECRET", "servo-local-dispatch-secret"),
+            dispatch_secret=dispatch_secret or _DEV_DISPATCH_SECRET,
             api_token=e.get("SERVO_API_TOKEN") or None,
             tenant_secret=base64.b64decode(e.get("SERVO_TENANT_SECRET_B64", "")),
             default_tenant=e.get("SERVO_TENANT", "default"),
@@ -143,6 +166,28 @@ class Settings:
             ),
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
         )
+        if settings.on_gcp:
+            _require_real_secrets(secret, dispatch_secret)
+        return settings
+
+    @property
+    def on_gcp(self) -> bool:
+        """Deployed: real GCS, not the emulator stack (the local stacks run on development defaults)."""
+        return self.storage == "gcs" and self.storage_emulator_host is None
+
+    @property
+    def platform_authenticates_scheduler(self) -> bool:
+        """Whether Cloud Scheduler's sweep is authenticated by the platform instead of the dispatch secret.
+
+        Deployed, the job carries only its OIDC token, which Cloud Run's invoker binding checks: the
+        secret never enters Terraform's state, so the job cannot send it. Every other internal request
+        (a due timer's Cloud Task) carries the secret, and the local stacks require it of the sweep too.
+        """
+        return self.on_gcp
+
+    def internal_headers(self) -> dict[str, str]:
+        """What a caller of an internal route (a timer task, the scheduler's sweep) sends."""
+        return {INTERNAL_CREDENTIAL_HEADER: self.dispatch_secret}
 
     def object_store(self) -> ObjectStore:
         """The bucket-root store (names carry ``{tenant}/{workspace}/``)."""

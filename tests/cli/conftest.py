@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,9 +60,7 @@ def stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
 
 @pytest.fixture
 def deployed(stack: EmbeddedStack) -> EmbeddedStack:
-    answer = requests.post(
-        f"{stack.api_url}/v1/workspaces/default/manifests", data=json.dumps(MANIFEST), timeout=10
-    )
+    answer = requests.post(f"{stack.api_url}/v1/workspaces/default/manifests", json=MANIFEST, timeout=10)
     assert answer.status_code == 201, answer.text
     return stack
 

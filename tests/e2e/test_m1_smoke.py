@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,31 @@ def _read_ready_line(proc: subprocess.Popen[str], timeout: float, storage: list[
     return found[0]
 
 
+@contextmanager
+def servo_dev(
+    root: Path, project: Path, port: int, env: dict[str, str], *extra: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`servo dev` of PROJECT on PORT with its data in ROOT/data and stderr in ROOT/dev.err, stopped by
+    SIGTERM (it must exit 0)."""
+    log = (root / "dev.err").open("w")
+    proc = subprocess.Popen(
+        [SERVO, "dev", "--port", str(port), "--data", str(root / "data"), "--project", str(project),
+         "--sweep-interval", "0.5", *extra],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+        assert code == 0, (root / "dev.err").read_text()[-2000:]
+
+
 @pytest.fixture(scope="module", params=["embedded", "emulators"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("m1")
@@ -161,26 +187,12 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         SERVO_API_URL=f"http://127.0.0.1:{port}",
         PYTHONUNBUFFERED="1",
     )
-    log = (root / "dev.err").open("w")
-    proc = subprocess.Popen(
-        [SERVO, "dev", "--port", str(port), "--data", str(data_dir), "--project", str(project),
-         "--sweep-interval", "0.5", *(["--emulators"] if request.param == "emulators" else [])],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-    )  # fmt: skip
-    try:
+    mode = ["--emulators"] if request.param == "emulators" else []
+    with servo_dev(root, project, port, env, *mode) as proc:
         storage: list[str] = []
         api_url = _read_ready_line(proc, 60, storage)
         assert api_url == f"http://127.0.0.1:{port}"
         yield Stack(api_url, data_dir, project, env, request.param, storage=storage)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        log.close()
-        assert code == 0, (root / "dev.err").read_text()[-2000:]
 
 
 @pytest.fixture(scope="module")

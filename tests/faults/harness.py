@@ -275,11 +275,7 @@ class World:
             self.work(json.loads(task.body))
             return
         with phase("timers"):
-            res = (
-                _app("timers")
-                .test_client()
-                .post("/v1/timers/fire", data=task.body, content_type="application/json")
-            )
+            res = _app("timers").test_client().post("/v1/timers/fire", data=task.body, headers=task.headers)
         if res.status_code >= 500:
             self.counts["server_errors"] += 1
             self.queue.redeliver(task)
@@ -314,7 +310,7 @@ class World:
             res = (
                 _app("timers")
                 .test_client()
-                .post("/v1/timers/sweep", json={}, headers={"X-CloudScheduler": "true"})
+                .post("/v1/timers/sweep", json={}, headers=self.ctx.settings.internal_headers())
             )
         if res.status_code >= 500:
             self.counts["server_errors"] += 1

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from functions_framework import create_app
+from servo.http.runtime import function_context, override_context
 from servo.services.trigger import trigger_run
 
 from tests.functions.test_callback_function import ROOT, WS, Stack, start_run
@@ -18,7 +19,8 @@ def timers(stack: Stack) -> Any:
 
 
 def sweep(timers: Any) -> Any:
-    res = timers.post("/v1/timers/sweep", json={}, headers={"X-CloudScheduler": "true"})
+    headers = {"X-CloudScheduler": "true", **function_context().settings.internal_headers()}
+    res = timers.post("/v1/timers/sweep", json={}, headers=headers)
     assert res.status_code == 200, res.get_json()
     return res.get_json()
 
@@ -50,12 +52,12 @@ def test_a_due_timer_fires_and_the_retry_is_dispatched(stack: Stack, timers: Any
     assert stack.envelopes() == []
     (timer,) = stack.timers
     stack.clock.advance(5_000)
-    res = timers.post("/v1/timers/fire", data=timer.body, content_type="application/json")
+    res = timers.post("/v1/timers/fire", data=timer.body, headers=timer.headers)
     assert res.status_code == 200
     (retry,) = stack.envelopes()
     assert retry["attempt"] == 2
     # A duplicated delivery of the same timer changes nothing.
-    assert timers.post("/v1/timers/fire", data=timer.body, content_type="application/json").status_code == 200
+    assert timers.post("/v1/timers/fire", data=timer.body, headers=timer.headers).status_code == 200
     assert stack.envelopes() == []
 
 
@@ -95,7 +97,8 @@ def test_run_timeout_ends_the_run_timed_out(stack: Stack, timers: Any) -> None:
     "body", [{"tenantId": "default"}, {"tenantId": "default", "workspaceId": WS}, {"timerId": "nope"}]
 )
 def test_malformed_timer_deliveries_are_400(stack: Stack, timers: Any, body: dict[str, Any]) -> None:
-    assert timers.post("/v1/timers/fire", json=body).status_code == 400
+    headers = stack.ctx.settings.internal_headers()
+    assert timers.post("/v1/timers/fire", json=body, headers=headers).status_code == 400
 
 
 def test_in_gcp_the_sweep_kicks_the_compactor_instead_of_writing_state(tmp_path: Any) -> None:
@@ -156,3 +159,49 @@ def test_a_kick_object_makes_the_compactor_fold_a_lost_finalize(stack: Stack) ->
         assert app.post("/", headers=headers, data=data).status_code == 200
     view = load_run(stack.ctx, "default", WS, body["runId"])
     assert view is not None and view.run is not None
+
+
+@pytest.mark.parametrize("api_token", [None, "api-token"])
+@pytest.mark.parametrize("route", ["sweep", "fire"])
+@pytest.mark.parametrize(
+    "credential",
+    [{}, {"Authorization": "Bearer api-token"}, {"X-Servo-Dispatch-Secret": "wrong"}],
+    ids=["none", "api-token", "wrong-secret"],
+)
+def test_internal_routes_need_the_internal_credential_in_every_mode(
+    stack: Stack, timers: Any, api_token: str | None, route: str, credential: dict[str, str]
+) -> None:
+    from dataclasses import replace
+
+    ctx = replace(stack.ctx, settings=replace(stack.ctx.settings, api_token=api_token))
+    run_id, _ = start_run(stack, "ns.a", downstream=False)
+    # A forged timer for another tenant: it would write a TimerFired event into acme's ledger.
+    body = {"tenantId": "acme", "workspaceId": WS, "timerId": f"timer:retry:{run_id}:ns.a:1:1800000005"}
+    before = [(m.name, m.generation) for m in ctx.store.list("")]
+    with override_context(ctx):
+        res = timers.post(f"/v1/timers/{route}", json=body, headers=credential)
+        assert res.status_code == 401, res.get_json()
+        assert res.get_json()["code"] == "UNAUTHORIZED"
+        assert [(m.name, m.generation) for m in ctx.store.list("")] == before
+        allowed = timers.post(f"/v1/timers/{route}", json=body, headers=ctx.settings.internal_headers())
+        assert allowed.status_code == 200, allowed.get_json()
+
+
+def test_on_gcp_the_sweep_is_authenticated_by_the_platform_and_a_timer_still_needs_the_credential(
+    stack: Stack, timers: Any
+) -> None:
+    """Cloud Scheduler carries only its OIDC token (Cloud Run's invoker binding checks it): the dispatch
+    secret never enters Terraform's state, so the job cannot send it. The sweep takes no tenant data
+    and only repeats idempotent repairs; a due timer writes into a tenant's ledger, and its Cloud Task
+    carries the credential, which is still required."""
+    from dataclasses import replace
+
+    on_gcp = replace(stack.ctx.settings, storage="gcs", storage_emulator_host=None)
+    ctx = replace(stack.ctx, settings=on_gcp)
+    assert on_gcp.platform_authenticates_scheduler
+    assert not replace(on_gcp, storage_emulator_host="http://127.0.0.1:1").platform_authenticates_scheduler
+    run_id, _ = start_run(stack, "ns.a", downstream=False)
+    timer = {"tenantId": "default", "workspaceId": WS, "timerId": f"timer:retry:{run_id}:ns.a:1:1800000005"}
+    with override_context(ctx):
+        assert timers.post("/v1/timers/sweep", json={}).status_code == 200
+        assert timers.post("/v1/timers/fire", json=timer).status_code == 401

@@ -30,6 +30,7 @@ class Operation:
     path_params: tuple[str, ...]
     query: Mapping[str, dict[str, Any]]
     body: dict[str, Any] | None
+    internal: bool = False  # x-servo-internal: reached by Cloud Scheduler / Cloud Tasks only
 
     @property
     def callback(self) -> bool:
@@ -55,6 +56,7 @@ def operations() -> list[Operation]:
                     tuple(p["name"] for p in params if p["in"] == "path"),
                     {p["name"]: p for p in params if p["in"] == "query"},
                     body,
+                    bool(op.get("x-servo-internal")),
                 )
             )
     return found
@@ -99,6 +101,16 @@ HOSTILE = st.sampled_from(
     ]
 )
 TEXT = st.text(max_size=40) | HOSTILE
+# Strings of a body may also be a lone surrogate, which json.dumps sends as the escape \ud800.
+BODY_TEXT = TEXT | st.just("\ud800")
+
+# Raw JSON texts a black-box attack turned into 500s: nesting past the parser's recursion limit, an
+# escaped lone surrogate (valid JSON, no UTF-8 form) and an integer past Python's int-from-text limit.
+HOSTILE_JSON: dict[str, bytes] = {
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "lone surrogate": b'"\\ud800"',
+    "huge integer": b"1" + b"0" * 5000,
+}
 
 
 def schema_values(
@@ -129,7 +141,7 @@ def schema_values(
     elif kind == "string" and schema.get("format") == "date-time":
         leaf = st.sampled_from(["2027-01-15T08:00:00Z", "1990-01-01T00:00:00Z", "not a time"])
     elif kind == "string":
-        leaf = TEXT
+        leaf = BODY_TEXT
     elif kind == "integer":
         low, high = schema.get("minimum", -5), schema.get("maximum", 10**6)
         leaf = st.integers(min_value=low - 1, max_value=high + 1)
@@ -154,6 +166,8 @@ def bodies(
         st.binary(max_size=64),
         st.sampled_from([b"{", b"[]", b"null", b"\xff\xfe", b'{"a":NaN}', b"1e999", b'"x"', b"{}" * 3]),
         st.just(json.dumps({"deep": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}).encode()),
+        st.sampled_from(list(HOSTILE_JSON.values())),
+        st.sampled_from(list(HOSTILE_JSON.values())).map(lambda v: b'{"selection":[' + v + b"]}"),
     )
     if op.body is None:
         return st.one_of(st.just(b""), raw, ANY_JSON)

@@ -25,7 +25,7 @@ from servo.services.trigger import trigger_run
 from servo.store import LocalFileStore
 
 from tests.functions.test_deploy_function import asset, manifest
-from tests.fuzz.openapi import HEADER_TEXT, TEXT, Operation, bodies, operations, path_value
+from tests.fuzz.openapi import BODY_TEXT, HEADER_TEXT, Operation, bodies, operations, path_value
 from tests.support.context import make_context
 
 WS = "prod"
@@ -85,25 +85,38 @@ def _hints(t: Target) -> tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.S
         "codeVersionId": st.sampled_from(["cv1", "cv2"]),
         "runKey": st.sampled_from(["fuzz-key", "fuzz-key-2"]),
     }
-    wild = {name: value | TEXT for name, value in good.items()}
+    wild = {name: value | BODY_TEXT for name, value in good.items()}
     return good, wild
+
+
+def internal_headers(op: Operation, t: Target) -> dict[str, str]:
+    """The internal credential an internal route needs, so a request gets past it into the service."""
+    return {"X-Servo-Dispatch-Secret": t.ctx.settings.dispatch_secret} if op.internal else {}
 
 
 def _headers(op: Operation, t: Target) -> st.SearchStrategy[dict[str, str]]:
     bearer = f"Bearer {t.env['taskToken']}"
     auth = st.sampled_from([bearer] * 4 + [bearer[:-3] + "AAA", "Bearer ", "Basic eA=="]) | HEADER_TEXT
     optional = {
-        "X-Servo-Tenant": st.sampled_from(["default", "acme", "UPPER", "../x"]) | HEADER_TEXT,
+        "X-Servo-Tenant": st.sampled_from(["default", "acme", "UPPER", "../x", "_servo"]) | HEADER_TEXT,
         "Idempotency-Key": st.sampled_from(["fuzz-key", "k" * 300]) | HEADER_TEXT,
         "traceparent": st.sampled_from(["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"])
         | HEADER_TEXT,
-        "Content-Type": st.sampled_from(
-            ["application/json", "text/plain", "application/x-www-form-urlencoded"]
-        ),
         "X-Request-Id": HEADER_TEXT,
     }
     # A callback carries a (mostly real) task token, so its checks past authentication are reached.
-    required = {"Authorization": auth} if op.callback else {}
+    # Mostly JSON, so the local server's media-type check lets most requests through to the service.
+    content_type = st.sampled_from(
+        ["application/json"] * 6 + ["text/plain", "application/x-www-form-urlencoded", ""]
+    )
+    required = (
+        {"Authorization": auth, "Content-Type": content_type}
+        if op.callback
+        else {"Content-Type": content_type}
+    )
+    if op.internal:
+        secret = internal_headers(op, t)["X-Servo-Dispatch-Secret"]
+        required["X-Servo-Dispatch-Secret"] = st.sampled_from([secret] * 4 + ["", secret[:-1]])
     if not op.callback:
         optional["Authorization"] = auth
     return st.fixed_dictionaries(required, optional=optional)

@@ -88,8 +88,9 @@ def test_the_sweep_kicks_the_compactor_as_the_deployment_does(tmp_path: Path) ->
         api = f"{stack.api_url}/v1/workspaces/kws"
         assert requests.post(f"{api}/manifests", json=manifest, timeout=30).status_code in (200, 201)
         assert requests.post(f"{api}/runs", json={"selection": ["k.a"]}, timeout=30).status_code == 201
-        headers = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "servo-timers-sweep"}
-        swept = requests.post(f"{stack.api_url}/v1/timers/sweep", json={}, headers=headers, timeout=60)
+        swept = requests.post(
+            f"{stack.api_url}/v1/timers/sweep", json={}, headers=stack.scheduler_headers(), timeout=60
+        )
         assert swept.status_code == 200, swept.text
         assert swept.json()["workspaces"]["default/kws"]["eventsCompacted"] == 0
         store = gcs_store_from_env(stack.bucket, stack.storage_endpoint)

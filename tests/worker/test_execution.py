@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Annotated, Any
@@ -75,6 +76,12 @@ async def later(ctx: Any) -> dict[str, Any]:
     return {"async": True}
 
 
+@asset(namespace="demo")
+def garbled(ctx: Any) -> None:
+    print("before \ud800 after")
+    raise ValueError("bad row \udcff")
+
+
 def _chatty(name: str) -> Any:
     def body(ctx: Any) -> None:
         for i in range(30):
@@ -94,6 +101,7 @@ ASSETS = {
     "demo.upstream": upstream,
     "demo.downstream": downstream,
     "demo.later": later,
+    "demo.garbled": garbled,
     "demo.left": _chatty("left"),
     "demo.right": _chatty("right"),
 }
@@ -351,3 +359,18 @@ def test_reading_an_upstream_without_output_fails_in_plain_words(
         "run it first (`servo run demo.upstream`), or run both (`--include-upstream`)"
     )
     assert "UpstreamNotMaterialized" in plane.output()  # the traceback, in the log
+
+
+def test_lone_surrogates_an_asset_prints_or_returns_reach_the_control_plane_as_valid_text(
+    serve: Serve, plane: FakeControlPlane
+) -> None:
+    # The control plane refuses text with no UTF-8 form (400): the logs and the completion would be lost.
+    worker = serve(ASSETS)
+    response = dispatch(worker, envelope(plane, "demo.garbled"))
+    assert response.status_code == 200, response.text
+    assert "before \ufffd after" in plane.output()
+    (completed,) = plane.of("completed")
+    assert completed.body["outcome"] == "FAILED"
+    assert "bad row \ufffd" in completed.body["error"]["message"]
+    for call in (*plane.of("logs"), completed):
+        json.dumps(call.body, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate

@@ -36,9 +36,9 @@ def _check_str(value: str, path: str) -> None:
         ) from exc
 
 
-def _normalize(value: object, path: str) -> Any:
+def _normalize(value: object, path: str, allow_floats: bool = False) -> Any:
     """Validate ``value`` and return a copy whose dicts iterate in UTF-8 byte order of their keys."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or (allow_floats and isinstance(value, float)):
         return value
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
@@ -55,7 +55,7 @@ def _normalize(value: object, path: str) -> Any:
             details={"path": path},
         )
     if isinstance(value, list | tuple):
-        return [_normalize(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_normalize(item, f"{path}[{i}]", allow_floats) for i, item in enumerate(value)]
     if isinstance(value, Mapping):
         items: list[tuple[bytes, str, Any]] = []
         for key, item in value.items():
@@ -65,7 +65,7 @@ def _normalize(value: object, path: str) -> Any:
                 )
             _check_str(key, path)
             child = _child_path(path, key)
-            items.append((key.encode("utf-8"), key, _normalize(item, child)))
+            items.append((key.encode("utf-8"), key, _normalize(item, child, allow_floats)))
         items.sort(key=lambda entry: entry[0])
         return {key: item for _, key, item in items}
     raise CanonicalJsonError(
@@ -103,7 +103,15 @@ def _reject_constant(text: str) -> Any:
     raise CanonicalJsonError(f"JSON: {text} is not allowed")
 
 
+# The widest integer in range has 20 digits; a longer text is refused before int() (whose cost grows
+# with the length, and which refuses more than 4,300 digits with a bare ValueError).
+_MAX_INT_DIGITS = len(str(INT_MAX))
+
+
 def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise CanonicalJsonError(f"JSON: integer {shown} is out of range (-2^63..2^64-1)")
     number = int(text)
     if not INT_MIN <= number <= INT_MAX:
         raise CanonicalJsonError(f"JSON: integer {text} is out of range (-2^63..2^64-1)")
@@ -119,11 +127,12 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def loads_strict(data: bytes | str) -> Any:
+def loads_strict(data: bytes | str, *, allow_floats: bool = False) -> Any:
     """Parse JSON, rejecting what canonical JSON cannot hold.
 
-    Rejects floats, NaN/±Infinity, integers outside −2⁶³ … 2⁶⁴−1, duplicate object keys, invalid UTF-8
-    and lone surrogates (including escaped ones).
+    Rejects floats (unless ``allow_floats``: request bodies may carry them), NaN/±Infinity, integers
+    outside −2⁶³ … 2⁶⁴−1, duplicate object keys, invalid UTF-8, lone surrogates (including escaped
+    ones) and nesting deeper than the parser's recursion limit.
 
     Raises:
         CanonicalJsonError: on any of the above or on malformed JSON.
@@ -138,13 +147,13 @@ def loads_strict(data: bytes | str) -> Any:
     try:
         value = json.loads(
             text,
-            parse_float=_reject_float,
+            parse_float=float if allow_floats else _reject_float,
             parse_int=_parse_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_object,
         )
         # Escaped lone surrogates (\ud800) parse into str but have no UTF-8 form.
-        _normalize(value, "$")
+        _normalize(value, "$", allow_floats)
     except json.JSONDecodeError as exc:
         raise CanonicalJsonError(
             f"JSON: malformed at line {exc.lineno} column {exc.colno}: {exc.msg}"

@@ -12,10 +12,15 @@
     │   ├── PlanError               selection/graph problems (unknown asset, cycle, ...)
     │   └── InvalidSchedule         a schedule definition field (cron, timezone, limits, ...) is bad
     ├── Unauthorized                code UNAUTHORIZED, 401
+    ├── Forbidden                   code FORBIDDEN, 403: a cross-site request to the local server
     ├── NotFound                    code NOT_FOUND, 404
     ├── Conflict                    code CONFLICT, 409
     │   └── PreconditionFailed      a storage precondition (create-if-absent / generation) lost
     ├── Gone                        code GONE, 410
+    ├── PayloadTooLarge             code PAYLOAD_TOO_LARGE, 413: a body above MAX_REQUEST_BYTES
+    ├── UnsupportedMediaType        code UNSUPPORTED_MEDIA_TYPE, 415: a local POST that is not JSON
+    ├── Unavailable                 code UNAVAILABLE, 503: the store cannot take writes (disk full)
+    ├── CorruptObject               a stored object the store itself cannot read (a truncated local file)
     └── InvalidTransition           a state-machine move the tables do not allow (a bug or a stale fact)
 
 Errors carry data (``details``) rather than being parsed from messages; the HTTP edge maps
@@ -88,6 +93,11 @@ class Unauthorized(ServoError):
     http_status = 401
 
 
+class Forbidden(ServoError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
 class NotFound(ServoError):
     code = "NOT_FOUND"
     http_status = 404
@@ -105,6 +115,27 @@ class PreconditionFailed(Conflict):
 class Gone(ServoError):
     code = "GONE"
     http_status = 410
+
+
+class PayloadTooLarge(ServoError):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class UnsupportedMediaType(ServoError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+class Unavailable(ServoError):
+    """Temporarily unable to serve (the store is out of space): nothing was changed; retry later."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
+
+
+class CorruptObject(ServoError):
+    """A stored object the store cannot read back; the message names the object, never a machine path."""
 
 
 class InvalidTransition(ServoError):

@@ -258,6 +258,19 @@ def validate_scope_id(s: str, what: str) -> str:
     return s
 
 
+# Bookkeeping at the bucket root (the sweep's registry of workspaces) lives under this first path
+# segment, where a tenant's objects would live if a tenant had this id: so no tenant may.
+INTERNAL_ROOT = "_servo"
+
+
+def validate_tenant_id(s: str) -> str:
+    """Return ``s`` if it is a tenant id: a scope id other than the reserved :data:`INTERNAL_ROOT`."""
+    validate_scope_id(s, "tenant")
+    if s == INTERNAL_ROOT:
+        raise InvalidId(f"tenant {s!r} is reserved for Servo's own bookkeeping", details={"tenant": s})
+    return s
+
+
 def validate_path_component(s: str, what: str, max_len: int = 256) -> str:
     """Return ``s`` if it is safe as one storage path component (design §7).
 

@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Request, request
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 
+from servo.core.errors import ServoError
 from servo.dev.group_commit import GroupCommit
-from servo.http.app import handle, install_json_errors
+from servo.dev.local_server import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT_S,
+    BoundedWSGIServer,
+    check_local_request,
+)
+from servo.http.app import error_response, handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
 from servo.settings import (
     DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
@@ -135,6 +142,10 @@ def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
         if path == "healthz":
             return {"status": "ok"}
         req: Request = request
+        try:
+            check_local_request(req.method, req.headers, req.mimetype)
+        except ServoError as exc:
+            return error_response(exc)
         return handle(req, ctx_provider())
 
     return app
@@ -150,6 +161,8 @@ class EmbeddedStack:
     sweep_interval_s: float = 5.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     clock_ms: Callable[[], int] = wall_clock_ms
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    connection_timeout_s: float = DEFAULT_TIMEOUT_S
     ctx: ServiceContext | None = None
     _server: BaseWSGIServer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -167,7 +180,13 @@ class EmbeddedStack:
         from servo.store import LocalFileStore
 
         ctx_ref: list[ServiceContext] = []
-        self._server = make_server("127.0.0.1", self.port, router_app(lambda: ctx_ref[0]), threaded=True)
+        self._server = BoundedWSGIServer(
+            "127.0.0.1",
+            self.port,
+            router_app(lambda: ctx_ref[0]),
+            max_connections=self.max_connections,
+            timeout_s=self.connection_timeout_s,
+        )
         api_url = f"http://127.0.0.1:{self._server.server_port}"
         settings = replace(
             Settings(),

@@ -33,6 +33,7 @@ from servo.dev.eventarc import EventarcBridge
 from servo.dev.fake_gcs import FakeGcsServer
 from servo.dev.router import Router
 from servo.http.routes import FUNCTIONS
+from servo.settings import INTERNAL_CREDENTIAL_HEADER
 
 logger = logging.getLogger("servo.dev.emulators")
 
@@ -313,11 +314,15 @@ class EmulatorStack:
 
         self._wait(name, probe)
 
+    def scheduler_headers(self) -> dict[str, str]:
+        """What Cloud Scheduler sends with the sweep: its own headers and the internal credential."""
+        return {**_SCHEDULER_HEADERS, INTERNAL_CREDENTIAL_HEADER: self.dispatch_secret}
+
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self.sweep_interval_s):
             try:
                 requests.post(
-                    f"{self.api_url}/v1/timers/sweep", json={}, headers=_SCHEDULER_HEADERS, timeout=60
+                    f"{self.api_url}/v1/timers/sweep", json={}, headers=self.scheduler_headers(), timeout=60
                 )
             except requests.RequestException as exc:
                 logger.warning(f"sweep tick failed ({exc}); the next tick retries")

@@ -12,11 +12,13 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 import requests
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from servo.core.errors import InvalidInput
+from servo.core.errors import InvalidInput, ServoError
+from servo.dev.local_server import BoundedWSGIServer, check_local_request
 from servo.http import routes
+from servo.http.app import error_response, read_body
 
 # Per-connection headers (RFC 9110 §7.6.1) and the ones requests rewrites after decoding the body.
 _HOP_BY_HOP = frozenset(
@@ -65,9 +67,7 @@ class Router:
         self._fallback = fallback
         self._timeout_s = timeout_s
         self._local = threading.local()
-        self._server: BaseWSGIServer = make_server(
-            host, port, self._wsgi, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = BoundedWSGIServer(host, port, self._wsgi, handler=_QuietHandler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -102,24 +102,28 @@ class Router:
         if request.path == "/healthz":
             response = Response('{"status":"ok"}', content_type="application/json")
         else:
-            response = self._forward(request)
+            try:
+                check_local_request(request.method, request.headers, request.mimetype)
+                response = self._forward(request, read_body(request))
+            except ServoError as exc:
+                response = error_response(exc)
         return response(environ, start_response)  # type: ignore[arg-type]
 
-    def _forward(self, request: Request) -> Response:
+    def _forward(self, request: Request, body: bytes) -> Response:
         url = self.target_for(request.method, request.path) + request.full_path.rstrip("?")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             upstream = self._session().request(
                 request.method,
                 url,
-                data=request.get_data(),
+                data=body,
                 headers=headers,
                 timeout=self._timeout_s,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            body = f'{{"code":"UNAVAILABLE","message":"function unreachable: {type(exc).__name__}"}}'
-            return Response(body, status=503, content_type="application/json")
+            message = f'{{"code":"UNAVAILABLE","message":"function unreachable: {type(exc).__name__}"}}'
+            return Response(message, status=503, content_type="application/json")
         out = [(k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP]
         return Response(upstream.content, status=upstream.status_code, headers=out)
 

@@ -6,6 +6,7 @@ its own routes; the local router calls it with ``function=None`` and serves them
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import time
@@ -15,14 +16,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Request, Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.wrappers import Request as BaseRequest
 
-from servo.core.errors import InvalidInput, NotFound, ServoError, Unauthorized
-from servo.core.ids import validate_scope_id
+from servo.core.canonical_json import loads_strict
+from servo.core.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ServoError,
+    Unauthorized,
+    Unavailable,
+)
+from servo.core.ids import validate_scope_id, validate_tenant_id
 from servo.http import jsonlog, routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
-from servo.settings import Settings
+from servo.settings import INTERNAL_CREDENTIAL_HEADER, Settings
 
 logger = logging.getLogger("servo.http")
 
@@ -55,10 +65,20 @@ def _handlers() -> dict[str, Handler]:
     return handlers.HANDLERS
 
 
-def _check_api_auth(call: Call, route: routes.Route) -> None:
-    """Local static bearer token for the control-plane API; callbacks carry task tokens instead."""
+def _check_auth(call: Call, route: routes.Route) -> None:
+    """Internal routes (the sweep, due timers) need the internal credential in every mode: they write
+    into any tenant's ledger. Deployed, the scheduler's sweep is the one request the platform
+    authenticates instead (Settings.platform_authenticates_scheduler). The API needs the local static
+    bearer token when one is set; callbacks carry task tokens instead, checked by their service."""
+    if route.internal:
+        if route.operation == "sweepTimers" and call.ctx.settings.platform_authenticates_scheduler:
+            return
+        given = call.header(INTERNAL_CREDENTIAL_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), call.ctx.settings.dispatch_secret.encode()):
+            raise Unauthorized("missing or invalid internal credential")
+        return
     token = call.ctx.settings.api_token
-    if token is None or route.function in ("callback", "timers"):
+    if token is None or route.function == "callback":
         return
     given = call.header("authorization") or ""
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -66,12 +86,29 @@ def _check_api_auth(call: Call, route: routes.Route) -> None:
 
 
 def _tenant(named: str | None, settings: Settings) -> str:
-    tenant = validate_scope_id(named or settings.default_tenant, "tenant")
+    tenant = validate_tenant_id(named or settings.default_tenant)
     if settings.single_tenant and tenant != settings.default_tenant:
         raise InvalidInput(
             f"this deployment serves tenant {settings.default_tenant!r} only; X-Servo-Tenant names {tenant!r}"
         )
     return tenant
+
+
+# A full disk (or quota) under the local store: the request can be repeated once space is freed.
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _serve(handler: Handler, call: Call) -> Result:
+    try:
+        return handler(call)
+    except OSError as exc:
+        if exc.errno not in _OUT_OF_SPACE:
+            raise
+        # Writes are whole objects, create-if-absent: what landed before the failure is what a
+        # retry of the same request finds and completes, so repeating it is safe.
+        raise Unavailable(
+            "the server is out of storage space; free disk space and retry the request"
+        ) from None
 
 
 def handle(request: Request, ctx: ServiceContext, function: str | None = None) -> Response:
@@ -110,11 +147,11 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
                 params=params,
                 query={k: v for k, v in request.args.items()},
                 headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(cache=False),
+                body=read_body(request),
                 correlation_id=correlation_id,
             )
-            _check_api_auth(call, found.route)
-            result = _handlers()[found.route.operation](call)
+            _check_auth(call, found.route)
+            result = _serve(_handlers()[found.route.operation], call)
             if len(result) == 2:
                 status, payload = result[0], result[1]
             else:
@@ -151,16 +188,35 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
     return response
 
 
-def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
-    """Strict JSON object from a request body (floats are allowed here: progress etc. are ints anyway)."""
-    import json
+# The largest request body any route takes: Cloud Functions' own limit, so the local stacks refuse
+# what a deployment would (a worker's logs callback, the largest body, stays far below it).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
+
+def read_body(request: BaseRequest) -> bytes:
+    """The request body, refused with 413 above MAX_REQUEST_BYTES, declared or not (chunked)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {MAX_REQUEST_BYTES}")
+    try:
+        body = request.stream.read(MAX_REQUEST_BYTES + 1)
+    except (OSError, ClientDisconnected):  # stalled past the server's socket timeout, or went away
+        raise InvalidInput("the request body was not received in full") from None
+    if len(body) > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"request body is over the limit of {MAX_REQUEST_BYTES} bytes")
+    return body
+
+
+def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
+    """A JSON object from a request body, refused with a 400 when it is anything a service could not
+    store: invalid UTF-8, a lone surrogate, an integer outside 64 bits, a duplicate key or nesting
+    past the parser's limit (floats are allowed here: a progress or a metric may be one)."""
     if not body:
         return {}
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+        value = loads_strict(body, allow_floats=True)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.message}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value
@@ -193,6 +249,11 @@ def install_json_errors_in_current_app() -> None:
 
     if has_app_context():
         install_json_errors(current_app)
+
+
+def error_response(exc: ServoError) -> Response:
+    """A refusal decided before a request reaches :func:`handle` (the local server's own checks)."""
+    return _json_error(exc.http_status, exc.code, exc.message)
 
 
 def _json_error(status: int, code: str, message: str) -> Response:

@@ -185,7 +185,7 @@ def _dispatch(
         name,
         ctx.settings.worker_url,
         json.dumps(envelope).encode(),
-        headers={"X-Servo-Dispatch-Secret": ctx.settings.dispatch_secret},
+        headers=ctx.settings.internal_headers(),
         dispatch_deadline_s=1800,
     )
     _enqueue(ctx, d.worker_queue, task)
@@ -196,7 +196,13 @@ def _timer(ctx: ServiceContext, tenant_id: str, workspace_id: str, d: ctl.Schedu
     name = cloud_task_id(d.timer_id)
     body = json.dumps({"tenantId": tenant_id, "workspaceId": workspace_id, "timerId": d.timer_id}).encode()
     task = _http_task(
-        ctx, name, ctx.settings.timers_url, body, schedule_time_ms=d.fire_at_ms, dispatch_deadline_s=60
+        ctx,
+        name,
+        ctx.settings.timers_url,
+        body,
+        headers=ctx.settings.internal_headers(),
+        schedule_time_ms=d.fire_at_ms,
+        dispatch_deadline_s=60,
     )
     _enqueue(ctx, ctx.settings.timers_queue or "default-queue", task)
     # Wire timer types are snake_case (contracts §6); the controller speaks the Parquet enum.

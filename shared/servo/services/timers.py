@@ -9,18 +9,23 @@ duplicated or late tick changes nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from servo.core import controller as ctl
-from servo.core.errors import InvalidInput, PreconditionFailed
+from servo.core.errors import InvalidInput, PreconditionFailed, ServoError
 from servo.core.events import TimerFired, make_event
-from servo.core.ids import parse_timer_id, validate_scope_id
+from servo.core.ids import INTERNAL_ROOT, parse_timer_id, validate_scope_id, validate_tenant_id
+from servo.http.jsonlog import log_fields
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 
-WORKSPACES_PREFIX = "_servo/workspaces/"
+logger = logging.getLogger("servo.timers")
+
+# Under the reserved tenant id, so no tenant's objects can land in the registry (see validate_tenant_id).
+WORKSPACES_PREFIX = f"{INTERNAL_ROOT}/workspaces/"
 
 
 def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
@@ -29,13 +34,17 @@ def register_workspace(ctx: ServiceContext, tenant_id: str, workspace_id: str) -
         ctx.store.create(f"{WORKSPACES_PREFIX}{tenant_id}/{workspace_id}", b"{}")
 
 
-def known_workspaces(ctx: ServiceContext) -> list[tuple[str, str]]:
-    found = []
+def known_workspaces(ctx: ServiceContext) -> tuple[list[tuple[str, str]], list[str]]:
+    """The registered workspaces, and the registry entries that name none (to be skipped and reported)."""
+    found, bad = [], []
     for meta in ctx.store.list(WORKSPACES_PREFIX):
-        rest = meta.name[len(WORKSPACES_PREFIX) :].split("/")
-        if len(rest) == 2:
-            found.append((rest[0], rest[1]))
-    return found
+        entry = meta.name[len(WORKSPACES_PREFIX) :]
+        try:
+            tenant, workspace = entry.split("/")
+            found.append((validate_tenant_id(tenant), validate_scope_id(workspace, "workspace")))
+        except (ValueError, InvalidInput):
+            bad.append(entry)
+    return found, bad
 
 
 def _scope(body: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -44,7 +53,7 @@ def _scope(body: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
     if not isinstance(tenant, str) or not isinstance(workspace, str):
         raise InvalidInput("tenantId and workspaceId must be given together as strings")
-    return validate_scope_id(tenant, "tenant"), validate_scope_id(workspace, "workspace")
+    return validate_tenant_id(tenant), validate_scope_id(workspace, "workspace")
 
 
 def sweep_workspace(
@@ -107,11 +116,33 @@ def kick_compactor(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> st
 
 
 def sweep(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Sweep every registered workspace (or the one ``body`` names).
+
+    One workspace that fails — a registry entry naming none, a corrupt head — is skipped, logged and
+    listed under ``skipped``; it never stops the sweep of the others, so the answer is still a 200.
+    """
     config = ctl.ControllerConfig(cancel_grace_ms=ctx.settings.cancel_grace_sec * 1000)
     scope = _scope(body)
-    targets = [scope] if scope is not None else known_workspaces(ctx)
-    results = {f"{t}/{w}": sweep_workspace(ctx, t, w, config) for t, w in targets}
-    return {"workspaces": results}
+    targets, bad = ([scope], []) if scope is not None else known_workspaces(ctx)
+    skipped = [_skip(entry, "the registry entry names no valid tenant/workspace") for entry in bad]
+    results = {}
+    for tenant_id, workspace_id in targets:
+        try:
+            results[f"{tenant_id}/{workspace_id}"] = sweep_workspace(ctx, tenant_id, workspace_id, config)
+        except Exception as exc:
+            # A ServoError's message is written for callers; anything else may carry a machine path.
+            reason = exc.message if isinstance(exc, ServoError) else type(exc).__name__
+            skipped.append(_skip(f"{tenant_id}/{workspace_id}", reason, exc))
+    return {"workspaces": results, "skipped": skipped}
+
+
+def _skip(workspace: str, reason: str, exc: BaseException | None = None) -> dict[str, str]:
+    logger.error(
+        f"sweep skipped workspace {workspace}: {reason}",
+        exc_info=exc,
+        extra=log_fields(labels={"workspace": workspace}, category="SWEEP_SKIPPED"),
+    )
+    return {"workspace": workspace, "error": reason}
 
 
 def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import struct
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servo.core.errors import InvalidId, PreconditionFailed, ServoError
+from servo.core.errors import CorruptObject, InvalidId, PreconditionFailed
 from servo.store._names import (
     check_data,
     check_generation,
@@ -33,6 +34,8 @@ from servo.store._names import (
     validate_prefix,
 )
 from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, StoredObject
+
+logger = logging.getLogger("servo.store")
 
 _HEADER = struct.Struct(">4sQ")
 _MAGIC = b"SVO1"
@@ -73,6 +76,8 @@ class LocalFileStore:
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self._root = Path(root)
         self._durable = durable
+        # Corrupt files listings skipped (each also logged): the counter a health check or test reads.
+        self.corrupt_objects_skipped = 0
 
     @property
     def root(self) -> Path:
@@ -104,7 +109,7 @@ class LocalFileStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        return StoredObject(name, raw[_HEADER.size :], _parse_header(raw, path))
+        return StoredObject(name, raw[_HEADER.size :], _parse_header(raw, name))
 
     def list(
         self,
@@ -122,7 +127,17 @@ class LocalFileStore:
         dir_part = prefix[: prefix.rfind("/") + 1]
         out: builtins.list[ObjectMeta] = []
         for name, path in _walk(self._root.joinpath(*dir_part.split("/")[:-1]), dir_part, rng):
-            meta = _read_meta(name, path)
+            try:
+                meta = _read_meta(name, path)
+            except CorruptObject as exc:
+                # One unreadable file (a truncation, a crash leftover) must not fail every listing
+                # of its prefix, which would wedge the compaction and the sweep for good.
+                self.corrupt_objects_skipped += 1
+                logger.error(
+                    f"listing skipped a corrupt object: {exc.message}",
+                    extra={"servo": {"category": "CORRUPT_OBJECT", "object": name}},
+                )
+                continue
             if meta is None:  # deleted between the directory scan and the read
                 continue
             out.append(meta)
@@ -152,7 +167,7 @@ class LocalFileStore:
         if not path.parent.is_dir():
             return False
         with self._locked(base) as lock_fd:
-            current = _current_generation(path)
+            current = _current_generation(path, name)
             if current is None:
                 return False
             _check(name, expected, current)
@@ -166,7 +181,7 @@ class LocalFileStore:
         path = self._with(base, _DATA)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked(base) as lock_fd:
-            current = _current_generation(path)
+            current = _current_generation(path, name)
             _check(name, expected, current)
             generation = max(_remembered(lock_fd), current or 0) + 1
             tmp = self._with(base, _TEMP + secrets.token_hex(8))
@@ -217,19 +232,22 @@ def _remember(lock_fd: int, generation: int) -> None:
         os.pwrite(lock_fd, _GEN.pack(generation), 0)
 
 
-def _parse_header(raw: bytes, path: Path) -> int:
+def _parse_header(raw: bytes, name: str) -> int:
+    # Errors name the object, not its file: messages reach callers, and a path tells them nothing.
     if len(raw) < _HEADER.size:
-        raise ServoError(f"corrupt object file {path}: shorter than its header")
+        raise CorruptObject(
+            f"stored object {name!r} is corrupt (shorter than its header)", details={"name": name}
+        )
     magic, generation = _HEADER.unpack_from(raw)
     if magic != _MAGIC:
-        raise ServoError(f"corrupt object file {path}: bad magic {magic!r}")
+        raise CorruptObject(f"stored object {name!r} is corrupt (bad header)", details={"name": name})
     return int(generation)
 
 
-def _current_generation(path: Path) -> int | None:
+def _current_generation(path: Path, name: str) -> int | None:
     try:
         with open(path, "rb") as f:
-            return _parse_header(f.read(_HEADER.size), path)
+            return _parse_header(f.read(_HEADER.size), name)
     except FileNotFoundError:
         return None
 
@@ -238,7 +256,7 @@ def _read_meta(name: str, path: str) -> ObjectMeta | None:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            generation = _parse_header(f.read(_HEADER.size), Path(path))
+            generation = _parse_header(f.read(_HEADER.size), name)
     except FileNotFoundError:
         return None
     return ObjectMeta(name, generation, size - _HEADER.size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 
-from servo.core.ids import validate_scope_id
+from servo.core.ids import validate_scope_id, validate_tenant_id
 from servo.store._names import normalize_offset, validate_name, validate_prefix
 from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject
 
@@ -20,7 +20,7 @@ class ScopedStore:
 
     def __init__(self, inner: ObjectStore, tenant: str, workspace: str) -> None:
         self._inner = inner
-        self._tenant = validate_scope_id(tenant, "tenant")
+        self._tenant = validate_tenant_id(tenant)
         self._workspace = validate_scope_id(workspace, "workspace")
         self._root = f"{tenant}/{workspace}/"
 

@@ -8,6 +8,7 @@ returned to the caller, who decides what it means (a 409 on ``started`` means "d
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,23 @@ logger = logging.getLogger("servo.worker")
 ABORT_ON_STARTED = frozenset(
     {"task_already_terminal", "attempt_already_completed", "attempt_mismatch", "attempt_id_mismatch"}
 )
+
+
+# Code points with no UTF-8 form: lone surrogates an asset printed or returned, or bytes smuggled in
+# by "surrogateescape". The control plane refuses them (400), which would lose the attempt's logs or
+# its completion, so they are sent as U+FFFD.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_text(item) for item in value]
+    return value
 
 
 class CallbackUnavailable(Exception):
@@ -75,13 +93,14 @@ class CallbackClient:
         """
         url = f"{self._base}/{action}"
         headers = {"Authorization": f"Bearer {self._token}"}
+        body = valid_text(body)
         total = tries if tries is not None else self._tries
         last = ""
         for n in range(total):
             if n:
                 time.sleep(self._backoff_s * 2 ** (n - 1))
             try:
-                response = self._http.post(url, json=dict(body), headers=headers, timeout=self._timeout_s)
+                response = self._http.post(url, json=body, headers=headers, timeout=self._timeout_s)
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
