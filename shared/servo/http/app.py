@@ -79,6 +79,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
         if found is None:
             raise NotFound(f"no route for {request.method} {request.path}")
         if isinstance(found, routes.Route):
+            extra = {"Allow": ", ".join(routes.allowed_methods(request.path, function=function))}
             status, payload = (
                 405,
                 {
@@ -170,7 +171,13 @@ def install_json_errors(app: Flask) -> None:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
             status, "BAD_REQUEST" if status < 500 else "INTERNAL"
         )
-        return _json_error(status, code, exc.description or exc.name)
+        response = _json_error(status, code, exc.description or exc.name)
+        if status == 405:
+            # The route table, not Flask's catch-all rule, knows which methods this path serves.
+            from flask import request
+
+            response.headers["Allow"] = ", ".join(routes.allowed_methods(request.path))
+        return response
 
     def undecodable(exc: UnicodeDecodeError) -> Response:
         return _json_error(400, "BAD_REQUEST", "request body is not valid UTF-8")
