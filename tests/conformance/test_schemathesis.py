@@ -30,12 +30,11 @@ from schemathesis.config import SchemathesisConfig
 from servo.dev.embedded import EmbeddedStack
 from servo.http.tokens import issue_task_token
 
+from tests.conformance.conftest import MAX_EXAMPLES, SEED, TALLY
 from tests.support.http_sink import HttpSink
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "infra" / "openapi.yaml"
-SEED = 22022
-MAX_EXAMPLES = 12
 WS = "conformance"
 ASSETS = ("ns.a", "ns.b", "ns.c")
 CHECKS = (
@@ -50,7 +49,6 @@ CHECKS = (
     "allow_header_conformance",
     "missing_required_header",
 )
-CASES: dict[str, int] = {}
 POSITIVE_OK = ["2xx", "401", "403", "404", "409"]
 
 
@@ -224,6 +222,18 @@ def _repair(case: Any, t: Target) -> None:
         case.body = body
 
 
+CASES: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _count_cases() -> Iterator[None]:
+    """Cases per operation, into the session summary that prints them with the seed (a module
+    fixture: Hypothesis refuses function-scoped ones, and under xdist each worker counts its own)."""
+    yield
+    for label in sorted(CASES):
+        TALLY.add(CASES[label])
+
+
 @schema.parametrize()
 def test_the_api_answers_as_its_document_says(case: Any, target: Target) -> None:
     meta = case.meta
@@ -231,16 +241,5 @@ def test_the_api_answers_as_its_document_says(case: Any, target: Target) -> None
         _repair(case, target)
     if "task_id" in (case.path_parameters or {}):
         case.path_parameters["task_id"] = target.task_id  # the token is for this task only
-    op = case.operation.label
-    CASES[op] = CASES.get(op, 0) + 1
+    CASES[case.operation.label] = CASES.get(case.operation.label, 0) + 1
     case.call_and_validate(base_url=target.stack.api_url, headers=_credentials(case, target))
-
-
-def test_conformance_run_reports_seed_and_cases(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs after the parametrized test: prints the seed and how many cases each operation got."""
-    total = sum(CASES.values())
-    lines = [f"schemathesis seed={SEED} max-examples={MAX_EXAMPLES} cases={total}"]
-    lines += [f"  {op}: {n}" for op, n in sorted(CASES.items())]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    assert total > 0
