@@ -88,3 +88,10 @@ def test_labels_of_the_wrong_type_are_400_even_when_falsy(
         client.post("/v1/workspaces/prod/runs", json={"selection": ["ns.a"], "labels": None}).status_code
         == 201
     )
+
+
+def test_a_callback_ignores_the_tenant_header_since_its_token_names_the_tenant(client: Any) -> None:
+    body = {"attempt": 1, "attemptId": "att", "workerId": "w1"}
+    res = client.post("/v1/tasks/ct1_x/started", json=body, headers={"X-Servo-Tenant": "NOT A TENANT"})
+    assert res.status_code == 401
+    assert res.get_json()["error"] == "invalid_token"

@@ -91,11 +91,11 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
         else:
             route_name = found.route.operation
             params = dict(found.params)
+            tenant = ctx.settings.default_tenant
             if "ws" in params:
+                # Only workspace routes act for a tenant; a callback's token names its own.
                 params["ws"] = validate_scope_id(params["ws"], "workspace")
-            tenant = validate_scope_id(
-                request.headers.get("X-Servo-Tenant") or ctx.settings.default_tenant, "tenant"
-            )
+                tenant = validate_scope_id(request.headers.get("X-Servo-Tenant") or tenant, "tenant")
             labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
             call = Call(
                 ctx=ctx,

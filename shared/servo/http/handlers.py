@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from servo.core.errors import InvalidInput
 from servo.http.app import Call, Handler, Result, parse_json_object
+from servo.http.responses import CallbackRejected
 
 
 def _deploy(call: Call) -> Result:
@@ -71,9 +73,6 @@ def _callback(action: str) -> Handler:
             "completed": callbacks.task_completed,
             "logs": callbacks.upload_logs,
         }[action]
-        from servo.core.errors import InvalidInput
-        from servo.http.responses import CallbackRejected
-
         try:
             body = parse_json_object(call.body)
         except InvalidInput as exc:
