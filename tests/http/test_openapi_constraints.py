@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servo.core import ids, protocol
 from servo.core._key_text import IDENT
 from servo.core.keys import MAX_ASSET_KEY_BYTES, MAX_SELECTION_ITEMS
@@ -76,7 +78,8 @@ def test_trigger_limits_are_the_trigger_parsers() -> None:
 def test_cancel_reason_and_deploy_key_limits() -> None:
     assert _props("CancelRunRequest")["reason"]["maxLength"] == cancel.MAX_REASON
     # The deploy key names an object by its base64url form, so the store's segment limit bounds it.
-    bound = min(manifests.MAX_IDEMPOTENCY_KEY_BYTES, local._MAX_SEGMENT_BYTES * 3 // 4)
+    encoded = local._MAX_SEGMENT_BYTES - len(".json")
+    bound = min(manifests.MAX_IDEMPOTENCY_KEY_BYTES, encoded * 3 // 4)
     key = PARAMS["idempotency_key"]
     assert key["maxLength"] == key["x-servo-max-utf8-bytes"] == bound
 
@@ -119,3 +122,28 @@ def test_callback_error_codes_are_the_ones_the_server_sends() -> None:
     sent |= set(re.findall(r'error = "([a-z_]+)" if \w+ == 409 else "([a-z_]+)"', text)[0])
     assert {"invalid_argument", "attempt_mismatch", "task_expired"} <= sent  # the scan finds them
     assert sent <= set(_props("CallbackError")["error"]["enum"])
+
+
+TIMER_ID = _props("FireTimerRequest")["timerId"]["pattern"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(TIMER_ID, fullmatch=True))
+def test_every_timer_id_the_document_allows_parses(timer_id: str) -> None:
+    ids.parse_timer_id(timer_id)
+
+
+@pytest.mark.parametrize(
+    "timer_id",
+    [
+        "timer:retry:r:t:0:5",
+        "timer:retry:r:t:1:05",
+        "timer:cron:a:b:1",
+        "timer:nope:r:t:1:5",
+        "timer:cron:\x85:1",
+    ],
+)
+def test_timer_ids_the_parser_refuses_are_outside_the_document(timer_id: str) -> None:
+    assert re.fullmatch(TIMER_ID, timer_id) is None
+    with pytest.raises(ids.InvalidId):
+        ids.parse_timer_id(timer_id)
