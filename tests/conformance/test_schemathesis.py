@@ -119,13 +119,13 @@ def _credentials(case: Any, t: Target) -> dict[str, str]:
     return {}
 
 
-def _walk(value: Any, fix: Any) -> Any:
-    """``value`` with ``fix(key, leaf)`` applied to every (key, leaf) pair of its objects."""
+def _walk(value: Any, fix: Any, key: str = "") -> Any:
+    """``value`` with ``fix(key, leaf)`` applied to every leaf; a list's items take the list's key."""
     if isinstance(value, dict):
-        return {k: fix(k, _walk(v, fix)) for k, v in value.items()}
+        return {k: _walk(v, fix, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_walk(v, fix) for v in value]
-    return value
+        return [_walk(v, fix, key) for v in value]
+    return fix(key, value)
 
 
 def _extension(name: str) -> dict[str, Any]:
