@@ -157,7 +157,7 @@ class Renderer:
                 self.line()
         self.line("| Status | Meaning | Body |")
         self.line("| --- | --- | --- |")
-        for status, response in op["responses"].items():
+        for status, response in sorted(op["responses"].items()):
             resolved = self.response(response)
             body = _type(resolved["schema"]) if "schema" in resolved else ""
             self.line(f"| {status} | {_cell(resolved.get('description', ''))} | {body} |")

@@ -147,3 +147,14 @@ def test_timer_ids_the_parser_refuses_are_outside_the_document(timer_id: str) ->
     assert re.fullmatch(TIMER_ID, timer_id) is None
     with pytest.raises(ids.InvalidId):
         ids.parse_timer_id(timer_id)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _subclasses(direct))]
+
+
+def test_every_error_code_the_server_has_is_in_the_error_schema() -> None:
+    from servo.core.errors import ServoError
+
+    codes = {cls.code for cls in _subclasses(ServoError)} | {"METHOD_NOT_ALLOWED"}
+    assert codes <= set(_props("Error")["code"]["enum"])
