@@ -7,6 +7,7 @@ docs/api.md, and tests/infra/test_api_docs.py fails when the committed file diff
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,12 @@ def _type(schema: dict[str, Any]) -> str:
 
 
 def _constraints(schema: dict[str, Any]) -> str:
-    parts = [template.format(schema[key]) for key, template in CONSTRAINTS if key in schema]
+    # JSON spellings (`false`, not Python's `False`): the reference describes a JSON API.
+    parts = [
+        template.format(schema[key] if isinstance(schema[key], str) else json.dumps(schema[key]))
+        for key, template in CONSTRAINTS
+        if key in schema
+    ]
     if "enum" in schema:
         parts.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
     if schema.get("x-nullable"):
