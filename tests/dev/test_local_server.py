@@ -71,6 +71,11 @@ def test_cross_site_posts_are_refused_and_create_nothing(
     assert _runs(stack) == before
 
 
+def test_a_write_without_a_body_needs_no_content_type(stack: EmbeddedStack) -> None:
+    res = requests.post(f"{stack.api_url}/v1/workspaces/prod/runs/nope/cancel", timeout=10)
+    assert res.status_code == 404, res.text
+
+
 def test_a_rebound_host_cannot_read_either(stack: EmbeddedStack) -> None:
     res = requests.get(
         f"{stack.api_url}/v1/workspaces/prod/runs", headers={"Host": "evil.example"}, timeout=10

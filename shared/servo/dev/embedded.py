@@ -136,8 +136,12 @@ def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
     app = Flask("servo-local")
     install_json_errors(app)
 
-    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    # No automatic OPTIONS: its Allow would list this catch-all rule's methods, not the route table's.
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    kwargs: dict[str, Any] = {"methods": methods, "provide_automatic_options": False}
+
+    @app.route("/", defaults={"path": ""}, **kwargs)
+    @app.route("/<path:path>", **kwargs)
     def route(path: str) -> Any:
         if path == "healthz":
             return {"status": "ok"}

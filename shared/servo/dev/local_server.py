@@ -96,8 +96,19 @@ def check_local_request(method: str, headers: Any, mimetype: str) -> None:
     origin = headers.get("Origin")
     if origin is not None and (_hostname(origin) not in _LOOPBACK or urlsplit(origin).netloc != host):
         raise Forbidden("cross-origin requests are not accepted by the local server")
-    if method.upper() in _WRITES and mimetype != "application/json":
+    # A write with no body (cancel, sweep) carries nothing a form could forge past the Origin check;
+    # a body must be JSON, which a foreign page cannot send without a CORS preflight.
+    if method.upper() in _WRITES and _has_body(headers) and mimetype != "application/json":
         raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
+
+
+def _has_body(headers: Any) -> bool:
+    if headers.get("Transfer-Encoding"):
+        return True
+    try:
+        return int(headers.get("Content-Length") or 0) > 0
+    except ValueError:
+        return True
 
 
 def _hostname(url: str) -> str | None:

@@ -126,6 +126,7 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
         if found is None:
             raise NotFound(f"no route for {request.method} {request.path}")
         if isinstance(found, routes.Route):
+            extra = {"Allow": ", ".join(routes.allowed_methods(request.path, function=function))}
             status, payload = (
                 405,
                 {
@@ -137,9 +138,11 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
         else:
             route_name = found.route.operation
             params = dict(found.params)
+            tenant = ctx.settings.default_tenant
             if "ws" in params:
+                # Only workspace routes act for a tenant; a callback's token names its own.
                 params["ws"] = validate_scope_id(params["ws"], "workspace")
-            tenant = _tenant(request.headers.get("X-Servo-Tenant"), ctx.settings)
+                tenant = _tenant(request.headers.get("X-Servo-Tenant"), ctx.settings)
             labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
             call = Call(
                 ctx=ctx,
@@ -234,7 +237,13 @@ def install_json_errors(app: Flask) -> None:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
             status, "BAD_REQUEST" if status < 500 else "INTERNAL"
         )
-        return _json_error(status, code, exc.description or exc.name)
+        response = _json_error(status, code, exc.description or exc.name)
+        if status == 405:
+            # The route table, not Flask's catch-all rule, knows which methods this path serves.
+            from flask import request
+
+            response.headers["Allow"] = ", ".join(routes.allowed_methods(request.path))
+        return response
 
     def undecodable(exc: UnicodeDecodeError) -> Response:
         return _json_error(400, "BAD_REQUEST", "request body is not valid UTF-8")

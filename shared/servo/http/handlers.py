@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from servo.core.errors import InvalidInput
 from servo.http.app import Call, Handler, Result, parse_json_object
+from servo.http.responses import CallbackRejected
 
 
 def _deploy(call: Call) -> Result:
@@ -71,7 +73,12 @@ def _callback(action: str) -> Handler:
             "completed": callbacks.task_completed,
             "logs": callbacks.upload_logs,
         }[action]
-        return 200, service(call.ctx, call.params["task_id"], call.headers, parse_json_object(call.body))
+        try:
+            body = parse_json_object(call.body)
+        except InvalidInput as exc:
+            # A worker reads every callback error in the worker-protocol shape, even for a broken body.
+            raise CallbackRejected(400, "invalid_argument", exc.message) from None
+        return 200, service(call.ctx, call.params["task_id"], call.headers, body)
 
     return handler
 

@@ -52,6 +52,13 @@ class Match:
     params: dict[str, str]
 
 
+def allowed_methods(path: str, *, function: str | None = None) -> list[str]:
+    """The methods the route table serves at ``path``: the ``Allow`` header of a 405 (RFC 9110)."""
+    return sorted(
+        {r.method for r in ROUTES if (function is None or r.function == function) and r.pattern.match(path)}
+    )
+
+
 def match(method: str, path: str, *, function: str | None = None) -> Match | Route | None:
     """The route for ``method path``; a Route (without params) when only the method is wrong."""
     wrong_method: Route | None = None

@@ -92,7 +92,8 @@ def parse_trigger_request(
                 raise InvalidInput("partition keys are at most 64 bytes and values at most 256 bytes")
             pairs.append((key, value))
         legacy_pairs = tuple(sorted(pairs))
-    labels = body.get("labels", {}) or {}
+    labels = body.get("labels")
+    labels = {} if labels is None else labels  # null means none; false or [] is a wrong type (400)
     if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
         raise InvalidInput(f"labels must be an object of at most {MAX_LABELS} entries")
     for key, value in labels.items():
