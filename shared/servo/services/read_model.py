@@ -69,9 +69,15 @@ class ProjectionCache:
         return self._applied.keys()
 
     def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
-        """The head just read or published."""
+        """The head just read or published, unless a newer one is remembered already.
+
+        Request threads finish in any order: one that read an older generation must not replace the
+        newer head another thread read or published (the pointer's generation only grows).
+        """
         self.note_applied(head[3].recent_event_ids)
-        self.head, self.head_seen_at = head, time.monotonic()
+        with self._lock:
+            if self.head is None or head[0] >= self.head[0]:
+                self.head, self.head_seen_at = head, time.monotonic()
 
     def confirm_head(self) -> None:
         """A read just found the remembered head still current."""
