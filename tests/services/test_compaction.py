@@ -496,3 +496,27 @@ def test_an_instance_does_not_read_again_what_it_found_applied_past_the_manifest
     extra.trigger()
     write(store, extra.events)
     assert run(store, cache=cold, lookback_ms=ledger.SWEEP_LOOKBACK_MS).events_applied == 1
+
+
+class LostResponseStore(CrashingStore):
+    """The head-pointer CAS lands, but its answer is lost and the client's retry gets 412."""
+
+    def put(self, name: str, data: bytes, **kw: object) -> int:
+        generation = self.inner.put(name, data, **kw)  # type: ignore[arg-type]
+        if name == layout.POINTER_PATH:
+            from servo.core.errors import PreconditionFailed
+
+            raise PreconditionFailed(f"{name} generation changed (the retry of a write that landed)")
+        return generation
+
+
+def test_a_publish_whose_cas_answer_was_lost_is_recognised_as_its_own(store: LocalFileStore) -> None:
+    """Issue 15 item 10: the caller must still act on the runs it changed (the controller pass)."""
+    events = simple_history()
+    write(store, events)
+    result = run(LostResponseStore(store, None))
+    assert result.published and result.changed_run_ids == [RUNS[0]]
+    assert result.events_applied == len(events) and result.manifest_id == 1
+    head = store.get(layout.POINTER_PATH)
+    assert head is not None and result.snapshot.generation == head.generation
+    assert run(store).events_applied == 0  # published once: nothing left to fold

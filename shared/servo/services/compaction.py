@@ -353,7 +353,12 @@ def _commit(
     try:
         generation = store.put(layout.POINTER_PATH, pointer_raw, if_generation_match=snap.generation)
     except PreconditionFailed:
-        return None
+        # A lost answer to a CAS that landed looks like a lost race to the client's retry. The head
+        # names the manifest this compactor alone created, so equal bytes mean the publish is ours.
+        head = store.get(layout.POINTER_PATH)
+        if head is None or head.data != pointer_raw:
+            return None
+        generation = head.generation
     snap.cache.remember_head((generation, pointer, pointer_raw, manifest))
     return Snapshot(store, generation, pointer, pointer_raw, manifest, snap.cache), changed
 
