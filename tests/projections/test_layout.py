@@ -31,7 +31,6 @@ def test_manifest_round_trip(run: object) -> None:
         "01ARZ3NDEKTSV4RRFFQ69G5FAV",
         ("01ARZ3NDEKTSV4RRFFQ69G5FAV",),
         {"d019000": layout.BucketRef(ref, 2, 55)},
-        ref,
         live={
             "01ARZ3NDEKTSV4RRFFQ69G5FAW": layout.IndexEntry(
                 "01ARZ3NDEKTSV4RRFFQ69G5FAW", run, ("state/orchestration/runs/x/base.0.parquet",), "RUNNING"

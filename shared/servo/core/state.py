@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from servo.core.rows import DepRow, IdempotencyRow, OutboxRow, RunKeyRow, RunRow, TaskRow, TimerRow
+from servo.core.rows import DepRow, IdempotencyRow, OutboxRow, RunRow, TaskRow, TimerRow
 
 
 @dataclass(slots=True)
@@ -56,8 +56,7 @@ class FoldState:
     tenant_id: str
     workspace_id: str
     runs: dict[str, RunPartition] = field(default_factory=dict)  # by run_id
-    run_keys: dict[str, RunKeyRow] = field(default_factory=dict)  # automation run_key index (M2)
 
     def copy(self) -> FoldState:
         """Shallow: partitions are shared until a fold replaces the ones it touches."""
-        return FoldState(self.tenant_id, self.workspace_id, dict(self.runs), dict(self.run_keys))
+        return FoldState(self.tenant_id, self.workspace_id, dict(self.runs))

@@ -7,7 +7,6 @@
     index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
     segments/{sha256[:32]}.parquet             immutable run segments: one file per compaction for
                                                the runs it touched (see partitions.py)
-    run_key_index.{hex12}.parquet              the automation run_key index (small, global)
 
 Cost independent of history: every event belongs to one run, so a batch reads only the segments of
 the runs it touches and writes one segment file (one more per big segment) and one manifest. An
@@ -68,10 +67,6 @@ def segments_path(data: bytes) -> str:
 
 def index_path(bucket: str, hex12: str) -> str:
     return f"{ROOT}/index/{bucket}.{hex12}.parquet"
-
-
-def run_key_index_path(hex12: str) -> str:
-    return f"{ROOT}/run_key_index.{hex12}.parquet"
 
 
 def _strict(data: bytes, what: str) -> dict[str, Any]:
@@ -161,7 +156,6 @@ class Manifest:
     # without reading them again.
     recent_event_ids: tuple[str, ...]
     buckets: dict[str, BucketRef] = field(default_factory=dict)
-    run_key_index: FileRef | None = None
     # Runs not yet in an index bucket, by id: every active run, and the ended runs waiting to move to
     # their buckets together. Readers look here before the buckets.
     live: dict[str, IndexEntry] = field(default_factory=dict)
@@ -187,7 +181,6 @@ class Manifest:
                 k: {**b.file.to_json(), "run_count": b.run_count, "max_triggered_at": b.max_triggered_at}
                 for k, b in sorted(self.buckets.items())
             },
-            "run_key_index": self.run_key_index.to_json() if self.run_key_index else None,
             "live_runs": {run_id: _entry_json(e) for run_id, e in sorted(self.live.items())},
         }
         # Compact: every publish writes one and readers parse it, and pretty printing takes Python's
@@ -199,7 +192,6 @@ class Manifest:
         raw = _strict(data, "state manifest")
         try:
             marks = raw["watermarks"]
-            rki = raw.get("run_key_index")
             return cls(
                 manifest_id=parse_manifest_id(raw["manifest_id"]),
                 epoch=int(raw["epoch"]),
@@ -211,7 +203,6 @@ class Manifest:
                     k: BucketRef(FileRef.from_json(b), int(b["run_count"]), b.get("max_triggered_at"))
                     for k, b in raw["buckets"].items()
                 },
-                run_key_index=FileRef.from_json(rki) if rki else None,
                 live={run_id: _entry_from_json(run_id, e) for run_id, e in raw["live_runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

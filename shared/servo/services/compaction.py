@@ -31,8 +31,8 @@ from servo.core.fold import fold
 from servo.core.ids import ulid_time_ms
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import is_terminal_public, public_run_state
-from servo.projections import layout, schemas
-from servo.projections.codec import checksum, content_hex12, encode_table
+from servo.projections import layout
+from servo.projections.codec import checksum, content_hex12
 from servo.projections.partitions import (
     MAX_CHAIN,
     Segment,
@@ -239,7 +239,6 @@ def _publish(
     ended_per_index_write: int,
 ) -> tuple[Snapshot, list[str]] | None:
     state = FoldState(tenant_id, workspace_id, {r: p for r, p in before.items() if p is not None})
-    state.run_keys = snap.run_keys() if snap.manifest.run_key_index else {}
     after = fold(state, fresh)
     manifest = snap.manifest
     by_bucket: dict[str, dict[str, layout.IndexEntry]] = {}
@@ -283,10 +282,6 @@ def _publish(
         snap.cache.put(("index", ref.path), entries)
         triggered = [e.run.triggered_at for e in entries.values() if e.run is not None]
         buckets[bucket] = layout.BucketRef(ref, len(entries), max(triggered, default=None))
-    run_key_ref = manifest.run_key_index
-    if after.run_keys != state.run_keys:
-        data = encode_table(schemas.RUN_KEY_INDEX, sorted(after.run_keys.values(), key=lambda r: r.run_key))
-        run_key_ref = _put_immutable(store, layout.run_key_index_path(content_hex12(data)), data)
     watermark = ledger.advance(manifest.events_processed_through, seen_ids, now_ms)
     recent = ledger.recent_ids({*manifest.recent_event_ids, *seen_ids}, watermark)
     return _commit(
@@ -294,7 +289,6 @@ def _publish(
         snap,
         manifest,
         buckets,
-        run_key_ref,
         watermark,
         recent,
         live,
@@ -309,7 +303,6 @@ def _commit(
     snap: Snapshot,
     previous: layout.Manifest,
     buckets: dict[str, layout.BucketRef],
-    run_key_ref: layout.FileRef | None,
     watermark: str,
     recent: tuple[str, ...],
     live: dict[str, layout.IndexEntry],
@@ -330,7 +323,6 @@ def _commit(
             watermark,
             recent,
             buckets,
-            run_key_ref,
             live,
         )
         raw = manifest.encode()

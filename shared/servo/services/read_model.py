@@ -19,10 +19,9 @@ from typing import Any
 
 from servo.core.errors import InvalidInput
 from servo.core.events import EncodedEvent
-from servo.core.rows import DepRow, RunKeyRow, RunRow, TaskRow
+from servo.core.rows import DepRow, RunRow, TaskRow
 from servo.core.state import FoldState, RunPartition
-from servo.projections import layout, schemas
-from servo.projections.codec import decode_table
+from servo.projections import layout
 from servo.projections.partitions import Segment, apply_segments, decode_segments
 from servo.store import ObjectStore
 
@@ -306,16 +305,9 @@ class Snapshot:
         """Runs that may still change (not in a terminal API state)."""
         return sorted(self.manifest.active_run_ids)
 
-    def run_keys(self) -> dict[str, RunKeyRow]:
-        ref = self.manifest.run_key_index
-        if ref is None:
-            return {}
-        rows = decode_table(schemas.RUN_KEY_INDEX, _read(self.store, ref.path))
-        return {r.run_key: r for r in rows}
-
     def load_state(self, tenant_id: str, workspace_id: str) -> FoldState:
         """The whole published state with events (for rebuild checks and tests; reads every bucket)."""
-        state = FoldState(tenant_id, workspace_id, run_keys=self.run_keys())
+        state = FoldState(tenant_id, workspace_id)
         entries = {r: e for name in sorted(self.manifest.buckets) for r, e in self.bucket(name).items()}
         entries.update(self.manifest.live)
         for run_id, entry in entries.items():
