@@ -49,6 +49,8 @@ class History:
     now: int = T0
     events: list[Event] = field(default_factory=list)
     ids: UlidFactory = field(default_factory=lambda: UlidFactory(lambda n: bytes(n)))
+    # Events minted (their ids taken) but not written yet: a worker's success delayed in flight.
+    late: list[Event] = field(default_factory=list)
 
     def add(self, data: EventData, *, event_type: str | None = None, ts: int | None = None) -> Event:
         self.now += 1000
@@ -433,6 +435,33 @@ def test_26b_retryable_failure_in_a_cancelling_run_is_not_retried() -> None:
     h.finish("a.a")  # a late success never turns the cancelled task or run into SUCCEEDED
     p = fold_all(h.events)
     assert p.tasks["a.a"].state == "CANCELLED" and p.run is not None and p.run.state == "CANCELLED"
+
+
+def _forced_cancel(h: History, task: str) -> Event:
+    error = {"category": "CANCELLED", "code": "CANCEL_GRACE_EXPIRED", "message": "grace expired"}
+    return h.finish(task, "cancelled", error=error)
+
+
+def test_26e_a_success_minted_before_the_forced_cancel_but_written_after_never_flips_it() -> None:
+    """Issue 15 item 9: the success's id is older than the forced cancel's, so a re-fold in ULID order
+    meets it first; a cancel of the same attempt still wins, in every order."""
+    h = chain()
+    h.dispatch("a.a")
+    h.start("a.a")
+    h.cancel()
+    late = h.finish("a.a")  # minted now, written only after the forced cancel below
+    h.events.remove(late)
+    _forced_cancel(h, "a.a")
+    published = fold(empty(), h.events)
+    assert published.runs[RUN].tasks["a.a"].state == "CANCELLED"
+    after = fold(published, [late]).runs[RUN]
+    assert after.tasks["a.a"].state == "CANCELLED"
+    assert after.run is not None and after.run.state == "CANCELLED" and after.run.tasks_succeeded == 0
+    assert snapshot(after) == snapshot(fold_all(sorted([*h.events, late], key=lambda e: e.event_id)))
+    # The other way round (the success folded and shown first) ends the same: the set decides.
+    first = fold(empty(), [*h.events[:-1], late])
+    assert first.runs[RUN].tasks["a.a"].state == "SUCCEEDED"
+    assert snapshot(fold(first, h.events[-1:]).runs[RUN]) == snapshot(after)
 
 
 def test_26c_cancel_of_a_terminal_or_unknown_run_is_rejected() -> None:

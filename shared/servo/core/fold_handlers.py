@@ -185,6 +185,8 @@ def _finished(ctx: FoldContext, d: TaskFinished) -> bool:
         or (d.attempt, d.attempt_id) != (task.attempt, task.attempt_id)
     ):
         return False
+    if d.outcome == "succeeded" and ctx.cancels.get((d.task_key, d.attempt, d.attempt_id), "") > ctx.event_id:
+        return False  # a cancel of this attempt follows: it wins (design §6, late success)
     error = d.error or {}
     common: dict[str, Any] = {
         "error_message": d.error_message if d.error_message is not None else error.get("message"),
