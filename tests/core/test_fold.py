@@ -91,8 +91,8 @@ class History:
     def start(self, task: str, attempt: int = 1, aid: str | None = None) -> Event:
         return self.add(TaskStarted(self.run, task, attempt, aid or self.aid(task, attempt), "w1"))
 
-    def heartbeat(self, task: str, attempt: int = 1, aid: str | None = None) -> Event:
-        return self.add(TaskHeartbeat(self.run, task, attempt, aid or self.aid(task, attempt), "w1"))
+    def heartbeat(self, task: str, attempt: int = 1, aid: str | None = None, **kw: Any) -> Event:
+        return self.add(TaskHeartbeat(self.run, task, attempt, aid or self.aid(task, attempt), "w1", **kw))
 
     def finish(
         self,
@@ -657,3 +657,51 @@ def test_10k_task_plan_folds_incrementally() -> None:
     state = fold(state, h.events[2:])
     run = state.runs[RUN].run
     assert run is not None and run.tasks_succeeded == 2_500 and run.tasks_total == 10_000
+
+
+def _beating(minutes: int, tasks: int = 5) -> tuple[History, list[list[Event]]]:
+    """Running tasks that heartbeat every 30 s for ``minutes``: the setup, then one batch a minute."""
+    h = History()
+    h.trigger()
+    keys = [f"a.t{i}" for i in range(tasks)]
+    h.plan({k: [] for k in keys})
+    for k in keys:
+        h.dispatch(k)
+        h.start(k)
+    batches = []
+    for _ in range(minutes):
+        start = len(h.events)
+        for _ in range(2):
+            for k in keys:
+                h.heartbeat(k, heartbeat_at=h.now)  # as the callback writes it: the key holds the time
+        batches.append(h.events[start:])
+    return h, batches
+
+
+def test_a_runs_state_holds_the_latest_liveness_per_attempt_not_the_heartbeat_history() -> None:
+    """Issue 15 item 1: state is O(tasks), not O(heartbeats)."""
+    sizes = []
+    for minutes in (5, 120):
+        h, batches = _beating(minutes)
+        state = fold(empty(), h.events[: len(h.events) - sum(map(len, batches))])
+        for batch in batches:
+            state = fold(state, batch)
+        p = state.runs[RUN]
+        sizes.append((len(p.events), len(p.idempotency)))
+        last = batches[-1][-1]
+        assert p.tasks["a.t4"].last_heartbeat_at == last.timestamp_ms
+        assert snapshot(p) == snapshot(fold_all(h.events))  # one clean fold keeps the same
+    assert sizes[0] == sizes[1]
+
+
+def test_a_duplicate_or_late_heartbeat_changes_nothing() -> None:
+    h, batches = _beating(3)
+    state = fold(empty(), h.events)
+    before = snapshot(state.runs[RUN])
+    assert snapshot(fold(state, batches[0] + batches[-1]).runs[RUN]) == before  # late, and redelivered
+    late = h.heartbeat("a.t0")
+    h.events.remove(late)
+    newest = h.heartbeat("a.t0")
+    state = fold(state, [newest])
+    assert state.runs[RUN].tasks["a.t0"].last_heartbeat_at == newest.timestamp_ms
+    assert snapshot(fold(state, [late]).runs[RUN]) == snapshot(state.runs[RUN])  # superseded already

@@ -520,3 +520,34 @@ def test_a_publish_whose_cas_answer_was_lost_is_recognised_as_its_own(store: Loc
     head = store.get(layout.POINTER_PATH)
     assert head is not None and result.snapshot.generation == head.generation
     assert run(store).events_applied == 0  # published once: nothing left to fold
+
+
+def _heartbeat_history(store: ObjectStore, minutes: int, tasks: int = 5) -> tuple[int, int, int]:
+    """Tasks heartbeating every 30 s, one compaction a minute; what the run's state then holds:
+    (stored events, idempotency rows, size of its newest base segment)."""
+    h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))
+    h.trigger()
+    keys = [f"a.t{i}" for i in range(tasks)]
+    h.plan({k: [] for k in keys})
+    for k in keys:
+        h.dispatch(k)
+        h.start(k)
+    write(store, h.events)
+    run(store)
+    for _ in range(minutes):
+        # As the callback writes them: each heartbeat's idempotency key holds its time.
+        write(store, [h.heartbeat(k, heartbeat_at=h.now) for _ in range(2) for k in keys])
+        run(store)
+    part = load_published_state(store, tenant_id=TENANT, workspace_id=WS).runs[RUNS[0]]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+    chain = load_snapshot(store).manifest.live[RUNS[0]].segments
+    bases = [decode_segments(store.get(p).data)[RUNS[0]] for p in chain]  # type: ignore[union-attr]
+    return len(part.events), len(part.idempotency), [s.size for s in bases if s.base][-1]
+
+
+def test_a_runs_stored_state_does_not_grow_with_its_heartbeat_history(tmp_path: Path) -> None:
+    """Issue 15 item 1: a 2 h heartbeat history stores what a 10-minute one does (counts, not times;
+    both are long enough for the run's base segment to be rewritten)."""
+    short = _heartbeat_history(LocalFileStore(tmp_path / "short"), minutes=10)
+    long = _heartbeat_history(LocalFileStore(tmp_path / "long"), minutes=120)
+    assert short == long

@@ -406,9 +406,12 @@ HANDLERS: dict[type, Callable[[FoldContext, Any], bool]] = {
 
 
 def apply(ctx: FoldContext, event: Event) -> bool:
-    """Apply one event through the idempotency gate; returns whether it applied."""
+    """Apply one event through the idempotency gate; returns whether it applied.
+
+    Heartbeats pass no gate: their idempotency is "newest per attempt" (servo.core.liveness).
+    """
     handler = HANDLERS.get(type(event.data))
-    if handler is None or event.idempotency_key in ctx.p.idempotency:
+    if handler is None or (handler is not _heartbeat and event.idempotency_key in ctx.p.idempotency):
         return False  # unknown types are recorded by the caller and otherwise ignored
     ctx.event_id, ctx.ts = event.event_id, event.timestamp_ms
     return handler(ctx, event.data)

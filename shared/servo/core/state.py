@@ -30,6 +30,9 @@ class RunPartition:
     idempotency: dict[str, IdempotencyRow] = field(default_factory=dict)  # by idempotency_key
     # event_id -> decoded event (servo.core.events.Event); typed Any to keep this module import-free.
     events: dict[str, Any] = field(default_factory=dict)
+    # (task_key, attempt, attempt_id) -> id of the one heartbeat kept for that attempt
+    # (servo.core.liveness); derived from ``events``, None until first worked out.
+    beats: dict[tuple[str, int, str], str] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> RunPartition:
         """A copy whose dicts may be changed without touching this partition (rows are immutable)."""
@@ -42,6 +45,7 @@ class RunPartition:
             outbox=dict(self.outbox),
             idempotency=dict(self.idempotency),
             events=dict(self.events),
+            beats=None if self.beats is None else dict(self.beats),
         )
 
     @property

@@ -22,7 +22,7 @@ from servo.core.events import EncodedEvent
 from servo.core.rows import DepRow, RunRow, TaskRow
 from servo.core.state import FoldState, RunPartition
 from servo.projections import layout
-from servo.projections.partitions import Segment, apply_segments, decode_segments
+from servo.projections.partitions import Segment, apply_segments, decode_segments, dropped_events
 from servo.store import ObjectStore
 
 _CACHE_KEY = "servo.projections"
@@ -216,6 +216,8 @@ class Snapshot:
         part = apply_segments(run_id, ([] if hit is None else [_as_base(hit)]) + rest, decode)
         if hit is not None:
             part.events = {**hit.events, **part.events} if events else {}
+            for event_id in dropped_events(rest) if events else ():
+                part.events.pop(event_id, None)
         elif not events:
             part.events = {}
         self.remember_partition(run_id, chain, part, events=events)
