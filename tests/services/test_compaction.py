@@ -17,7 +17,7 @@ from servo.services.compaction import compact, load_published_state, rebuild
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore, ObjectStore
 
-from tests.core.test_fold import TENANT, WS, History
+from tests.core.test_fold import T0, TENANT, WS, History
 from tests.services.compaction_support import (
     NOW,
     RUNS,
@@ -551,3 +551,34 @@ def test_a_runs_stored_state_does_not_grow_with_its_heartbeat_history(tmp_path: 
     short = _heartbeat_history(LocalFileStore(tmp_path / "short"), minutes=10)
     long = _heartbeat_history(LocalFileStore(tmp_path / "long"), minutes=120)
     assert short == long
+
+
+def test_a_busy_days_run_ends_cost_index_writes_linear_in_its_runs(store: LocalFileStore) -> None:
+    """Issue 15 item 11: moving ended runs into their day's bucket must not rewrite the whole day each
+    time. Counted as index entries written, over every index file written: each run is written a
+    bounded number of times (its batch's file, then at most one merge per size doubling)."""
+    from math import ceil, log2
+
+    ids = UlidFactory(lambda n: bytes(n))
+    batch, runs = 4, 192
+    history = []
+    for b in range(runs // batch):
+        for i in range(batch):
+            h = History(run=ids.new(T0 + b * batch + i), ids=ids, now=T0 + b * batch + i)
+            h.trigger()
+            h.plan({"a.t0": []})
+            h.run_task("a.t0")
+            history += h.events
+            write(store, h.events)
+        run(store, ended_per_index_write=batch)
+    assert {layout.bucket_of(e.run_id) for e in history} == {layout.bucket_of(history[0].run_id)}
+    written = sum(
+        len(layout.decode_index(store.get(name).data))  # type: ignore[union-attr]
+        for name in _files(store, "state/orchestration/index/")
+    )
+    assert written <= runs * (1 + ceil(log2(layout.MAX_BUCKET_FILE_RUNS / batch)))
+    snap = load_snapshot(store)
+    assert snap.manifest.live == {}
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(history))
+    page, _ = snap.list_runs(limit=runs + 1, state="SUCCEEDED")
+    assert len(page) == runs

@@ -46,6 +46,8 @@ from servo.projections.codec import arrow_to_rows, read_parquet, write_parquet
 ROOT = "state/orchestration"
 POINTER_PATH = f"{ROOT}/manifest.pointer.json"
 DAY_MS = 86_400_000
+# An index file of a bucket takes no more merges once merging would pass this many runs (BucketRef).
+MAX_BUCKET_FILE_RUNS = 1024
 
 
 def manifest_path(number: int) -> str:
@@ -134,12 +136,45 @@ class FileRef:
 
 
 @dataclass(frozen=True, slots=True)
-class BucketRef:
-    """An index bucket in the manifest; ``max_triggered_at`` lets ListRuns skip buckets it cannot need."""
+class BucketFile:
+    """One immutable file of an index bucket and how many run entries it holds."""
 
     file: FileRef
     run_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRef:
+    """An index bucket in the manifest: its files, oldest first (a run's entry in a later file replaces
+    one in an earlier file); ``max_triggered_at`` lets ListRuns skip buckets it cannot need.
+
+    Runs that end are appended as a new file, never by rewriting the day: a busy day would otherwise
+    cost writes quadratic in its runs. The new file first absorbs the trailing files no bigger than it
+    (a binary counter), so a bucket holds a few files per MAX_BUCKET_FILE_RUNS runs, and a run is
+    written once plus at most one merge per doubling of its file up to MAX_BUCKET_FILE_RUNS.
+    """
+
+    files: tuple[BucketFile, ...]
     max_triggered_at: int | None
+
+    @property
+    def run_count(self) -> int:
+        """Entries over all files (a run moved twice counts twice)."""
+        return sum(f.run_count for f in self.files)
+
+
+def _bucket_json(ref: BucketRef) -> dict[str, Any]:
+    files = [{**f.file.to_json(), "run_count": f.run_count} for f in ref.files]
+    return {"files": files, "max_triggered_at": ref.max_triggered_at}
+
+
+def _bucket_from_json(raw: Mapping[str, Any]) -> BucketRef:
+    # A manifest written before buckets had several files names one file inline.
+    files = raw.get("files", [raw])
+    return BucketRef(
+        tuple(BucketFile(FileRef.from_json(f), int(f["run_count"])) for f in files),
+        raw.get("max_triggered_at"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +212,7 @@ class Manifest:
                 "last_processed_at": self.published_at,
                 "recent_event_ids": list(self.recent_event_ids),
             },
-            "buckets": {
-                k: {**b.file.to_json(), "run_count": b.run_count, "max_triggered_at": b.max_triggered_at}
-                for k, b in sorted(self.buckets.items())
-            },
+            "buckets": {k: _bucket_json(b) for k, b in sorted(self.buckets.items())},
             "live_runs": {run_id: _entry_json(e) for run_id, e in sorted(self.live.items())},
         }
         # Compact: every publish writes one and readers parse it, and pretty printing takes Python's
@@ -199,10 +231,7 @@ class Manifest:
                 published_at=int(raw["published_at"]),
                 events_processed_through=str(marks["events_processed_through"]),
                 recent_event_ids=tuple(marks["recent_event_ids"]),
-                buckets={
-                    k: BucketRef(FileRef.from_json(b), int(b["run_count"]), b.get("max_triggered_at"))
-                    for k, b in raw["buckets"].items()
-                },
+                buckets={k: _bucket_from_json(b) for k, b in raw["buckets"].items()},
                 live={run_id: _entry_from_json(run_id, e) for run_id, e in raw["live_runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

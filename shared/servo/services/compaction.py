@@ -271,17 +271,10 @@ def _publish(
     ended = [run_id for run_id, e in live.items() if is_terminal_public(e.public_state)]
     if len(ended) >= ended_per_index_write:
         for run_id in ended:
-            bucket = layout.bucket_of(run_id)
-            if bucket not in by_bucket:
-                by_bucket[bucket] = snap.bucket(bucket)
-            by_bucket[bucket][run_id] = live.pop(run_id)
+            by_bucket.setdefault(layout.bucket_of(run_id), {})[run_id] = live.pop(run_id)
     buckets = dict(manifest.buckets)
     for bucket, entries in by_bucket.items():
-        data = layout.encode_index(list(entries.values()))
-        ref = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
-        snap.cache.put(("index", ref.path), entries)
-        triggered = [e.run.triggered_at for e in entries.values() if e.run is not None]
-        buckets[bucket] = layout.BucketRef(ref, len(entries), max(triggered, default=None))
+        buckets[bucket] = _append_to_bucket(store, snap, bucket, entries)
     watermark = ledger.advance(manifest.events_processed_through, seen_ids, now_ms)
     recent = ledger.recent_ids({*manifest.recent_event_ids, *seen_ids}, watermark)
     return _commit(
@@ -296,6 +289,28 @@ def _publish(
         min_interval_ms,
         changed,
     )
+
+
+def _append_to_bucket(
+    store: ObjectStore, snap: Snapshot, bucket: str, entries: dict[str, layout.IndexEntry]
+) -> layout.BucketRef:
+    """``bucket`` with ``entries`` added as a new file, which first absorbs the trailing files no
+    bigger than it (layout.BucketRef says why)."""
+    ref = snap.manifest.buckets.get(bucket)
+    files = list(ref.files) if ref is not None else []
+    tops = [ref.max_triggered_at] if ref is not None and ref.max_triggered_at is not None else []
+    tops += [e.run.triggered_at for e in entries.values() if e.run is not None]
+    while (
+        files
+        and files[-1].run_count <= len(entries)
+        and files[-1].run_count + len(entries) <= layout.MAX_BUCKET_FILE_RUNS
+    ):
+        entries = {**snap.index_file(files.pop().file.path), **entries}
+    data = layout.encode_index(list(entries.values()))
+    written = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
+    snap.cache.put(("index", written.path), entries)
+    files.append(layout.BucketFile(written, len(entries)))
+    return layout.BucketRef(tuple(files), max(tops, default=None))
 
 
 def _commit(

@@ -169,17 +169,21 @@ class Snapshot:
     # -- files ---------------------------------------------------------------------------------
 
     def bucket(self, bucket: str) -> dict[str, layout.IndexEntry]:
-        """The index entries of one bucket, by run id."""
+        """The index entries of one bucket, by run id (a later file's entry replaces an earlier one's)."""
         ref = self.manifest.buckets.get(bucket)
-        if ref is None:
-            return {}
-        key = ("index", ref.file.path)
+        entries: dict[str, layout.IndexEntry] = {}
+        for f in ref.files if ref is not None else ():
+            entries.update(self.index_file(f.file.path))
+        return entries
+
+    def index_file(self, path: str) -> dict[str, layout.IndexEntry]:
+        """The entries of one index file, by run id (cached: the file is immutable; do not change it)."""
+        key = ("index", path)
         found = self.cache.get(key)
         if found is None:
-            entries = layout.decode_index(_read(self.store, ref.file.path), ref.file.path)
-            found = {e.run_id: e for e in entries}
+            found = {e.run_id: e for e in layout.decode_index(_read(self.store, path), path)}
             self.cache.put(key, found)
-        return dict(found)
+        return found
 
     def index_entry(self, run_id: str) -> layout.IndexEntry | None:
         """A run's entry: the manifest's live entry while it runs, its bucket's once it ended."""
