@@ -156,7 +156,7 @@ def compact(
         names, bad = ledger.candidate_names(
             store,
             manifest.events_processed_through,
-            snap.cache.applied_ids(),
+            snap.cache.applied.view(),
             [*hint, *(more_hint() if more_hint is not None else ())],
             lookback_ms,
             list_ledger=list_ledger,
@@ -170,7 +170,7 @@ def compact(
             # Every object read is applied in this head (or holds nothing to apply, and is reported
             # now): past the manifest's cap of recent ids only the instance's memory spares reading
             # it again.
-            snap.cache.note_applied(found.seen_ids)
+            snap.cache.applied.note(found.seen_ids)
             return CompactionResult(False, manifest.manifest_id, 0, report, [], 0, snap)
         published = _publish(
             store,
@@ -187,7 +187,7 @@ def compact(
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
         new_snap, changed = published
-        new_snap.cache.note_applied(found.seen_ids)
+        new_snap.cache.applied.note(found.seen_ids)
         lag = max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh))
         return CompactionResult(
             True, new_snap.manifest.manifest_id, len(fresh), report, changed, lag, new_snap
@@ -197,7 +197,7 @@ def compact(
 
 def _already_applied(snap: Snapshot, hint: Sequence[str]) -> CompactionResult | None:
     """The result of a compaction whose hinted objects ``snap`` already shows applied, else None."""
-    if hint and ledger.all_applied(hint, snap.cache.applied_ids()):
+    if hint and ledger.all_applied(hint, snap.cache.applied.view()):
         return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
     return None
 
@@ -308,7 +308,7 @@ def _append_to_bucket(
         entries = {**snap.index_file(files.pop().file.path), **entries}
     data = layout.encode_index(list(entries.values()))
     written = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
-    snap.cache.put(("index", written.path), entries)
+    snap.cache.files.put(("index", written.path), entries)
     files.append(layout.BucketFile(written, len(entries)))
     return layout.BucketRef(tuple(files), max(tops, default=None))
 

@@ -96,7 +96,7 @@ def _compacted(
             # The leader's snapshot is the head as of its publish (or its last read): what it shows
             # applied stays applied. What it does not show, compact itself checks against a fresh
             # head before anything else, when this rider leads a flight of its own.
-            return led is not None and all_applied(hint, led.snapshot.cache.applied_ids())
+            return led is not None and all_applied(hint, led.snapshot.cache.applied.view())
 
         ridden = ctx.instance_state(_FLIGHTS, Flights).run((tenant_id, workspace_id), work, covered, hint)
         if ridden is None:
