@@ -7,6 +7,7 @@ directly, the way a long-lived workspace's state looks, instead of folding a mil
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from servo.core.taskdef import DEFAULT_WORKER_QUEUE, TaskDef
 from servo.projections import layout
 from servo.projections.codec import checksum, content_hex12, read_parquet, write_parquet
 from servo.projections.partitions import MAX_CHAIN, encode_segments, full_segment
-from servo.services.compaction import compact
+from servo.services.compaction import CompactionPolicy, compact
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore
 
@@ -250,8 +251,9 @@ TIMED_MINUTES = 2 * MAX_CHAIN
 
 def _heartbeat_minutes(minutes: int) -> dict[str, float]:
     """HEARTBEAT_TASKS running tasks heartbeating every 30 s for ``minutes``, one compaction a minute
-    (each heartbeat carries its time, as the callback writes it); then the mean fold + publish of the
-    next TIMED_MINUTES minutes on the warm instance, and the run's stored size."""
+    (each heartbeat carries its time, as the callback writes it); then the fold + publish of each of
+    the next TIMED_MINUTES minutes by a cold instance (as a compactor function instance often is: it
+    reads the run's stored state), and the run's stored size."""
     ids = UlidFactory(lambda n: bytes(n))
     run_id = ids.new(T0)
     now = T0 + 10
@@ -284,12 +286,12 @@ def _heartbeat_minutes(minutes: int) -> dict[str, float]:
                 hint=names,
                 now_ms=at,
                 cache=cache,
-                list_ledger=False,
+                policy=CompactionPolicy(list_ledger=False),
             )
             assert result.published
 
         minute(events, now + 50)
-        elapsed = 0.0
+        timed = []
         for m in range(minutes + TIMED_MINUTES):
             start_ms = T0 + (m + 1) * 60_000
             batch = [
@@ -299,15 +301,19 @@ def _heartbeat_minutes(minutes: int) -> dict[str, float]:
             ]
             # CPU time (every thread's): the machine running the bench may be shared, and what grew
             # with the history was the work of each publish, not its waits.
+            if m >= minutes:
+                cache.clear()
             started = time.process_time()
             minute(batch, start_ms + 60_000)
             if m >= minutes:
-                elapsed += time.process_time() - started
+                timed.append((time.process_time() - started) * 1000)
         base = load_snapshot(store).manifest.live[run_id].segments[0]
         part = load_snapshot(store).partition(run_id, events=True)
         assert part is not None
         return {
-            "publish_cpu_ms": round(elapsed / TIMED_MINUTES * 1000, 1),
+            "publish_cpu_ms_p50": round(statistics.median(timed), 1),
+            # The slowest publish of a whole chain: the one that rewrites the run's base segment.
+            "publish_cpu_ms_max": round(max(timed), 1),
             "base_bytes": len(store.get(base).data),  # type: ignore[union-attr]
             "stored_events": len(part.events),
             "idempotency_rows": len(part.idempotency),
@@ -316,13 +322,16 @@ def _heartbeat_minutes(minutes: int) -> dict[str, float]:
 
 def heartbeat_history() -> dict[str, Any]:
     """Issue 15 item 1: a run heartbeating for 2 h folds and publishes like one heartbeating for 5 min."""
+    _heartbeat_minutes(1)  # warm-up: the first publishes of a process pay for imports and caches
     short = _heartbeat_minutes(5)
     long = _heartbeat_minutes(120)
     results: dict[str, Any] = {}
     for label, figures in (("5min", short), ("2h", long)):
         results.update({f"compaction.heartbeats_{label}.{k}": v for k, v in figures.items()})
-    ratio = long["publish_cpu_ms"] / short["publish_cpu_ms"]
+    ratio = long["publish_cpu_ms_p50"] / short["publish_cpu_ms_p50"]
     results["compaction.heartbeats_2h_over_5min_cpu"] = round(ratio, 2)
+    ratio = long["publish_cpu_ms_max"] / short["publish_cpu_ms_max"]
+    results["compaction.heartbeats_2h_over_5min_cpu_max"] = round(ratio, 2)
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,13 @@ from servo.core.events import encode_event, ledger_object_name
 from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.projections import layout
 from servo.projections.partitions import MAX_CHAIN, SHARED_SEGMENT_MAX_ROWS, decode_segments
-from servo.services.compaction import compact, load_published_state, rebuild
+from servo.services.compaction import (
+    CompactionPolicy,
+    CompactionResult,
+    compact,
+    load_published_state,
+    rebuild,
+)
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore, ObjectStore
 
@@ -32,8 +39,18 @@ from tests.services.compaction_support import (
 )
 
 
-def run(store: ObjectStore, hint: list[str] | tuple[str, ...] = (), **kw: object):  # type: ignore[no-untyped-def]
-    return compact(store, tenant_id=TENANT, workspace_id=WS, hint=hint, now_ms=NOW, **kw)  # type: ignore[arg-type]
+def run(store: ObjectStore, hint: list[str] | tuple[str, ...] = (), **kw: Any) -> CompactionResult:
+    """A compaction at NOW; keywords naming a CompactionPolicy field set the policy."""
+    policy = {k: kw.pop(k) for k in list(kw) if k in CompactionPolicy.__dataclass_fields__}
+    return compact(
+        store,
+        tenant_id=TENANT,
+        workspace_id=WS,
+        hint=hint,
+        now_ms=NOW,
+        policy=CompactionPolicy(**policy),
+        **kw,
+    )
 
 
 @pytest.fixture

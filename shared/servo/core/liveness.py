@@ -57,3 +57,9 @@ def newest_beats(events: Iterable[Event], kept: Mapping[Attempt, str]) -> dict[s
             beats.append((attempt, event))
     out.update((e.event_id, e) for a, e in beats if newest[a] == e.event_id)
     return out
+
+
+def superseded(part: RunPartition, event: Event) -> bool:
+    """Whether ``event`` is a heartbeat ``part`` keeps a newer one of (it would change nothing)."""
+    attempt = beat_attempt(event)
+    return attempt is not None and kept_beats(part).get(attempt, "") >= event.event_id
