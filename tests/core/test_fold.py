@@ -659,15 +659,21 @@ def test_10k_task_plan_folds_incrementally() -> None:
     assert run is not None and run.tasks_succeeded == 2_500 and run.tasks_total == 10_000
 
 
-def _beating(minutes: int, tasks: int = 5) -> tuple[History, list[list[Event]]]:
-    """Running tasks that heartbeat every 30 s for ``minutes``: the setup, then one batch a minute."""
-    h = History()
+def start_tasks(h: History, tasks: int) -> list[str]:
+    """Trigger ``h``'s run with ``tasks`` independent tasks and start them all; their keys."""
     h.trigger()
     keys = [f"a.t{i}" for i in range(tasks)]
     h.plan({k: [] for k in keys})
     for k in keys:
         h.dispatch(k)
         h.start(k)
+    return keys
+
+
+def _beating(minutes: int, tasks: int = 5) -> tuple[History, list[list[Event]]]:
+    """Running tasks that heartbeat every 30 s for ``minutes``: the setup, then one batch a minute."""
+    h = History()
+    keys = start_tasks(h, tasks)
     batches = []
     for _ in range(minutes):
         start = len(h.events)

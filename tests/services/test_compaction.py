@@ -24,7 +24,7 @@ from servo.services.compaction import (
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore, ObjectStore
 
-from tests.core.test_fold import T0, TENANT, WS, History
+from tests.core.test_fold import T0, TENANT, WS, History, start_tasks
 from tests.services.compaction_support import (
     NOW,
     RUNS,
@@ -543,12 +543,7 @@ def _heartbeat_history(store: ObjectStore, minutes: int, tasks: int = 5) -> tupl
     """Tasks heartbeating every 30 s, one compaction a minute; what the run's state then holds:
     (stored events, idempotency rows, size of its newest base segment)."""
     h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))
-    h.trigger()
-    keys = [f"a.t{i}" for i in range(tasks)]
-    h.plan({k: [] for k in keys})
-    for k in keys:
-        h.dispatch(k)
-        h.start(k)
+    keys = start_tasks(h, tasks)
     write(store, h.events)
     run(store)
     for _ in range(minutes):
