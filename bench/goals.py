@@ -58,12 +58,12 @@ GOALS: tuple[tuple[str, Check], ...] = (
         _at_most("embedded.load.compaction_lag_p99_ms", 200),
     ),
     (
-        "a 2 h, 50-task heartbeat history publishes like a 5-minute one (CPU p50, within 20 %)",
+        "a 2 h, 50-task heartbeat history publishes like a 5-minute one (CPU, within 20 %)",
         _within("compaction.heartbeats_2h_over_5min_cpu", 0.8, 1.2),
     ),
     (
-        "... and so does its base rewrite (CPU of the slowest publish of a chain, within 20 %)",
-        _within("compaction.heartbeats_2h_over_5min_cpu_max", 0.8, 1.2),
+        "a 2 h, 50-task heartbeat history publishes like a 5-minute one (bytes, within 20 %)",
+        _within("compaction.heartbeats_2h_over_5min_io", 0.8, 1.2),
     ),
     *_ops_goals("embedded.chain20", "20-chain"),
     *_ops_goals("embedded.fanout1000", "1,000 fan-out"),

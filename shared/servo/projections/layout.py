@@ -4,7 +4,8 @@
     manifests/{20-digit id}.json               immutable; names every file of one state version, and
                                                the live runs: run row + segment chain of each active run
                                                (and of ended runs not yet in their bucket)
-    index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
+    index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs: a bucket's
+                                               immutable files (see BucketRef)
     segments/{sha256[:32]}.parquet             immutable run segments: one file per compaction for
                                                the runs it touched (see partitions.py)
 
@@ -12,11 +13,11 @@ Cost independent of history: every event belongs to one run, so a batch reads on
 the runs it touches and writes one segment file (one more per big segment) and one manifest. An
 active run's entry lives in the manifest, which is rewritten by every publish anyway, so a publish
 that only moves running work writes segments + manifest + pointer and no index file. Ended runs are
-bucketed by the UTC day of their run ULID. A bucket holds a whole day's runs, so an ended run waits
-in the manifest until a batch of runs has ended, and the batch moves in one rewrite per bucket: a
-busy day's buckets are rewritten once per batch, not once per run. The manifest lists buckets, not
-ended runs, so it grows by one entry per day, one per active run and at most one batch of ended runs,
-and a bucket grows with one day's runs, never with the whole history. Every immutable file is named
+bucketed by the UTC day of their run ULID. An ended run waits in the manifest until a batch of runs
+has ended, and the batch joins each bucket as one new file (merged only with files no bigger than
+it): a busy day's index writes are linear in its runs, never a rewrite of the day per batch. The
+manifest lists buckets and their files, not ended runs, so it grows by one entry per day (a few
+files each), one per active run and at most one batch of ended runs. Every immutable file is named
 by the hash of its bytes and written create-if-absent: a compactor that crashed, or lost a race,
 leaves orphans that cost nothing, and a retry that produces identical bytes finds the file already
 there.
