@@ -87,7 +87,7 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
         for event in new.values():
             attempt = beat_attempt(event)
             if attempt is not None and attempt in kept:
-                del result.events[kept[attempt]]  # the newer heartbeat says all it did
+                result.events.pop(kept[attempt], None)  # the newer heartbeat says all it did
                 superseding[event.event_id] = attempt
         rejected = _apply_all(result, [new[i] for i in ordered])
         if not rejected & superseding.keys():
