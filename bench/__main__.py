@@ -47,7 +47,7 @@ def main() -> None:
     merge(results)
     print_table(results)
     stacks = local_stack.run()
-    verdicts = goals.judge(stacks)
+    verdicts = goals.judge({**results, **stacks})
     stacks["bench.total_s"] = round(time.perf_counter() - start, 1)
     merge({**stacks, **verdicts}, STACK_PREFIXES)
     print()

@@ -7,6 +7,7 @@ directly, the way a long-lived workspace's state looks, instead of folding a mil
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,10 @@ from servo.core.events import (
     PlanCreated,
     RunTriggered,
     TaskFinished,
+    TaskHeartbeat,
     TaskStarted,
+    encode_event,
+    ledger_object_name,
     make_event,
 )
 from servo.core.fold import fold, fold_run
@@ -28,8 +32,9 @@ from servo.core.state import FoldState, RunPartition
 from servo.core.taskdef import DEFAULT_WORKER_QUEUE, TaskDef
 from servo.projections import layout
 from servo.projections.codec import checksum, content_hex12, read_parquet, write_parquet
-from servo.projections.partitions import encode_segments, full_segment
-from servo.services.compaction import compact
+from servo.projections.partitions import MAX_CHAIN, encode_segments, full_segment
+from servo.services.compaction import CompactionPolicy, compact
+from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore
 
 TENANT, WS = "bench", "ws"
@@ -152,9 +157,10 @@ def build_history(store: LocalFileStore) -> tuple[str, Any]:
         path = layout.index_path(bucket, content_hex12(data))
         store.create(path, data)
         top = max(e.run.triggered_at for e in group.values() if e.run)
-        buckets[bucket] = layout.BucketRef(layout.FileRef(path, checksum(data), len(data)), len(group), top)
+        ref = layout.FileRef(path, checksum(data), len(data))
+        buckets[bucket] = layout.BucketRef((layout.BucketFile(ref, len(group)),), top)
     watermark = max(e.event_id for e in events)
-    manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, None, live)
+    manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, live)
     store.create(layout.manifest_path(1), manifest.encode())
     pointer = layout.Pointer(1, layout.manifest_path(1), 1, None, T0)
     store.create(layout.POINTER_PATH, pointer.encode())
@@ -238,7 +244,107 @@ def one_event_compaction() -> dict[str, float]:
         }
 
 
+HEARTBEAT_TASKS = 50
+# Publishes timed after the history: a whole segment chain, so the run's base rewrite is among them.
+TIMED_MINUTES = 2 * MAX_CHAIN
+
+
+def _heartbeat_minutes(minutes: int) -> dict[str, float]:
+    """HEARTBEAT_TASKS running tasks heartbeating every 30 s for ``minutes``, one compaction a minute
+    (each heartbeat carries its time, as the callback writes it); then the fold + publish of each of
+    the next TIMED_MINUTES minutes by a cold instance (as a compactor function instance often is: it
+    reads the run's stored state), and the run's stored size."""
+    ids = UlidFactory(lambda n: bytes(n))
+    run_id = ids.new(T0)
+    now = T0 + 10
+    events = _plan_events(ids, run_id, T0, HEARTBEAT_TASKS)
+    attempts = []
+    for i in range(HEARTBEAT_TASKS):
+        key = f"a.t{i:05d}"
+        did = dispatch_id(run_id, key, 1)
+        attempts.append((key, attempt_id(did)))
+        for data in (
+            DispatchRequested(run_id, key, 1, attempts[-1][1], did, DEFAULT_WORKER_QUEUE),
+            TaskStarted(run_id, key, 1, attempts[-1][1], "w"),
+        ):
+            now += 1
+            events.append(_event(ids, now, data))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = CountingStore(LocalFileStore(Path(tmp)))
+        cache: dict[str, Any] = {}
+
+        def minute(batch: list[Any], at: int) -> None:
+            for event in batch:
+                store.create(ledger_object_name(event.event_id), encode_event(event))
+            names = [ledger_object_name(e.event_id) for e in batch]
+            # The batch is handed over whole (as the embedded group commit does): no ledger list, whose
+            # cost on local files grows with the folder, not with the state this row is about.
+            result = compact(
+                store,
+                tenant_id=TENANT,
+                workspace_id=WS,
+                hint=names,
+                now_ms=at,
+                cache=cache,
+                policy=CompactionPolicy(list_ledger=False),
+            )
+            assert result.published
+
+        minute(events, now + 50)
+        timed: list[float] = []
+        io_bytes = 0
+        for m in range(minutes + TIMED_MINUTES):
+            start_ms = T0 + (m + 1) * 60_000
+            batch = [
+                _event(ids, at + i, TaskHeartbeat(run_id, k, 1, a, "w", at))
+                for at in (start_ms, start_ms + 30_000)
+                for i, (k, a) in enumerate(attempts)
+            ]
+            # CPU time (every thread's): the machine running the bench may be shared, and what grew
+            # with the history was the work of each publish, not its waits.
+            if m >= minutes:
+                cache.clear()
+                before = store.snapshot()
+            started = time.process_time()
+            minute(batch, start_ms + 60_000)
+            if m >= minutes:
+                timed.append((time.process_time() - started) * 1000)
+                after = store.snapshot()
+                io_bytes += after.bytes_read + after.bytes_written - before.bytes_read - before.bytes_written
+        base = load_snapshot(store).manifest.live[run_id].segments[0]
+        part = load_snapshot(store).partition(run_id, events=True)
+        assert part is not None
+        return {
+            # On a shared machine CPU time only gains noise: the least is the steadiest figure.
+            "publish_cpu_ms_min": round(min(timed), 1),
+            "publish_cpu_ms_p50": round(statistics.median(timed), 1),
+            # The slowest publish of a whole chain: the one that rewrites the run's base segment.
+            "publish_cpu_ms_max": round(max(timed), 1),
+            # Bytes each publish reads (the ledger objects, the run's stored chain) and writes: the
+            # work that grew with the history, counted (no noise).
+            "publish_io_bytes": io_bytes // TIMED_MINUTES,
+            "base_bytes": len(store.get(base).data),  # type: ignore[union-attr]
+            "stored_events": len(part.events),
+            "idempotency_rows": len(part.idempotency),
+        }
+
+
+def heartbeat_history() -> dict[str, Any]:
+    """Issue 15 item 1: a run heartbeating for 2 h folds and publishes like one heartbeating for 5 min."""
+    _heartbeat_minutes(1)  # warm-up: the first publishes of a process pay for imports and caches
+    short = _heartbeat_minutes(5)
+    long = _heartbeat_minutes(120)
+    results: dict[str, Any] = {}
+    for label, figures in (("5min", short), ("2h", long)):
+        results.update({f"compaction.heartbeats_{label}.{k}": v for k, v in figures.items()})
+    for figure, label in (("publish_cpu_ms_min", "cpu"), ("publish_io_bytes", "io")):
+        ratio = long[figure] / short[figure]
+        results[f"compaction.heartbeats_2h_over_5min_{label}"] = round(ratio, 2)
+    return results
+
+
 def run() -> dict[str, Any]:
     results: dict[str, Any] = {"fold.events_per_s": round(fold_throughput())}
     results.update(one_event_compaction())
+    results.update(heartbeat_history())
     return results

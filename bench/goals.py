@@ -28,6 +28,10 @@ def _ops_goals(label: str, graph: str) -> tuple[tuple[str, Check], ...]:
     )
 
 
+def _within(key: str, low: float, high: float) -> Check:
+    return lambda r: None if r.get(key) is None else bool(low <= r[key] <= high)
+
+
 def _fanout(r: dict[str, Any]) -> bool | None:
     if r.get("embedded.fanout1000.error"):
         return False
@@ -52,6 +56,14 @@ GOALS: tuple[tuple[str, Check], ...] = (
     (
         "compaction lag p99 <= 200 ms under load (embedded)",
         _at_most("embedded.load.compaction_lag_p99_ms", 200),
+    ),
+    (
+        "a 2 h, 50-task heartbeat history publishes like a 5-minute one (CPU, within 20 %)",
+        _within("compaction.heartbeats_2h_over_5min_cpu", 0.8, 1.2),
+    ),
+    (
+        "a 2 h, 50-task heartbeat history publishes like a 5-minute one (bytes, within 20 %)",
+        _within("compaction.heartbeats_2h_over_5min_io", 0.8, 1.2),
     ),
     *_ops_goals("embedded.chain20", "20-chain"),
     *_ops_goals("embedded.fanout1000", "1,000 fan-out"),

@@ -49,6 +49,8 @@ class History:
     now: int = T0
     events: list[Event] = field(default_factory=list)
     ids: UlidFactory = field(default_factory=lambda: UlidFactory(lambda n: bytes(n)))
+    # Events minted (their ids taken) but not written yet: a worker's success delayed in flight.
+    late: list[Event] = field(default_factory=list)
 
     def add(self, data: EventData, *, event_type: str | None = None, ts: int | None = None) -> Event:
         self.now += 1000
@@ -89,8 +91,8 @@ class History:
     def start(self, task: str, attempt: int = 1, aid: str | None = None) -> Event:
         return self.add(TaskStarted(self.run, task, attempt, aid or self.aid(task, attempt), "w1"))
 
-    def heartbeat(self, task: str, attempt: int = 1, aid: str | None = None) -> Event:
-        return self.add(TaskHeartbeat(self.run, task, attempt, aid or self.aid(task, attempt), "w1"))
+    def heartbeat(self, task: str, attempt: int = 1, aid: str | None = None, **kw: Any) -> Event:
+        return self.add(TaskHeartbeat(self.run, task, attempt, aid or self.aid(task, attempt), "w1", **kw))
 
     def finish(
         self,
@@ -435,6 +437,33 @@ def test_26b_retryable_failure_in_a_cancelling_run_is_not_retried() -> None:
     assert p.tasks["a.a"].state == "CANCELLED" and p.run is not None and p.run.state == "CANCELLED"
 
 
+def _forced_cancel(h: History, task: str) -> Event:
+    error = {"category": "CANCELLED", "code": "CANCEL_GRACE_EXPIRED", "message": "grace expired"}
+    return h.finish(task, "cancelled", error=error)
+
+
+def test_26e_a_success_minted_before_the_forced_cancel_but_written_after_never_flips_it() -> None:
+    """Issue 15 item 9: the success's id is older than the forced cancel's, so a re-fold in ULID order
+    meets it first; a cancel of the same attempt still wins, in every order."""
+    h = chain()
+    h.dispatch("a.a")
+    h.start("a.a")
+    h.cancel()
+    late = h.finish("a.a")  # minted now, written only after the forced cancel below
+    h.events.remove(late)
+    _forced_cancel(h, "a.a")
+    published = fold(empty(), h.events)
+    assert published.runs[RUN].tasks["a.a"].state == "CANCELLED"
+    after = fold(published, [late]).runs[RUN]
+    assert after.tasks["a.a"].state == "CANCELLED"
+    assert after.run is not None and after.run.state == "CANCELLED" and after.run.tasks_succeeded == 0
+    assert snapshot(after) == snapshot(fold_all(sorted([*h.events, late], key=lambda e: e.event_id)))
+    # The other way round (the success folded and shown first) ends the same: the set decides.
+    first = fold(empty(), [*h.events[:-1], late])
+    assert first.runs[RUN].tasks["a.a"].state == "SUCCEEDED"
+    assert snapshot(fold(first, h.events[-1:]).runs[RUN]) == snapshot(after)
+
+
 def test_26c_cancel_of_a_terminal_or_unknown_run_is_rejected() -> None:
     h = History()
     h.cancel()
@@ -628,3 +657,57 @@ def test_10k_task_plan_folds_incrementally() -> None:
     state = fold(state, h.events[2:])
     run = state.runs[RUN].run
     assert run is not None and run.tasks_succeeded == 2_500 and run.tasks_total == 10_000
+
+
+def start_tasks(h: History, tasks: int) -> list[str]:
+    """Trigger ``h``'s run with ``tasks`` independent tasks and start them all; their keys."""
+    h.trigger()
+    keys = [f"a.t{i}" for i in range(tasks)]
+    h.plan({k: [] for k in keys})
+    for k in keys:
+        h.dispatch(k)
+        h.start(k)
+    return keys
+
+
+def _beating(minutes: int, tasks: int = 5) -> tuple[History, list[list[Event]]]:
+    """Running tasks that heartbeat every 30 s for ``minutes``: the setup, then one batch a minute."""
+    h = History()
+    keys = start_tasks(h, tasks)
+    batches = []
+    for _ in range(minutes):
+        start = len(h.events)
+        for _ in range(2):
+            for k in keys:
+                h.heartbeat(k, heartbeat_at=h.now)  # as the callback writes it: the key holds the time
+        batches.append(h.events[start:])
+    return h, batches
+
+
+def test_a_runs_state_holds_the_latest_liveness_per_attempt_not_the_heartbeat_history() -> None:
+    """Issue 15 item 1: state is O(tasks), not O(heartbeats)."""
+    sizes = []
+    for minutes in (5, 120):
+        h, batches = _beating(minutes)
+        state = fold(empty(), h.events[: len(h.events) - sum(map(len, batches))])
+        for batch in batches:
+            state = fold(state, batch)
+        p = state.runs[RUN]
+        sizes.append((len(p.events), len(p.idempotency)))
+        last = batches[-1][-1]
+        assert p.tasks["a.t4"].last_heartbeat_at == last.timestamp_ms
+        assert snapshot(p) == snapshot(fold_all(h.events))  # one clean fold keeps the same
+    assert sizes[0] == sizes[1]
+
+
+def test_a_duplicate_or_late_heartbeat_changes_nothing() -> None:
+    h, batches = _beating(3)
+    state = fold(empty(), h.events)
+    before = snapshot(state.runs[RUN])
+    assert snapshot(fold(state, batches[0] + batches[-1]).runs[RUN]) == before  # late, and redelivered
+    late = h.heartbeat("a.t0")
+    h.events.remove(late)
+    newest = h.heartbeat("a.t0")
+    state = fold(state, [newest])
+    assert state.runs[RUN].tasks["a.t0"].last_heartbeat_at == newest.timestamp_ms
+    assert snapshot(fold(state, [late]).runs[RUN]) == snapshot(state.runs[RUN])  # superseded already

@@ -41,6 +41,8 @@ def _graph(data: st.DataObject, n: int) -> dict[str, list[str]]:
 def _actions(h: History, p: RunPartition, past: list[Event]) -> list[tuple[str, Any]]:
     """Every fact a correct system could append next for this run."""
     out: list[tuple[str, Any]] = []
+    if h.late:
+        out.append(("write_late", None))
     run = p.run
     if run is None or RunState(run.state) in RUN_TERMINAL:
         return out
@@ -55,6 +57,10 @@ def _actions(h: History, p: RunPartition, past: list[Event]) -> list[tuple[str, 
             out += [("heartbeat", (key, t.attempt)), ("finish_ok", (key, t.attempt))]
             out += [("fail_retryable", (key, t.attempt)), ("fail_fatal", (key, t.attempt))]
             out += [("finish_cancelled", (key, t.attempt)), ("start_forged", (key, t.attempt))]
+        if run.cancel_requested and t.state in ("DISPATCHED", "RUNNING"):
+            # The sweep forces the cancel after the grace period, while the worker's success, minted
+            # just before, is still on its way to the ledger.
+            out.append(("force_cancel_past_a_late_success", (key, t.attempt)))
     for did, row in sorted(p.outbox.items()):
         if row.status == "PENDING":
             out.append(("ack", did))
@@ -87,6 +93,16 @@ def _do(h: History, action: str, arg: Any, past: list[Event], data: st.DataObjec
         return h.cancel()
     if action == "timeout":
         return h.add(RunTimedOut(h.run, "run_timeout"))
+    if action == "force_cancel_past_a_late_success":
+        success = h.finish(arg[0], "succeeded", arg[1])
+        h.events.remove(success)
+        h.late.append(success)
+        error = {"category": "CANCELLED", "code": "CANCEL_GRACE_EXPIRED", "message": "grace expired"}
+        return h.finish(arg[0], "cancelled", arg[1], error=error)
+    if action == "write_late":
+        late = h.late.pop(0)
+        h.events.append(late)
+        return late
     # Same fact, new event id: a duplicate delivery through another writer.
     original = data.draw(st.sampled_from(past), label="duplicate of")
     return h.add(original.data, event_type=original.event_type)
@@ -132,6 +148,8 @@ def _check_moves(before: RunPartition, after: RunPartition) -> None:
     """One event may make several moves (propagation), but each task/run moves at most once, legally."""
     for key, task in after.tasks.items():
         old = before.tasks.get(key)
+        if old is not None and old.state in TERMINAL:
+            assert task.state == old.state, f"terminal {key} moved {old.state} -> {task.state}"
         if old is not None and old.state != task.state:
             check_task_transition(old.state, task.state)
     if before.run is not None and after.run is not None and before.run.state != after.run.state:

@@ -431,17 +431,23 @@ class World:
             out[run_id] = set(part.events) if part is not None else set()
         return out
 
-    def ledger_events(self) -> dict[str, set[str]]:
-        """Every event in the ledger that belongs to a run, by run."""
+    def ledger_events(self, *, superseded: bool = False) -> dict[str, set[str]]:
+        """Every event in the ledger that belongs to a run, by run, but the heartbeats a newer one of
+        the same attempt superseded (the fold keeps the newest liveness only: servo.core.liveness);
+        with ``superseded``, those heartbeats only."""
         from servo.core.events import decode_event
+        from servo.core.liveness import newest_beats
 
         store = self.ctx.workspace_store(TENANT, WS)
-        out: dict[str, set[str]] = {}
+        events = []
         for meta in store.list("ledger/orchestration/"):
             obj = store.get(meta.name)
             assert obj is not None
-            event = decode_event(obj.data)
-            if event.run_id is not None:
+            events.append(decode_event(obj.data))
+        kept = newest_beats(events, {})
+        out: dict[str, set[str]] = {}
+        for event in events:
+            if event.run_id is not None and (event.event_id in kept) != superseded:
                 out.setdefault(event.run_id, set()).add(event.event_id)
         return out
 

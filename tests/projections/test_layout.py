@@ -30,8 +30,7 @@ def test_manifest_round_trip(run: object) -> None:
         99,
         "01ARZ3NDEKTSV4RRFFQ69G5FAV",
         ("01ARZ3NDEKTSV4RRFFQ69G5FAV",),
-        {"d019000": layout.BucketRef(ref, 2, 55)},
-        ref,
+        {"d019000": layout.BucketRef((layout.BucketFile(ref, 2), layout.BucketFile(ref, 1)), 55)},
         live={
             "01ARZ3NDEKTSV4RRFFQ69G5FAW": layout.IndexEntry(
                 "01ARZ3NDEKTSV4RRFFQ69G5FAW", run, ("state/orchestration/runs/x/base.0.parquet",), "RUNNING"

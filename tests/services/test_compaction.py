@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,11 +14,17 @@ from servo.core.events import encode_event, ledger_object_name
 from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.projections import layout
 from servo.projections.partitions import MAX_CHAIN, SHARED_SEGMENT_MAX_ROWS, decode_segments
-from servo.services.compaction import compact, load_published_state, rebuild
+from servo.services.compaction import (
+    CompactionPolicy,
+    CompactionResult,
+    compact,
+    load_published_state,
+    rebuild,
+)
 from servo.services.read_model import load_snapshot
 from servo.store import CountingStore, LocalFileStore, ObjectStore
 
-from tests.core.test_fold import TENANT, WS, History
+from tests.core.test_fold import T0, TENANT, WS, History, start_tasks
 from tests.services.compaction_support import (
     NOW,
     RUNS,
@@ -32,8 +39,18 @@ from tests.services.compaction_support import (
 )
 
 
-def run(store: ObjectStore, hint: list[str] | tuple[str, ...] = (), **kw: object):  # type: ignore[no-untyped-def]
-    return compact(store, tenant_id=TENANT, workspace_id=WS, hint=hint, now_ms=NOW, **kw)  # type: ignore[arg-type]
+def run(store: ObjectStore, hint: list[str] | tuple[str, ...] = (), **kw: Any) -> CompactionResult:
+    """A compaction at NOW; keywords naming a CompactionPolicy field set the policy."""
+    policy = {k: kw.pop(k) for k in list(kw) if k in CompactionPolicy.__dataclass_fields__}
+    return compact(
+        store,
+        tenant_id=TENANT,
+        workspace_id=WS,
+        hint=hint,
+        now_ms=NOW,
+        policy=CompactionPolicy(**policy),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -496,3 +513,84 @@ def test_an_instance_does_not_read_again_what_it_found_applied_past_the_manifest
     extra.trigger()
     write(store, extra.events)
     assert run(store, cache=cold, lookback_ms=ledger.SWEEP_LOOKBACK_MS).events_applied == 1
+
+
+class LostResponseStore(CrashingStore):
+    """The head-pointer CAS lands, but its answer is lost and the client's retry gets 412."""
+
+    def put(self, name: str, data: bytes, **kw: object) -> int:
+        generation = self.inner.put(name, data, **kw)  # type: ignore[arg-type]
+        if name == layout.POINTER_PATH:
+            from servo.core.errors import PreconditionFailed
+
+            raise PreconditionFailed(f"{name} generation changed (the retry of a write that landed)")
+        return generation
+
+
+def test_a_publish_whose_cas_answer_was_lost_is_recognised_as_its_own(store: LocalFileStore) -> None:
+    """Issue 15 item 10: the caller must still act on the runs it changed (the controller pass)."""
+    events = simple_history()
+    write(store, events)
+    result = run(LostResponseStore(store, None))
+    assert result.published and result.changed_run_ids == [RUNS[0]]
+    assert result.events_applied == len(events) and result.manifest_id == 1
+    head = store.get(layout.POINTER_PATH)
+    assert head is not None and result.snapshot.generation == head.generation
+    assert run(store).events_applied == 0  # published once: nothing left to fold
+
+
+def _heartbeat_history(store: ObjectStore, minutes: int, tasks: int = 5) -> tuple[int, int, int]:
+    """Tasks heartbeating every 30 s, one compaction a minute; what the run's state then holds:
+    (stored events, idempotency rows, size of its newest base segment)."""
+    h = History(run=RUNS[0], ids=UlidFactory(lambda n: bytes(n)))
+    keys = start_tasks(h, tasks)
+    write(store, h.events)
+    run(store)
+    for _ in range(minutes):
+        # As the callback writes them: each heartbeat's idempotency key holds its time.
+        write(store, [h.heartbeat(k, heartbeat_at=h.now) for _ in range(2) for k in keys])
+        run(store)
+    part = load_published_state(store, tenant_id=TENANT, workspace_id=WS).runs[RUNS[0]]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(h.events))
+    chain = load_snapshot(store).manifest.live[RUNS[0]].segments
+    bases = [decode_segments(store.get(p).data)[RUNS[0]] for p in chain]  # type: ignore[union-attr]
+    return len(part.events), len(part.idempotency), [s.size for s in bases if s.base][-1]
+
+
+def test_a_runs_stored_state_does_not_grow_with_its_heartbeat_history(tmp_path: Path) -> None:
+    """Issue 15 item 1: a 2 h heartbeat history stores what a 10-minute one does (counts, not times;
+    both are long enough for the run's base segment to be rewritten)."""
+    short = _heartbeat_history(LocalFileStore(tmp_path / "short"), minutes=10)
+    long = _heartbeat_history(LocalFileStore(tmp_path / "long"), minutes=120)
+    assert short == long
+
+
+def test_a_busy_days_run_ends_cost_index_writes_linear_in_its_runs(store: LocalFileStore) -> None:
+    """Issue 15 item 11: moving ended runs into their day's bucket must not rewrite the whole day each
+    time. Counted as index entries written, over every index file written: each run is written a
+    bounded number of times (its batch's file, then at most one merge per size doubling)."""
+    from math import ceil, log2
+
+    ids = UlidFactory(lambda n: bytes(n))
+    batch, runs = 4, 192
+    history = []
+    for b in range(runs // batch):
+        for i in range(batch):
+            h = History(run=ids.new(T0 + b * batch + i), ids=ids, now=T0 + b * batch + i)
+            h.trigger()
+            h.plan({"a.t0": []})
+            h.run_task("a.t0")
+            history += h.events
+            write(store, h.events)
+        run(store, ended_per_index_write=batch)
+    assert {layout.bucket_of(e.run_id) for e in history} == {layout.bucket_of(history[0].run_id)}
+    written = sum(
+        len(layout.decode_index(store.get(name).data))  # type: ignore[union-attr]
+        for name in _files(store, "state/orchestration/index/")
+    )
+    assert written <= runs * (1 + ceil(log2(layout.MAX_BUCKET_FILE_RUNS / batch)))
+    snap = load_snapshot(store)
+    assert snap.manifest.live == {}
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(history))
+    page, _ = snap.list_runs(limit=runs + 1, state="SUCCEEDED")
+    assert len(page) == runs

@@ -8,7 +8,7 @@ import threading
 import pytest
 from servo.core.errors import Conflict
 from servo.dev.fake_gcs import FakeGcsServer
-from servo.services.compaction import compact, load_published_state, rebuild
+from servo.services.compaction import CompactionPolicy, compact, load_published_state, rebuild
 from servo.store import ScopedStore
 from servo.store.gcs import gcs_store_from_env
 
@@ -65,7 +65,7 @@ def test_four_concurrent_compactors_with_crashes_converge(fake_gcs: FakeGcsServe
                             workspace_id=WS,
                             hint=names,
                             now_ms=NOW,
-                            lookback_ms=0,
+                            policy=CompactionPolicy(lookback_ms=0),
                         )
                     except Crash:
                         crashes[0] += 1
@@ -82,7 +82,14 @@ def test_four_concurrent_compactors_with_crashes_converge(fake_gcs: FakeGcsServe
     assert errors == []
     assert crashes[0] > 0
     # Crashed deliveries are redelivered: hint every object once more, then everything must be in.
-    compact(store, tenant_id=TENANT, workspace_id=WS, hint=write(store, events), now_ms=NOW, lookback_ms=0)
+    compact(
+        store,
+        tenant_id=TENANT,
+        workspace_id=WS,
+        hint=write(store, events),
+        now_ms=NOW,
+        policy=CompactionPolicy(lookback_ms=0),
+    )
     live = load_published_state(store, tenant_id=TENANT, workspace_id=WS)
     assert view(live) == view(clean_fold(events))
     assert sum(len(p.events) for p in live.runs.values()) == len(events)

@@ -73,10 +73,33 @@ def test_get_run_of_ten_thousand_tasks_reads_only_its_partition(tmp_path: Path) 
 
 
 def test_an_instance_remembers_a_bounded_number_of_applied_ids_newest_kept() -> None:
-    from servo.services.read_model import ProjectionCache
+    from servo.services._projection_cache import AppliedIds
 
-    cache = ProjectionCache(max_applied_ids=3)
-    cache.note_applied(["a", "b"])
-    cache.note_applied(["c", "d"])
-    known = cache.applied_ids()
+    applied = AppliedIds(max_ids=3)
+    applied.note(["a", "b"])
+    applied.note(["c", "d"])
+    known = applied.view()
     assert [i for i in "abcd" if i in known] == ["b", "c", "d"]
+
+
+def test_a_reader_that_read_an_older_head_never_moves_the_remembered_head_back(tmp_path: Path) -> None:
+    """Two request threads of one instance: the one that read generation 1 finishes after the one
+    that published generation 2; the instance keeps the newer head (issue 15 item 7)."""
+    from servo.services._projection_cache import ProjectionCache
+
+    store = LocalFileStore(tmp_path)
+    first_run = History(run="01HZZZZZZZZZZZZZZZZZZZRUNA", now=T0)
+    first_run.trigger()
+    write(store, first_run.events)
+    cache: dict[str, object] = {}
+    first = compact(store, tenant_id=TENANT, workspace_id=WS, now_ms=NOW, cache=cache).snapshot
+    old = (first.generation, first.pointer, first.pointer_raw, first.manifest)
+    h = History(run="01HZZZZZZZZZZZZZZZZZZZRUNB", now=T0 + 5)
+    h.trigger()
+    write(store, h.events)
+    second = compact(store, tenant_id=TENANT, workspace_id=WS, now_ms=NOW + 1, cache=cache).snapshot
+    assert second.generation > first.generation
+    pc = cache["servo.projections"]
+    assert isinstance(pc, ProjectionCache)
+    pc.remember_head(old)  # the slow reader's late write
+    assert pc.heads.head is not None and pc.heads.head[0] == second.generation

@@ -4,6 +4,12 @@ Events are grouped by run and applied to that run's partition in event_id (ULID)
 holds an event older than what the partition already folded (a writer with a skewed clock), the run
 is re-folded from scratch over every event it has seen, so the result always equals one clean fold in
 ULID order: any permutation, duplication or split into batches gives the same state (design §5.2).
+
+Terminal task states are final (design §6), and a late success never turns a CANCELLED task into
+SUCCEEDED. A success minted before the sweep's forced cancel of the same attempt, but written after
+it, comes first in ULID order; so a success followed by a cancel of its attempt does not apply, and
+the cancel does. The outcome depends on the set of events only: a cancel that arrives after such a
+success was folded re-folds the run, and both orders end CANCELLED.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from servo.core.errors import InvalidEvent
-from servo.core.events import Event, UnknownEvent, as_event
+from servo.core.events import Event, TaskFinished, UnknownEvent, as_event
 from servo.core.fold_context import FoldContext
 from servo.core.fold_handlers import apply
+from servo.core.liveness import Attempt, beat_attempt, kept_beats, newest_beats
 from servo.core.rows import IdempotencyRow
 from servo.core.state import FoldState, RunPartition
+from servo.core.states import TaskState
 
 __all__ = ["fold", "fold_run"]
 
@@ -68,27 +76,70 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
             raise InvalidEvent(
                 f"two different events share id {event.event_id}", details={"field": "event_id"}
             )
+    kept = kept_beats(base)
+    new = newest_beats(new.values(), kept)
     if not new:
-        return base
+        return base  # only heartbeats older than the ones kept: superseded already
     ordered = sorted(new)
-    if ordered[0] > base.max_event_id:
+    if ordered[0] > base.max_event_id and not _cancels_a_success(base, new.values()):
         result = base.copy()
-        sequence = [new[i] for i in ordered]
-    else:
-        # A late event: re-fold this one run from its full history, in ULID order.
-        result = RunPartition(run_id)
-        merged = {**base.events, **new}
-        sequence = [as_event(merged[i]) for i in sorted(merged)]
-    _apply_all(result, sequence)
+        superseding: dict[str, Attempt] = {}
+        for event in new.values():
+            attempt = beat_attempt(event)
+            if attempt is not None and attempt in kept:
+                result.events.pop(kept[attempt], None)  # the newer heartbeat says all it did
+                superseding[event.event_id] = attempt
+        rejected = _apply_all(result, [new[i] for i in ordered])
+        if not rejected & superseding.keys():
+            return result
+        # A heartbeat that came after its attempt ended replaced one that applied: only a re-fold
+        # gives what a clean fold without the older one gives.
+    # A late event: re-fold this one run from its full history, in ULID order.
+    result = RunPartition(run_id)
+    merged = newest_beats(map(as_event, {**base.events, **new}.values()), {})
+    _apply_all(result, [merged[i] for i in sorted(merged)])
     return result
 
 
-def _apply_all(partition: RunPartition, events: list[Event]) -> None:
+def _cancelled_attempt(event: Event) -> tuple[str, int, str] | None:
+    d = event.data
+    if isinstance(d, TaskFinished) and d.outcome == "cancelled":
+        return d.task_key, d.attempt, d.attempt_id
+    return None
+
+
+def _cancels_a_success(base: RunPartition, events: Iterable[Event]) -> bool:
+    """Whether a new cancel targets an attempt ``base`` shows succeeded (its success must not apply)."""
+    for event in events:
+        attempt = _cancelled_attempt(event)
+        task = base.tasks.get(attempt[0]) if attempt is not None else None
+        if (
+            attempt is not None
+            and task is not None
+            and task.state == TaskState.SUCCEEDED.value
+            and (task.attempt, task.attempt_id) == attempt[1:]
+        ):
+            return True
+    return False
+
+
+def _apply_all(partition: RunPartition, events: list[Event]) -> set[str]:
+    """Apply ``events`` (ULID order, no superseded heartbeat) in place; returns the heartbeats refused."""
     ctx = FoldContext(partition)
+    beats = partition.beats = {} if partition.beats is None else partition.beats
+    refused: set[str] = set()
+    for event in events:
+        if (attempt := _cancelled_attempt(event)) is not None:
+            ctx.cancels[attempt] = max(ctx.cancels.get(attempt, ""), event.event_id)
     for event in events:
         partition.events[event.event_id] = event
         if isinstance(event.data, UnknownEvent):
             continue  # recorded so a rebuild sees it, otherwise a no-op (behavior §0)
+        if (beat := beat_attempt(event)) is not None:
+            beats[beat] = event.event_id
+            if not apply(ctx, event):
+                refused.add(event.event_id)
+            continue  # liveness, not a fact with a key: it records no idempotency row
         if apply(ctx, event):
             partition.idempotency[event.idempotency_key] = IdempotencyRow(
                 tenant_id=event.tenant_id,
@@ -99,3 +150,4 @@ def _apply_all(partition: RunPartition, events: list[Event]) -> None:
                 recorded_at=event.timestamp_ms,
                 row_version=event.event_id,
             )
+    return refused

@@ -54,6 +54,9 @@ class FoldContext:
     p: RunPartition
     event_id: str = ""
     ts: int = 0
+    # (task_key, attempt, attempt_id) -> the newest id of a cancelled finish of that attempt among the
+    # events this fold applies: a success it comes after never applies (see ``fold`` docstring).
+    cancels: dict[tuple[str, int, str], str] = field(default_factory=dict)
     _downstream: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def downstream(self, task_key: str) -> list[str]:

@@ -189,6 +189,8 @@ def _finished(ctx: FoldContext, d: TaskFinished) -> bool:
         or (d.attempt, d.attempt_id) != (task.attempt, task.attempt_id)
     ):
         return False
+    if d.outcome == "succeeded" and ctx.cancels.get((d.task_key, d.attempt, d.attempt_id), "") > ctx.event_id:
+        return False  # a cancel of this attempt follows: it wins (design §6, late success)
     error = d.error or {}
     common: dict[str, Any] = {
         "error_message": d.error_message if d.error_message is not None else error.get("message"),
@@ -415,9 +417,12 @@ HANDLERS: dict[type, Callable[[FoldContext, Any], bool]] = {
 
 
 def apply(ctx: FoldContext, event: Event) -> bool:
-    """Apply one event through the idempotency gate; returns whether it applied."""
+    """Apply one event through the idempotency gate; returns whether it applied.
+
+    Heartbeats pass no gate: their idempotency is "newest per attempt" (servo.core.liveness).
+    """
     handler = HANDLERS.get(type(event.data))
-    if handler is None or event.idempotency_key in ctx.p.idempotency:
+    if handler is None or (handler is not _heartbeat and event.idempotency_key in ctx.p.idempotency):
         return False  # unknown types are recorded by the caller and otherwise ignored
     ctx.event_id, ctx.ts = event.event_id, event.timestamp_ms
     return handler(ctx, event.data)

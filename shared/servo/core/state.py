@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from servo.core.rows import DepRow, IdempotencyRow, OutboxRow, RunKeyRow, RunRow, TaskRow, TimerRow
+from servo.core.rows import DepRow, IdempotencyRow, OutboxRow, RunRow, TaskRow, TimerRow
 
 
 @dataclass(slots=True)
@@ -30,6 +30,9 @@ class RunPartition:
     idempotency: dict[str, IdempotencyRow] = field(default_factory=dict)  # by idempotency_key
     # event_id -> decoded event (servo.core.events.Event); typed Any to keep this module import-free.
     events: dict[str, Any] = field(default_factory=dict)
+    # (task_key, attempt, attempt_id) -> id of the one heartbeat kept for that attempt
+    # (servo.core.liveness); derived from ``events``, None until first worked out.
+    beats: dict[tuple[str, int, str], str] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> RunPartition:
         """A copy whose dicts may be changed without touching this partition (rows are immutable)."""
@@ -42,6 +45,7 @@ class RunPartition:
             outbox=dict(self.outbox),
             idempotency=dict(self.idempotency),
             events=dict(self.events),
+            beats=None if self.beats is None else dict(self.beats),
         )
 
     @property
@@ -56,8 +60,7 @@ class FoldState:
     tenant_id: str
     workspace_id: str
     runs: dict[str, RunPartition] = field(default_factory=dict)  # by run_id
-    run_keys: dict[str, RunKeyRow] = field(default_factory=dict)  # automation run_key index (M2)
 
     def copy(self) -> FoldState:
         """Shallow: partitions are shared until a fold replaces the ones it touches."""
-        return FoldState(self.tenant_id, self.workspace_id, dict(self.runs), dict(self.run_keys))
+        return FoldState(self.tenant_id, self.workspace_id, dict(self.runs))

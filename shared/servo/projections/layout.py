@@ -4,20 +4,20 @@
     manifests/{20-digit id}.json               immutable; names every file of one state version, and
                                                the live runs: run row + segment chain of each active run
                                                (and of ended runs not yet in their bucket)
-    index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs, one per bucket
+    index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs: a bucket's
+                                               immutable files (see BucketRef)
     segments/{sha256[:32]}.parquet             immutable run segments: one file per compaction for
                                                the runs it touched (see partitions.py)
-    run_key_index.{hex12}.parquet              the automation run_key index (small, global)
 
 Cost independent of history: every event belongs to one run, so a batch reads only the segments of
 the runs it touches and writes one segment file (one more per big segment) and one manifest. An
 active run's entry lives in the manifest, which is rewritten by every publish anyway, so a publish
 that only moves running work writes segments + manifest + pointer and no index file. Ended runs are
-bucketed by the UTC day of their run ULID. A bucket holds a whole day's runs, so an ended run waits
-in the manifest until a batch of runs has ended, and the batch moves in one rewrite per bucket: a
-busy day's buckets are rewritten once per batch, not once per run. The manifest lists buckets, not
-ended runs, so it grows by one entry per day, one per active run and at most one batch of ended runs,
-and a bucket grows with one day's runs, never with the whole history. Every immutable file is named
+bucketed by the UTC day of their run ULID. An ended run waits in the manifest until a batch of runs
+has ended, and the batch joins each bucket as one new file (merged only with files no bigger than
+it): a busy day's index writes are linear in its runs, never a rewrite of the day per batch. The
+manifest lists buckets and their files, not ended runs, so it grows by one entry per day (a few
+files each), one per active run and at most one batch of ended runs. Every immutable file is named
 by the hash of its bytes and written create-if-absent: a compactor that crashed, or lost a race,
 leaves orphans that cost nothing, and a retry that produces identical bytes finds the file already
 there.
@@ -47,6 +47,8 @@ from servo.projections.codec import arrow_to_rows, read_parquet, write_parquet
 ROOT = "state/orchestration"
 POINTER_PATH = f"{ROOT}/manifest.pointer.json"
 DAY_MS = 86_400_000
+# An index file of a bucket takes no more merges once merging would pass this many runs (BucketRef).
+MAX_BUCKET_FILE_RUNS = 1024
 
 
 def manifest_path(number: int) -> str:
@@ -68,10 +70,6 @@ def segments_path(data: bytes) -> str:
 
 def index_path(bucket: str, hex12: str) -> str:
     return f"{ROOT}/index/{bucket}.{hex12}.parquet"
-
-
-def run_key_index_path(hex12: str) -> str:
-    return f"{ROOT}/run_key_index.{hex12}.parquet"
 
 
 def _strict(data: bytes, what: str) -> dict[str, Any]:
@@ -139,12 +137,45 @@ class FileRef:
 
 
 @dataclass(frozen=True, slots=True)
-class BucketRef:
-    """An index bucket in the manifest; ``max_triggered_at`` lets ListRuns skip buckets it cannot need."""
+class BucketFile:
+    """One immutable file of an index bucket and how many run entries it holds."""
 
     file: FileRef
     run_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRef:
+    """An index bucket in the manifest: its files, oldest first (a run's entry in a later file replaces
+    one in an earlier file); ``max_triggered_at`` lets ListRuns skip buckets it cannot need.
+
+    Runs that end are appended as a new file, never by rewriting the day: a busy day would otherwise
+    cost writes quadratic in its runs. The new file first absorbs the trailing files no bigger than it
+    (a binary counter), so a bucket holds a few files per MAX_BUCKET_FILE_RUNS runs, and a run is
+    written once plus at most one merge per doubling of its file up to MAX_BUCKET_FILE_RUNS.
+    """
+
+    files: tuple[BucketFile, ...]
     max_triggered_at: int | None
+
+    @property
+    def run_count(self) -> int:
+        """Entries over all files (a run moved twice counts twice)."""
+        return sum(f.run_count for f in self.files)
+
+
+def _bucket_json(ref: BucketRef) -> dict[str, Any]:
+    files = [{**f.file.to_json(), "run_count": f.run_count} for f in ref.files]
+    return {"files": files, "max_triggered_at": ref.max_triggered_at}
+
+
+def _bucket_from_json(raw: Mapping[str, Any]) -> BucketRef:
+    # A manifest written before buckets had several files names one file inline.
+    files = raw.get("files", [raw])
+    return BucketRef(
+        tuple(BucketFile(FileRef.from_json(f), int(f["run_count"])) for f in files),
+        raw.get("max_triggered_at"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +192,6 @@ class Manifest:
     # without reading them again.
     recent_event_ids: tuple[str, ...]
     buckets: dict[str, BucketRef] = field(default_factory=dict)
-    run_key_index: FileRef | None = None
     # Runs not yet in an index bucket, by id: every active run, and the ended runs waiting to move to
     # their buckets together. Readers look here before the buckets.
     live: dict[str, IndexEntry] = field(default_factory=dict)
@@ -183,11 +213,7 @@ class Manifest:
                 "last_processed_at": self.published_at,
                 "recent_event_ids": list(self.recent_event_ids),
             },
-            "buckets": {
-                k: {**b.file.to_json(), "run_count": b.run_count, "max_triggered_at": b.max_triggered_at}
-                for k, b in sorted(self.buckets.items())
-            },
-            "run_key_index": self.run_key_index.to_json() if self.run_key_index else None,
+            "buckets": {k: _bucket_json(b) for k, b in sorted(self.buckets.items())},
             "live_runs": {run_id: _entry_json(e) for run_id, e in sorted(self.live.items())},
         }
         # Compact: every publish writes one and readers parse it, and pretty printing takes Python's
@@ -199,7 +225,6 @@ class Manifest:
         raw = _strict(data, "state manifest")
         try:
             marks = raw["watermarks"]
-            rki = raw.get("run_key_index")
             return cls(
                 manifest_id=parse_manifest_id(raw["manifest_id"]),
                 epoch=int(raw["epoch"]),
@@ -207,11 +232,7 @@ class Manifest:
                 published_at=int(raw["published_at"]),
                 events_processed_through=str(marks["events_processed_through"]),
                 recent_event_ids=tuple(marks["recent_event_ids"]),
-                buckets={
-                    k: BucketRef(FileRef.from_json(b), int(b["run_count"]), b.get("max_triggered_at"))
-                    for k, b in raw["buckets"].items()
-                },
-                run_key_index=FileRef.from_json(rki) if rki else None,
+                buckets={k: _bucket_from_json(b) for k, b in raw["buckets"].items()},
                 live={run_id: _entry_from_json(run_id, e) for run_id, e in raw["live_runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

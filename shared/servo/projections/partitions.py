@@ -9,7 +9,8 @@ a chain grows past ``MAX_CHAIN`` the compactor, which has the whole partition in
 writes a fresh base.
 
 Tombstones are durable deletions (an outbox row removed by TaskStarted must not resurrect from an
-older segment of the chain); they are applied after the segment's upserts.
+older segment of the chain, nor a heartbeat a newer one superseded); they are applied after the
+segment's upserts and events. A tombstone of table ``events`` names an event id.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _DICT_TABLES: tuple[tuple[str, schemas.Table], ...] = (
     ("idempotency", schemas.IDEMPOTENCY_KEYS),
 )
 _SEGMENT_TABLES = (schemas.RUNS, *(t for _, t in _DICT_TABLES))
+EVENTS = "events"  # the tombstone table name of a dropped event (a superseded heartbeat)
 _TOMBSTONE = pa.struct(
     [pa.field("table", pa.string(), nullable=False), pa.field("key", pa.string(), nullable=False)]
 )
@@ -226,17 +228,25 @@ def apply_segments(
             target: dict[Any, Any] = getattr(part, attr)
             for row in seg.rows.get(table.name, ()):
                 target[_row_dict_key(attr, table, row)] = row
+        for event_id, body in seg.events.items():
+            part.events[event_id] = decode_event(body)
         for table_name, key in seg.tombstones:
             if table_name == "runs":
                 part.run = None
+                continue
+            if table_name == EVENTS:
+                part.events.pop(key, None)
                 continue
             for attr, table in _DICT_TABLES:
                 if table.name == table_name:
                     target = getattr(part, attr)
                     target.pop(tuple(key.split("\n", 1)) if attr == "deps" else key, None)
-        for event_id, body in seg.events.items():
-            part.events[event_id] = decode_event(body)
     return part
+
+
+def dropped_events(segments: Iterable[Segment]) -> set[str]:
+    """The event ids the tombstones of ``segments`` remove."""
+    return {key for seg in segments for table_name, key in seg.tombstones if table_name == EVENTS}
 
 
 def full_segment(part: RunPartition, encode_event: Callable[[Any], str]) -> Segment:
@@ -265,4 +275,5 @@ def diff_segment(old: RunPartition, new: RunPartition, encode_event: Callable[[A
         ]
         tombs.extend((table.name, _dict_key(attr, key)) for key in before if key not in after)
     events = {eid: encode_event(e) for eid, e in new.events.items() if eid not in old.events}
+    tombs.extend((EVENTS, eid) for eid in old.events if eid not in new.events)
     return Segment(new.run_id, False, rows, tuple(tombs), events)

@@ -3,7 +3,7 @@
 The ledger is never listed whole: listing starts a look-back window before the watermark (the
 newest event already applied), so objects written late by a writer with a slow clock, or uploaded
 slowly, are still found; ids applied inside that window are kept in the manifest (and remembered by
-the instance, ``ProjectionCache.note_applied``) and skipped without a read. An object older than the
+the instance, ``AppliedIds``) and skipped without a read. An object older than the
 window is found through the name its finalize event hands over.
 """
 

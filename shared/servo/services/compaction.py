@@ -29,10 +29,11 @@ from servo.core.errors import Conflict, PreconditionFailed
 from servo.core.events import EncodedEvent, Event, event_body
 from servo.core.fold import fold
 from servo.core.ids import ulid_time_ms
+from servo.core.liveness import superseded
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import is_terminal_public, public_run_state
-from servo.projections import layout, schemas
-from servo.projections.codec import checksum, content_hex12, encode_table
+from servo.projections import layout
+from servo.projections.codec import checksum, content_hex12
 from servo.projections.partitions import (
     MAX_CHAIN,
     Segment,
@@ -46,7 +47,7 @@ from servo.services.read_model import Snapshot, last_seen_snapshot, load_snapsho
 from servo.settings import DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
 from servo.store import ObjectStore
 
-__all__ = ["CompactionResult", "compact", "rebuild"]
+__all__ = ["CompactionPolicy", "CompactionResult", "compact", "rebuild"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,19 @@ class CompactionResult:
     changed_run_ids: list[str]
     lag_ms: int
     snapshot: Snapshot
+
+    @classmethod
+    def unchanged(cls, snap: Snapshot, malformed: list[tuple[str, str]]) -> CompactionResult:
+        """Nothing to fold: ``snap`` already shows everything found applied."""
+        return cls(
+            published=False,
+            manifest_id=snap.manifest.manifest_id,
+            events_applied=0,
+            malformed=malformed,
+            changed_run_ids=[],
+            lag_ms=0,
+            snapshot=snap,
+        )
 
 
 def _encode_body(event: Event | EncodedEvent) -> str:
@@ -85,21 +99,61 @@ def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef
     return layout.FileRef(path, checksum(data), len(data))
 
 
+@dataclass(frozen=True, slots=True)
+class CompactionPolicy:
+    """How compactions of a deployment behave (its settings), apart from what one call folds.
+
+    Attributes:
+        min_publish_interval_ms: the least time between two head updates (1000 on GCS, whose objects
+            take about one update a second); the invocation waits, and the wait lets more events in.
+        lookback_ms: how far before the watermark new objects are looked for by listing.
+        list_ledger: False when the caller hands over every object written since the last publish
+            (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
+        ended_per_index_write: how many ended runs wait in the manifest before they move to their
+            index buckets together.
+        max_attempts: CAS rounds before giving up with Conflict.
+        sleep: how to wait (seconds), injected for tests.
+    """
+
+    min_publish_interval_ms: int = 0
+    lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS
+    list_ledger: bool = True
+    ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
+    max_attempts: int = 20
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What one compaction call works on: a workspace's store at the caller's time."""
+
+    store: ObjectStore
+    tenant_id: str
+    workspace_id: str
+    now_ms: int
+    policy: CompactionPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """The next manifest's content, before its number and publish time are settled."""
+
+    buckets: dict[str, layout.BucketRef]
+    watermark: str
+    recent: tuple[str, ...]
+    live: dict[str, layout.IndexEntry]
+
+
 def compact(
     store: ObjectStore,
     *,
     tenant_id: str,
     workspace_id: str,
-    hint: Sequence[str] = (),
     now_ms: int,
-    cache: MutableMapping[str, Any] | None = None,
-    min_publish_interval_ms: int = 0,
-    sleep: Callable[[float], None] = time.sleep,
-    max_attempts: int = 20,
-    lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS,
-    list_ledger: bool = True,
-    ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE,
+    hint: Sequence[str] = (),
     more_hint: Callable[[], Iterable[str]] | None = None,
+    cache: MutableMapping[str, Any] | None = None,
+    policy: CompactionPolicy = CompactionPolicy(),
 ) -> CompactionResult:
     """Fold every ledger object not yet applied and publish the result.
 
@@ -107,25 +161,18 @@ def compact(
         store: the workspace's store (names relative to ``{tenant}/{workspace}/``).
         tenant_id: the workspace's tenant; events of another scope are reported as malformed.
         workspace_id: the workspace.
+        now_ms: the caller's clock.
         hint: ledger object names known to be new (the finalize event's object), found even when
             they lie before the look-back window.
-        now_ms: the caller's clock.
-        cache: a warm instance's cache dict (decoded immutable files, the last head).
-        min_publish_interval_ms: the least time between two head updates (1000 on GCS, whose objects
-            take about one update a second); the invocation waits, and the wait lets more events in.
-        sleep: how to wait (seconds), injected for tests.
-        max_attempts: CAS rounds before giving up with Conflict.
-        lookback_ms: how far before the watermark new objects are looked for by listing.
-        list_ledger: False when the caller hands over every object written since the last publish
-            (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
-        ended_per_index_write: how many ended runs wait in the manifest before they move to their
-            index buckets together.
         more_hint: names handed over while this invocation waited (other invocations riding its
             flight), asked for just before the ledger is looked at.
+        cache: a warm instance's cache dict (decoded immutable files, the last head).
+        policy: the deployment's compaction settings.
 
     Raises:
-        Conflict: lost the publish race ``max_attempts`` times in a row.
+        Conflict: lost the publish race ``policy.max_attempts`` times in a row.
     """
+    scope = _Scope(store, tenant_id, workspace_id, now_ms, policy)
     malformed: dict[str, str] = {}
     waited_for: int | None = None  # the head generation whose publish interval was waited out
     warm = last_seen_snapshot(store, cache)
@@ -134,10 +181,10 @@ def compact(
         # head at all: one head read per publish, after the wait.
         if (done := _already_applied(warm, hint)) is not None:
             return done
-        if (due := _interval_left_ms(warm, min_publish_interval_ms, now_ms)) > 0:
-            sleep(due / 1000)
+        if (due := _interval_left_ms(warm, scope)) > 0:
+            policy.sleep(due / 1000)
             waited_for = warm.generation
-    for _ in range(max_attempts):
+    for _ in range(policy.max_attempts):
         snap = load_snapshot(store, cache)
         if (done := _already_applied(snap, hint)) is not None:
             # A redelivered finalize event, or another compaction folded these already: stop
@@ -145,21 +192,17 @@ def compact(
             return done
         # Waited once per head: a head newer than the one waited for (another instance published
         # meanwhile) gets its own second.
-        if (
-            snap.generation != waited_for
-            and (due := _interval_left_ms(snap, min_publish_interval_ms, now_ms)) > 0
-        ):
-            sleep(due / 1000)
+        if snap.generation != waited_for and (due := _interval_left_ms(snap, scope)) > 0:
+            policy.sleep(due / 1000)
             waited_for = snap.generation
             continue
-        manifest = snap.manifest
         names, bad = ledger.candidate_names(
             store,
-            manifest.events_processed_through,
-            snap.cache.applied_ids(),
+            snap.manifest.events_processed_through,
+            snap.cache.applied.view(),
             [*hint, *(more_hint() if more_hint is not None else ())],
-            lookback_ms,
-            list_ledger=list_ledger,
+            policy.lookback_ms,
+            list_ledger=policy.list_ledger,
         )
         malformed.update(bad)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
@@ -170,43 +213,39 @@ def compact(
             # Every object read is applied in this head (or holds nothing to apply, and is reported
             # now): past the manifest's cap of recent ids only the instance's memory spares reading
             # it again.
-            snap.cache.note_applied(found.seen_ids)
-            return CompactionResult(False, manifest.manifest_id, 0, report, [], 0, snap)
-        published = _publish(
-            store,
-            snap,
-            tenant_id,
-            workspace_id,
-            fresh,
-            before,
-            found.seen_ids,
-            now_ms,
-            min_publish_interval_ms,
-            ended_per_index_write,
-        )
+            snap.cache.applied.note(found.seen_ids)
+            return CompactionResult.unchanged(snap, report)
+        published = _publish(scope, snap, fresh, before, found.seen_ids)
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
         new_snap, changed = published
-        new_snap.cache.note_applied(found.seen_ids)
-        lag = max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh))
+        new_snap.cache.applied.note(found.seen_ids)
         return CompactionResult(
-            True, new_snap.manifest.manifest_id, len(fresh), report, changed, lag, new_snap
+            published=True,
+            manifest_id=new_snap.manifest.manifest_id,
+            events_applied=len(fresh),
+            malformed=report,
+            changed_run_ids=changed,
+            lag_ms=max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh)),
+            snapshot=new_snap,
         )
-    raise Conflict(f"compaction lost the publish race {max_attempts} times; the next delivery will retry")
+    raise Conflict(
+        f"compaction lost the publish race {policy.max_attempts} times; the next delivery will retry"
+    )
 
 
 def _already_applied(snap: Snapshot, hint: Sequence[str]) -> CompactionResult | None:
     """The result of a compaction whose hinted objects ``snap`` already shows applied, else None."""
-    if hint and ledger.all_applied(hint, snap.cache.applied_ids()):
-        return CompactionResult(False, snap.manifest.manifest_id, 0, [], [], 0, snap)
+    if hint and ledger.all_applied(hint, snap.cache.applied.view()):
+        return CompactionResult.unchanged(snap, [])
     return None
 
 
-def _interval_left_ms(snap: Snapshot, min_interval_ms: int, now_ms: int) -> int:
+def _interval_left_ms(snap: Snapshot, scope: _Scope) -> int:
     """How long until ``snap``'s head may be replaced (GCS: about one update of an object a second)."""
-    if not min_interval_ms or snap.pointer is None:
+    if not scope.policy.min_publish_interval_ms or snap.pointer is None:
         return 0
-    return snap.pointer.updated_at + min_interval_ms - now_ms
+    return snap.pointer.updated_at + scope.policy.min_publish_interval_ms - scope.now_ms
 
 
 def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[str, RunPartition | None]]:
@@ -220,29 +259,22 @@ def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[s
         if run_id not in before:
             before[run_id] = snap.partition(run_id, events=True)
         part = before[run_id]
-        if part is None or event.event_id not in part.events:
+        if part is None or not (event.event_id in part.events or superseded(part, event)):
             fresh[event.event_id] = event
     touched = {e.run_id for e in fresh.values()}
     return [fresh[i] for i in sorted(fresh)], {r: p for r, p in before.items() if r in touched}
 
 
 def _publish(
-    store: ObjectStore,
+    scope: _Scope,
     snap: Snapshot,
-    tenant_id: str,
-    workspace_id: str,
     fresh: list[Event],
     before: dict[str, RunPartition | None],
     seen_ids: set[str],
-    now_ms: int,
-    min_interval_ms: int,
-    ended_per_index_write: int,
 ) -> tuple[Snapshot, list[str]] | None:
-    state = FoldState(tenant_id, workspace_id, {r: p for r, p in before.items() if p is not None})
-    state.run_keys = snap.run_keys() if snap.manifest.run_key_index else {}
+    state = FoldState(scope.tenant_id, scope.workspace_id, {r: p for r, p in before.items() if p is not None})
     after = fold(state, fresh)
     manifest = snap.manifest
-    by_bucket: dict[str, dict[str, layout.IndexEntry]] = {}
     live = dict(manifest.live)
     segments: dict[str, tuple[Segment, tuple[str, ...]]] = {}
     for run_id in sorted(before):
@@ -260,7 +292,7 @@ def _publish(
     for group in file_groups(segment for segment, _ in segments.values()):
         data = encode_segments(group)
         path = layout.segments_path(data)
-        _put_immutable(store, path, data)
+        _put_immutable(scope.store, path, data)
         paths.update((segment.run_id, path) for segment in group)
     for run_id, (segment, chain) in segments.items():
         new = after.runs[run_id]
@@ -268,58 +300,48 @@ def _publish(
         _cache_partition(snap, chain, new, segment.events)
         public = public_run_state(new.run, new.tasks.values()) if new.run is not None else None
         live[run_id] = layout.IndexEntry(run_id, new.run, chain, public)
-    changed = list(segments)
+    by_bucket: dict[str, dict[str, layout.IndexEntry]] = {}
     ended = [run_id for run_id, e in live.items() if is_terminal_public(e.public_state)]
-    if len(ended) >= ended_per_index_write:
+    if len(ended) >= scope.policy.ended_per_index_write:
         for run_id in ended:
-            bucket = layout.bucket_of(run_id)
-            if bucket not in by_bucket:
-                by_bucket[bucket] = snap.bucket(bucket)
-            by_bucket[bucket][run_id] = live.pop(run_id)
+            by_bucket.setdefault(layout.bucket_of(run_id), {})[run_id] = live.pop(run_id)
     buckets = dict(manifest.buckets)
     for bucket, entries in by_bucket.items():
-        data = layout.encode_index(list(entries.values()))
-        ref = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
-        snap.cache.put(("index", ref.path), entries)
-        triggered = [e.run.triggered_at for e in entries.values() if e.run is not None]
-        buckets[bucket] = layout.BucketRef(ref, len(entries), max(triggered, default=None))
-    run_key_ref = manifest.run_key_index
-    if after.run_keys != state.run_keys:
-        data = encode_table(schemas.RUN_KEY_INDEX, sorted(after.run_keys.values(), key=lambda r: r.run_key))
-        run_key_ref = _put_immutable(store, layout.run_key_index_path(content_hex12(data)), data)
-    watermark = ledger.advance(manifest.events_processed_through, seen_ids, now_ms)
+        buckets[bucket] = _append_to_bucket(scope.store, snap, bucket, entries)
+    watermark = ledger.advance(manifest.events_processed_through, seen_ids, scope.now_ms)
     recent = ledger.recent_ids({*manifest.recent_event_ids, *seen_ids}, watermark)
-    return _commit(
-        store,
-        snap,
-        manifest,
-        buckets,
-        run_key_ref,
-        watermark,
-        recent,
-        live,
-        now_ms,
-        min_interval_ms,
-        changed,
-    )
+    new_snap = _commit(scope, snap, _Draft(buckets, watermark, recent, live))
+    return None if new_snap is None else (new_snap, list(segments))
 
 
-def _commit(
-    store: ObjectStore,
-    snap: Snapshot,
-    previous: layout.Manifest,
-    buckets: dict[str, layout.BucketRef],
-    run_key_ref: layout.FileRef | None,
-    watermark: str,
-    recent: tuple[str, ...],
-    live: dict[str, layout.IndexEntry],
-    now_ms: int,
-    min_interval_ms: int,
-    changed: list[str],
-) -> tuple[Snapshot, list[str]] | None:
-    published_at = now_ms
+def _append_to_bucket(
+    store: ObjectStore, snap: Snapshot, bucket: str, entries: dict[str, layout.IndexEntry]
+) -> layout.BucketRef:
+    """``bucket`` with ``entries`` added as a new file, which first absorbs the trailing files no
+    bigger than it (layout.BucketRef says why)."""
+    ref = snap.manifest.buckets.get(bucket)
+    files = list(ref.files) if ref is not None else []
+    tops = [ref.max_triggered_at] if ref is not None and ref.max_triggered_at is not None else []
+    tops += [e.run.triggered_at for e in entries.values() if e.run is not None]
+    while (
+        files
+        and files[-1].run_count <= len(entries)
+        and files[-1].run_count + len(entries) <= layout.MAX_BUCKET_FILE_RUNS
+    ):
+        entries = {**snap.index_file(files.pop().file.path), **entries}
+    data = layout.encode_index(list(entries.values()))
+    written = _put_immutable(store, layout.index_path(bucket, content_hex12(data)), data)
+    snap.cache.files.put(("index", written.path), entries)
+    files.append(layout.BucketFile(written, len(entries)))
+    return layout.BucketRef(tuple(files), max(tops, default=None))
+
+
+def _commit(scope: _Scope, snap: Snapshot, draft: _Draft) -> Snapshot | None:
+    """Write the manifest, then move the head to it by CAS; None when another publish came first."""
+    store, previous = scope.store, snap.manifest
+    published_at = scope.now_ms
     if snap.pointer is not None:
-        published_at = max(now_ms, snap.pointer.updated_at + min_interval_ms)
+        published_at = max(scope.now_ms, snap.pointer.updated_at + scope.policy.min_publish_interval_ms)
     number = previous.manifest_id + 1
     while True:
         manifest = layout.Manifest(
@@ -327,11 +349,10 @@ def _commit(
             previous.epoch,
             snap.pointer.manifest_path if snap.pointer else None,
             published_at,
-            watermark,
-            recent,
-            buckets,
-            run_key_ref,
-            live,
+            draft.watermark,
+            draft.recent,
+            draft.buckets,
+            draft.live,
         )
         raw = manifest.encode()
         try:
@@ -353,9 +374,14 @@ def _commit(
     try:
         generation = store.put(layout.POINTER_PATH, pointer_raw, if_generation_match=snap.generation)
     except PreconditionFailed:
-        return None
+        # A lost answer to a CAS that landed looks like a lost race to the client's retry. The head
+        # names the manifest this compactor alone created, so equal bytes mean the publish is ours.
+        head = store.get(layout.POINTER_PATH)
+        if head is None or head.data != pointer_raw:
+            return None
+        generation = head.generation
     snap.cache.remember_head((generation, pointer, pointer_raw, manifest))
-    return Snapshot(store, generation, pointer, pointer_raw, manifest, snap.cache), changed
+    return Snapshot(store, generation, pointer, pointer_raw, manifest, snap.cache)
 
 
 def rebuild(

@@ -22,6 +22,7 @@ from servo.core.events import (
     ledger_object_name,
 )
 from servo.core.ids import ulid_time_ms
+from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.store import create_once
@@ -30,6 +31,10 @@ logger = logging.getLogger("servo.ledger")
 
 # contracts §5: an event id more than 5 minutes ahead of the server clock is refused.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+# An event whose id is older than this when it is written (a repair writing the ids a runKey reserved
+# long ago) may lie before every look-back by the time a compaction lists the ledger; half the sweep's
+# look-back leaves the sweep a full tick to find anything younger.
+LATE_WRITE_MS = SWEEP_LOOKBACK_MS // 2
 # Events that record progress and unblock nothing: no decision of the controller waits on their
 # publish (a dispatch is requested and enqueued in one pass; callbacks accept a dispatch not yet
 # published). A write of only these may wait for company before it is published.
@@ -72,6 +77,9 @@ def append_events(
 
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
     names = io_map(write, events)
+    late = [n for n, e in zip(names, events, strict=True) if ulid_time_ms(e.event_id) < now - LATE_WRITE_MS]
+    if late:
+        fold_written(ctx, tenant_id, workspace_id, late)
     if ctx.after_ledger_write is not None and names:
         urgent = not all(isinstance(e.data, PROGRESS_EVENTS) for e in events)
         try:
@@ -83,3 +91,15 @@ def append_events(
             # work. Compaction and side effects are re-driven by the sweep (and by finalize events).
             logger.exception("post-append compaction failed; the sweep will catch up")
     return names
+
+
+def fold_written(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
+    """Fold ledger objects with old ids before answering, and act on them.
+
+    A finalize event can be lost, and the sweep lists only a look-back window before the watermark:
+    an object whose id is older than that would never be folded. So its writer hands it over itself,
+    and fails if that fails (the objects are durable; the client's retry hands them over again).
+    """
+    from servo.services.orchestrate import compact_and_act
+
+    compact_and_act(ctx, tenant_id, workspace_id, hint=names)

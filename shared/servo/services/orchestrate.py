@@ -69,7 +69,14 @@ def _compacted(
     # One cache with the read model: every file below the head pointer is immutable, so what the
     # compactor just decoded (or wrote) serves the next read as is.
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS, all_applied
-    from servo.services.compaction import compact
+    from servo.services.compaction import CompactionPolicy, compact
+
+    policy = CompactionPolicy(
+        min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
+        lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
+        list_ledger=list_ledger,
+        ended_per_index_write=ctx.settings.ended_runs_per_index_write,
+    )
 
     cache = ctx.workspace_cache(tenant_id, workspace_id)
 
@@ -78,14 +85,11 @@ def _compacted(
             ctx.workspace_store(tenant_id, workspace_id),
             tenant_id=tenant_id,
             workspace_id=workspace_id,
-            hint=hint,
             now_ms=ctx.clock_ms(),
-            cache=cache,
-            min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
-            lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
-            list_ledger=list_ledger,
-            ended_per_index_write=ctx.settings.ended_runs_per_index_write,
+            hint=hint,
             more_hint=more_hint,
+            cache=cache,
+            policy=policy,
         )
 
     if not hint:
@@ -96,7 +100,7 @@ def _compacted(
             # The leader's snapshot is the head as of its publish (or its last read): what it shows
             # applied stays applied. What it does not show, compact itself checks against a fresh
             # head before anything else, when this rider leads a flight of its own.
-            return led is not None and all_applied(hint, led.snapshot.cache.applied_ids())
+            return led is not None and all_applied(hint, led.snapshot.cache.applied.view())
 
         ridden = ctx.instance_state(_FLIGHTS, Flights).run((tenant_id, workspace_id), work, covered, hint)
         if ridden is None:

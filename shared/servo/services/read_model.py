@@ -9,107 +9,18 @@ and the manifest is re-read only when the pointer's generation moved.
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Container, Iterable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from servo.core.errors import InvalidInput
 from servo.core.events import EncodedEvent
-from servo.core.rows import DepRow, RunKeyRow, RunRow, TaskRow
+from servo.core.rows import DepRow, RunRow, TaskRow
 from servo.core.state import FoldState, RunPartition
-from servo.projections import layout, schemas
-from servo.projections.codec import decode_table
-from servo.projections.partitions import Segment, apply_segments, decode_segments
+from servo.projections import layout
+from servo.projections.partitions import Segment, apply_segments, decode_segments, dropped_events
+from servo.services._projection_cache import ProjectionCache, projection_cache
 from servo.store import ObjectStore
-
-_CACHE_KEY = "servo.projections"
-
-
-# The manifest keeps 2,000 applied ids for every reader; an instance remembers those of every head it
-# sees and more, so a sweep after a bigger burst reads the excess once, not on every tick. 50,000 ids
-# are about 4 MB.
-MAX_APPLIED_IDS = 50_000
-
-
-class ProjectionCache:
-    """Decoded immutable projection files, least recently used first out.
-
-    Shared by the request threads of one instance (functions-framework serves 8 at once), so every
-    touch of the LRU order happens under a lock.
-    """
-
-    def __init__(self, max_entries: int = 512, max_applied_ids: int = MAX_APPLIED_IDS) -> None:
-        self.max_entries = max_entries
-        self.max_applied_ids = max_applied_ids
-        self.head: tuple[int, layout.Pointer, bytes, layout.Manifest] | None = None
-        self.head_seen_at = 0.0  # time.monotonic() when ``head`` was read or published
-        self._files: OrderedDict[Any, Any] = OrderedDict()
-        self._applied: dict[str, None] = {}  # insertion-ordered: the oldest noted go first
-        self._lock = threading.Lock()
-
-    def note_applied(self, event_ids: Iterable[str]) -> None:
-        """Ledger ids a published head of this store shows applied (or that hold nothing to apply):
-        the recent ids of every head it remembers, and those a compaction found applied.
-
-        Applied stays applied (every later head descends from that one), so this memory can only
-        spare a read, never hide an object that still needs folding.
-        """
-        with self._lock:
-            self._applied.update(dict.fromkeys(event_ids))
-            excess = len(self._applied) - self.max_applied_ids
-            for stale in list(itertools.islice(self._applied, max(excess, 0))):
-                del self._applied[stale]
-
-    def applied_ids(self) -> Container[str]:
-        """The ids noted applied, for membership tests (a live view: no copy per compaction)."""
-        return self._applied.keys()
-
-    def remember_head(self, head: tuple[int, layout.Pointer, bytes, layout.Manifest]) -> None:
-        """The head just read or published."""
-        self.note_applied(head[3].recent_event_ids)
-        self.head, self.head_seen_at = head, time.monotonic()
-
-    def confirm_head(self) -> None:
-        """A read just found the remembered head still current."""
-        self.head_seen_at = time.monotonic()
-
-    def head_age_ms(self) -> float:
-        return (time.monotonic() - self.head_seen_at) * 1000
-
-    def last_seen(self, store: ObjectStore) -> Snapshot | None:
-        """The remembered head as a snapshot over ``store``, without reading (None when cold)."""
-        if self.head is None:
-            return None
-        generation, pointer, raw, manifest = self.head
-        return Snapshot(store, generation, pointer, raw, manifest, self)
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._files.get(key)
-            if value is not None:
-                self._files.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._files[key] = value
-            self._files.move_to_end(key)
-            while len(self._files) > self.max_entries:
-                self._files.popitem(last=False)
-
-
-def projection_cache(cache: MutableMapping[str, Any] | None) -> ProjectionCache:
-    """The ProjectionCache kept in a caller's cache dict (a fresh one when there is none)."""
-    if cache is None:
-        return ProjectionCache()
-    found = cache.get(_CACHE_KEY)
-    if not isinstance(found, ProjectionCache):
-        found = cache[_CACHE_KEY] = ProjectionCache()
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +75,21 @@ class Snapshot:
     # -- files ---------------------------------------------------------------------------------
 
     def bucket(self, bucket: str) -> dict[str, layout.IndexEntry]:
-        """The index entries of one bucket, by run id."""
+        """The index entries of one bucket, by run id (a later file's entry replaces an earlier one's)."""
         ref = self.manifest.buckets.get(bucket)
-        if ref is None:
-            return {}
-        key = ("index", ref.file.path)
-        found = self.cache.get(key)
+        entries: dict[str, layout.IndexEntry] = {}
+        for f in ref.files if ref is not None else ():
+            entries.update(self.index_file(f.file.path))
+        return entries
+
+    def index_file(self, path: str) -> dict[str, layout.IndexEntry]:
+        """The entries of one index file, by run id (cached: the file is immutable; do not change it)."""
+        key = ("index", path)
+        found = self.cache.files.get(key)
         if found is None:
-            entries = layout.decode_index(_read(self.store, ref.file.path), ref.file.path)
-            found = {e.run_id: e for e in entries}
-            self.cache.put(key, found)
-        return dict(found)
+            found = {e.run_id: e for e in layout.decode_index(_read(self.store, path), path)}
+            self.cache.files.put(key, found)
+        return found
 
     def index_entry(self, run_id: str) -> layout.IndexEntry | None:
         """A run's entry: the manifest's live entry while it runs, its bucket's once it ended."""
@@ -187,10 +102,10 @@ class Snapshot:
         """``run_id``'s segment in the file at ``path`` (a file holds every run one compaction touched,
         so it is read once for all of them)."""
         key = ("segments", path)
-        found = self.cache.get(key)
+        found = self.cache.files.get(key)
         if found is None:
             found = decode_segments(_read(self.store, path), path)
-            self.cache.put(key, found)
+            self.cache.files.put(key, found)
         segment = found.get(run_id)
         if segment is None:
             raise InvalidInput(f"projection file {path} holds no segment of run {run_id}")
@@ -199,7 +114,7 @@ class Snapshot:
     def load_chain(self, run_id: str, chain: tuple[str, ...], *, events: bool) -> RunPartition:
         """The partition a segment chain describes; reuses the longest cached prefix of the chain."""
         for cut in range(len(chain), 0, -1):
-            hit = self.cache.get(_partition_key(run_id, chain[:cut], events))
+            hit = self.cache.files.get(_partition_key(run_id, chain[:cut], events))
             if hit is not None:
                 break
         else:
@@ -211,6 +126,8 @@ class Snapshot:
         part = apply_segments(run_id, ([] if hit is None else [_as_base(hit)]) + rest, decode)
         if hit is not None:
             part.events = {**hit.events, **part.events} if events else {}
+            for event_id in dropped_events(rest) if events else ():
+                part.events.pop(event_id, None)
         elif not events:
             part.events = {}
         self.remember_partition(run_id, chain, part, events=events)
@@ -220,7 +137,7 @@ class Snapshot:
         self, run_id: str, chain: tuple[str, ...], part: RunPartition, *, events: bool
     ) -> None:
         """Cache the partition ``chain`` describes (with its events, or only its rows)."""
-        self.cache.put(_partition_key(run_id, chain, events), part)
+        self.cache.files.put(_partition_key(run_id, chain, events), part)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -300,16 +217,9 @@ class Snapshot:
         """Runs that may still change (not in a terminal API state)."""
         return sorted(self.manifest.active_run_ids)
 
-    def run_keys(self) -> dict[str, RunKeyRow]:
-        ref = self.manifest.run_key_index
-        if ref is None:
-            return {}
-        rows = decode_table(schemas.RUN_KEY_INDEX, _read(self.store, ref.path))
-        return {r.run_key: r for r in rows}
-
     def load_state(self, tenant_id: str, workspace_id: str) -> FoldState:
         """The whole published state with events (for rebuild checks and tests; reads every bucket)."""
-        state = FoldState(tenant_id, workspace_id, run_keys=self.run_keys())
+        state = FoldState(tenant_id, workspace_id)
         entries = {r: e for name in sorted(self.manifest.buckets) for r, e in self.bucket(name).items()}
         entries.update(self.manifest.live)
         for run_id, entry in entries.items():
@@ -336,14 +246,14 @@ def load_snapshot(
     ``max_age_ms``, a head this instance read or published that recently is taken without a read.
     """
     pc = projection_cache(cache)
-    known = pc.last_seen(store)
-    if known is not None and max_age_ms > 0 and pc.head_age_ms() <= max_age_ms:
+    known = _last_seen(store, pc)
+    if known is not None and max_age_ms > 0 and pc.heads.age_ms() <= max_age_ms:
         return known
     head = store.get(layout.POINTER_PATH)
     if head is None:
         return Snapshot(store, 0, None, b"", layout.EMPTY_MANIFEST, pc)
     if known is not None and known.generation == head.generation:
-        pc.confirm_head()
+        pc.heads.confirm()
         return known
     pointer = layout.Pointer.decode(head.data)
     manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
@@ -357,4 +267,12 @@ def last_seen_snapshot(store: ObjectStore, cache: MutableMapping[str, Any] | Non
     It may be stale, but never wrong about what it shows: every file below it is immutable, what it
     shows applied stays applied, and the next head was published no earlier than it says.
     """
-    return None if cache is None else projection_cache(cache).last_seen(store)
+    return None if cache is None else _last_seen(store, projection_cache(cache))
+
+
+def _last_seen(store: ObjectStore, pc: ProjectionCache) -> Snapshot | None:
+    head = pc.heads.head
+    if head is None:
+        return None
+    generation, pointer, raw, manifest = head
+    return Snapshot(store, generation, pointer, raw, manifest, pc)

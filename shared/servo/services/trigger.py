@@ -418,7 +418,11 @@ def _repair_missing_run(
         return
     names = [ledger_object_name(reservation["eventId"]), ledger_object_name(reservation["planEventId"])]
     if all(store.get(n) is not None for n in names):
-        return  # written, only not compacted yet
+        # Written, not folded yet: their ids may lie before every look-back, so hand them over.
+        from servo.services.ledger import fold_written
+
+        fold_written(ctx, tenant_id, workspace_id, names)
+        return
     manifest, the_plan, _ = _validated_plan(ctx, tenant_id, workspace_id, request)
     ids = _Ids(
         reservation["runId"],
