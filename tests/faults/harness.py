@@ -24,7 +24,6 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 from servo.dispatch import HttpTask
 from servo.services.context import ServiceContext
-from servo.services.manifests import deploy_manifest
 from servo.services.read_model import load_snapshot
 from servo.store import LocalFileStore
 
@@ -158,13 +157,7 @@ class World:
         self.cancelled: set[str] = set()
         self._lock = threading.Lock()
         self._mark = 0
-        self.store.enabled = False
-        status, _ = deploy_manifest(self.ctx, TENANT, WS, _manifest(scenario), None)
-        assert status == 201
-        from servo.services.timers import register_workspace
-
-        register_workspace(self.ctx, TENANT, WS)
-        self.store.enabled = True
+        self.deployed = ""
 
     # ------------------------------------------------------------------------------------- plumbing
 
@@ -210,6 +203,14 @@ class World:
         }
 
     # ---------------------------------------------------------------------------------- the parties
+
+    def deploy(self, body: bytes) -> str:
+        """The CLI's deploy: one Idempotency-Key for the request and its retries; the manifest id."""
+        headers = {"Idempotency-Key": "deploy-1", "Content-Type": "application/json"}
+        url = f"/v1/workspaces/{WS}/manifests"
+        res = self._call("deploy", lambda: _app("deploy").test_client().post(url, data=body, headers=headers))
+        assert res.status_code in (200, 201), res.get_json()
+        return str(res.get_json()["manifestId"])
 
     def trigger(self, plan: RunPlan) -> None:
         body = {"selection": [a[0] for a in self.scenario.assets], "runKey": plan.label}
@@ -360,6 +361,7 @@ class World:
 
     def run(self, max_rounds: int = 120) -> dict[str, dict[str, Any]]:
         """Play the scenario until every run is terminal and nothing is pending; the final views."""
+        self.deployed = self.deploy(_manifest(self.scenario))
         triggers = list(self.scenario.runs)
         if self.chaos.shuffle:
             triggers = triggers + [p for p in triggers if self.rng.random() < self.chaos.duplicate_rate]

@@ -1,6 +1,8 @@
 """A crash before and after each storage write of each function path, then the client's retry.
 
-The scenario is small but passes every path: trigger (run_key reservation, RunTriggered, PlanCreated),
+The scenario is small but passes every path: deploy (the sweep's registration, the manifest, the
+Idempotency-Key record, the current pointer), trigger (run_key reservation, creation record,
+RunTriggered, PlanCreated),
 callbacks (started, heartbeat, logs, completed), cancel, the timers function (a retry timer fires)
 and compaction with its side effects (dispatch and timer requests and acknowledgements, segments,
 index, manifest, head pointer). The first write of a kind in a path crashes before it lands, the
@@ -19,9 +21,11 @@ from typing import Any
 
 import pytest
 from servo.http.runtime import override_context
+from servo.services.manifests import load_current_manifest
+from servo.services.timers import known_workspaces
 
 from tests.faults.checks import assert_converged
-from tests.faults.harness import Chaos, RunPlan, Scenario, World
+from tests.faults.harness import TENANT, WS, Chaos, RunPlan, Scenario, World
 from tests.support.faults import CrashAt, FaultPlan
 
 SCENARIO = Scenario(
@@ -32,7 +36,12 @@ SCENARIO = Scenario(
 # Every (function path, write) the scenario makes. A new kind of write in the product shows up in
 # test_the_census_names_every_write_site, so it cannot go untested here.
 PATH_SITES = {
+    ("deploy", "deploy:register"),
+    ("deploy", "deploy:manifest"),
+    ("deploy", "deploy:idempotency"),
+    ("deploy", "deploy:pointer"),
     ("trigger", "run-key"),
+    ("trigger", "run-creation"),
     ("trigger", "ledger:RunTriggered"),
     ("trigger", "ledger:PlanCreated"),
     ("callback", "ledger:TaskStarted"),
@@ -107,6 +116,10 @@ def test_crashes_before_and_after_this_write_then_retries_converge_to_the_clean_
     world, final = play(tmp_path / "1", Chaos(deferred=mode == "compactor", store=FaultPlan(crashes=crashes)))
     assert world.store.crashes >= 1, "the crash was never reached"
     assert_converged(world, clean, final)
+    # However the deploy died, its retry left the workspace swept and its manifest current.
+    assert (TENANT, WS) in known_workspaces(world.ctx)
+    current = load_current_manifest(world.ctx, TENANT, WS)
+    assert current is not None and current.manifest_id == world.deployed
     injected = world.injected
     if world.store.crashes == 1:
         # The repair took another road (the sweep retries without a new timer): crash after the first.

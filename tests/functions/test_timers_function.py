@@ -156,3 +156,19 @@ def test_a_kick_object_makes_the_compactor_fold_a_lost_finalize(stack: Stack) ->
         assert app.post("/", headers=headers, data=data).status_code == 200
     view = load_run(stack.ctx, "default", WS, body["runId"])
     assert view is not None and view.run is not None
+
+
+def test_a_timer_for_an_unknown_run_writes_nothing_and_leaves_nothing_active(
+    stack: Stack, timers: Any
+) -> None:
+    # A forged or stray timer used to create a run partition with no run, active for ever: the sweep
+    # visited it and, in GCP, wrote a kick object every minute at rest.
+    from servo.core.ids import timer_id
+
+    ledger = stack.ctx.workspace_store("default", WS)
+    before = ledger.list("ledger/")
+    stray = timer_id("retry", "01JAAAAAAAAAAAAAAAAAAAAAAA", "ns.a", 1, 1_800_000_000)
+    res = timers.post("/v1/timers/fire", json={"tenantId": "default", "workspaceId": WS, "timerId": stray})
+    assert res.status_code == 200 and res.get_json()["acknowledged"] is True
+    assert ledger.list("ledger/") == before
+    assert stack.ctx.snapshot("default", WS).active_run_ids() == []
