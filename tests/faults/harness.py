@@ -158,6 +158,7 @@ class World:
         self._lock = threading.Lock()
         self._mark = 0
         self.deployed = ""
+        self.deliveries = 0
 
     # ------------------------------------------------------------------------------------- plumbing
 
@@ -249,7 +250,10 @@ class World:
         """The worker's answer to one delivered envelope (a duplicate delivery runs it again)."""
         plan = self._plan_of(env["runId"])
         ids = {"attempt": env["attempt"], "attemptId": env["attemptId"], "workerId": "w-chaos"}
-        if self._callback(env, "started", ids).status_code != 200:
+        # One execution id per delivery, kept by the client's retries of the same request.
+        self.deliveries += 1
+        started = ids | {"executionId": f"delivery-{self.deliveries}"}
+        if self._callback(env, "started", started).status_code != 200:
             return
         if plan.cancel_at == env["taskKey"] and env["runId"] not in self.cancelled:
             self.cancelled.add(env["runId"])

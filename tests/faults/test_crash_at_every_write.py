@@ -2,14 +2,13 @@
 
 The scenario is small but passes every path: deploy (the sweep's registration, the manifest, the
 Idempotency-Key record, the current pointer), trigger (run_key reservation, creation record,
-RunTriggered, PlanCreated),
-callbacks (started, heartbeat, logs, completed), cancel, the timers function (a retry timer fires)
-and compaction with its side effects (dispatch and timer requests and acknowledgements, segments,
-index, manifest, head pointer). The first write of a kind in a path crashes before it lands, the
-second (usually the retry's) right after it committed. A crash inside a request answers 5xx and the
-client (worker, Cloud Tasks, Eventarc, Scheduler) retries; a crash inside the embedded inline
-compaction is absorbed by the writer and the sweep catches up. Either way each run must end exactly
-as in the clean run.
+RunTriggered, PlanCreated), callbacks (the attempt's claim, started, heartbeat, logs, completed),
+cancel, the timers function (a retry timer fires) and compaction with its side effects (dispatch
+and timer requests and acknowledgements, segments, index, manifest, head pointer). The first write
+of a kind in a path crashes before it lands, the second (usually the retry's) right after it
+committed. A crash inside a request answers 5xx and the client (worker, Cloud Tasks, Eventarc,
+Scheduler) retries; a crash inside the embedded inline compaction is absorbed by the writer and the
+sweep catches up. Either way each run must end exactly as in the clean run.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ PATH_SITES = {
     ("trigger", "run-creation"),
     ("trigger", "ledger:RunTriggered"),
     ("trigger", "ledger:PlanCreated"),
+    ("callback", "attempt-claim"),
     ("callback", "ledger:TaskStarted"),
     ("callback", "ledger:TaskHeartbeat"),
     ("callback", "logs"),

@@ -102,6 +102,7 @@ def write_kind(name: str, data: bytes | None) -> str:
     for marker, kind in (
         ("/run_keys/", "run-key"),
         ("/creations/", "run-creation"),
+        ("/attempt_claims/", "attempt-claim"),
         ("/logs/", "logs"),
         ("/manifests/idempotency/", "deploy:idempotency"),
         ("/manifests/_index.json", "deploy:pointer"),

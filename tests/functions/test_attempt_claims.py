@@ -1,0 +1,25 @@
+"""One delivery runs an attempt: ``started`` claims it for its executionId (callbacks.task_started)."""
+
+from __future__ import annotations
+
+from tests.functions.test_callback_function import Stack, start_run
+from tests.functions.test_callback_function import stack as stack
+
+
+def test_a_second_delivery_of_a_started_attempt_is_refused_and_a_resent_started_is_not(stack: Stack) -> None:
+    run_id, env = start_run(stack, "ns.a", downstream=False)
+    first = stack.ids(env, executionId="delivery-1")
+    assert stack.call(env, "started", first).status_code == 200
+    # The same delivery re-sends started after a lost response: its own claim, accepted.
+    assert stack.call(env, "started", first).status_code == 200
+    # The queue delivers the envelope again (deadline passed, or the sweep's repair) while it runs.
+    again = stack.call(env, "started", stack.ids(env, executionId="delivery-2"))
+    assert again.status_code == 409
+    assert again.get_json()["error"] == "attempt_already_started"
+    assert stack.task(run_id, "ns.a").state == "RUNNING"
+
+
+def test_an_oversized_execution_id_is_400(stack: Stack) -> None:
+    _, env = start_run(stack, "ns.a", downstream=False)
+    res = stack.call(env, "started", stack.ids(env, executionId="x" * 129))
+    assert res.status_code == 400
