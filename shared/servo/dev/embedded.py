@@ -150,6 +150,9 @@ class EmbeddedStack:
     sweep_interval_s: float = 5.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     clock_ms: Callable[[], int] = wall_clock_ms
+    # The worker runs in this process (``servo dev``): every attempt its data shows RUNNING at start
+    # was run by a worker that died with the previous process (see servo.dev.recovery).
+    owns_worker: bool = False
     ctx: ServiceContext | None = None
     _server: BaseWSGIServer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -194,6 +197,10 @@ class EmbeddedStack:
         serve = threading.Thread(target=self._server.serve_forever, name="servo-api", daemon=True)
         serve.start()
         self._threads.append(serve)
+        from servo.dev.recovery import recover
+
+        # The previous process's queue and worker died with it: what they held is driven again now.
+        recover(self.ctx, owns_worker=self.owns_worker)
         if self.sweep_interval_s > 0:
             sweeper = threading.Thread(target=self._sweep_loop, name="servo-scheduler", daemon=True)
             sweeper.start()
