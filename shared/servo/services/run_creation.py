@@ -77,31 +77,22 @@ def store_record(
         return CreationRecord.decode(found.data)
 
 
-def plan_run(
-    manifest: DeployedManifest,
-    roots: tuple[str, ...],
-    *,
-    include_upstream: bool,
-    include_downstream: bool,
-    partition_key: str | None,
-    heartbeat_timeout_sec: int,
-    tenant_id: str,
-    workspace_id: str,
-) -> Plan:
+def plan_run(manifest: DeployedManifest, record: CreationRecord, tenant_id: str, workspace_id: str) -> Plan:
+    """The run's plan: the same for the same record and manifest (the planner is pure)."""
     options = {
         k: TaskOptions(
             max_retries=a.max_retries,
             timeout_seconds=a.timeout_seconds,
-            heartbeat_timeout_sec=heartbeat_timeout_sec,
+            heartbeat_timeout_sec=record.heartbeat_timeout_sec,
         )
         for k, a in manifest.assets.items()
     }
     return plan(
         manifest.graph(),
-        roots,
-        include_upstream=include_upstream,
-        include_downstream=include_downstream,
-        partition_key=partition_key,
+        record.roots,
+        include_upstream=record.include_upstream,
+        include_downstream=record.include_downstream,
+        partition_key=record.partition_key,
         task_options=options,
         tenant_id=tenant_id,
         workspace_id=workspace_id,
@@ -146,16 +137,7 @@ def rebuild_events(
 ) -> list[Event]:
     """The run's events from its record alone, against the manifest it was planned on."""
     manifest = load_manifest(ctx, tenant_id, workspace_id, record.manifest_id)
-    the_plan = plan_run(
-        manifest,
-        record.roots,
-        include_upstream=record.include_upstream,
-        include_downstream=record.include_downstream,
-        partition_key=record.partition_key,
-        heartbeat_timeout_sec=record.heartbeat_timeout_sec,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-    )
+    the_plan = plan_run(manifest, record, tenant_id, workspace_id)
     return run_events(tenant_id, workspace_id, record, manifest, the_plan)
 
 

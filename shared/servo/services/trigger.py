@@ -92,17 +92,7 @@ def _validated_record(
         traceparent=request.traceparent,
         heartbeat_timeout_sec=ctx.settings.heartbeat_timeout_sec,
     )
-    the_plan = plan_run(
-        manifest,
-        record.roots,
-        include_upstream=record.include_upstream,
-        include_downstream=record.include_downstream,
-        partition_key=record.partition_key,
-        heartbeat_timeout_sec=record.heartbeat_timeout_sec,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-    )
-    return record, manifest, the_plan
+    return record, manifest, plan_run(manifest, record, tenant_id, workspace_id)
 
 
 def trigger_run(
