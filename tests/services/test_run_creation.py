@@ -37,11 +37,12 @@ def _deploy(ctx: ServiceContext, *assets: dict[str, Any], code_version: str = "c
 
 
 class _PausingStore:
-    """Holds the first ledger write made in the ``creator`` phase until ``resume`` is set: the creator
-    is slow between its reservation and its events while another request runs."""
+    """Holds the creator's first write under ``at`` until ``resume`` is set: the creator is slow after
+    its reservation (before its creation record, or before its events) while another request runs."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, at: str) -> None:
         self._inner = inner
+        self._at = at
         self.paused = threading.Event()
         self.resume = threading.Event()
 
@@ -49,16 +50,19 @@ class _PausingStore:
         return getattr(self._inner, name)
 
     def create(self, name: str, data: bytes, **kwargs: Any) -> Any:
-        if current_phase() == "creator" and "/ledger/" in name and not self.paused.is_set():
+        if current_phase() == "creator" and self._at in name and not self.paused.is_set():
             self.paused.set()
             assert self.resume.wait(timeout=30)
         return self._inner.create(name, data, **kwargs)
 
 
-def test_a_same_key_trigger_racing_the_creator_never_answers_409_to_the_creator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("paused_at", ["/creations/", "/ledger/"], ids=["before-record", "before-events"])
+def test_a_same_key_trigger_racing_the_creator_never_answers_409_to_the_creator(
+    tmp_path: Path, paused_at: str
+) -> None:
     ctx, _, _ = make_context(tmp_path, compact=False)
     _deploy(ctx, asset("ns.a"), asset("ns.b", "ns.a"))
-    pausing = _PausingStore(ctx.store)
+    pausing = _PausingStore(ctx.store, paused_at)
     ctx = replace(ctx, store=pausing)
     answers: dict[str, Any] = {}
 

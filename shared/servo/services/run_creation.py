@@ -1,7 +1,8 @@
 """How a run comes into being, so that a crash between its writes is finished by whoever comes next.
 
 A trigger writes, in this order: the run-key reservation (when the run has a key; it decides which
-request creates the run), the run's creation record ``creations/{run_id}.json``, then RunTriggered and
+request creates the run, and carries a copy of the record, so a same-key retry that finds no record
+rebuilds the creator's), the run's creation record ``creations/{run_id}.json``, then RunTriggered and
 PlanCreated. The record holds everything the two events are made of — their ids and time, the manifest
 the run was planned on, the resolved request, the heartbeat limit, the traceparent — and the events
 are only ever built from a stored record. So the creator, a same-key retry and the sweep write the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import PreconditionFailed
@@ -49,13 +51,19 @@ class CreationRecord:
     traceparent: str | None
     heartbeat_timeout_sec: int
 
+    def to_doc(self) -> dict[str, Any]:
+        return {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
+
     def encode(self) -> bytes:
-        return canonical_bytes({**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)})
+        return canonical_bytes(self.to_doc())
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CreationRecord:
+        return cls(**{**doc, "roots": tuple(doc["roots"]), "labels": dict(doc["labels"])})
 
     @classmethod
     def decode(cls, raw: bytes) -> CreationRecord:
-        doc = loads_strict(raw)
-        return cls(**{**doc, "roots": tuple(doc["roots"]), "labels": dict(doc["labels"])})
+        return cls.from_doc(loads_strict(raw))
 
 
 def record_name(run_id: str) -> str:

@@ -51,6 +51,9 @@ def _reservation_body(record: CreationRecord, fingerprint: str) -> bytes:
         "planEventId": record.plan_event_id,
         "requestFingerprint": fingerprint,
         "createdAt": record.created_at,
+        # Servo addition after the contract's fields: what the run's events are made of, so whoever
+        # finishes the creation writes the creator's bytes (run_creation).
+        "creation": record.to_doc(),
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -234,10 +237,10 @@ def _finish_reserved_run(
 ) -> None:
     """Write what the reserved run still lacks (behavior §4, scenario 41), from its creation record.
 
-    A reservation whose record never landed (the creator died in between) gets one made from this
-    request — the same payload, as its fingerprint matched — with the reserved ids and time; the first
-    record stored wins, and the events are built from it alone, so any number of retries and the
-    creator itself write the same bytes.
+    A reservation whose record never landed (the creator died, or is slow, in between) stores the
+    copy the reservation carries; the events are built from the stored record alone, so any number
+    of retries and the creator itself write the same bytes. A reservation older than that copy gets a
+    record made from this request (the same payload, as its fingerprint matched) with the reserved ids.
     """
     if not reservation.get("planEventId"):
         return
@@ -245,6 +248,8 @@ def _finish_reserved_run(
     found = store.get(record_name(reservation["runId"]))
     if found is not None:
         record = CreationRecord.decode(found.data)
+    elif isinstance(reservation.get("creation"), Mapping):
+        record = store_record(ctx, tenant_id, workspace_id, CreationRecord.from_doc(reservation["creation"]))
     else:
         ids = (
             reservation["runId"],
