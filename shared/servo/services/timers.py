@@ -74,7 +74,6 @@ def sweep_workspace(
         if part.run is None or not part.tasks:
             # Published without RunTriggered or without its plan: its creator died between the writes.
             decisions += finish_creation(ctx, tenant_id, workspace_id, run_id)
-            continue
         found = ctl.sweep(part, now, config)
         if found:
             decisions += len(found)
