@@ -23,3 +23,19 @@ def test_an_oversized_execution_id_is_400(stack: Stack) -> None:
     _, env = start_run(stack, "ns.a", downstream=False)
     res = stack.call(env, "started", stack.ids(env, executionId="x" * 129))
     assert res.status_code == 400
+
+
+def test_the_sweeps_reenqueue_of_a_stuck_dispatch_runs_once_with_the_first_delivery(stack: Stack) -> None:
+    from servo.services.timers import sweep
+
+    run_id, first = start_run(stack, "ns.a", downstream=False)
+    # The first delivery is slow to reach the worker: past the repair threshold the sweep enqueues the
+    # dispatch again under a fresh Cloud Task name, so both deliveries arrive.
+    stack.clock.advance(10 * 60_000 + 1)
+    sweep(stack.ctx, {})
+    (second,) = stack.envelopes()
+    assert (second["attemptId"], second["dispatchId"]) == (first["attemptId"], first["dispatchId"])
+    assert stack.call(second, "started", stack.ids(second, executionId="delivery-2")).status_code == 200
+    late = stack.call(first, "started", stack.ids(first, executionId="delivery-1"))
+    assert late.status_code == 409 and late.get_json()["error"] == "attempt_already_started"
+    assert stack.task(run_id, "ns.a").attempt == 1
