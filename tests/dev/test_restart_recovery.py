@@ -114,3 +114,26 @@ def test_attempts_the_dead_worker_was_running_are_reported_lost_at_start(tmp_pat
     finally:
         stack.stop()
         worker.stop()
+
+
+def test_only_what_the_previous_process_left_is_repaired(tmp_path: Path) -> None:
+    # The API serves while the start-up recovery runs: a dispatch this process enqueued, or an attempt
+    # its own worker started, is live and must be left alone.
+    from servo.dev.recovery import restart_decisions
+
+    ctx, (env,) = _previous_process(tmp_path, [["r.quick"]])
+    (run_id,) = _run_ids(ctx)
+
+    def decisions(started_at_ms: int) -> list[str]:
+        part = ctx.snapshot("default", WS).partition(run_id)
+        assert part is not None
+        return [
+            type(d).__name__ for d in restart_decisions(part, owns_worker=True, started_at_ms=started_at_ms)
+        ]
+
+    later, earlier = int(time.time() * 1000) + 60_000, 0
+    assert decisions(later) == ["EnqueueDispatch"] and decisions(earlier) == []
+    headers = {"authorization": f"Bearer {env['taskToken']}"}
+    ids = {"attempt": 1, "attemptId": env["attemptId"], "workerId": "servo-dev-worker", "executionId": "x"}
+    task_started(ctx, env["taskId"], headers, ids)
+    assert decisions(later) == ["FailAttempt"] and decisions(earlier) == []

@@ -169,6 +169,7 @@ class EmbeddedStack:
         from servo.dispatch import LocalDispatcher
         from servo.store import LocalFileStore
 
+        started_at_ms = self.clock_ms()
         ctx_ref: list[ServiceContext] = []
         self._server = make_server("127.0.0.1", self.port, router_app(lambda: ctx_ref[0]), threaded=True)
         api_url = f"http://127.0.0.1:{self._server.server_port}"
@@ -200,7 +201,7 @@ class EmbeddedStack:
         from servo.dev.recovery import recover
 
         # The previous process's queue and worker died with it: what they held is driven again now.
-        recover(self.ctx, owns_worker=self.owns_worker)
+        recover(self.ctx, owns_worker=self.owns_worker, started_at_ms=started_at_ms)
         if self.sweep_interval_s > 0:
             sweeper = threading.Thread(target=self._sweep_loop, name="servo-scheduler", daemon=True)
             sweeper.start()

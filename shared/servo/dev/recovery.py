@@ -28,8 +28,12 @@ logger = logging.getLogger("servo.dev")
 LOST_MESSAGE = "the worker running this attempt was lost (servo dev restarted)"
 
 
-def restart_decisions(part: RunPartition, *, owns_worker: bool) -> list[ctl.Decision]:
-    """The repairs one run needs after the process that served it stopped (pure)."""
+def restart_decisions(part: RunPartition, *, owns_worker: bool, started_at_ms: int) -> list[ctl.Decision]:
+    """The repairs one run needs after the process that served it stopped (pure).
+
+    Only what the previous process left is touched: a dispatch enqueued, or an attempt started, at or
+    after ``started_at_ms`` (this process's start) belongs to this process's queue and worker.
+    """
     run = part.run
     if run is None or RunState(run.state) in RUN_TERMINAL:
         return []
@@ -39,7 +43,7 @@ def restart_decisions(part: RunPartition, *, owns_worker: bool) -> list[ctl.Deci
             continue
         if task.state == TaskState.DISPATCHED.value and not run.cancel_requested:
             row = part.outbox.get(dispatch_id(task.run_id, task.task_key, task.attempt))
-            if row is not None and row.status == "CREATED":
+            if row is not None and row.status == "CREATED" and row.created_at < started_at_ms:
                 out.append(
                     ctl.EnqueueDispatch(
                         row.run_id,
@@ -51,7 +55,7 @@ def restart_decisions(part: RunPartition, *, owns_worker: bool) -> list[ctl.Deci
                         repair_of=row.row_version,
                     )
                 )
-        elif task.state == TaskState.RUNNING.value and owns_worker:
+        elif task.state == TaskState.RUNNING.value and owns_worker and (task.started_at or 0) < started_at_ms:
             cancelled = run.cancel_requested
             out.append(
                 ctl.FailAttempt(
@@ -69,8 +73,11 @@ def restart_decisions(part: RunPartition, *, owns_worker: bool) -> list[ctl.Deci
     return out
 
 
-def recover(ctx: ServiceContext, *, owns_worker: bool) -> dict[str, int]:
-    """Fold what the previous process left unpublished, then repair every active run at once."""
+def recover(ctx: ServiceContext, *, owns_worker: bool, started_at_ms: int) -> dict[str, int]:
+    """Fold what the previous process left unpublished, then repair every active run at once.
+
+    ``started_at_ms``: when this process started; its API may already serve while this runs.
+    """
     from servo.services.effects import carry_out
     from servo.services.orchestrate import compact_and_act
     from servo.services.timers import known_workspaces
@@ -83,7 +90,7 @@ def recover(ctx: ServiceContext, *, owns_worker: bool) -> dict[str, int]:
                 part = ctx.snapshot(tenant_id, workspace_id).partition(run_id)
                 if part is None:
                     continue
-                decisions = restart_decisions(part, owns_worker=owns_worker)
+                decisions = restart_decisions(part, owns_worker=owns_worker, started_at_ms=started_at_ms)
                 if decisions:
                     carry_out(ctx, tenant_id, workspace_id, part, decisions)
                     lost += sum(isinstance(d, ctl.FailAttempt) for d in decisions)
