@@ -155,16 +155,15 @@ def deploy_manifest(
             f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_BYTES} bytes",
         )
         idem_name = f"manifests/idempotency/{b64u_encode(idempotency_key.encode())}.json"
+        previous = store.get(idem_name)
+        if previous is not None:
+            first = loads_strict(previous.data)
+            return _replay(ctx, tenant_id, workspace_id, first, fingerprint, idempotency_key or "")
 
     from servo.services.timers import register_workspace
 
     # First of the writes: a deploy that dies after any later one is in a workspace the sweep visits.
     register_workspace(ctx, tenant_id, workspace_id)
-    if idem_name is not None:
-        previous = store.get(idem_name)
-        if previous is not None:
-            first = loads_strict(previous.data)
-            return _replay(ctx, tenant_id, workspace_id, first, fingerprint, idempotency_key or "")
 
     now = ctx.clock_ms()
     manifest_id = ctx.new_id()
@@ -209,6 +208,10 @@ def _replay(
             f"Idempotency-Key '{key}' was already used for a different manifest",
             details={"existingFingerprint": previous.get("fingerprint"), "requestedFingerprint": fingerprint},
         )
+    from servo.services.timers import register_workspace
+
+    # Idempotent; it also registers a workspace deployed before deploys registered first.
+    register_workspace(ctx, tenant_id, workspace_id)
     _point_current(ctx, tenant_id, workspace_id, str(previous["response"]["manifestId"]))
     return 200, dict(previous["response"])
 
