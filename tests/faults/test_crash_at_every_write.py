@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from servo.http.runtime import override_context
 from servo.services.manifests import load_current_manifest
-from servo.services.timers import known_workspaces
+from servo.services.timers import sweep
 
 from tests.faults.checks import assert_converged
 from tests.faults.harness import TENANT, WS, Chaos, RunPlan, Scenario, World
@@ -117,7 +117,7 @@ def test_crashes_before_and_after_this_write_then_retries_converge_to_the_clean_
     assert world.store.crashes >= 1, "the crash was never reached"
     assert_converged(world, clean, final)
     # However the deploy died, its retry left the workspace swept and its manifest current.
-    assert (TENANT, WS) in known_workspaces(world.ctx)
+    assert f"{TENANT}/{WS}" in sweep(world.ctx, {})["workspaces"]
     current = load_current_manifest(world.ctx, TENANT, WS)
     assert current is not None and current.manifest_id == world.deployed
     injected = world.injected
