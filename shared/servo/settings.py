@@ -101,6 +101,9 @@ class Settings:
     single_tenant: bool = False
     heartbeat_timeout_sec: int = 90
     cancel_grace_sec: int = 30
+    # How long the queue waits for a worker's answer to one delivery before it delivers again (Cloud
+    # Tasks allows at most 30 min); an attempt may run longer (see services/callbacks.task_started).
+    worker_dispatch_deadline_s: int = 1800
     min_publish_interval_ms: int = 0  # on GCS the head pointer may change at most once a second
     # Embedded stack: how long after a publish the group commit collects writes before the next one
     # (a longer window means fewer, larger publishes; an idle stack still publishes at once). 50 ms

@@ -221,6 +221,9 @@ def _repair(case: Any, t: Target) -> None:
             deps = asset.get("dependencies")
             if isinstance(deps, list):
                 asset["dependencies"] = [{**d, "upstreamKey": seen[0]["key"]} for d in deps] if i else []
+                if deps and i and "partitioning" in seen[0]:
+                    # Both ends partitioned alike, or this end not partitioned (the description).
+                    asset["partitioning"] = seen[0]["partitioning"]
         body["assets"] = seen
     if op == "triggerRun" and body is not None:
         case.path_parameters["ws"] = WS

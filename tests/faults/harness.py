@@ -24,7 +24,6 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 from servo.dispatch import HttpTask
 from servo.services.context import ServiceContext
-from servo.services.manifests import deploy_manifest
 from servo.services.read_model import load_snapshot
 from servo.store import LocalFileStore
 
@@ -158,13 +157,8 @@ class World:
         self.cancelled: set[str] = set()
         self._lock = threading.Lock()
         self._mark = 0
-        self.store.enabled = False
-        status, _ = deploy_manifest(self.ctx, TENANT, WS, _manifest(scenario), None)
-        assert status == 201
-        from servo.services.timers import register_workspace
-
-        register_workspace(self.ctx, TENANT, WS)
-        self.store.enabled = True
+        self.deployed = ""
+        self.deliveries = 0
 
     # ------------------------------------------------------------------------------------- plumbing
 
@@ -211,6 +205,14 @@ class World:
 
     # ---------------------------------------------------------------------------------- the parties
 
+    def deploy(self, body: bytes) -> str:
+        """The CLI's deploy: one Idempotency-Key for the request and its retries; the manifest id."""
+        headers = {"Idempotency-Key": "deploy-1", "Content-Type": "application/json"}
+        url = f"/v1/workspaces/{WS}/manifests"
+        res = self._call("deploy", lambda: _app("deploy").test_client().post(url, data=body, headers=headers))
+        assert res.status_code in (200, 201), res.get_json()
+        return str(res.get_json()["manifestId"])
+
     def trigger(self, plan: RunPlan) -> None:
         body = {"selection": [a[0] for a in self.scenario.assets], "runKey": plan.label}
         res = self._call(
@@ -241,14 +243,17 @@ class World:
     def cancel(self, run_id: str) -> Any:
         url = f"/v1/workspaces/{WS}/runs/{run_id}/cancel"
         res = self._call("cancel", lambda: _app("cancel").test_client().post(url, json={"reason": "chaos"}))
-        assert res.status_code in (200, 409), res.get_json()
+        assert res.status_code in (200, 202, 409), res.get_json()
         return res
 
     def work(self, env: dict[str, Any]) -> None:
         """The worker's answer to one delivered envelope (a duplicate delivery runs it again)."""
         plan = self._plan_of(env["runId"])
         ids = {"attempt": env["attempt"], "attemptId": env["attemptId"], "workerId": "w-chaos"}
-        if self._callback(env, "started", ids).status_code != 200:
+        # One execution id per delivery, kept by the client's retries of the same request.
+        self.deliveries += 1
+        started = ids | {"executionId": f"delivery-{self.deliveries}"}
+        if self._callback(env, "started", started).status_code != 200:
             return
         if plan.cancel_at == env["taskKey"] and env["runId"] not in self.cancelled:
             self.cancelled.add(env["runId"])
@@ -356,6 +361,7 @@ class World:
 
     def run(self, max_rounds: int = 120) -> dict[str, dict[str, Any]]:
         """Play the scenario until every run is terminal and nothing is pending; the final views."""
+        self.deployed = self.deploy(_manifest(self.scenario))
         triggers = list(self.scenario.runs)
         if self.chaos.shuffle:
             triggers = triggers + [p for p in triggers if self.rng.random() < self.chaos.duplicate_rate]

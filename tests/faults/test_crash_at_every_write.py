@@ -1,13 +1,14 @@
 """A crash before and after each storage write of each function path, then the client's retry.
 
-The scenario is small but passes every path: trigger (run_key reservation, RunTriggered, PlanCreated),
-callbacks (started, heartbeat, logs, completed), cancel, the timers function (a retry timer fires)
-and compaction with its side effects (dispatch and timer requests and acknowledgements, segments,
-index, manifest, head pointer). The first write of a kind in a path crashes before it lands, the
-second (usually the retry's) right after it committed. A crash inside a request answers 5xx and the
-client (worker, Cloud Tasks, Eventarc, Scheduler) retries; a crash inside the embedded inline
-compaction is absorbed by the writer and the sweep catches up. Either way each run must end exactly
-as in the clean run.
+The scenario is small but passes every path: deploy (the sweep's registration, the manifest, the
+Idempotency-Key record, the current pointer), trigger (run_key reservation, creation record,
+RunTriggered, PlanCreated), callbacks (the attempt's claim, started, heartbeat, logs, completed),
+cancel, the timers function (a retry timer fires) and compaction with its side effects (dispatch
+and timer requests and acknowledgements, segments, index, manifest, head pointer). The first write
+of a kind in a path crashes before it lands, the second (usually the retry's) right after it
+committed. A crash inside a request answers 5xx and the client (worker, Cloud Tasks, Eventarc,
+Scheduler) retries; a crash inside the embedded inline compaction is absorbed by the writer and the
+sweep catches up. Either way each run must end exactly as in the clean run.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 
 import pytest
 from servo.http.runtime import override_context
+from servo.services.manifests import load_current_manifest
+from servo.services.timers import sweep
 
 from tests.faults.checks import assert_converged
-from tests.faults.harness import Chaos, RunPlan, Scenario, World
+from tests.faults.harness import TENANT, WS, Chaos, RunPlan, Scenario, World
 from tests.support.faults import CrashAt, FaultPlan
 
 SCENARIO = Scenario(
@@ -32,9 +35,15 @@ SCENARIO = Scenario(
 # Every (function path, write) the scenario makes. A new kind of write in the product shows up in
 # test_the_census_names_every_write_site, so it cannot go untested here.
 PATH_SITES = {
+    ("deploy", "deploy:register"),
+    ("deploy", "deploy:manifest"),
+    ("deploy", "deploy:idempotency"),
+    ("deploy", "deploy:pointer"),
     ("trigger", "run-key"),
+    ("trigger", "run-creation"),
     ("trigger", "ledger:RunTriggered"),
     ("trigger", "ledger:PlanCreated"),
+    ("callback", "attempt-claim"),
     ("callback", "ledger:TaskStarted"),
     ("callback", "ledger:TaskHeartbeat"),
     ("callback", "logs"),
@@ -107,6 +116,10 @@ def test_crashes_before_and_after_this_write_then_retries_converge_to_the_clean_
     world, final = play(tmp_path / "1", Chaos(deferred=mode == "compactor", store=FaultPlan(crashes=crashes)))
     assert world.store.crashes >= 1, "the crash was never reached"
     assert_converged(world, clean, final)
+    # However the deploy died, its retry left the workspace swept and its manifest current.
+    assert f"{TENANT}/{WS}" in sweep(world.ctx, {})["workspaces"]
+    current = load_current_manifest(world.ctx, TENANT, WS)
+    assert current is not None and current.manifest_id == world.deployed
     injected = world.injected
     if world.store.crashes == 1:
         # The repair took another road (the sweep retries without a new timer): crash after the first.

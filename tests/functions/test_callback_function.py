@@ -230,8 +230,8 @@ def test_cancel_makes_start_409_cancelled_and_heartbeat_should_cancel(stack: Sta
     from servo.services.cancel import cancel_run
 
     run_id, env = start_run(stack, "ns.a")
-    cancelled_before_start = cancel_run(stack.ctx, "default", WS, run_id, {"reason": "stop"})
-    assert cancelled_before_start["state"] == "CANCELLED"
+    status, cancelled_before_start = cancel_run(stack.ctx, "default", WS, run_id, {"reason": "stop"})
+    assert (status, cancelled_before_start["state"]) == (200, "CANCELLED")
     res = stack.call(env, "started", stack.ids(env))
     assert res.status_code == 409 and res.get_json()["state"] == "CANCELLED"
 
@@ -241,7 +241,8 @@ def test_running_task_sees_should_cancel_and_run_ends_cancelled(stack: Stack) ->
 
     run_id, env = start_run(stack, "ns.a")
     stack.call(env, "started", stack.ids(env))
-    assert cancel_run(stack.ctx, "default", WS, run_id, {})["state"] == "CANCELLING"
+    status, answer = cancel_run(stack.ctx, "default", WS, run_id, {})
+    assert (status, answer["state"]) == (202, "CANCELLING")
     hb = stack.call(env, "heartbeat", stack.ids(env)).get_json()
     assert hb["shouldCancel"] is True and hb["cancelReason"] == "user_requested"
     assert stack.task(run_id, "ns.b").state == "CANCELLED"

@@ -205,3 +205,18 @@ def test_on_gcp_the_sweep_is_authenticated_by_the_platform_and_a_timer_still_nee
     with override_context(ctx):
         assert timers.post("/v1/timers/sweep", json={}).status_code == 200
         assert timers.post("/v1/timers/fire", json=timer).status_code == 401
+
+
+def test_a_timer_for_an_unknown_run_writes_nothing_and_leaves_nothing_active(stack: Stack) -> None:
+    # A forged or stray timer used to create a run partition with no run, active for ever: the sweep
+    # visited it and, in GCP, wrote a kick object every minute at rest.
+    from servo.core.ids import timer_id
+    from servo.services.timers import fire_timer
+
+    ledger = stack.ctx.workspace_store("default", WS)
+    before = ledger.list("ledger/")
+    stray = timer_id("retry", "01JAAAAAAAAAAAAAAAAAAAAAAA", "ns.a", 1, 1_800_000_000)
+    answer = fire_timer(stack.ctx, {"tenantId": "default", "workspaceId": WS, "timerId": stray})
+    assert answer["acknowledged"] is True  # so the queue does not deliver it again
+    assert ledger.list("ledger/") == before
+    assert stack.ctx.snapshot("default", WS).active_run_ids() == []

@@ -19,7 +19,8 @@ from servo.core import ids, protocol
 from servo.core._key_text import IDENT
 from servo.core.keys import MAX_ASSET_KEY_BYTES, MAX_SELECTION_ITEMS
 from servo.core.timefmt import _RFC3339_UTC
-from servo.services import cancel, manifests, trigger
+from servo.services import cancel, manifests
+from servo.services import trigger_request as trigger
 from servo.store import local
 
 ROOT = Path(__file__).resolve().parents[2]

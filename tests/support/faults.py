@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import pytest
 from servo.dispatch import EnqueueOutcome, HttpTask
+from servo.services.timers import WORKSPACES_PREFIX
 from servo.store import ObjectMeta, ObjectStore, StoredObject
 from servo.store._port import DEFAULT_CONTENT_TYPE
 
@@ -98,7 +99,16 @@ def write_kind(name: str, data: bytes | None) -> str:
             return "ledger:?"
     if "/state/" in path:
         return "state:" + next((kind for marker, kind in _STATE_KINDS if marker in path), "other")
-    for marker, kind in (("/run_keys/", "run-key"), ("/logs/", "logs"), ("/manifests/", "deploy")):
+    for marker, kind in (
+        ("/run_keys/", "run-key"),
+        ("/creations/", "run-creation"),
+        ("/attempt_claims/", "attempt-claim"),
+        ("/logs/", "logs"),
+        ("/manifests/idempotency/", "deploy:idempotency"),
+        ("/manifests/_index.json", "deploy:pointer"),
+        ("/manifests/", "deploy:manifest"),
+        (f"/{WORKSPACES_PREFIX}", "deploy:register"),
+    ):
         if marker in path:
             return kind
     return "other"

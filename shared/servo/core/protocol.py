@@ -300,12 +300,16 @@ class StartedRequest(_Message):
     worker_id: str
     traceparent: str | None = None
     started_at_ms: int | None = None
+    # Servo addition: unique per delivery of the envelope (the same in a re-sent ``started``), so the
+    # control plane can refuse a second delivery of an attempt that one delivery already started.
+    execution_id: str | None = None
 
     _NAME = "started request"
     _WIRE = (
         *_attempt_fields(lo=0),
         _Field("traceparent", "traceparent", "id"),
         _Field("started_at_ms", "startedAt", "time"),
+        _Field("execution_id", "executionId", "id"),
     )
 
 

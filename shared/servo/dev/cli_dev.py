@@ -90,6 +90,7 @@ def embedded_stack(options: DevOptions, env_settings: Settings | None = None) ->
             worker_url=f"{worker.url.rstrip('/')}/dispatch",
             sweep_interval_s=options.sweep_interval_s,
             settings_overrides=settings_overrides(settings),
+            owns_worker=True,
         )
         control.start()
         stack.callback(control.stop)

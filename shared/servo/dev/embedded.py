@@ -167,6 +167,9 @@ class EmbeddedStack:
     clock_ms: Callable[[], int] = wall_clock_ms
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     connection_timeout_s: float = DEFAULT_TIMEOUT_S
+    # The worker runs in this process (``servo dev``): every attempt its data shows RUNNING at start
+    # was run by a worker that died with the previous process (see servo.dev.recovery).
+    owns_worker: bool = False
     ctx: ServiceContext | None = None
     _server: BaseWSGIServer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -183,6 +186,7 @@ class EmbeddedStack:
         from servo.dispatch import LocalDispatcher
         from servo.store import LocalFileStore
 
+        started_at_ms = self.clock_ms()
         ctx_ref: list[ServiceContext] = []
         self._server = BoundedWSGIServer(
             "127.0.0.1",
@@ -217,6 +221,10 @@ class EmbeddedStack:
         serve = threading.Thread(target=self._server.serve_forever, name="servo-api", daemon=True)
         serve.start()
         self._threads.append(serve)
+        from servo.dev.recovery import recover
+
+        # The previous process's queue and worker died with it: what they held is driven again now.
+        recover(self.ctx, owns_worker=self.owns_worker, started_at_ms=started_at_ms)
         if self.sweep_interval_s > 0:
             sweeper = threading.Thread(target=self._sweep_loop, name="servo-scheduler", daemon=True)
             sweeper.start()

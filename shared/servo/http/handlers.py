@@ -60,7 +60,7 @@ def _cancel(call: Call) -> Result:
     from servo.services.cancel import cancel_run
 
     body = parse_json_object(call.body)
-    return 200, cancel_run(call.ctx, call.tenant_id, call.params["ws"], call.params["run_id"], body)
+    return cancel_run(call.ctx, call.tenant_id, call.params["ws"], call.params["run_id"], body)
 
 
 def _callback(action: str) -> Handler:

@@ -23,9 +23,12 @@ from servo.core.keys import decode_task_id
 
 ALGORITHM = "HS256"
 DEFAULT_TTL_S = 3600
-MAX_TTL_S = 86_400
 # A token must outlive the attempt it authorises, with slack for the final /completed call.
 TTL_SLACK_S = 300
+# The longest attempt timeout a manifest may carry (7 days, as the SDK and deploy accept) plus the
+# slack: a lower cap left such a task READY for ever, every dispatch failing to sign its token. A
+# long lifetime opens nothing: the callbacks refuse a token whose attempt is no longer current.
+MAX_TTL_S = 7 * 86_400 + TTL_SLACK_S
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
 
@@ -111,7 +114,7 @@ def issue_task_token(
         attempt: the attempt number (≥ 1).
         attempt_id: the attempt id.
         now_s: the current time, Unix seconds; becomes ``iat`` and ``nbf``.
-        ttl_s: lifetime in seconds (default 3600, at most 86400).
+        ttl_s: lifetime in seconds (default 3600, at most ``MAX_TTL_S``).
         timeout_s: the task's attempt timeout; when given, ``ttl_s`` must be ≥ ``min_ttl_for(timeout_s)``.
         issuer: optional ``iss`` claim.
         audience: optional ``aud`` claim.

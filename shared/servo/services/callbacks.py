@@ -9,6 +9,7 @@ times are the server's receipt time: a worker's clock is an observation, never a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -252,9 +253,23 @@ def _attempt_fields(loc: Located, req: Any) -> dict[str, Any]:
 def task_started(
     ctx: ServiceContext, task_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """Record that a worker started the attempt; refused (409) when it must not run.
+
+    One delivery runs an attempt. A delivery can outlive the queue's dispatch deadline (an asset
+    running longer than 30 min): Cloud Tasks then delivers the same envelope again, maybe to another
+    instance, while the first still runs; the sweep's repair of a dispatch stuck in CREATED enqueues it
+    again too. So the first ``started`` of an attempt claims it for its delivery (the worker's
+    ``executionId``, create-if-absent), and a ``started`` of any other delivery of that attempt is
+    refused 409 ``attempt_already_started``: the worker acknowledges that delivery without running
+    the asset. The same delivery re-sending ``started`` (a lost response) meets its own claim and is
+    accepted again. If the running delivery dies, the heartbeat limit fails the attempt and the retry
+    is a new attempt with a new claim.
+    """
     req, loc = _accept(ctx, StartedRequest, task_id, headers, body, terminal_status=409, started=True)
     if loc.run.cancel_requested or loc.run.timed_out:
         raise CallbackRejected(409, "task_already_terminal", "the run is being cancelled", state="CANCELLED")
+    if req.execution_id is not None:
+        _claim_attempt(ctx, loc, req)
     now = ctx.clock_ms()
     _append(ctx, loc, TaskStarted(**_attempt_fields(loc, req)), now)
     return {"acknowledged": True, "serverTime": format_timestamp(now)}
@@ -276,6 +291,32 @@ def _heard_recently(task: TaskRow, req: HeartbeatRequest, now: int) -> bool:
     # No progress at all keeps the recorded one (see the fold), so it is nothing new either.
     news = progress != (None, None) and progress != (task.progress_message, task.progress_pct)
     return fresh and not news
+
+
+MAX_EXECUTION_ID = 128
+
+
+def attempt_claim_name(run_id: str, task_key: str, attempt_id: str) -> str:
+    digest = hashlib.sha256(f"{run_id}\0{task_key}\0{attempt_id}".encode()).hexdigest()[:40]
+    return f"attempt_claims/{digest}.json"
+
+
+def _claim_attempt(ctx: ServiceContext, loc: Located, req: StartedRequest) -> None:
+    execution = req.execution_id or ""
+    if len(execution) > MAX_EXECUTION_ID:
+        raise CallbackRejected(
+            400, "invalid_argument", f"executionId is at most {MAX_EXECUTION_ID} characters"
+        )
+    store = ctx.workspace_store(loc.claims.tenant_id, loc.claims.workspace_id)
+    name = attempt_claim_name(loc.task.run_id, loc.task.task_key, req.attempt_id)
+    if create_once(store, name, canonical_dumps({"executionId": execution}).encode()):
+        return
+    raise CallbackRejected(
+        409,
+        "attempt_already_started",
+        f"attempt {req.attempt} was already started by another delivery",
+        state=loc.task.state,
+    )
 
 
 def task_heartbeat(

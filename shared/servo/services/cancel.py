@@ -2,6 +2,18 @@
 
 Queued and pending tasks cancel at once in the fold; running workers see ``shouldCancel`` on their
 next heartbeat (and 409 on ``started``); after the grace period the sweep forces them CANCELLED.
+
+What the answer means — it never names a state the run will not have:
+
+- **200** ``CANCELLED``: the run is cancelled (final).
+- **202** ``CANCELLING`` with ``cancelRequested: true``: the cancel is recorded and the run has not ended.
+  It is a request, not an outcome: a running task that completes before it sees the cancel keeps its
+  result, so the run may still end SUCCEEDED or FAILED (a cancel racing completion loses). Poll the run
+  for its final state.
+- **409**: the run had already ended in another state (SUCCEEDED, FAILED, TIMED_OUT), or ended so
+  before the cancel could act; ``details.state`` names it. Nothing was cancelled.
+
+A repeated cancel answers by the same rule.
 """
 
 from __future__ import annotations
@@ -12,13 +24,17 @@ from typing import Any
 from servo.core.errors import Conflict, InvalidInput, NotFound
 from servo.core.events import RunCancelRequested, make_event
 from servo.core.ids import validate_path_component
-from servo.core.states import RUN_TERMINAL, RunState, TaskState, public_run_state
+from servo.core.states import RUN_TERMINAL, RunState, public_run_state
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
-from servo.services.runs import load_run
+from servo.services.runs import RunView, load_run
 
 MAX_REASON = 1024
+REQUESTED = (
+    "cancel requested: queued tasks are cancelled, running tasks stop at their next heartbeat or after the "
+    "grace period; a task that completes first keeps its result, so the run may still end SUCCEEDED or FAILED"
+)
 
 
 def cancel_run(
@@ -28,7 +44,8 @@ def cancel_run(
     run_id: str,
     body: Mapping[str, Any],
     requested_by: str = "api",
-) -> dict[str, Any]:
+) -> tuple[int, dict[str, Any]]:
+    """Request the run's cancellation; (HTTP status, answer) by the rule in the module docstring."""
     validate_path_component(run_id, "run id", 64)
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
@@ -39,18 +56,11 @@ def cancel_run(
     run = view.run
     now = ctx.clock_ms()
     if run.cancel_requested:
-        # Repeating a cancel is a success that changes nothing (checked before terminal on purpose).
+        # Repeating a cancel changes nothing: answered from the state it already reached.
         at = run.cancel_requested_at if run.cancel_requested_at is not None else now
-        return {
-            "runId": run_id,
-            "state": public_run_state(run, view.tasks.values()),
-            "cancelledAt": format_timestamp(at),
-        }
+        return _answer(run_id, view, at)
     if RunState(run.state) in RUN_TERMINAL:
-        raise Conflict(
-            f"run {run_id} is already {public_run_state(run, view.tasks.values())}",
-            details={"state": public_run_state(run, view.tasks.values())},
-        )
+        return _answer(run_id, view, now)
     event = make_event(
         RunCancelRequested(run_id=run_id, reason=reason, requested_by=requested_by),
         event_id=ctx.ids.new(now),
@@ -60,10 +70,17 @@ def cancel_run(
     )
     append_events(ctx, tenant_id, workspace_id, [event])
     after = load_run(ctx, tenant_id, workspace_id, run_id)
-    if after is not None and after.run is not None and after.run.cancel_requested:
-        state = public_run_state(after.run, after.tasks.values())
-    else:
-        # Not compacted yet (GCP): predict what the fold will decide.
-        running = any(t.state == TaskState.RUNNING.value for t in view.tasks.values())
-        state = "CANCELLING" if running else "CANCELLED"
-    return {"runId": run_id, "state": state, "cancelledAt": format_timestamp(now)}
+    # Not compacted yet (GCP): the run has not ended as far as anyone can tell, so it is a request.
+    return _answer(run_id, after if after is not None and after.run is not None else view, now)
+
+
+def _answer(run_id: str, view: RunView, cancelled_at: int) -> tuple[int, dict[str, Any]]:
+    assert view.run is not None
+    state = public_run_state(view.run, view.tasks.values())
+    at = format_timestamp(cancelled_at)
+    if state == "CANCELLED":
+        return 200, {"runId": run_id, "state": state, "cancelledAt": at}
+    if RunState(view.run.state) in RUN_TERMINAL:
+        raise Conflict(f"run {run_id} is already {state}; nothing was cancelled", details={"state": state})
+    answer = {"runId": run_id, "state": "CANCELLING", "cancelledAt": at, "cancelRequested": True}
+    return 202, {**answer, "message": REQUESTED}

@@ -186,7 +186,7 @@ def _dispatch(
         ctx.settings.worker_url,
         json.dumps(envelope).encode(),
         headers=ctx.settings.internal_headers(),
-        dispatch_deadline_s=1800,
+        dispatch_deadline_s=ctx.settings.worker_dispatch_deadline_s,
     )
     _enqueue(ctx, d.worker_queue, task)
     return [DispatchEnqueued(d.dispatch_id, name, d.run_id, d.task_key, d.attempt)]

@@ -19,6 +19,7 @@ from servo.core.partition_compat import partition_mismatch
 from servo.core.planner import AssetGraph, find_cycle
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
+from servo.store import create_once
 
 INDEX = "manifests/_index.json"
 MAX_IDEMPOTENCY_KEY_BYTES = 256
@@ -154,7 +155,6 @@ def deploy_manifest(
     specs = parse_assets(body)
     fingerprint = _fingerprint(body)
     store = ctx.workspace_store(tenant_id, workspace_id)
-
     idem_name = None
     if idempotency_key is not None:
         _require(
@@ -164,7 +164,13 @@ def deploy_manifest(
         idem_name = f"manifests/idempotency/{b64u_encode(idempotency_key.encode())}.json"
         previous = store.get(idem_name)
         if previous is not None:
-            return _replay(loads_strict(previous.data), fingerprint, idempotency_key)
+            first = loads_strict(previous.data)
+            return _replay(ctx, tenant_id, workspace_id, first, fingerprint, idempotency_key or "")
+
+    from servo.services.timers import register_workspace
+
+    # First of the writes: a deploy that dies after any later one is in a workspace the sweep visits.
+    register_workspace(ctx, tenant_id, workspace_id)
 
     now = ctx.clock_ms()
     manifest_id = ctx.new_id()
@@ -177,28 +183,43 @@ def deploy_manifest(
         "deployedAt": format_timestamp(now),
     }
     stored = {"manifestId": manifest_id, "deployedAt": response["deployedAt"], "fingerprint": fingerprint}
-    store.create(f"manifests/{manifest_id}.json", canonical_bytes({**stored, "manifest": body}))
+    # create_once: a create whose response was lost is retried by the client library and meets itself.
+    if not create_once(store, f"manifests/{manifest_id}.json", canonical_bytes({**stored, "manifest": body})):
+        raise Conflict(f"manifest {manifest_id} already exists with other content")
     if idem_name is not None:
-        try:
-            store.create(idem_name, canonical_bytes({"fingerprint": fingerprint, "response": response}))
-        except PreconditionFailed:
+        record = canonical_bytes({"fingerprint": fingerprint, "response": response})
+        if not create_once(store, idem_name, record):
             # A concurrent deploy with the same key won; answer as it did (our manifest file is an orphan).
             existing = store.get(idem_name)
             assert existing is not None
-            return _replay(loads_strict(existing.data), fingerprint, idempotency_key or "")
+            previous = loads_strict(existing.data)
+            return _replay(ctx, tenant_id, workspace_id, previous, fingerprint, idempotency_key or "")
     _point_current(ctx, tenant_id, workspace_id, manifest_id)
-    from servo.services.timers import register_workspace
-
-    register_workspace(ctx, tenant_id, workspace_id)
     return 201, response
 
 
-def _replay(previous: Mapping[str, Any], fingerprint: str, key: str) -> tuple[int, dict[str, Any]]:
+def _replay(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    previous: Mapping[str, Any],
+    fingerprint: str,
+    key: str,
+) -> tuple[int, dict[str, Any]]:
+    """The first answer to this Idempotency-Key, once what that deploy promised holds: the deploy may
+    have died after its idempotency record and before moving the current pointer, and a replay that
+    only answered would leave the pointer behind for ever. (The pointer never moves back to an older
+    manifest, so replaying an old deploy changes nothing.)"""
     if previous.get("fingerprint") != fingerprint:
         raise Conflict(
             f"Idempotency-Key '{key}' was already used for a different manifest",
             details={"existingFingerprint": previous.get("fingerprint"), "requestedFingerprint": fingerprint},
         )
+    from servo.services.timers import register_workspace
+
+    # Idempotent; it also registers a workspace deployed before deploys registered first.
+    register_workspace(ctx, tenant_id, workspace_id)
+    _point_current(ctx, tenant_id, workspace_id, str(previous["response"]["manifestId"]))
     return 200, dict(previous["response"])
 
 
@@ -221,11 +242,17 @@ def _point_current(ctx: ServiceContext, tenant_id: str, workspace_id: str, manif
 
 
 def load_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> DeployedManifest | None:
-    store = ctx.workspace_store(tenant_id, workspace_id)
-    index = store.get(INDEX)
+    index = ctx.workspace_store(tenant_id, workspace_id).get(INDEX)
     if index is None:
         return None
-    manifest_id = loads_strict(index.data)["manifestId"]
+    return load_manifest(ctx, tenant_id, workspace_id, loads_strict(index.data)["manifestId"])
+
+
+def load_manifest(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str
+) -> DeployedManifest:
+    """One deployed manifest by id (a run is rebuilt against the manifest it was planned on)."""
+    store = ctx.workspace_store(tenant_id, workspace_id)
     # A deployed manifest never changes, so a warm instance parses and validates it once.
     cache_key = f"manifest:{tenant_id}/{workspace_id}/{manifest_id}"
     cached = ctx.cache.get(cache_key)

@@ -21,6 +21,7 @@ from servo.http.jsonlog import log_fields
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
+from servo.services.run_creation import finish_creation
 
 logger = logging.getLogger("servo.timers")
 
@@ -79,6 +80,9 @@ def sweep_workspace(
         part = ctx.snapshot(tenant_id, workspace_id).partition(run_id)
         if part is None:
             continue
+        if part.run is None or not part.tasks:
+            # Published without RunTriggered or without its plan: its creator died between the writes.
+            decisions += finish_creation(ctx, tenant_id, workspace_id, run_id)
         found = ctl.sweep(part, now, config)
         if found:
             decisions += len(found)
@@ -153,6 +157,11 @@ def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput("a timer needs tenantId, workspaceId and timerId")
     parts = parse_timer_id(timer_id)
     tenant_id, workspace_id = scope
+    if parts.run_id is not None and ctx.snapshot(tenant_id, workspace_id).index_entry(parts.run_id) is None:
+        # Timers are requested only for published runs, so this one is stray or forged. Its TimerFired
+        # would make a run partition with no run that stays active (swept, and kicked, every minute
+        # for ever): acknowledge it, so it is not redelivered, and write nothing.
+        return {"acknowledged": True, "timerId": timer_id, "ignored": "unknown run"}
     now = ctx.clock_ms()
     # Wire timer types are snake_case (contracts §6); timer ids name the kind more briefly.
     kinds = {"retry": "retry", "heartbeat": "heartbeat_check", "sla": "sla_check"}

@@ -1,210 +1,72 @@
-"""TriggerRun (behavior §3–§4, contracts §7, design §2 and §5).
+"""TriggerRun (behavior §3–§4, contracts §7, design §2 and §5): the run-key protocol around a run's creation.
 
 Explicit selection only. A ``run_key`` (body ``runKey`` or the ``Idempotency-Key`` header) is reserved
 create-if-absent *after* the request fully validates, so a rejected request never burns the key. The
-reservation names the run's ids and event ids up front: if a crash lands between the reservation and
-the ledger write, the next identical request re-emits exactly those events.
+reservation names the run's ids; the run's creation record (``run_creation``) then holds everything its
+events are made of, so whoever finishes the creation — the creator, a same-key retry, the sweep —
+writes the creator's exact bytes. A retry of a key whose run is not published or still has no plan
+finishes the creation before it answers.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from servo.core.canonical_json import loads_strict
 from servo.core.errors import Conflict, InvalidInput, PlanError, PreconditionFailed
-from servo.core.events import PlanCreated, RunTriggered, ledger_object_name, make_event
 from servo.core.fingerprints import fingerprints_match, request_fingerprint, request_fingerprint_variants
 from servo.core.ids import run_key_object_name
 from servo.core.keys import b64u_encode, canonical_selection
-from servo.core.partition_keys import PartitionValue, require_canonical_partition_key
-from servo.core.planner import TaskOptions, plan
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
+from servo.services.ledger import append_events
 from servo.services.manifests import DeployedManifest, load_current_manifest
+from servo.services.run_creation import (
+    CreationRecord,
+    emit_missing,
+    plan_run,
+    rebuild_events,
+    record_name,
+    run_events,
+    store_record,
+)
+from servo.services.trigger_partition import resolve_partition
+from servo.services.trigger_request import TriggerRequest, parse_trigger_request
 
-MAX_RUN_KEY_BYTES = 256
-MAX_PARTITION_KEY_BYTES = 1024
-MAX_LABELS = 128
-MAX_LABEL_KEY = 128
-MAX_LABEL_VALUE = 2048
-MAX_LEGACY_PARTITIONS = 128
-RESERVED_LABEL_PREFIXES = ("servo.", "arco.")
+__all__ = ["TriggerRequest", "parse_trigger_request", "resolve_partition", "trigger_run"]
+
 _RESERVATION_BACKOFF_S = (0.005, 0.010, 0.020, 0.040, 0.080)
 
 
-@dataclass(frozen=True, slots=True)
-class TriggerRequest:
-    selection: tuple[str, ...]
-    include_upstream: bool
-    include_downstream: bool
-    partition_key: str | None
-    legacy_partitions: tuple[tuple[str, str], ...] | None
-    run_key: str | None
-    labels: Mapping[str, str]
-    timeout_seconds: int | None
-    traceparent: str | None
-
-
-def _bool(body: Mapping[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be a boolean")
-    return value
-
-
-def parse_trigger_request(
-    body: Mapping[str, Any], idempotency_key: str | None, traceparent: str | None
-) -> TriggerRequest:
-    selection = body.get("selection")
-    if not isinstance(selection, list) or not all(isinstance(s, str) for s in selection):
-        raise InvalidInput("selection must be a list of asset keys")
-    if not selection:
-        raise InvalidInput("selection must name at least one asset")
-    if len(selection) > 10_000:
-        raise InvalidInput("selection may hold at most 10000 asset keys")
-    run_key = body.get("runKey", idempotency_key)
-    if run_key is not None and (
-        not isinstance(run_key, str) or not run_key or len(run_key.encode()) > MAX_RUN_KEY_BYTES
-    ):
-        raise InvalidInput(f"runKey must be a string of 1..{MAX_RUN_KEY_BYTES} bytes")
-    pk = body.get("partitionKey")
-    if pk is not None:
-        if not isinstance(pk, str) or len(pk.encode()) > MAX_PARTITION_KEY_BYTES:
-            raise InvalidInput(f"partitionKey must be a string of at most {MAX_PARTITION_KEY_BYTES} bytes")
-        pk = require_canonical_partition_key(pk) or None
-    legacy = body.get("partitions")
-    legacy_pairs: tuple[tuple[str, str], ...] | None = None
-    if legacy is not None:
-        if pk is not None:
-            raise InvalidInput("partitionKey and partitions cannot be combined")
-        if not isinstance(legacy, list) or len(legacy) > MAX_LEGACY_PARTITIONS:
-            raise InvalidInput(f"partitions must be a list of at most {MAX_LEGACY_PARTITIONS} {{key, value}}")
-        pairs = []
-        for item in legacy:
-            if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
-                raise InvalidInput("each partition must be {key, value} strings")
-            key, value = item["key"], item.get("value")
-            if not isinstance(value, str) or len(key.encode()) > 64 or len(value.encode()) > 256:
-                raise InvalidInput("partition keys are at most 64 bytes and values at most 256 bytes")
-            pairs.append((key, value))
-        legacy_pairs = tuple(sorted(pairs))
-    labels = body.get("labels")
-    labels = {} if labels is None else labels  # null means none; false or [] is a wrong type (400)
-    if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
-        raise InvalidInput(f"labels must be an object of at most {MAX_LABELS} entries")
-    for key, value in labels.items():
-        if not isinstance(value, str) or not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
-            raise InvalidInput(
-                f"label {key!r}: keys are 1..{MAX_LABEL_KEY} chars, values strings ≤ {MAX_LABEL_VALUE}"
-            )
-        if key.startswith(RESERVED_LABEL_PREFIXES):
-            raise InvalidInput(f"label {key!r} uses a reserved prefix (servo.*)")
-    timeout = body.get("timeoutSeconds")
-    if timeout is not None and (
-        not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 7 * 86400
-    ):
-        raise InvalidInput("timeoutSeconds must be an integer from 1 to 604800")
-    return TriggerRequest(
-        selection=tuple(selection),
-        include_upstream=_bool(body, "includeUpstream"),
-        include_downstream=_bool(body, "includeDownstream"),
-        partition_key=pk,
-        legacy_partitions=legacy_pairs,
-        run_key=run_key,
-        labels={k: labels[k] for k in sorted(labels, key=lambda s: s.encode())},
-        timeout_seconds=timeout,
-        traceparent=traceparent,
-    )
-
-
-def _legacy_value(dim: Mapping[str, Any], value: str) -> PartitionValue:
-    """A legacy string partition value, tagged by the manifest dimension's kind (user-surface §1.3)."""
-    if dim.get("kind") == "time":
-        granularity = dim.get("granularity", "day")
-        if granularity == "hour":
-            return PartitionValue("t", value if len(value) == 27 else f"{value[:13]}:00:00.000000Z")
-        if granularity == "day":
-            return PartitionValue("d", value)
-    return PartitionValue("s", value)
-
-
-def resolve_partition(
-    manifest: DeployedManifest, roots: Sequence[str], request: TriggerRequest
-) -> str | None:
-    """The canonical partition key of the run, checked against the roots' deployed partitioning."""
-    dims_by_root = {r: tuple(sorted(str(d["name"]) for d in manifest.assets[r].dimensions)) for r in roots}
-    shapes = set(dims_by_root.values())
-    if len(shapes) > 1:
-        raise InvalidInput("the selected assets are partitioned differently; trigger them in separate runs")
-    (dims,) = shapes
-    pk = request.partition_key
-    if request.legacy_partitions is not None:
-        by_name = {str(d["name"]): d for d in manifest.assets[roots[0]].dimensions}
-        values = {}
-        for key, value in request.legacy_partitions:
-            if key not in by_name:
-                raise InvalidInput(f"unknown partition dimension {key!r}")
-            values[key] = _legacy_value(by_name[key], value)
-        from servo.core.partition_keys import PartitionKey
-
-        pk = PartitionKey.of(values).render() or None
-    if not dims:
-        if pk:
-            raise InvalidInput(f"assets {', '.join(roots)} are not partitioned; drop partitionKey")
-        return None
-    if not pk:
-        raise InvalidInput(
-            f"assets {', '.join(roots)} are partitioned by {', '.join(dims)}; pass partitionKey"
-        )
-    from servo.core.partition_keys import parse_partition_key
-
-    given = tuple(sorted(k for k, _ in parse_partition_key(pk).dimensions))
-    if given != dims:
-        raise InvalidInput(
-            f"partitionKey dimensions ({', '.join(given)}) must equal the assets' ({', '.join(dims)})"
-        )
-    return pk
-
-
-def _reservation_body(
-    run_key: str,
-    run_id: str,
-    plan_id: str,
-    event_id: str,
-    plan_event_id: str,
-    fingerprint: str,
-    created_at: str,
-) -> bytes:
+def _reservation_body(record: CreationRecord, fingerprint: str) -> bytes:
     # Struct-field order, compact (contracts §7.1): not canonical JSON.
     body = {
-        "runKey": run_key,
-        "runId": run_id,
-        "planId": plan_id,
-        "eventId": event_id,
-        "planEventId": plan_event_id,
+        "runKey": record.run_key,
+        "runId": record.run_id,
+        "planId": record.plan_id,
+        "eventId": record.event_id,
+        "planEventId": record.plan_event_id,
         "requestFingerprint": fingerprint,
-        "createdAt": created_at,
+        "createdAt": record.created_at,
+        # Servo addition after the contract's fields: what the run's events are made of, so whoever
+        # finishes the creation writes the creator's bytes (run_creation).
+        "creation": record.to_doc(),
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class _Ids:
-    run_id: str
-    plan_id: str
-    event_id: str
-    plan_event_id: str
-    now_ms: int
-
-
-def _validated_plan(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, request: TriggerRequest
-) -> tuple[DeployedManifest, Any, str]:
-    """Validate the request against the current manifest: (manifest, plan, request fingerprint)."""
+def _validated_record(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    request: TriggerRequest,
+    ids: tuple[str, str, str, str],
+    created_at: str,
+) -> tuple[CreationRecord, DeployedManifest, Any]:
+    """Validate the request against the current manifest: the run's record, that manifest and the plan."""
     manifest = load_current_manifest(ctx, tenant_id, workspace_id)
     if manifest is None:
         raise InvalidInput(f"no manifest deployed in workspace '{workspace_id}'; run `servo deploy` first")
@@ -215,65 +77,25 @@ def _validated_plan(
     unknown = sorted(r for r in roots if r not in manifest.assets)
     if unknown:
         raise PlanError(f"unknown asset keys: {', '.join(unknown)}")
-    partition_key = resolve_partition(manifest, roots, request)
-    options = {
-        k: TaskOptions(
-            max_retries=a.max_retries,
-            timeout_seconds=a.timeout_seconds,
-            heartbeat_timeout_sec=ctx.settings.heartbeat_timeout_sec,
-        )
-        for k, a in manifest.assets.items()
-    }
-    the_plan = plan(
-        manifest.graph(),
-        roots,
+    run_id, plan_id, event_id, plan_event_id = ids
+    record = CreationRecord(
+        run_id=run_id,
+        plan_id=plan_id,
+        event_id=event_id,
+        plan_event_id=plan_event_id,
+        created_at=created_at,
+        manifest_id=manifest.manifest_id,
+        roots=tuple(roots),
         include_upstream=request.include_upstream,
         include_downstream=request.include_downstream,
-        partition_key=partition_key,
-        task_options=options,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
+        partition_key=resolve_partition(manifest, roots, request),
+        run_key=request.run_key,
+        labels=request.labels,
+        timeout_seconds=request.timeout_seconds,
+        traceparent=request.traceparent,
+        heartbeat_timeout_sec=ctx.settings.heartbeat_timeout_sec,
     )
-    fingerprint = request_fingerprint(
-        roots, request.include_upstream, request.include_downstream, partition_key, request.labels
-    )
-    return manifest, the_plan, fingerprint
-
-
-def _run_events(
-    tenant_id: str,
-    workspace_id: str,
-    request: TriggerRequest,
-    manifest: DeployedManifest,
-    the_plan: Any,
-    ids: _Ids,
-) -> list[Any]:
-    triggered = make_event(
-        RunTriggered(
-            run_id=ids.run_id,
-            plan_id=ids.plan_id,
-            trigger={"type": "manual", "user_id": "api"},
-            root_assets=tuple(the_plan.root_assets),
-            run_key=request.run_key,
-            labels=dict(request.labels) or None,
-            code_version=manifest.code_version_id,
-            timeout_seconds=request.timeout_seconds,
-            traceparent=request.traceparent,
-        ),
-        event_id=ids.event_id,
-        timestamp_ms=ids.now_ms,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-    )
-    planned = make_event(
-        PlanCreated(run_id=ids.run_id, plan_id=ids.plan_id, tasks=tuple(the_plan.tasks)),
-        event_id=ids.plan_event_id,
-        timestamp_ms=ids.now_ms,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-        causation_id=ids.event_id,
-    )
-    return [triggered, planned]
+    return record, manifest, plan_run(manifest, record, tenant_id, workspace_id)
 
 
 def trigger_run(
@@ -293,28 +115,36 @@ def trigger_run(
         if existing is not None:
             return _answer_existing(ctx, tenant_id, workspace_id, request, existing.data)
 
-    manifest, the_plan, fingerprint = _validated_plan(ctx, tenant_id, workspace_id, request)
     now = ctx.clock_ms()
-    ids = _Ids(ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now), now)
-    created_at = format_timestamp(now)
+    ids = (ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now))
+    record, manifest, the_plan = _validated_record(
+        ctx, tenant_id, workspace_id, request, ids, format_timestamp(now)
+    )
     if request.run_key is not None:
         name = run_key_object_name(request.run_key)
-        reservation = _reservation_body(
-            request.run_key, ids.run_id, ids.plan_id, ids.event_id, ids.plan_event_id, fingerprint, created_at
+        fingerprint = request_fingerprint(
+            record.roots,
+            record.include_upstream,
+            record.include_downstream,
+            record.partition_key,
+            record.labels,
         )
         try:
-            store.create(name, reservation)
+            store.create(name, _reservation_body(record, fingerprint))
         except PreconditionFailed:
             return _answer_existing(ctx, tenant_id, workspace_id, request, _reread(store, name))
-    _emit(
-        ctx, tenant_id, workspace_id, _run_events(tenant_id, workspace_id, request, manifest, the_plan, ids)
-    )
+    stored = store_record(ctx, tenant_id, workspace_id, record)
+    if stored == record:
+        events = run_events(tenant_id, workspace_id, record, manifest, the_plan)
+    else:  # a same-key retry finished our creation while we were slow: its record is the run's
+        events = rebuild_events(ctx, tenant_id, workspace_id, stored)
+    append_events(ctx, tenant_id, workspace_id, events)
     return 201, {
-        "runId": ids.run_id,
-        "planId": ids.plan_id,
+        "runId": record.run_id,
+        "planId": record.plan_id,
         "state": "PENDING",
         "created": True,
-        "createdAt": created_at,
+        "createdAt": record.created_at,
     }
 
 
@@ -326,12 +156,6 @@ def _reread(store: Any, name: str) -> bytes:
         if obj is not None:
             return bytes(obj.data)
     raise Conflict("run_key reservation is busy; retry")
-
-
-def _emit(ctx: ServiceContext, tenant_id: str, workspace_id: str, events: Sequence[Any]) -> None:
-    from servo.services.ledger import append_events
-
-    append_events(ctx, tenant_id, workspace_id, events)
 
 
 def _answer_existing(
@@ -397,40 +221,42 @@ def _existing_state(
     from servo.services.runs import public_run_state_of
 
     state = public_run_state_of(ctx, tenant_id, workspace_id, reservation["runId"])
-    if state is None:
-        _repair_missing_run(ctx, tenant_id, workspace_id, request, reservation)
-        return "PENDING"
+    if state is None or state == "PENDING":
+        # Not published, or published without its plan: the creator may have died between its writes.
+        _finish_reserved_run(ctx, tenant_id, workspace_id, request, reservation)
+        return state or "PENDING"
     return state
 
 
-def _repair_missing_run(
+def _finish_reserved_run(
     ctx: ServiceContext,
     tenant_id: str,
     workspace_id: str,
     request: TriggerRequest,
     reservation: Mapping[str, Any],
 ) -> None:
-    """A reservation whose run never reached the ledger (a crash in between): re-emit its events
-    with the reserved ids and time, so a retry converges on exactly the run the key promised
-    (behavior §4, scenario 41). Events already in the ledger are left alone."""
-    store = ctx.workspace_store(tenant_id, workspace_id)
+    """Write what the reserved run still lacks (behavior §4, scenario 41), from its creation record.
+
+    A reservation whose record never landed (the creator died, or is slow, in between) stores the
+    copy the reservation carries; the events are built from the stored record alone, so any number
+    of retries and the creator itself write the same bytes. A reservation older than that copy gets a
+    record made from this request (the same payload, as its fingerprint matched) with the reserved ids.
+    """
     if not reservation.get("planEventId"):
         return
-    names = [ledger_object_name(reservation["eventId"]), ledger_object_name(reservation["planEventId"])]
-    if all(store.get(n) is not None for n in names):
-        # Written, not folded yet: their ids may lie before every look-back, so hand them over.
-        from servo.services.ledger import fold_written
-
-        fold_written(ctx, tenant_id, workspace_id, names)
-        return
-    manifest, the_plan, _ = _validated_plan(ctx, tenant_id, workspace_id, request)
-    ids = _Ids(
-        reservation["runId"],
-        reservation["planId"],
-        reservation["eventId"],
-        reservation["planEventId"],
-        parse_timestamp(reservation["createdAt"]),
-    )
-    events = _run_events(tenant_id, workspace_id, request, manifest, the_plan, ids)
-    missing = [e for e, n in zip(events, names, strict=True) if store.get(n) is None]
-    _emit(ctx, tenant_id, workspace_id, missing)
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    found = store.get(record_name(reservation["runId"]))
+    if found is not None:
+        record = CreationRecord.decode(found.data)
+    elif isinstance(reservation.get("creation"), Mapping):
+        record = store_record(ctx, tenant_id, workspace_id, CreationRecord.from_doc(reservation["creation"]))
+    else:
+        ids = (
+            reservation["runId"],
+            reservation["planId"],
+            reservation["eventId"],
+            reservation["planEventId"],
+        )
+        made, _, _ = _validated_record(ctx, tenant_id, workspace_id, request, ids, reservation["createdAt"])
+        record = store_record(ctx, tenant_id, workspace_id, made)
+    emit_missing(ctx, tenant_id, workspace_id, rebuild_events(ctx, tenant_id, workspace_id, record))

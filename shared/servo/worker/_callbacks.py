@@ -20,7 +20,13 @@ import requests
 logger = logging.getLogger("servo.worker")
 
 ABORT_ON_STARTED = frozenset(
-    {"task_already_terminal", "attempt_already_completed", "attempt_mismatch", "attempt_id_mismatch"}
+    {
+        "task_already_terminal",
+        "attempt_already_completed",
+        "attempt_mismatch",
+        "attempt_id_mismatch",
+        "attempt_already_started",  # another delivery of this attempt runs it (callbacks.task_started)
+    }
 )
 
 

@@ -99,6 +99,8 @@ def run_attempt(
         worker_id=config.worker_id,
         traceparent=envelope.traceparent,
         started_at_ms=_now_ms(),
+        # One per delivery: a redelivery of an attempt that is running elsewhere is refused by it.
+        execution_id=str(ULID()),
     )
     reply = client.post("started", started.to_json())
     if not reply.ok:

@@ -264,7 +264,11 @@ def cancel_command(state: State, run_id: str, reason: str | None, as_json: bool,
     state.out.print(f"Run [bold]{run_id}[/bold] ", end="")
     state.out.print(state_text(str(answer.get("state"))))
     if answer.get("state") == "CANCELLING":
-        state.out.print("[dim]Running tasks stop within the cancel grace period.[/dim]")
+        # A request, not an outcome: a task that completes before it sees the cancel keeps its result.
+        state.out.print(
+            "[dim]Cancel requested: running tasks stop within the cancel grace period; one that completes "
+            "first keeps its result, so the run may still end SUCCEEDED or FAILED.[/dim]"
+        )
 
 
 COMMANDS = (run_command, status_command, cancel_command)
