@@ -134,7 +134,10 @@ def wait_for_signal(on_ready: Callable[[], None] | None = None) -> int:
 
 def run_dev(options: DevOptions, *, emulators: bool, announce: Callable[[str], None]) -> None:
     """Run the local stack until a signal, then stop every part of it."""
-    options.data_dir.mkdir(parents=True, exist_ok=True)
-    stack = emulator_stack(options) if emulators else embedded_stack(options)
-    with stack as api_url:
-        wait_for_signal(lambda: announce(api_url))
+    from servo.dev.data_lock import hold_data_dir
+
+    with hold_data_dir(options.data_dir):
+        print(f"Data directory {options.data_dir}", flush=True)
+        stack = emulator_stack(options) if emulators else embedded_stack(options)
+        with stack as api_url:
+            wait_for_signal(lambda: announce(api_url))

@@ -94,7 +94,8 @@ def dev_command(
     if not (root / "assets").is_dir() and not (root / "src" / "assets").is_dir():
         state.err.print(f"[yellow]warning:[/yellow] no assets/ folder in {root}; the worker serves nothing")
     chosen_port = port if port is not None else (_dev_setting(config, "port", int) or 8080)
-    data = data_dir or Path(_dev_setting(config, "data", str) or root / ".servo-dev" / "data")
+    # servo.toml's dev.data is relative to the project, not to wherever `servo dev` was started.
+    data = data_dir or root / (_dev_setting(config, "data", str) or Path(".servo-dev") / "data")
     options = DevOptions(
         project_dir=root,
         data_dir=data.resolve(),
