@@ -21,7 +21,7 @@ from servo.core.fingerprints import fingerprints_match, request_fingerprint, req
 from servo.core.ids import run_key_object_name
 from servo.core.keys import b64u_encode, canonical_selection
 from servo.core.partition_keys import PartitionValue, require_canonical_partition_key
-from servo.core.planner import TaskOptions, plan
+from servo.core.planner import TaskOptions, plan, unknown_keys_message
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
 from servo.services.manifests import DeployedManifest, load_current_manifest
@@ -213,7 +213,7 @@ def _validated_plan(
         raise InvalidInput(f"invalid selection: {exc.message}") from None
     unknown = sorted(r for r in roots if r not in manifest.assets)
     if unknown:
-        raise PlanError(f"unknown asset keys: {', '.join(unknown)}")
+        raise PlanError(unknown_keys_message(unknown, manifest.assets))
     partition_key = resolve_partition(manifest, roots, request)
     options = {
         k: TaskOptions(
@@ -352,7 +352,8 @@ def _answer_existing(
     created_ms = parse_timestamp(existing["createdAt"])
     if not fingerprints_match(stored, fingerprint, variants, created_ms, None):
         raise Conflict(
-            f"run_key '{request.run_key}' already reserved with different trigger payload",
+            f"run_key '{request.run_key}' already reserved by run {existing.get('runId')} "
+            "with different trigger payload",
             details={
                 "conflictType": "RUN_KEY_FINGERPRINT_MISMATCH",
                 "runKey": request.run_key,

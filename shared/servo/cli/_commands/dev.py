@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,28 @@ def _project(project: Path | None) -> tuple[Path, dict[str, Any]]:
         return root, read_config_file(explicit) if explicit.is_file() else {}
     found, config_file = find_project_dir(Path.cwd())
     return found, read_config_file(config_file) if config_file else {}
+
+
+@contextmanager
+def console_logging(*, verbose: bool) -> Iterator[None]:
+    """The local stack's log lines on stderr, each stamped ``HH:MM:SS`` so a delivery failure or a
+    sweep's verdict can be matched with `servo status`; warnings only unless --verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    werkzeug = logging.getLogger("werkzeug")
+    saved = (root.level, werkzeug.level)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # One access-log line per callback drowns what matters; --verbose brings them back.
+        werkzeug.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        werkzeug.setLevel(saved[1])
 
 
 def _dev_setting(table: dict[str, Any], key: str, kind: type) -> Any:
@@ -87,9 +112,6 @@ def dev_command(
     """  # fmt: skip
     from servo.dev.cli_dev import DevOptions, run_dev
 
-    if not state.verbose:
-        # One access-log line per callback drowns what matters; --verbose brings them back.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     root, config = _project(project)
     if not (root / "assets").is_dir() and not (root / "src" / "assets").is_dir():
         state.err.print(f"[yellow]warning:[/yellow] no assets/ folder in {root}; the worker serves nothing")
@@ -112,7 +134,8 @@ def dev_command(
                 state.err.print(f"[dim]export SERVO_API_URL={api_url}[/dim]")
 
     try:
-        run_dev(options, emulators=emulators, announce=announce)
+        with console_logging(verbose=state.verbose):
+            run_dev(options, emulators=emulators, announce=announce)
     except OSError as exc:
         raise CliError(f"cannot start the local stack on port {chosen_port}: {exc.strerror or exc}") from None
     state.err.print("[dim]stopped[/dim]")

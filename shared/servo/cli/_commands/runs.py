@@ -12,8 +12,9 @@ from rich.live import Live
 
 from servo.cli._app import State, api_options, client_from
 from servo.cli._client import TERMINAL_RUN_STATES, ApiClient, ApiError
+from servo.cli._complete import complete_asset_keys, complete_run_ids
 from servo.cli._errors import CliError
-from servo.cli._render import run_detail, runs_table, state_text
+from servo.cli._render import local_datetime, run_detail, runs_table, state_text
 
 POLL_INTERVAL_S = 0.5
 VISIBILITY_GRACE_S = 30.0
@@ -61,7 +62,9 @@ def partition_key(client: ApiClient, selection: Sequence[str], values: Mapping[s
     keys = [canonical_asset_key(s) for s in selection]
     unknown = sorted(k for k in keys if k not in assets)
     if unknown:
-        raise CliError(f"unknown asset keys: {', '.join(unknown)}")
+        from servo.core.planner import unknown_keys_message
+
+        raise CliError(unknown_keys_message(unknown, assets))
     partitioning = assets[keys[0]].get("partitioning") or {}
     dimensions = partitioning.get("dimensions") or []
     if not dimensions:
@@ -101,7 +104,7 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
 
 
 @click.command("run")
-@click.argument("assets", nargs=-1, required=True, metavar="ASSET...")
+@click.argument("assets", nargs=-1, required=True, metavar="ASSET...", shell_complete=complete_asset_keys)
 @click.option("--include-upstream", is_flag=True, help="Also run everything the selection depends on.")
 @click.option("--include-downstream", is_flag=True, help="Also run everything that depends on the selection.")
 @click.option(
@@ -161,6 +164,14 @@ def run_command(
     try:
         created = client.trigger(body)
     except ApiError as exc:
+        if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
+            holder = exc.details.get("existingRunId")
+            created = local_datetime(exc.details.get("existingCreatedAt"))
+            raise CliError(
+                f"run key '{kwargs['run_key']}' is held by run {holder} (created {created}) "
+                "for other assets, partition or labels",
+                hint=f"see it with `servo status {holder}`, or pick another --run-key",
+            ) from None
         # The API speaks of its body field; the user typed flags.
         raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
     run_id = str(created["runId"])
@@ -184,8 +195,23 @@ def run_command(
         raise CliError(f"run {run_id} ended {final.get('state')}", hint=f"see `servo logs {run_id}`")
 
 
+def _details(client: ApiClient, runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """GetRun of each listed run, concurrently: a list row has no assets or partition of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run_id: str) -> dict[str, Any] | None:
+        try:
+            return client.get_run(run_id)
+        except ApiError:
+            return None  # e.g. not yet visible: the row still shows what the list knows
+
+    ids = [str(run.get("runId")) for run in runs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(ids, pool.map(one, ids), strict=True))
+
+
 @click.command("status")
-@click.argument("run_id", required=False)
+@click.argument("run_id", required=False, shell_complete=complete_run_ids)
 @click.option("--watch", is_flag=True, help="Refresh live until the run is finished.")
 @click.option(
     "-n",
@@ -234,7 +260,7 @@ def status_command(
         elif not listing.get("runs"):
             state.out.print("No runs yet. Start one with `servo run ASSET`.")
         else:
-            state.out.print(runs_table(listing["runs"]))
+            state.out.print(runs_table(listing["runs"], _details(client, listing["runs"])))
         return
     run = wait_for_run(client, state, run_id, live=not as_json) if watch else client.get_run(run_id)
     if as_json:
@@ -244,7 +270,7 @@ def status_command(
 
 
 @click.command("cancel")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_ids)
 @click.option("--reason", help="Why the run is cancelled (recorded in the ledger).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
 @api_options
