@@ -155,3 +155,12 @@ def test_completion_offers_asset_keys_and_run_ids(shop: EmbeddedStack) -> None:
     assert _complete(shop, f"servo status {run_id[:10]}") == [run_id]
     assert _complete(shop, f"servo logs {run_id[:10]}") == [run_id]
     assert _complete(shop, f"servo cancel {run_id[:10]}") == [run_id]
+
+
+def test_quiet_prints_the_run_id_alone_for_scripts(shop: EmbeddedStack) -> None:
+    result = invoke("run", "shop.zeta_load", "-q", env=_env(shop))
+    assert result.exit_code == 0, result.stderr
+    run_id = result.stdout.strip()
+    assert result.stdout == run_id + "\n" and len(run_id) == 26
+    shown = json.loads(invoke("status", run_id, "--json", env=_env(shop)).stdout)
+    assert shown["runId"] == run_id

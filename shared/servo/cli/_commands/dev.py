@@ -58,7 +58,12 @@ def _dev_setting(table: dict[str, Any], key: str, kind: type) -> Any:
 
 
 @click.command("dev")
-@click.option("--port", type=click.IntRange(0, 65535), help="API port (default 8080; 0 picks a free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    envvar="SERVO_DEV_PORT",
+    help="API port [env SERVO_DEV_PORT] (default: servo.toml dev.port, else 8080; 0 picks a free one).",
+)
 @click.option(
     "--data",
     "data_dir",

@@ -126,6 +126,9 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
 )
 @click.option("--wait", is_flag=True, help="Wait for the run to finish; exit 1 unless it SUCCEEDED.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print the run id only (for scripts: RUN=$(servo run -q ...))."
+)
 @api_options
 @click.pass_obj
 def run_command(
@@ -135,6 +138,7 @@ def run_command(
     labels: tuple[str, ...],
     as_json: bool,
     wait: bool,
+    quiet: bool,
     **kwargs: Any,
 ) -> None:
     """Trigger a run of ASSET... (keys like ns.name); only the named assets run unless widened.
@@ -175,6 +179,11 @@ def run_command(
         # The API speaks of its body field; the user typed flags.
         raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
     run_id = str(created["runId"])
+    if quiet:
+        click.echo(run_id)
+        if wait:
+            _require_success(wait_for_run(client, state, run_id, live=False))
+        return
     if not as_json:
         verb = "Created run" if created.get("created", True) else "Existing run (run key matched)"
         line = state.out
@@ -191,8 +200,13 @@ def run_command(
         print_json(final)
     else:
         state.out.print(run_detail(final))
-    if final.get("state") != "SUCCEEDED":
-        raise CliError(f"run {run_id} ended {final.get('state')}", hint=f"see `servo logs {run_id}`")
+    _require_success(final)
+
+
+def _require_success(run: Mapping[str, Any]) -> None:
+    if run.get("state") != "SUCCEEDED":
+        run_id = run.get("runId")
+        raise CliError(f"run {run_id} ended {run.get('state')}", hint=f"see `servo logs {run_id}`")
 
 
 def _details(client: ApiClient, runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any] | None]:
