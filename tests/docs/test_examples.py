@@ -67,7 +67,7 @@ def parse(path: Path) -> Page:
     return page
 
 
-PAGES = sorted(DOCS.glob("*.md")) + [REPO / "README.md"]
+PAGES = [*sorted(DOCS.glob("*.md")), REPO / "README.md"]
 
 
 def test_docs_exist_and_the_readme_links_them() -> None:
