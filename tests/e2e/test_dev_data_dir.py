@@ -93,3 +93,15 @@ def test_a_second_dev_on_the_same_data_directory_is_refused_and_kill_9_leaves_no
     # The lock died with the process: a new stack starts on the same directory.
     with _dev("--project", str(project), "--data", str(data), cwd=tmp_path) as (third, _):
         assert third.poll() is None
+
+
+def test_data_an_earlier_servo_wrote_is_upgraded_to_plain_files_at_start(tmp_path: Path) -> None:
+    project = _init(tmp_path)
+    data = tmp_path / "data"
+    legacy = data / "servo-local" / "default" / "default" / "notes" / "kept.json%o"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"SVO1" + (3).to_bytes(8, "big") + b'{"kept": true}')
+    with _dev("--project", str(project), "--data", str(data), cwd=tmp_path) as (_, lines):
+        assert f"Upgraded 1 objects of {data / 'servo-local'} to plain files" in lines
+    assert (legacy.parent / "kept.json").read_bytes() == b'{"kept": true}'
+    assert not legacy.exists()

@@ -110,3 +110,20 @@ def test_readers_never_see_a_torn_object(tmp_path: Path) -> None:
     assert seen
     for generation, data in seen:
         assert len(data) == size and data == written[generation] * size
+
+
+def test_objects_of_the_first_layout_are_upgraded_to_plain_files(tmp_path: Path) -> None:
+    from servo.store.local import upgrade_legacy_layout
+
+    # The first layout: ROOT/name%o = b"SVO1" + 8-byte generation + bytes, a %l lock file beside it.
+    legacy = tmp_path / "ledger" / "e1.json%o"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"SVO1" + (7).to_bytes(8, "big") + b'{"event": 1}')
+    (tmp_path / "ledger" / "e1.json%l").write_bytes((7).to_bytes(8, "big"))
+    (tmp_path / "ledger" / "e2.json%t0123456789abcdef").write_bytes(b"partial")
+    assert upgrade_legacy_layout(tmp_path) == 1
+    store = LocalFileStore(tmp_path)
+    got = store.get("ledger/e1.json")
+    assert got is not None and got.data == b'{"event": 1}' and got.generation > 7
+    assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == ["e1.json"]
+    assert upgrade_legacy_layout(tmp_path) == 0  # nothing left to do

@@ -337,3 +337,39 @@ def _current_generation(path: Path) -> int | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return _generation(st) if stat.S_ISREG(st.st_mode) else None
+
+
+_LEGACY_HEADER = struct.Struct(">4sQ")
+_LEGACY_MAGIC = b"SVO1"
+
+
+def upgrade_legacy_layout(root: Path) -> int:
+    """Rewrite the objects of the first layout (``name%o`` files behind a 12-byte header) as plain files.
+
+    Data written by an earlier Servo stays readable instead of looking lost. Run it only while no other
+    process uses ``root`` (``servo dev`` holds its data-directory lock). A crash midway is harmless: the
+    legacy file goes only after its plain copy is written, and copying it again gives the same bytes.
+
+    Returns:
+        How many objects were upgraded.
+    """
+    store = LocalFileStore(root)
+    upgraded = 0
+    for path in sorted(root.rglob("*%*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == SIDE_TREE or not path.is_file():
+            continue
+        stem, _, suffix = path.name.rpartition("%")
+        if suffix == "o":
+            raw = path.read_bytes()
+            if len(raw) < _LEGACY_HEADER.size or raw[:4] != _LEGACY_MAGIC:
+                continue  # not a file of ours: leave it alone
+            name = "/".join((*relative.parts[:-1], stem))
+            # The new generation (now, in µs) is above every counter of the first layout.
+            store.put(name, raw[_LEGACY_HEADER.size :], if_generation_match=None)
+            upgraded += 1
+        elif suffix != "l" and not suffix.startswith("t"):
+            continue
+        path.unlink()  # the upgraded object, or a lock or temp file of the first layout
+    return upgraded
+
