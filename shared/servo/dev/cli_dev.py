@@ -152,4 +152,3 @@ def _upgrade_local_bucket(bucket: Path) -> None:
     upgraded = upgrade_legacy_layout(bucket) if bucket.is_dir() else 0
     if upgraded:
         print(f"Upgraded {upgraded} objects of {bucket} to plain files", flush=True)
-

@@ -372,4 +372,3 @@ def upgrade_legacy_layout(root: Path) -> int:
             continue
         path.unlink()  # the upgraded object, or a lock or temp file of the first layout
     return upgraded
-

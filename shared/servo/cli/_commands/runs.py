@@ -170,9 +170,9 @@ def run_command(
     except ApiError as exc:
         if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
             holder = exc.details.get("existingRunId")
-            created = local_datetime(exc.details.get("existingCreatedAt"))
+            since = local_datetime(exc.details.get("existingCreatedAt"))
             raise CliError(
-                f"run key '{kwargs['run_key']}' is held by run {holder} (created {created}) "
+                f"run key '{kwargs['run_key']}' is held by run {holder} (created {since}) "
                 "for other assets, partition or labels",
                 hint=f"see it with `servo status {holder}`, or pick another --run-key",
             ) from None
