@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from click.testing import CliRunner
 from servo.cli import cli
 from servo.cli._render import duration
 from servo.dev.embedded import EmbeddedStack
 
-from tests.cli.conftest import invoke
+from tests.cli.conftest import MANIFEST, deploy_manifest, invoke, manifest_asset
 
 
 def _env(stack: EmbeddedStack) -> dict[str, str]:
@@ -25,19 +24,12 @@ def _env(stack: EmbeddedStack) -> dict[str, str]:
 
 
 def _asset(name: str, deps: tuple[str, ...] = (), dims: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "key": {"namespace": "shop", "name": name},
-        "id": f"id-{name}",
-        "dependencies": [{"upstreamKey": d, "parameterName": d, "mapping": "identity"} for d in deps],
-        "execution": {"maxRetries": 0},
-        "partitioning": {"isPartitioned": bool(dims), "dimensions": dims or []},
-    }
+    return manifest_asset(name, deps, dims, namespace="shop")
 
 
 # Alphabetical order is the reverse of the data flow: zeta_load -> middle -> alpha_report.
 SHOP = {
-    "manifestVersion": "1.0",
-    "codeVersionId": "cv-shop",
+    **MANIFEST,
     "assets": [
         _asset("zeta_load"),
         _asset("middle", ("shop.zeta_load",)),
@@ -49,11 +41,7 @@ SHOP = {
 
 @pytest.fixture
 def shop(stack: EmbeddedStack) -> EmbeddedStack:
-    answer = requests.post(
-        f"{stack.api_url}/v1/workspaces/default/manifests", data=json.dumps(SHOP), timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    return stack
+    return deploy_manifest(stack, SHOP)
 
 
 def _run(stack: EmbeddedStack, *args: str) -> str:
