@@ -152,3 +152,18 @@ def test_quiet_prints_the_run_id_alone_for_scripts(shop: EmbeddedStack) -> None:
     assert result.stdout == run_id + "\n" and len(run_id) == 26
     shown = json.loads(invoke("status", run_id, "--json", env=_env(shop)).stdout)
     assert shown["runId"] == run_id
+
+
+def test_a_failed_runs_key_is_reused_only_with_retry_failed(shop: EmbeddedStack) -> None:
+    first = _run(shop, "shop.zeta_load", "--run-key", "nightly-1")
+    assert invoke("cancel", first, env=_env(shop)).exit_code == 0  # ended CANCELLED: not a success
+    same = _run(shop, "shop.zeta_load", "--run-key", "nightly-1")
+    assert same == first  # without the flag, the key keeps answering with its run, whatever its end
+    again = _run(shop, "shop.zeta_load", "--run-key", "nightly-1", "--retry-failed")
+    assert again != first
+    shown = json.loads(invoke("status", again, "--json", env=_env(shop)).stdout)
+    assert shown["runKey"] == "nightly-1#2"
+    # Still idempotent: the retry's own key answers with the retry while it has not failed.
+    assert _run(shop, "shop.zeta_load", "--run-key", "nightly-1", "--retry-failed") == again
+    lonely = invoke("run", "shop.zeta_load", "--retry-failed", env=_env(shop))
+    assert lonely.exit_code == 1 and "--retry-failed needs --run-key" in lonely.stderr

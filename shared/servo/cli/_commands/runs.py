@@ -17,6 +17,8 @@ from servo.cli._errors import CliError
 from servo.cli._render import local_datetime, run_detail, runs_table, state_text
 
 POLL_INTERVAL_S = 0.5
+UNSUCCESSFUL_RUN_STATES = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
+MAX_RUN_KEY_RETRIES = 100
 VISIBILITY_GRACE_S = 30.0
 
 
@@ -116,6 +118,11 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
     help="Partition dimension value, typed by the asset's dimension (repeatable).",
 )
 @click.option("--run-key", metavar="KEY", help="Idempotency key: the same key returns the same run.")
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="When the run key's run ended FAILED, CANCELLED or TIMED_OUT, run again under KEY#2 (then #3...).",
+)
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Run label (repeatable).")
 @click.option(
     "--timeout",
@@ -165,19 +172,12 @@ def run_command(
         body["labels"] = label_map
     if kwargs["timeout"]:
         body["timeoutSeconds"] = kwargs["timeout"]
-    try:
-        created = client.trigger(body)
-    except ApiError as exc:
-        if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
-            holder = exc.details.get("existingRunId")
-            since = local_datetime(exc.details.get("existingCreatedAt"))
-            raise CliError(
-                f"run key '{kwargs['run_key']}' is held by run {holder} (created {since}) "
-                "for other assets, partition or labels",
-                hint=f"see it with `servo status {holder}`, or pick another --run-key",
-            ) from None
-        # The API speaks of its body field; the user typed flags.
-        raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
+    if kwargs["retry_failed"] and not kwargs["run_key"]:
+        raise CliError("--retry-failed needs --run-key", hint="without a run key every run is a new one")
+    created = _trigger(client, body)
+    key = kwargs["run_key"]
+    if kwargs["retry_failed"]:
+        created, key = _past_unsuccessful(client, body, created)
     run_id = str(created["runId"])
     if quiet:
         click.echo(run_id)
@@ -189,6 +189,8 @@ def run_command(
         line = state.out
         line.print(f"{verb} [bold]{run_id}[/bold] (plan {created.get('planId')}) ", end="")
         line.print(state_text(str(created.get("state"))))
+        if key != kwargs["run_key"]:
+            line.print(f"[dim]Run key {key}: the runs of the earlier keys ended without success.[/dim]")
     if not wait:
         if as_json:
             print_json(created)
@@ -201,6 +203,39 @@ def run_command(
     else:
         state.out.print(run_detail(final))
     _require_success(final)
+
+
+def _trigger(client: ApiClient, body: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return client.trigger(body)
+    except ApiError as exc:
+        if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
+            holder = exc.details.get("existingRunId")
+            since = local_datetime(exc.details.get("existingCreatedAt"))
+            raise CliError(
+                f"run key '{body.get('runKey')}' is held by run {holder} (created {since}) "
+                "for other assets, partition or labels",
+                hint=f"see it with `servo status {holder}`, or pick another --run-key",
+            ) from None
+        # The API speaks of its body field; the user typed flags.
+        raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
+
+
+def _past_unsuccessful(
+    client: ApiClient, body: Mapping[str, Any], answer: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """--retry-failed: while the key's run ended without success, try the key's next retry, ``KEY#2``,
+    ``KEY#3``... Each retry key is itself idempotent, so a script re-run after a failure starts one
+    new run, and re-run again answers with that run until it too has failed."""
+    base = key = str(body["runKey"])
+    for number in range(2, MAX_RUN_KEY_RETRIES + 2):
+        if answer.get("created", True) or answer.get("state") not in UNSUCCESSFUL_RUN_STATES:
+            return answer, key
+        key = f"{base}#{number}"
+        answer = _trigger(client, {**body, "runKey": key})
+    raise CliError(
+        f"run key '{base}' has failed {MAX_RUN_KEY_RETRIES + 1} times", hint="pick another --run-key"
+    )
 
 
 def _require_success(run: Mapping[str, Any]) -> None:
