@@ -63,7 +63,7 @@ def test_the_run_list_shows_assets_partition_and_start(shop: EmbeddedStack) -> N
     _run(shop, "shop.orders", "-p", "region=eu")
     table = invoke("status", env=_env(shop)).stdout
     header = table.splitlines()[0]
-    for column in ("ASSETS", "PARTITION", "CREATED"):
+    for column in ("ASSETS", "PARTITION", "CREATED", "TRIGGER"):
         assert column in header
     rows = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
     assert len(rows) == 2
@@ -71,6 +71,9 @@ def test_the_run_list_shows_assets_partition_and_start(shop: EmbeddedStack) -> N
     assert "region=eu" in by_assets[True]  # the user's value, never the internal encoding
     assert "s:" not in by_assets[True]
     assert "shop.zeta_load +2" in by_assets[False]  # the root, and how many more ran with it
+    assert all(" manual " in line for line in rows.values())  # started from the CLI, not a schedule
+    listed = json.loads(invoke("status", "--json", env=_env(shop)).stdout)["runs"]
+    assert [r["trigger"] for r in listed] == ["manual", "manual"]
     today = datetime.now(UTC).astimezone().strftime("%Y-%m-%d")
     assert today in table  # the start date, not a bare time of day
 

@@ -163,7 +163,18 @@ def runs_table(
 ) -> Table:
     """The run list; ``details`` (GetRun by run id) adds what a list row does not carry: assets, partition."""
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    columns = ("RUN", "STATE", "ASSETS", "PARTITION", "CREATED", "DURATION", "TASKS", "FAILED", "RUN KEY")
+    columns = (
+        "RUN",
+        "STATE",
+        "ASSETS",
+        "PARTITION",
+        "CREATED",
+        "TRIGGER",
+        "DURATION",
+        "TASKS",
+        "FAILED",
+        "RUN KEY",
+    )
     for column in columns:
         table.add_column(column, no_wrap=True)
     for run in runs:
@@ -174,6 +185,7 @@ def runs_table(
             assets,
             partition,
             local_datetime(run.get("createdAt")),
+            str(run.get("trigger") or "-"),
             duration(run.get("createdAt"), run.get("completedAt")) if run.get("completedAt") else "-",
             f"{run.get('tasksSucceeded', 0)}/{run.get('taskCount', 0)}",
             str(run.get("tasksFailed", 0) or ""),

@@ -150,6 +150,7 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             "cancelRequested": run.cancel_requested or None,
             "cancelReason": run.cancel_reason,
             "codeVersion": run.code_version,
+            "trigger": run.trigger_type,
             "tasks": [task_view(view.tasks[k], view.deps) for k in run_order(view.tasks, view.deps)],
             "taskCounts": task_counts(view.tasks),
             "labels": json.loads(run.labels) if run.labels else {},
@@ -208,6 +209,7 @@ def list_runs(
                     "tasksSucceeded": run.tasks_succeeded,
                     "tasksFailed": run.tasks_failed,
                     "runKey": run.run_key,
+                    "trigger": run.trigger_type,
                 }
             )
         )
