@@ -205,8 +205,7 @@ class LocalFileStore:
         if not self._plain(segments).parent.is_dir():
             return False
         with self._locked(segments) as lock_fd:
-            path = self._home(segments)
-            current = _current_generation(path)
+            path, current = self._home(segments)
             if current is None:
                 return False
             _check(name, expected, current)
@@ -217,22 +216,20 @@ class LocalFileStore:
     def _write(self, name: str, data: bytes, expected: int | None) -> int:
         segments = self._segments(name)
         check_data(data)
-        self._make_folder(segments[:-1])
         with self._locked(segments) as lock_fd:
             while True:
-                path = self._home(segments)
-                current = _current_generation(path)
+                path, current = self._home(segments)
                 _check(name, expected, current)
-                floor = max(_remembered(lock_fd), current or 0)
-                tmp = self._side / "tmp" / secrets.token_hex(8)
-                tmp.parent.mkdir(parents=True, exist_ok=True)
+                tmp, generation = self._write_temp(data, max(_remembered(lock_fd), current or 0))
                 try:
-                    generation = self._write_temp(tmp, data, floor)
                     os.replace(tmp, path)
-                except IsADirectoryError:
-                    # A writer of a name below this one made the folder since _home looked: the object's
-                    # home is now the shadow tree (folders are never removed, so this happens at most once).
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
                     os.unlink(tmp)
+                    # The folder is missing or an object stands where it goes: make it, then look again.
+                    # A folder made since _home looked (IsADirectoryError) moves the object's home to the
+                    # shadow tree; folders are never removed, so each of these happens at most once.
+                    if not isinstance(exc, IsADirectoryError):
+                        self._make_folder(segments[:-1])
                     continue
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):
@@ -242,11 +239,17 @@ class LocalFileStore:
                 _remember(lock_fd, generation)
                 return generation
 
-    def _write_temp(self, tmp: Path, data: bytes, floor: int) -> int:
-        generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def _write_temp(self, data: bytes, floor: int) -> tuple[Path, int]:
+        """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
+        tmp = self._side / "tmp" / secrets.token_hex(8)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, data)
+            generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
             os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
             if _generation(os.fstat(fd)) != generation:
                 raise ServoError(
@@ -256,18 +259,26 @@ class LocalFileStore:
                 )
             if self._durable:
                 os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
-        return generation
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp, generation
 
-    def _home(self, segments: builtins.list[str]) -> Path:
-        """Where the object lives now: its plain path, or the shadow tree once that path is a folder."""
+    def _home(self, segments: builtins.list[str]) -> tuple[Path, int | None]:
+        """Where the object lives now, and its generation (None: absent). That is its plain path, or the
+        shadow tree once the plain path is a folder."""
         plain = self._plain(segments)
-        if plain.is_dir():
-            shadow = self._aside("shadow", segments, _DATA)
-            shadow.parent.mkdir(parents=True, exist_ok=True)
-            return shadow
-        return plain
+        try:
+            st = os.stat(plain)
+        except (FileNotFoundError, NotADirectoryError):
+            return plain, None
+        if not stat.S_ISDIR(st.st_mode):
+            return plain, _generation(st)
+        shadow = self._aside("shadow", segments, _DATA)
+        shadow.parent.mkdir(parents=True, exist_ok=True)
+        return shadow, _current_generation(shadow)
 
     def _make_folder(self, segments: builtins.list[str]) -> None:
         """Make ``ROOT/segments`` a directory, moving any object in the way to the shadow tree."""
@@ -298,8 +309,11 @@ class LocalFileStore:
     @contextlib.contextmanager
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
         path = self._aside("locks", segments, _LOCK)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
