@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,17 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
     )
 
 
-def run_order(tasks: Mapping[str, TaskRow], deps: Iterable[DepRow]) -> list[str]:
+def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:
+    counts = dict.fromkeys(
+        ("total", "pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"), 0
+    )
+    counts["total"] = len(tasks)
+    for task in tasks.values():
+        counts[public_task_state(task.state).lower()] += 1
+    return counts
+
+
+def run_order(tasks: Mapping[str, TaskRow], deps: tuple[DepRow, ...]) -> list[str]:
     """Task keys upstream first (the order they can run in), ties by key, so a chain reads top-down."""
     upstream: dict[str, set[str]] = {key: set() for key in tasks}
     for dep in deps:
@@ -116,16 +126,6 @@ def run_order(tasks: Mapping[str, TaskRow], deps: Iterable[DepRow]) -> list[str]
         order.extend(ready)
         placed.update(ready)
     return order
-
-
-def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:
-    counts = dict.fromkeys(
-        ("total", "pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"), 0
-    )
-    counts["total"] = len(tasks)
-    for task in tasks.values():
-        counts[public_task_state(task.state).lower()] += 1
-    return counts
 
 
 def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> dict[str, Any]:
