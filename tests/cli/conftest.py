@@ -15,9 +15,12 @@ from servo.dev.embedded import EmbeddedStack
 SERVO_ENV = ("SERVO_API_URL", "SERVO_WORKSPACE", "SERVO_TENANT", "SERVO_TOKEN")
 
 
-def _asset(name: str, deps: tuple[str, ...] = (), dims: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def manifest_asset(
+    name: str, deps: tuple[str, ...] = (), dims: list[dict[str, Any]] | None = None, namespace: str = "demo"
+) -> dict[str, Any]:
+    """One asset of a deployed manifest, in the server-side shape."""
     return {
-        "key": {"namespace": "demo", "name": name},
+        "key": {"namespace": namespace, "name": name},
         "id": f"id-{name}",
         "dependencies": [{"upstreamKey": d, "parameterName": d, "mapping": "identity"} for d in deps],
         "execution": {"maxRetries": 0},
@@ -30,11 +33,11 @@ MANIFEST = {
     "manifestVersion": "1.0",
     "codeVersionId": "cv-test",
     "assets": [
-        _asset("a"),
-        _asset("b", ("demo.a",)),
-        _asset("c", ("demo.b",)),
-        _asset("daily", dims=[{"name": "date", "kind": "time", "granularity": "day"}]),
-        _asset("regional", dims=[{"name": "region", "kind": "static", "values": ["eu", "us"]}]),
+        manifest_asset("a"),
+        manifest_asset("b", ("demo.a",)),
+        manifest_asset("c", ("demo.b",)),
+        manifest_asset("daily", dims=[{"name": "date", "kind": "time", "granularity": "day"}]),
+        manifest_asset("regional", dims=[{"name": "region", "kind": "static", "values": ["eu", "us"]}]),
     ],
 }
 
@@ -58,11 +61,15 @@ def stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
         yield running
 
 
-@pytest.fixture
-def deployed(stack: EmbeddedStack) -> EmbeddedStack:
-    answer = requests.post(f"{stack.api_url}/v1/workspaces/default/manifests", json=MANIFEST, timeout=10)
+def deploy_manifest(stack: EmbeddedStack, manifest: dict[str, Any]) -> EmbeddedStack:
+    answer = requests.post(f"{stack.api_url}/v1/workspaces/default/manifests", json=manifest, timeout=10)
     assert answer.status_code == 201, answer.text
     return stack
+
+
+@pytest.fixture
+def deployed(stack: EmbeddedStack) -> EmbeddedStack:
+    return deploy_manifest(stack, MANIFEST)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -284,3 +284,17 @@ def test_property_plans_are_closed_and_exact(
         assert planned == roots
     assert _keys(p) == sorted(planned)
     assert plan(graph, list(reversed(selection)), include_upstream=up, include_downstream=down, **SCOPE) == p
+
+
+def test_an_unknown_key_names_the_deployed_keys_that_look_alike() -> None:
+    from servo.core.planner import unknown_keys_message
+
+    known = ["shop.orders", "shop.order_lines", "shop.users", "demo.a", "demo.b"]
+    assert unknown_keys_message(["shop.ordres"], known) == (
+        "unknown asset keys: shop.ordres (did you mean shop.orders, shop.order_lines?)"
+    )
+    assert (
+        unknown_keys_message(["shpo.users"], known)
+        == "unknown asset keys: shpo.users (did you mean shop.users?)"
+    )
+    assert unknown_keys_message(["demo.x"], known) == "unknown asset keys: demo.x"

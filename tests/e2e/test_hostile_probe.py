@@ -145,7 +145,7 @@ def test_a_hostile_tenant_is_refused_and_the_sweep_goes_on(dev: Dev) -> None:
     ledger = dev.data_dir / "servo-local" / "default" / "default" / "ledger" / "orchestration"
     created = dev.send("POST", "/v1/workspaces/default/runs", json={"selection": ["demo.a"]})
     assert created.status_code == 201, created.text
-    newest = sorted(ledger.glob("*%o"))[-1]
+    newest = sorted(ledger.glob("*.json"))[-1]
     newest.write_bytes(b"")
     for _ in range(2):
         swept = dev.send("POST", "/v1/timers/sweep", json={}, headers=INTERNAL)

@@ -301,3 +301,16 @@ def test_cancel_ends_the_run_and_the_worker_stops_within_the_grace(
     assert [(e["data"]["outcome"], e["data"]["worker_id"]) for e in finished] == [
         ("cancelled", "servo-dev-worker")
     ]
+
+
+def test_a_ledger_object_is_a_plain_json_file_at_its_object_name(
+    stack: Stack, a_run: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    if stack.mode != "embedded":
+        pytest.skip("with the emulators the bucket lives in fake-gcs-server")
+    bucket = stack.data_dir / "servo-local"
+    names = [m.name for m in LocalFileStore(bucket).list("default/default/ledger/orchestration/")]
+    assert names
+    for name in names:
+        event = json.loads((bucket / name).read_text(encoding="utf-8"))  # what jq would read
+        assert name.endswith(f"/{event['event_id']}.json")

@@ -107,7 +107,9 @@ def test_run_key_with_another_payload_is_409_with_diagnostics(client: Any) -> No
     assert res.status_code == 409
     body = res.get_json()
     assert body["code"] == "CONFLICT"
-    assert body["message"] == "run_key 'rk-2' already reserved with different trigger payload"
+    assert body["message"] == (
+        f"run_key 'rk-2' already reserved by run {first['runId']} with different trigger payload"
+    )
     details = body["details"]
     assert details["conflictType"] == "RUN_KEY_FINGERPRINT_MISMATCH"
     assert (details["existingRunId"], details["existingPlanId"]) == (first["runId"], first["planId"])

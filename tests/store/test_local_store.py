@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -10,16 +11,47 @@ from servo.core.errors import InvalidId, PreconditionFailed
 from servo.store import LocalFileStore, StoredObject
 
 
-def test_list_hides_lock_and_leftover_temp_files(tmp_path: Path) -> None:
+def test_each_object_is_a_plain_file_at_its_name(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    store.create("ledger/e1.json", b'{"a": 1}')
+    store.put("ledger/e1.json", b'{"a": 2}', if_generation_match=None)
+    # Anyone (jq, pyarrow, DuckDB) reads the object as it was written: no header, no suffix.
+    assert (tmp_path / "ledger" / "e1.json").read_bytes() == b'{"a": 2}'
+    assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == ["e1.json"]
+    # Generations and locks live aside, in one hidden tree no object name can reach ('%' is refused).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".servo%", "ledger"]
+
+
+def test_list_hides_the_side_tree_and_leftover_temp_files(tmp_path: Path) -> None:
     store = LocalFileStore(tmp_path)
     store.create("ledger/e1.json", b"1")
-    store.put("ledger/e1.json", b"2", if_generation_match=None)
-    # A writer that crashed between writing its temp file and renaming it leaves this behind.
-    (tmp_path / "ledger" / "e2.json%t0123456789abcdef").write_bytes(b"partial")
-    on_disk = sorted(p.name for p in (tmp_path / "ledger").iterdir())
-    assert on_disk == ["e1.json%l", "e1.json%o", "e2.json%t0123456789abcdef"]
+    # A writer that crashed between writing its temp file and renaming it leaves one behind in the side tree.
+    (tmp_path / ".servo%" / "tmp").mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".servo%" / "tmp" / "0123456789abcdef").write_bytes(b"partial")
     assert [m.name for m in store.list("")] == ["ledger/e1.json"]
     assert store.get("ledger/e2.json") is None
+
+
+def test_generation_is_the_files_modification_time_in_microseconds(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    gen = store.create("x.json", b"{}")
+    assert (tmp_path / "x.json").stat().st_mtime_ns == gen * 1000
+    # An edit by hand is a new generation, as an upload would be on GCS.
+    os.utime(tmp_path / "x.json", ns=(0, (gen + 5) * 1000))
+    assert store.get("x.json") == StoredObject("x.json", b"{}", gen + 5)
+    with pytest.raises(PreconditionFailed):
+        store.put("x.json", b"[]", if_generation_match=gen)
+
+
+def test_an_object_whose_name_becomes_a_folder_keeps_its_bytes_and_generation(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    g1 = store.create("a", b"file")
+    g2 = store.create("a/b", b"child")
+    assert (tmp_path / "a" / "b").read_bytes() == b"child"
+    assert store.get("a") == StoredObject("a", b"file", g1)
+    g3 = store.put("a", b"file2", if_generation_match=g1)
+    assert g3 > g2
+    assert [(m.name, m.generation) for m in store.list("")] == [("a", g3), ("a/b", g2)]
 
 
 def test_generation_survives_delete_across_instances(tmp_path: Path) -> None:
@@ -78,3 +110,20 @@ def test_readers_never_see_a_torn_object(tmp_path: Path) -> None:
     assert seen
     for generation, data in seen:
         assert len(data) == size and data == written[generation] * size
+
+
+def test_objects_of_the_first_layout_are_upgraded_to_plain_files(tmp_path: Path) -> None:
+    from servo.store.local import upgrade_legacy_layout
+
+    # The first layout: ROOT/name%o = b"SVO1" + 8-byte generation + bytes, a %l lock file beside it.
+    legacy = tmp_path / "ledger" / "e1.json%o"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"SVO1" + (7).to_bytes(8, "big") + b'{"event": 1}')
+    (tmp_path / "ledger" / "e1.json%l").write_bytes((7).to_bytes(8, "big"))
+    (tmp_path / "ledger" / "e2.json%t0123456789abcdef").write_bytes(b"partial")
+    assert upgrade_legacy_layout(tmp_path) == 1
+    store = LocalFileStore(tmp_path)
+    got = store.get("ledger/e1.json")
+    assert got is not None and got.data == b'{"event": 1}' and got.generation > 7
+    assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == ["e1.json"]
+    assert upgrade_legacy_layout(tmp_path) == 0  # nothing left to do

@@ -118,6 +118,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       servo status                   # recent runs
       servo logs RUN_ID --follow
 
+    Shell completion (asset keys, run ids): add to ~/.bashrc
+      eval "$(_SERVO_COMPLETE=bash_source servo)"
+    (zsh: zsh_source in ~/.zshrc; fish: fish_source in ~/.config/fish/completions/servo.fish).
+
     Configuration: flags > SERVO_API_URL / SERVO_WORKSPACE / SERVO_TENANT / SERVO_TOKEN >
     servo.toml [api] (url, workspace, tenant) > defaults (http://127.0.0.1:8080, "default").
     """

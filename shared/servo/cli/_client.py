@@ -100,10 +100,18 @@ class ApiClient:
 class ApiError(CliError):
     """The API refused a request; the message is the API's own."""
 
-    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code
+        self.details: Mapping[str, Any] = details or {}
 
 
 def _api_error(response: requests.Response, config: Config) -> ApiError:
@@ -120,4 +128,5 @@ def _api_error(response: requests.Response, config: Config) -> ApiError:
         hint = "set SERVO_TOKEN to the API's bearer token"
     elif response.status_code >= 500 and isinstance(body, dict) and body.get("correlationId"):
         hint = f"correlation id {body['correlationId']}"
-    return ApiError(response.status_code, code, message, hint)
+    details = body.get("details") if isinstance(body, dict) else None
+    return ApiError(response.status_code, code, message, hint, details if isinstance(details, dict) else None)

@@ -54,10 +54,10 @@ def duration(start: str | None, end: str | None, now: datetime | None = None) ->
     seconds = max(0.0, (finished - began).total_seconds())
     if seconds < 10:
         return f"{seconds:.2f}s"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
+    if seconds < 60:
+        return f"{int(seconds)}s"
     minutes, secs = divmod(int(seconds), 60)
-    if minutes < 120:
+    if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
@@ -143,15 +143,70 @@ def run_detail(run: Mapping[str, Any]) -> RenderableType:
     return Group(run_summary(run), tasks_table(run), *tracebacks(run))
 
 
-def runs_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+def local_datetime(ts: str | None) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in the local zone: a run list spans days, so the date always shows."""
+    when = _parse(ts)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when is not None else "-"
+
+
+def partition_text(canonical: str | None) -> str:
+    """A partition key as the user wrote it (``region=eu``), never its encoding (``region=s:ZXU``)."""
+    if not canonical:
+        return ""
+    from servo.core.errors import InvalidPartitionKey
+    from servo.core.partition_keys import parse_partition_key
+
+    try:
+        key = parse_partition_key(canonical)
+    except InvalidPartitionKey:
+        return canonical
+    return ",".join(f"{name}={value.value}" for name, value in key.dimensions)
+
+
+def _assets_and_partition(run: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The run's first asset in run order (+ how many more) and its partition, from GetRun."""
+    if run is None:
+        return "?", ""
+    tasks = run.get("tasks") or []
+    if not tasks:
+        return "-", ""
+    first = str(tasks[0].get("assetKey") or tasks[0].get("taskKey"))
+    assets = f"{first} +{len(tasks) - 1}" if len(tasks) > 1 else first
+    partitions = sorted({partition_text(t.get("partitionKey")) for t in tasks} - {""})
+    partition = (
+        partitions[0] + (f" +{len(partitions) - 1}" if len(partitions) > 1 else "") if partitions else ""
+    )
+    return assets, partition
+
+
+def runs_table(
+    runs: Sequence[Mapping[str, Any]], details: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> Table:
+    """The run list; ``details`` (GetRun by run id) adds what a list row does not carry: assets, partition."""
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for column in ("RUN", "STATE", "CREATED", "DURATION", "TASKS", "FAILED", "RUN KEY"):
+    columns = (
+        "RUN",
+        "STATE",
+        "ASSETS",
+        "PARTITION",
+        "CREATED",
+        "TRIGGER",
+        "DURATION",
+        "TASKS",
+        "FAILED",
+        "RUN KEY",
+    )
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for run in runs:
+        assets, partition = _assets_and_partition((details or {}).get(str(run.get("runId"))))
         table.add_row(
             str(run.get("runId")),
             state_text(str(run.get("state"))),
-            local_time(run.get("createdAt")),
+            assets,
+            partition,
+            local_datetime(run.get("createdAt")),
+            str(run.get("trigger") or "-"),
             duration(run.get("createdAt"), run.get("completedAt")) if run.get("completedAt") else "-",
             f"{run.get('tasksSucceeded', 0)}/{run.get('taskCount', 0)}",
             str(run.get("tasksFailed", 0) or ""),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from servo.cli._errors import CliError
@@ -54,25 +55,25 @@ def report(ctx):
 
 DOCKERFILE = """\
 # The worker image: Cloud Run (or any container host) runs `servo worker` serving ./assets.
+# vendor/servo is the Servo that `servo init` ran (the index's "servo" is another project), and
+# requirements.txt pins exactly the dependencies that Servo declares.
 FROM python:3.11-slim
 WORKDIR /app
-ENV PYTHONUNBUFFERED=1
+ENV PYTHONUNBUFFERED=1 PYTHONPATH=/app/vendor
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # SERVO_DISPATCH_SECRET must be set at deploy time (the worker refuses unauthenticated dispatches).
 EXPOSE 8080
-CMD ["servo", "worker", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["python", "-m", "servo", "worker", "--host", "0.0.0.0", "--port", "8080"]
 """
-
-REQUIREMENTS = "servo\n"
 
 GITIGNORE = ".servo-dev/\n.servo/\n__pycache__/\n"
 
 README = """\
 # {name}
 
-A [Servo](https://example.invalid/servo) project.
+A Servo project: assets in `assets/`, configuration in `servo.toml`, a worker image in `Dockerfile`.
 
 ```bash
 servo dev                                   # terminal 1: the local stack (Ctrl-C stops it)
@@ -83,8 +84,31 @@ servo status                                # recent runs
 servo logs RUN_ID
 ```
 
-Assets live in `assets/`. The worker image (`Dockerfile`) runs `servo worker`.
+`vendor/servo` is a copy of Servo {version}, the version that created this project; the image runs it
+with the dependencies pinned in `requirements.txt`. After upgrading Servo, replace both with those of
+a fresh `servo init`.
 """
+
+
+def requirements() -> str:
+    """The running Servo's own runtime dependencies, pinned as it declares them (never a bare "servo")."""
+    from importlib import metadata
+
+    try:
+        declared = metadata.requires("servo") or []
+    except metadata.PackageNotFoundError:
+        raise CliError(
+            "cannot pin the worker's dependencies: the servo distribution is not installed"
+        ) from None
+    return "".join(f"{req}\n" for req in declared if "extra ==" not in req)
+
+
+def _vendor(target: Path) -> None:
+    """Copy the running servo package into ``target`` (what the worker image imports)."""
+    import servo
+
+    source = Path(servo.__file__).parent
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def namespace_for(name: str) -> str:
@@ -109,9 +133,9 @@ def scaffold(target: Path) -> list[Path]:
         "assets/__init__.py": "",
         "assets/example.py": ASSETS.format(ns=ns),
         "Dockerfile": DOCKERFILE,
-        "requirements.txt": REQUIREMENTS,
+        "requirements.txt": requirements(),
         ".gitignore": GITIGNORE,
-        "README.md": README.format(name=name, ns=ns),
+        "README.md": README.format(name=name, ns=ns, version=_servo_version()),
     }
     written = []
     for relative, text in files.items():
@@ -119,4 +143,15 @@ def scaffold(target: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    _vendor(target / "vendor" / "servo")
+    written.append(target / "vendor" / "servo")
     return written
+
+
+def _servo_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("servo")
+    except metadata.PackageNotFoundError:
+        return "(unknown version)"

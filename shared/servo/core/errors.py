@@ -20,7 +20,6 @@
     ├── PayloadTooLarge             code PAYLOAD_TOO_LARGE, 413: a body above MAX_REQUEST_BYTES
     ├── UnsupportedMediaType        code UNSUPPORTED_MEDIA_TYPE, 415: a local POST that is not JSON
     ├── Unavailable                 code UNAVAILABLE, 503: the store cannot take writes (disk full)
-    ├── CorruptObject               a stored object the store itself cannot read (a truncated local file)
     └── InvalidTransition           a state-machine move the tables do not allow (a bug or a stale fact)
 
 Errors carry data (``details``) rather than being parsed from messages; the HTTP edge maps
@@ -132,10 +131,6 @@ class Unavailable(ServoError):
 
     code = "UNAVAILABLE"
     http_status = 503
-
-
-class CorruptObject(ServoError):
-    """A stored object the store cannot read back; the message names the object, never a machine path."""
 
 
 class InvalidTransition(ServoError):

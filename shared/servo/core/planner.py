@@ -8,6 +8,7 @@ therefore never plans B or C, which is the M1 "uncheatable" smoke. Each planned 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -198,8 +199,32 @@ def _canonical_selection(graph: AssetGraph, selection: Sequence[str]) -> tuple[s
     roots = {_canonical(item, "in the selection") for item in selection}
     unknown = _byte_sorted(key for key in roots if key not in graph)
     if unknown:
-        raise PlanError(f"unknown asset keys: {', '.join(unknown)}", details={"unknown": list(unknown)})
+        raise PlanError(unknown_keys_message(unknown, graph.upstream), details={"unknown": list(unknown)})
     return _byte_sorted(roots)
+
+
+def unknown_keys_message(unknown: Sequence[str], known: Iterable[str]) -> str:
+    """``unknown asset keys: a.x, b.y`` plus the deployed keys that look alike (a typo is the usual cause)."""
+    candidates = list(known)
+    close: list[str] = []
+    for key in unknown:
+        close.extend(k for k in _look_alikes(key, candidates) if k not in close)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown asset keys: {', '.join(unknown)}{hint}"
+
+
+def _look_alikes(key: str, candidates: Sequence[str], limit: int = 3) -> list[str]:
+    """Keys whose namespace and name each resemble ``key``'s: short names (``demo.x``) would otherwise
+    resemble every sibling through the shared namespace alone."""
+    namespace, _, name = key.rpartition(".")
+    scored: list[tuple[float, str]] = []
+    for candidate in candidates:
+        other_namespace, _, other_name = candidate.rpartition(".")
+        by_name = difflib.SequenceMatcher(None, name, other_name).ratio()
+        by_namespace = difflib.SequenceMatcher(None, namespace, other_namespace).ratio()
+        if by_name >= 0.6 and by_namespace >= 0.75:
+            scored.append((-(by_name + by_namespace), candidate))
+    return [candidate for _, candidate in sorted(scored)[:limit]]
 
 
 def plan(

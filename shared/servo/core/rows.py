@@ -36,6 +36,7 @@ class RunRow:
     timeout_at: int | None = None  # run timeout deadline (ms); past it the sweep times the run out
     timed_out: bool | None = None
     traceparent: str | None = None
+    trigger_type: str | None = None  # what started the run: RunTriggered.trigger["type"] ("manual")
     row_version: str = ""
 
 

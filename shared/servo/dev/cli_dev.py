@@ -143,7 +143,21 @@ def wait_for_signal(on_ready: Callable[[], None] | None = None) -> int:
 
 def run_dev(options: DevOptions, *, emulators: bool, announce: Callable[[str], None]) -> None:
     """Run the local stack until a signal, then stop every part of it."""
-    options.data_dir.mkdir(parents=True, exist_ok=True)
-    stack = emulator_stack(options) if emulators else embedded_stack(options)
-    with stack as api_url:
-        wait_for_signal(lambda: announce(api_url))
+    from servo.dev.data_lock import hold_data_dir
+
+    with hold_data_dir(options.data_dir):
+        print(f"Data directory {options.data_dir}", flush=True)
+        if not emulators:
+            _upgrade_local_bucket(options.data_dir / Settings().bucket)
+        stack = emulator_stack(options) if emulators else embedded_stack(options)
+        with stack as api_url:
+            wait_for_signal(lambda: announce(api_url))
+
+
+def _upgrade_local_bucket(bucket: Path) -> None:
+    """Objects an earlier Servo wrote in its private format become plain files, so nothing looks lost."""
+    from servo.store.local import upgrade_legacy_layout
+
+    upgraded = upgrade_legacy_layout(bucket) if bucket.is_dir() else 0
+    if upgraded:
+        print(f"Upgraded {upgraded} objects of {bucket} to plain files", flush=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from ulid import base32
 
-from servo.core.errors import CorruptObject, InvalidEvent, InvalidId, InvalidInput
+from servo.core.errors import InvalidEvent, InvalidId, InvalidInput
 from servo.core.events import Event, decode_event, event_id_from_object_name, ledger_object_name
 from servo.core.ids import ulid_time_ms
 from servo.services._io_pool import io_map
-from servo.store import ObjectStore, StoredObject
+from servo.store import ObjectStore
 
 LEDGER_PREFIX = "ledger/orchestration/"
 DEFAULT_LOOKBACK_MS = 10_000
@@ -88,15 +88,11 @@ def read_events(store: ObjectStore, names: Iterable[str], tenant_id: str, worksp
     found = Found()
     names = list(names)
     # Objects are independent and each read waits on the network: a batch is read concurrently.
-    objects = io_map(lambda name: _get_readable(store, name), names)
+    objects = io_map(store.get, names)
     for name, obj in zip(names, objects, strict=True):
         event_id = event_id_from_object_name(name)
         if obj is None:
             found.malformed[name] = "object does not exist"
-            continue
-        if isinstance(obj, CorruptObject):
-            found.seen_ids.add(event_id)
-            found.malformed[name] = obj.message
             continue
         found.seen_ids.add(event_id)
         try:
@@ -111,14 +107,6 @@ def read_events(store: ObjectStore, names: Iterable[str], tenant_id: str, worksp
         else:
             found.events.append(event)
     return found
-
-
-def _get_readable(store: ObjectStore, name: str) -> StoredObject | CorruptObject | None:
-    # A corrupt object is reported like a malformed event: raised, it would fail every compaction.
-    try:
-        return store.get(name)
-    except CorruptObject as exc:
-        return exc
 
 
 def advance(watermark: str, ids: Iterable[str], now_ms: int) -> str:

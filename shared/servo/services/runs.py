@@ -121,6 +121,23 @@ def task_counts(tasks: Mapping[str, TaskRow]) -> dict[str, int]:
     return counts
 
 
+def run_order(tasks: Mapping[str, TaskRow], deps: tuple[DepRow, ...]) -> list[str]:
+    """Task keys upstream first (the order they can run in), ties by key, so a chain reads top-down."""
+    upstream: dict[str, set[str]] = {key: set() for key in tasks}
+    for dep in deps:
+        if dep.downstream_task_key in upstream and dep.upstream_task_key in upstream:
+            upstream[dep.downstream_task_key].add(dep.upstream_task_key)
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(upstream):
+        ready = sorted(k for k, ups in upstream.items() if k not in placed and ups <= placed)
+        if not ready:  # a cycle cannot be planned; show the rest by key rather than lose them
+            ready = sorted(k for k in upstream if k not in placed)
+        order.extend(ready)
+        placed.update(ready)
+    return order
+
+
 def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str) -> dict[str, Any]:
     validate_path_component(run_id, "run id", 64)
     view = load_run(ctx, tenant_id, workspace_id, run_id)
@@ -143,7 +160,8 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             "cancelRequested": run.cancel_requested or None,
             "cancelReason": run.cancel_reason,
             "codeVersion": run.code_version,
-            "tasks": [task_view(view.tasks[k], view.deps) for k in sorted(view.tasks)],
+            "trigger": run.trigger_type,
+            "tasks": [task_view(view.tasks[k], view.deps) for k in run_order(view.tasks, view.deps)],
             "taskCounts": task_counts(view.tasks),
             "labels": json.loads(run.labels) if run.labels else {},
         }
@@ -201,6 +219,7 @@ def list_runs(
                     "tasksSucceeded": run.tasks_succeeded,
                     "tasksFailed": run.tasks_failed,
                     "runKey": run.run_key,
+                    "trigger": run.trigger_type,
                 }
             )
         )

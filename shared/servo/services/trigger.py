@@ -20,6 +20,7 @@ from servo.core.errors import Conflict, InvalidInput, PlanError, PreconditionFai
 from servo.core.fingerprints import fingerprints_match, request_fingerprint, request_fingerprint_variants
 from servo.core.ids import run_key_object_name
 from servo.core.keys import b64u_encode, canonical_selection
+from servo.core.planner import unknown_keys_message
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
@@ -76,7 +77,7 @@ def _validated_record(
         raise InvalidInput(f"invalid selection: {exc.message}") from None
     unknown = sorted(r for r in roots if r not in manifest.assets)
     if unknown:
-        raise PlanError(f"unknown asset keys: {', '.join(unknown)}")
+        raise PlanError(unknown_keys_message(unknown, manifest.assets))
     run_id, plan_id, event_id, plan_event_id = ids
     record = CreationRecord(
         run_id=run_id,
@@ -177,7 +178,8 @@ def _answer_existing(
     created_ms = parse_timestamp(existing["createdAt"])
     if not fingerprints_match(stored, fingerprint, variants, created_ms, None):
         raise Conflict(
-            f"run_key '{request.run_key}' already reserved with different trigger payload",
+            f"run_key '{request.run_key}' already reserved by run {existing.get('runId')} "
+            "with different trigger payload",
             details={
                 "conflictType": "RUN_KEY_FINGERPRINT_MISMATCH",
                 "runKey": request.run_key,

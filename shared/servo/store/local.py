@@ -1,14 +1,20 @@
 """LocalFileStore: the embedded-mode ObjectStore, safe across threads AND processes sharing one directory.
 
-Layout: the name ``a/b/c`` lives at ``ROOT/a/b/c%o``. Directory names never contain ``%`` (names may not),
-so an object ``a`` (``a%o``) and the directory of ``a/b`` (``a/``) never collide, and lock (``%l``) and temp
-(``%t...``) files can never be mistaken for objects.
+Layout: the object ``a/b/c`` is the plain file ``ROOT/a/b/c`` holding exactly its bytes, so the ledger reads
+with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in one hidden side tree,
+``ROOT/.servo%`` (no object name can reach it: names may not contain ``%``):
 
-Each data file is a 12-byte header (magic + generation) followed by the bytes, replaced atomically with
-``os.replace``: a reader opens one inode and always sees a whole object with its own generation, without
-taking any lock. Writers serialise per object on ``fcntl.flock`` of the ``%l`` file, which also remembers the
-last generation so generations keep increasing after delete + re-create. Lock files are never removed:
-unlinking a lock file another process is waiting on would let two writers hold "the" lock at once.
+- ``locks/a/b/c%l``: writers serialise per object on ``fcntl.flock`` of this file, which also remembers the
+  last generation so generations keep increasing after delete + re-create. Lock files are never removed:
+  unlinking a lock file another process is waiting on would let two writers hold "the" lock at once.
+- ``tmp/``: each write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader opens one
+  inode and always sees a whole object, without taking any lock.
+- ``shadow/a%o``: the rare object whose name is also a folder (``a`` next to ``a/b``, which GCS allows but a
+  file system does not) lives here once ``ROOT/a`` has become a directory.
+
+The generation is the published file's modification time in microseconds (GCS's generations are microsecond
+timestamps too): the writer stamps the temp file before renaming it, so an inode's bytes and generation never
+part, and an edit by hand is a new generation, as an upload would be.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
-import logging
 import os
 import secrets
+import stat
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servo.core.errors import CorruptObject, InvalidId, PreconditionFailed
+from servo.core.errors import InvalidId, PreconditionFailed, ServoError
 from servo.store._names import (
     check_data,
     check_generation,
@@ -35,14 +42,12 @@ from servo.store._names import (
 )
 from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, StoredObject
 
-logger = logging.getLogger("servo.store")
-
-_HEADER = struct.Struct(">4sQ")
-_MAGIC = b"SVO1"
+SIDE_TREE = ".servo%"
 _GEN = struct.Struct(">Q")
-_DATA, _LOCK, _TEMP = "%o", "%l", "%t"
-# Filesystems cap one path component at 255 bytes; leave room for the temp suffix.
+_DATA, _LOCK = "%o", "%l"
+# Filesystems cap one path component at 255 bytes; leave room for the side tree's suffixes.
 _MAX_SEGMENT_BYTES = 230
+_NS_PER_GENERATION = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +80,8 @@ class LocalFileStore:
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self._root = Path(root)
+        self._side = self._root / SIDE_TREE
         self._durable = durable
-        # Corrupt files listings skipped (each also logged): the counter a health check or test reads.
-        self.corrupt_objects_skipped = 0
 
     @property
     def root(self) -> Path:
@@ -85,8 +89,7 @@ class LocalFileStore:
 
     # ------------------------------------------------------------------------------------------ paths
 
-    def _base(self, name: str) -> Path:
-        """The object's path without suffix: ``ROOT/a/b/c`` for ``a/b/c``."""
+    def _segments(self, name: str) -> builtins.list[str]:
         validate_name(name)
         segments = name.split("/")
         if any(len(s.encode("utf-8")) > _MAX_SEGMENT_BYTES for s in segments):
@@ -95,21 +98,26 @@ class LocalFileStore:
                 f"{_MAX_SEGMENT_BYTES} bytes between two '/'",
                 details={"name": name[:200]},
             )
+        return segments
+
+    def _plain(self, segments: builtins.list[str]) -> Path:
         return self._root.joinpath(*segments)
 
-    @staticmethod
-    def _with(base: Path, suffix: str) -> Path:
-        return base.with_name(base.name + suffix)
+    def _aside(self, tree: str, segments: builtins.list[str], suffix: str) -> Path:
+        return self._side.joinpath(tree, *segments[:-1], segments[-1] + suffix)
 
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, name: str) -> StoredObject | None:
-        path = self._with(self._base(name), _DATA)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        return StoredObject(name, raw[_HEADER.size :], _parse_header(raw, name))
+        segments = self._segments(name)
+        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+            try:
+                with open(path, "rb") as f:
+                    generation = _generation(os.fstat(f.fileno()))
+                    return StoredObject(name, f.read(), generation)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue  # absent, or a folder whose same-named object (if any) is in the shadow tree
+        return None
 
     def list(
         self,
@@ -126,24 +134,55 @@ class LocalFileStore:
         max_items = check_limit(limit)
         dir_part = prefix[: prefix.rfind("/") + 1]
         out: builtins.list[ObjectMeta] = []
-        for name, path in _walk(self._root.joinpath(*dir_part.split("/")[:-1]), dir_part, rng):
-            try:
-                meta = _read_meta(name, path)
-            except CorruptObject as exc:
-                # One unreadable file (a truncation, a crash leftover) must not fail every listing
-                # of its prefix, which would wedge the compaction and the sweep for good.
-                self.corrupt_objects_skipped += 1
-                logger.error(
-                    f"listing skipped a corrupt object: {exc.message}",
-                    extra={"servo": {"category": "CORRUPT_OBJECT", "object": name}},
-                )
-                continue
+        for name in self._walk(self._root.joinpath(*dir_part.split("/")[:-1]), dir_part, rng):
+            meta = self._meta(name)
             if meta is None:  # deleted between the directory scan and the read
                 continue
             out.append(meta)
             if max_items is not None and len(out) >= max_items:
                 break
         return out
+
+    def _meta(self, name: str) -> ObjectMeta | None:
+        segments = name.split("/")
+        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return ObjectMeta(name, _generation(st), st.st_size)
+        return None
+
+    def _walk(self, directory: Path, dir_key: str, rng: _Range) -> Iterator[str]:
+        """Yield the names of matching objects under ``directory`` in name order.
+
+        Sorting a directory by "segment" for files and "segment/" for subdirectories and recursing in that
+        order yields whole names in code-point order, which is UTF-8 byte order, GCS's listing order.
+        """
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        keyed: builtins.list[tuple[str, str, bool]] = []
+        for entry in entries:
+            if "%" in entry.name:
+                continue  # the side tree; never an object (names may not contain '%')
+            if entry.is_dir(follow_symlinks=False):
+                keyed.append((dir_key + entry.name + "/", entry.path, True))
+                if self._aside("shadow", (dir_key + entry.name).split("/"), _DATA).exists():
+                    keyed.append((dir_key + entry.name, entry.path, False))
+            elif entry.is_file():
+                keyed.append((dir_key + entry.name, entry.path, False))
+        keyed.sort()
+        for key, path, is_dir in keyed:
+            if rng.end is not None and key >= rng.end:
+                return  # every later key, and every name below a later directory, is >= end as well
+            if is_dir:
+                if rng.may_contain(key):
+                    yield from self._walk(Path(path), key, rng)
+            elif rng.matches(key):
+                yield key
 
     # ----------------------------------------------------------------------------------------- writes
 
@@ -161,13 +200,12 @@ class LocalFileStore:
         return self._write(name, data, check_generation(if_generation_match))
 
     def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
-        base = self._base(name)
+        segments = self._segments(name)
         expected = check_generation(if_generation_match)
-        path = self._with(base, _DATA)
-        if not path.parent.is_dir():
+        if not self._plain(segments).parent.is_dir():
             return False
-        with self._locked(base) as lock_fd:
-            current = _current_generation(path, name)
+        with self._locked(segments) as lock_fd:
+            path, current = self._home(segments)
             if current is None:
                 return False
             _check(name, expected, current)
@@ -176,35 +214,107 @@ class LocalFileStore:
             return True
 
     def _write(self, name: str, data: bytes, expected: int | None) -> int:
-        base = self._base(name)
+        segments = self._segments(name)
         check_data(data)
-        path = self._with(base, _DATA)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(base) as lock_fd:
-            current = _current_generation(path, name)
-            _check(name, expected, current)
-            generation = max(_remembered(lock_fd), current or 0) + 1
-            tmp = self._with(base, _TEMP + secrets.token_hex(8))
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with self._locked(segments) as lock_fd:
+            while True:
+                path, current = self._home(segments)
+                _check(name, expected, current)
+                tmp, generation = self._write_temp(data, max(_remembered(lock_fd), current or 0))
                 try:
-                    os.write(fd, _HEADER.pack(_MAGIC, generation) + data)
-                    if self._durable:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
+                    os.replace(tmp, path)
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
                     os.unlink(tmp)
-                raise
-            # Recorded after the replace: if we crash in between, max(remembered, current) still advances.
-            _remember(lock_fd, generation)
-            return generation
+                    # The folder is missing or an object stands where it goes: make it, then look again.
+                    # A folder made since _home looked (IsADirectoryError) moves the object's home to the
+                    # shadow tree; folders are never removed, so each of these happens at most once.
+                    if not isinstance(exc, IsADirectoryError):
+                        self._make_folder(segments[:-1])
+                    continue
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    raise
+                # Recorded after the replace: if we crash in between, max(remembered, current) still advances.
+                _remember(lock_fd, generation)
+                return generation
+
+    def _write_temp(self, data: bytes, floor: int) -> tuple[Path, int]:
+        """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
+        tmp = self._side / "tmp" / secrets.token_hex(8)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
+            os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
+            if _generation(os.fstat(fd)) != generation:
+                # No path in the message: it may reach an API answer (issue 15, item 16).
+                raise ServoError(
+                    "the data directory's file system keeps modification times coarser than a "
+                    "microsecond; the local store keeps generations in them "
+                    "(use ext4, xfs, btrfs, tmpfs or APFS)"
+                )
+            if self._durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp, generation
+
+    def _home(self, segments: builtins.list[str]) -> tuple[Path, int | None]:
+        """Where the object lives now, and its generation (None: absent). That is its plain path, or the
+        shadow tree once the plain path is a folder."""
+        plain = self._plain(segments)
+        try:
+            st = os.stat(plain)
+        except (FileNotFoundError, NotADirectoryError):
+            return plain, None
+        if not stat.S_ISDIR(st.st_mode):
+            return plain, _generation(st)
+        shadow = self._aside("shadow", segments, _DATA)
+        shadow.parent.mkdir(parents=True, exist_ok=True)
+        return shadow, _current_generation(shadow)
+
+    def _make_folder(self, segments: builtins.list[str]) -> None:
+        """Make ``ROOT/segments`` a directory, moving any object in the way to the shadow tree."""
+        folder = self._plain(segments)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+        except (FileExistsError, NotADirectoryError):
+            pass
+        for depth in range(1, len(segments) + 1):
+            path = self._plain(segments[:depth])
+            if path.is_dir():
+                continue
+            with self._locked(segments[:depth]):
+                if path.is_file():
+                    # Link first, unlink second: a reader finds the object in one place or the other at
+                    # every instant (get() looks at the plain path, then the shadow).
+                    shadow = self._aside("shadow", segments[:depth], _DATA)
+                    shadow.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = self._side / "tmp" / secrets.token_hex(8)
+                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, tmp)
+                    os.replace(tmp, shadow)
+                    path.unlink()
+                with contextlib.suppress(FileExistsError):
+                    path.mkdir()
 
     @contextlib.contextmanager
-    def _locked(self, base: Path) -> Iterator[int]:
-        fd = os.open(self._with(base, _LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
+        path = self._aside("locks", segments, _LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
@@ -232,59 +342,48 @@ def _remember(lock_fd: int, generation: int) -> None:
         os.pwrite(lock_fd, _GEN.pack(generation), 0)
 
 
-def _parse_header(raw: bytes, name: str) -> int:
-    # Errors name the object, not its file: messages reach callers, and a path tells them nothing.
-    if len(raw) < _HEADER.size:
-        raise CorruptObject(
-            f"stored object {name!r} is corrupt (shorter than its header)", details={"name": name}
-        )
-    magic, generation = _HEADER.unpack_from(raw)
-    if magic != _MAGIC:
-        raise CorruptObject(f"stored object {name!r} is corrupt (bad header)", details={"name": name})
-    return int(generation)
+def _generation(st: os.stat_result) -> int:
+    return st.st_mtime_ns // _NS_PER_GENERATION
 
 
-def _current_generation(path: Path, name: str) -> int | None:
+def _current_generation(path: Path) -> int | None:
     try:
-        with open(path, "rb") as f:
-            return _parse_header(f.read(_HEADER.size), name)
-    except FileNotFoundError:
-        return None
-
-
-def _read_meta(name: str, path: str) -> ObjectMeta | None:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            generation = _parse_header(f.read(_HEADER.size), name)
-    except FileNotFoundError:
-        return None
-    return ObjectMeta(name, generation, size - _HEADER.size)
-
-
-def _walk(directory: Path, dir_key: str, rng: _Range) -> Iterator[tuple[str, str]]:
-    """Yield (name, path) of matching objects under ``directory`` in name order.
-
-    Sorting a directory by "segment" for files and "segment/" for subdirectories and recursing in that
-    order yields whole names in code-point order, which is UTF-8 byte order, GCS's listing order.
-    """
-    try:
-        entries = list(os.scandir(directory))
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return
-    keyed: builtins.list[tuple[str, str, bool]] = []
-    for entry in entries:
-        if "%" not in entry.name:
-            if entry.is_dir(follow_symlinks=False):
-                keyed.append((dir_key + entry.name + "/", entry.path, True))
-        elif entry.name.endswith(_DATA) and "%" not in entry.name[: -len(_DATA)]:
-            keyed.append((dir_key + entry.name[: -len(_DATA)], entry.path, False))
-    keyed.sort()
-    for key, path, is_dir in keyed:
-        if rng.end is not None and key >= rng.end:
-            return  # every later key, and every name below a later directory, is >= end as well
-        if is_dir:
-            if rng.may_contain(key):
-                yield from _walk(Path(path), key, rng)
-        elif rng.matches(key):
-            yield key, path
+        return None
+    return _generation(st) if stat.S_ISREG(st.st_mode) else None
+
+
+_LEGACY_HEADER = struct.Struct(">4sQ")
+_LEGACY_MAGIC = b"SVO1"
+
+
+def upgrade_legacy_layout(root: Path) -> int:
+    """Rewrite the objects of the first layout (``name%o`` files behind a 12-byte header) as plain files.
+
+    Data written by an earlier Servo stays readable instead of looking lost. Run it only while no other
+    process uses ``root`` (``servo dev`` holds its data-directory lock). A crash midway is harmless: the
+    legacy file goes only after its plain copy is written, and copying it again gives the same bytes.
+
+    Returns:
+        How many objects were upgraded.
+    """
+    store = LocalFileStore(root)
+    upgraded = 0
+    for path in sorted(root.rglob("*%*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == SIDE_TREE or not path.is_file():
+            continue
+        stem, _, suffix = path.name.rpartition("%")
+        if suffix == "o":
+            raw = path.read_bytes()
+            if len(raw) < _LEGACY_HEADER.size or raw[:4] != _LEGACY_MAGIC:
+                continue  # not a file of ours: leave it alone
+            name = "/".join((*relative.parts[:-1], stem))
+            # The new generation (now, in µs) is above every counter of the first layout.
+            store.put(name, raw[_LEGACY_HEADER.size :], if_generation_match=None)
+            upgraded += 1
+        elif suffix != "l" and not suffix.startswith("t"):
+            continue
+        path.unlink()  # the upgraded object, or a lock or temp file of the first layout
+    return upgraded

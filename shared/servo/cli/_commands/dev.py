@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,28 @@ def _project(project: Path | None) -> tuple[Path, dict[str, Any]]:
     return found, read_config_file(config_file) if config_file else {}
 
 
+@contextmanager
+def console_logging(*, verbose: bool) -> Iterator[None]:
+    """The local stack's log lines on stderr, each stamped ``HH:MM:SS`` so a delivery failure or a
+    sweep's verdict can be matched with `servo status`; warnings only unless --verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    werkzeug = logging.getLogger("werkzeug")
+    saved = (root.level, werkzeug.level)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # One access-log line per callback drowns what matters; --verbose brings them back.
+        werkzeug.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        werkzeug.setLevel(saved[1])
+
+
 def _dev_setting(table: dict[str, Any], key: str, kind: type) -> Any:
     value = table.get("dev", {}).get(key)
     if value is not None and not isinstance(value, kind):
@@ -33,7 +58,12 @@ def _dev_setting(table: dict[str, Any], key: str, kind: type) -> Any:
 
 
 @click.command("dev")
-@click.option("--port", type=click.IntRange(0, 65535), help="API port (default 8080; 0 picks a free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    envvar="SERVO_DEV_PORT",
+    help="API port [env SERVO_DEV_PORT] (default: servo.toml dev.port, else 8080; 0 picks a free one).",
+)
 @click.option(
     "--data",
     "data_dir",
@@ -87,14 +117,12 @@ def dev_command(
     """  # fmt: skip
     from servo.dev.cli_dev import DevOptions, run_dev
 
-    if not state.verbose:
-        # One access-log line per callback drowns what matters; --verbose brings them back.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     root, config = _project(project)
     if not (root / "assets").is_dir() and not (root / "src" / "assets").is_dir():
         state.err.print(f"[yellow]warning:[/yellow] no assets/ folder in {root}; the worker serves nothing")
     chosen_port = port if port is not None else (_dev_setting(config, "port", int) or 8080)
-    data = data_dir or Path(_dev_setting(config, "data", str) or root / ".servo-dev" / "data")
+    # servo.toml's dev.data is relative to the project, not to wherever `servo dev` was started.
+    data = data_dir or root / (_dev_setting(config, "data", str) or Path(".servo-dev") / "data")
     options = DevOptions(
         project_dir=root,
         data_dir=data.resolve(),
@@ -111,7 +139,8 @@ def dev_command(
                 state.err.print(f"[dim]export SERVO_API_URL={api_url}[/dim]")
 
     try:
-        run_dev(options, emulators=emulators, announce=announce)
+        with console_logging(verbose=state.verbose):
+            run_dev(options, emulators=emulators, announce=announce)
     except OSError as exc:
         raise CliError(f"cannot start the local stack on port {chosen_port}: {exc.strerror or exc}") from None
     state.err.print("[dim]stopped[/dim]")

@@ -13,6 +13,7 @@ import click
 from servo.cli._app import State, api_options, client_from
 from servo.cli._client import TERMINAL_RUN_STATES, ApiClient, ApiError
 from servo.cli._commands.runs import get_run_eventually
+from servo.cli._complete import complete_run_ids
 
 # Each log object in a page starts with this header line (services.runs.run_logs).
 _HEADER = re.compile(r"^--- (logs/\S+) ---$", re.MULTILINE)
@@ -69,7 +70,7 @@ def _poll(client: ApiClient, run_id: str, task: str | None, printer: _Printer) -
 
 
 @click.command("logs")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_ids)
 @click.option(
     "-t", "--task", "task", metavar="KEY", help="Only this task's logs (its task key, e.g. demo.a)."
 )

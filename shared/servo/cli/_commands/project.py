@@ -51,12 +51,20 @@ def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
     root = config.require_project()
     from servo import sdk
 
+    # Every problem at once: an import failure in one file does not hide a bad graph in another.
+    found = sdk.discover_assets(root)
+    problems = [str(p) for p in found.problems]
+    definitions = found.definitions()
+    if definitions:
+        try:
+            sdk.validate_assets(definitions)
+        except sdk.ManifestValidationError as exc:
+            problems.extend(str(p) for p in exc.details.get("problems") or [exc.message])
+    if problems:
+        raise CliError("\n".join(problems))
+    if not definitions:
+        raise CliError(f"no assets found in {root}", hint="define @asset functions under assets/")
     try:
-        found = sdk.discover_assets(root, strict=True)
-        definitions = found.definitions()
-        if not definitions:
-            raise CliError(f"no assets found in {root}", hint="define @asset functions under assets/")
-        sdk.validate_assets(definitions)
         keys = [str(d.key) for d in definitions]
         ids = sdk.assign_asset_ids(keys, sdk.load_asset_ids(root))
         now_ms = time.time_ns() // 1_000_000

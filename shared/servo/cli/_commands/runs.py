@@ -12,10 +12,13 @@ from rich.live import Live
 
 from servo.cli._app import State, api_options, client_from
 from servo.cli._client import TERMINAL_RUN_STATES, ApiClient, ApiError
+from servo.cli._complete import complete_asset_keys, complete_run_ids
 from servo.cli._errors import CliError
-from servo.cli._render import run_detail, runs_table, state_text
+from servo.cli._render import local_datetime, run_detail, runs_table, state_text
 
 POLL_INTERVAL_S = 0.5
+UNSUCCESSFUL_RUN_STATES = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
+MAX_RUN_KEY_RETRIES = 100
 VISIBILITY_GRACE_S = 30.0
 
 
@@ -61,7 +64,9 @@ def partition_key(client: ApiClient, selection: Sequence[str], values: Mapping[s
     keys = [canonical_asset_key(s) for s in selection]
     unknown = sorted(k for k in keys if k not in assets)
     if unknown:
-        raise CliError(f"unknown asset keys: {', '.join(unknown)}")
+        from servo.core.planner import unknown_keys_message
+
+        raise CliError(unknown_keys_message(unknown, assets))
     partitioning = assets[keys[0]].get("partitioning") or {}
     dimensions = partitioning.get("dimensions") or []
     if not dimensions:
@@ -101,7 +106,7 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
 
 
 @click.command("run")
-@click.argument("assets", nargs=-1, required=True, metavar="ASSET...")
+@click.argument("assets", nargs=-1, required=True, metavar="ASSET...", shell_complete=complete_asset_keys)
 @click.option("--include-upstream", is_flag=True, help="Also run everything the selection depends on.")
 @click.option("--include-downstream", is_flag=True, help="Also run everything that depends on the selection.")
 @click.option(
@@ -113,6 +118,11 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
     help="Partition dimension value, typed by the asset's dimension (repeatable).",
 )
 @click.option("--run-key", metavar="KEY", help="Idempotency key: the same key returns the same run.")
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="When the run key's run ended FAILED, CANCELLED or TIMED_OUT, run again under KEY#2 (then #3...).",
+)
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Run label (repeatable).")
 @click.option(
     "--timeout",
@@ -123,6 +133,9 @@ def wait_for_run(client: ApiClient, state: State, run_id: str, *, live: bool) ->
 )
 @click.option("--wait", is_flag=True, help="Wait for the run to finish; exit 1 unless it SUCCEEDED.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print the run id only (for scripts: RUN=$(servo run -q ...))."
+)
 @api_options
 @click.pass_obj
 def run_command(
@@ -132,6 +145,7 @@ def run_command(
     labels: tuple[str, ...],
     as_json: bool,
     wait: bool,
+    quiet: bool,
     **kwargs: Any,
 ) -> None:
     """Trigger a run of ASSET... (keys like ns.name); only the named assets run unless widened.
@@ -158,17 +172,25 @@ def run_command(
         body["labels"] = label_map
     if kwargs["timeout"]:
         body["timeoutSeconds"] = kwargs["timeout"]
-    try:
-        created = client.trigger(body)
-    except ApiError as exc:
-        # The API speaks of its body field; the user typed flags.
-        raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
+    if kwargs["retry_failed"] and not kwargs["run_key"]:
+        raise CliError("--retry-failed needs --run-key", hint="without a run key every run is a new one")
+    created = _trigger(client, body)
+    key = kwargs["run_key"]
+    if kwargs["retry_failed"]:
+        created, key = _past_unsuccessful(client, body, created)
     run_id = str(created["runId"])
+    if quiet:
+        click.echo(run_id)
+        if wait:
+            _require_success(wait_for_run(client, state, run_id, live=False))
+        return
     if not as_json:
         verb = "Created run" if created.get("created", True) else "Existing run (run key matched)"
         line = state.out
         line.print(f"{verb} [bold]{run_id}[/bold] (plan {created.get('planId')}) ", end="")
         line.print(state_text(str(created.get("state"))))
+        if key != kwargs["run_key"]:
+            line.print(f"[dim]Run key {key}: the runs of the earlier keys ended without success.[/dim]")
     if not wait:
         if as_json:
             print_json(created)
@@ -180,12 +202,65 @@ def run_command(
         print_json(final)
     else:
         state.out.print(run_detail(final))
-    if final.get("state") != "SUCCEEDED":
-        raise CliError(f"run {run_id} ended {final.get('state')}", hint=f"see `servo logs {run_id}`")
+    _require_success(final)
+
+
+def _trigger(client: ApiClient, body: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return client.trigger(body)
+    except ApiError as exc:
+        if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
+            holder = exc.details.get("existingRunId")
+            since = local_datetime(exc.details.get("existingCreatedAt"))
+            raise CliError(
+                f"run key '{body.get('runKey')}' is held by run {holder} (created {since}) "
+                "for other assets, partition or labels",
+                hint=f"see it with `servo status {holder}`, or pick another --run-key",
+            ) from None
+        # The API speaks of its body field; the user typed flags.
+        raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
+
+
+def _past_unsuccessful(
+    client: ApiClient, body: Mapping[str, Any], answer: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """--retry-failed: while the key's run ended without success, try the key's next retry, ``KEY#2``,
+    ``KEY#3``... Each retry key is itself idempotent, so a script re-run after a failure starts one
+    new run, and re-run again answers with that run until it too has failed."""
+    base = key = str(body["runKey"])
+    for number in range(2, MAX_RUN_KEY_RETRIES + 2):
+        if answer.get("created", True) or answer.get("state") not in UNSUCCESSFUL_RUN_STATES:
+            return answer, key
+        key = f"{base}#{number}"
+        answer = _trigger(client, {**body, "runKey": key})
+    raise CliError(
+        f"run key '{base}' has failed {MAX_RUN_KEY_RETRIES + 1} times", hint="pick another --run-key"
+    )
+
+
+def _require_success(run: Mapping[str, Any]) -> None:
+    if run.get("state") != "SUCCEEDED":
+        run_id = run.get("runId")
+        raise CliError(f"run {run_id} ended {run.get('state')}", hint=f"see `servo logs {run_id}`")
+
+
+def _details(client: ApiClient, runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """GetRun of each listed run, concurrently: a list row has no assets or partition of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run_id: str) -> dict[str, Any] | None:
+        try:
+            return client.get_run(run_id)
+        except ApiError:
+            return None  # e.g. not yet visible: the row still shows what the list knows
+
+    ids = [str(run.get("runId")) for run in runs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(ids, pool.map(one, ids), strict=True))
 
 
 @click.command("status")
-@click.argument("run_id", required=False)
+@click.argument("run_id", required=False, shell_complete=complete_run_ids)
 @click.option("--watch", is_flag=True, help="Refresh live until the run is finished.")
 @click.option(
     "-n",
@@ -235,7 +310,7 @@ def status_command(
         elif not listing.get("runs"):
             state.out.print("No runs yet. Start one with `servo run ASSET`.")
         else:
-            state.out.print(runs_table(listing["runs"]))
+            state.out.print(runs_table(listing["runs"], _details(client, listing["runs"])))
         return
     run = wait_for_run(client, state, run_id, live=not as_json) if watch else client.get_run(run_id)
     if as_json:
@@ -245,7 +320,7 @@ def status_command(
 
 
 @click.command("cancel")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_ids)
 @click.option("--reason", help="Why the run is cancelled (recorded in the ledger).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
 @api_options
