@@ -8,8 +8,8 @@ import re
 import functions_framework
 from cloudevents.http import CloudEvent
 from servo.http.app import HandlerFailed, install_cloudevent_errors_in_current_app
-from servo.http.jsonlog import log_fields
 from servo.http.runtime import function_context
+from servo.jsonlog import log_fields
 from servo.services.orchestrate import compact_and_act
 from servo.services.timers import SWEEP_LOOKBACK_MS
 

@@ -28,7 +28,7 @@ import requests
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from servo.dev.embedded import EmbeddedStack
-from servo.http.tokens import issue_task_token
+from servo.tokens import issue_task_token
 
 from tests.conformance.conftest import MAX_EXAMPLES, SEED, TALLY
 from tests.functions.test_deploy_function import asset, manifest

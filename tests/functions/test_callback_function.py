@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 from servo.http.runtime import override_context
-from servo.http.tokens import issue_task_token
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.runs import load_run
 from servo.services.trigger import trigger_run
+from servo.tokens import issue_task_token
 
 from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import FakeClock, RecordingQueue, make_context

@@ -9,7 +9,7 @@ import hashlib
 import jwt
 import pytest
 from servo.core.errors import Unauthorized
-from servo.http.tokens import issue_task_token, key_id, verify_task_token
+from servo.tokens import issue_task_token, key_id, verify_task_token
 
 from tests.http.test_tokens import NOW, SCOPE
 

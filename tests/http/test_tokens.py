@@ -9,7 +9,7 @@ import json
 import jwt
 import pytest
 from servo.core.errors import InvalidInput, Unauthorized
-from servo.http.tokens import (
+from servo.tokens import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
     TaskTokenClaims,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from servo.http.tokens import TTL_SLACK_S, verify_task_token
 from servo.sdk._asset import MAX_TIMEOUT_SECONDS
 from servo.services.manifests import deploy_manifest
 from servo.services.trigger import trigger_run
+from servo.tokens import TTL_SLACK_S, verify_task_token
 
 from tests.functions.test_deploy_function import asset, manifest
 from tests.support.context import make_context

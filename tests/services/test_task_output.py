@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servo.core.errors import NotFound
-from servo.http.responses import CallbackRejected
+from servo.core.errors import CallbackRejected, NotFound
 from servo.services.callbacks import task_completed, task_heartbeat, task_started, upload_logs
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest

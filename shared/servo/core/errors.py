@@ -20,6 +20,7 @@
     ├── PayloadTooLarge             code PAYLOAD_TOO_LARGE, 413: a body above MAX_REQUEST_BYTES
     ├── UnsupportedMediaType        code UNSUPPORTED_MEDIA_TYPE, 415: a local POST that is not JSON
     ├── Unavailable                 code UNAVAILABLE, 503: the store cannot take writes (disk full)
+    ├── CallbackRejected            a worker callback refused; answered in the worker-protocol shape
     └── InvalidTransition           a state-machine move the tables do not allow (a bug or a stale fact)
 
 Errors carry data (``details``) rather than being parsed from messages; the HTTP edge maps
@@ -144,3 +145,18 @@ class InvalidTransition(ServoError):
         self.entity = entity
         self.from_state = from_state
         self.to_state = to_state
+
+
+class CallbackRejected(ServoError):
+    """A callback refused with the worker-protocol error body (``error`` is the snake_case reason)."""
+
+    def __init__(self, status: int, error: str, message: str, **fields: Any) -> None:
+        super().__init__(message, details={k: v for k, v in fields.items() if v is not None})
+        self.http_status = status
+        self.error = error
+        self.code = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 410: "GONE"}.get(
+            status, "CONFLICT"
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "message": self.message, **self.details}

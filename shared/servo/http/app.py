@@ -19,6 +19,7 @@ from flask import Flask, Request, Response
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.wrappers import Request as BaseRequest
 
+from servo import jsonlog
 from servo.core.canonical_json import loads_strict
 from servo.core.errors import (
     InvalidInput,
@@ -29,7 +30,7 @@ from servo.core.errors import (
     Unavailable,
 )
 from servo.core.ids import validate_scope_id, validate_tenant_id
-from servo.http import jsonlog, routes
+from servo.http import routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
 from servo.settings import INTERNAL_CREDENTIAL_HEADER, Settings

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from servo.core.errors import InvalidInput
+from servo.core.errors import CallbackRejected, InvalidInput
 from servo.http.app import Call, Handler, Result, parse_json_object
-from servo.http.responses import CallbackRejected
 
 
 def _deploy(call: Call) -> Result:

@@ -10,22 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from servo.core.errors import ServoError
-
-
-class CallbackRejected(ServoError):
-    """A callback refused with the worker-protocol error body (``error`` is the snake_case reason)."""
-
-    def __init__(self, status: int, error: str, message: str, **fields: Any) -> None:
-        super().__init__(message, details={k: v for k, v in fields.items() if v is not None})
-        self.http_status = status
-        self.error = error
-        self.code = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 410: "GONE"}.get(
-            status, "CONFLICT"
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "message": self.message, **self.details}
+from servo.core.errors import CallbackRejected, ServoError
 
 
 def json_body(payload: Any) -> bytes:

@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from servo.http import jsonlog
+from servo import jsonlog
 from servo.services.context import ServiceContext
 from servo.settings import Settings
 

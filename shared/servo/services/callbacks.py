@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from servo.core.canonical_json import canonical_dumps
-from servo.core.errors import InvalidMessage, InvalidTaskId, Unauthorized
+from servo.core.errors import CallbackRejected, InvalidMessage, InvalidTaskId, Unauthorized
 from servo.core.events import TaskFinished, TaskHeartbeat, TaskStarted, make_event
 from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
@@ -23,12 +23,11 @@ from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedReque
 from servo.core.rows import RunRow, TaskRow
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
-from servo.http.responses import CallbackRejected
-from servo.http.tokens import TaskTokenClaims, verify_task_token
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.runs import load_run
 from servo.store import create_once
+from servo.tokens import TaskTokenClaims, verify_task_token
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
 # A streamed chunk is what a worker captured between two flushes; the worker sends far less.

@@ -32,12 +32,12 @@ from servo.core.keys import encode_task_id
 from servo.core.rows import TaskRow
 from servo.core.state import RunPartition
 from servo.core.timefmt import format_timestamp
-from servo.http.jsonlog import log_fields
-from servo.http.tokens import issue_task_token, min_ttl_for
+from servo.jsonlog import log_fields
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.upstream_outputs import outside_upstream_outputs
+from servo.tokens import issue_task_token, min_ttl_for
 
 logger = logging.getLogger("servo.effects")
 WORKER_ID = "servo-controller"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servo.core import controller as ctl
-from servo.http.jsonlog import log_fields
+from servo.jsonlog import log_fields
 from servo.services._flights import Flights
 from servo.services.context import ServiceContext
 

@@ -17,7 +17,7 @@ from servo.core import controller as ctl
 from servo.core.errors import InvalidInput, PreconditionFailed, ServoError
 from servo.core.events import TimerFired, make_event
 from servo.core.ids import INTERNAL_ROOT, parse_timer_id, validate_scope_id, validate_tenant_id
-from servo.http.jsonlog import log_fields
+from servo.jsonlog import log_fields
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
