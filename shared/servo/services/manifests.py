@@ -17,6 +17,7 @@ from servo.core.errors import Conflict, InvalidInput, NotFound, PreconditionFail
 from servo.core.keys import AssetKey, b64u_encode
 from servo.core.planner import AssetGraph, find_cycle
 from servo.core.timefmt import format_timestamp
+from servo.services import schedule_deploy
 from servo.services.context import ServiceContext
 
 INDEX = "manifests/_index.json"
@@ -145,6 +146,7 @@ def deploy_manifest(
     for name in ("manifestVersion", "codeVersionId"):
         _require(isinstance(body.get(name), str) and body[name] != "", f"{name} must be a non-empty string")
     specs = parse_assets(body)
+    schedules = schedule_deploy.parse_manifest_schedules(body, specs)
     fingerprint = _fingerprint(body)
     store = ctx.workspace_store(tenant_id, workspace_id)
 
@@ -157,7 +159,9 @@ def deploy_manifest(
         idem_name = f"manifests/idempotency/{b64u_encode(idempotency_key.encode())}.json"
         previous = store.get(idem_name)
         if previous is not None:
-            return _replay(loads_strict(previous.data), fingerprint, idempotency_key)
+            replayed = _replay(loads_strict(previous.data), fingerprint, idempotency_key)
+            schedule_deploy.complete_replayed_deploy(ctx, tenant_id, workspace_id, replayed[1]["manifestId"])
+            return replayed
 
     now = ctx.clock_ms()
     manifest_id = ctx.new_id()
@@ -170,7 +174,11 @@ def deploy_manifest(
         "deployedAt": format_timestamp(now),
     }
     stored = {"manifestId": manifest_id, "deployedAt": response["deployedAt"], "fingerprint": fingerprint}
-    store.create(f"manifests/{manifest_id}.json", canonical_bytes({**stored, "manifest": body}))
+    schedule_events = schedule_deploy.plan_schedule_events(
+        ctx, tenant_id, workspace_id, manifest_id, schedules
+    )
+    record = {**stored, "manifest": body, **schedule_deploy.schedule_record(schedule_events)}
+    store.create(f"manifests/{manifest_id}.json", canonical_bytes(record))
     if idem_name is not None:
         try:
             store.create(idem_name, canonical_bytes({"fingerprint": fingerprint, "response": response}))
@@ -180,6 +188,7 @@ def deploy_manifest(
             assert existing is not None
             return _replay(loads_strict(existing.data), fingerprint, idempotency_key or "")
     _point_current(ctx, tenant_id, workspace_id, manifest_id)
+    schedule_deploy.append_schedule_events(ctx, tenant_id, workspace_id, schedule_events)
     from servo.services.timers import register_workspace
 
     register_workspace(ctx, tenant_id, workspace_id)
