@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servo.core.canonical_json import loads_strict
@@ -47,6 +47,9 @@ class TriggerRequest:
     labels: Mapping[str, str]
     timeout_seconds: int | None
     traceparent: str | None
+    # What made the run (RunTriggered.trigger); None is a person's TriggerRun. Automation passes its
+    # source here (e.g. ``{type: cron, schedule_id, tick_id}``) so a repaired run keeps it.
+    trigger: Mapping[str, Any] | None = None
 
 
 def _bool(body: Mapping[str, Any], name: str) -> bool:
@@ -251,7 +254,7 @@ def _run_events(
         RunTriggered(
             run_id=ids.run_id,
             plan_id=ids.plan_id,
-            trigger={"type": "manual", "user_id": "api"},
+            trigger=dict(request.trigger) if request.trigger else {"type": "manual", "user_id": "api"},
             root_assets=tuple(the_plan.root_assets),
             run_key=request.run_key,
             labels=dict(request.labels) or None,
@@ -283,8 +286,11 @@ def trigger_run(
     *,
     idempotency_key: str | None = None,
     traceparent: str | None = None,
+    trigger: Mapping[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     request = parse_trigger_request(body, idempotency_key, traceparent)
+    if trigger is not None:
+        request = replace(request, trigger=trigger)
     store = ctx.workspace_store(tenant_id, workspace_id)
     # The cheap check first: an existing reservation answers without touching the manifest.
     if request.run_key is not None:
