@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers")
+EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers", "automation")
 
 
 def function_folders() -> list[str]:

@@ -10,7 +10,7 @@ locals {
   labels         = merge(var.labels, { app = "servo" })
 
   # Every function of design §2. A folder without an artifact fails the plan here (not at deploy).
-  api_functions = ["deploy", "trigger", "runs", "cancel", "callback"]
+  api_functions = ["deploy", "trigger", "runs", "cancel", "callback", "automation"]
   functions     = concat(local.api_functions, ["timers", "compactor"])
   missing       = [for fn in local.functions : fn if !contains(keys(local.artifacts), fn)]
 
@@ -56,6 +56,9 @@ locals {
     callback  = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id }
     compactor = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id, SERVO_DISPATCH_SECRET = google_secret_manager_secret.dispatch.secret_id }
     timers    = { SERVO_TOKEN_SECRET = google_secret_manager_secret.task_token.secret_id, SERVO_DISPATCH_SECRET = google_secret_manager_secret.dispatch.secret_id }
+
+    # Schedules: reads and writes the ledger and run_keys/ like trigger; no secret yet.
+    automation = {}
   }
 
   # Functions that enqueue Cloud Tasks (dispatch envelopes and timers) and so act as the tasks SA.
