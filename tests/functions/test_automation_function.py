@@ -13,6 +13,7 @@ from servo.http.runtime import override_context
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.schedule_sweep import sweep_schedules
+from servo.services.trigger import trigger_run
 
 from tests.support.context import T0, FakeClock, make_context
 
@@ -121,3 +122,13 @@ def test_a_removed_schedule_cannot_be_enabled(env: tuple[Any, ServiceContext, Fa
     deploy(ctx)
     answer = client.post(f"{BASE}/every/enable")
     assert answer.status_code == 409 and answer.get_json()["details"]["conflictType"] == "DEFINITION_REMOVED"
+
+
+def test_reading_a_workspace_without_schedules_writes_nothing(
+    env: tuple[Any, ServiceContext, FakeClock],
+) -> None:
+    client, ctx, _ = env
+    deploy(ctx)
+    trigger_run(ctx, "default", "prod", {"selection": ["ns.a"]})
+    assert client.get(BASE).get_json() == {"schedules": []}
+    assert list(ctx.workspace_store("default", "prod").list("automation/")) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from servo.services.ledger import append_events
 from servo.services.manifests import deploy_manifest
 from servo.services.schedule_projection import rebuild_schedules, refresh_schedules
 from servo.services.schedule_sweep import sweep_schedules
+from servo.services.trigger import trigger_run
+from servo.store.counting import CountingStore
 
 from tests.support.context import T0, FakeClock, make_context
 
@@ -176,3 +179,29 @@ def test_the_live_schedule_tables_equal_a_rebuild_after_sweeps(env: tuple[Servic
     store = ctx.workspace_store(T, W)
     rebuilt = rebuild_schedules(read_events(store, [m.name for m in store.list("ledger/")], T, W).events)
     assert (live.schedules, live.ticks, live.requests) == (rebuilt.schedules, rebuilt.ticks, rebuilt.requests)
+
+
+def test_a_workspace_that_never_had_a_schedule_costs_the_sweep_one_read(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx)  # assets only
+    counting = CountingStore(ctx.store)
+    clock.now_ms = T0 + 30_000
+    assert sweep_schedules(replace(ctx, store=counting), T, W) == {"ticks": 0, "runRequests": 0}
+    done = counting.snapshot()
+    assert (done.reads, done.lists, done.writes) == (1, 0, 0)
+    assert list(ctx.workspace_store(T, W).list("automation/")) == []
+
+
+def test_a_first_schedule_deploy_reads_the_recent_ledger_only(env: tuple[ServiceContext, FakeClock]) -> None:
+    ctx, clock = env
+    deploy(ctx)
+    for _ in range(10):
+        trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    clock.now_ms = T0 + 60 * MINUTE  # those runs' ledger objects lie an hour back
+    counting = CountingStore(ctx.store)
+    deploy(replace(ctx, store=counting), minutely(), code="cv2")
+    ledger_reads = counting.snapshot().reads
+    assert schedules.get_schedule(ctx, T, W, "every")["definitionVersion"] == 1
+    assert ledger_reads < 12  # manifest, index, head, and the deploy's own objects: not the old ledger

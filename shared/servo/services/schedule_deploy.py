@@ -24,7 +24,7 @@ from servo.core.events import (
 from servo.core.schedules import ScheduleSpec, parse_schedule
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
-from servo.services.schedule_projection import refresh_schedules
+from servo.services.schedule_projection import has_schedule_state, refresh_schedules
 
 RECORD_FIELD = "scheduleEvents"
 
@@ -63,6 +63,8 @@ def plan_schedule_events(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str, specs: Sequence[ScheduleSpec]
 ) -> list[Event]:
     """Upserts for new, changed or re-added definitions and removals for dropped ones; none if equal (S1)."""
+    if not specs and not has_schedule_state(ctx, tenant_id, workspace_id):
+        return []  # no schedule now or ever: nothing to add or remove
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     now = ctx.clock_ms()
     data: list[Any] = []

@@ -66,6 +66,11 @@ def _read_state(ctx: ServiceContext, store: ObjectStore, head: _Head) -> Schedul
     return state
 
 
+def has_schedule_state(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
+    """Whether this workspace ever recorded a schedule event (one read: its head)."""
+    return ctx.workspace_store(tenant_id, workspace_id).get(HEAD) is not None
+
+
 def load_schedule_state(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> ScheduleState:
     """The published schedule tables (possibly behind the ledger by what no writer refreshed yet)."""
     store = ctx.workspace_store(tenant_id, workspace_id)
@@ -103,12 +108,17 @@ def refresh_schedules(
     hint = list(hint)
     for _ in range(_CAS_RETRIES):
         head = _load_head(store)
-        names, _bad = ledger.candidate_names(store, head.watermark, head.recent, hint, lookback_ms)
+        # Without a head no schedule event was ever published: the first one is written by a deploy
+        # that hands its names over, so only the recent ledger is looked at, never the whole history.
+        start = head.watermark or ledger.ulid_floor(ctx.clock_ms()) + "0" * 16
+        names, _bad = ledger.candidate_names(store, start, head.recent, hint, lookback_ms)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
         state = _read_state(ctx, store, head)
         if not found.seen_ids:
             return state
         new_state = fold_schedules(state, found.events)
+        if head.generation == 0 and not (new_state.schedules or new_state.ticks or new_state.requests):
+            return new_state  # a read of a workspace without schedules leaves nothing behind
         watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
         body = {
             "watermark": watermark,

@@ -20,7 +20,7 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.manifests import load_current_manifest
 from servo.services.run_requests import submit_pending_ticks
-from servo.services.schedule_projection import refresh_schedules
+from servo.services.schedule_projection import has_schedule_state, refresh_schedules
 
 
 def _request_json(decision: TickDecision) -> dict[str, Any] | None:
@@ -88,6 +88,8 @@ def _row_ticks(
 
 def sweep_schedules(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, int]:
     """Tick every due schedule of one workspace and submit pending run requests (ticks, requests)."""
+    if not has_schedule_state(ctx, tenant_id, workspace_id):
+        return {"ticks": 0, "runRequests": 0}  # never had a schedule: one read, nothing at rest
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     manifest = load_current_manifest(ctx, tenant_id, workspace_id)
     dimensions_of = {k: list(a.dimensions) for k, a in (manifest.assets.items() if manifest else ())}
