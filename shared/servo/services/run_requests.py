@@ -13,8 +13,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from servo.core.canonical_json import loads_strict
 from servo.core.errors import Conflict, InvalidInput
-from servo.core.events import Event, RunRequestResolved, make_event
+from servo.core.events import (
+    Event,
+    RunRequestResolved,
+    RunTriggered,
+    decode_event,
+    ledger_object_name,
+    make_event,
+)
+from servo.core.ids import run_key_object_name
 from servo.core.schedule_fold import ScheduleState, ScheduleTickRow
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
@@ -61,10 +70,27 @@ def resolve_run_request(
         return RunRequestResolved(
             request_id, "REJECTED", run_key, request_fingerprint=fingerprint, message=exc.message
         )
-    outcome = "CREATED" if status == 201 else "EXISTING"
+    created = status == 201 or _reserved_for(ctx, tenant_id, workspace_id, run_key, trigger)
+    outcome = "CREATED" if created else "EXISTING"
     return RunRequestResolved(
         request_id, outcome, run_key, run_id=answer["runId"], request_fingerprint=fingerprint
     )
+
+
+def _reserved_for(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_key: str, trigger: Mapping[str, Any]
+) -> bool:
+    """Whether the run under ``run_key`` was made for this very source (a retry after a crash that
+    followed the reservation): its RunTriggered carries our trigger, so the request CREATED it (R4)."""
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    reservation = store.get(run_key_object_name(run_key))
+    if reservation is None:
+        return False
+    event = store.get(ledger_object_name(loads_strict(reservation.data)["eventId"]))
+    if event is None:
+        return False
+    data = decode_event(event.data).data
+    return isinstance(data, RunTriggered) and data.trigger == dict(trigger)
 
 
 def tick_request(tick: ScheduleTickRow) -> dict[str, Any]:

@@ -106,10 +106,11 @@ def sweep_schedules(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> d
         )
         for t in ticked
     ]
-    if events:
-        state = refresh_schedules(
-            ctx, tenant_id, workspace_id, append_events(ctx, tenant_id, workspace_id, events)
-        )
+    # One at a time, oldest first: a crash leaves a prefix written, and the next sweep, starting after the
+    # newest recorded tick, owes exactly the rest (a batch written concurrently could lose a tick).
+    names = [name for event in events for name in append_events(ctx, tenant_id, workspace_id, [event])]
+    if names:
+        state = refresh_schedules(ctx, tenant_id, workspace_id, names)
     resolved = submit_pending_ticks(ctx, tenant_id, workspace_id, state)
     if resolved:
         refresh_schedules(ctx, tenant_id, workspace_id, resolved)
