@@ -79,3 +79,19 @@ def test_a_crash_at_any_sweep_write_converges_to_one_tick_and_one_run_per_instan
         ], (when, nth)
         tick_runs = sorted(t["runId"] for t in schedules.list_ticks(ctx, T, W, "every", {})["ticks"])
         assert runs == tick_runs, (when, nth)  # one run per tick, each named by its tick
+
+
+def test_concurrent_sweeps_record_each_tick_once_and_start_one_run_per_tick(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx, _, _ = _world(tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(sweep_schedules, ctx, T, W) for _ in range(4)]:
+            with contextlib.suppress(Exception):  # a lost projection race is retried by the next sweep
+                future.result()
+    sweep_schedules(ctx, T, W)
+    ticks, runs = _outcome(ctx)
+    assert [t[:2] for t in ticks] == [("every:1800000060", "TRIGGERED"), ("every:1800000000", "TRIGGERED")]
+    assert {t[2] for t in ticks} == {"CREATED"}  # a losing submitter finds its own reservation
+    tick_runs = sorted(t["runId"] for t in schedules.list_ticks(ctx, T, W, "every", {})["ticks"])
+    assert runs == tick_runs

@@ -205,3 +205,28 @@ def test_a_first_schedule_deploy_reads_the_recent_ledger_only(env: tuple[Service
     ledger_reads = counting.snapshot().reads
     assert schedules.get_schedule(ctx, T, W, "every")["definitionVersion"] == 1
     assert ledger_reads < 12  # manifest, index, head, and the deploy's own objects: not the old ledger
+
+
+def test_S8_after_a_48_hour_outage_the_earliest_tick_is_inside_the_window(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely(cron="*/10 * * * *", catchupWindowMinutes=60, maxCatchupTicks=1000))
+    clock.now_ms = T0 + 48 * 60 * MINUTE
+    sweep_schedules(ctx, T, W)
+    fired = [t["scheduledFor"] for t in ticks(ctx)]
+    assert len(fired) == 6 and min(fired) == "2027-01-17T07:10:00Z"  # > now - 60 min, never older
+    assert len(events_of(ctx, RunTriggered)) == 6
+
+
+def test_S16_a_daily_schedule_with_partition_previous_runs_yesterdays_partition(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely(cron="0 1 * * *", partition="previous"), partitioned=True)
+    clock.now_ms = T0 + 17 * 60 * MINUTE + 30_000  # 2027-01-16T01:00:30Z
+    sweep_schedules(ctx, T, W)
+    (tick,) = ticks(ctx)
+    assert tick["scheduledFor"] == "2027-01-16T01:00:00Z" and tick["partitionKey"] == "date=d:2027-01-15"
+    (plan,) = events_of(ctx, PlanCreated)
+    assert {t.partition_key for t in plan.tasks} == {"date=d:2027-01-15"}
