@@ -32,8 +32,8 @@ def every_minute():
 FIRE_DEADLINE_S = 90.0
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["embedded", "emulators"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("schedules")
     project = root / "project"
     shutil.copytree(REPO / "examples" / "quickstart", project, ignore=shutil.ignore_patterns(".servo*"))
@@ -45,11 +45,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log = (root / "dev.err").open("w")
     proc = subprocess.Popen(
         [SERVO, "dev", "--port", str(port), "--data", str(data_dir), "--project", str(project),
-         "--sweep-interval", "1"],
+         "--sweep-interval", "1", *(["--emulators"] if request.param == "emulators" else [])],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     try:
-        yield Stack(_read_ready_line(proc, 60), data_dir, project, env, "embedded")
+        storage: list[str] = []
+        yield Stack(
+            _read_ready_line(proc, 60, storage), data_dir, project, env, request.param, storage=storage
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
