@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 from servo.core.canonical_json import canonical_bytes
-from servo.core.events import PlanCreated, RunTriggered, ScheduleTicked, make_event
+from servo.core.events import (
+    PlanCreated,
+    RunTriggered,
+    ScheduleDefinitionUpserted,
+    ScheduleTicked,
+    make_event,
+)
 from servo.services import schedules
 from servo.services._compaction_ledger import read_events
 from servo.services.context import ServiceContext
@@ -230,3 +236,24 @@ def test_S16_a_daily_schedule_with_partition_previous_runs_yesterdays_partition(
     assert tick["scheduledFor"] == "2027-01-16T01:00:00Z" and tick["partitionKey"] == "date=d:2027-01-15"
     (plan,) = events_of(ctx, PlanCreated)
     assert {t.partition_key for t in plan.tasks} == {"date=d:2027-01-15"}
+
+
+def test_S10_a_stored_definition_this_runtime_cannot_evaluate_fails_once_per_version(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely())
+    broken = {**minutely(), "timezone": "Mars/Olympus_Mons"}  # e.g. a zone missing from this tzdata
+    upsert = ScheduleDefinitionUpserted("every", "m-broken", broken, "sha256:broken", 2)
+    append_events(
+        ctx,
+        T,
+        W,
+        [make_event(upsert, event_id=ctx.new_id(), timestamp_ms=clock.now_ms, tenant_id=T, workspace_id=W)],
+    )
+    for step in (1, 2, 3):
+        clock.now_ms = T0 + step * MINUTE
+        sweep_schedules(ctx, T, W)
+    (tick,) = ticks(ctx)
+    assert tick["status"] == "FAILED" and "timezone" in tick["reason"] and tick["definitionVersion"] == 2
+    assert events_of(ctx, RunTriggered) == []
