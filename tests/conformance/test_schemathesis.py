@@ -225,6 +225,8 @@ def _repair(case: Any, t: Target) -> None:
                     # Both ends partitioned alike, or this end not partitioned (the description).
                     asset["partitioning"] = seen[0]["partitioning"]
         body["assets"] = seen
+        # A schedule's cron, zone and targets are rules in words (its description): none is generated.
+        body["schedules"] = []
     if op == "triggerRun" and body is not None:
         case.path_parameters["ws"] = WS
         case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}

@@ -11,7 +11,7 @@ import pytest
 from tests.infra import _tf, _tfrun
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers")
+EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers", "automation")
 
 
 def function_folders() -> list[str]:

@@ -135,6 +135,12 @@ def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:
         for prefix in ("/v1", "/api/v1")
         for action in ("started", "heartbeat", "completed", "logs")
     }
+    schedule_routes = ("", "/{schedule_id}", "/{schedule_id}/enable", "/{schedule_id}/disable")
+    schedule_routes += ("/{schedule_id}/ticks", "/{schedule_id}/ticks/{tick_id}")
+    want |= {
+        ("POST" if tail.endswith("able") else "GET", f"/v1/workspaces/{{ws}}/schedules{tail}", "automation")
+        for tail in schedule_routes
+    }
     assert got == want
 
 

@@ -94,8 +94,21 @@ def _write_grants() -> dict[str, dict]:
     return _tf.blocks(CORE, "locals")["write_grants"]
 
 
+# Schedules (issue 18): definition, status and tick events, the sweep's runs, the schedule projection.
+SCHEDULE_WRITES = {
+    ("deploy", "ledger"),
+    ("deploy", "automation"),
+    ("automation", "ledger"),
+    ("automation", "automation"),
+    ("timers", "run_keys"),
+    ("timers", "automation"),
+}
+
+
 def test_writer_table_matches_design() -> None:
     writes = {(g["fn"], g["area"]) for g in _write_grants().values()}
+    assert writes >= SCHEDULE_WRITES
+    writes -= SCHEDULE_WRITES
     assert writes == {
         ("deploy", "manifests"),
         ("deploy", "_servo/workspaces"),
@@ -116,7 +129,7 @@ def test_only_the_compactor_can_write_state() -> None:
     assert [g["fn"] for g in state] == ["compactor"]
     # Append-only areas are create-only: no principal but the compactor/deploy may overwrite or delete.
     for grant in _write_grants().values():
-        if grant["area"] not in ("state", "manifests"):
+        if grant["area"] not in ("state", "manifests", "automation"):
             assert grant["role"] == "roles/storage.objectCreator", grant
 
 

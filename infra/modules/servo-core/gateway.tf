@@ -12,6 +12,7 @@ module "openapi" {
     runs_url        = local.function_urls["runs"]
     cancel_url      = local.function_urls["cancel"]
     callback_url    = local.function_urls["callback"]
+    automation_url  = local.function_urls["automation"]
     timers_url      = local.timers_url
     api_audience    = var.api_audience
     client_sa_email = google_service_account.api_client.email

@@ -35,6 +35,15 @@ locals {
     compactor_state  = { fn = "compactor", area = "state", role = "roles/storage.objectUser", scoped = true, suffix = "" }
     compactor_ledger = { fn = "compactor", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     timers_ledger    = { fn = "timers", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+
+    # Schedules (issue 18): deploy records definition events, automation status events, the sweep ticks
+    # and their runs; all three refresh the schedule projection (automation/, its head is swapped by CAS).
+    deploy_ledger        = { fn = "deploy", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    deploy_schedules     = { fn = "deploy", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+    automation_ledger    = { fn = "automation", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    automation_schedules = { fn = "automation", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+    timers_run_keys      = { fn = "timers", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    timers_schedules     = { fn = "timers", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
   }
 
   outside_state = "resource.name.extract(\"${local.object_prefix}/{scope}/state/\") == \"\""

@@ -9,7 +9,7 @@ locals {
   labels         = merge(var.labels, { app = "servo" })
 
   # Every function of design §2. A folder without an artifact fails the plan here (not at deploy).
-  api_functions = ["deploy", "trigger", "runs", "cancel", "callback"]
+  api_functions = ["deploy", "trigger", "runs", "cancel", "callback", "automation"]
   functions     = concat(local.api_functions, ["timers", "compactor"])
   missing       = [for fn in local.functions : fn if !contains(keys(local.artifacts), fn)]
 
@@ -69,6 +69,9 @@ locals {
     callback  = merge(local.token_key, local.previous_token_key)
     compactor = merge(local.token_key, local.dispatch_key)
     timers    = merge(local.token_key, local.dispatch_key)
+
+    # Schedules: reads and writes the ledger and run_keys/ like trigger; no secret yet.
+    automation = {}
   }
 
   # Functions that enqueue Cloud Tasks (dispatch envelopes and timers) and so act as the tasks SA.

@@ -96,6 +96,21 @@ class ApiClient:
                 return
             params["cursor"] = cursor
 
+    def list_schedules(self) -> dict[str, Any]:
+        return self._json("GET", "/schedules")
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/schedules/{schedule_id}")
+
+    def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> dict[str, Any]:
+        return self._json("POST", f"/schedules/{schedule_id}/{'enable' if enabled else 'disable'}", json={})
+
+    def schedule_ticks(self, schedule_id: str, limit: int, status: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._json("GET", f"/schedules/{schedule_id}/ticks", params=params)
+
 
 class ApiError(CliError):
     """The API refused a request; the message is the API's own."""

@@ -12,6 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from servo.core._automation_events import (
+    AUTOMATION_EVENT_TYPES,
+    RunRequestResolved,
+    ScheduleDefinitionRemoved,
+    ScheduleDefinitionUpserted,
+    ScheduleStatusChanged,
+    ScheduleTicked,
+)
 from servo.core._event_fields import (
     ERROR_CATEGORIES,
     OUTCOMES,
@@ -358,17 +366,19 @@ class UnknownEvent:
 EventData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
-    | TimerFired | UnknownEvent
+    | TimerFired | UnknownEvent | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved
+    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved
 )  # fmt: skip
 KnownData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
-    | TimerFired
+    | TimerFired | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved | ScheduleStatusChanged
+    | ScheduleTicked | RunRequestResolved
 )  # fmt: skip
 _KNOWN: tuple[type[KnownData], ...] = (
     RunTriggered, PlanCreated, RunCancelRequested, RunTimedOut, TaskStarted, TaskHeartbeat, TaskFinished,
     TaskOutputVisibilityChanged, DispatchRequested, DispatchEnqueued, TimerRequested, TimerEnqueued,
-    TimerFired,
+    TimerFired, *AUTOMATION_EVENT_TYPES,
 )  # fmt: skip
 
 
@@ -385,6 +395,8 @@ DATA_TYPES: Mapping[str, type[KnownData]] = {
 
 def event_run_id(data: EventData) -> str | None:
     """The run a payload belongs to: its run_id, or the run inside its dispatch_id / timer_id."""
+    if isinstance(data, AUTOMATION_EVENT_TYPES):
+        return None  # automation state, not a run's (a resolved request names its run as data)
     if isinstance(data, UnknownEvent):
         run = data.raw.get("run_id")
         return run if isinstance(run, str) and run else None

@@ -21,6 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from servo.core._automation_events import (
+    RunRequestResolved,
+    ScheduleDefinitionRemoved,
+    ScheduleDefinitionUpserted,
+    ScheduleStatusChanged,
+    ScheduleTicked,
+)
 from servo.core._event_fields import (
     ERROR_CATEGORIES,
     OUTCOMES,
@@ -73,8 +80,13 @@ __all__ = [
     "OutputVisibility",
     "PlanCreated",
     "RunCancelRequested",
+    "RunRequestResolved",
     "RunTimedOut",
     "RunTriggered",
+    "ScheduleDefinitionRemoved",
+    "ScheduleDefinitionUpserted",
+    "ScheduleStatusChanged",
+    "ScheduleTicked",
     "TaskFinished",
     "TaskHeartbeat",
     "TaskOutputVisibilityChanged",

@@ -94,6 +94,28 @@ def _fire(call: Call) -> Result:
     return 200, fire_timer(call.ctx, parse_json_object(call.body))
 
 
+def _schedules(operation: str) -> Handler:
+    def handler(call: Call) -> Result:
+        from servo.services import schedules
+
+        ws = call.params["ws"]
+        sid = call.params.get("schedule_id", "")
+        if operation in ("enableSchedule", "disableSchedule"):
+            if call.body.strip() and parse_json_object(call.body):
+                raise InvalidInput("enable and disable take no options: send {} or nothing")
+            enabled = operation == "enableSchedule"
+            return 200, schedules.set_schedule_enabled(call.ctx, call.tenant_id, ws, sid, enabled)
+        if operation == "listSchedules":
+            return 200, schedules.list_schedules(call.ctx, call.tenant_id, ws)
+        if operation == "getSchedule":
+            return 200, schedules.get_schedule(call.ctx, call.tenant_id, ws, sid)
+        if operation == "listScheduleTicks":
+            return 200, schedules.list_ticks(call.ctx, call.tenant_id, ws, sid, call.query)
+        return 200, schedules.get_tick(call.ctx, call.tenant_id, ws, sid, call.params["tick_id"])
+
+    return handler
+
+
 HANDLERS: dict[str, Handler] = {
     "deployManifest": _deploy,
     "getCurrentManifest": _current_manifest,
@@ -108,5 +130,16 @@ HANDLERS: dict[str, Handler] = {
         f"task{action.title()}{suffix}": _callback(action)
         for action in ("started", "heartbeat", "completed", "logs")
         for suffix in ("", "Compat")
+    },
+    **{
+        op: _schedules(op)
+        for op in (
+            "listSchedules",
+            "getSchedule",
+            "enableSchedule",
+            "disableSchedule",
+            "listScheduleTicks",
+            "getScheduleTick",
+        )
     },
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers")
+FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers", "automation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,15 @@ class Route:
 
 
 _CALLBACK_ACTIONS = ("started", "heartbeat", "completed", "logs")
+_SCHEDULE = "/v1/workspaces/{ws}/schedules"
+_SCHEDULE_ROUTES = (
+    Route("GET", _SCHEDULE, "automation", "listSchedules"),
+    Route("GET", f"{_SCHEDULE}/{{schedule_id}}", "automation", "getSchedule"),
+    Route("POST", f"{_SCHEDULE}/{{schedule_id}}/enable", "automation", "enableSchedule"),
+    Route("POST", f"{_SCHEDULE}/{{schedule_id}}/disable", "automation", "disableSchedule"),
+    Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks", "automation", "listScheduleTicks"),
+    Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks/{{tick_id}}", "automation", "getScheduleTick"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
@@ -43,6 +52,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("POST", "/v1/timers/sweep", "timers", "sweepTimers", internal=True),
     Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
+    *_SCHEDULE_ROUTES,
 )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from servo.sdk._asset import ASSET_ATTR, AssetDefinition, definition_of
 from servo.sdk._errors import DiscoveryError
+from servo.sdk._schedules import SCHEDULE_ATTR, ScheduleDefinition
 
 PRUNED_DIRS = frozenset(
     {
@@ -70,6 +71,7 @@ class DiscoveryResult(Mapping[str, Any]):
     assets: Mapping[str, Any]
     problems: tuple[DiscoveryProblem, ...] = ()
     modules: tuple[str, ...] = field(default=())
+    schedules: Mapping[str, ScheduleDefinition] = field(default_factory=lambda: MappingProxyType({}))
 
     def __getitem__(self, key: str) -> Any:
         return self.assets[key]
@@ -83,6 +85,10 @@ class DiscoveryResult(Mapping[str, Any]):
     def definitions(self) -> list[AssetDefinition]:
         """The definitions, sorted by key."""
         return [definition_of(self.assets[key]) for key in sorted(self.assets)]
+
+    def schedule_definitions(self) -> list[ScheduleDefinition]:
+        """The schedules (``@schedule`` functions and module-level ``ScheduleDefinition``s), sorted by id."""
+        return [self.schedules[sid] for sid in sorted(self.schedules)]
 
     def raise_for_problems(self) -> None:
         """Raise DiscoveryError listing up to 10 problems, if there are any."""
@@ -236,6 +242,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
     sys.path.insert(0, str(base))
     problems: list[DiscoveryProblem] = []
     found: dict[str, Any] = {}
+    schedules: dict[str, ScheduleDefinition] = {}
     modules: list[str] = []
     try:
         importer = _Importer(base)
@@ -253,6 +260,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
                 continue
             modules.append(name)
             _collect(module, found, problems)
+            _collect_schedules(module, schedules, problems)
     finally:
         sys.path[:] = saved_path
         # Only the project's own modules go: a library first imported by the project stays, since
@@ -266,6 +274,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
         assets=MappingProxyType(dict(sorted(found.items()))),
         problems=tuple(problems),
         modules=tuple(modules),
+        schedules=MappingProxyType(dict(sorted(schedules.items()))),
     )
     if strict:
         result.raise_for_problems()
@@ -290,5 +299,29 @@ def _collect(module: ModuleType, found: dict[str, Any], problems: list[Discovery
                     definition.code.file_path,
                     definition.code.line_number,
                     f"asset key {key} is already defined at {first}",
+                )
+            )
+
+
+def _collect_schedules(
+    module: ModuleType, found: dict[str, ScheduleDefinition], problems: list[DiscoveryProblem]
+) -> None:
+    """Schedules like assets: one id per project; the same object re-imported elsewhere counts once."""
+    for value in vars(module).values():
+        definition = value if isinstance(value, ScheduleDefinition) else getattr(value, SCHEDULE_ATTR, None)
+        if not isinstance(definition, ScheduleDefinition):
+            continue
+        if definition.code is not None and definition.code.module != module.__name__:
+            continue
+        other = found.setdefault(definition.id, definition)
+        if other is not definition:
+            where = definition.code or other.code
+            first = f" at {other.code}" if other.code else ""
+            problems.append(
+                DiscoveryProblem(
+                    "duplicate_schedule",
+                    where.file_path if where else str(module.__file__),
+                    where.line_number if where else None,
+                    f"schedule id {definition.id} is already defined{first}",
                 )
             )

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from servo.core.canonical_json import canonical_bytes
+from servo.core.errors import InvalidSchedule
 from servo.core.keys import AssetKey
 from servo.core.timefmt import format_timestamp
 from servo.sdk._asset import AssetDefinition, definition_of
 from servo.sdk._errors import ManifestValidationError
+from servo.sdk._schedules import schedule_of
 from servo.sdk._validate import validate_assets
 
 MANIFEST_VERSION = "1.0"
@@ -186,15 +188,18 @@ def build_manifest(
     deployed_at_ms: int,
     asset_ids: Mapping[str, str],
     project_root: Path | None = None,
+    schedules: Iterable[object] = (),
 ) -> dict[str, Any]:
     """The deploy manifest for ``assets`` (definitions or @asset functions), assets sorted by key.
 
     Args:
         asset_ids: key -> AssetId (see :func:`assign_asset_ids`); every asset needs one.
         project_root: when given, ``code.filePath`` is relative to it (stable across machines).
+        schedules: ``@schedule`` functions or ``ScheduleDefinition``s, listed sorted by id.
 
     Raises:
-        ManifestValidationError: the graph is not deployable, or an asset has no id.
+        ManifestValidationError: the graph is not deployable, an asset has no id, or a schedule
+            targets an asset the manifest does not hold or whose partitions its rule does not fit.
     """
     definitions = [definition_of(a) for a in assets]
     validate_assets(definitions)
@@ -211,11 +216,28 @@ def build_manifest(
         "codeVersionId": code_version_id,
         "git": (git or GitInfo()).to_json(),
         "assets": [asset_manifest(d, asset_ids[k], project_root) for k, d in ordered],
-        "schedules": [],
+        "schedules": schedule_manifest(schedules, definitions),
         "deployedAt": format_timestamp(deployed_at_ms),
         "deployedBy": deployed_by,
         "metadata": {},
     }
+
+
+def schedule_manifest(schedules: Iterable[object], assets: Iterable[AssetDefinition]) -> list[dict[str, Any]]:
+    """The manifest's ``schedules[]``, checked against the assets by deploy's own rules, sorted by id."""
+    dims = {str(a.key): [d.to_manifest() for d in a.partitions] for a in assets}
+    entries: list[dict[str, Any]] = []
+    for definition in sorted((schedule_of(s) for s in schedules), key=lambda d: d.id):
+        try:
+            definition.spec.check_targets(dims)
+        except InvalidSchedule as exc:
+            where = f"{definition.code}: " if definition.code else ""
+            raise ManifestValidationError(
+                f"{where}schedule {definition.id!r}: {exc.message}",
+                details={**exc.details, "schedule": definition.id},
+            ) from None
+        entries.append(definition.to_manifest())
+    return entries
 
 
 def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:

@@ -18,6 +18,7 @@ from servo.core.keys import AssetKey, b64u_encode
 from servo.core.partition_compat import partition_mismatch
 from servo.core.planner import AssetGraph, find_cycle
 from servo.core.timefmt import format_timestamp
+from servo.services import schedule_deploy
 from servo.services.context import ServiceContext
 from servo.store import create_once
 
@@ -153,6 +154,7 @@ def deploy_manifest(
     for name in ("manifestVersion", "codeVersionId"):
         _require(isinstance(body.get(name), str) and body[name] != "", f"{name} must be a non-empty string")
     specs = parse_assets(body)
+    schedules = schedule_deploy.parse_manifest_schedules(body, specs)
     fingerprint = _fingerprint(body)
     store = ctx.workspace_store(tenant_id, workspace_id)
     idem_name = None
@@ -183,8 +185,12 @@ def deploy_manifest(
         "deployedAt": format_timestamp(now),
     }
     stored = {"manifestId": manifest_id, "deployedAt": response["deployedAt"], "fingerprint": fingerprint}
+    schedule_events = schedule_deploy.plan_schedule_events(
+        ctx, tenant_id, workspace_id, manifest_id, schedules
+    )
+    record = {**stored, "manifest": body, **schedule_deploy.schedule_record(schedule_events)}
     # create_once: a create whose response was lost is retried by the client library and meets itself.
-    if not create_once(store, f"manifests/{manifest_id}.json", canonical_bytes({**stored, "manifest": body})):
+    if not create_once(store, f"manifests/{manifest_id}.json", canonical_bytes(record)):
         raise Conflict(f"manifest {manifest_id} already exists with other content")
     if idem_name is not None:
         record = canonical_bytes({"fingerprint": fingerprint, "response": response})
@@ -195,6 +201,7 @@ def deploy_manifest(
             previous = loads_strict(existing.data)
             return _replay(ctx, tenant_id, workspace_id, previous, fingerprint, idempotency_key or "")
     _point_current(ctx, tenant_id, workspace_id, manifest_id)
+    schedule_deploy.append_schedule_events(ctx, tenant_id, workspace_id, schedule_events)
     return 201, response
 
 
@@ -220,6 +227,7 @@ def _replay(
     # Idempotent; it also registers a workspace deployed before deploys registered first.
     register_workspace(ctx, tenant_id, workspace_id)
     _point_current(ctx, tenant_id, workspace_id, str(previous["response"]["manifestId"]))
+    schedule_deploy.complete_replayed_deploy(ctx, tenant_id, workspace_id, previous["response"]["manifestId"])
     return 200, dict(previous["response"])
 
 

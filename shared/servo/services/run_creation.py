@@ -50,9 +50,14 @@ class CreationRecord:
     timeout_seconds: int | None
     traceparent: str | None
     heartbeat_timeout_sec: int
+    # What made the run (RunTriggered.trigger); None (omitted) is a person's TriggerRun.
+    trigger: Mapping[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
+        doc = {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
+        if self.trigger is None:
+            del doc["trigger"]
+        return doc
 
     def encode(self) -> bytes:
         return canonical_bytes(self.to_doc())
@@ -116,7 +121,7 @@ def run_events(
         RunTriggered(
             run_id=record.run_id,
             plan_id=record.plan_id,
-            trigger={"type": "manual", "user_id": "api"},
+            trigger=dict(record.trigger) if record.trigger else {"type": "manual", "user_id": "api"},
             root_assets=tuple(the_plan.root_assets),
             run_key=record.run_key,
             labels=dict(record.labels) or None,

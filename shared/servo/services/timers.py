@@ -87,7 +87,11 @@ def sweep_workspace(
         if found:
             decisions += len(found)
             carry_out(ctx, tenant_id, workspace_id, part, found)
-    return {"eventsCompacted": compacted, "repairs": decisions}
+    from servo.services.schedule_sweep import sweep_schedules
+
+    # After the run repairs, so a schedule's trouble never holds them up.
+    scheduled = sweep_schedules(ctx, tenant_id, workspace_id)
+    return {"eventsCompacted": compacted, "repairs": decisions, "scheduleTicks": scheduled["ticks"]}
 
 
 KICKS_PREFIX = "ledger/kicks/"

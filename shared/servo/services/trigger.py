@@ -66,6 +66,7 @@ def _validated_record(
     request: TriggerRequest,
     ids: tuple[str, str, str, str],
     created_at: str,
+    trigger: Mapping[str, Any] | None = None,
 ) -> tuple[CreationRecord, DeployedManifest, Any]:
     """Validate the request against the current manifest: the run's record, that manifest and the plan."""
     manifest = load_current_manifest(ctx, tenant_id, workspace_id)
@@ -95,6 +96,7 @@ def _validated_record(
         timeout_seconds=request.timeout_seconds,
         traceparent=request.traceparent,
         heartbeat_timeout_sec=ctx.settings.heartbeat_timeout_sec,
+        trigger=trigger,
     )
     return record, manifest, plan_run(manifest, record, tenant_id, workspace_id)
 
@@ -107,6 +109,7 @@ def trigger_run(
     *,
     idempotency_key: str | None = None,
     traceparent: str | None = None,
+    trigger: Mapping[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     request = parse_trigger_request(body, idempotency_key, traceparent)
     store = ctx.workspace_store(tenant_id, workspace_id)
@@ -119,7 +122,7 @@ def trigger_run(
     now = ctx.clock_ms()
     ids = (ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now))
     record, manifest, the_plan = _validated_record(
-        ctx, tenant_id, workspace_id, request, ids, format_timestamp(now)
+        ctx, tenant_id, workspace_id, request, ids, format_timestamp(now), trigger
     )
     if request.run_key is not None:
         name = run_key_object_name(request.run_key)

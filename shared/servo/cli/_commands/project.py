@@ -80,6 +80,7 @@ def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
             deployed_at_ms=now_ms,
             asset_ids=ids,
             project_root=root,
+            schedules=found.schedule_definitions(),
         )
     except (sdk.DiscoveryError, sdk.ManifestValidationError) as exc:
         problems = exc.details.get("problems") or [exc.message]
