@@ -19,9 +19,7 @@ EVERY = {"id": "every", "cron": "* * * * *", "target": ["demo.a", "demo.b"]}
 @pytest.fixture
 def scheduled(stack: EmbeddedStack) -> EmbeddedStack:
     body = {**MANIFEST, "schedules": [EVERY]}
-    answer = requests.post(
-        f"{stack.api_url}/v1/workspaces/default/manifests", data=json.dumps(body), timeout=10
-    )
+    answer = requests.post(f"{stack.api_url}/v1/workspaces/default/manifests", json=body, timeout=10)
     assert answer.status_code == 201, answer.text
     return stack
 
