@@ -153,3 +153,11 @@ def test_the_live_tables_equal_a_rebuild_from_the_ledger(ctx: ServiceContext) ->
         sorted(map(repr, rebuilt.schedules.values()))
     )
     assert live.ticks == rebuilt.ticks and live.requests == rebuilt.requests
+
+
+def test_schedules_null_is_none_and_a_non_list_is_a_400_naming_the_field(ctx: ServiceContext) -> None:
+    body = {**manifest(), "schedules": None}
+    assert deploy(ctx, body)[0] == 201
+    with pytest.raises(InvalidInput) as caught:
+        deploy(ctx, {**manifest(), "schedules": "nightly"})
+    assert caught.value.details["field"] == "schedules"

@@ -36,7 +36,9 @@ def parse_manifest_schedules(body: Mapping[str, Any], assets: Mapping[str, Any])
         InvalidSchedule: the first bad entry; the message and ``details.field`` name it
             (``schedules[0].cron``); a duplicate id names ``schedules[i].id``.
     """
-    raw = body.get("schedules", [])
+    raw = body.get("schedules")
+    if raw is None:
+        raw = []  # absent or null: a manifest without schedules
     if not isinstance(raw, list):
         raise InvalidSchedule("schedules must be a list", details={"field": "schedules"})
     dims = {key: list(spec.dimensions) for key, spec in assets.items()}
