@@ -98,6 +98,8 @@ def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
         ("get", f"{BASE}/every/ticks?status=DONE", 400),
         ("get", f"{BASE}/every/ticks?limit=0", 400),
         ("get", f"{BASE}/every/ticks?limit=201", 400),
+        ("get", f"{BASE}/every/ticks?limit={'9' * 5000}", 400),
+        ("get", f"{BASE}/every/ticks?limit=%C2%B2", 400),
     ],
 )
 def test_unknown_ids_are_404_and_bad_filters_400_with_a_message(

@@ -17,6 +17,7 @@ from servo.core.schedules import next_tick_after, parse_schedule, parse_tick_id
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
+from servo.services.runs import _limit as page_limit
 from servo.services.schedule_projection import refresh_schedules
 
 TICK_STATUSES = ("TRIGGERED", "SKIPPED", "FAILED")
@@ -79,13 +80,6 @@ def _row(state: ScheduleState, schedule_id: str) -> ScheduleRow:
     return row
 
 
-def _limit(query: Mapping[str, str]) -> int:
-    raw = query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer in 1..{MAX_LIMIT}, not {raw!r}")
-    return int(raw)
-
-
 def list_schedules(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, Any]:
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     now = ctx.clock_ms()
@@ -145,7 +139,7 @@ def list_ticks(
     status = query.get("status")
     if status is not None and status not in TICK_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(TICK_STATUSES)}, not {status!r}")
-    limit = _limit(query)
+    limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     _row(state, schedule_id)
     ticks = [t for t in state.ticks.values() if t.schedule_id == schedule_id and status in (None, t.status)]
