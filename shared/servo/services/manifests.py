@@ -193,8 +193,8 @@ def deploy_manifest(
     if not create_once(store, f"manifests/{manifest_id}.json", canonical_bytes(record)):
         raise Conflict(f"manifest {manifest_id} already exists with other content")
     if idem_name is not None:
-        record = canonical_bytes({"fingerprint": fingerprint, "response": response})
-        if not create_once(store, idem_name, record):
+        idem_record = canonical_bytes({"fingerprint": fingerprint, "response": response})
+        if not create_once(store, idem_name, idem_record):
             # A concurrent deploy with the same key won; answer as it did (our manifest file is an orphan).
             existing = store.get(idem_name)
             assert existing is not None
