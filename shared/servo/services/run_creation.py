@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from servo.core._event_fields import taskdef_from_json
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import PreconditionFailed
 from servo.core.events import Event, PlanCreated, RunTriggered, ledger_object_name, make_event
@@ -29,6 +30,7 @@ from servo.services.manifests import DeployedManifest, load_manifest
 
 logger = logging.getLogger("servo.trigger")
 CREATIONS_PREFIX = "creations/"
+MANUAL_TRIGGER = {"type": "manual", "user_id": "api"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +52,36 @@ class CreationRecord:
     timeout_seconds: int | None
     traceparent: str | None
     heartbeat_timeout_sec: int
+    # What started the run (RunTriggered.trigger); None is a manual trigger.
+    trigger: Mapping[str, Any] | None = None
+    # The planned TaskDefs in wire form when the run re-executes another run's tasks (a rerun);
+    # None plans ``roots`` on the manifest.
+    tasks: tuple[Mapping[str, Any], ...] | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
+        doc = {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
+        # Absent rather than null, so a manual run's record keeps the bytes it always had.
+        for name in ("trigger", "tasks"):
+            if doc[name] is None:
+                del doc[name]
+        if self.tasks is not None:
+            doc["tasks"] = [dict(t) for t in self.tasks]
+        return doc
 
     def encode(self) -> bytes:
         return canonical_bytes(self.to_doc())
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> CreationRecord:
-        return cls(**{**doc, "roots": tuple(doc["roots"]), "labels": dict(doc["labels"])})
+        tasks = doc.get("tasks")
+        return cls(
+            **{
+                **doc,
+                "roots": tuple(doc["roots"]),
+                "labels": dict(doc["labels"]),
+                "tasks": None if tasks is None else tuple(tasks),
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> CreationRecord:
@@ -87,6 +109,12 @@ def store_record(
 
 def plan_run(manifest: DeployedManifest, record: CreationRecord, tenant_id: str, workspace_id: str) -> Plan:
     """The run's plan: the same for the same record and manifest (the planner is pure)."""
+    if record.tasks is not None:
+        return Plan(
+            root_assets=record.roots,
+            tasks=tuple(taskdef_from_json(t) for t in record.tasks),
+            fingerprint="",
+        )
     options = {
         k: TaskOptions(
             max_retries=a.max_retries,
@@ -116,7 +144,7 @@ def run_events(
         RunTriggered(
             run_id=record.run_id,
             plan_id=record.plan_id,
-            trigger={"type": "manual", "user_id": "api"},
+            trigger=dict(record.trigger) if record.trigger is not None else dict(MANUAL_TRIGGER),
             root_assets=tuple(the_plan.root_assets),
             run_key=record.run_key,
             labels=dict(record.labels) or None,
