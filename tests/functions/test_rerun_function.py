@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,7 +109,9 @@ def test_u1_from_failure_plans_the_unsucceeded_tasks_with_their_edge_and_lineage
     assert body["rerunKind"] == "FROM_FAILURE" and body["rerunReason"] == "from_failure_unsucceeded_tasks"
     child = body["runId"]
     assert planned(stack, child) == {"ns.b": (), "ns.c": ("ns.b",)}
-    (triggered,) = [e.data for e in ledger(stack) if e.event_type == "RunTriggered" and e.data.run_id == child]
+    (triggered,) = [
+        e.data for e in ledger(stack) if e.event_type == "RunTriggered" and e.data.run_id == child
+    ]
     assert triggered.trigger == {"type": "rerun", "rerun": {"parent_run_id": parent, "kind": "from_failure"}}
     assert triggered.run_key is not None and triggered.run_key.startswith(f"rerun:{parent}:from_failure:")
     assert len(triggered.run_key.rsplit(":", 1)[1]) == 16
@@ -146,7 +148,9 @@ def test_u1_from_failure_plans_the_unsucceeded_tasks_with_their_edge_and_lineage
     assert view(rebuilt) == view(load_published_state(store, tenant_id=T, workspace_id=WS))
 
 
-def test_u2_from_failure_of_a_succeeded_or_running_parent_is_409_and_stores_nothing(stack: RerunStack) -> None:
+def test_u2_from_failure_of_a_succeeded_or_running_parent_is_409_and_stores_nothing(
+    stack: RerunStack,
+) -> None:
     done = succeeded_chain(stack)
     before = stored_names(stack)
     res = rerun(stack, done, {"mode": "fromFailure"})
@@ -207,7 +211,8 @@ def test_u5_a_servo_label_on_a_rerun_is_400_naming_it(stack: RerunStack, body: d
 
 
 def test_u5_a_servo_label_on_trigger_run_is_400_naming_it(stack: RerunStack) -> None:
-    res = stack.trigger_client.post(f"/v1/workspaces/{WS}/runs", json={"selection": ["ns.a"], "labels": {"servo.x": "1"}})
+    body = {"selection": ["ns.a"], "labels": {"servo.x": "1"}}
+    res = stack.trigger_client.post(f"/v1/workspaces/{WS}/runs", json=body)
     assert res.status_code == 400 and "servo.x" in res.get_json()["message"]
 
 
@@ -225,7 +230,9 @@ def test_u5_a_servo_label_on_trigger_run_is_400_naming_it(stack: RerunStack) -> 
         ({"mode": "fromFailure", "labels": []}, "labels"),
     ],
 )
-def test_bad_rerun_bodies_are_400_and_store_nothing(stack: RerunStack, body: dict[str, Any], needle: str) -> None:
+def test_bad_rerun_bodies_are_400_and_store_nothing(
+    stack: RerunStack, body: dict[str, Any], needle: str
+) -> None:
     parent = failed_chain(stack)
     before = stored_names(stack)
     res = rerun(stack, parent, body)
