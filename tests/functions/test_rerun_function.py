@@ -168,7 +168,7 @@ def test_u3_subset_with_and_without_downstream_and_outside_the_plan(stack: Rerun
     assert down.status_code == 201 and down.get_json()["rerunKind"] == "SUBSET"
     assert down.get_json()["rerunReason"] == "subset_selection"
     assert planned(stack, down.get_json()["runId"]) == {"ns.b": (), "ns.c": ("ns.b",)}
-    only = rerun(stack, parent, {"mode": "subset", "selection": ["ns.b"]})
+    only = rerun(stack, parent, {"mode": "subset", "selection": ["ns/b"]})
     assert only.status_code == 201 and planned(stack, only.get_json()["runId"]) == {"ns.b": ()}
     up = rerun(stack, parent, {"mode": "subset", "selection": ["ns.c"], "includeUpstream": True})
     assert planned(stack, up.get_json()["runId"]) == {"ns.a": (), "ns.b": ("ns.a",), "ns.c": ("ns.b",)}
@@ -221,6 +221,8 @@ def test_u5_a_servo_label_on_trigger_run_is_400_naming_it(stack: RerunStack) -> 
     [
         ({}, "mode"),
         ({"mode": "again"}, "mode"),
+        ({"mode": {}}, "mode"),
+        ({"mode": ["subset"]}, "mode"),
         ({"mode": "subset"}, "selection"),
         ({"mode": "subset", "selection": []}, "selection"),
         ({"mode": "fromFailure", "selection": ["ns.b"]}, "fromFailure"),

@@ -15,6 +15,7 @@ from servo.core._event_fields import taskdef_to_json
 from servo.core.errors import InvalidInput, NotFound
 from servo.core.fingerprints import request_fingerprint
 from servo.core.ids import run_key_object_name, validate_path_component
+from servo.core.keys import canonical_selection
 from servo.core.planner import Plan
 from servo.core.reruns import (
     FROM_FAILURE,
@@ -46,7 +47,7 @@ def _bool(body: Mapping[str, Any], name: str) -> bool:
 
 def _parse(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...], bool, bool, str | None, dict[str, str]]:
     mode = body.get("mode")
-    if mode not in _MODES:
+    if not isinstance(mode, str) or mode not in _MODES:
         raise InvalidInput("mode must be fromFailure or subset")
     kind = _MODES[mode]
     selection = body.get("selection")
@@ -60,6 +61,10 @@ def _parse(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...], bool, bool, s
         raise InvalidInput("mode fromFailure takes no selection, includeUpstream or includeDownstream")
     if kind == SUBSET and not selection:
         raise InvalidInput("mode subset needs a selection of at least one asset key of the parent run")
+    try:
+        selection = canonical_selection(selection)  # ns/name and ns.name alike, as TriggerRun reads them
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid selection: {exc.message}") from None
     return kind, tuple(selection), up, down, parse_run_key(body.get("runKey")), parse_labels(body)
 
 
