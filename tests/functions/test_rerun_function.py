@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,19 @@ from servo.core.events import decode_event
 from servo.http.runtime import override_context
 from servo.services.compaction import load_published_state, rebuild
 from servo.services.manifests import deploy_manifest
+from servo.services.orchestrate import compact_workspace
+from servo.services.rerun import rerun_run
+from servo.services.run_creation import finish_creation
 from servo.services.runs import get_run, load_run
 from servo.services.timers import sweep
 from servo.services.trigger import trigger_run
+from servo.store import LocalFileStore
 
 from tests.functions.test_callback_function import Stack
 from tests.functions.test_deploy_function import asset, manifest
 from tests.services.compaction_support import view
 from tests.support.context import make_context
+from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, phase
 
 ROOT = Path(__file__).resolve().parents[2]
 WS = "prod"
@@ -255,3 +260,33 @@ def test_a_parent_whose_assets_are_no_longer_deployed_is_400_naming_them(stack: 
     res = rerun(stack, parent, {"mode": "fromFailure"})
     assert res.status_code == 400 and "ns.c" in res.get_json()["message"]
     assert stored_names(stack) == before
+
+
+@pytest.mark.parametrize("kind", ["run-key", "run-creation", "ledger:RunTriggered", "ledger:PlanCreated"])
+def test_a_rerun_that_crashed_at_any_write_is_finished_by_its_repeat(tmp_path: Path, kind: str) -> None:
+    base, clock, queue = make_context(tmp_path)
+    store = FaultyStore(LocalFileStore(tmp_path / base.settings.bucket, durable=False))
+    store.enabled = False
+    ctx = replace(base, store=store)
+    body = manifest(asset("ns.a"), asset("ns.b", "ns.a"), asset("ns.c", "ns.b"))
+    assert deploy_manifest(ctx, T, WS, json.dumps(body).encode(), None)[0] == 201
+    with override_context(ctx):
+        callback = create_app("callback", str(ROOT / "functions/callback/main.py")).test_client()
+        stack = RerunStack(ctx, clock, queue, callback)
+        parent = failed_chain(stack)
+        store.enabled = True
+        store.set_plan(FaultPlan(crashes=(CrashAt(".*", 1, "before", phase="rerun", kind=f"^{kind}$"),)))
+        with phase("rerun"), pytest.raises(Crash):
+            rerun_run(ctx, T, WS, parent, {"mode": "fromFailure"})
+        compact_workspace(ctx, T, WS)
+        status, answer = rerun_run(ctx, T, WS, parent, {"mode": "fromFailure"})
+        assert status == (201 if kind == "run-key" else 200)
+        child = answer["runId"]
+        assert planned(stack, child) == {"ns.b": (), "ns.c": ("ns.b",)}
+        triggered = [e for e in ledger(stack) if e.event_type == "RunTriggered" and e.data.run_id == child]
+        assert len(triggered) == 1
+        assert rerun_run(ctx, T, WS, parent, {"mode": "fromFailure"})[1]["runId"] == child
+        assert finish_creation(ctx, T, WS, child) == 0  # nothing left to write: the events are idempotent
+        rebuilt, malformed = rebuild(store, tenant_id=T, workspace_id=WS)
+        assert not malformed
+        assert view(rebuilt) == view(load_published_state(store, tenant_id=T, workspace_id=WS))
