@@ -30,7 +30,6 @@ from servo.services.manifests import DeployedManifest, load_manifest
 
 logger = logging.getLogger("servo.trigger")
 CREATIONS_PREFIX = "creations/"
-MANUAL_TRIGGER = {"type": "manual", "user_id": "api"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +51,19 @@ class CreationRecord:
     timeout_seconds: int | None
     traceparent: str | None
     heartbeat_timeout_sec: int
-    # What started the run (RunTriggered.trigger); None is a manual trigger.
+    # What made the run (RunTriggered.trigger); None (omitted) is a person's TriggerRun.
     trigger: Mapping[str, Any] | None = None
     # The planned TaskDefs in wire form when the run re-executes another run's tasks (a rerun);
-    # None plans ``roots`` on the manifest.
+    # None (omitted) plans ``roots`` on the manifest.
     tasks: tuple[Mapping[str, Any], ...] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
-        # Absent rather than null, so a manual run's record keeps the bytes it always had.
-        for name in ("trigger", "tasks"):
-            if doc[name] is None:
-                del doc[name]
-        if self.tasks is not None:
+        if self.trigger is None:
+            del doc["trigger"]
+        if self.tasks is None:
+            del doc["tasks"]
+        else:
             doc["tasks"] = [dict(t) for t in self.tasks]
         return doc
 
@@ -144,7 +143,7 @@ def run_events(
         RunTriggered(
             run_id=record.run_id,
             plan_id=record.plan_id,
-            trigger=dict(record.trigger) if record.trigger is not None else dict(MANUAL_TRIGGER),
+            trigger=dict(record.trigger) if record.trigger else {"type": "manual", "user_id": "api"},
             root_assets=tuple(the_plan.root_assets),
             run_key=record.run_key,
             labels=dict(record.labels) or None,
