@@ -240,6 +240,18 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
+    if op == "rerunRun" and body is not None:
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
+        # The description: fromFailure takes no selection or include flags; subset selects in the plan.
+        if body.get("mode") == "fromFailure":
+            for name in ("selection", "includeUpstream", "includeDownstream"):
+                body.pop(name, None)
+        else:
+            body["selection"] = ["ns.a"]
+        labels = body.get("labels") or {}
+        body["labels"] = {
+            k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
+        }
     if op in ("listRuns", "getRunLogs") and case.query:
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
     run_id = case.path_parameters.get("run_id") if case.path_parameters else None

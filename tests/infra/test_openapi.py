@@ -128,6 +128,7 @@ def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:
         ("GET", "/v1/workspaces/{ws}/runs/{run_id}", "runs"),
         ("GET", "/v1/workspaces/{ws}/runs/{run_id}/logs", "runs"),
         ("POST", "/v1/workspaces/{ws}/runs/{run_id}/cancel", "cancel"),
+        ("POST", "/v1/workspaces/{ws}/runs/{run_id}/rerun", "trigger"),
         ("POST", "/v1/timers/sweep", "timers"),
         ("POST", "/v1/timers/fire", "timers"),
     } | {

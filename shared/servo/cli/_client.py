@@ -70,6 +70,9 @@ class ApiClient:
     def trigger(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/runs", json=dict(body))
 
+    def rerun(self, run_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/runs/{run_id}/rerun", json=dict(body))
+
     def list_runs(self, limit: int, state: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if state:

@@ -138,9 +138,21 @@ def tracebacks(run: Mapping[str, Any]) -> list[RenderableType]:
     return shown
 
 
+def lineage(run: Mapping[str, Any]) -> list[RenderableType]:
+    """``Rerun (from failure) of PARENT, root ROOT`` for a rerun; nothing for any other run."""
+    parent = run.get("parentRunId")
+    if not parent:
+        return []
+    kind = {"FROM_FAILURE": "from failure", "SUBSET": "subset"}.get(str(run.get("rerunKind")), "rerun")
+    text = Text.assemble(f"Rerun ({kind}) of ", (str(parent), "bold"))
+    if run.get("rootRunId") and run.get("rootRunId") != parent:
+        text.append(f", root {run.get('rootRunId')}")
+    return [text]
+
+
 def run_detail(run: Mapping[str, Any]) -> RenderableType:
-    """The run's summary line, its tasks (with live progress) and every failed task's traceback."""
-    return Group(run_summary(run), tasks_table(run), *tracebacks(run))
+    """The run's summary line, its lineage, its tasks (with live progress) and failed tasks' tracebacks."""
+    return Group(run_summary(run), *lineage(run), tasks_table(run), *tracebacks(run))
 
 
 def local_datetime(ts: str | None) -> str:

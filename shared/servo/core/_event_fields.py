@@ -26,7 +26,7 @@ TIMER_TYPES = frozenset({"retry", "heartbeat_check", "cron", "sla_check"})
 ERROR_CATEGORIES = frozenset(
     {"USER_CODE", "DATA_QUALITY", "INFRASTRUCTURE", "CONFIGURATION", "TIMEOUT", "CANCELLED"}
 )
-TRIGGER_TYPES = frozenset({"manual", "cron", "materialization", "webhook", "sensor"})
+TRIGGER_TYPES = frozenset({"manual", "cron", "materialization", "webhook", "sensor", "rerun"})
 
 
 def bad_field(field: str, message: str) -> InvalidEvent:
@@ -167,3 +167,8 @@ def _taskdef_from_json(raw: Any) -> TaskDef:
     # Defaults apply to fields the reference may omit (serde defaults); the writer always writes them.
     kwargs = {n: _decode_value(k, f"tasks.{n}", raw[n]) for n, k in _TASKDEF_KINDS.items() if n in raw}
     return TaskDef(**kwargs)
+
+
+# The wire form of a TaskDef, for records that carry planned tasks outside an event (run_creation).
+taskdef_to_json = _taskdef_to_json
+taskdef_from_json = _taskdef_from_json

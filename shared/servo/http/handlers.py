@@ -33,6 +33,19 @@ def _trigger(call: Call) -> Result:
     )
 
 
+def _rerun(call: Call) -> Result:
+    from servo.services.rerun import rerun_run
+
+    return rerun_run(
+        call.ctx,
+        call.tenant_id,
+        call.params["ws"],
+        call.params["run_id"],
+        parse_json_object(call.body),
+        traceparent=call.header("traceparent"),
+    )
+
+
 def _list_runs(call: Call) -> Result:
     from servo.services.runs import list_runs
 
@@ -124,6 +137,7 @@ HANDLERS: dict[str, Handler] = {
     "getRun": _get_run,
     "getRunLogs": _run_logs,
     "cancelRun": _cancel,
+    "rerunRun": _rerun,
     "sweepTimers": _sweep,
     "fireTimer": _fire,
     **{

@@ -45,6 +45,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/workspaces/{ws}/runs/{run_id}", "runs", "getRun"),
     Route("GET", "/v1/workspaces/{ws}/runs/{run_id}/logs", "runs", "getRunLogs"),
     Route("POST", "/v1/workspaces/{ws}/runs/{run_id}/cancel", "cancel", "cancelRun"),
+    Route("POST", "/v1/workspaces/{ws}/runs/{run_id}/rerun", "trigger", "rerunRun"),
     *(
         Route("POST", f"{prefix}/tasks/{{task_id}}/{action}", "callback", f"task{action.title()}{suffix}")
         for prefix, suffix in (("/v1", ""), ("/api/v1", "Compat"))

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from servo.core._event_fields import taskdef_from_json
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import PreconditionFailed
 from servo.core.events import Event, PlanCreated, RunTriggered, ledger_object_name, make_event
@@ -52,11 +53,18 @@ class CreationRecord:
     heartbeat_timeout_sec: int
     # What made the run (RunTriggered.trigger); None (omitted) is a person's TriggerRun.
     trigger: Mapping[str, Any] | None = None
+    # The planned TaskDefs in wire form when the run re-executes another run's tasks (a rerun);
+    # None (omitted) plans ``roots`` on the manifest.
+    tasks: tuple[Mapping[str, Any], ...] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {**asdict(self), "roots": list(self.roots), "labels": dict(self.labels)}
         if self.trigger is None:
             del doc["trigger"]
+        if self.tasks is None:
+            del doc["tasks"]
+        else:
+            doc["tasks"] = [dict(t) for t in self.tasks]
         return doc
 
     def encode(self) -> bytes:
@@ -64,7 +72,15 @@ class CreationRecord:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> CreationRecord:
-        return cls(**{**doc, "roots": tuple(doc["roots"]), "labels": dict(doc["labels"])})
+        tasks = doc.get("tasks")
+        return cls(
+            **{
+                **doc,
+                "roots": tuple(doc["roots"]),
+                "labels": dict(doc["labels"]),
+                "tasks": None if tasks is None else tuple(tasks),
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> CreationRecord:
@@ -92,6 +108,12 @@ def store_record(
 
 def plan_run(manifest: DeployedManifest, record: CreationRecord, tenant_id: str, workspace_id: str) -> Plan:
     """The run's plan: the same for the same record and manifest (the planner is pure)."""
+    if record.tasks is not None:
+        return Plan(
+            root_assets=record.roots,
+            tasks=tuple(taskdef_from_json(t) for t in record.tasks),
+            fingerprint="",
+        )
     options = {
         k: TaskOptions(
             max_retries=a.max_retries,

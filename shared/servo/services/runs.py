@@ -16,6 +16,7 @@ from typing import Any
 
 from servo.core.errors import InvalidInput, NotFound
 from servo.core.ids import validate_path_component
+from servo.core.reruns import rerun_fields
 from servo.core.rows import DepRow, RunRow, TaskRow
 from servo.core.states import TaskState, public_run_state, public_task_state
 from servo.core.timefmt import format_timestamp
@@ -147,6 +148,7 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
     state = public_run_state(run, view.tasks.values())
     started = [t.started_at for t in view.tasks.values() if t.started_at is not None]
     terminal = state in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+    labels = json.loads(run.labels) if run.labels else {}
     return _drop_none(
         {
             "runId": run.run_id,
@@ -163,7 +165,8 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             "trigger": run.trigger_type,
             "tasks": [task_view(view.tasks[k], view.deps) for k in run_order(view.tasks, view.deps)],
             "taskCounts": task_counts(view.tasks),
-            "labels": json.loads(run.labels) if run.labels else {},
+            "labels": labels,
+            **rerun_fields(labels),
         }
     )
 

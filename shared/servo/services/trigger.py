@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from servo.core.canonical_json import loads_strict
@@ -37,7 +38,15 @@ from servo.services.run_creation import (
 from servo.services.trigger_partition import resolve_partition
 from servo.services.trigger_request import TriggerRequest, parse_trigger_request
 
-__all__ = ["TriggerRequest", "parse_trigger_request", "resolve_partition", "trigger_run"]
+__all__ = [
+    "KeyClaim",
+    "TriggerRequest",
+    "answer_existing",
+    "create_run",
+    "parse_trigger_request",
+    "resolve_partition",
+    "trigger_run",
+]
 
 _RESERVATION_BACKOFF_S = (0.005, 0.010, 0.020, 0.040, 0.080)
 
@@ -113,30 +122,87 @@ def trigger_run(
 ) -> tuple[int, dict[str, Any]]:
     request = parse_trigger_request(body, idempotency_key, traceparent)
     store = ctx.workspace_store(tenant_id, workspace_id)
+    claim = _claim_of(ctx, tenant_id, workspace_id, request, trigger)
     # The cheap check first: an existing reservation answers without touching the manifest.
-    if request.run_key is not None:
-        existing = store.get(run_key_object_name(request.run_key))
+    if claim is not None:
+        existing = store.get(run_key_object_name(claim.run_key))
         if existing is not None:
-            return _answer_existing(ctx, tenant_id, workspace_id, request, existing.data)
+            return answer_existing(ctx, tenant_id, workspace_id, claim, existing.data)
 
     now = ctx.clock_ms()
     ids = (ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now), ctx.ids.new(now))
     record, manifest, the_plan = _validated_record(
         ctx, tenant_id, workspace_id, request, ids, format_timestamp(now), trigger
     )
-    if request.run_key is not None:
-        name = run_key_object_name(request.run_key)
-        fingerprint = request_fingerprint(
+    reserved = None
+    if claim is not None:
+        reserved = request_fingerprint(
             record.roots,
             record.include_upstream,
             record.include_downstream,
             record.partition_key,
             record.labels,
         )
+    return create_run(ctx, tenant_id, workspace_id, record, manifest, the_plan, claim, reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """A request's claim on a run key: its fingerprint and every one an older writer stored for it."""
+
+    run_key: str
+    fingerprint: str
+    variants: frozenset[str]
+    # The run's record for a reservation too old to carry a copy (TriggerRun's), from these ids and time.
+    remake: Callable[[tuple[str, str, str, str], str], CreationRecord] | None = None
+
+
+def _claim_of(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    request: TriggerRequest,
+    trigger: Mapping[str, Any] | None = None,
+) -> KeyClaim | None:
+    if request.run_key is None:
+        return None
+    fingerprint = _request_fingerprint_without_manifest(request)
+    variants = request_fingerprint_variants(
+        canonical_selection(request.selection),
+        request.include_upstream,
+        request.include_downstream,
+        request.partition_key,
+        request.labels,
+        legacy_partitions=request.legacy_partitions,
+    ) | {fingerprint}
+
+    def remake(ids: tuple[str, str, str, str], created_at: str) -> CreationRecord:
+        return _validated_record(ctx, tenant_id, workspace_id, request, ids, created_at, trigger)[0]
+
+    return KeyClaim(request.run_key, fingerprint, frozenset(variants), remake)
+
+
+def create_run(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    record: CreationRecord,
+    manifest: DeployedManifest,
+    the_plan: Any,
+    claim: KeyClaim | None,
+    reserved_fingerprint: str | None,
+) -> tuple[int, dict[str, Any]]:
+    """Reserve the run key (if any), store the record, append the run's events: the one way a run starts.
+
+    A lost reservation race answers as the run that won it (or 409 for another payload).
+    """
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    if claim is not None:
+        name = run_key_object_name(claim.run_key)
         try:
-            store.create(name, _reservation_body(record, fingerprint))
+            store.create(name, _reservation_body(record, reserved_fingerprint or claim.fingerprint))
         except PreconditionFailed:
-            return _answer_existing(ctx, tenant_id, workspace_id, request, _reread(store, name))
+            return answer_existing(ctx, tenant_id, workspace_id, claim, _reread(store, name))
     stored = store_record(ctx, tenant_id, workspace_id, record)
     if stored == record:
         events = run_events(tenant_id, workspace_id, record, manifest, the_plan)
@@ -162,30 +228,23 @@ def _reread(store: Any, name: str) -> bytes:
     raise Conflict("run_key reservation is busy; retry")
 
 
-def _answer_existing(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, request: TriggerRequest, raw: bytes
+def answer_existing(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, claim: KeyClaim, raw: bytes
 ) -> tuple[int, dict[str, Any]]:
+    """The answer to a request whose run key is already reserved: that run, or 409 for another payload."""
     existing = loads_strict(raw)
-    if existing.get("runKey") != request.run_key:
-        raise Conflict(f"run_key reservation collision for '{request.run_key}'")
-    fingerprint = _request_fingerprint_without_manifest(request)
-    variants = request_fingerprint_variants(
-        canonical_selection(request.selection),
-        request.include_upstream,
-        request.include_downstream,
-        request.partition_key,
-        request.labels,
-        legacy_partitions=request.legacy_partitions,
-    ) | {fingerprint}
+    if existing.get("runKey") != claim.run_key:
+        raise Conflict(f"run_key reservation collision for '{claim.run_key}'")
+    fingerprint = claim.fingerprint
     stored = existing.get("requestFingerprint")
     created_ms = parse_timestamp(existing["createdAt"])
-    if not fingerprints_match(stored, fingerprint, variants, created_ms, None):
+    if not fingerprints_match(stored, fingerprint, set(claim.variants), created_ms, None):
         raise Conflict(
-            f"run_key '{request.run_key}' already reserved by run {existing.get('runId')} "
+            f"run_key '{claim.run_key}' already reserved by run {existing.get('runId')} "
             "with different trigger payload",
             details={
                 "conflictType": "RUN_KEY_FINGERPRINT_MISMATCH",
-                "runKey": request.run_key,
+                "runKey": claim.run_key,
                 "existingRunId": existing.get("runId"),
                 "existingPlanId": existing.get("planId"),
                 "existingFingerprint": stored,
@@ -193,7 +252,7 @@ def _answer_existing(
                 "existingCreatedAt": existing.get("createdAt"),
             },
         )
-    state = _existing_state(ctx, tenant_id, workspace_id, request, existing)
+    state = _existing_state(ctx, tenant_id, workspace_id, claim, existing)
     return 200, {
         "runId": existing["runId"],
         "planId": existing["planId"],
@@ -220,7 +279,7 @@ def _existing_state(
     ctx: ServiceContext,
     tenant_id: str,
     workspace_id: str,
-    request: TriggerRequest,
+    claim: KeyClaim,
     reservation: Mapping[str, Any],
 ) -> str:
     from servo.services.runs import public_run_state_of
@@ -228,7 +287,7 @@ def _existing_state(
     state = public_run_state_of(ctx, tenant_id, workspace_id, reservation["runId"])
     if state is None or state == "PENDING":
         # Not published, or published without its plan: the creator may have died between its writes.
-        _finish_reserved_run(ctx, tenant_id, workspace_id, request, reservation)
+        _finish_reserved_run(ctx, tenant_id, workspace_id, claim, reservation)
         return state or "PENDING"
     return state
 
@@ -237,7 +296,7 @@ def _finish_reserved_run(
     ctx: ServiceContext,
     tenant_id: str,
     workspace_id: str,
-    request: TriggerRequest,
+    claim: KeyClaim,
     reservation: Mapping[str, Any],
 ) -> None:
     """Write what the reserved run still lacks (behavior §4, scenario 41), from its creation record.
@@ -255,13 +314,14 @@ def _finish_reserved_run(
         record = CreationRecord.decode(found.data)
     elif isinstance(reservation.get("creation"), Mapping):
         record = store_record(ctx, tenant_id, workspace_id, CreationRecord.from_doc(reservation["creation"]))
-    else:
+    elif claim.remake is not None:
         ids = (
             reservation["runId"],
             reservation["planId"],
             reservation["eventId"],
             reservation["planEventId"],
         )
-        made, _, _ = _validated_record(ctx, tenant_id, workspace_id, request, ids, reservation["createdAt"])
-        record = store_record(ctx, tenant_id, workspace_id, made)
+        record = store_record(ctx, tenant_id, workspace_id, claim.remake(ids, reservation["createdAt"]))
+    else:
+        return
     emit_missing(ctx, tenant_id, workspace_id, rebuild_events(ctx, tenant_id, workspace_id, record))

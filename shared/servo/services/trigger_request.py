@@ -38,6 +38,30 @@ def _bool(body: Mapping[str, Any], name: str) -> bool:
     return value
 
 
+def parse_run_key(run_key: Any) -> str | None:
+    if run_key is not None and (
+        not isinstance(run_key, str) or not run_key or len(run_key.encode()) > MAX_RUN_KEY_BYTES
+    ):
+        raise InvalidInput(f"runKey must be a string of 1..{MAX_RUN_KEY_BYTES} bytes")
+    return run_key
+
+
+def parse_labels(body: Mapping[str, Any]) -> dict[str, str]:
+    """The body's ``labels``, byte-sorted; a reserved (``servo.``) key is refused by name."""
+    labels = body.get("labels")
+    labels = {} if labels is None else labels  # null means none; false or [] is a wrong type (400)
+    if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
+        raise InvalidInput(f"labels must be an object of at most {MAX_LABELS} entries")
+    for key, value in labels.items():
+        if not isinstance(value, str) or not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
+            raise InvalidInput(
+                f"label {key!r}: keys are 1..{MAX_LABEL_KEY} chars, values strings ≤ {MAX_LABEL_VALUE}"
+            )
+        if key.startswith(RESERVED_LABEL_PREFIXES):
+            raise InvalidInput(f"label {key!r} uses a reserved prefix (servo.*)")
+    return {k: labels[k] for k in sorted(labels, key=lambda s: s.encode())}
+
+
 def parse_trigger_request(
     body: Mapping[str, Any], idempotency_key: str | None, traceparent: str | None
 ) -> TriggerRequest:
@@ -48,11 +72,7 @@ def parse_trigger_request(
         raise InvalidInput("selection must name at least one asset")
     if len(selection) > 10_000:
         raise InvalidInput("selection may hold at most 10000 asset keys")
-    run_key = body.get("runKey", idempotency_key)
-    if run_key is not None and (
-        not isinstance(run_key, str) or not run_key or len(run_key.encode()) > MAX_RUN_KEY_BYTES
-    ):
-        raise InvalidInput(f"runKey must be a string of 1..{MAX_RUN_KEY_BYTES} bytes")
+    run_key = parse_run_key(body.get("runKey", idempotency_key))
     pk = body.get("partitionKey")
     if pk is not None:
         if not isinstance(pk, str) or len(pk.encode()) > MAX_PARTITION_KEY_BYTES:
@@ -74,17 +94,7 @@ def parse_trigger_request(
                 raise InvalidInput("partition keys are at most 64 bytes and values at most 256 bytes")
             pairs.append((key, value))
         legacy_pairs = tuple(sorted(pairs))
-    labels = body.get("labels")
-    labels = {} if labels is None else labels  # null means none; false or [] is a wrong type (400)
-    if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
-        raise InvalidInput(f"labels must be an object of at most {MAX_LABELS} entries")
-    for key, value in labels.items():
-        if not isinstance(value, str) or not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
-            raise InvalidInput(
-                f"label {key!r}: keys are 1..{MAX_LABEL_KEY} chars, values strings ≤ {MAX_LABEL_VALUE}"
-            )
-        if key.startswith(RESERVED_LABEL_PREFIXES):
-            raise InvalidInput(f"label {key!r} uses a reserved prefix (servo.*)")
+    labels = parse_labels(body)
     timeout = body.get("timeoutSeconds")
     if timeout is not None and (
         not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 7 * 86400
@@ -97,7 +107,7 @@ def parse_trigger_request(
         partition_key=pk,
         legacy_partitions=legacy_pairs,
         run_key=run_key,
-        labels={k: labels[k] for k in sorted(labels, key=lambda s: s.encode())},
+        labels=labels,
         timeout_seconds=timeout,
         traceparent=traceparent,
     )

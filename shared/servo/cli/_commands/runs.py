@@ -178,6 +178,24 @@ def run_command(
     key = kwargs["run_key"]
     if kwargs["retry_failed"]:
         created, key = _past_unsuccessful(client, body, created)
+    note = None
+    if key != kwargs["run_key"]:
+        note = f"[dim]Run key {key}: the runs of the earlier keys ended without success.[/dim]"
+    follow_created(state, client, created, as_json=as_json, wait=wait, quiet=quiet, note=note)
+
+
+def follow_created(
+    state: State,
+    client: ApiClient,
+    created: Mapping[str, Any],
+    *,
+    as_json: bool,
+    wait: bool,
+    quiet: bool = False,
+    note: str | None = None,
+) -> None:
+    """Say which run a trigger answered (new or the run key's), then follow it when asked to wait:
+    exit 1 unless it SUCCEEDED."""
     run_id = str(created["runId"])
     if quiet:
         click.echo(run_id)
@@ -189,8 +207,8 @@ def run_command(
         line = state.out
         line.print(f"{verb} [bold]{run_id}[/bold] (plan {created.get('planId')}) ", end="")
         line.print(state_text(str(created.get("state"))))
-        if key != kwargs["run_key"]:
-            line.print(f"[dim]Run key {key}: the runs of the earlier keys ended without success.[/dim]")
+        if note:
+            line.print(note)
     if not wait:
         if as_json:
             print_json(created)
@@ -205,18 +223,26 @@ def run_command(
     _require_success(final)
 
 
+def run_key_conflict(exc: ApiError, run_key: Any) -> CliError | None:
+    """The CLI's words for a run key already holding another run's payload (409), else None."""
+    if exc.details.get("conflictType") != "RUN_KEY_FINGERPRINT_MISMATCH":
+        return None
+    holder = exc.details.get("existingRunId")
+    since = local_datetime(exc.details.get("existingCreatedAt"))
+    return CliError(
+        f"run key '{run_key}' is held by run {holder} (created {since}) "
+        "for other assets, partition or labels",
+        hint=f"see it with `servo status {holder}`, or pick another --run-key",
+    )
+
+
 def _trigger(client: ApiClient, body: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return client.trigger(body)
     except ApiError as exc:
-        if exc.details.get("conflictType") == "RUN_KEY_FINGERPRINT_MISMATCH":
-            holder = exc.details.get("existingRunId")
-            since = local_datetime(exc.details.get("existingCreatedAt"))
-            raise CliError(
-                f"run key '{body.get('runKey')}' is held by run {holder} (created {since}) "
-                "for other assets, partition or labels",
-                hint=f"see it with `servo status {holder}`, or pick another --run-key",
-            ) from None
+        conflict = run_key_conflict(exc, body.get("runKey"))
+        if conflict is not None:
+            raise conflict from None
         # The API speaks of its body field; the user typed flags.
         raise CliError(exc.message.replace("pass partitionKey", "pass -p NAME=VALUE")) from None
 
