@@ -51,6 +51,10 @@ GOALS: tuple[tuple[str, Check], ...] = (
         _at_most("emulators_unthrottled.task_overhead_p50_ms", 150),
     ),
     ("1,000-task fan-out completes (embedded)", _fanout),
+    (
+        "a cancel reaches the running asset within 2 s, max (servo dev)",
+        _at_most("dev.cancel_seen_max_ms", 2000),
+    ),
     ("trigger p50 <= 20 ms idle (embedded)", _at_most("embedded.idle.trigger_p50_ms", 20)),
     ("trigger p50 <= 20 ms under load (embedded)", _at_most("embedded.load.trigger_p50_ms", 20)),
     (

@@ -1,6 +1,6 @@
 """Issue 7 item 1 on the local stacks, in one run: Servo (embedded and emulators) against Dagster on
 the same chains, per-task overhead, a 1,000-task fan-out, TriggerRun latency and compaction lag under
-load, and GCS operations per task.
+load, GCS operations per task, and the cancel latency of `servo dev` (bench/cancel.py).
 
 Each part records an ``….error`` key instead of aborting the others, so a missing piece (no registry
 for the Dagster venv, an emulator that will not start) still leaves every other figure measured.
@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from bench import _stacks, cost, dagster_cmp, e2e, load
+from bench import _stacks, cancel, cost, dagster_cmp, e2e, load
 from bench._graphs import write_servo_project
 
 CHAINS = (3, 20)
@@ -188,6 +188,7 @@ def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="servo-bench-") as tmp:
         root = Path(tmp)
         project = write_servo_project(root / "project", CHAINS, (FANOUT_CHILDREN, EMULATOR_FANOUT_CHILDREN))
+        _guarded(results, "dev.cancel", lambda: cancel.run(root / "cancel"))
         _guarded(results, "embedded", lambda: _embedded(project, root / "embedded"))
         _guarded(results, "emulators", lambda: _emulators(project, root / "emulators"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dagster-venv") as pool:

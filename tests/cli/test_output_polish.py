@@ -170,3 +170,20 @@ def test_a_failed_runs_key_is_reused_only_with_retry_failed(shop: EmbeddedStack)
     assert _run(shop, "shop.zeta_load", "--run-key", "nightly-1", "--retry-failed") == again
     lonely = invoke("run", "shop.zeta_load", "--retry-failed", env=_env(shop))
     assert lonely.exit_code == 1 and "--retry-failed needs --run-key" in lonely.stderr
+
+
+def test_status_shows_the_users_partition_and_json_carries_both_spellings(shop: EmbeddedStack) -> None:
+    """Issue 17 §7: the wire form stays in ``partitionKey`` (contracts.md); a person only sees ``eu``."""
+    run_id = _run(shop, "shop.orders", "-p", "region=eu")
+    body = json.loads(invoke("status", run_id, "--json", env=_env(shop)).stdout)
+    (task,) = body["tasks"]
+    assert task["partitionKey"].startswith("region=s:")  # the canonical wire form, unchanged
+    assert task["partition"] == {"region": "eu"}  # the user's spelling, beside it
+    assert body["partition"] == {"region": "eu"}
+    shown = invoke("status", run_id, env=_env(shop)).stdout
+    assert "region=eu" in shown
+    assert "s:" not in shown and task["partitionKey"] not in shown
+    unpartitioned = json.loads(
+        invoke("status", _run(shop, "shop.zeta_load"), "--json", env=_env(shop)).stdout
+    )
+    assert "partition" not in unpartitioned and "partition" not in unpartitioned["tasks"][0]

@@ -17,6 +17,7 @@ from servo.core.keys import (
     partition_id,
     require_canonical_partition_key,
 )
+from servo.core.partition_keys import partition_values
 
 from tests.conftest import load_fixture
 
@@ -290,3 +291,10 @@ def test_render_parse_roundtrip(dims: dict[str, PartitionValue]) -> None:
     assert parse_partition_key(rendered) == key
     assert parse_partition_key(rendered).render() == rendered
     assert require_canonical_partition_key(rendered) == rendered
+
+
+def test_partition_values_are_the_users_spelling_per_dimension() -> None:
+    assert partition_values("date=d:2025-03-01,region=s:ZXU") == {"date": "2025-03-01", "region": "eu"}
+    assert partition_values("hour=t:2025-03-01T10:00:00.000000Z") == {"hour": "2025-03-01T10:00:00Z"}
+    assert partition_values("") is None and partition_values(None) is None
+    assert partition_values("not a key") is None  # never the raw text: it may be an encoding

@@ -37,6 +37,20 @@ def job(ctx: Any) -> dict[str, Any]:
     return {"row_count": 1}
 
 
+class CallbackLog(requests.Session):
+    """The worker's real callback session, keeping each ``started`` answer the control plane gave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[tuple[int, str]] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        res = super().request(method, url, *args, **kwargs)
+        if str(url).endswith("/started"):
+            self.started.append((res.status_code, res.text))
+        return res
+
+
 class RoundRobin:
     """Two worker instances behind one URL, as Cloud Run spreads deliveries over instances."""
 
@@ -56,6 +70,7 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 
 
 def test_a_task_running_past_its_dispatch_deadline_is_not_run_by_the_redelivery(tmp_path: Path) -> None:
+    sessions = [CallbackLog(), CallbackLog()]
     apps = [
         WorkerApp(
             {"long.job": job},
@@ -63,6 +78,7 @@ def test_a_task_running_past_its_dispatch_deadline_is_not_run_by_the_redelivery(
             worker_id=f"instance-{i}",
             heartbeat_interval_s=0.2,
             callback_backoff_s=0.01,
+            http=sessions[i - 1],
         )
         for i in (1, 2)
     ]
@@ -85,9 +101,19 @@ def test_a_task_running_past_its_dispatch_deadline_is_not_run_by_the_redelivery(
         res = requests.post(f"{api}/v1/workspaces/default/runs", json={"selection": ["long.job"]}, timeout=10)
         run_id = res.json()["runId"]
         _wait(lambda: len(RUNS) >= 1, 20, "the asset never started")
-        # Let the queue time the first delivery out and deliver again (to the other instance) a few times.
-        time.sleep(3.0)
+
+        def answers() -> list[tuple[int, str]]:
+            return [answer for session in sessions for answer in session.started]
+
+        # The queue times the first delivery out and delivers again while the asset still runs.
+        _wait(lambda: len(answers()) >= 2, 30, "no redelivery reached a worker while the asset ran")
         RELEASE.set()
+        accepted = [a for a in answers() if a[0] < 300]
+        refused = [a for a in answers() if a[0] >= 300]
+        assert len(accepted) == 1, answers()
+        assert refused and all(
+            status == 409 and "attempt_already_started" in text for status, text in refused
+        ), answers()
 
         def run() -> dict[str, Any]:
             return dict(requests.get(f"{api}/v1/workspaces/default/runs/{run_id}", timeout=10).json())

@@ -84,7 +84,6 @@ _STATE_KINDS = (
     ("manifest.pointer.json", "pointer"),
     ("/manifests/", "manifest"),
     ("/index/", "index"),
-    ("run_key_index.", "run-key-index"),
     ("/segments/", "segments"),
 )
 

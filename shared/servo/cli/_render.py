@@ -118,6 +118,9 @@ def run_summary(run: Mapping[str, Any]) -> Text:
         for name in ("failed", "skipped", "cancelled"):
             if counts.get(name):
                 text.append(f", {counts[name]} {name}")
+    partition = run.get("partition")
+    if isinstance(partition, Mapping):
+        text.append(f"  partition {values_text(partition)}")
     text.append(f"  created {local_time(run.get('createdAt'))}", style="dim")
     if run.get("completedAt"):
         text.append(f", took {duration(run.get('createdAt'), run.get('completedAt'))}", style="dim")
@@ -163,16 +166,14 @@ def local_datetime(ts: str | None) -> str:
 
 def partition_text(canonical: str | None) -> str:
     """A partition key as the user wrote it (``region=eu``), never its encoding (``region=s:ZXU``)."""
-    if not canonical:
-        return ""
-    from servo.core.errors import InvalidPartitionKey
-    from servo.core.partition_keys import parse_partition_key
+    from servo.core.partition_keys import partition_values
 
-    try:
-        key = parse_partition_key(canonical)
-    except InvalidPartitionKey:
-        return canonical
-    return ",".join(f"{name}={value.value}" for name, value in key.dimensions)
+    return values_text(partition_values(canonical)) if canonical else ""
+
+
+def values_text(values: Mapping[str, Any] | None) -> str:
+    """``{dimension: value}`` (the API's ``partition``) as ``date=2025-03-01,region=eu``."""
+    return ",".join(f"{name}={value}" for name, value in (values or {}).items())
 
 
 def _assets_and_partition(run: Mapping[str, Any] | None) -> tuple[str, str]:

@@ -310,6 +310,18 @@ def display_partition_key(s: str | None) -> str:
         return s
 
 
+def partition_values(s: str | None) -> dict[str, str] | None:
+    """A stored (canonical) partition key as ``{dimension: value}`` in the user's words, the form the
+    API shows beside the wire ``partitionKey``; ``None`` when unpartitioned or unparsable."""
+    if not s:
+        return None
+    try:
+        key = parse_partition_key(s)
+    except InvalidPartitionKey:
+        return None
+    return {name: value.display() for name, value in key.dimensions} or None
+
+
 def require_canonical_partition_key(s: str) -> str:
     """Return ``s`` if it is a canonical partition key, else raise.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from servo.core.errors import InvalidInput, NotFound
 from servo.core.ids import validate_path_component
+from servo.core.partition_keys import partition_values
 from servo.core.reruns import rerun_fields
 from servo.core.rows import DepRow, RunRow, TaskRow
 from servo.core.states import TaskState, public_run_state, public_task_state
@@ -77,6 +78,7 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             "taskKey": task.task_key,
             "assetKey": task.asset_key,
             "partitionKey": task.partition_key or None,
+            "partition": partition_values(task.partition_key),
             "state": public_task_state(task.state),
             "attempt": task.attempt,
             "maxAttempts": task.max_attempts,
@@ -149,6 +151,7 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
     started = [t.started_at for t in view.tasks.values() if t.started_at is not None]
     terminal = state in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
     labels = json.loads(run.labels) if run.labels else {}
+    partitions = {t.partition_key for t in view.tasks.values() if t.partition_key}
     return _drop_none(
         {
             "runId": run.run_id,
@@ -163,6 +166,8 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             "cancelReason": run.cancel_reason,
             "codeVersion": run.code_version,
             "trigger": run.trigger_type,
+            # The run's one partition in the user's words; a run spanning several has none of its own.
+            "partition": partition_values(partitions.pop()) if len(partitions) == 1 else None,
             "tasks": [task_view(view.tasks[k], view.deps) for k in run_order(view.tasks, view.deps)],
             "taskCounts": task_counts(view.tasks),
             "labels": labels,
