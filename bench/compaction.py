@@ -334,6 +334,13 @@ def heartbeat_history() -> dict[str, Any]:
     _heartbeat_minutes(1)  # warm-up: the first publishes of a process pay for imports and caches
     short = _heartbeat_minutes(5)
     long = _heartbeat_minutes(120)
+    # The short history again, after the long one: CPU time on a shared machine drifts over a minute,
+    # and the two are compared fairly only when each had the same chance at a quiet stretch.
+    # A short history costs seconds, so it is measured three times, around the long one.
+    least = min(
+        [short["publish_cpu_ms_min"]] + [_heartbeat_minutes(5)["publish_cpu_ms_min"] for _ in range(2)]
+    )
+    short = {**short, "publish_cpu_ms_min": least}
     results: dict[str, Any] = {}
     for label, figures in (("5min", short), ("2h", long)):
         results.update({f"compaction.heartbeats_{label}.{k}": v for k, v in figures.items()})
