@@ -208,6 +208,7 @@ def test_log_chunk_fields_are_the_logs_parsers() -> None:
     # The whole-attempt form is still accepted: both shapes are in the one schema, told apart by seq.
     assert {"stdout", "stderr"} <= set(body)
     assert DEFS["TaskLogsRequest"]["x-servo-together"] == ["seq", "text"]
+    assert f"last {callbacks.MAX_LOG_BYTES // 2**20} MiB" in DEFS["TaskLogsRequest"]["description"]
 
 
 def test_run_trigger_is_the_ledgers_trigger_types() -> None:
