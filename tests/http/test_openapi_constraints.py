@@ -251,10 +251,11 @@ def test_every_field_the_run_views_send_is_documented() -> None:
 def test_every_field_a_callback_rejection_carries_is_documented() -> None:
     import ast
 
-    text = (ROOT / "shared" / "servo" / "services" / "callbacks.py").read_text(encoding="utf-8")
+    sources = sorted((ROOT / "shared" / "servo").rglob("*.py"))
     fields = {
         kw.arg
-        for node in ast.walk(ast.parse(text))
+        for source in sources
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "CallbackRejected"
         for kw in node.keywords
         if kw.arg is not None
