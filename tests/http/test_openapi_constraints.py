@@ -218,16 +218,19 @@ def test_run_trigger_is_the_ledgers_trigger_types() -> None:
         assert set(_props(name)["trigger"]["enum"]) == TRIGGER_TYPES, name
 
 
-def _dict_keys(function: Any) -> set[str]:
-    """The string keys of every dict literal in ``function``'s source: the fields it can answer."""
+def _dict_keys(function: Any, *, returned: bool = False) -> set[str]:
+    """The string keys of every dict literal in ``function``'s source (or only in what it returns):
+    the fields it can answer."""
     import ast
     import inspect
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    roots = [n.value for n in ast.walk(tree) if isinstance(n, ast.Return) and n.value] if returned else [tree]
     return {
         key.value
-        for node in ast.walk(tree)
+        for root in roots
+        for node in ast.walk(root)
         if isinstance(node, ast.Dict)
         for key in node.keys
         if isinstance(key, ast.Constant) and isinstance(key.value, str)
@@ -317,3 +320,24 @@ def test_every_field_the_sweep_sends_is_documented() -> None:
     per_workspace = sweep["workspaces"]["additionalProperties"]["properties"]
     assert _dict_keys(timers.sweep_workspace) <= set(per_workspace)
     assert _dict_keys(timers._skip) <= set(sweep["skipped"]["items"]["properties"])
+
+
+def _answers() -> list[tuple[Any, str]]:
+    from servo.services import callbacks, cancel, manifests, timers, trigger
+
+    return [
+        (manifests.get_current_manifest, "CurrentManifest"),
+        (trigger.trigger_run, "TriggerRunResponse"),
+        (cancel._answer, "CancelRunResponse"),
+        (callbacks.task_started, "Ack"),
+        (callbacks.task_heartbeat, "HeartbeatAck"),
+        (callbacks.task_completed, "CompletedAck"),
+        (callbacks.upload_logs, "LogsAck"),
+        (timers.fire_timer, "FireTimerResponse"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_answers())))
+def test_every_field_an_answer_sends_is_documented(index: int) -> None:
+    function, name = _answers()[index]
+    assert _dict_keys(function, returned=True) <= set(_props(name)), name
