@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+import yaml
 from schemathesis.config import SchemathesisConfig
 from servo.dev.embedded import EmbeddedStack
 from servo.tokens import issue_task_token
@@ -130,8 +131,6 @@ def _walk(value: Any, fix: Any, key: str = "") -> Any:
 
 def _extension(name: str) -> dict[str, Any]:
     """Property name → value of an ``x-servo-*`` keyword anywhere in the document's definitions."""
-    import yaml
-
     found: dict[str, Any] = {}
 
     def visit(node: Any) -> None:
@@ -162,13 +161,24 @@ def _fits(key: str, value: Any) -> Any:
 
 
 def _json_body_rules() -> dict[str, Any]:
-    import yaml
-
     rules: dict[str, Any] = yaml.safe_load(DOC.read_text(encoding="utf-8"))["x-servo-json-body"]
     return rules
 
 
 JSON_BODY = _json_body_rules()
+# Body fields that come together or not at all (a definition's x-servo-together).
+TOGETHER = [
+    d["x-servo-together"]
+    for d in yaml.safe_load(DOC.read_text(encoding="utf-8"))["definitions"].values()
+    if "x-servo-together" in d
+]
+
+
+def _together(body: dict[str, Any]) -> dict[str, Any]:
+    for group in TOGETHER:
+        if not all(f in body for f in group):
+            body = {k: v for k, v in body.items() if k not in group}
+    return body
 
 
 def _clamp(value: int) -> int:
@@ -207,9 +217,7 @@ def _repair(case: Any, t: Target) -> None:
     if case.headers:
         case.headers = {k: _fits(k, v) for k, v in case.headers.items()}
     if body is not None:
-        body = _walk(_strict(body), _fits)
-        if op == "sweepTimers" and ("tenantId" in body) != ("workspaceId" in body):
-            body = {}
+        body = _together(_walk(_strict(body), _fits))
     if op == "deployManifest" and body is not None:
         body = _walk(body, _canonical)
         seen: list[dict[str, Any]] = []

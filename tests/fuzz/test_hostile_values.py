@@ -25,8 +25,9 @@ __all__ = ["target"]
 _MARKER = "__servo_hostile_marker__"
 
 
-def _base_body(op: Operation, t: Target) -> dict[str, Any]:
-    """A body the route accepts, so the hostile value is the only thing wrong with it."""
+def _base_bodies(op: Operation, t: Target) -> list[dict[str, Any]]:
+    """Bodies the route accepts, so the hostile value is the only thing wrong with each: one per form
+    of the route's body (the logs callback takes a whole attempt's output or one streamed chunk)."""
     attempt = {"attempt": t.env["attempt"], "attemptId": t.env["attemptId"], "workerId": "w1"}
     by_operation: dict[str, dict[str, Any]] = {
         "deployManifest": manifest(asset("ns.a"), asset("ns.b", "ns.a"), asset("ns.c", "ns.b")),
@@ -41,12 +42,16 @@ def _base_body(op: Operation, t: Target) -> dict[str, Any]:
     }
     name = op.operation_id.removesuffix("Compat")
     if name in by_operation:
-        return by_operation[name]
-    extra = {"taskCompleted": {"outcome": "SUCCEEDED"}, "taskLogs": {"stdout": "out", "stderr": ""}}
-    return {**attempt, **extra.get(name, {})}
+        return [by_operation[name]]
+    forms: dict[str, list[dict[str, Any]]] = {
+        "taskCompleted": [{"outcome": "SUCCEEDED"}],
+        "taskLogs": [{"stdout": "out", "stderr": ""}, {"seq": 0, "text": "out"}],
+    }
+    return [{**attempt, **form} for form in forms.get(name, [{}])]
 
 
 def _properties(op: Operation) -> list[str]:
+    """Every field the route's documented body names (the logs chunk's seq and text among them)."""
     assert op.body is not None
     schema = DEFINITIONS[op.body["$ref"].rsplit("/", 1)[-1]]
     return sorted(schema.get("properties", {}))
@@ -54,14 +59,14 @@ def _properties(op: Operation) -> list[str]:
 
 def _bodies(op: Operation, t: Target) -> list[tuple[str, bytes]]:
     """(label, raw body) for every placement of every hostile value."""
-    base = _base_body(op, t)
     found: list[tuple[str, bytes]] = []
     for kind, raw in HOSTILE_JSON.items():
         found.append((f"{kind} as the body", raw))
-        for prop in _properties(op):
-            for shape, value in (("value", _MARKER), ("key", {_MARKER: 1}), ("item", [_MARKER])):
-                text = json.dumps({**base, prop: value}).replace(f'"{_MARKER}"', raw.decode())
-                found.append((f"{kind} as {prop}'s {shape}", text.encode()))
+        for base in _base_bodies(op, t):
+            for prop in _properties(op):
+                for shape, value in (("value", _MARKER), ("key", {_MARKER: 1}), ("item", [_MARKER])):
+                    text = json.dumps({**base, prop: value}).replace(f'"{_MARKER}"', raw.decode())
+                    found.append((f"{kind} as {prop}'s {shape} in {sorted(base)}", text.encode()))
     return found
 
 
@@ -122,3 +127,15 @@ def test_deep_nesting_lone_surrogates_and_huge_integers_are_refused_in_every_rea
             if res.status_code >= 400:
                 assert _error_shape_ok(op, res.get_json(silent=True)), f"?{param}: {res.data[:300]!r}"
     requests_sent(sent, f"hostile {op.operation_id}")
+
+
+def test_the_logs_route_is_fuzzed_in_both_forms_and_every_field(target: Target) -> None:
+    (logs,) = [op for op in BODY_OPS if op.operation_id == "taskLogs"]
+    assert {"seq", "text", "stdout", "stderr", "attempt"} <= set(_properties(logs))
+    labels = [label for label, _ in _bodies(logs, target)]
+    chunk, whole = (
+        ["attempt", "attemptId", "seq", "text", "workerId"],
+        ["attempt", "attemptId", "stderr", "stdout", "workerId"],
+    )
+    assert any(label.endswith(f"as text's value in {chunk}") for label in labels)
+    assert any(label.endswith(f"as seq's value in {whole}") for label in labels)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra import _tf, _tfrun
+from tests.infra import _refs, _tf, _tfrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_FUNCTIONS = ("deploy", "trigger", "runs", "cancel", "callback", "compactor", "timers", "automation")
@@ -110,3 +110,9 @@ def planted_infra(tmp_path: Path) -> Callable[[str, str, str], Path]:
         return path
 
     return plant
+
+
+@pytest.fixture(scope="session")
+def core_locals(manifest: Path) -> dict[str, Any]:
+    """servo-core's provider-free locals, evaluated by the real Terraform."""
+    return _refs.evaluate_locals(CORE, core_variables(manifest), GIVEN)

@@ -101,6 +101,7 @@ SCHEDULE_WRITES = {
     ("automation", "ledger"),
     ("automation", "automation"),
     ("timers", "run_keys"),
+    ("timers", "creations"),
     ("timers", "automation"),
 }
 
@@ -113,8 +114,10 @@ def test_writer_table_matches_design() -> None:
         ("deploy", "manifests"),
         ("deploy", "_servo/workspaces"),
         ("trigger", "run_keys"),
+        ("trigger", "creations"),  # the run's creation record (services/run_creation.py)
         ("trigger", "ledger"),
         ("cancel", "ledger"),
+        ("callback", "attempt_claims"),  # one delivery per attempt (services/callbacks.py)
         ("callback", "ledger"),
         ("callback", "logs"),
         ("compactor", "state"),

@@ -4,7 +4,6 @@ prefix, are given), and what the deployment derives from them checked against th
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,9 @@ import pytest
 from servo.services.effects import _audience
 
 from tests.infra import _refs, _tf, _tfrun
+from tests.infra._iam import CREATE, OVERWRITE, may_write
 from tests.infra.conftest import CORE, GIVEN, PROJECT_NUMBER
 from tests.infra.conftest import core_variables as _variables
-
-
-@pytest.fixture(scope="module")
-def core_locals(manifest: Path) -> dict[str, Any]:
-    return _refs.evaluate_locals(CORE, _variables(manifest), GIVEN)
 
 
 def test_every_provider_free_local_evaluates(core_locals: dict[str, Any]) -> None:
@@ -125,59 +120,14 @@ def test_a_region_without_api_gateway_needs_a_gateway_region(manifest: Path) -> 
     assert gateway["lifecycle"][0]["precondition"][0]["condition"] == "${local.gateway_region_supported}"
 
 
-# ---------------------------------------------------------------------------------------------------
-# The writer table's IAM conditions, evaluated on object names. IAM Conditions' extract(template)
-# returns the text between the template's literal prefix and the first following occurrence of its
-# literal suffix ("" when either is missing); startsWith/endsWith are plain.
-# ---------------------------------------------------------------------------------------------------
-
-_TERM = re.compile(r'resource\.name\.(extract|startsWith|endsWith)\("((?:[^"\\]|\\.)*)"\)(?: (==|!=) "")?')
-
-
-def _extract(name: str, template: str) -> str:
-    prefix, suffix = template.split("{scope}")
-    start = name.find(prefix)
-    if start < 0:
-        return ""
-    end = name.find(suffix, start + len(prefix))
-    return "" if end < 0 else name[start + len(prefix) : end]
-
-
-def _holds(expression: str, object_name: str) -> bool:
-    name = f"{GIVEN['object_prefix']}/{object_name}"
-    terms = expression.split(" && ")
-    for term in terms:
-        match = _TERM.fullmatch(term)
-        assert match, term
-        fn, arg, op = match.groups()
-        if fn == "extract":
-            value = _extract(name, arg)
-            ok = value != "" if op == "!=" else value == ""
-        else:
-            ok = name.startswith(arg) if fn == "startsWith" else name.endswith(arg)
-        if not ok:
-            return False
-    return True
-
-
-def _may_write(core_locals: dict[str, Any], fn: str, object_name: str, role: str) -> bool:
-    grants = core_locals["write_grants"]
-    return any(
-        _holds(core_locals["write_conditions"][key], object_name)
-        for key, g in grants.items()
-        if g["fn"] == fn and g["role"] == role
-    )
-
-
-OVERWRITE = "roles/storage.objectUser"
-CREATE = "roles/storage.objectCreator"
+# The writer table's IAM conditions, evaluated on object names (tests/infra/_iam.py).
 
 
 def test_deploy_overwrites_only_the_manifest_index(core_locals: dict[str, Any]) -> None:
-    assert _may_write(core_locals, "deploy", "t/w/manifests/_index.json", OVERWRITE)
-    assert not _may_write(core_locals, "deploy", "t/w/manifests/m-1.json", OVERWRITE)
-    assert _may_write(core_locals, "deploy", "t/w/manifests/m-1.json", CREATE)
-    assert _may_write(core_locals, "deploy", "t/w/manifests/idempotency/k.json", CREATE)
+    assert may_write(core_locals, "deploy", "t/w/manifests/_index.json", OVERWRITE)
+    assert not may_write(core_locals, "deploy", "t/w/manifests/m-1.json", OVERWRITE)
+    assert may_write(core_locals, "deploy", "t/w/manifests/m-1.json", CREATE)
+    assert may_write(core_locals, "deploy", "t/w/manifests/idempotency/k.json", CREATE)
 
 
 def test_no_function_but_the_compactor_reaches_published_state(core_locals: dict[str, Any]) -> None:
@@ -190,12 +140,12 @@ def test_no_function_but_the_compactor_reaches_published_state(core_locals: dict
     for fn in ("deploy", "trigger", "cancel", "callback", "timers", "runs"):
         for name in state_names:
             for role in (OVERWRITE, CREATE):
-                assert not _may_write(core_locals, fn, name, role), (fn, name, role)
-    assert _may_write(core_locals, "compactor", state_names[0], OVERWRITE)
+                assert not may_write(core_locals, fn, name, role), (fn, name, role)
+    assert may_write(core_locals, "compactor", state_names[0], OVERWRITE)
 
 
 def test_append_only_areas_are_create_only(core_locals: dict[str, Any]) -> None:
-    assert _may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", CREATE)
-    assert not _may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", OVERWRITE)
-    assert _may_write(core_locals, "callback", "t/w/logs/r/t/attempt-1.log", CREATE)
-    assert not _may_write(core_locals, "callback", "t/w/run_keys/k.json", CREATE)
+    assert may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", CREATE)
+    assert not may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", OVERWRITE)
+    assert may_write(core_locals, "callback", "t/w/logs/r/t/attempt-1.log", CREATE)
+    assert not may_write(core_locals, "callback", "t/w/run_keys/k.json", CREATE)

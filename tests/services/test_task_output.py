@@ -108,6 +108,8 @@ def test_output_is_stored_after_the_attempt_ended(tmp_path: Path) -> None:
         ({"attempt": 1, "seq": -1, "text": "x"}, "seq must be"),
         ({"attempt": 1, "seq": 0}, "text must be a string"),
         ({"attempt": 1, "seq": 0, "text": "x" * (1024 * 1024 + 1)}, "at most"),
+        # The document types stdout and stderr for both forms, so a chunk cannot carry them ill-typed.
+        ({"attempt": 1, "seq": 0, "text": "x", "stderr": {}}, "stdout and stderr must be strings"),
     ],
 )
 def test_a_bad_chunk_is_refused(tmp_path: Path, body: dict[str, Any], message: str) -> None:

@@ -28,8 +28,10 @@ locals {
     deploy_index     = { fn = "deploy", area = "manifests", role = "roles/storage.objectUser", scoped = true, suffix = "_index.json" }
     deploy_registry  = { fn = "deploy", area = "_servo/workspaces", role = "roles/storage.objectCreator", scoped = false, suffix = "" }
     trigger_run_keys = { fn = "trigger", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    trigger_creation = { fn = "trigger", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     trigger_ledger   = { fn = "trigger", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     cancel_ledger    = { fn = "cancel", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    callback_claims  = { fn = "callback", area = "attempt_claims", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     callback_ledger  = { fn = "callback", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     callback_logs    = { fn = "callback", area = "logs", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     compactor_state  = { fn = "compactor", area = "state", role = "roles/storage.objectUser", scoped = true, suffix = "" }
@@ -43,6 +45,7 @@ locals {
     automation_ledger    = { fn = "automation", area = "ledger", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     automation_schedules = { fn = "automation", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
     timers_run_keys      = { fn = "timers", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    timers_creation      = { fn = "timers", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     timers_schedules     = { fn = "timers", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
   }
 

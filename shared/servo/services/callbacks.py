@@ -375,6 +375,9 @@ def _log_body(body: Mapping[str, Any]) -> tuple[int | None, bytes]:
     Two shapes: ``{attempt, stdout, stderr}`` stores the attempt's whole output at once (contracts §8);
     ``{attempt, seq, text}`` stores one chunk of the output a worker uploads while the attempt runs.
     """
+    stdout, stderr = body.get("stdout", ""), body.get("stderr", "")
+    if not isinstance(stdout, str) or not isinstance(stderr, str):
+        raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
     if "seq" in body or "text" in body:
         seq, text = body.get("seq"), body.get("text")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_LOG_SEQ:
@@ -387,9 +390,6 @@ def _log_body(body: Mapping[str, Any]) -> tuple[int | None, bytes]:
                 400, "invalid_argument", f"a log chunk holds at most {MAX_LOG_CHUNK_BYTES} bytes"
             )
         return seq, data
-    stdout, stderr = body.get("stdout", ""), body.get("stderr", "")
-    if not isinstance(stdout, str) or not isinstance(stderr, str):
-        raise CallbackRejected(400, "invalid_argument", "stdout and stderr must be strings")
     data = f"=== stdout ===\n{stdout}\n=== stderr ===\n{stderr}\n".encode()
     if len(data) > MAX_LOG_BYTES:
         # Keep the tail: the end of a log is where the failure is.
