@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_m1_smoke import REPO, SERVO, TERMINAL, Stack, _free_port, _read_ready_line
+from tests.e2e.test_m1_smoke import REPO, TERMINAL, Stack, _free_port, _read_ready_line, servo_dev
 
 pytestmark = pytest.mark.e2e
 
@@ -42,26 +40,13 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
     env.update(SERVO_API_URL=f"http://127.0.0.1:{port}", PYTHONUNBUFFERED="1")
-    log = (root / "dev.err").open("w")
-    proc = subprocess.Popen(
-        [SERVO, "dev", "--port", str(port), "--data", str(data_dir), "--project", str(project),
-         "--sweep-interval", "1", *(["--emulators"] if request.param == "emulators" else [])],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-    )  # fmt: skip
-    try:
+    mode = ["--emulators"] if request.param == "emulators" else []
+    # The schedule's sweep runs every second (servo_dev's default interval is shorter still).
+    with servo_dev(root, project, port, env, *mode) as proc:
         storage: list[str] = []
         yield Stack(
             _read_ready_line(proc, 60, storage), data_dir, project, env, request.param, storage=storage
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        log.close()
-        assert code == 0, (root / "dev.err").read_text()[-2000:]
 
 
 def _ticks(stack: Stack) -> list[dict[str, Any]]:
