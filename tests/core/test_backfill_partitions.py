@@ -180,3 +180,28 @@ def test_chunks_partition_the_keys_exactly_in_order(days: list[int], size: int) 
     assert [k for chunk in chunks for k in chunk] == keys
     assert all(1 <= len(c) <= size for c in chunks)
     assert all(len(c) == size for c in chunks[:-1])
+
+
+def test_b_explicit_hourly_keys_and_static_only_ranges() -> None:
+    hour = "hour=t:2025-01-15T10:00:00.000000Z"
+    assert resolve_partitions({"explicit": [hour]}, [HOURLY], now_ms=NOW) == (hour,)
+    with pytest.raises(InvalidInput) as exc:
+        resolve_partitions({"explicit": ["hour=d:2025-01-15"]}, [HOURLY], now_ms=NOW)
+    assert _field(exc) == "partitions.explicit[0]"
+    with pytest.raises(InvalidInput) as exc:
+        resolve_partitions({"explicit": ["date=t:2025-01-15T00:00:00.000000Z"]}, [DAILY], now_ms=NOW)
+    assert _field(exc) == "partitions.explicit[0]"
+    regions = resolve_partitions({"range": {"where": {"region": ["us", "ap"]}}}, [REGION], now_ms=NOW)
+    assert [PartitionKey.of({"region": PartitionValue("s", r)}).render() for r in ("ap", "us")] == list(
+        regions
+    )
+    with pytest.raises(InvalidInput) as exc:
+        resolve_partitions(_range("2025-01-01", "2025-01-01"), [REGION], now_ms=NOW)
+    assert _field(exc) == "partitions.range.start"
+    with pytest.raises(InvalidInput) as exc:
+        resolve_partitions(
+            {"range": {"start": "2025-01-01", "end": "2025-01-01", "where": {"region": []}}},
+            [DAILY, REGION],
+            now_ms=NOW,
+        )
+    assert _field(exc) == "partitions.range.where.region"
