@@ -17,6 +17,7 @@ from servo.core.backfills import (
     backfill_run_key,
     chunk_id,
     chunk_request_id,
+    chunk_run_requests,
     chunk_state,
     chunks_to_plan,
     operator_move,
@@ -26,6 +27,7 @@ from servo.core.backfills import (
     state_change_key,
 )
 from servo.core.errors import Conflict
+from servo.core.fingerprints import request_fingerprint
 
 
 def _day(d: int) -> str:
@@ -200,3 +202,18 @@ def test_b8_parent_not_failed_conflicts(state: str) -> None:
     with pytest.raises(Conflict) as exc:
         retry_failed_partitions(state, [(_day(1), "FAILED")])
     assert exc.value.details["conflictType"] == "PARENT_NOT_FAILED"
+
+
+def test_b3_chunk_requests_one_per_partition_selecting_every_asset() -> None:
+    bf = backfill_id("t", "w", "k")
+    keys = [_day(1), _day(2)]
+    requests = chunk_run_requests(bf, 4, keys, ["raw.a", "raw.b"], {"team": "x"})
+    assert [r.request_id for r in requests] == [f"chunk:{bf}:4:0", f"chunk:{bf}:4:1"]
+    assert [r.run_key for r in requests] == [f"backfill:{bf}:chunk:4:0", f"backfill:{bf}:chunk:4:1"]
+    assert [r.partition_key for r in requests] == keys
+    assert all(r.selection == ("raw.a", "raw.b") for r in requests)
+    assert dict(requests[0].source) == {"type": "backfill", "id": bf, "ref": f"{bf}:4"}
+    # the fingerprint leaves the source out: the same request from TriggerRun is the same run (R1)
+    assert requests[0].request_fingerprint == request_fingerprint(
+        ["raw.a", "raw.b"], False, False, _day(1), {"team": "x"}
+    )

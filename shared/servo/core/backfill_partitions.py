@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from servo.core.errors import InvalidInput, InvalidSchedule
+from servo.core.partition_compat import describe_dimensions
 from servo.core.partition_keys import (
     PartitionKey,
     PartitionValue,
@@ -67,11 +68,9 @@ def backfill_dimensions(
         raise _bad("assets", f"unknown asset(s) {', '.join(unknown)}")
     try:
         dims = _shared_dimensions(assets, dimensions_of)
-    except InvalidSchedule as exc:
-        raise _bad(
-            "assets",
-            exc.message.removeprefix("target: ").replace("a schedule's targets", "a backfill's assets"),
-        ) from None
+    except InvalidSchedule:
+        shown = "; ".join(f"{key}: {describe_dimensions(dimensions_of[key])}" for key in assets)
+        raise _bad("assets", f"a backfill's assets share one dimension set; these differ ({shown})") from None
     if not dims:
         raise _bad(
             "assets", f"{', '.join(assets)}: not partitioned; a backfill is over partitions (use `servo run`)"

@@ -7,14 +7,17 @@ and compactors take the same decisions and derive the same ids (§2: no daemon, 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from servo.core.backfill_partitions import partition_sort_key
 from servo.core.errors import Conflict
+from servo.core.fingerprints import request_fingerprint
 from servo.core.ids import _b32_lower, _sha256
 from servo.core.partition_keys import parse_partition_key
+from servo.core.schedules import TickRunRequest
 
 __all__ = [
     "ACTIVE_STATES",
@@ -27,6 +30,7 @@ __all__ = [
     "backfill_run_key",
     "chunk_id",
     "chunk_request_id",
+    "chunk_run_requests",
     "chunk_state",
     "chunks_to_plan",
     "operator_move",
@@ -86,6 +90,29 @@ def chunk_request_id(chunk: str, position: int) -> str:
 
 def backfill_run_key(backfill: str, index: int, position: int) -> str:
     return f"backfill:{backfill}:chunk:{index}:{position}"
+
+
+def chunk_run_requests(
+    backfill: str, index: int, keys: Sequence[str], assets: Sequence[str], labels: Mapping[str, str]
+) -> tuple[TickRunRequest, ...]:
+    """The run requests BackfillChunkPlanned carries (B3): one per partition, each selecting every asset of
+    the backfill (the planner orders them by the manifest graph, B10), source ``backfill``/bf/chunk id.
+    The request shape is the one schedule ticks carry, so one processor submits both."""
+    chunk = chunk_id(backfill, index)
+    frozen = MappingProxyType(dict(labels))
+    source = MappingProxyType({"type": "backfill", "id": backfill, "ref": chunk})
+    return tuple(
+        TickRunRequest(
+            request_id=chunk_request_id(chunk, j),
+            run_key=backfill_run_key(backfill, index, j),
+            request_fingerprint=request_fingerprint(assets, False, False, key, frozen),
+            selection=tuple(assets),
+            partition_key=key,
+            labels=frozen,
+            source=source,
+        )
+        for j, key in enumerate(keys)
+    )
 
 
 def state_change_key(backfill: str, state_version: int, to_state: str) -> str:
