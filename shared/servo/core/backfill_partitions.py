@@ -22,8 +22,8 @@ from servo.core.partition_keys import (
     parse_partition_key,
     require_canonical_partition_key,
 )
-from servo.core.schedule_partitions import _literal_value, _window_value
-from servo.core.schedules import _shared_dimensions
+from servo.core.schedule_partitions import literal_value, window_value
+from servo.core.schedules import shared_dimensions
 from servo.core.timefmt import parse_timestamp_us
 
 __all__ = [
@@ -67,7 +67,7 @@ def backfill_dimensions(
     if unknown:
         raise _bad("assets", f"unknown asset(s) {', '.join(unknown)}")
     try:
-        dims = _shared_dimensions(assets, dimensions_of)
+        dims = shared_dimensions(assets, dimensions_of)
     except InvalidSchedule:
         shown = "; ".join(f"{key}: {describe_dimensions(dimensions_of[key])}" for key in assets)
         raise _bad("assets", f"a backfill's assets share one dimension set; these differ ({shown})") from None
@@ -101,7 +101,7 @@ def _period_start_s(value: PartitionValue) -> int:
 
 def current_period(dim: Mapping[str, Any], now_ms: int) -> PartitionValue:
     """The partition of a time dimension that contains ``now_ms`` (the newest a backfill may name)."""
-    return _window_value(str(dim.get("granularity", "day")), now_ms // 1000, previous=False)
+    return window_value(str(dim.get("granularity", "day")), now_ms // 1000, previous=False)
 
 
 def period_count(granularity: str, first: PartitionValue, last: PartitionValue) -> int:
@@ -122,7 +122,7 @@ def _periods(granularity: str, first: PartitionValue, last: PartitionValue) -> I
     value = first
     while str(value.value) <= str(last.value):
         yield value
-        value = _window_value(granularity, _period_start_s(value) + _STEP_S[granularity], previous=False)
+        value = window_value(granularity, _period_start_s(value) + _STEP_S[granularity], previous=False)
 
 
 def _time_value(dim: Mapping[str, Any], text: object, field_name: str, now_ms: int) -> PartitionValue:
@@ -131,7 +131,7 @@ def _time_value(dim: Mapping[str, Any], text: object, field_name: str, now_ms: i
     if not isinstance(text, str) or not text:
         raise _bad(field_name, f"{text!r} must be a non-empty string")
     try:
-        value = _literal_value(granularity, text)
+        value = literal_value(granularity, text)
     except InvalidInput as exc:
         raise _bad(field_name, exc.message.removeprefix("partition: ")) from None
     start = dim.get("start")

@@ -15,7 +15,7 @@ from typing import Final
 from servo.core.backfill_partitions import partition_sort_key
 from servo.core.errors import Conflict
 from servo.core.fingerprints import request_fingerprint
-from servo.core.ids import _b32_lower, _sha256
+from servo.core.ids import b32_lower, sha256_bytes
 from servo.core.partition_keys import parse_partition_key
 from servo.core.schedules import TickRunRequest
 
@@ -76,7 +76,7 @@ _OPERATOR_MOVES: Final = {
 
 def backfill_id(tenant: str, workspace: str, idempotency_key: str) -> str:
     """``bf_`` + lower(b32(sha256(``{tenant}:{ws}:{key}``)))[:26]: a replayed create names the same one."""
-    return "bf_" + _b32_lower(_sha256(f"{tenant}:{workspace}:{idempotency_key}"))[:26]
+    return "bf_" + b32_lower(sha256_bytes(f"{tenant}:{workspace}:{idempotency_key}"))[:26]
 
 
 def chunk_id(backfill: str, index: int) -> str:

@@ -77,11 +77,11 @@ def ulid_time_ms(s: str) -> int:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _b32_lower(digest: bytes) -> str:
+def b32_lower(digest: bytes) -> str:
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 
-def _sha256(text: str) -> bytes:
+def sha256_bytes(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
@@ -133,7 +133,7 @@ def attempt_id(dispatch_id: str) -> str:
     """``att_`` + hex(sha256(``attempt:`` + dispatch_id))[:24]."""
     if not isinstance(dispatch_id, str) or not dispatch_id:
         raise InvalidId(f"invalid dispatch id {dispatch_id!r}")
-    return "att_" + _sha256("attempt:" + dispatch_id).hex()[:24]
+    return "att_" + sha256_bytes("attempt:" + dispatch_id).hex()[:24]
 
 
 def cloud_task_id(internal_id: str) -> str:
@@ -144,7 +144,7 @@ def cloud_task_id(internal_id: str) -> str:
         prefix = "t_"
     else:
         raise InvalidId(f"invalid internal id {internal_id!r}: expected a dispatch: or timer: id")
-    return prefix + _b32_lower(_sha256(internal_id))[:26]
+    return prefix + b32_lower(sha256_bytes(internal_id))[:26]
 
 
 # ---------------------------------------------------------------------------------------------- timers
@@ -212,7 +212,7 @@ def automation_run_id(secret: bytes, tenant: str, workspace: str, run_key: str) 
     if not isinstance(secret, bytes):
         raise InvalidId("automation run id secret must be bytes (may be empty)")
     mac = hmac.new(secret, f"{tenant}:{workspace}:{run_key}".encode(), hashlib.sha256).digest()
-    return "run_" + _b32_lower(mac[:16])[:26]
+    return "run_" + b32_lower(mac[:16])[:26]
 
 
 MAX_RUN_KEY_BYTES = 256
@@ -222,7 +222,7 @@ def run_key_object_name(run_key: str) -> str:
     """``run_keys/{hex(sha256(run_key))[:40]}.json`` (the run_key is 1..256 bytes)."""
     if not isinstance(run_key, str) or not run_key or len(run_key.encode("utf-8")) > MAX_RUN_KEY_BYTES:
         raise InvalidId(f"invalid run_key {run_key!r}: must be 1..{MAX_RUN_KEY_BYTES} bytes")
-    return f"run_keys/{_sha256(run_key).hex()[:40]}.json"
+    return f"run_keys/{sha256_bytes(run_key).hex()[:40]}.json"
 
 
 def manifest_id(n: int) -> str:

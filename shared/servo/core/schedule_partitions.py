@@ -131,10 +131,10 @@ def _dimension_value(dim: Mapping[str, Any], text: str, tick_s: int | None) -> P
         if text in RELATIVE_WINDOWS:
             if tick_s is None:
                 return None
-            value = _window_value(granularity, tick_s, previous=text == "previous")
+            value = window_value(granularity, tick_s, previous=text == "previous")
             what = f"the {text} {granularity} window of the tick"
         else:
-            value = _literal_value(granularity, text)
+            value = literal_value(granularity, text)
             what = repr(text)
         start = dim.get("start")
         if start is not None and str(value.value) < str(start):
@@ -148,7 +148,7 @@ def _dimension_value(dim: Mapping[str, Any], text: str, tick_s: int | None) -> P
         raise _rule_error(f"dimension {name!r}: {exc.message}") from None
 
 
-def _window_value(granularity: str, tick_s: int, *, previous: bool) -> PartitionValue:
+def window_value(granularity: str, tick_s: int, *, previous: bool) -> PartitionValue:
     moment = datetime.fromtimestamp(tick_s, UTC)
     if granularity == "hour":
         start = moment.replace(minute=0, second=0, microsecond=0) - timedelta(hours=int(previous))
@@ -167,12 +167,12 @@ def _window_value(granularity: str, tick_s: int, *, previous: bool) -> Partition
     return PartitionValue("d", day.isoformat())
 
 
-def _literal_value(granularity: str, text: str) -> PartitionValue:
+def literal_value(granularity: str, text: str) -> PartitionValue:
     if granularity == "hour":
         micros = parse_timestamp_us(text)
         if micros % 3_600_000_000:
             raise _rule_error(f"{text!r} is not on the hour")
-        return _window_value("hour", micros // 1_000_000, previous=False)
+        return window_value("hour", micros // 1_000_000, previous=False)
     if granularity == "year" and _YEAR_RE.fullmatch(text):
         text += "-01-01"
     elif granularity == "month" and _MONTH_RE.fullmatch(text):
@@ -183,7 +183,7 @@ def _literal_value(granularity: str, text: str) -> PartitionValue:
         day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise _rule_error(f"{text!r} is not a real date") from None
-    value = _window_value(granularity, int(day.timestamp()), previous=False)
+    value = window_value(granularity, int(day.timestamp()), previous=False)
     if value.value != text:
         raise _rule_error(f"{text!r} is not the start of a {granularity}")
     return value

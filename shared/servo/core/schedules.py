@@ -144,10 +144,10 @@ class ScheduleSpec:
         unknown = [key for key in self.target if key not in dimensions_of]
         if unknown:
             raise _error("target", f"unknown asset(s) {', '.join(unknown)}", unknown=unknown)
-        check_partition_rule(self.partition, _shared_dimensions(self.target, dimensions_of))
+        check_partition_rule(self.partition, shared_dimensions(self.target, dimensions_of))
 
 
-def _shared_dimensions(
+def shared_dimensions(
     target: Sequence[str], dimensions_of: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> Sequence[Mapping[str, Any]]:
     first = dimensions_of[target[0]]
