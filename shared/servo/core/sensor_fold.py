@@ -365,10 +365,9 @@ def next_evaluation(
     if not view.enabled or view.removed:
         return None
     version = view.state_version
+    # Every scheduled id of this version counts, requested or only reported: an id is never reused.
     current = [
-        e
-        for e in view.evaluations.values()
-        if e.trigger != "MANUAL" and e.expected_state_version == version and e.requested_at is not None
+        e for e in view.evaluations.values() if e.trigger != "MANUAL" and e.expected_state_version == version
     ]
     attempt = 1 + max((parse_evaluation_id(e.evaluation_id).attempt or 0 for e in current), default=0)
     in_flight = [e for e in current if e.status == "PENDING"]
