@@ -215,21 +215,15 @@ class SensorView:
         return [i.item_id for i in sorted(pending, key=lambda i: i.received_event_id)]
 
 
-def _claims(log: SensorLog, version: int, enabled: bool) -> list[tuple[str, str, Any]]:
-    claims: list[tuple[str, str, Any]] = [
-        (seen.event_id, "status", seen.data)
-        for (target, _), seen in log.statuses.items()
-        if target == version + 1
-    ]
+def _claims_by_step(log: SensorLog) -> dict[int, list[tuple[str, str, Any]]]:
+    """Per version v, the events that claim the step v -> v+1 (indexed once: the chain walk stays linear)."""
+    steps: dict[int, list[tuple[str, str, Any]]] = {}
+    for (target, _), seen in log.statuses.items():
+        steps.setdefault(target - 1, []).append((seen.event_id, "status", seen.data))
     for seen in log.results.values():
-        result: SensorEvaluated = seen.data
-        if (
-            result.expected_state_version == version
-            and result.status != "ERROR"
-            and (enabled or result.trigger == "MANUAL")
-        ):
-            claims.append((seen.event_id, "eval", result))
-    return claims
+        if seen.data.status != "ERROR":
+            steps.setdefault(seen.data.expected_state_version, []).append((seen.event_id, "eval", seen.data))
+    return steps
 
 
 def sensor_view(log: SensorLog) -> SensorView:
@@ -237,7 +231,12 @@ def sensor_view(log: SensorLog) -> SensorView:
     version, enabled, cursor = 0, log.default_enabled, None
     applied: set[str] = set()
     disables: list[str] = []  # event ids of applied disables: they skip the items pending before them
-    while claims := _claims(log, version, enabled):
+    steps = _claims_by_step(log)
+    while claims := [
+        claim
+        for claim in steps.get(version, ())
+        if claim[1] == "status" or enabled or claim[2].trigger == "MANUAL"
+    ]:
         winner_id, kind, data = min(claims, key=lambda claim: claim[0])
         if kind == "status":
             enabled = data.enabled
