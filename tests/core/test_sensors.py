@@ -514,3 +514,32 @@ def test_the_fold_leaves_its_input_state_unchanged() -> None:
 
 def test_sensor_spec_is_hashable_for_caching() -> None:
     assert hash(parse_sensor(POLL)) == hash(SensorSpec("files", "POLL", ("raw.files",), default_enabled=True))
+
+
+def test_event_idempotency_keys_follow_section_5() -> None:
+    definition = parse_sensor(POLL).to_manifest()
+    keys = [
+        SensorDefinitionUpserted("files", "m1", definition, "h", 1).idempotency_key(),
+        SensorDefinitionRemoved("files", "m2").idempotency_key(),
+        SensorStatusChanged("files", False, 3).idempotency_key(),
+        SensorMessageReceived("files", "m-1", "").idempotency_key(),
+        SensorEvaluationRequested("files", "files:v0:1", 0, T0, "POLL").idempotency_key(),
+        _result("files:v0:1", 0).idempotency_key(),
+    ]
+    assert keys == [
+        "sensor_def:files:m1",
+        "sensor_def_rm:files:m2",
+        "sensor_status:files:3:DISABLED",
+        "sensor_msg:files:m-1",
+        "sensor_eval_req:files:v0:1",
+        "sensor_eval:files:v0:1",
+    ]
+
+
+def test_malformed_payloads_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="status"):
+        SensorMessageReceived("files", "m", "", status="LOST")
+    with pytest.raises(InvalidInput, match="run_requests"):
+        SensorEvaluated("files", "files:v0:1", 0, "POLL", "SKIPPED", run_requests=({"request_id": "x"},))
+    with pytest.raises(InvalidInput, match="evaluation_id"):
+        SensorEvaluationRequested("files", "other:v0:1", 0, T0, "POLL")
