@@ -543,3 +543,22 @@ def test_malformed_payloads_are_refused() -> None:
         SensorEvaluated("files", "files:v0:1", 0, "POLL", "SKIPPED", run_requests=({"request_id": "x"},))
     with pytest.raises(InvalidInput, match="evaluation_id"):
         SensorEvaluationRequested("files", "other:v0:1", 0, T0, "POLL")
+
+
+def test_p11_a_failed_run_is_one_item_of_a_run_status_sensor_and_its_request_runs() -> None:
+    clock = Clock()
+    definition = {"id": "chain", "kind": "RUN_STATUS", "target": ["raw.files"], "defaultEnabled": True}
+    spec = parse_sensor(definition)
+    assert spec.watches("FAILED", ["raw.a"]) and not spec.watches("SUCCEEDED", ["raw.a"])
+    events = [_define(clock, definition)]
+    run_items = {"run:run_1": "0" * 25 + "9"}  # from the run fold: the event that made run_1 FAILED
+    log = fold_sensors(SensorState(), events).sensors["chain"]
+    view = sensor_view(log, run_items)
+    plan = next_evaluation(view, spec, now_ms=T0, first_seen_at_ms=T0)
+    assert plan is not None and (plan.item_ids, plan.trigger) == (("run:run_1",), "RUN_STATUS")
+    (request,) = check_result_requests(spec, plan.evaluation_id, 0, [{"itemId": "run:run_1"}], [], now_s=0)
+    assert request.run_key == "sensor:chain:run:run_1:0"
+    result = _result(plan.evaluation_id, 0, sensor="chain", items=("run:run_1",), trigger="RUN_STATUS")
+    done = sensor_view(fold_sensors(SensorState(), [*events, clock.ev(result)]).sensors["chain"], run_items)
+    assert done.items["run:run_1"].status == "DONE" and len(done.run_requests) == 1
+    assert next_evaluation(done, spec, now_ms=T0 + 10**6, first_seen_at_ms=T0) is None

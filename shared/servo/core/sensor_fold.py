@@ -14,7 +14,7 @@ did not happen; its writer re-reads and claims the next step (the API's compare-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -226,8 +226,12 @@ def _claims_by_step(log: SensorLog) -> dict[int, list[tuple[str, str, Any]]]:
     return steps
 
 
-def sensor_view(log: SensorLog) -> SensorView:
-    """Derive the sensor's state from its folded events (the compare-and-set chain, module docstring)."""
+def sensor_view(log: SensorLog, run_items: Mapping[str, str] | None = None) -> SensorView:
+    """Derive the sensor's state from its folded events (the compare-and-set chain, module docstring).
+
+    ``run_items`` maps the ``run:{run_id}`` items of a run-status sensor to the event id of the event
+    that made the run terminal (their arrival order); the run fold knows them, no sensor event does.
+    """
     version, enabled, cursor = 0, log.default_enabled, None
     applied: set[str] = set()
     disables: list[str] = []  # event ids of applied disables: they skip the items pending before them
@@ -269,7 +273,7 @@ def sensor_view(log: SensorLog) -> SensorView:
         last_evaluation_status=None if last is None else last.status,
         last_error_at=max(errors, default=None),
         evaluations=evaluations,
-        items=_items(log, applied, disables),
+        items=_items(log, applied, disables, run_items or {}),
         run_requests=requests,
     )
 
@@ -310,7 +314,9 @@ def _evaluations(log: SensorLog, applied: set[str]) -> dict[str, EvaluationView]
     return views
 
 
-def _items(log: SensorLog, applied: set[str], disables: list[str]) -> dict[str, ItemView]:
+def _items(
+    log: SensorLog, applied: set[str], disables: list[str], run_items: Mapping[str, str]
+) -> dict[str, ItemView]:
     done: set[str] = set()
     failures: dict[str, int] = {}
     for evaluation_id_, seen in log.results.items():
@@ -319,19 +325,20 @@ def _items(log: SensorLog, applied: set[str], disables: list[str]) -> dict[str, 
         elif seen.data.status == "ERROR":
             for item_id in set(seen.data.item_ids):
                 failures[item_id] = failures.get(item_id, 0) + 1
+    arrived = [(m.data.item_id, m.event_id, m.data.status) for m in log.messages.values()]
+    arrived += [(item_id, event_id, "RECORDED") for item_id, event_id in run_items.items()]
     items: dict[str, ItemView] = {}
-    for seen in log.messages.values():
-        message: SensorMessageReceived = seen.data
-        item_id, errors = message.item_id, failures.get(message.item_id, 0)
+    for item_id, event_id, recorded in arrived:
+        errors = failures.get(item_id, 0)
         if item_id in done:
             status = "DONE"
-        elif message.status == "FAILED" or errors >= ITEM_FAILURE_LIMIT:
+        elif recorded == "FAILED" or errors >= ITEM_FAILURE_LIMIT:
             status = "FAILED"
-        elif message.status == "SKIPPED" or any(d > seen.event_id for d in disables):
+        elif recorded == "SKIPPED" or any(d > event_id for d in disables):
             status = "SKIPPED"
         else:
             status = "PENDING"
-        items[item_id] = ItemView(item_id, status, errors, seen.event_id)
+        items[item_id] = ItemView(item_id, status, errors, event_id)
     return items
 
 
