@@ -198,6 +198,7 @@ def test_result_requests_get_keys_ids_and_canonical_partitions() -> None:
         ],
         DAY,
         now_s=T0 // 1000,
+        item_ids=["msg:m1"],
     )
     assert [c.request_id for c in checked] == ["eval:inbox:v3:1:0", "eval:inbox:v3:1:1", "eval:inbox:v3:1:2"]
     assert [c.run_key for c in checked] == [
@@ -556,7 +557,11 @@ def test_p11_a_failed_run_is_one_item_of_a_run_status_sensor_and_its_request_run
     view = sensor_view(log, run_items)
     plan = next_evaluation(view, spec, now_ms=T0, first_seen_at_ms=T0)
     assert plan is not None and (plan.item_ids, plan.trigger) == (("run:run_1",), "RUN_STATUS")
-    (request,) = check_result_requests(spec, plan.evaluation_id, 0, [{"itemId": "run:run_1"}], [], now_s=0)
+    (request,) = check_result_requests(
+        spec, plan.evaluation_id, 0, [{"itemId": "run:run_1"}], [], now_s=0, item_ids=plan.item_ids
+    )
+    with pytest.raises(InvalidSensor, match="not an item"):
+        check_result_requests(spec, plan.evaluation_id, 0, [{"itemId": "run:other"}], [], now_s=0)
     assert request.run_key == "sensor:chain:run:run_1:0"
     result = _result(plan.evaluation_id, 0, sensor="chain", items=("run:run_1",), trigger="RUN_STATUS")
     done = sensor_view(fold_sensors(SensorState(), [*events, clock.ev(result)]).sensors["chain"], run_items)

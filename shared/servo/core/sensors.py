@@ -358,11 +358,13 @@ def check_result_requests(
     dimensions: Sequence[Mapping[str, Any]],
     *,
     now_s: int,
+    item_ids: Sequence[str] = (),
 ) -> list[ResultRequest]:
     """Check a result's ``runRequests`` against the definition (§6.2) and derive their keys and ids.
 
     ``requests`` are the wire form ``{runKey, assetSelection, partitionKey, labels, itemId}``;
-    ``dimensions`` the target's shared partition dimensions (manifest form).
+    ``dimensions`` the target's shared partition dimensions (manifest form); ``item_ids`` the items the
+    evaluation was given (an ``itemId`` must be one of them).
 
     Raises:
         InvalidSensor: every breaking request named (index and reason) in one message and in
@@ -382,6 +384,8 @@ def check_result_requests(
         try:
             if not isinstance(raw, Mapping):
                 raise ValueError(f"must be an object, not {raw!r}")
+            if item is not None and item not in item_ids:
+                raise ValueError(f"itemId {item!r} is not an item of this evaluation")
             request = _check_request(spec, state_version, nth, raw, target, dimensions, now_s)
             checked.append(replace(request, request_id=evaluation_request_id(evaluation_id_, index)))
         except ValueError as exc:
