@@ -20,6 +20,11 @@ _SDK_EXPORTS = frozenset(
         "StaticPartitions",
         "schedule",
         "ScheduleDefinition",
+        "sensor",
+        "run_status_sensor",
+        "RunRequest",
+        "SkipReason",
+        "SensorContext",
     }
 )
 
@@ -30,11 +35,16 @@ if TYPE_CHECKING:
         DailyPartitions,
         HourlyPartitions,
         Resources,
+        RunRequest,
         ScheduleDefinition,
+        SensorContext,
+        SkipReason,
         StaticPartitions,
         TimePartitions,
         asset,
+        run_status_sensor,
         schedule,
+        sensor,
     )
 
 
@@ -52,9 +62,14 @@ __all__ = [
     "DailyPartitions",
     "HourlyPartitions",
     "Resources",
+    "RunRequest",
     "ScheduleDefinition",
+    "SensorContext",
+    "SkipReason",
     "StaticPartitions",
     "TimePartitions",
     "asset",
+    "run_status_sensor",
     "schedule",
+    "sensor",
 ]

@@ -44,6 +44,15 @@ from servo.sdk._partitions import (
     partition_key_from_cli,
 )
 from servo.sdk._schedules import ScheduleDefinition, ScheduleDefinitionError, schedule
+from servo.sdk._sensors import (
+    RunRequest,
+    SensorContext,
+    SensorDefinition,
+    SensorDefinitionError,
+    SkipReason,
+    run_status_sensor,
+    sensor,
+)
 from servo.sdk._validate import validate_assets
 
 __all__ = [
@@ -67,8 +76,13 @@ __all__ = [
     "PartitionDimension",
     "Reporter",
     "Resources",
+    "RunRequest",
     "ScheduleDefinition",
     "ScheduleDefinitionError",
+    "SensorContext",
+    "SensorDefinition",
+    "SensorDefinitionError",
+    "SkipReason",
     "StaticPartitions",
     "TimePartitions",
     "asset",
@@ -84,7 +98,9 @@ __all__ = [
     "manifest_dependency_graph",
     "new_uuid7",
     "partition_key_from_cli",
+    "run_status_sensor",
     "save_asset_ids",
     "schedule",
+    "sensor",
     "validate_assets",
 ]
