@@ -39,7 +39,7 @@ def _asset_definition(item: object) -> AssetDefinition | None:
     return found if isinstance(found, AssetDefinition) else None
 
 
-def _target_items(target: object) -> list[object]:
+def target_items(target: object) -> list[object]:
     one = isinstance(target, str | AssetKey | AssetDefinition) or callable(target)
     items = [target] if one else target
     if not isinstance(items, Iterable) or isinstance(items, Mapping):
@@ -49,7 +49,7 @@ def _target_items(target: object) -> list[object]:
     return list(items)
 
 
-def _target_key(item: object) -> str:
+def target_key(item: object) -> str:
     definition = _asset_definition(item)
     if definition is not None:
         return str(definition.key)
@@ -121,12 +121,12 @@ class ScheduleDefinition:
 
     def __post_init__(self) -> None:
         try:
-            items = _target_items(self.target)
+            items = target_items(self.target)
             raw: dict[str, Any] = {
                 "id": self.id,
                 "cron": self.cron,
                 "timezone": self.timezone,
-                "target": [_target_key(item) for item in items],
+                "target": [target_key(item) for item in items],
                 "labels": dict(self.labels) if isinstance(self.labels, Mapping) else self.labels,
                 "catchupWindowMinutes": self.catchup_window_minutes,
                 "maxCatchupTicks": self.max_catchup_ticks,

@@ -30,7 +30,7 @@ from servo.core.sensors import (
     parse_sensor,
 )
 from servo.sdk._asset import CodeLocation
-from servo.sdk._schedules import _target_items, _target_key
+from servo.sdk._schedules import target_items, target_key
 
 SENSOR_ATTR = "__servo_sensor__"
 
@@ -92,7 +92,7 @@ class RunRequest:
         selection = None
         if self.asset_selection is not None:
             try:
-                selection = [_target_key(item) for item in _target_items(self.asset_selection)]
+                selection = [target_key(item) for item in target_items(self.asset_selection)]
             except InvalidSchedule as exc:
                 raise SensorDefinitionError(
                     f"RunRequest.asset_selection: {exc.message}", details={"field": "assetSelection"}
@@ -258,12 +258,12 @@ class SensorDefinition:
                 "defaultEnabled": self.default_enabled,
             }
             if self.target is not None:
-                raw["target"] = [_target_key(item) for item in _target_items(self.target)]
+                raw["target"] = [target_key(item) for item in target_items(self.target)]
             if self.kind == "RUN_STATUS":
                 statuses = self.run_status
                 raw["runStatus"] = [statuses] if isinstance(statuses, str) else list(statuses or [])
                 if self.monitored_assets is not None:
-                    raw["monitoredAssets"] = [_target_key(i) for i in _target_items(self.monitored_assets)]
+                    raw["monitoredAssets"] = [target_key(i) for i in target_items(self.monitored_assets)]
             spec = parse_sensor(raw)
         except InvalidSchedule as exc:
             where = f"{self.code}: " if self.code else ""
