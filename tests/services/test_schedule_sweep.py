@@ -257,3 +257,27 @@ def test_S10_a_stored_definition_this_runtime_cannot_evaluate_fails_once_per_ver
     (tick,) = ticks(ctx)
     assert tick["status"] == "FAILED" and "timezone" in tick["reason"] and tick["definitionVersion"] == 2
     assert events_of(ctx, RunTriggered) == []
+
+
+def test_a_sweep_whose_projection_read_is_over_30_s_old_at_decision_time_ticks_nothing(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely())
+    # The projection is read at +30 s; by the time the sweep decides (every later clock reading), the
+    # clock says +61.5 s: a disable written meanwhile would be missed, so this sweep must not decide.
+    readings = iter([T0 + 30_000])
+    slow = replace(ctx, clock_ms=lambda: next(readings, T0 + 61_500))
+    assert sweep_schedules(slow, T, W) == {"ticks": 0, "runRequests": 0}
+    assert ticks(ctx) == []
+    clock.now_ms = T0 + 61_500
+    assert sweep_schedules(ctx, T, W) == {"ticks": 2, "runRequests": 2}  # the next sweep owes both
+    assert [t["status"] for t in ticks(ctx)] == ["TRIGGERED", "TRIGGERED"]
+
+
+def test_a_sweep_30_s_behind_still_decides(env: tuple[ServiceContext, FakeClock]) -> None:
+    ctx, _ = env
+    deploy(ctx, minutely())
+    readings = iter([T0 + 30_000])
+    at_the_limit = replace(ctx, clock_ms=lambda: next(readings, T0 + 60_000))
+    assert sweep_schedules(at_the_limit, T, W)["ticks"] == 2
