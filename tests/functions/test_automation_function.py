@@ -68,14 +68,20 @@ def test_S2_enable_and_disable_answer_the_status_version_and_changed(
     assert client.post(f"{BASE}/every/disable").get_json()["statusVersion"] == 2
 
 
-def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
-    env: tuple[Any, ServiceContext, FakeClock],
-) -> None:
+def enabled_and_swept(env: tuple[Any, ServiceContext, FakeClock], now_ms: int) -> Any:
+    """The client, after EVERY was deployed, enabled and swept at ``now_ms``."""
     client, ctx, clock = env
     deploy(ctx, EVERY)
     client.post(f"{BASE}/every/enable")
-    clock.now_ms = T0 + 90_000
+    clock.now_ms = now_ms
     sweep_schedules(ctx, "default", "prod")
+    return client
+
+
+def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
+    env: tuple[Any, ServiceContext, FakeClock],
+) -> None:
+    client = enabled_and_swept(env, T0 + 90_000)
     ticks = client.get(f"{BASE}/every/ticks").get_json()["ticks"]
     assert [t["tickId"] for t in ticks] == ["every:1800000060", "every:1800000000"]
     assert ticks[0]["runKey"] == "sched:every:1800000060" and ticks[0]["requestStatus"] == "CREATED"
@@ -89,11 +95,7 @@ def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
 def test_ticks_page_newest_first_by_an_opaque_cursor_until_none_is_left(
     env: tuple[Any, ServiceContext, FakeClock],
 ) -> None:
-    client, ctx, clock = env
-    deploy(ctx, EVERY)
-    client.post(f"{BASE}/every/enable")
-    clock.now_ms = T0 + 270_000
-    sweep_schedules(ctx, "default", "prod")
+    client = enabled_and_swept(env, T0 + 270_000)
     everything = client.get(f"{BASE}/every/ticks").get_json()
     assert "nextCursor" not in everything and len(everything["ticks"]) == 5
     pages, query = [], "limit=2"
