@@ -281,3 +281,24 @@ def test_a_sweep_30_s_behind_still_decides(env: tuple[ServiceContext, FakeClock]
     readings = iter([T0 + 30_000])
     at_the_limit = replace(ctx, clock_ms=lambda: next(readings, T0 + 60_000))
     assert sweep_schedules(at_the_limit, T, W)["ticks"] == 2
+
+
+def test_ticks_and_their_resolved_requests_go_after_30_days_and_are_never_fired_again(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely())
+    clock.now_ms = T0 + 30_000
+    sweep_schedules(ctx, T, W)
+    (first,) = ticks(ctx)
+    clock.now_ms = T0 + 30 * 24 * 60 * MINUTE + 90_000
+    sweep_schedules(ctx, T, W)
+    kept = ticks(ctx)
+    assert first["tickId"] not in {t["tickId"] for t in kept}
+    assert kept and all(t["status"] == "TRIGGERED" and t["requestStatus"] == "CREATED" for t in kept)
+    live = refresh_schedules(ctx, T, W)
+    assert f"tick:{first['tickId']}" not in live.requests
+    store = ctx.workspace_store(T, W)
+    history = read_events(store, [m.name for m in store.list("ledger/orchestration/")], T, W).events
+    rebuilt = rebuild_schedules(history, now_ms=clock.now_ms)
+    assert (rebuilt.schedules, rebuilt.ticks, rebuilt.requests) == (live.schedules, live.ticks, live.requests)
