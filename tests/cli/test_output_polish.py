@@ -73,7 +73,7 @@ def test_the_run_list_shows_assets_partition_and_start(shop: EmbeddedStack) -> N
     assert "shop.zeta_load +2" in by_assets[False]  # the root, and how many more ran with it
     assert all(" manual " in line for line in rows.values())  # started from the CLI, not a schedule
     listed = json.loads(invoke("status", "--json", env=_env(shop)).stdout)["runs"]
-    assert [r["trigger"] for r in listed] == ["manual", "manual"]
+    assert [r["trigger"]["type"] for r in listed] == ["manual", "manual"]
     today = datetime.now(UTC).astimezone().strftime("%Y-%m-%d")
     assert today in table  # the start date, not a bare time of day
 

@@ -58,3 +58,17 @@ def test_an_unknown_schedule_is_one_error_line_and_exit_1(scheduled: EmbeddedSta
     result = invoke("schedule", "show", "nope", env=_env(scheduled))
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and "nope" in result.stderr
+
+
+def test_status_shows_a_schedule_run_as_schedule_name_tick(scheduled: EmbeddedStack) -> None:
+    invoke("schedule", "enable", "every", env=_env(scheduled))
+    later = time.time_ns() // 1_000_000 + 60_000
+    sweep_schedules(replace(scheduled.ctx, clock_ms=lambda: later), "default", "default")
+    tick = json.loads(invoke("schedule", "ticks", "every", "-n", "1", "--json", env=_env(scheduled)).stdout)
+    (newest,) = tick["ticks"]
+    source = f"schedule:{newest['tickId']}"  # schedule:every:EPOCH
+    detail = invoke("status", newest["runId"], env=_env(scheduled)).stdout
+    assert source in detail
+    assert source in invoke("status", env=_env(scheduled)).stdout
+    body = json.loads(invoke("status", newest["runId"], "--json", env=_env(scheduled)).stdout)
+    assert body["trigger"] == {"type": "cron", "scheduleId": "every", "tickId": newest["tickId"]}

@@ -260,7 +260,7 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
-    if op in ("listRuns", "getRunLogs") and case.query:
+    if op in ("listRuns", "getRunLogs", "listScheduleTicks") and case.query:
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
     run_id = case.path_parameters.get("run_id") if case.path_parameters else None
     if isinstance(run_id, str) and len(run_id) % 2 == 0:

@@ -18,7 +18,7 @@ from servo.core.events import (
     make_event,
 )
 from servo.core.ids import UlidFactory
-from servo.core.schedule_fold import ScheduleState, fold_schedules
+from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules
 
 T0 = 1_736_935_200_000
 DEFINITION = {
@@ -129,3 +129,28 @@ def test_any_order_duplication_or_batching_folds_to_the_same_rows(data: st.DataO
     cut = data.draw(st.integers(0, len(shuffled)))
     state = fold_schedules(fold_schedules(ScheduleState(), shuffled[:cut]), shuffled[cut:])
     assert _rows(state) == _rows(reference)
+
+
+DAY_MS = 86_400_000
+
+
+def test_retention_drops_ticks_and_resolved_requests_evaluated_over_30_days_ago_only() -> None:
+    ids = Ids()
+    old_done = ids.event(_tick(1_736_935_260), at=T0)
+    old_resolved = ids.event(
+        RunRequestResolved("tick:nightly:1736935260", "CREATED", "sched:nightly:1736935260", "01RUN"), at=T0
+    )
+    old_pending = ids.event(_tick(1_736_935_320), at=T0 + 1000)  # its run request never resolved
+    old_skipped = ids.event(_tick(1_736_935_380, triggered=False), at=T0 + 2000)
+    recent = ids.event(_tick(1_739_527_200), at=T0 + 30 * DAY_MS)
+    state = fold_schedules(ScheduleState(), [old_done, old_resolved, old_pending, old_skipped, recent])
+    last_scheduled = state.schedules["nightly"].last_scheduled_at
+
+    kept = expire_schedule_history(state, now_ms=T0 + 30 * DAY_MS + 3000)
+
+    assert sorted(kept.ticks) == ["nightly:1736935320", "nightly:1739527200"]  # the pending one is owed
+    assert kept.requests == {}
+    assert kept.schedules["nightly"].last_scheduled_at == last_scheduled  # never fires the past again
+    assert sorted(state.ticks) != sorted(kept.ticks)  # the input is not modified
+    same_day = expire_schedule_history(state, now_ms=T0 + 30 * DAY_MS)
+    assert same_day.ticks == state.ticks and same_day.requests == state.requests

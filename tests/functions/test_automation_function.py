@@ -68,14 +68,20 @@ def test_S2_enable_and_disable_answer_the_status_version_and_changed(
     assert client.post(f"{BASE}/every/disable").get_json()["statusVersion"] == 2
 
 
-def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
-    env: tuple[Any, ServiceContext, FakeClock],
-) -> None:
+def enabled_and_swept(env: tuple[Any, ServiceContext, FakeClock], now_ms: int) -> Any:
+    """The client, after EVERY was deployed, enabled and swept at ``now_ms``."""
     client, ctx, clock = env
     deploy(ctx, EVERY)
     client.post(f"{BASE}/every/enable")
-    clock.now_ms = T0 + 90_000
+    clock.now_ms = now_ms
     sweep_schedules(ctx, "default", "prod")
+    return client
+
+
+def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
+    env: tuple[Any, ServiceContext, FakeClock],
+) -> None:
+    client = enabled_and_swept(env, T0 + 90_000)
     ticks = client.get(f"{BASE}/every/ticks").get_json()["ticks"]
     assert [t["tickId"] for t in ticks] == ["every:1800000060", "every:1800000000"]
     assert ticks[0]["runKey"] == "sched:every:1800000060" and ticks[0]["requestStatus"] == "CREATED"
@@ -84,6 +90,29 @@ def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
     assert one["scheduledFor"] == "2027-01-15T08:00:00Z" and one["runId"] == ticks[1]["runId"]
     assert client.get(f"{BASE}/every/ticks?status=SKIPPED").get_json()["ticks"] == []
     assert client.get(f"{BASE}/every/ticks?limit=1").get_json()["ticks"] == ticks[:1]
+
+
+def test_ticks_page_newest_first_by_an_opaque_cursor_until_none_is_left(
+    env: tuple[Any, ServiceContext, FakeClock],
+) -> None:
+    client = enabled_and_swept(env, T0 + 270_000)
+    everything = client.get(f"{BASE}/every/ticks").get_json()
+    assert "nextCursor" not in everything and len(everything["ticks"]) == 5
+    pages, query = [], "limit=2"
+    while True:
+        page = client.get(f"{BASE}/every/ticks?{query}").get_json()
+        pages.append([t["tickId"] for t in page["ticks"]])
+        if "nextCursor" not in page:
+            break
+        query = f"limit=2&cursor={page['nextCursor']}"
+    assert pages == [
+        ["every:1800000240", "every:1800000180"],
+        ["every:1800000120", "every:1800000060"],
+        ["every:1800000000"],
+    ]
+    filtered = client.get(f"{BASE}/every/ticks?status=TRIGGERED&limit=4").get_json()
+    rest = client.get(f"{BASE}/every/ticks?status=TRIGGERED&cursor={filtered['nextCursor']}").get_json()
+    assert [t["tickId"] for t in rest["ticks"]] == ["every:1800000000"] and "nextCursor" not in rest
 
 
 @pytest.mark.parametrize(
@@ -100,6 +129,8 @@ def test_S13_ticks_newest_first_with_run_key_request_status_and_run_id(
         ("get", f"{BASE}/every/ticks?limit=201", 400),
         ("get", f"{BASE}/every/ticks?limit={'9' * 5000}", 400),
         ("get", f"{BASE}/every/ticks?limit=%C2%B2", 400),
+        ("get", f"{BASE}/every/ticks?cursor=not-a-cursor", 400),
+        ("get", f"{BASE}/every/ticks?cursor=e30", 400),
     ],
 )
 def test_unknown_ids_are_404_and_bad_filters_400_with_a_message(

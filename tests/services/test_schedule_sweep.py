@@ -71,6 +71,15 @@ def env(tmp_path: Path) -> tuple[ServiceContext, FakeClock]:
     return ctx, clock
 
 
+def swept_once(env: tuple[ServiceContext, FakeClock]) -> tuple[ServiceContext, FakeClock]:
+    """The minutely schedule deployed, then swept once 30 s after its first instant."""
+    ctx, clock = env
+    deploy(ctx, minutely())
+    clock.now_ms = T0 + 30_000
+    sweep_schedules(ctx, T, W)
+    return ctx, clock
+
+
 def test_S6_one_due_tick_is_one_triggered_tick_and_one_cron_run_named_by_it(
     env: tuple[ServiceContext, FakeClock],
 ) -> None:
@@ -97,10 +106,7 @@ def test_S6_one_due_tick_is_one_triggered_tick_and_one_cron_run_named_by_it(
 def test_R5_a_schedule_on_a_and_b_of_a_chain_plans_a_and_b_with_the_edge_and_no_c(
     env: tuple[ServiceContext, FakeClock],
 ) -> None:
-    ctx, clock = env
-    deploy(ctx, minutely())
-    clock.now_ms = T0 + 30_000
-    sweep_schedules(ctx, T, W)
+    ctx, _ = swept_once(env)
     (plan,) = events_of(ctx, PlanCreated)
     assert {t.key: tuple(t.depends_on) for t in plan.tasks} == {"ns.a": (), "ns.b": ("ns.a",)}
 
@@ -150,10 +156,7 @@ def test_S10_a_partition_before_the_dimension_start_is_a_failed_tick_without_a_r
 def test_S12_a_duplicated_sweep_and_a_tick_written_twice_give_one_tick_and_one_run(
     env: tuple[ServiceContext, FakeClock],
 ) -> None:
-    ctx, clock = env
-    deploy(ctx, minutely())
-    clock.now_ms = T0 + 30_000
-    sweep_schedules(ctx, T, W)
+    ctx, clock = swept_once(env)
     (first,) = events_of(ctx, ScheduleTicked)
     again = make_event(first, event_id=ctx.new_id(), timestamp_ms=clock.now_ms, tenant_id=T, workspace_id=W)
     append_events(ctx, T, W, [again])
@@ -165,10 +168,7 @@ def test_S12_a_duplicated_sweep_and_a_tick_written_twice_give_one_tick_and_one_r
 def test_S14_a_tick_carries_the_definition_version_of_its_evaluation(
     env: tuple[ServiceContext, FakeClock],
 ) -> None:
-    ctx, clock = env
-    deploy(ctx, minutely())
-    clock.now_ms = T0 + 30_000
-    sweep_schedules(ctx, T, W)
+    ctx, clock = swept_once(env)
     deploy(ctx, minutely(labels={"team": "data"}), code="cv2")
     clock.now_ms = T0 + 90_000
     sweep_schedules(ctx, T, W)
@@ -257,3 +257,45 @@ def test_S10_a_stored_definition_this_runtime_cannot_evaluate_fails_once_per_ver
     (tick,) = ticks(ctx)
     assert tick["status"] == "FAILED" and "timezone" in tick["reason"] and tick["definitionVersion"] == 2
     assert events_of(ctx, RunTriggered) == []
+
+
+def test_a_sweep_whose_projection_read_is_over_30_s_old_at_decision_time_ticks_nothing(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = env
+    deploy(ctx, minutely())
+    # The projection is read at +30 s; by the time the sweep decides (every later clock reading), the
+    # clock says +61.5 s: a disable written meanwhile would be missed, so this sweep must not decide.
+    readings = iter([T0 + 30_000])
+    slow = replace(ctx, clock_ms=lambda: next(readings, T0 + 61_500))
+    assert sweep_schedules(slow, T, W) == {"ticks": 0, "runRequests": 0}
+    assert ticks(ctx) == []
+    clock.now_ms = T0 + 61_500
+    assert sweep_schedules(ctx, T, W) == {"ticks": 2, "runRequests": 2}  # the next sweep owes both
+    assert [t["status"] for t in ticks(ctx)] == ["TRIGGERED", "TRIGGERED"]
+
+
+def test_a_sweep_30_s_behind_still_decides(env: tuple[ServiceContext, FakeClock]) -> None:
+    ctx, _ = env
+    deploy(ctx, minutely())
+    readings = iter([T0 + 30_000])
+    at_the_limit = replace(ctx, clock_ms=lambda: next(readings, T0 + 60_000))
+    assert sweep_schedules(at_the_limit, T, W)["ticks"] == 2
+
+
+def test_ticks_and_their_resolved_requests_go_after_30_days_and_are_never_fired_again(
+    env: tuple[ServiceContext, FakeClock],
+) -> None:
+    ctx, clock = swept_once(env)
+    (first,) = ticks(ctx)
+    clock.now_ms = T0 + 30 * 24 * 60 * MINUTE + 90_000
+    sweep_schedules(ctx, T, W)
+    kept = ticks(ctx)
+    assert first["tickId"] not in {t["tickId"] for t in kept}
+    assert kept and all(t["status"] == "TRIGGERED" and t["requestStatus"] == "CREATED" for t in kept)
+    live = refresh_schedules(ctx, T, W)
+    assert f"tick:{first['tickId']}" not in live.requests
+    store = ctx.workspace_store(T, W)
+    history = read_events(store, [m.name for m in store.list("ledger/orchestration/")], T, W).events
+    rebuilt = rebuild_schedules(history, now_ms=clock.now_ms)
+    assert (rebuilt.schedules, rebuilt.ticks, rebuilt.requests) == (live.schedules, live.ticks, live.requests)

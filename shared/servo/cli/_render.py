@@ -108,6 +108,17 @@ def tasks_table(run: Mapping[str, Any]) -> Table:
     return table
 
 
+def source_text(trigger: Any) -> str:
+    """Where a run came from, in a word: ``schedule:NAME:EPOCH``, ``rerun of PARENT``, ``manual``."""
+    if not isinstance(trigger, Mapping):
+        return str(trigger or "-")
+    if trigger.get("type") == "cron" and trigger.get("tickId"):
+        return f"schedule:{trigger['tickId']}"  # a tick id is NAME:EPOCH
+    if trigger.get("type") == "rerun" and trigger.get("parentRunId"):
+        return f"rerun of {trigger['parentRunId']}"
+    return str(trigger.get("type") or "-")
+
+
 def run_summary(run: Mapping[str, Any]) -> Text:
     text = Text.assemble(("Run ", "bold"), (str(run.get("runId")), "bold"), "  ")
     text.append_text(state_text(str(run.get("state"))))
@@ -121,6 +132,8 @@ def run_summary(run: Mapping[str, Any]) -> Text:
     partition = run.get("partition")
     if isinstance(partition, Mapping):
         text.append(f"  partition {values_text(partition)}")
+    if run.get("trigger") and not run.get("parentRunId"):  # a rerun's lineage line says it
+        text.append(f"  by {source_text(run.get('trigger'))}")
     text.append(f"  created {local_time(run.get('createdAt'))}", style="dim")
     if run.get("completedAt"):
         text.append(f", took {duration(run.get('createdAt'), run.get('completedAt'))}", style="dim")
@@ -219,7 +232,7 @@ def runs_table(
             assets,
             partition,
             local_datetime(run.get("createdAt")),
-            str(run.get("trigger") or "-"),
+            source_text(run.get("trigger")),
             duration(run.get("createdAt"), run.get("completedAt")) if run.get("completedAt") else "-",
             f"{run.get('tasksSucceeded', 0)}/{run.get('taskCount', 0)}",
             str(run.get("tasksFailed", 0) or ""),

@@ -65,6 +65,7 @@ def _run_triggered(ctx: FoldContext, d: RunTriggered) -> bool:
         timeout_at=ctx.ts + d.timeout_seconds * 1000 if d.timeout_seconds is not None else None,
         traceparent=d.traceparent,
         trigger_type=str(d.trigger["type"]) if isinstance(d.trigger.get("type"), str) else None,
+        trigger_json=canonical_dumps(d.trigger) if d.trigger else None,
         row_version=ctx.event_id,
     )
     if tasks and run.tasks_completed == run.tasks_total:

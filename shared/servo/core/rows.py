@@ -37,6 +37,7 @@ class RunRow:
     timed_out: bool | None = None
     traceparent: str | None = None
     trigger_type: str | None = None  # what started the run: RunTriggered.trigger["type"] ("manual")
+    trigger_json: str | None = None  # RunTriggered.trigger whole (its source's ids), canonical JSON
     row_version: str = ""
 
 

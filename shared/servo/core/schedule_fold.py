@@ -24,7 +24,18 @@ from servo.core._automation_events import (
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
 
-__all__ = ["RunRequestRow", "ScheduleRow", "ScheduleState", "ScheduleTickRow", "fold_schedules"]
+__all__ = [
+    "RETENTION_MS",
+    "RunRequestRow",
+    "ScheduleRow",
+    "ScheduleState",
+    "ScheduleTickRow",
+    "expire_schedule_history",
+    "fold_schedules",
+]
+
+# §5: ticks and resolved requests are kept 30 days.
+RETENTION_MS = 30 * 86_400_000
 
 
 def _json(value: Any) -> str:
@@ -225,3 +236,21 @@ def fold_schedules(state: ScheduleState, events: Iterable[Event]) -> ScheduleSta
             row = replace(row, last_scheduled_at=max(row.last_scheduled_at or 0, data.scheduled_for))
         result.schedules[data.schedule_id] = replace(row, row_version=max(row.row_version, event.event_id))
     return result
+
+
+def expire_schedule_history(state: ScheduleState, now_ms: int, keep_ms: int = RETENTION_MS) -> ScheduleState:
+    """``state`` without the history older than ``keep_ms`` (§5 retention); ``state`` is not modified.
+
+    A resolved request goes once resolved before the cutoff; a tick once evaluated before it and its
+    request (if any) is gone, so a tick whose run is still owed stays until the sweep has submitted it.
+    Schedule rows keep ``last_scheduled_at``, so an expired tick is never due again.
+    """
+    cutoff = now_ms - keep_ms
+    requests = {k: r for k, r in state.requests.items() if r.resolved_at >= cutoff}
+    ticks = {
+        k: t
+        for k, t in state.ticks.items()
+        if t.evaluated_at >= cutoff
+        or (t.request_id is not None and (t.request_id in requests or t.request_id not in state.requests))
+    }
+    return ScheduleState(dict(state.schedules), ticks, requests)

@@ -19,6 +19,7 @@ from servo.core.ids import validate_path_component
 from servo.core.partition_keys import partition_values
 from servo.core.reruns import rerun_fields
 from servo.core.rows import DepRow, RunRow, TaskRow
+from servo.core.run_source import trigger_view
 from servo.core.states import TaskState, public_run_state, public_task_state
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
@@ -165,7 +166,7 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             "cancelRequested": run.cancel_requested or None,
             "cancelReason": run.cancel_reason,
             "codeVersion": run.code_version,
-            "trigger": run.trigger_type,
+            "trigger": _trigger(run),
             # The run's one partition in the user's words; a run spanning several has none of its own.
             "partition": partition_values(partitions.pop()) if len(partitions) == 1 else None,
             "tasks": [task_view(view.tasks[k], view.deps) for k in run_order(view.tasks, view.deps)],
@@ -174,6 +175,10 @@ def get_run(ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str)
             **rerun_fields(labels),
         }
     )
+
+
+def _trigger(run: RunRow) -> dict[str, Any] | None:
+    return trigger_view(json.loads(run.trigger_json) if run.trigger_json else None, run.trigger_type)
 
 
 def _encode_cursor(triggered_at: int, run_id: str) -> str:
@@ -227,7 +232,7 @@ def list_runs(
                     "tasksSucceeded": run.tasks_succeeded,
                     "tasksFailed": run.tasks_failed,
                     "runKey": run.run_key,
-                    "trigger": run.trigger_type,
+                    "trigger": _trigger(run),
                 }
             )
         )

@@ -18,7 +18,7 @@ from typing import Any
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import Conflict, PreconditionFailed
 from servo.core.events import Event
-from servo.core.schedule_fold import ScheduleState, fold_schedules
+from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules
 from servo.projections.codec import content_hex12, decode_table, encode_table
 from servo.projections.schedule_tables import RUN_REQUESTS, SCHEDULE_TICKS, SCHEDULES
 from servo.services import _compaction_ledger as ledger
@@ -116,7 +116,8 @@ def refresh_schedules(
         state = _read_state(ctx, store, head)
         if not found.seen_ids:
             return state
-        new_state = fold_schedules(state, found.events)
+        # History past the retention goes as the projection is rewritten anyway (no write of its own).
+        new_state = expire_schedule_history(fold_schedules(state, found.events), ctx.clock_ms())
         if head.generation == 0 and not (new_state.schedules or new_state.ticks or new_state.requests):
             return new_state  # a read of a workspace without schedules leaves nothing behind
         watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
@@ -133,6 +134,8 @@ def refresh_schedules(
     raise Conflict("schedule projection lost the publish race; the next sweep will retry")
 
 
-def rebuild_schedules(events: Iterable[Event]) -> ScheduleState:
-    """The tables from a whole ledger's events (what a live projection must equal)."""
-    return fold_schedules(ScheduleState(), events)
+def rebuild_schedules(events: Iterable[Event], now_ms: int | None = None) -> ScheduleState:
+    """The tables from a whole ledger's events (what a live projection must equal); with ``now_ms``,
+    without the history a live projection refreshed then has let go."""
+    state = fold_schedules(ScheduleState(), events)
+    return state if now_ms is None else expire_schedule_history(state, now_ms)

@@ -8,6 +8,7 @@ or concurrent sweep writes the same ``sched_tick:{tick_id}`` and the fold keeps 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,14 @@ from servo.services.ledger import append_events
 from servo.services.manifests import load_current_manifest
 from servo.services.run_requests import submit_pending_ticks
 from servo.services.schedule_projection import has_schedule_state, refresh_schedules
+
+logger = logging.getLogger("servo.schedules")
+
+# §6.1 "nothing if still over 30 s behind". The sweep folds the ledger into the schedule projection
+# itself, just before deciding, so the projection is behind by the time between that read and the
+# decision: an enable/disable or tick written meanwhile is unseen. Past this bound the sweep decides
+# nothing; the next one (a minute later, on a fresh read) owes the same ticks, so none is lost.
+MAX_PROJECTION_LAG_MS = 30_000
 
 
 def _request_json(decision: TickDecision) -> dict[str, Any] | None:
@@ -90,10 +99,18 @@ def sweep_schedules(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> d
     """Tick every due schedule of one workspace and submit pending run requests (ticks, requests)."""
     if not has_schedule_state(ctx, tenant_id, workspace_id):
         return {"ticks": 0, "runRequests": 0}  # never had a schedule: one read, nothing at rest
+    read_at = ctx.clock_ms()
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     manifest = load_current_manifest(ctx, tenant_id, workspace_id)
     dimensions_of = {k: list(a.dimensions) for k, a in (manifest.assets.items() if manifest else ())}
     now = ctx.clock_ms()
+    if now - read_at > MAX_PROJECTION_LAG_MS:
+        logger.warning(
+            "schedules not evaluated: projection read %d ms ago (limit %d ms); the next sweep owes them",
+            now - read_at,
+            MAX_PROJECTION_LAG_MS,
+        )
+        return {"ticks": 0, "runRequests": 0}
     ticked = [
         t
         for row in state.visible_schedules()

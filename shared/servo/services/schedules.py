@@ -17,6 +17,8 @@ from servo.core.schedules import next_tick_after, parse_schedule, parse_tick_id
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
+from servo.services.runs import _decode_cursor as decode_cursor
+from servo.services.runs import _encode_cursor as encode_cursor
 from servo.services.runs import _limit as page_limit
 from servo.services.schedule_projection import refresh_schedules
 
@@ -135,16 +137,31 @@ def set_schedule_enabled(
 def list_ticks(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, schedule_id: str, query: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Ticks newest first, ``?status`` filtered, ``limit`` 1..200 (S13)."""
+    """Ticks newest first, ``?status`` filtered, ``limit`` 1..200, paged by an opaque ``cursor`` (S13, §4).
+
+    The cursor is the last tick shown (its instant and id): the next page starts below it, so ticks
+    recorded meanwhile (always newer) never shift a page.
+    """
     status = query.get("status")
     if status is not None and status not in TICK_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(TICK_STATUSES)}, not {status!r}")
     limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
+    after = decode_cursor(query["cursor"]) if query.get("cursor") else None
     state = refresh_schedules(ctx, tenant_id, workspace_id)
     _row(state, schedule_id)
-    ticks = [t for t in state.ticks.values() if t.schedule_id == schedule_id and status in (None, t.status)]
-    ticks.sort(key=lambda t: t.scheduled_at, reverse=True)
-    return {"ticks": [tick_json(t, state) for t in ticks[:limit]]}
+    ticks = [
+        t
+        for t in state.ticks.values()
+        if t.schedule_id == schedule_id
+        and status in (None, t.status)
+        and (after is None or (t.scheduled_at, t.tick_id) < after)
+    ]
+    ticks.sort(key=lambda t: (t.scheduled_at, t.tick_id), reverse=True)
+    body: dict[str, Any] = {"ticks": [tick_json(t, state) for t in ticks[:limit]]}
+    if len(ticks) > limit:
+        last = ticks[limit - 1]
+        body["nextCursor"] = encode_cursor(last.scheduled_at, last.tick_id)
+    return body
 
 
 def get_tick(
