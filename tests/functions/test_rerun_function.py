@@ -290,3 +290,27 @@ def test_a_rerun_that_crashed_at_any_write_is_finished_by_its_repeat(tmp_path: P
         rebuilt, malformed = rebuild(store, tenant_id=T, workspace_id=WS)
         assert not malformed
         assert view(rebuilt) == view(load_published_state(store, tenant_id=T, workspace_id=WS))
+
+
+def test_u6_the_parent_attributes_its_retries_and_its_skip_to_the_first_failed_upstream(
+    stack: RerunStack,
+) -> None:
+    parent = get_run(stack.ctx, T, WS, failed_chain(stack))
+    tasks = {t["taskKey"]: t for t in parent["tasks"]}
+    assert tasks["ns.b"]["retryAttribution"] == {"retries": 2, "reason": "prior_attempt_failed"}
+    assert "retryAttribution" not in tasks["ns.a"]  # one attempt, nothing to attribute
+    assert tasks["ns.c"]["skipAttribution"] == {"upstreamTaskKey": "ns.b", "upstreamResolution": "FAILED"}
+
+
+def test_u6_a_skip_with_two_failed_upstreams_at_the_same_moment_names_the_first_by_key() -> None:
+    from servo.core.rows import DepRow, TaskRow
+    from servo.services.runs import _skip_attribution
+
+    skipped = TaskRow(
+        "r1", "ns.d", "SKIPPED", 0, None, None, None, None, 2, 2, 3, 90, None, None, "ns.d", None
+    )
+    edges = tuple(
+        DepRow("r1", up, "ns.d", True, "FAILED", 1_800_000_000_000, 3, f"v{i}")
+        for i, up in enumerate(["ns.z", "ns.b"])
+    )
+    assert _skip_attribution(skipped, edges) == {"upstreamTaskKey": "ns.b", "upstreamResolution": "FAILED"}
