@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin, overload
 from servo.core.errors import InvalidAssetKey, ServoError
 from servo.core.keys import AssetKey
 from servo.core.retry import DEFAULT_MAX_RETRIES
+from servo.sdk._definitions import CodeLocation, attached, code_location
 from servo.sdk._errors import AssetDefinitionError
 from servo.sdk._partitions import PartitionDimension, normalize_partitions
 
@@ -68,17 +69,6 @@ class AssetDep:
 
 
 @dataclass(frozen=True, slots=True)
-class CodeLocation:
-    module: str
-    function: str
-    file_path: str
-    line_number: int
-
-    def __str__(self) -> str:
-        return f"{self.file_path}:{self.line_number}"
-
-
-@dataclass(frozen=True, slots=True)
 class AssetDefinition:
     """Everything Servo knows about one asset, fixed at decoration time."""
 
@@ -102,18 +92,11 @@ class AssetDefinition:
 
 def definition_of(obj: object) -> AssetDefinition:
     """The definition attached to a decorated function (or ``obj`` itself if it is one)."""
-    if isinstance(obj, AssetDefinition):
-        return obj
-    found = getattr(obj, ASSET_ATTR, None)
-    if not isinstance(found, AssetDefinition):
-        raise TypeError(f"{obj!r} is not an @asset function")
-    return found
+    return attached(obj, AssetDefinition, ASSET_ATTR, "an @asset function")
 
 
 def _fail(where: CodeLocation, message: str) -> AssetDefinitionError:
-    return AssetDefinitionError(
-        f"{where}: {message}", details={"file": where.file_path, "line": where.line_number}
-    )
+    return AssetDefinitionError(f"{where}: {message}", details=where.details)
 
 
 def _key(where: CodeLocation, raw: str, what: str) -> AssetKey:
@@ -241,10 +224,7 @@ def _tags(where: CodeLocation, value: object) -> Mapping[str, str]:
 def _define(fn: Callable[..., Any], options: Mapping[str, Any]) -> AssetDefinition:
     if not inspect.isfunction(fn):
         raise TypeError(f"@asset decorates functions, not {fn!r}")
-    code = fn.__code__
-    where = CodeLocation(
-        fn.__module__, fn.__name__, inspect.getsourcefile(fn) or code.co_filename, code.co_firstlineno
-    )
+    where = code_location(fn)
     if hasattr(fn, ASSET_ATTR):
         raise _fail(where, f"{fn.__name__}() is already an @asset")
     namespace = options["namespace"] or _default_namespace(fn.__module__)

@@ -22,7 +22,8 @@ from servo.core.schedules import (
     ScheduleSpec,
     parse_schedule,
 )
-from servo.sdk._asset import ASSET_ATTR, AssetDefinition, CodeLocation
+from servo.sdk._asset import ASSET_ATTR, AssetDefinition
+from servo.sdk._definitions import CodeLocation, attached, code_location, definition_error
 
 SCHEDULE_ATTR = "__servo_schedule__"
 
@@ -137,13 +138,7 @@ class ScheduleDefinition:
             spec = parse_schedule(raw)
             _check_known_targets(spec, items)
         except InvalidSchedule as exc:
-            where = f"{self.code}: " if self.code else ""
-            details = {**exc.details, "schedule": self.id}
-            if self.code:
-                details |= {"file": self.code.file_path, "line": self.code.line_number}
-            raise ScheduleDefinitionError(
-                f"{where}schedule {self.id!r}: {exc.message}", details=details
-            ) from None
+            raise definition_error(ScheduleDefinitionError, exc, "schedule", self.id, self.code) from None
         object.__setattr__(self, "target", spec.target)
         object.__setattr__(self, "labels", MappingProxyType(dict(spec.labels)))
         object.__setattr__(self, "spec", spec)
@@ -159,12 +154,9 @@ class ScheduleDefinition:
 
 def schedule_of(obj: object) -> ScheduleDefinition:
     """The definition of a ``@schedule`` function (or ``obj`` itself if it is one)."""
-    if isinstance(obj, ScheduleDefinition):
-        return obj
-    found = getattr(obj, SCHEDULE_ATTR, None)
-    if not isinstance(found, ScheduleDefinition):
-        raise TypeError(f"{obj!r} is not a schedule (@schedule function or ScheduleDefinition)")
-    return found
+    return attached(
+        obj, ScheduleDefinition, SCHEDULE_ATTR, "a schedule (@schedule function or ScheduleDefinition)"
+    )
 
 
 def schedule(
@@ -193,10 +185,7 @@ def schedule(
             raise TypeError(f"@schedule decorates functions, not {fn!r}")
         if hasattr(fn, SCHEDULE_ATTR):
             raise TypeError(f"{fn.__name__}() is already a @schedule")
-        code = fn.__code__
-        where = CodeLocation(
-            fn.__module__, fn.__name__, inspect.getsourcefile(fn) or code.co_filename, code.co_firstlineno
-        )
+        where = code_location(fn)
         definition = ScheduleDefinition(
             id=fn.__name__ if name is None else name,
             cron=cron,

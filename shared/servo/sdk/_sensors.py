@@ -29,7 +29,7 @@ from servo.core.sensors import (
     check_cursor,
     parse_sensor,
 )
-from servo.sdk._asset import CodeLocation
+from servo.sdk._definitions import CodeLocation, attached, code_location, definition_error
 from servo.sdk._schedules import target_items, target_key
 
 SENSOR_ATTR = "__servo_sensor__"
@@ -266,13 +266,7 @@ class SensorDefinition:
                     raw["monitoredAssets"] = [target_key(i) for i in target_items(self.monitored_assets)]
             spec = parse_sensor(raw)
         except InvalidSchedule as exc:
-            where = f"{self.code}: " if self.code else ""
-            details = {**exc.details, "sensor": self.id}
-            if self.code:
-                details |= {"file": self.code.file_path, "line": self.code.line_number}
-            raise SensorDefinitionError(
-                f"{where}sensor {self.id!r}: {exc.message}", details=details
-            ) from None
+            raise definition_error(SensorDefinitionError, exc, "sensor", self.id, self.code) from None
         object.__setattr__(self, "target", spec.target)
         object.__setattr__(self, "spec", spec)
 
@@ -287,12 +281,7 @@ class SensorDefinition:
 
 def sensor_of(obj: object) -> SensorDefinition:
     """The definition of a ``@sensor``/``@run_status_sensor`` function (or ``obj`` itself if it is one)."""
-    if isinstance(obj, SensorDefinition):
-        return obj
-    found = getattr(obj, SENSOR_ATTR, None)
-    if not isinstance(found, SensorDefinition):
-        raise TypeError(f"{obj!r} is not a sensor (@sensor or @run_status_sensor function)")
-    return found
+    return attached(obj, SensorDefinition, SENSOR_ATTR, "a sensor (@sensor or @run_status_sensor function)")
 
 
 def _decorate(name: str | None, decorator: str, **options: Any) -> Callable[[F], F]:
@@ -301,10 +290,7 @@ def _decorate(name: str | None, decorator: str, **options: Any) -> Callable[[F],
             raise TypeError(f"@{decorator} decorates functions, not {fn!r}")
         if hasattr(fn, SENSOR_ATTR):
             raise TypeError(f"{fn.__name__}() is already a sensor")
-        code = fn.__code__
-        where = CodeLocation(
-            fn.__module__, fn.__name__, inspect.getsourcefile(fn) or code.co_filename, code.co_firstlineno
-        )
+        where = code_location(fn)
         definition = SensorDefinition(id=fn.__name__ if name is None else name, fn=fn, code=where, **options)
         setattr(fn, SENSOR_ATTR, definition)
         return fn
