@@ -87,6 +87,16 @@ def _target(value: object) -> tuple[str, ...]:
         raise _error("target", exc.message) from None
 
 
+def reserved_labels(labels: Mapping[str, str]) -> list[str]:
+    """The keys under the ``servo.`` prefix, which only Servo may set (sorted, for the error message)."""
+    return sorted(k for k in labels if k.startswith(RESERVED_LABEL_PREFIX))
+
+
+def canonical_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """``labels`` in key byte order: the one order manifests, hashes and run-request fingerprints use."""
+    return MappingProxyType({k: labels[k] for k in sorted(labels, key=lambda k: k.encode("utf-8"))})
+
+
 def _labels(value: object) -> Mapping[str, str]:
     if value is None:
         return MappingProxyType({})
@@ -94,10 +104,10 @@ def _labels(value: object) -> Mapping[str, str]:
         isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()
     ):
         raise _error("labels", f"must map non-empty strings to strings, not {value!r}")
-    reserved = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIX))
+    reserved = reserved_labels(value)
     if reserved:
         raise _error("labels", f"{', '.join(reserved)}: the servo. prefix is reserved", labels=reserved)
-    return MappingProxyType({k: value[k] for k in sorted(value, key=lambda k: k.encode("utf-8"))})
+    return canonical_labels(value)
 
 
 @dataclass(frozen=True, slots=True)

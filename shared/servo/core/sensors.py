@@ -12,7 +12,6 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any, Literal
 
 from servo.core.canonical_json import canonical_bytes
@@ -20,7 +19,7 @@ from servo.core.errors import InvalidAssetKey, InvalidInput, InvalidPartitionKey
 from servo.core.keys import canonical_selection
 from servo.core.partition_keys import parse_partition_key
 from servo.core.schedule_partitions import normalize_partition_rule, tick_partition_key
-from servo.core.schedules import RESERVED_LABEL_PREFIX, SCHEDULE_ID_RE
+from servo.core.schedules import SCHEDULE_ID_RE, canonical_labels, reserved_labels
 
 __all__ = [
     "INTERVAL_SECONDS",
@@ -420,7 +419,7 @@ def _check_request(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise ValueError(f"labels must map strings to strings, not {labels!r}")
-    reserved = sorted(k for k in labels if k.startswith(RESERVED_LABEL_PREFIX))
+    reserved = reserved_labels(labels)
     if reserved:
         raise ValueError(f"labels {', '.join(reserved)}: the servo. prefix is reserved")
     try:
@@ -444,6 +443,6 @@ def _check_request(
         run_key=run_key,
         selection=selection,
         partition_key=partition_key,
-        labels=MappingProxyType({k: labels[k] for k in sorted(labels, key=lambda k: k.encode("utf-8"))}),
+        labels=canonical_labels(labels),
         item_id=item_id,
     )

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from servo.core.errors import InvalidSchedule
-from servo.core.schedules import RESERVED_LABEL_PREFIX
+from servo.core.schedules import reserved_labels
 from servo.core.sensors import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -78,7 +78,7 @@ class RunRequest:
                 f"RunRequest.labels must map non-empty strings to strings, not {labels!r}",
                 details={"field": "labels"},
             )
-        reserved = sorted(k for k in labels if k.startswith(RESERVED_LABEL_PREFIX))
+        reserved = reserved_labels(labels)
         if reserved:
             raise SensorDefinitionError(
                 f"RunRequest.labels {', '.join(reserved)}: the servo. prefix is reserved",
