@@ -28,7 +28,7 @@ from servo.services.ledger import append_events
 from servo.services.manifests import DeployedManifest, load_current_manifest
 from servo.services.run_creation import (
     CreationRecord,
-    emit_missing,
+    finish_creation,
     plan_run,
     rebuild_events,
     record_name,
@@ -308,20 +308,14 @@ def _finish_reserved_run(
     """
     if not reservation.get("planEventId"):
         return
-    store = ctx.workspace_store(tenant_id, workspace_id)
-    found = store.get(record_name(reservation["runId"]))
-    if found is not None:
-        record = CreationRecord.decode(found.data)
-    elif isinstance(reservation.get("creation"), Mapping):
-        record = store_record(ctx, tenant_id, workspace_id, CreationRecord.from_doc(reservation["creation"]))
-    elif claim.remake is not None:
-        ids = (
-            reservation["runId"],
-            reservation["planId"],
-            reservation["eventId"],
-            reservation["planEventId"],
-        )
-        record = store_record(ctx, tenant_id, workspace_id, claim.remake(ids, reservation["createdAt"]))
-    else:
-        return
-    emit_missing(ctx, tenant_id, workspace_id, rebuild_events(ctx, tenant_id, workspace_id, record))
+    run_id = reservation["runId"]
+    if ctx.workspace_store(tenant_id, workspace_id).get(record_name(run_id)) is None:
+        if isinstance(reservation.get("creation"), Mapping):
+            record = CreationRecord.from_doc(reservation["creation"])
+        elif claim.remake is not None:
+            ids = (run_id, reservation["planId"], reservation["eventId"], reservation["planEventId"])
+            record = claim.remake(ids, reservation["createdAt"])
+        else:
+            return
+        store_record(ctx, tenant_id, workspace_id, record)
+    finish_creation(ctx, tenant_id, workspace_id, run_id)

@@ -98,24 +98,22 @@ def _set(state: State, schedule_id: str, enabled: bool, as_json: bool, kwargs: d
     )
 
 
-@schedule_group.command("enable")
-@click.argument("schedule_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
-@api_options
-@click.pass_obj
-def enable_command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -> None:
-    """Enable a schedule: from its next tick on, each tick starts a run."""
-    _set(state, schedule_id, True, as_json, kwargs)
+def _toggle_command(name: str, enabled: bool, doc: str) -> None:
+    """Register `schedule enable` / `schedule disable`: the same command but for the flag it sets."""
+
+    @schedule_group.command(name, help=doc)
+    @click.argument("schedule_id")
+    @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+    @api_options
+    @click.pass_obj
+    def command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -> None:
+        _set(state, schedule_id, enabled, as_json, kwargs)
 
 
-@schedule_group.command("disable")
-@click.argument("schedule_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
-@api_options
-@click.pass_obj
-def disable_command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -> None:
-    """Disable a schedule: its ticks are recorded SKIPPED and never replayed on enable."""
-    _set(state, schedule_id, False, as_json, kwargs)
+_toggle_command("enable", True, "Enable a schedule: from its next tick on, each tick starts a run.")
+_toggle_command(
+    "disable", False, "Disable a schedule: its ticks are recorded SKIPPED and never replayed on enable."
+)
 
 
 @schedule_group.command("ticks")
