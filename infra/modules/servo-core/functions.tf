@@ -40,7 +40,7 @@ module "api_function" {
   entry_point           = local.artifacts[each.value].entry_point
   source_object         = local.source_objects[each.value]
   service_account_email = google_service_account.function[each.value].email
-  environment           = local.common_env
+  environment           = each.value == "automation" ? merge(local.common_env, local.push_env) : local.common_env
   secret_environment    = local.function_secrets[each.value]
   max_instances         = var.function_max_instances
   timeout_seconds       = 60

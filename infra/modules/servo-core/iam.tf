@@ -95,16 +95,17 @@ resource "google_service_account" "tasks" {
   depends_on   = [time_sleep.apis]
 }
 
-# The dispatchers create tasks that carry the tasks account's OIDC token, which needs actAs on it.
+# The dispatchers (and automation, for manual sensor evaluations) create tasks that carry the tasks
+# account's OIDC token, which needs actAs on it.
 resource "google_service_account_iam_member" "dispatchers_act_as_tasks" {
-  for_each           = toset(local.dispatchers)
+  for_each           = toset(local.act_as_tasks)
   service_account_id = google_service_account.tasks.name
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.function[each.value].email}"
 }
 
 resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
-  for_each = { for pair in setproduct(local.dispatchers, local.queue_names) : "${pair[0]}-${pair[1]}" => pair }
+  for_each = local.task_enqueuers
   project  = var.project_id
   location = var.region
   name     = each.value[1]

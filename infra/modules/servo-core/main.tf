@@ -36,6 +36,7 @@ locals {
     SERVO_LOCATION              = var.region
     SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.queue["dispatch"].name
     SERVO_TIMERS_QUEUE          = google_cloud_tasks_queue.queue["timers"].name
+    SERVO_SENSORS_QUEUE         = google_cloud_tasks_queue.queue["sensors"].name
     SERVO_WORKER_URL            = var.worker_url
     SERVO_TIMERS_URL            = "${local.timers_url}/v1/timers/fire"
     SERVO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
