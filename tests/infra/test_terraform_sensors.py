@@ -36,6 +36,11 @@ def _resources() -> dict[tuple[str, str], dict[str, Any]]:
     return _tf.resources(CORE)
 
 
+def _automation() -> dict[str, Any]:
+    automation: dict[str, Any] = _tf.blocks(CORE, "locals")["dispatcher_functions"]["automation"]
+    return automation
+
+
 def test_each_push_sensor_gets_its_topic_and_its_push_route(sensor_locals: dict[str, Any]) -> None:
     sensors = sensor_locals["push_sensors"]
     assert sorted(sensors) == ["default/orders", "team-b/file_drops"]
@@ -55,19 +60,29 @@ def test_each_push_sensor_gets_its_topic_and_its_push_route(sensor_locals: dict[
 def test_the_push_audience_is_automations_run_app_url_as_the_code_derives_it(
     sensor_locals: dict[str, Any],
 ) -> None:
-    # Known at plan time (the function cannot be handed its own URL output) and accepted by Cloud Run.
+    # Known at plan time, so neither the gateway nor the subscriptions depend on automation's outputs,
+    # and the audience Cloud Run accepts for the service automation is deployed as.
     assert sensor_locals["automation_url"] == AUTOMATION_URL
     assert sensor_locals["automation_name"] == "servo-automation"
-    assert _tf.blocks(CORE, "module")["api_function"]["name"] == "${var.name_prefix}-${each.value}"
+    assert _automation()["name"] == "${local.automation_name}"
+    assert _tf.blocks(CORE, "module")["dispatcher"]["name"] == "${each.value.name}"
+    assert (
+        _tf.blocks(CORE, "module")["openapi"]["template_vars"]["automation_url"] == "${local.automation_url}"
+    )
     for s in sensor_locals["push_sensors"].values():
         assert _audience(s["endpoint"]) == AUTOMATION_URL
-    # automation is told which principal and audience to accept (the account's email needs a provider).
-    assert _tf.blocks(CORE, "locals")["push_env"] == {
-        "SERVO_PUSH_SERVICE_ACCOUNT": PUSH_SA,
-        "SERVO_PUSH_AUDIENCE": "${local.automation_url}",
-    }
-    api = _tf.blocks(CORE, "module")["api_function"]
-    assert "local.push_env" in api["environment"]
+
+
+def test_automation_can_hand_a_manual_evaluation_to_the_worker() -> None:
+    # Like the sweep: the worker reports to the gateway (callbackBaseUrl) with a token automation
+    # mints, and the task carries the dispatch secret; automation accepts pushes from the push account.
+    env = _automation()["environment"]
+    assert env == "${merge(local.common_env, {SERVO_API_URL = local.api_url}, local.push_env)}"
+    assert "SERVO_API_URL = local.api_url" in _tf.blocks(CORE, "locals")["dispatcher_env"]
+    assert _tf.blocks(CORE, "locals")["push_env"] == {"SERVO_PUSH_SERVICE_ACCOUNT": PUSH_SA}
+    secrets = _tf.blocks(CORE, "locals")["function_secrets"]["automation"]
+    assert secrets == "${merge(local.token_key, local.dispatch_key)}"
+    assert _tf.blocks(CORE, "module")["dispatcher"]["environment"] == "${each.value.environment}"
 
 
 def test_the_push_subscription_signs_for_automation_and_backs_off_to_a_dead_letter() -> None:
@@ -115,17 +130,22 @@ def test_the_push_account_may_invoke_automation_only() -> None:
     res = _resources()
     account = res[("google_service_account", "pubsub_push")]
     assert account["account_id"] == "${var.name_prefix}-pubsub-push"
-    invoker = res[("google_cloud_run_v2_service_iam_member", "push_invoker")]
-    assert invoker["role"] == "roles/run.invoker"
-    assert invoker["name"] == '${module.api_function["automation"].name}'
-    assert invoker["member"] == f"serviceAccount:{PUSH_SA}"
-    # No other grant names the push account as a member.
-    others = [
-        (rtype, name)
-        for (rtype, name), body in res.items()
-        if "google_service_account.pubsub_push.email" in str(body.get("member", ""))
+    automation = _automation()
+    assert automation["invokers"] == [
+        "serviceAccount:${google_service_account.gateway.email}",
+        f"serviceAccount:{PUSH_SA}",
     ]
-    assert others == [("google_cloud_run_v2_service_iam_member", "push_invoker")]
+    assert automation["ingress"] == "ALLOW_ALL"
+    assert _tf.blocks(CORE, "module")["dispatcher"]["invoker_members"] == "${each.value.invokers}"
+    # Nothing else grants the push account anything.
+    named = [key for key, body in res.items() if "google_service_account.pubsub_push.email" in str(body)]
+    assert named == [("google_pubsub_subscription", "sensor_push")]
+    others = {
+        fn
+        for fn, body in _tf.blocks(CORE, "locals")["dispatcher_functions"].items()
+        if "pubsub_push" in str(body)
+    }
+    assert others == {"automation"}
 
 
 def test_the_pubsub_service_agent_gets_exactly_what_oidc_push_and_dead_letters_need() -> None:

@@ -39,27 +39,19 @@ locals {
     for key, s in local.push_sensors : { for member in s.publishers : "${key} ${member}" => { sensor = key, member = member } }
   ]...)
 
-  # What automation's push route checks: the token's principal and audience.
+  # Whose token automation's push route accepts (Cloud Run has checked the audience and signature).
   push_env = {
     SERVO_PUSH_SERVICE_ACCOUNT = google_service_account.pubsub_push.email
-    SERVO_PUSH_AUDIENCE        = local.automation_url
   }
 }
 
-# The only identity push subscriptions sign their OIDC tokens as.
+# The only identity push subscriptions sign their OIDC tokens as; it may invoke automation and nothing
+# else (functions.tf: automation's invokers).
 resource "google_service_account" "pubsub_push" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-pubsub-push"
   display_name = "Servo Pub/Sub push identity (push sensors)"
   depends_on   = [time_sleep.apis]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
-  project  = var.project_id
-  location = var.region
-  name     = module.api_function["automation"].name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.pubsub_push.email}"
 }
 
 # Pub/Sub's service agent mints the push tokens (Token Creator on the push account), publishes what
@@ -162,7 +154,7 @@ resource "google_pubsub_subscription" "sensor_push" {
   # Pushes before these grants exist fail (and use up deliveries): token minting, invocation, dead letters.
   depends_on = [
     google_service_account_iam_member.pubsub_agent_token_creator,
-    google_cloud_run_v2_service_iam_member.push_invoker,
+    module.dispatcher,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
 }
