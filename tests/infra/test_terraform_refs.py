@@ -69,6 +69,12 @@ CORE = "modules/servo-core"
             "resource google_pubsub_topic.dead_letter is not declared",
         ),
         (
+            f"{CORE}/iam.tf",
+            'to   = google_project_service_identity.agent["cloudtasks"]',
+            'to   = google_project_service_identity.agents["cloudtasks"]',
+            "resource google_project_service_identity.agents is not declared",
+        ),
+        (
             "environments/example/main.tf",
             "  log_retention_days      = var.log_retention_days\n",
             "  log_retention_days      = var.log_retention_days\n  log_retention           = 3\n",
@@ -88,6 +94,7 @@ CORE = "modules/servo-core"
         "data",
         "module-output",
         "push-sensors-resource",
+        "moved-target",
         "module-input",
         "required-input",
     ],

@@ -21,7 +21,7 @@ from tests.infra.conftest import core_variables as _variables
 EXAMPLE = _tf.INFRA / "environments" / "example"
 AUTOMATION_URL = f"https://servo-automation-{PROJECT_NUMBER}.us-central1.run.app"
 PUSH_SA = "${google_service_account.pubsub_push.email}"
-PUBSUB_AGENT = "serviceAccount:${google_project_service_identity.pubsub.email}"
+PUBSUB_AGENT = 'serviceAccount:${google_project_service_identity.agent["pubsub"].email}'
 SENSORS = {"default/orders": ["serviceAccount:shop@p.iam.gserviceaccount.com"], "team-b/file_drops": []}
 
 
@@ -150,20 +150,28 @@ def test_the_push_account_may_invoke_automation_only() -> None:
 
 def test_the_pubsub_service_agent_gets_exactly_what_oidc_push_and_dead_letters_need() -> None:
     res = _resources()
-    agent = res[("google_project_service_identity", "pubsub")]
-    assert (agent["provider"], agent["service"]) == ("google-beta", "pubsub.googleapis.com")
+    agents = _tf.blocks(CORE, "locals")["token_minting_agents"]
+    assert agents["pubsub"] == {
+        "service": "pubsub.googleapis.com",
+        "account": "${google_service_account.pubsub_push.name}",
+    }
+    identity = res[("google_project_service_identity", "agent")]
+    assert (identity["provider"], identity["for_each"]) == ("google-beta", "${local.token_minting_agents}")
+    token = res[("google_service_account_iam_member", "agent_token_creator")]
+    assert token["for_each"] == "${local.token_minting_agents}"
+    assert (token["service_account_id"], token["role"]) == (
+        "${each.value.account}",
+        "roles/iam.serviceAccountTokenCreator",
+    )
     granted = {
         (rtype, body["role"])
         for (rtype, _), body in res.items()
         if rtype.endswith("_iam_member") and body.get("member") == PUBSUB_AGENT
     }
     assert granted == {
-        ("google_service_account_iam_member", "roles/iam.serviceAccountTokenCreator"),
         ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
         ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber"),
     }
-    token = res[("google_service_account_iam_member", "pubsub_agent_token_creator")]
-    assert token["service_account_id"] == "${google_service_account.pubsub_push.name}"
     publisher = res[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
     assert publisher["topic"] == "${google_pubsub_topic.sensor_dead_letter.name}"
     subscriber = res[("google_pubsub_subscription_iam_member", "dead_letter_subscriber")]

@@ -54,21 +54,6 @@ resource "google_service_account" "pubsub_push" {
   depends_on   = [time_sleep.apis]
 }
 
-# Pub/Sub's service agent mints the push tokens (Token Creator on the push account), publishes what
-# fails 10 times to the dead-letter topic and acknowledges it on the sensor's subscription.
-resource "google_project_service_identity" "pubsub" {
-  provider   = google-beta
-  project    = var.project_id
-  service    = "pubsub.googleapis.com"
-  depends_on = [time_sleep.apis]
-}
-
-resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
-  service_account_id = google_service_account.pubsub_push.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
-}
-
 resource "google_pubsub_topic" "sensor" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; a CMEK is an organisation choice, not Servo's.
   for_each = local.push_sensors
@@ -96,11 +81,13 @@ resource "google_pubsub_topic" "sensor_dead_letter" {
   depends_on = [time_sleep.apis]
 }
 
+# Pub/Sub's service agent mints the push tokens (Token Creator on the push account: iam.tf), publishes
+# what fails 10 times to the dead-letter topic, and acknowledges it on the sensor's subscription.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   project = var.project_id
   topic   = google_pubsub_topic.sensor_dead_letter.name
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  member  = "serviceAccount:${google_project_service_identity.agent["pubsub"].email}"
 }
 
 # Dead letters carry the source subscription in the CloudPubSubDeadLetterSourceSubscription attribute.
@@ -153,7 +140,7 @@ resource "google_pubsub_subscription" "sensor_push" {
 
   # Pushes before these grants exist fail (and use up deliveries): token minting, invocation, dead letters.
   depends_on = [
-    google_service_account_iam_member.pubsub_agent_token_creator,
+    google_service_account_iam_member.agent_token_creator,
     module.dispatcher,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
@@ -164,5 +151,5 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   project      = var.project_id
   subscription = google_pubsub_subscription.sensor_push[each.key].name
   role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  member       = "serviceAccount:${google_project_service_identity.agent["pubsub"].email}"
 }
