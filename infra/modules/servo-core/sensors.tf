@@ -18,9 +18,10 @@
 # an hour, far inside the subscription's one-day retention.
 
 locals {
-  # automation's run.app URL, derived like timers_url (main.tf): known at plan time, so automation
-  # can be told the audience it accepts without depending on its own output; it is also the audience
-  # Cloud Run accepts, and the one servo.services.effects derives from a URL (scheme and host).
+  # automation's run.app URL, derived like timers_url (main.tf): known at plan time, so the gateway and
+  # the push subscriptions need no output of automation (which itself needs the gateway's URL,
+  # functions.tf); it is also the audience Cloud Run accepts, and the one servo.services.effects
+  # derives from a URL (scheme and host).
   automation_name = "${var.name_prefix}-automation"
   automation_url  = "https://${local.automation_name}-${local.project_number}.${var.region}.run.app"
 
