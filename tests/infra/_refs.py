@@ -44,6 +44,17 @@ def _without_comments(text: str) -> str:
     return "\n".join(out)
 
 
+def _without_moved_sources(text: str) -> str:
+    """The text with each `moved` block's `from` blanked: it names an address that no longer exists
+    (the point of the block); its `to` must be declared like any reference."""
+    out: list[str] = []
+    in_moved = False
+    for line in text.splitlines():
+        in_moved = line == "moved {" or (in_moved and line != "}")
+        out.append("" if in_moved and line.lstrip().startswith("from ") else line)
+    return "\n".join(out)
+
+
 def _dynamic_labels(value: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):
@@ -82,7 +93,7 @@ def read(folder: Path) -> Module:
         parsed = _tf.parse(path)
         module.iterators |= _dynamic_labels(parsed)
         text = path.read_text()
-        module.texts.append(_without_comments(text))
+        module.texts.append(_without_moved_sources(_without_comments(text)))
         _source_blocks(text, module)
         for kind, entries in parsed.items():
             for entry in entries if isinstance(entries, list) else []:

@@ -86,8 +86,14 @@ def test_secret_values_never_enter_state() -> None:
 
 def test_internal_callers_only_reach_timers_compactor_and_worker() -> None:
     modules = _tf.blocks(CORE, "module")
-    assert set(_tf.blocks(CORE, "locals")["dispatcher_functions"]) == {"timers", "compactor"}
-    assert modules["dispatcher"]["ingress"] == "ALLOW_INTERNAL_ONLY"
+    dispatchers = _tf.blocks(CORE, "locals")["dispatcher_functions"]
+    assert modules["dispatcher"]["ingress"] == "${each.value.ingress}"
+    assert {fn: d["ingress"] for fn, d in dispatchers.items()} == {
+        "timers": "ALLOW_INTERNAL_ONLY",
+        "compactor": "ALLOW_INTERNAL_ONLY",
+        # Behind the gateway and pushed to by Pub/Sub (test_terraform_sensors.py): IAM is its gate.
+        "automation": "ALLOW_ALL",
+    }
     assert "ingress" not in modules["api_function"]
     service = _tf.resources(WORKER)[("google_cloud_run_v2_service", "worker")]
     assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"

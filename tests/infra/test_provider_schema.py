@@ -77,3 +77,11 @@ def test_the_schema_is_a_release_infra_accepts() -> None:
                     want = re.fullmatch(r"~> (\d+)\.(\d+)", spec["version"])
                     assert want, spec
                     assert major == int(want.group(1)) and minor >= int(want.group(2)), (folder, spec)
+
+
+def test_a_misspelt_argument_of_a_push_subscription_fails_the_check(planted) -> None:
+    problems = planted("modules/servo-core/sensors.tf", "max_delivery_attempts = 10", "max_deliveries = 10")
+    assert any(
+        "google_pubsub_subscription.sensor_push.dead_letter_policy: unknown argument 'max_deliveries'" in p
+        for p in problems
+    ), problems

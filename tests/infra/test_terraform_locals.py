@@ -54,6 +54,7 @@ def test_worker_queues_hand_the_worker_no_more_than_it_can_run(manifest: Path) -
     assert {k: q["name"] for k, q in queues.items()} == {
         "dispatch": "servo-dispatch",
         "gpu": "gpu",
+        "sensors": "servo-sensors",
         "timers": "servo-timers",
     }
     assert queues["dispatch"]["concurrent"] == queues["gpu"]["concurrent"] == 21
@@ -66,13 +67,15 @@ def test_worker_queues_hand_the_worker_no_more_than_it_can_run(manifest: Path) -
 
 
 def test_retry_shape_matches_design(core_locals: dict[str, Any]) -> None:
-    # design §6: 5 s x 2^(attempt-1), capped at 300 s, on every queue.
+    # design §6: 5 s x 2^(attempt-1), capped at 300 s, on every queue but the sensors' (automation §9,
+    # test_terraform_sensors.py).
     retry = core_locals["queue_retry"]
     assert (retry["min_backoff"], retry["max_backoff"]) == ("5s", "300s")
     assert 5 * 2 ** retry["max_doublings"] >= 300
+    assert {k for k, q in core_locals["queues"].items() if q["retry"] != retry} == {"sensors"}
     config = _tf.resources(CORE)[("google_cloud_tasks_queue", "queue")]["retry_config"][0]
-    assert config["min_backoff"] == "${local.queue_retry.min_backoff}"
-    assert config["max_doublings"] == "${local.queue_retry.max_doublings}"
+    assert config["min_backoff"] == "${each.value.retry.min_backoff}"
+    assert config["max_doublings"] == "${each.value.retry.max_doublings}"
     # Bounded delivery for dispatches (the sweep re-drives), unbounded for a day for timers.
     assert core_locals["queues"]["dispatch"]["attempts"] == 10
     assert (
@@ -88,7 +91,7 @@ def test_timers_have_their_own_queue() -> None:
 
 
 def test_an_extra_queue_cannot_take_a_servo_queue_key(manifest: Path) -> None:
-    with pytest.raises(_tfrun.TerraformError, match="dispatch and timers"):
+    with pytest.raises(_tfrun.TerraformError, match="dispatch, sensors and timers"):
         _refs.evaluate_locals(CORE, _variables(manifest, extra_worker_queues=["timers"]), GIVEN)
 
 

@@ -63,6 +63,18 @@ CORE = "modules/servo-core"
             "module.openapi has no output public_doc",
         ),
         (
+            f"{CORE}/sensors.tf",
+            "dead_letter_topic     = google_pubsub_topic.sensor_dead_letter.id",
+            "dead_letter_topic     = google_pubsub_topic.dead_letter.id",
+            "resource google_pubsub_topic.dead_letter is not declared",
+        ),
+        (
+            f"{CORE}/iam.tf",
+            'to   = google_project_service_identity.agent["cloudtasks"]',
+            'to   = google_project_service_identity.agents["cloudtasks"]',
+            "resource google_project_service_identity.agents is not declared",
+        ),
+        (
             "environments/example/main.tf",
             "  log_retention_days      = var.log_retention_days\n",
             "  log_retention_days      = var.log_retention_days\n  log_retention           = 3\n",
@@ -75,7 +87,17 @@ CORE = "modules/servo-core"
             "module.servo does not pass the required bucket_name",
         ),
     ],
-    ids=["variable", "local", "resource", "data", "module-output", "module-input", "required-input"],
+    ids=[
+        "variable",
+        "local",
+        "resource",
+        "data",
+        "module-output",
+        "push-sensors-resource",
+        "moved-target",
+        "module-input",
+        "required-input",
+    ],
 )
 def test_a_planted_undeclared_name_is_found(planted, relative: str, old: str, new: str, problem: str) -> None:
     problems = planted(relative, old, new)

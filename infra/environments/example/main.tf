@@ -36,6 +36,7 @@ module "servo" {
   api_client_members      = var.api_client_members
   billing_account         = var.billing_account
   monthly_budget          = var.monthly_budget
+  push_sensors            = var.push_sensors
 
   alert_emails                = var.alert_emails
   alert_notification_channels = var.alert_notification_channels

@@ -42,3 +42,18 @@ output "worker_service_account" {
   description = "The worker's runtime service account (grant it what your assets read and write)."
   value       = module.worker.service_account_email
 }
+
+output "sensor_topics" {
+  description = "Pub/Sub topic of every push sensor, by \"workspace/sensor\"."
+  value       = module.servo.sensor_topics
+}
+
+output "push_service_account" {
+  description = "The account push subscriptions sign their OIDC tokens as."
+  value       = module.servo.push_service_account
+}
+
+output "sensor_dead_letter_subscription" {
+  description = "Pull subscription of push messages that failed 10 deliveries."
+  value       = module.servo.sensor_dead_letter_subscription
+}

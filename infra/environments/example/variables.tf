@@ -101,3 +101,9 @@ variable "alert_notification_channels" {
   type        = list(string)
   default     = []
 }
+
+variable "push_sensors" {
+  description = "Push sensors to feed from Pub/Sub, \"<workspace>/<sensor id>\" => publishers (a topic and push subscription each); see servo-core's variable."
+  type        = map(list(string))
+  default     = {}
+}

@@ -49,10 +49,13 @@ module "api_function" {
   depends_on = [terraform_data.functions_ready]
 }
 
-# The dispatchers (timers, compactor) hand workers the gateway's URL (callbackBaseUrl), so they are a
-# second block: resources of one for_each module form one node in Terraform's graph, and the gateway
-# needs the API functions' URLs. Both accept internal traffic only: Cloud Scheduler and Cloud Tasks
-# (timers) and Eventarc (compactor) of this project count as internal.
+# The dispatchers (timers, compactor, automation) hand workers the gateway's URL (callbackBaseUrl), so
+# they are a second block: resources of one for_each module form one node in Terraform's graph, and the
+# gateway needs the API functions' URLs. timers and the compactor accept internal traffic only: Cloud
+# Scheduler and Cloud Tasks (timers) and Eventarc (compactor) of this project count as internal.
+# automation is behind the gateway as well, which reaches it at its run.app URL (local.automation_url,
+# known at plan time, as timers'), so that URL does not depend on this block; it enqueues manual sensor
+# evaluations, whose worker reports to the gateway, and receives push sensors' messages (sensors.tf).
 locals {
   dispatcher_functions = {
     timers = {
@@ -66,6 +69,8 @@ locals {
         "serviceAccount:${google_service_account.tasks.email}",
       ]
       event_trigger = null
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      environment   = local.dispatcher_env
     }
     compactor = {
       name          = "${var.name_prefix}-compactor"
@@ -82,8 +87,29 @@ locals {
           bucket = google_storage_bucket.data.name
         }
       }
+      ingress     = "ALLOW_INTERNAL_ONLY"
+      environment = local.dispatcher_env
+    }
+    automation = {
+      name          = local.automation_name
+      timeout       = 60
+      max_instances = var.function_max_instances
+      # The gateway, and Pub/Sub pushing a push sensor's messages, both from outside the project's network.
+      invokers = [
+        "serviceAccount:${google_service_account.gateway.email}",
+        "serviceAccount:${google_service_account.pubsub_push.email}",
+      ]
+      event_trigger = null
+      ingress       = "ALLOW_ALL"
+      environment   = merge(local.common_env, { SERVO_API_URL = local.api_url }, local.push_env)
     }
   }
+}
+
+# automation was deployed with the API functions before it enqueued sensor evaluations.
+moved {
+  from = module.api_function["automation"]
+  to   = module.dispatcher["automation"]
 }
 
 module "dispatcher" {
@@ -102,11 +128,11 @@ module "dispatcher" {
   entry_point           = local.artifacts[each.key].entry_point
   source_object         = local.source_objects[each.key]
   service_account_email = google_service_account.function[each.key].email
-  environment           = local.dispatcher_env
+  environment           = each.value.environment
   secret_environment    = local.function_secrets[each.key]
   max_instances         = each.value.max_instances
   timeout_seconds       = each.value.timeout
-  ingress               = "ALLOW_INTERNAL_ONLY"
+  ingress               = each.value.ingress
   invoker_members       = each.value.invokers
   event_trigger         = each.value.event_trigger
 

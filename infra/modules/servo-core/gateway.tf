@@ -12,7 +12,7 @@ module "openapi" {
     runs_url        = local.function_urls["runs"]
     cancel_url      = local.function_urls["cancel"]
     callback_url    = local.function_urls["callback"]
-    automation_url  = local.function_urls["automation"]
+    automation_url  = local.automation_url
     timers_url      = local.timers_url
     api_audience    = var.api_audience
     client_sa_email = google_service_account.api_client.email
@@ -27,7 +27,8 @@ locals {
   gateway_region           = coalesce(var.gateway_region, var.region)
   gateway_region_supported = contains(var.api_gateway_regions, local.gateway_region)
 
-  # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept.
+  # Backends are the functions' Cloud Run URLs, which are also the ID-token audiences they accept
+  # (timers and automation: their run.app URLs, known at plan time; functions.tf says why).
   function_urls = { for fn in local.api_functions : fn => module.api_function[fn].uri }
 }
 

@@ -95,16 +95,17 @@ resource "google_service_account" "tasks" {
   depends_on   = [time_sleep.apis]
 }
 
-# The dispatchers create tasks that carry the tasks account's OIDC token, which needs actAs on it.
+# The dispatchers (and automation, for manual sensor evaluations) create tasks that carry the tasks
+# account's OIDC token, which needs actAs on it.
 resource "google_service_account_iam_member" "dispatchers_act_as_tasks" {
-  for_each           = toset(local.dispatchers)
+  for_each           = toset(local.act_as_tasks)
   service_account_id = google_service_account.tasks.name
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.function[each.value].email}"
 }
 
 resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
-  for_each = { for pair in setproduct(local.dispatchers, local.queue_names) : "${pair[0]}-${pair[1]}" => pair }
+  for_each = local.task_enqueuers
   project  = var.project_id
   location = var.region
   name     = each.value[1]
@@ -114,11 +115,26 @@ resource "google_cloud_tasks_queue_iam_member" "dispatchers_enqueue" {
   depends_on = [google_cloud_tasks_queue.queue]
 }
 
-# Cloud Tasks' own service agent mints the OIDC tokens for tasks, which needs Token Creator on the SA.
-resource "google_service_account_iam_member" "tasks_agent_token_creator" {
-  service_account_id = google_service_account.tasks.name
+# Google's own service agents mint the OIDC tokens Servo's identities carry: Cloud Tasks' as the tasks
+# account (dispatches, timers, sensor evaluations), Pub/Sub's as the push account (push sensors,
+# sensors.tf). Minting needs Token Creator on that account, and only there.
+locals {
+  token_minting_agents = {
+    cloudtasks = { service = "cloudtasks.googleapis.com", account = google_service_account.tasks.name }
+    pubsub     = { service = "pubsub.googleapis.com", account = google_service_account.pubsub_push.name }
+  }
+}
+
+resource "google_service_account_iam_member" "agent_token_creator" {
+  for_each           = local.token_minting_agents
+  service_account_id = each.value.account
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:${google_project_service_identity.cloudtasks.email}"
+  member             = "serviceAccount:${google_project_service_identity.agent[each.key].email}"
+}
+
+moved {
+  from = google_service_account_iam_member.tasks_agent_token_creator
+  to   = google_service_account_iam_member.agent_token_creator["cloudtasks"]
 }
 
 resource "google_service_account" "scheduler" {
@@ -159,13 +175,19 @@ resource "google_project_iam_member" "gcs_pubsub_publisher" {
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 }
 
-# The Cloud Tasks service agent exists only once the API has been used; this makes Google create it
-# now, so the Token Creator grant below does not fail on an empty project.
-resource "google_project_service_identity" "cloudtasks" {
+# A service agent exists only once its API has been used; this makes Google create it now, so the
+# Token Creator grant above does not fail on an empty project.
+resource "google_project_service_identity" "agent" {
+  for_each   = local.token_minting_agents
   provider   = google-beta
   project    = var.project_id
-  service    = "cloudtasks.googleapis.com"
+  service    = each.value.service
   depends_on = [time_sleep.apis]
+}
+
+moved {
+  from = google_project_service_identity.cloudtasks
+  to   = google_project_service_identity.agent["cloudtasks"]
 }
 
 data "google_project" "this" {

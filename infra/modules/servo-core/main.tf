@@ -9,8 +9,9 @@ locals {
   labels         = merge(var.labels, { app = "servo" })
 
   # Every function of design §2. A folder without an artifact fails the plan here (not at deploy).
-  api_functions = ["deploy", "trigger", "runs", "cancel", "callback", "automation"]
-  functions     = concat(local.api_functions, ["timers", "compactor"])
+  # automation is behind the gateway too, but deployed with the dispatchers (functions.tf).
+  api_functions = ["deploy", "trigger", "runs", "cancel", "callback"]
+  functions     = concat(local.api_functions, ["automation", "timers", "compactor"])
   missing       = [for fn in local.functions : fn if !contains(keys(local.artifacts), fn)]
 
   # timers' URL is known before it exists: a 2nd-gen function is served by the Cloud Run service of
@@ -36,6 +37,7 @@ locals {
     SERVO_LOCATION              = var.region
     SERVO_TASKS_QUEUE           = google_cloud_tasks_queue.queue["dispatch"].name
     SERVO_TIMERS_QUEUE          = google_cloud_tasks_queue.queue["timers"].name
+    SERVO_SENSORS_QUEUE         = google_cloud_tasks_queue.queue["sensors"].name
     SERVO_WORKER_URL            = var.worker_url
     SERVO_TIMERS_URL            = "${local.timers_url}/v1/timers/fire"
     SERVO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
@@ -47,8 +49,9 @@ locals {
 
   # The dispatchers hand workers the API root as callbackBaseUrl. Only they get it: the functions behind
   # the gateway cannot depend on the gateway's hostname without a cycle, and do not need it.
+  api_url = "https://${google_api_gateway_gateway.api.default_hostname}"
   dispatcher_env = merge(local.common_env, {
-    SERVO_API_URL = "https://${google_api_gateway_gateway.api.default_hostname}"
+    SERVO_API_URL = local.api_url
     # Only the compactor writes state/: the sweep re-kicks it instead of compacting (see timers.py).
     SERVO_SWEEP_KICKS = "1"
   })
@@ -70,11 +73,13 @@ locals {
     compactor = merge(local.token_key, local.dispatch_key)
     timers    = merge(local.token_key, local.dispatch_key)
 
-    # Schedules: reads and writes the ledger and run_keys/ like trigger; no secret yet.
-    automation = {}
+    # Manual sensor evaluations: automation mints their evaluation tokens and enqueues them with the
+    # dispatch secret, like the sweep does for scheduled ones.
+    automation = merge(local.token_key, local.dispatch_key)
   }
 
-  # Functions that enqueue Cloud Tasks (dispatch envelopes and timers) and so act as the tasks SA.
+  # Functions that enqueue Cloud Tasks (dispatch envelopes and timers) and so act as the tasks SA;
+  # automation enqueues sensor evaluations only (tasks.tf).
   dispatchers = ["compactor", "timers"]
 }
 

@@ -229,6 +229,17 @@ locals {
       group_by  = []
       doc       = "Eventarc cannot deliver finalize events to the compactor and drops them after 24 h. The sweep re-kicks compaction of active workspaces, but fix the compactor before then."
     }
+    sensor_dead_letters = {
+      name      = "Servo: push sensor messages dead-lettered"
+      condition = "Messages waiting in the push sensors' dead-letter subscription"
+      filter    = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.sensor_dead_letter.name}\""
+      threshold = 0
+      duration  = "300s"
+      aligner   = "ALIGN_MAX"
+      reducer   = "REDUCE_MAX"
+      group_by  = []
+      doc       = "Pub/Sub gave up on a push sensor's message after 10 deliveries (401/403: the push account's token or invoker role; 400/404: the envelope or the sensor id). The attribute CloudPubSubDeadLetterSourceSubscription names the sensor's subscription. Fix the cause, republish the data to the sensor's topic, then pull the dead letters with --auto-ack; they are kept 7 days."
+    }
   }
 }
 

@@ -59,3 +59,28 @@ output "ledger_object_pattern" {
   description = "Names the compactor folds; other finalize events in the bucket are ignored by the compactor."
   value       = local.ledger_object_pattern
 }
+
+output "sensors_queue" {
+  description = "Cloud Tasks queue of sensor evaluations (SERVO_SENSORS_QUEUE)."
+  value       = google_cloud_tasks_queue.queue["sensors"].name
+}
+
+output "push_service_account" {
+  description = "The account push subscriptions sign OIDC tokens as; automation's push route accepts no other (SERVO_PUSH_SERVICE_ACCOUNT)."
+  value       = google_service_account.pubsub_push.email
+}
+
+output "push_audience" {
+  description = "automation's run.app URL: the OIDC audience of push tokens (SERVO_PUSH_AUDIENCE) and the root of the push endpoints."
+  value       = local.automation_url
+}
+
+output "sensor_topics" {
+  description = "Pub/Sub topic of every push sensor, by \"workspace/sensor\": publish the sensor's messages here."
+  value       = { for key, topic in google_pubsub_topic.sensor : key => topic.id }
+}
+
+output "sensor_dead_letter_subscription" {
+  description = "Pull subscription holding push messages that failed 10 deliveries (kept 7 days)."
+  value       = google_pubsub_subscription.sensor_dead_letter.id
+}

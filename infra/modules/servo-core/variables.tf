@@ -127,8 +127,28 @@ variable "extra_worker_queues" {
   type        = list(string)
   default     = []
   validation {
-    condition     = length(setintersection(var.extra_worker_queues, ["dispatch", "timers"])) == 0
-    error_message = "The names dispatch and timers are Servo's own queues' keys; name extra queues otherwise."
+    condition     = length(setintersection(var.extra_worker_queues, ["dispatch", "sensors", "timers"])) == 0
+    error_message = "The names dispatch, sensors and timers are Servo's own queues' keys; name extra queues otherwise."
+  }
+}
+
+variable "sensor_max_concurrent_evaluations" {
+  description = "Sensor evaluations the sensors queue hands the worker at once (capped at the worker's capacity): they share the worker with dispatches, and a 429 uses up one of an evaluation's 5 attempts."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.sensor_max_concurrent_evaluations >= 1
+    error_message = "The sensor_max_concurrent_evaluations must be at least 1."
+  }
+}
+
+variable "push_sensors" {
+  description = "Push sensors (@sensor(push=True)) fed by Pub/Sub, as \"<workspace>/<sensor id>\" => publishers (IAM members granted roles/pubsub.publisher on that sensor's topic only; may be empty). Each gets a topic <prefix>-sensor-<workspace>-<sensor> and a push subscription to automation's POST /v1/workspaces/<workspace>/sensors/<sensor>/push?tenant=<default_tenant>."
+  type        = map(list(string))
+  default     = {}
+  validation {
+    condition     = alltrue([for key in keys(var.push_sensors) : can(regex("^[a-z0-9_-]{1,63}/[a-z][a-z0-9_]{0,63}$", key))])
+    error_message = "Each push_sensors key is <workspace>/<sensor id>: a workspace id ([a-z0-9_-], at most 63 characters) and a sensor id as deploy accepts it ([a-z][a-z0-9_]{0,63})."
   }
 }
 

@@ -3,7 +3,7 @@
 # pipelines that plan and apply in separate steps; scripts/package_functions.py builds the zip.
 
 resource "google_cloudfunctions2_function" "this" {
-  #checkov:skip=CKV_GCP_124:API Gateway does not count as internal traffic, so the functions behind it need ALLOW_ALL; IAM (run.invoker for the gateway's account only) is the gate. timers and the compactor set ALLOW_INTERNAL_ONLY.
+  #checkov:skip=CKV_GCP_124:API Gateway does not count as internal traffic, so the functions behind it need ALLOW_ALL; IAM (run.invoker for the gateway's account only, and on automation the Pub/Sub push account) is the gate. timers and the compactor set ALLOW_INTERNAL_ONLY.
   project     = var.project_id
   location    = var.region
   name        = var.name
