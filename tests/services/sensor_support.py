@@ -75,3 +75,20 @@ def report(ctx: ServiceContext, envelope: dict[str, Any], **result: Any) -> dict
 
 def ledger_names(ctx: ServiceContext) -> list[str]:
     return sorted(m.name for m in ctx.workspace_store(T, W).list("ledger/orchestration/"))
+
+
+def fail_run(ctx: ServiceContext, queue: RecordingQueue, run_id: str) -> None:
+    """Play the worker for every dispatched task of ``run_id``: it starts and fails (not retryable)."""
+    from servo.services.callbacks import task_completed, task_started
+
+    for _ in range(10):
+        dispatched = [json.loads(t.body) for t in queue.take() if t.task_id.startswith("d_")]
+        dispatched = [e for e in dispatched if e["runId"] == run_id]
+        if not dispatched:
+            return
+        for envelope in dispatched:
+            headers = {"authorization": f"Bearer {envelope['taskToken']}"}
+            ids = {"attempt": envelope["attempt"], "attemptId": envelope["attemptId"], "workerId": "w1"}
+            task_started(ctx, envelope["taskId"], headers, ids)
+            error = {"category": "USER_CODE", "message": "boom", "retryable": False}
+            task_completed(ctx, envelope["taskId"], headers, {**ids, "outcome": "FAILED", "error": error})
