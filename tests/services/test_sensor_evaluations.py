@@ -107,9 +107,15 @@ def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_
             {"status": "SKIPPED"},
         )
     task_token, _ = issue_task_token(
-        Settings().token_secret, task_id=encode_task_id("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ns.a"), tenant_id=T, workspace_id=W, run_id="r",
-        attempt=1, attempt_id="a1", now_s=clock.now_ms // 1000,
-    )  # fmt: skip
+        Settings().token_secret,
+        task_id=encode_task_id("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ns.a"),
+        tenant_id=T,
+        workspace_id=W,
+        run_id="r",
+        attempt=1,
+        attempt_id="a1",
+        now_s=clock.now_ms // 1000,
+    )
     with pytest.raises((Unauthorized, InvalidInput)):
         report_result(
             ctx, mine["evaluationId"], {"authorization": f"Bearer {task_token}"}, {"status": "SKIPPED"}
