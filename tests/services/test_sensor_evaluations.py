@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from servo.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from servo.core.errors import CallbackRejected, InvalidInput, NotFound, Unauthorized
 from servo.core.keys import encode_task_id
 from servo.core.sensors import evaluation_task_name
 from servo.services import sensors
@@ -99,13 +99,14 @@ def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_
     deploy(ctx, poll(defaultEnabled=True), poll("other", defaultEnabled=True))
     sweep_sensors(ctx, T, W)
     mine, other = sorted(tasks(queue), key=lambda t: t["sensorId"])
-    with pytest.raises(Unauthorized):
+    with pytest.raises(CallbackRejected) as refused:
         report_result(
             ctx,
             mine["evaluationId"],
             {"authorization": f"Bearer {other['evaluationToken']}"},
             {"status": "SKIPPED"},
         )
+    assert refused.value.http_status == 401 and refused.value.error == "invalid_token"
     task_token, _ = issue_task_token(
         Settings().token_secret,
         task_id=encode_task_id("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ns.a"),
@@ -116,16 +117,16 @@ def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_
         attempt_id="a1",
         now_s=clock.now_ms // 1000,
     )
-    with pytest.raises((Unauthorized, InvalidInput)):
+    with pytest.raises(CallbackRejected, match="not a sensor evaluation token"):
         report_result(
             ctx, mine["evaluationId"], {"authorization": f"Bearer {task_token}"}, {"status": "SKIPPED"}
         )
-    with pytest.raises(Unauthorized):
+    with pytest.raises(CallbackRejected, match="missing token"):
         report_result(ctx, mine["evaluationId"], {}, {"status": "SKIPPED"})
     report(ctx, mine)
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(CallbackRejected) as caught:
         report(ctx, mine, status="TRIGGERED", runRequests=[{}])
-    assert caught.value.details["conflictType"] == "evaluation_already_reported"
+    assert caught.value.http_status == 409 and caught.value.error == "evaluation_already_reported"
     assert [e["status"] for e in evaluations(ctx, "other")] == ["PENDING"]
     assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED"]
 
@@ -149,9 +150,9 @@ def test_a_malformed_result_is_400_and_records_nothing(
     sweep_sensors(ctx, T, W)
     [task] = tasks(queue)
     before = ledger_names(ctx)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(CallbackRejected) as refused:
         report_result(ctx, task["evaluationId"], {"authorization": f"Bearer {task['evaluationToken']}"}, body)
-    assert ledger_names(ctx) == before
+    assert refused.value.http_status == 400 and ledger_names(ctx) == before
 
 
 def test_requests_breaking_the_definition_make_the_evaluation_error_naming_them(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from servo.core.errors import Conflict, InvalidInput, NotFound
+from servo.core.errors import CallbackRejected, Conflict, InvalidInput, NotFound, Unauthorized
 from servo.core.events import SensorEvaluated
 from servo.core.fingerprints import request_fingerprint
 from servo.core.sensors import (
@@ -73,11 +73,25 @@ def report_result(
     """Record one evaluation's result.
 
     Raises:
-        InvalidInput: a malformed id or body (400).
-        Unauthorized: no token for this evaluation (401).
-        NotFound: an evaluation the ledger does not hold (404).
-        Conflict: already reported (409, ``evaluation_already_reported``).
+        CallbackRejected: in the worker-protocol shape: 400 ``invalid_argument`` (a malformed id or
+            body), 401 ``invalid_token`` (no token for this evaluation), 404 ``evaluation_not_found``,
+            409 ``evaluation_already_reported``.
     """
+    try:
+        return _report(ctx, evaluation_id, headers, body)
+    except InvalidInput as exc:
+        raise CallbackRejected(400, "invalid_argument", exc.message) from None
+    except Unauthorized as exc:
+        raise CallbackRejected(401, "invalid_token", exc.message) from None
+    except NotFound as exc:
+        raise CallbackRejected(404, "evaluation_not_found", exc.message) from None
+    except Conflict as exc:
+        raise CallbackRejected(409, "evaluation_already_reported", exc.message) from None
+
+
+def _report(
+    ctx: ServiceContext, evaluation_id: str, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, Any]:
     ref = parse_evaluation_id(evaluation_id)
     claims = verify_evaluation_token(
         ctx.settings.token_keys, _bearer(headers), ctx.clock_ms() // 1000, evaluation_id
