@@ -78,12 +78,16 @@ class Settings:
     queue: str = "default-queue"
     # Due timers' own queue, so that a dispatch backlog never delays them; "" shares ``queue``.
     timers_queue: str = ""
+    # Sensor evaluations' own queue (automation §9, ``{prefix}-sensors``); "" shares ``queue``.
+    sensors_queue: str = ""
     tasks_emulator_host: str | None = None
     # Where Cloud Tasks deliver: the worker (dispatch envelopes) and the timers function (due timers).
     worker_url: str = _WORKER_URL
     timers_url: str = _TIMERS_URL
     api_url: str = _API_URL  # the callbackBaseUrl handed to workers
     tasks_service_account: str | None = None
+    # The account whose OIDC token Pub/Sub push subscriptions carry to a push sensor (automation §9).
+    push_service_account: str | None = None
     # GCP: the sweep re-kicks the compactor (by writing a ledger/kicks/ object whose finalize event
     # reaches it) instead of compacting itself, so that only the compactor writes state/ (design §2).
     sweep_kicks: bool = False
@@ -144,11 +148,13 @@ class Settings:
             location=e.get("SERVO_LOCATION", "us-central1"),
             queue=e.get("SERVO_TASKS_QUEUE", "default-queue"),
             timers_queue=e.get("SERVO_TIMERS_QUEUE", ""),
+            sensors_queue=e.get("SERVO_SENSORS_QUEUE", ""),
             tasks_emulator_host=e.get("SERVO_TASKS_EMULATOR_HOST") or None,
             worker_url=e.get("SERVO_WORKER_URL", _WORKER_URL),
             timers_url=e.get("SERVO_TIMERS_URL", _TIMERS_URL),
             api_url=e.get("SERVO_API_URL", _API_URL).rstrip("/"),
             tasks_service_account=e.get("SERVO_TASKS_SERVICE_ACCOUNT") or None,
+            push_service_account=e.get("SERVO_PUSH_SERVICE_ACCOUNT") or None,
             sweep_kicks=e.get("SERVO_SWEEP_KICKS", "") in ("1", "true", "yes"),
             token_secret=secret.encode() if secret else _DEV_TOKEN_SECRET,
             token_secret_previous=e.get("SERVO_TOKEN_SECRET_PREVIOUS", "").encode(),

@@ -310,3 +310,64 @@ def check_token_scope(
     for field, value in expected.items():
         if getattr(claims, field) != value:
             raise _invalid(f"token is not scoped to this task ({field} differs)", field=field)
+
+
+# ------------------------------------------------------------------------------- sensor evaluations
+
+EVALUATION_SCOPE = "sensor_evaluation"
+
+
+def issue_evaluation_token(
+    secret: bytes,
+    *,
+    tenant_id: str,
+    workspace_id: str,
+    sensor_id: str,
+    evaluation_id: str,
+    state_version: int,
+    now_s: int,
+    timeout_s: int,
+) -> str:
+    """Sign the token of one sensor evaluation (automation §6.2): valid on that evaluation's own result
+    path only, for its timeout + 300 s."""
+    _check_secret(secret)
+    payload = {
+        "scope": EVALUATION_SCOPE,
+        "tenantId": tenant_id,
+        "workspaceId": workspace_id,
+        "sensorId": sensor_id,
+        "evaluationId": evaluation_id,
+        "stateVersion": state_version,
+        "iat": now_s,
+        "nbf": now_s,
+        "exp": now_s + timeout_s + TTL_SLACK_S,
+    }
+    return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)})
+
+
+def verify_evaluation_token(
+    keys: Sequence[bytes], token: str, now_s: int, evaluation_id: str
+) -> dict[str, Any]:
+    """The claims of an evaluation token scoped to ``evaluation_id``.
+
+    Raises:
+        Unauthorized: a bad signature or algorithm, expired, another scope (a task token) or another
+            evaluation's token.
+    """
+    if not isinstance(token, str) or not token:
+        raise _invalid("missing token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _invalid(f"malformed token ({exc})") from exc
+    if header.get("alg") != ALGORITHM:
+        raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
+    payload = _decode(token, _candidate_keys(list(keys), header))
+    if payload.get("scope") != EVALUATION_SCOPE:
+        raise _invalid("not a sensor evaluation token", claim="scope")
+    if payload.get("evaluationId") != evaluation_id:
+        raise _invalid("token is not scoped to this evaluation", claim="evaluationId")
+    exp, nbf = payload.get("exp"), payload.get("nbf")
+    if not isinstance(exp, int) or not isinstance(nbf, int) or not nbf <= now_s < exp:
+        raise _invalid("token expired or not yet valid", claim="exp")
+    return payload

@@ -567,3 +567,33 @@ def test_p11_a_failed_run_is_one_item_of_a_run_status_sensor_and_its_request_run
     done = sensor_view(fold_sensors(SensorState(), [*events, clock.ev(result)]).sensors["chain"], run_items)
     assert done.items["run:run_1"].status == "DONE" and len(done.run_requests) == 1
     assert next_evaluation(done, spec, now_ms=T0 + 10**6, first_seen_at_ms=T0) is None
+
+
+def test_sensor_events_round_trip_the_ledger_codec_and_belong_to_no_run() -> None:
+    from servo.core.events import decode_event, encode_event, make_event
+    from servo.core.ids import UlidFactory
+
+    factory = UlidFactory(lambda n: bytes(n))
+    eid = evaluation_id("files", 0, 1)
+    payloads = [
+        SensorDefinitionUpserted("files", "m1", POLL, "sha256:a", 1),
+        SensorDefinitionRemoved("files", "m2"),
+        SensorStatusChanged("files", True, 1),
+        SensorMessageReceived("inbox", "m-1", "aGk=", {"k": "v"}, "RECORDED", "2025-01-15T00:00:00Z"),
+        SensorEvaluationRequested("files", eid, 0, T0, "POLL"),
+        SensorEvaluated(
+            "files", eid, 0, "POLL", "TRIGGERED", cursor_updated=True, cursor="c1",
+            run_requests=({"request_id": evaluation_request_id(eid, 0), "run_key": "sensor:files:v0:0",
+                           "selection": ["raw.files"], "labels": {}},),
+        ),
+    ]  # fmt: skip
+    for i, data in enumerate(payloads):
+        event = make_event(
+            data,
+            event_id=factory.new(T0 + i),
+            timestamp_ms=T0 + i,
+            tenant_id="acme",
+            workspace_id="prod",
+        )
+        assert decode_event(encode_event(event)) == event
+        assert event.run_id is None

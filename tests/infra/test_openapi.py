@@ -142,6 +142,27 @@ def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:
         ("POST" if tail.endswith("able") else "GET", f"/v1/workspaces/{{ws}}/schedules{tail}", "automation")
         for tail in schedule_routes
     }
+    sensor_routes = (
+        "",
+        "/{sensor_id}",
+        "/{sensor_id}/enable",
+        "/{sensor_id}/disable",
+        "/{sensor_id}/evaluate",
+    )
+    sensor_routes += (
+        "/{sensor_id}/push",
+        "/{sensor_id}/evaluations",
+        "/{sensor_id}/evaluations/{evaluation_id}",
+    )
+    want |= {
+        (
+            "POST" if tail.endswith(("able", "evaluate", "push")) else "GET",
+            f"/v1/workspaces/{{ws}}/sensors{tail}",
+            "automation",
+        )
+        for tail in sensor_routes
+    }
+    want.add(("POST", "/v1/sensor-evaluations/{evaluation_id}/result", "callback"))
     assert got == want
 
 

@@ -114,6 +114,27 @@ class ApiClient:
             params["status"] = status
         return self._json("GET", f"/schedules/{schedule_id}/ticks", params=params)
 
+    def list_sensors(self) -> dict[str, Any]:
+        return self._json("GET", "/sensors")
+
+    def get_sensor(self, sensor_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/sensors/{sensor_id}")
+
+    def set_sensor_enabled(self, sensor_id: str, enabled: bool) -> dict[str, Any]:
+        return self._json("POST", f"/sensors/{sensor_id}/{'enable' if enabled else 'disable'}", json={})
+
+    def sensor_evaluations(self, sensor_id: str, limit: int, **filters: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, **{k: v for k, v in filters.items() if v}}
+        return self._json("GET", f"/sensors/{sensor_id}/evaluations", params=params)
+
+    def sensor_evaluation(self, sensor_id: str, evaluation_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/sensors/{sensor_id}/evaluations/{evaluation_id}")
+
+    def evaluate_sensor(self, sensor_id: str, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        return self._json(
+            "POST", f"/sensors/{sensor_id}/evaluate", json=dict(body), headers={"Idempotency-Key": key}
+        )
+
 
 class ApiError(CliError):
     """The API refused a request; the message is the API's own."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from servo.core._event_fields import bad_field
+from servo.core._sensor_events import SENSOR_EVENT_TYPES
 
 TICK_STATUSES = frozenset({"TRIGGERED", "SKIPPED", "FAILED"})
 REQUEST_OUTCOMES = frozenset({"CREATED", "EXISTING", "CONFLICT", "REJECTED"})
@@ -122,4 +123,4 @@ SCHEDULE_EVENT_TYPES = (
     ScheduleStatusChanged,
     ScheduleTicked,
 )
-AUTOMATION_EVENT_TYPES = (*SCHEDULE_EVENT_TYPES, RunRequestResolved)
+AUTOMATION_EVENT_TYPES = (*SCHEDULE_EVENT_TYPES, RunRequestResolved, *SENSOR_EVENT_TYPES)

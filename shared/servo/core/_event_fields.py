@@ -58,7 +58,7 @@ class OutputVisibility:
 def _encode_value(kind: str, value: Any) -> Any:
     if kind == "ts":
         return format_timestamp(value)
-    if kind == "strs":
+    if kind in ("strs", "objs"):
         return list(value)
     if kind == "tasks":
         return [_taskdef_to_json(t) for t in value]
@@ -114,6 +114,10 @@ def _decode_value(kind: str, name: str, value: Any) -> Any:
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad_field(name, "must be a list of strings")
+        return tuple(value)
+    if kind == "objs":
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise bad_field(name, "must be a list of objects")
         return tuple(value)
     if kind == "tasks":
         if not isinstance(value, list):

@@ -29,6 +29,14 @@ from servo.core._event_fields import (
     OutputVisibility,
     bad_field,
 )
+from servo.core._sensor_events import (
+    SensorDefinitionRemoved,
+    SensorDefinitionUpserted,
+    SensorEvaluated,
+    SensorEvaluationRequested,
+    SensorMessageReceived,
+    SensorStatusChanged,
+)
 from servo.core.errors import InvalidInput
 from servo.core.ids import dispatch_id as make_dispatch_id
 from servo.core.ids import parse_dispatch_id, parse_timer_id
@@ -367,13 +375,16 @@ EventData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
     | TimerFired | UnknownEvent | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved
-    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved
+    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved | SensorDefinitionUpserted
+    | SensorDefinitionRemoved | SensorStatusChanged | SensorMessageReceived | SensorEvaluationRequested
+    | SensorEvaluated
 )  # fmt: skip
 KnownData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
     | TimerFired | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved | ScheduleStatusChanged
-    | ScheduleTicked | RunRequestResolved
+    | ScheduleTicked | RunRequestResolved | SensorDefinitionUpserted | SensorDefinitionRemoved
+    | SensorStatusChanged | SensorMessageReceived | SensorEvaluationRequested | SensorEvaluated
 )  # fmt: skip
 _KNOWN: tuple[type[KnownData], ...] = (
     RunTriggered, PlanCreated, RunCancelRequested, RunTimedOut, TaskStarted, TaskHeartbeat, TaskFinished,

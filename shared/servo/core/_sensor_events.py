@@ -2,8 +2,8 @@
 results. Each derives its idempotency key from its ids, so a replayed deploy, a redelivered push message,
 a repeated sweep or a retried callback writes the same key.
 
-Not yet registered with the ledger codec (``core/_event_types.py``): that is part of the wiring
-(docs/design/sensors.md); ``servo.core.sensor_fold`` folds them already.
+Registered with the ledger codec (``core/_event_types.py``) as automation events: they belong to no run,
+so the run fold and the compactor skip them; ``servo.core.sensor_fold`` folds them.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ class SensorEvaluationRequested:
     item_ids: tuple[str, ...] = ()
 
     KINDS: ClassVar[Mapping[str, str]] = {
-        "sensor_id": "id", "evaluation_id": "id", "expected_state_version": "attempt", "not_before": "ts",
-        "trigger": "id", "item_ids": "obj",
+        "sensor_id": "id", "evaluation_id": "id", "expected_state_version": "int", "not_before": "ts",
+        "trigger": "id", "item_ids": "strs",
     }  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -135,8 +135,8 @@ class SensorEvaluated:
     error: str | None = None
 
     KINDS: ClassVar[Mapping[str, str]] = {
-        "sensor_id": "id", "evaluation_id": "id", "expected_state_version": "attempt", "trigger": "id",
-        "status": "id", "cursor_updated": "bool", "cursor": "str", "item_ids": "obj", "run_requests": "obj",
+        "sensor_id": "id", "evaluation_id": "id", "expected_state_version": "int", "trigger": "id",
+        "status": "id", "cursor_updated": "bool", "cursor": "str", "item_ids": "strs", "run_requests": "objs",
         "reason": "str", "error": "str",
     }  # fmt: skip
 

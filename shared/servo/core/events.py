@@ -59,6 +59,14 @@ from servo.core._event_types import (
     event_run_id,
     snake_case,
 )
+from servo.core._sensor_events import (
+    SensorDefinitionRemoved,
+    SensorDefinitionUpserted,
+    SensorEvaluated,
+    SensorEvaluationRequested,
+    SensorMessageReceived,
+    SensorStatusChanged,
+)
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import CanonicalJsonError, InvalidEvent, InvalidId, InvalidInput
 from servo.core.ids import validate_ulid
@@ -87,6 +95,12 @@ __all__ = [
     "ScheduleDefinitionUpserted",
     "ScheduleStatusChanged",
     "ScheduleTicked",
+    "SensorDefinitionRemoved",
+    "SensorDefinitionUpserted",
+    "SensorEvaluated",
+    "SensorEvaluationRequested",
+    "SensorMessageReceived",
+    "SensorStatusChanged",
     "TaskFinished",
     "TaskHeartbeat",
     "TaskOutputVisibilityChanged",

@@ -19,7 +19,7 @@ from servo.core.errors import InvalidAssetKey, InvalidInput, InvalidPartitionKey
 from servo.core.keys import canonical_selection
 from servo.core.partition_keys import parse_partition_key
 from servo.core.schedule_partitions import normalize_partition_rule, tick_partition_key
-from servo.core.schedules import SCHEDULE_ID_RE, canonical_labels, reserved_labels
+from servo.core.schedules import SCHEDULE_ID_RE, canonical_labels, reserved_labels, shared_dimensions
 
 __all__ = [
     "INTERVAL_SECONDS",
@@ -138,6 +138,28 @@ class SensorSpec:
     def definition_hash(self) -> str:
         """``sha256:`` + hex of the canonical JSON of the manifest form: a redeploy upserts iff it changed."""
         return "sha256:" + hashlib.sha256(canonical_bytes(self.to_manifest())).hexdigest()
+
+    def check_targets(self, dimensions_of: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Deploy-time checks against the manifest's assets (``key -> partition dimensions``).
+
+        Raises:
+            InvalidSensor: an unknown target or monitored asset, or targets partitioned differently.
+        """
+        for name, keys in (("target", self.target), ("monitoredAssets", self.monitored_assets)):
+            unknown = [key for key in keys or () if key not in dimensions_of]
+            if unknown:
+                raise _error(name, f"unknown asset(s) {', '.join(unknown)}", unknown=unknown)
+        if self.target:
+            try:
+                shared_dimensions(self.target, dimensions_of)
+            except InvalidSchedule as exc:
+                raise _error("target", exc.message.replace("a schedule's", "a sensor's")) from None
+
+    def target_dimensions(
+        self, dimensions_of: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> Sequence[Mapping[str, Any]]:
+        """The partition dimensions the targets share (what a result's partition keys must fit)."""
+        return dimensions_of.get(self.target[0], ()) if self.target else ()
 
     def watches(self, run_state: str, touched_assets: Sequence[str]) -> bool:
         """Whether a run reaching ``run_state`` and touching these assets adds a ``run:`` item (§6.2)."""

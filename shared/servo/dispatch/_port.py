@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from servo.core.errors import InvalidId, InvalidInput, ServoError
 
-_TASK_ID_RE = re.compile(r"[dt]_[a-z2-7]{26}")
+_TASK_ID_RE = re.compile(r"[dts]_[a-z2-7]{26}")  # dispatch, timer, sensor evaluation
 # Cloud Tasks queue ids: letters, digits and hyphens, at most 100 characters.
 _QUEUE_RE = re.compile(r"[A-Za-z0-9-]{1,100}")
 
@@ -70,7 +70,9 @@ class HttpTask:
 
     def __post_init__(self) -> None:
         if not isinstance(self.task_id, str) or not _TASK_ID_RE.fullmatch(self.task_id):
-            raise InvalidId(f"invalid task id {self.task_id!r}: expected d_ or t_ and 26 base32 characters")
+            raise InvalidId(
+                f"invalid task id {self.task_id!r}: expected d_, t_ or s_ and 26 base32 characters"
+            )
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise InvalidInput(f"invalid task url {self.url!r}: expected http:// or https://")
         if not isinstance(self.body, bytes):

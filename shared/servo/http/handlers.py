@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from servo.core.errors import CallbackRejected, InvalidInput
 from servo.http.app import Call, Handler, Result, parse_json_object
+from servo.http.app import _tenant as tenant_of
 
 
 def _deploy(call: Call) -> Result:
@@ -129,6 +130,45 @@ def _schedules(operation: str) -> Handler:
     return handler
 
 
+def _sensors(operation: str) -> Handler:
+    def handler(call: Call) -> Result:
+        from servo.services import sensors
+
+        ws = call.params["ws"]
+        sid = call.params.get("sensor_id", "")
+        if operation in ("enableSensor", "disableSensor"):
+            enabled = operation == "enableSensor"
+            return 200, sensors.set_sensor_enabled(call.ctx, call.tenant_id, ws, sid, enabled)
+        if operation == "listSensors":
+            return 200, sensors.list_sensors(call.ctx, call.tenant_id, ws)
+        if operation == "getSensor":
+            return 200, sensors.get_sensor(call.ctx, call.tenant_id, ws, sid)
+        if operation == "listSensorEvaluations":
+            return 200, sensors.list_evaluations(call.ctx, call.tenant_id, ws, sid, call.query)
+        if operation == "getSensorEvaluation":
+            return 200, sensors.get_evaluation(
+                call.ctx, call.tenant_id, ws, sid, call.params["evaluation_id"]
+            )
+        if operation == "evaluateSensor":
+            body = parse_json_object(call.body) if call.body.strip() else {}
+            key = call.header("idempotency-key")
+            return sensors.evaluate_sensor(call.ctx, call.tenant_id, ws, sid, body, key)
+        # pushSensorMessage: Pub/Sub names the tenant in the subscription's URL, not in a header.
+        sensors.check_push_principal(call.ctx, call.headers)
+        tenant = tenant_of(call.query.get("tenant") or call.tenant_id, call.ctx.settings)
+        return 200, sensors.receive_push(call.ctx, tenant, ws, sid, parse_json_object(call.body))
+
+    return handler
+
+
+def _sensor_result(call: Call) -> Result:
+    from servo.services.sensor_results import report_result
+
+    return 200, report_result(
+        call.ctx, call.params["evaluation_id"], call.headers, parse_json_object(call.body)
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     "deployManifest": _deploy,
     "getCurrentManifest": _current_manifest,
@@ -156,4 +196,18 @@ HANDLERS: dict[str, Handler] = {
             "getScheduleTick",
         )
     },
+    **{
+        op: _sensors(op)
+        for op in (
+            "listSensors",
+            "getSensor",
+            "enableSensor",
+            "disableSensor",
+            "listSensorEvaluations",
+            "getSensorEvaluation",
+            "evaluateSensor",
+            "pushSensorMessage",
+        )
+    },
+    "reportSensorEvaluation": _sensor_result,
 }

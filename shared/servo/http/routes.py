@@ -36,6 +36,20 @@ _SCHEDULE_ROUTES = (
     Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks", "automation", "listScheduleTicks"),
     Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks/{{tick_id}}", "automation", "getScheduleTick"),
 )
+_SENSOR = "/v1/workspaces/{ws}/sensors"
+_SENSOR_ROUTES = (
+    Route("GET", _SENSOR, "automation", "listSensors"),
+    Route("GET", f"{_SENSOR}/{{sensor_id}}", "automation", "getSensor"),
+    Route("POST", f"{_SENSOR}/{{sensor_id}}/enable", "automation", "enableSensor"),
+    Route("POST", f"{_SENSOR}/{{sensor_id}}/disable", "automation", "disableSensor"),
+    Route("GET", f"{_SENSOR}/{{sensor_id}}/evaluations", "automation", "listSensorEvaluations"),
+    Route(
+        "GET", f"{_SENSOR}/{{sensor_id}}/evaluations/{{evaluation_id}}", "automation", "getSensorEvaluation"
+    ),
+    Route("POST", f"{_SENSOR}/{{sensor_id}}/evaluate", "automation", "evaluateSensor"),
+    Route("POST", f"{_SENSOR}/{{sensor_id}}/push", "automation", "pushSensorMessage"),
+    Route("POST", "/v1/sensor-evaluations/{evaluation_id}/result", "callback", "reportSensorEvaluation"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
@@ -54,6 +68,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/timers/sweep", "timers", "sweepTimers", internal=True),
     Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
     *_SCHEDULE_ROUTES,
+    *_SENSOR_ROUTES,
 )
 
 

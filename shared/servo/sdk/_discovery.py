@@ -24,6 +24,7 @@ from typing import Any
 from servo.sdk._asset import ASSET_ATTR, AssetDefinition, definition_of
 from servo.sdk._errors import DiscoveryError
 from servo.sdk._schedules import SCHEDULE_ATTR, ScheduleDefinition
+from servo.sdk._sensors import SENSOR_ATTR, SensorDefinition
 
 PRUNED_DIRS = frozenset(
     {
@@ -72,6 +73,7 @@ class DiscoveryResult(Mapping[str, Any]):
     problems: tuple[DiscoveryProblem, ...] = ()
     modules: tuple[str, ...] = field(default=())
     schedules: Mapping[str, ScheduleDefinition] = field(default_factory=lambda: MappingProxyType({}))
+    sensors: Mapping[str, SensorDefinition] = field(default_factory=lambda: MappingProxyType({}))
 
     def __getitem__(self, key: str) -> Any:
         return self.assets[key]
@@ -89,6 +91,10 @@ class DiscoveryResult(Mapping[str, Any]):
     def schedule_definitions(self) -> list[ScheduleDefinition]:
         """The schedules (``@schedule`` functions and module-level ``ScheduleDefinition``s), sorted by id."""
         return [self.schedules[sid] for sid in sorted(self.schedules)]
+
+    def sensor_definitions(self) -> list[SensorDefinition]:
+        """The sensors (``@sensor`` and ``@run_status_sensor`` functions), sorted by id."""
+        return [self.sensors[sid] for sid in sorted(self.sensors)]
 
     def raise_for_problems(self) -> None:
         """Raise DiscoveryError listing up to 10 problems, if there are any."""
@@ -243,6 +249,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
     problems: list[DiscoveryProblem] = []
     found: dict[str, Any] = {}
     schedules: dict[str, ScheduleDefinition] = {}
+    sensors: dict[str, SensorDefinition] = {}
     modules: list[str] = []
     try:
         importer = _Importer(base)
@@ -261,6 +268,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
             modules.append(name)
             _collect(module, found, problems)
             _collect_schedules(module, schedules, problems)
+            _collect_sensors(module, sensors, problems)
     finally:
         sys.path[:] = saved_path
         # Only the project's own modules go: a library first imported by the project stays, since
@@ -275,6 +283,7 @@ def discover_assets(root: Path | str, *, strict: bool = False) -> DiscoveryResul
         problems=tuple(problems),
         modules=tuple(modules),
         schedules=MappingProxyType(dict(sorted(schedules.items()))),
+        sensors=MappingProxyType(dict(sorted(sensors.items()))),
     )
     if strict:
         result.raise_for_problems()
@@ -309,19 +318,34 @@ def _collect_schedules(
     """Schedules like assets: one id per project; the same object re-imported elsewhere counts once."""
     for value in vars(module).values():
         definition = value if isinstance(value, ScheduleDefinition) else getattr(value, SCHEDULE_ATTR, None)
-        if not isinstance(definition, ScheduleDefinition):
-            continue
-        if definition.code is not None and definition.code.module != module.__name__:
-            continue
-        other = found.setdefault(definition.id, definition)
-        if other is not definition:
-            where = definition.code or other.code
-            first = f" at {other.code}" if other.code else ""
-            problems.append(
-                DiscoveryProblem(
-                    "duplicate_schedule",
-                    where.file_path if where else str(module.__file__),
-                    where.line_number if where else None,
-                    f"schedule id {definition.id} is already defined{first}",
-                )
+        if isinstance(definition, ScheduleDefinition):
+            _collect_one(module, definition, found, problems, "schedule")
+
+
+def _collect_sensors(
+    module: ModuleType, found: dict[str, SensorDefinition], problems: list[DiscoveryProblem]
+) -> None:
+    """Sensors as schedules: one id per project, counted where the function is defined."""
+    for value in vars(module).values():
+        definition = getattr(value, SENSOR_ATTR, None)
+        if isinstance(definition, SensorDefinition):
+            _collect_one(module, definition, found, problems, "sensor")
+
+
+def _collect_one(
+    module: ModuleType, definition: Any, found: dict[str, Any], problems: list[DiscoveryProblem], kind: str
+) -> None:
+    if definition.code is not None and definition.code.module != module.__name__:
+        return
+    other = found.setdefault(definition.id, definition)
+    if other is not definition:
+        where = definition.code or other.code
+        first = f" at {other.code}" if other.code else ""
+        problems.append(
+            DiscoveryProblem(
+                f"duplicate_{kind}",
+                where.file_path if where else str(module.__file__),
+                where.line_number if where else None,
+                f"{kind} id {definition.id} is already defined{first}",
             )
+        )

@@ -25,6 +25,7 @@ from servo.core.timefmt import format_timestamp
 from servo.sdk._asset import AssetDefinition, definition_of
 from servo.sdk._errors import ManifestValidationError
 from servo.sdk._schedules import schedule_of
+from servo.sdk._sensors import sensor_of
 from servo.sdk._validate import validate_assets
 
 MANIFEST_VERSION = "1.0"
@@ -189,6 +190,7 @@ def build_manifest(
     asset_ids: Mapping[str, str],
     project_root: Path | None = None,
     schedules: Iterable[object] = (),
+    sensors: Iterable[object] = (),
 ) -> dict[str, Any]:
     """The deploy manifest for ``assets`` (definitions or @asset functions), assets sorted by key.
 
@@ -217,6 +219,7 @@ def build_manifest(
         "git": (git or GitInfo()).to_json(),
         "assets": [asset_manifest(d, asset_ids[k], project_root) for k, d in ordered],
         "schedules": schedule_manifest(schedules, definitions),
+        **_sensors_field(sensors, definitions),
         "deployedAt": format_timestamp(deployed_at_ms),
         "deployedBy": deployed_by,
         "metadata": {},
@@ -238,6 +241,24 @@ def schedule_manifest(schedules: Iterable[object], assets: Iterable[AssetDefinit
             ) from None
         entries.append(definition.to_manifest())
     return entries
+
+
+def _sensors_field(sensors: Iterable[object], assets: Iterable[AssetDefinition]) -> dict[str, Any]:
+    """``{"sensors": [...]}`` checked as deploy checks them, or nothing (a sensor-less manifest's bytes
+    and fingerprint stay as they were)."""
+    dims = {str(a.key): [d.to_manifest() for d in a.partitions] for a in assets}
+    entries: list[dict[str, Any]] = []
+    for definition in sorted((sensor_of(s) for s in sensors), key=lambda d: d.id):
+        try:
+            definition.spec.check_targets(dims)
+        except InvalidSchedule as exc:
+            where = f"{definition.code}: " if definition.code else ""
+            raise ManifestValidationError(
+                f"{where}sensor {definition.id!r}: {exc.message}",
+                details={**exc.details, "sensor": definition.id},
+            ) from None
+        entries.append(definition.to_manifest())
+    return {"sensors": entries} if entries else {}
 
 
 def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:

@@ -139,6 +139,8 @@ def _fingerprint(body: Mapping[str, Any]) -> str:
         "schedules": body.get("schedules", []),
         "metadata": body.get("metadata", {}),
     }
+    if body.get("sensors"):
+        preimage["sensors"] = body["sensors"]  # only when present: older fingerprints stay as they were
     return "sha256:" + hashlib.sha256(canonical_bytes(preimage)).hexdigest()
 
 
@@ -155,6 +157,7 @@ def deploy_manifest(
         _require(isinstance(body.get(name), str) and body[name] != "", f"{name} must be a non-empty string")
     specs = parse_assets(body)
     schedules = schedule_deploy.parse_manifest_schedules(body, specs)
+    sensors = schedule_deploy.parse_manifest_sensors(body, specs)
     fingerprint = _fingerprint(body)
     store = ctx.workspace_store(tenant_id, workspace_id)
     idem_name = None
@@ -187,7 +190,7 @@ def deploy_manifest(
     stored = {"manifestId": manifest_id, "deployedAt": response["deployedAt"], "fingerprint": fingerprint}
     schedule_events = schedule_deploy.plan_schedule_events(
         ctx, tenant_id, workspace_id, manifest_id, schedules
-    )
+    ) + schedule_deploy.plan_sensor_events(ctx, tenant_id, workspace_id, manifest_id, sensors)
     record = {**stored, "manifest": body, **schedule_deploy.schedule_record(schedule_events)}
     # create_once: a create whose response was lost is retried by the client library and meets itself.
     if not create_once(store, f"manifests/{manifest_id}.json", canonical_bytes(record)):

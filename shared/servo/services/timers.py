@@ -91,7 +91,15 @@ def sweep_workspace(
 
     # After the run repairs, so a schedule's trouble never holds them up.
     scheduled = sweep_schedules(ctx, tenant_id, workspace_id)
-    return {"eventsCompacted": compacted, "repairs": decisions, "scheduleTicks": scheduled["ticks"]}
+    from servo.services.sensor_sweep import sweep_sensors
+
+    sensed = sweep_sensors(ctx, tenant_id, workspace_id)
+    return {
+        "eventsCompacted": compacted,
+        "repairs": decisions,
+        "scheduleTicks": scheduled["ticks"],
+        "sensorEvaluations": sensed["evaluations"],
+    }
 
 
 KICKS_PREFIX = "ledger/kicks/"

@@ -14,6 +14,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from servo.core.errors import InvalidInput
 from servo.sdk import code_version, discover_assets
+from servo.sdk._sensors import SensorDefinition
 from servo.worker._invoke import AssetFunction
 from servo.worker._server import WorkerApp
 
@@ -56,6 +57,12 @@ def project_assets(project_root: Path) -> dict[str, AssetFunction]:
     return dict(found)
 
 
+def project_sensors(project_root: Path) -> dict[str, SensorDefinition]:
+    """The project's sensors by id (discovery problems are logged, as for assets)."""
+    found = discover_assets(project_root)
+    return {d.id: d for d in found.sensor_definitions()}
+
+
 def load_project(project_root: Path) -> tuple[dict[str, AssetFunction], str]:
     """The project's assets and the version of the code they were loaded from (see ``code_version``).
 
@@ -94,6 +101,7 @@ def serve_worker(
         tenant_id=tenant_id,
         workspace_id=workspace_id,
         api_url=api_url,
+        sensors=lambda: project_sensors(project_root),
         **options,
     )
     return serve_app(app, host, port)
@@ -115,7 +123,8 @@ def wsgi_app_from_env(environ: Mapping[str, str] | None = None) -> WorkerApp:
         raise InvalidInput(
             "SERVO_DISPATCH_SECRET must be set: the worker refuses every unauthenticated dispatch"
         )
-    assets, version = load_project(Path(env.get("SERVO_PROJECT_DIR") or os.getcwd()))
+    root = Path(env.get("SERVO_PROJECT_DIR") or os.getcwd())
+    assets, version = load_project(root)
     return WorkerApp(
         assets,
         code_version=version,
@@ -124,4 +133,5 @@ def wsgi_app_from_env(environ: Mapping[str, str] | None = None) -> WorkerApp:
         tenant_id=env.get("SERVO_TENANT") or None,
         workspace_id=env.get("SERVO_WORKSPACE") or None,
         api_url=env.get("SERVO_API_URL") or None,
+        sensors=lambda: project_sensors(root),
     )

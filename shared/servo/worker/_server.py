@@ -1,4 +1,5 @@
-"""The worker's HTTP surface (user-surface §4): ``POST /dispatch`` and ``GET /health``.
+"""The worker's HTTP surface (user-surface §4): ``POST /dispatch``, ``POST /sensor-evaluations``
+(automation §6.2) and ``GET /health``.
 
 Status codes are chosen for Cloud Tasks: 200 means "done, do not redeliver" (the attempt was reported,
 or the control plane said it must not run); 500 means "redeliver" (the control plane could not be told);
@@ -21,10 +22,15 @@ from flask import Flask, Response, jsonify, request
 from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
 from servo.sdk import CODE_VERSION_PREFIX
+from servo.sdk._sensors import SensorDefinition
 from servo.worker._callbacks import CallbackUnavailable
 from servo.worker._invoke import AssetFunction
 from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S
 from servo.worker._runner import RunnerConfig, run_attempt
+from servo.worker._sensors import Envelope as SensorEnvelope
+from servo.worker._sensors import EnvelopeError, SensorLoader
+from servo.worker._sensors import evaluate as evaluate_sensor
+from servo.worker._sensors import report as report_sensor
 
 logger = logging.getLogger("servo.worker")
 
@@ -109,6 +115,7 @@ class WorkerApp:
         callback_tries: int = 4,
         callback_backoff_s: float = 0.25,
         log_flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        sensors: SensorLoader | None = None,
     ) -> None:
         # Assets and the code version they came from change together (a reload swaps the pair).
         self._code: tuple[dict[str, AssetFunction], str | None] = (dict(assets), code_version)
@@ -131,6 +138,11 @@ class WorkerApp:
         self.flask = Flask("servo.worker")
         self.flask.add_url_rule("/health", "health", self._health, methods=["GET"])
         self.flask.add_url_rule("/dispatch", "dispatch", self._dispatch, methods=["POST"])
+        self.flask.add_url_rule(
+            "/sensor-evaluations", "sensor_evaluations", self._sensor_evaluation, methods=["POST"]
+        )
+        self._sensor_loader = sensors
+        self._sensors: Mapping[str, SensorDefinition] | None = None
 
     @property
     def assets(self) -> dict[str, AssetFunction]:
@@ -186,6 +198,51 @@ class WorkerApp:
         if self._api_url is not None and env.callback_base_url.rstrip("/") != self._api_url:
             return f"callbackBaseUrl {env.callback_base_url!r} is not this worker's API {self._api_url!r}"
         return None
+
+    def _sensor(self, sensor_id: str) -> SensorDefinition | None:
+        """The sensor to call; an id this worker does not know loads the project again once."""
+        if self._sensor_loader is None:
+            return None
+        with self._reload_lock:
+            if self._sensors is None or sensor_id not in self._sensors:
+                self._sensors = dict(self._sensor_loader())
+            return self._sensors.get(sensor_id)
+
+    def _sensor_evaluation(self) -> Response:
+        """Run one sensor evaluation and report it (auth as ``/dispatch``); 500 asks for redelivery when
+        the control plane could not be told, 200 otherwise (an ERROR is a reported outcome)."""
+        if not self._authorized():
+            return _error(401, "UNAUTHORIZED", "missing or wrong dispatch secret")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "BAD_REQUEST", "the evaluation body must be a JSON object")
+        try:
+            env = SensorEnvelope.from_json(body)
+        except EnvelopeError as exc:
+            return _error(400, "BAD_REQUEST", str(exc))
+        if self._api_url is not None and env.callback_base_url != self._api_url:
+            return _error(400, "BAD_REQUEST", f"callbackBaseUrl is not this worker's API {self._api_url!r}")
+        claim = self._claims.claim(f"sensor:{env.evaluation_id}")
+        if claim != "claimed":
+            if claim == "done":
+                return jsonify({"status": "already_reported", "evaluationId": env.evaluation_id})
+            return _error(
+                503, "UNAVAILABLE", f"evaluation {env.evaluation_id} is busy", **{"Retry-After": "1"}
+            )
+        done = False
+        try:
+            result = evaluate_sensor(self._sensor(env.sensor_id), env)
+            status = report_sensor(self._http, env, result)
+            done = status < 500
+        except requests.RequestException as exc:
+            return _error(500, "INTERNAL", f"the result could not be reported: {exc}")
+        finally:
+            self._claims.release(f"sensor:{env.evaluation_id}", done=done)
+        if not done:
+            return _error(500, "INTERNAL", f"the control plane answered {status} to the result")
+        return jsonify(
+            {"status": result["status"], "evaluationId": env.evaluation_id, "callbackStatus": status}
+        )
 
     def _dispatch(self) -> Response:
         if not self._authorized():

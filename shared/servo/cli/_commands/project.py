@@ -81,6 +81,7 @@ def build_project_manifest(config: Config) -> tuple[dict[str, Any], bytes]:
             asset_ids=ids,
             project_root=root,
             schedules=found.schedule_definitions(),
+            sensors=found.sensor_definitions(),
         )
     except (sdk.DiscoveryError, sdk.ManifestValidationError) as exc:
         problems = exc.details.get("problems") or [exc.message]

@@ -1,0 +1,35 @@
+"""Parquet tables of the sensor projection (automation §5): ``sensors``, ``sensor_evaluations``,
+``sensor_inbox`` (derived from the fold's view), and what they derive from: ``sensor_events`` and the
+run-status items ``sensor_run_items``. Sensor run requests' outcomes go to the schedules' ``run_requests``.
+"""
+
+from __future__ import annotations
+
+from servo.core.sensor_rows import (
+    SensorEvaluationRow,
+    SensorEventRow,
+    SensorInboxRow,
+    SensorRow,
+    SensorRunItemRow,
+)
+from servo.projections.schemas import Table, schema_of
+
+SENSOR_EVENTS = Table("sensor_events", SensorEventRow, schema_of(SensorEventRow), lambda r: r.event_id)
+SENSOR_RUN_ITEMS = Table(
+    "sensor_run_items", SensorRunItemRow, schema_of(SensorRunItemRow), lambda r: f"{r.sensor_id}\n{r.item_id}"
+)
+SENSORS = Table("sensors", SensorRow, schema_of(SensorRow), lambda r: r.sensor_id)
+SENSOR_EVALUATIONS = Table(
+    "sensor_evaluations", SensorEvaluationRow, schema_of(SensorEvaluationRow), lambda r: r.evaluation_id
+)
+SENSOR_INBOX = Table(
+    "sensor_inbox", SensorInboxRow, schema_of(SensorInboxRow), lambda r: f"{r.sensor_id}\n{r.item_id}"
+)
+
+SENSOR_TABLES: tuple[Table, ...] = (
+    SENSOR_EVENTS,
+    SENSOR_RUN_ITEMS,
+    SENSORS,
+    SENSOR_EVALUATIONS,
+    SENSOR_INBOX,
+)

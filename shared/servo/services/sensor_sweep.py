@@ -1,0 +1,301 @@
+"""The sensors step of the timers sweep (automation §6.2): request due evaluations and hand each to the
+worker as a Cloud Task, add run-status items, and submit the run requests of applied evaluations.
+
+Every id derives from the sensor's state (``{id}:v{version}:{attempt}``, task ``s_…``), so a repeated,
+concurrent or crashed sweep writes the same ``sensor_eval_req:`` key and enqueues the same task name (a
+name that exists already is success). An evaluation requested but never enqueued (a crash between the
+two) is enqueued again by the next sweep while it is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from servo.core.errors import InvalidSchedule
+from servo.core.events import Event, SensorEvaluationRequested, make_event
+from servo.core.sensor_fold import SensorLog, SensorView, next_evaluation
+from servo.core.sensor_rows import SensorRunItemRow, SensorTables, in_flight
+from servo.core.sensors import SensorSpec, evaluation_task_name, parse_sensor
+from servo.core.states import is_terminal_public
+from servo.services.context import ServiceContext
+from servo.services.ledger import append_events
+from servo.services.run_requests import resolve_run_request
+from servo.services.schedule_projection import refresh_schedules
+from servo.services.sensor_projection import has_sensor_state, refresh_sensors
+from servo.tokens import issue_evaluation_token
+
+logger = logging.getLogger("servo.sensors")
+
+# How many of the newest runs a sweep looks at for run-status items (a minute's worth and more).
+RUN_SCAN_LIMIT = 200
+
+
+def stamp_event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
+    now = ctx.clock_ms()
+    return make_event(
+        data, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
+    )
+
+
+def spec_of(log: SensorLog) -> SensorSpec | None:
+    definition = log.definition_json()
+    if definition is None:
+        return None
+    try:
+        return parse_sensor(definition)
+    except InvalidSchedule:
+        return None  # a stored definition this runtime cannot read: it is never evaluated
+
+
+# ---------------------------------------------------------------------------------------------- items
+
+
+def _message_item(log: SensorLog, item_id: str) -> dict[str, Any] | None:
+    seen = log.messages.get(item_id.partition(":")[2])
+    if seen is None:
+        return None
+    m = seen.data
+    message = {"messageId": m.message_id, "data": m.data_b64, "attributes": dict(m.attributes)}
+    if m.publish_time is not None:
+        message["publishTime"] = m.publish_time
+    return {"itemId": item_id, "message": message}
+
+
+def _run_item(ctx: ServiceContext, tenant_id: str, workspace_id: str, item_id: str) -> dict[str, Any]:
+    from servo.services.runs import load_run
+
+    run_id = item_id.partition(":")[2]
+    found = load_run(ctx, tenant_id, workspace_id, run_id)
+    run: dict[str, Any] = {"runId": run_id}
+    if found is not None and found.run is not None:
+        row = found.run
+        run |= {
+            "state": ctx.snapshot(tenant_id, workspace_id).public_state(row),
+            "labels": json.loads(row.labels or "{}"),
+            "selection": sorted(found.tasks),
+            "failedTasks": sorted(k for k, t in found.tasks.items() if t.state == "FAILED"),
+        }
+    return {"itemId": item_id, "run": run}
+
+
+def evaluation_items(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, log: SensorLog, item_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """What the worker hands the sensor per item: the push message or the watched run."""
+    out = []
+    for item_id in item_ids:
+        if item_id.startswith("msg:"):
+            item = _message_item(log, item_id)
+            if item is not None:
+                out.append(item)
+        elif item_id.startswith("run:"):
+            out.append(_run_item(ctx, tenant_id, workspace_id, item_id))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+def sensor_worker_url(worker_url: str) -> str:
+    """The worker's evaluation route beside its ``/dispatch``."""
+    base = worker_url[: -len("/dispatch")] if worker_url.endswith("/dispatch") else worker_url.rstrip("/")
+    return f"{base}/sensor-evaluations"
+
+
+def enqueue_evaluation(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    spec: SensorSpec,
+    log: SensorLog,
+    view: SensorView,
+    request: SensorEvaluationRequested,
+) -> None:
+    """The Cloud Task ``s_…`` of one requested evaluation, for its ``not_before``; an existing name is
+    success (the task is, or was, in the queue)."""
+    from servo.services.effects import _enqueue, _http_task
+
+    now = ctx.clock_ms()
+    wait_s = max(0, (request.not_before - now) // 1000)
+    token = issue_evaluation_token(
+        ctx.settings.token_secret,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        sensor_id=spec.sensor_id,
+        evaluation_id=request.evaluation_id,
+        state_version=request.expected_state_version,
+        now_s=now // 1000,
+        timeout_s=spec.timeout_seconds + wait_s,
+    )
+    envelope: dict[str, Any] = {
+        "tenantId": tenant_id,
+        "workspaceId": workspace_id,
+        "sensorId": spec.sensor_id,
+        "evaluationId": request.evaluation_id,
+        "expectedStateVersion": request.expected_state_version,
+        "trigger": request.trigger,
+        "cursor": view.cursor,
+        "items": evaluation_items(ctx, tenant_id, workspace_id, log, request.item_ids),
+        "callbackBaseUrl": ctx.settings.api_url,
+        "evaluationToken": token,
+        "timeoutSeconds": spec.timeout_seconds,
+    }
+    if view.last_evaluation_at is not None:
+        envelope["lastEvaluationAt"] = view.last_evaluation_at
+    task = _http_task(
+        ctx,
+        evaluation_task_name(request.evaluation_id),
+        sensor_worker_url(ctx.settings.worker_url),
+        json.dumps(envelope).encode(),
+        headers=ctx.settings.internal_headers(),
+        schedule_time_ms=request.not_before if request.not_before > now else None,
+        dispatch_deadline_s=spec.timeout_seconds + 60,
+    )
+    _enqueue(ctx, ctx.settings.sensors_queue or "default-queue", task)
+
+
+def request_evaluation(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    spec: SensorSpec,
+    tables: SensorTables,
+    request: SensorEvaluationRequested,
+) -> SensorTables:
+    """Append the request, refresh, then enqueue its task (in this order: a task never runs for an
+    evaluation the ledger does not hold)."""
+    names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, request)])
+    tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
+    log = tables.log.sensors[spec.sensor_id]
+    view = tables.view(spec.sensor_id)
+    assert view is not None
+    enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, request)
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------- run items
+
+
+def find_run_items(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, tables: SensorTables
+) -> list[SensorRunItemRow]:
+    """``run:{run_id}`` items of the enabled run-status sensors that watch a run that ended after the
+    sensor was first seen (§6.2); ordered by when the run ended."""
+    watchers = []
+    for log in tables.logs():
+        spec = spec_of(log)
+        view = tables.view(log.sensor_id)
+        if (
+            spec is not None
+            and spec.kind == "RUN_STATUS"
+            and view is not None
+            and view.enabled
+            and not view.removed
+        ):
+            watchers.append((spec, log))
+    if not watchers:
+        return []
+    snapshot = ctx.snapshot(tenant_id, workspace_id)
+    runs, _ = snapshot.list_runs(limit=RUN_SCAN_LIMIT)
+    items = []
+    for run in runs:
+        if run.completed_at is None:
+            continue
+        state = snapshot.public_state(run)
+        if not is_terminal_public(state):
+            continue
+        found = snapshot.get_run(run.run_id)
+        touched = [t.task_key for t in found.tasks] if found is not None else []
+        # The item's place among the sensor's others: the run's end, as a ULID-ordered id.
+        arrived = _ended_id(run.completed_at, run.run_id)
+        for spec, log in watchers:
+            if run.completed_at < (log.first_seen_at or 0) or not spec.watches(state, touched):
+                continue
+            items.append(SensorRunItemRow(spec.sensor_id, f"run:{run.run_id}", run.run_id, state, arrived))
+    return items
+
+
+def _ended_id(completed_at: int, run_id: str) -> str:
+    from servo.services._compaction_ledger import ulid_floor
+
+    return ulid_floor(completed_at) + run_id[10:]
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+def pending_sensor_requests(
+    tables: SensorTables, resolved: Mapping[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(evaluation id, request) of applied evaluations' requests without an outcome, oldest first."""
+    out = []
+    for log in tables.logs():
+        view = tables.view(log.sensor_id)
+        for request_id, request in sorted(view.run_requests.items() if view is not None else ()):
+            if request_id not in resolved:
+                evaluation = request_id.removeprefix("eval:").rsplit(":", 1)[0]
+                out.append((evaluation, request))
+    return out
+
+
+def submit_pending_sensor_requests(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, tables: SensorTables
+) -> list[str]:
+    """Submit every applied evaluation's request that has no outcome yet (§6.3); the outcomes go to the
+    ``run_requests`` table. Returns the ledger names written."""
+    schedules = refresh_schedules(ctx, tenant_id, workspace_id)
+    events = []
+    for evaluation, request in pending_sensor_requests(tables, schedules.requests):
+        sensor_id = evaluation.split(":", 1)[0]
+        trigger = {"type": "sensor", "sensor_id": sensor_id, "evaluation_id": evaluation}
+        resolved = resolve_run_request(ctx, tenant_id, workspace_id, request, trigger)
+        events.append(stamp_event(ctx, tenant_id, workspace_id, resolved))
+    if not events:
+        return []
+    names = append_events(ctx, tenant_id, workspace_id, events)
+    refresh_schedules(ctx, tenant_id, workspace_id, names)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def sweep_sensors(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, int]:
+    """Request every due evaluation of one workspace, re-enqueue in-flight ones, submit pending run
+    requests (evaluations, runRequests)."""
+    if not has_sensor_state(ctx, tenant_id, workspace_id):
+        return {"evaluations": 0, "runRequests": 0}  # never had a sensor: one read, nothing at rest
+    tables = refresh_sensors(ctx, tenant_id, workspace_id)
+    items = find_run_items(ctx, tenant_id, workspace_id, tables)
+    if items:
+        tables = refresh_sensors(ctx, tenant_id, workspace_id, run_items=items)
+    requested = 0
+    for log in tables.logs():
+        spec = spec_of(log)
+        view = tables.view(log.sensor_id)
+        if spec is None or view is None:
+            continue
+        now = ctx.clock_ms()
+        plan = next_evaluation(view, spec, now_ms=now, first_seen_at_ms=log.first_seen_at or now)
+        if plan is not None:
+            request = SensorEvaluationRequested(
+                spec.sensor_id,
+                plan.evaluation_id,
+                plan.expected_state_version,
+                plan.not_before,
+                plan.trigger,
+                plan.item_ids,
+            )
+            tables = request_evaluation(ctx, tenant_id, workspace_id, spec, tables, request)
+            requested += 1
+            continue
+        flying = in_flight(view)
+        if flying is not None:  # repair: a crash may have come between the request and its task
+            asked = log.requested.get(flying)
+            if asked is not None:
+                enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, asked.data)
+    submitted = submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+    return {"evaluations": requested, "runRequests": len(submitted)}

@@ -1,0 +1,391 @@
+"""Sensor evaluations end to end through the services on an injected clock: the sweep requests and
+enqueues, the result callback applies by compare-and-set, run requests become runs (automation §6.2,
+§6.3, §7 P1–P13). The worker's part is played by the test: it reports results with the task's token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from servo.core.errors import CallbackRejected, InvalidInput, NotFound, Unauthorized
+from servo.core.keys import encode_task_id
+from servo.core.sensors import evaluation_task_name
+from servo.services import sensors
+from servo.services.context import ServiceContext
+from servo.services.runs import list_runs
+from servo.services.sensor_results import report_result
+from servo.services.sensor_sweep import sweep_sensors
+from servo.settings import Settings
+from servo.tokens import issue_task_token
+
+from tests.services.sensor_support import (
+    SECOND,
+    T,
+    W,
+    deploy,
+    evaluations,
+    ledger_names,
+    poll,
+    push,
+    report,
+    run_status,
+    show,
+    tasks,
+)
+from tests.support.context import FakeClock, RecordingQueue, make_context
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> tuple[ServiceContext, FakeClock, RecordingQueue]:
+    return make_context(tmp_path)
+
+
+def runs(ctx: ServiceContext) -> list[dict[str, object]]:
+    return list_runs(ctx, T, W, {})["runs"]
+
+
+def test_a_due_poll_is_requested_once_and_enqueued_as_its_named_task(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
+    [task] = tasks(queue)
+    assert task["evaluationId"] == "files:v0:1" and task["expectedStateVersion"] == 0
+    assert task["taskName"] == evaluation_task_name("files:v0:1")
+    assert task["url"].endswith("/sensor-evaluations") and task["trigger"] == "POLL"
+    assert show(ctx)["inFlightEvaluationId"] == "files:v0:1"
+    # In flight: nothing new; the same task is enqueued again as a repair (a name collision is success).
+    clock.advance(40 * SECOND)
+    before = ledger_names(ctx)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
+    assert ledger_names(ctx) == before
+    assert [t["taskName"] for t in tasks(queue)] == []  # the recording queue dedups names like Cloud Tasks
+
+
+def test_P3_P4_a_result_from_the_current_version_sets_the_cursor_and_makes_its_run(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    answer = report(
+        ctx, task, status="TRIGGERED", cursorUpdated=True, cursor="c1", runRequests=[{"runKey": "f1.csv"}]
+    )
+    assert answer["acknowledged"] is True
+    assert show(ctx)["cursor"] == "c1" and show(ctx)["stateVersion"] == 1
+    [run] = runs(ctx)
+    assert run["runKey"] == "sensor:files:f1.csv"
+    assert run["trigger"] == {"type": "sensor", "sensorId": "files", "evaluationId": "files:v0:1"}
+    [evaluation] = evaluations(ctx)
+    assert evaluation["status"] == "TRIGGERED" and evaluation["cursorAfter"] == "c1"
+    assert evaluation["runRequests"][0]["status"] == "CREATED"
+    assert evaluation["runRequests"][0]["runId"] == run["runId"]
+    # The next poll, one interval later, from v1: the same run key makes no second run.
+    clock.advance(31 * SECOND)
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    assert task["evaluationId"] == "files:v1:1" and task["cursor"] == "c1"
+    report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "f1.csv"}])
+    assert len(runs(ctx)) == 1
+    assert evaluations(ctx)[0]["runRequests"][0]["status"] == "EXISTING"
+
+
+def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_report_409(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True), poll("other", defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    mine, other = sorted(tasks(queue), key=lambda t: t["sensorId"])
+    with pytest.raises(CallbackRejected) as refused:
+        report_result(
+            ctx,
+            mine["evaluationId"],
+            {"authorization": f"Bearer {other['evaluationToken']}"},
+            {"status": "SKIPPED"},
+        )
+    assert refused.value.http_status == 401 and refused.value.error == "invalid_token"
+    task_token, _ = issue_task_token(
+        Settings().token_secret,
+        task_id=encode_task_id("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ns.a"),
+        tenant_id=T,
+        workspace_id=W,
+        run_id="r",
+        attempt=1,
+        attempt_id="a1",
+        now_s=clock.now_ms // 1000,
+    )
+    with pytest.raises(CallbackRejected, match="not a sensor evaluation token"):
+        report_result(
+            ctx, mine["evaluationId"], {"authorization": f"Bearer {task_token}"}, {"status": "SKIPPED"}
+        )
+    with pytest.raises(CallbackRejected, match="missing token"):
+        report_result(ctx, mine["evaluationId"], {}, {"status": "SKIPPED"})
+    report(ctx, mine)
+    with pytest.raises(CallbackRejected) as caught:
+        report(ctx, mine, status="TRIGGERED", runRequests=[{}])
+    assert caught.value.http_status == 409 and caught.value.error == "evaluation_already_reported"
+    assert [e["status"] for e in evaluations(ctx, "other")] == ["PENDING"]
+    assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "DONE"},
+        {"status": "SKIPPED", "runRequests": [{}]},
+        {"status": "TRIGGERED", "runRequests": "x"},
+        {"status": "SKIPPED", "cursor": "x" * (16 * 1024 + 1), "cursorUpdated": True},
+        {"status": "SKIPPED", "surprise": 1},
+        {"status": "SKIPPED", "log": "x" * (64 * 1024 + 1)},
+    ],
+)
+def test_a_malformed_result_is_400_and_records_nothing(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue], body: dict[str, object]
+) -> None:
+    ctx, _, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    before = ledger_names(ctx)
+    with pytest.raises(CallbackRejected) as refused:
+        report_result(ctx, task["evaluationId"], {"authorization": f"Bearer {task['evaluationToken']}"}, body)
+    assert refused.value.http_status == 400 and ledger_names(ctx) == before
+
+
+def test_requests_breaking_the_definition_make_the_evaluation_error_naming_them(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, _, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    report(
+        ctx,
+        task,
+        status="TRIGGERED",
+        runRequests=[{"assetSelection": ["ns.b"]}, {"labels": {"servo.x": "1"}}],
+    )
+    [evaluation] = evaluations(ctx)
+    assert evaluation["status"] == "ERROR"
+    assert "runRequests[0]" in evaluation["error"] and "runRequests[1]" in evaluation["error"]
+    assert runs(ctx) == [] and show(ctx)["stateVersion"] == 0
+
+
+def test_P2_two_evaluations_from_one_state_the_second_is_stale_and_makes_no_run(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, _, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [scheduled] = tasks(queue)
+    assert sensors.evaluate_sensor(ctx, T, W, "files", {}, "k1")[1]["evaluationId"] == "files:manual:k1"
+    [manual] = tasks(queue)
+    report(ctx, scheduled, status="TRIGGERED", runRequests=[{"runKey": "a"}])
+    report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "b"}])
+    by_id = {e["evaluationId"]: e for e in evaluations(ctx)}
+    assert by_id["files:v0:1"]["status"] == "TRIGGERED"
+    assert by_id["files:manual:k1"]["status"] == "SKIPPED_STALE"
+    assert by_id["files:manual:k1"]["droppedRunRequests"] == 1
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:a"]
+
+
+def test_P5_an_error_keeps_the_cursor_and_the_next_poll_waits_the_interval(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    report(ctx, tasks(queue)[0], status="SKIPPED", cursorUpdated=True, cursor="c1")
+    clock.advance(31 * SECOND)
+    sweep_sensors(ctx, T, W)
+    report(ctx, tasks(queue)[0], status="ERROR", error="boom")
+    after = show(ctx)
+    assert (
+        after["cursor"] == "c1" and after["status"] == "ACTIVE" and after["lastEvaluationStatus"] == "ERROR"
+    )
+    clock.advance(10 * SECOND)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
+    clock.advance(21 * SECOND)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
+    assert tasks(queue)[0]["evaluationId"] == "files:v1:2"  # the same version, the next attempt
+
+
+def test_P7_a_paused_sensor_is_not_evaluated_its_messages_are_skipped_and_manual_evaluate_warns(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(), push())
+    clock.advance(60 * SECOND)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
+    answer = sensors.receive_push(ctx, T, W, "inbox", {"message": {"messageId": "m1", "data": ""}})
+    assert answer == {"messageId": "m1", "status": "SKIPPED"}
+    status, body = sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
+    assert status == 202 and body["warning"] == "sensor is paused"
+    [task] = tasks(queue)
+    report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "manual"}])
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:manual"]
+
+
+def test_P1_a_push_message_delivered_twice_is_one_item_one_evaluation_one_run(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, _, queue = env
+    deploy(ctx, push(defaultEnabled=True))
+    envelope = {"message": {"messageId": "m1", "data": "aGk=", "attributes": {"k": "v"}}}
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "RECORDED"
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    [task] = tasks(queue)
+    assert task["items"] == [
+        {"itemId": "msg:m1", "message": {"messageId": "m1", "data": "aGk=", "attributes": {"k": "v"}}}
+    ]
+    report(ctx, task, status="TRIGGERED", runRequests=[{"itemId": "msg:m1"}])
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:inbox:msg:m1:0"]
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0 and len(runs(ctx)) == 1
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {},
+        {"message": {"data": "aGk="}},
+        {"message": {"messageId": "bad id!", "data": ""}},
+        {"message": {"messageId": "m1", "data": "not base64!"}},
+        {"message": {"messageId": "m1", "data": "", "attributes": {"k": 1}}},
+        {"message": "x"},
+    ],
+)
+def test_P9_a_bad_push_envelope_is_400_and_stores_nothing(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue], envelope: dict[str, object]
+) -> None:
+    ctx, _, _ = env
+    deploy(ctx, push(defaultEnabled=True))
+    before = ledger_names(ctx)
+    with pytest.raises(InvalidInput):
+        sensors.receive_push(ctx, T, W, "inbox", envelope)
+    assert ledger_names(ctx) == before
+
+
+def test_P9_unknown_sensor_404_not_push_400_foreign_principal_401(tmp_path: Path) -> None:
+    ctx, _, _ = make_context(tmp_path, push_service_account="push@p.iam.gserviceaccount.com")
+    deploy(ctx, push(defaultEnabled=True), poll())
+    envelope = {"message": {"messageId": "m1", "data": ""}}
+    with pytest.raises(NotFound):
+        sensors.receive_push(ctx, T, W, "nope", envelope)
+    with pytest.raises(InvalidInput):
+        sensors.receive_push(ctx, T, W, "files", envelope)
+    import base64
+    import json
+
+    def token(email: str) -> str:
+        claims = base64.urlsafe_b64encode(json.dumps({"email": email}).encode()).decode().rstrip("=")
+        return f"Bearer e30.{claims}.sig"
+
+    with pytest.raises(Unauthorized):
+        sensors.check_push_principal(ctx, {"authorization": token("other@p.iam.gserviceaccount.com")})
+    with pytest.raises(Unauthorized):
+        sensors.check_push_principal(ctx, {})
+    sensors.check_push_principal(ctx, {"authorization": token("push@p.iam.gserviceaccount.com")})
+
+
+def test_a_message_over_256_kib_is_failed_and_never_evaluated(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    import base64
+
+    ctx, _, queue = env
+    deploy(ctx, push(defaultEnabled=True))
+    big = base64.b64encode(b"x" * (256 * 1024 + 1)).decode()
+    assert (
+        sensors.receive_push(ctx, T, W, "inbox", {"message": {"messageId": "m", "data": big}})["status"]
+        == "FAILED"
+    )
+    assert tasks(queue) == []
+
+
+def test_P13_no_result_past_the_timeout_gives_attempt_2_and_the_late_first_still_competes(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True, timeoutSeconds=10))
+    sweep_sensors(ctx, T, W)
+    [first] = tasks(queue)
+    clock.advance(71 * SECOND)
+    sweep_sensors(ctx, T, W)
+    [second] = tasks(queue)
+    assert second["evaluationId"] == "files:v0:2"
+    report(ctx, first, status="TRIGGERED", runRequests=[{"runKey": "late"}])
+    report(ctx, second, status="TRIGGERED", runRequests=[{"runKey": "late"}])
+    statuses = {e["evaluationId"]: e["status"] for e in evaluations(ctx)}
+    assert statuses == {"files:v0:1": "TRIGGERED", "files:v0:2": "SKIPPED_STALE"}
+    assert len(runs(ctx)) == 1
+
+
+def test_P10_messages_arriving_during_an_evaluation_are_taken_by_the_next_in_order(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, _, queue = env
+    deploy(ctx, push(defaultEnabled=True))
+    sensors.receive_push(ctx, T, W, "inbox", {"message": {"messageId": "m0", "data": ""}})
+    [first] = tasks(queue)
+    for m in ("m1", "m2", "m3"):
+        sensors.receive_push(ctx, T, W, "inbox", {"message": {"messageId": m, "data": ""}})
+    assert tasks(queue) == []  # one scheduled evaluation in flight at most
+    report(ctx, first)
+    sweep_sensors(ctx, T, W)
+    [second] = tasks(queue)
+    assert [i["itemId"] for i in second["items"]] == ["msg:m1", "msg:m2", "msg:m3"]
+
+
+def test_evaluations_list_newest_first_filtered_by_status_and_time(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    for status in ("SKIPPED", "ERROR", "SKIPPED"):
+        sweep_sensors(ctx, T, W)
+        report(ctx, tasks(queue)[0], status=status)
+        clock.advance(31 * SECOND)
+    listed = evaluations(ctx)
+    assert [e["evaluationId"] for e in listed] == ["files:v1:2", "files:v1:1", "files:v0:1"]
+    assert [e["status"] for e in evaluations(ctx, status="ERROR")] == ["ERROR"]
+    since = listed[1]["requestedAt"]
+    assert [e["evaluationId"] for e in evaluations(ctx, since=since)] == ["files:v1:2", "files:v1:1"]
+    assert [e["evaluationId"] for e in evaluations(ctx, until=since)] == ["files:v1:1", "files:v0:1"]
+    page = sensors.list_evaluations(ctx, T, W, "files", {"limit": "2"})
+    rest = sensors.list_evaluations(ctx, T, W, "files", {"cursor": page["nextCursor"]})
+    assert [e["evaluationId"] for e in rest["evaluations"]] == ["files:v0:1"]
+    for bad in ({"status": "NOPE"}, {"since": "yesterday"}, {"limit": "0"}, {"cursor": "%%"}):
+        with pytest.raises(InvalidInput):
+            sensors.list_evaluations(ctx, T, W, "files", bad)
+
+
+def test_P11_a_failed_run_is_one_item_for_a_failed_run_status_sensor_whose_request_runs(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    from servo.services.trigger import trigger_run
+
+    from tests.services.sensor_support import fail_run
+
+    ctx, _, queue = env
+    deploy(
+        ctx,
+        run_status(defaultEnabled=True, target=["ns.b"]),
+        run_status("on_success", runStatus=["SUCCEEDED"]),
+    )
+    sensors.set_sensor_enabled(ctx, T, W, "on_success", True)
+    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    fail_run(ctx, queue, answer["runId"])
+    sweep_sensors(ctx, T, W)
+    [task] = [t for t in tasks(queue)]
+    assert task["sensorId"] == "on_failure"
+    [item] = task["items"]
+    assert item["itemId"] == f"run:{answer['runId']}" and item["run"]["state"] == "FAILED"
+    report(ctx, task, status="TRIGGERED", runRequests=[{"itemId": item["itemId"]}])
+    keys = sorted(str(r["runKey"]) for r in runs(ctx) if r.get("runKey"))
+    assert keys == [f"sensor:on_failure:run:{answer['runId']}:0"]
+    sweep_sensors(ctx, T, W)
+    assert tasks(queue) == []  # the item is DONE: never called twice for one run
