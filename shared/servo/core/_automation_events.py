@@ -11,7 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from servo.core._backfill_events import (
+    BACKFILL_EVENT_TYPES,
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
+)
 from servo.core._event_fields import bad_field
+
+__all__ = [
+    "AUTOMATION_EVENT_TYPES",
+    "BackfillChunkPlanned",
+    "BackfillCreated",
+    "BackfillStateChanged",
+    "RunRequestResolved",
+    "ScheduleDefinitionRemoved",
+    "ScheduleDefinitionUpserted",
+    "ScheduleStatusChanged",
+    "ScheduleTicked",
+]
 
 TICK_STATUSES = frozenset({"TRIGGERED", "SKIPPED", "FAILED"})
 REQUEST_OUTCOMES = frozenset({"CREATED", "EXISTING", "CONFLICT", "REJECTED"})
@@ -122,4 +140,4 @@ SCHEDULE_EVENT_TYPES = (
     ScheduleStatusChanged,
     ScheduleTicked,
 )
-AUTOMATION_EVENT_TYPES = (*SCHEDULE_EVENT_TYPES, RunRequestResolved)
+AUTOMATION_EVENT_TYPES = (*SCHEDULE_EVENT_TYPES, RunRequestResolved, *BACKFILL_EVENT_TYPES)

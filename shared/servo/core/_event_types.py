@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 from servo.core._automation_events import (
     AUTOMATION_EVENT_TYPES,
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
     RunRequestResolved,
     ScheduleDefinitionRemoved,
     ScheduleDefinitionUpserted,
@@ -367,13 +370,14 @@ EventData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
     | TimerFired | UnknownEvent | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved
-    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved
+    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved | BackfillCreated | BackfillChunkPlanned
+    | BackfillStateChanged
 )  # fmt: skip
 KnownData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
     | TaskOutputVisibilityChanged | DispatchRequested | DispatchEnqueued | TimerRequested | TimerEnqueued
     | TimerFired | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved | ScheduleStatusChanged
-    | ScheduleTicked | RunRequestResolved
+    | ScheduleTicked | RunRequestResolved | BackfillCreated | BackfillChunkPlanned | BackfillStateChanged
 )  # fmt: skip
 _KNOWN: tuple[type[KnownData], ...] = (
     RunTriggered, PlanCreated, RunCancelRequested, RunTimedOut, TaskStarted, TaskHeartbeat, TaskFinished,

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from servo.core._automation_events import (
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
     RunRequestResolved,
     ScheduleDefinitionRemoved,
     ScheduleDefinitionUpserted,
@@ -65,6 +68,9 @@ from servo.core.ids import validate_ulid
 from servo.core.timefmt import format_timestamp, parse_timestamp
 
 __all__ = [
+    "BackfillChunkPlanned",
+    "BackfillCreated",
+    "BackfillStateChanged",
     "DATA_TYPES",
     "ERROR_CATEGORIES",
     "OUTCOMES",
