@@ -101,7 +101,8 @@ class BackfillStateChanged:
     reason: str | None = None
 
     KINDS: ClassVar[Mapping[str, str]] = {
-        "backfill_id": "id", "from_state": "id", "to_state": "id", "state_version": "attempt", "reason": "str",
+        "backfill_id": "id", "from_state": "id", "to_state": "id", "state_version": "attempt",
+        "reason": "str",
     }  # fmt: skip
 
     def __post_init__(self) -> None:

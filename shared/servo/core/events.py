@@ -68,15 +68,15 @@ from servo.core.ids import validate_ulid
 from servo.core.timefmt import format_timestamp, parse_timestamp
 
 __all__ = [
-    "BackfillChunkPlanned",
-    "BackfillCreated",
-    "BackfillStateChanged",
     "DATA_TYPES",
     "ERROR_CATEGORIES",
     "OUTCOMES",
     "TIMER_TYPES",
     "TRIGGER_TYPES",
     "VISIBILITY_STATES",
+    "BackfillChunkPlanned",
+    "BackfillCreated",
+    "BackfillStateChanged",
     "DispatchEnqueued",
     "DispatchRequested",
     "EncodedEvent",
