@@ -11,7 +11,7 @@ rebuild from the whole ledger equals the live tables. The run compactor ignores 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from servo.core.errors import Conflict, PreconditionFailed
 from servo.core.events import Event
 from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules
 from servo.projections.codec import content_hex12, decode_table, encode_table
-from servo.projections.schedule_tables import RUN_REQUESTS, SCHEDULE_TICKS, SCHEDULES
+from servo.projections.schedule_tables import SCHEDULE_TABLES
 from servo.services import _compaction_ledger as ledger
 from servo.services.context import ServiceContext
 from servo.store import ObjectStore, create_once
@@ -48,11 +48,8 @@ def _load_head(store: ObjectStore) -> _Head:
 def _read_state(ctx: ServiceContext, store: ObjectStore, head: _Head) -> ScheduleState:
     cache: dict[str, list[Any]] = ctx.instance_state("schedule_tables", dict)
     state = ScheduleState()
-    for table, target in (
-        (SCHEDULES, state.schedules),
-        (SCHEDULE_TICKS, state.ticks),
-        (RUN_REQUESTS, state.requests),
-    ):
+    for table, attr in SCHEDULE_TABLES:
+        target = getattr(state, attr)
         name = head.files.get(table.name)
         if name is None:
             continue
@@ -79,11 +76,8 @@ def load_schedule_state(ctx: ServiceContext, tenant_id: str, workspace_id: str) 
 
 def _write_files(store: ObjectStore, state: ScheduleState) -> dict[str, str]:
     files = {}
-    for table, rows in (
-        (SCHEDULES, state.schedules),
-        (SCHEDULE_TICKS, state.ticks),
-        (RUN_REQUESTS, state.requests),
-    ):
+    for table, attr in SCHEDULE_TABLES:
+        rows = getattr(state, attr)
         data = encode_table(table, [rows[k] for k in sorted(rows)])
         name = f"automation/schedules/{table.name}/{content_hex12(data)}.parquet"
         create_once(store, name, data)
@@ -98,8 +92,12 @@ def refresh_schedules(
     hint: Iterable[str] = (),
     *,
     lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
+    settle: Callable[[ScheduleState], ScheduleState] | None = None,
 ) -> ScheduleState:
     """Fold the schedule events written since the last publish (and the ``hint`` names) and publish.
+
+    ``settle`` recomputes what depends on more than these events (backfill chunks from their runs); a
+    change it makes is published even when no event is new.
 
     Raises:
         Conflict: lost the head's CAS race too many times in a row.
@@ -114,11 +112,14 @@ def refresh_schedules(
         names, _bad = ledger.candidate_names(store, start, head.recent, hint, lookback_ms)
         found = ledger.read_events(store, names, tenant_id, workspace_id)
         state = _read_state(ctx, store, head)
-        if not found.seen_ids:
+        settled = settle(state) if settle is not None else state
+        if not found.seen_ids and settled == state:
             return state
         # History past the retention goes as the projection is rewritten anyway (no write of its own).
         new_state = expire_schedule_history(fold_schedules(state, found.events), ctx.clock_ms())
-        if head.generation == 0 and not (new_state.schedules or new_state.ticks or new_state.requests):
+        if settle is not None:
+            new_state = settle(new_state)
+        if head.generation == 0 and not any(getattr(new_state, attr) for _, attr in SCHEDULE_TABLES):
             return new_state  # a read of a workspace without schedules leaves nothing behind
         watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
         body = {
