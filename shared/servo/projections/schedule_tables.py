@@ -1,5 +1,6 @@
 """Parquet tables of the schedule projection (automation §5): ``schedules``, ``schedule_ticks``,
-``run_requests``, ``backfills``, ``backfill_chunks``, one file each per published head, rows from ``servo.core.schedule_fold``."""
+``run_requests``, ``backfills``, ``backfill_chunks``, one file each per published head, rows from
+``servo.core.schedule_fold`` and ``servo.core.backfill_fold``."""
 
 from __future__ import annotations
 
