@@ -91,7 +91,15 @@ def sweep_workspace(
 
     # After the run repairs, so a schedule's trouble never holds them up.
     scheduled = sweep_schedules(ctx, tenant_id, workspace_id)
-    return {"eventsCompacted": compacted, "repairs": decisions, "scheduleTicks": scheduled["ticks"]}
+    from servo.services.backfill_planner import plan_backfills
+
+    planned = plan_backfills(ctx, tenant_id, workspace_id)
+    return {
+        "eventsCompacted": compacted,
+        "repairs": decisions,
+        "scheduleTicks": scheduled["ticks"],
+        "backfillChunks": planned["chunks"],
+    }
 
 
 KICKS_PREFIX = "ledger/kicks/"
