@@ -37,6 +37,18 @@ _SCHEDULE_ROUTES = (
     Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks/{{tick_id}}", "automation", "getScheduleTick"),
 )
 
+_BACKFILL = "/v1/workspaces/{ws}/backfills"
+_BACKFILL_ROUTES = (
+    Route("POST", _BACKFILL, "automation", "createBackfill"),
+    Route("GET", _BACKFILL, "automation", "listBackfills"),
+    Route("GET", f"{_BACKFILL}/{{backfill_id}}", "automation", "getBackfill"),
+    Route("GET", f"{_BACKFILL}/{{backfill_id}}/chunks", "automation", "listBackfillChunks"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/pause", "automation", "pauseBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/resume", "automation", "resumeBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/cancel", "automation", "cancelBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/retry-failed", "automation", "retryFailedBackfill"),
+)
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
     Route("GET", "/v1/workspaces/{ws}/manifests/current", "deploy", "getCurrentManifest"),
@@ -54,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/timers/sweep", "timers", "sweepTimers", internal=True),
     Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
     *_SCHEDULE_ROUTES,
+    *_BACKFILL_ROUTES,
 )
 
 
