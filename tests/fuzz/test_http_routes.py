@@ -84,6 +84,16 @@ def _hints(t: Target) -> tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.S
         "manifestVersion": st.just("1.0"),
         "codeVersionId": st.sampled_from(["cv1", "cv2"]),
         "runKey": st.sampled_from(["fuzz-key", "fuzz-key-2"]),
+        "assets": st.lists(key, min_size=1, max_size=2),
+        "partitions": st.sampled_from(
+            [
+                {"range": {"start": "2025-01-01", "end": "2025-01-03"}},
+                {"range": {"start": "2025-01-03", "end": "2025-01-01"}},
+                {"explicit": []},
+                {"explicit": ["date=d:2025-01-01"]},
+            ]
+        ),
+        "expectedStateVersion": st.integers(0, 3),
     }
     wild = {name: value | BODY_TEXT for name, value in good.items()}
     return good, wild
@@ -129,6 +139,7 @@ def _path(op: Operation, t: Target, data: st.DataObject) -> str:
         "task_id": st.sampled_from([t.env["taskId"], "ns.a", "ns.b"]),
         "schedule_id": st.sampled_from(["every", "nope"]),
         "tick_id": st.sampled_from(["every:1800000000", "nope:1", "every:x"]),
+        "backfill_id": st.sampled_from(["bf_" + "a" * 26, "bf_x", "nope"]),
     }
     path = op.template
     for name in op.path_params:

@@ -163,6 +163,13 @@ def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:
         for tail in sensor_routes
     }
     want.add(("POST", "/v1/sensor-evaluations/{evaluation_id}/result", "callback"))
+    backfill = "/v1/workspaces/{ws}/backfills"
+    want |= {("POST", backfill, "automation"), ("GET", backfill, "automation")}
+    want |= {("GET", f"{backfill}/{{backfill_id}}{tail}", "automation") for tail in ("", "/chunks")}
+    want |= {
+        ("POST", f"{backfill}/{{backfill_id}}/{action}", "automation")
+        for action in ("pause", "resume", "cancel", "retry-failed")
+    }
     assert got == want
 
 

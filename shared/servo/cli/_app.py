@@ -153,8 +153,8 @@ def client_from(kwargs: dict[str, Any]) -> ApiClient:
 
 
 def register_commands() -> None:
-    from servo.cli._commands import dev, logs, project, rerun, runs, schedules, sensors
+    from servo.cli._commands import backfills, dev, logs, project, rerun, runs, schedules, sensors
 
-    for module in (project, runs, rerun, logs, dev, schedules, sensors):
+    for module in (project, runs, rerun, logs, dev, schedules, sensors, backfills):
         for command in module.COMMANDS:
             cli.add_command(command)

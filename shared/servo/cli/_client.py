@@ -134,6 +134,24 @@ class ApiClient:
         return self._json(
             "POST", f"/sensors/{sensor_id}/evaluate", json=dict(body), headers={"Idempotency-Key": key}
         )
+    def create_backfill(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        return self._json("POST", "/backfills", json=dict(body), headers={"Idempotency-Key": key})
+
+    def retry_failed_backfill(self, backfill_id: str, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        headers = {"Idempotency-Key": key}
+        return self._json("POST", f"/backfills/{backfill_id}/retry-failed", json=dict(body), headers=headers)
+
+    def move_backfill(self, backfill_id: str, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/backfills/{backfill_id}/{action}", json=dict(body))
+
+    def list_backfills(self, limit: int, state: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        return self._json("GET", "/backfills", params=params)
+
+    def get_backfill(self, backfill_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/backfills/{backfill_id}")
 
 
 class ApiError(CliError):

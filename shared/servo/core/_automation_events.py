@@ -11,8 +11,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from servo.core._backfill_events import (
+    BACKFILL_EVENT_TYPES,
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
+)
 from servo.core._event_fields import bad_field
 from servo.core._sensor_events import SENSOR_EVENT_TYPES
+
+__all__ = [
+    "AUTOMATION_EVENT_TYPES",
+    "BackfillChunkPlanned",
+    "BackfillCreated",
+    "BackfillStateChanged",
+    "RunRequestResolved",
+    "ScheduleDefinitionRemoved",
+    "ScheduleDefinitionUpserted",
+    "ScheduleStatusChanged",
+    "ScheduleTicked",
+]
 
 TICK_STATUSES = frozenset({"TRIGGERED", "SKIPPED", "FAILED"})
 REQUEST_OUTCOMES = frozenset({"CREATED", "EXISTING", "CONFLICT", "REJECTED"})
@@ -123,4 +141,9 @@ SCHEDULE_EVENT_TYPES = (
     ScheduleStatusChanged,
     ScheduleTicked,
 )
-AUTOMATION_EVENT_TYPES = (*SCHEDULE_EVENT_TYPES, RunRequestResolved, *SENSOR_EVENT_TYPES)
+AUTOMATION_EVENT_TYPES = (
+    *SCHEDULE_EVENT_TYPES,
+    RunRequestResolved,
+    *SENSOR_EVENT_TYPES,
+    *BACKFILL_EVENT_TYPES,
+)

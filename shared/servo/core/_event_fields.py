@@ -26,7 +26,7 @@ TIMER_TYPES = frozenset({"retry", "heartbeat_check", "cron", "sla_check"})
 ERROR_CATEGORIES = frozenset(
     {"USER_CODE", "DATA_QUALITY", "INFRASTRUCTURE", "CONFIGURATION", "TIMEOUT", "CANCELLED"}
 )
-TRIGGER_TYPES = frozenset({"manual", "cron", "materialization", "webhook", "sensor", "rerun"})
+TRIGGER_TYPES = frozenset({"manual", "cron", "materialization", "webhook", "sensor", "rerun", "backfill"})
 
 
 def bad_field(field: str, message: str) -> InvalidEvent:

@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 from servo.core._automation_events import (
     AUTOMATION_EVENT_TYPES,
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
     RunRequestResolved,
     ScheduleDefinitionRemoved,
     ScheduleDefinitionUpserted,
@@ -378,6 +381,8 @@ EventData = (
     | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved | SensorDefinitionUpserted
     | SensorDefinitionRemoved | SensorStatusChanged | SensorMessageReceived | SensorEvaluationRequested
     | SensorEvaluated
+    | ScheduleStatusChanged | ScheduleTicked | RunRequestResolved | BackfillCreated | BackfillChunkPlanned
+    | BackfillStateChanged
 )  # fmt: skip
 KnownData = (
     RunTriggered | PlanCreated | RunCancelRequested | RunTimedOut | TaskStarted | TaskHeartbeat | TaskFinished
@@ -385,6 +390,7 @@ KnownData = (
     | TimerFired | ScheduleDefinitionUpserted | ScheduleDefinitionRemoved | ScheduleStatusChanged
     | ScheduleTicked | RunRequestResolved | SensorDefinitionUpserted | SensorDefinitionRemoved
     | SensorStatusChanged | SensorMessageReceived | SensorEvaluationRequested | SensorEvaluated
+    | ScheduleTicked | RunRequestResolved | BackfillCreated | BackfillChunkPlanned | BackfillStateChanged
 )  # fmt: skip
 _KNOWN: tuple[type[KnownData], ...] = (
     RunTriggered, PlanCreated, RunCancelRequested, RunTimedOut, TaskStarted, TaskHeartbeat, TaskFinished,

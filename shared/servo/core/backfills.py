@@ -21,6 +21,7 @@ from servo.core.schedules import TickRunRequest
 
 __all__ = [
     "ACTIVE_STATES",
+    "BACKFILL_STATES",
     "MAX_PLANNING_LAG_MS",
     "TERMINAL_STATES",
     "Transition",
@@ -47,6 +48,7 @@ SUCCEEDED: Final = "SUCCEEDED"
 FAILED: Final = "FAILED"
 CANCELLED: Final = "CANCELLED"
 TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+BACKFILL_STATES = frozenset({PENDING, RUNNING, PAUSED, SUCCEEDED, FAILED, CANCELLED})
 ACTIVE_STATES = frozenset({PENDING, RUNNING})  # the states the planner plans chunks for
 MAX_PLANNING_LAG_MS = 30_000
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from servo.core._automation_events import (
+    BackfillChunkPlanned,
+    BackfillCreated,
+    BackfillStateChanged,
     RunRequestResolved,
     ScheduleDefinitionRemoved,
     ScheduleDefinitionUpserted,
@@ -79,6 +82,9 @@ __all__ = [
     "TIMER_TYPES",
     "TRIGGER_TYPES",
     "VISIBILITY_STATES",
+    "BackfillChunkPlanned",
+    "BackfillCreated",
+    "BackfillStateChanged",
     "DispatchEnqueued",
     "DispatchRequested",
     "EncodedEvent",

@@ -21,6 +21,7 @@ from servo.core._automation_events import (
     ScheduleStatusChanged,
     ScheduleTicked,
 )
+from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, fold_backfill_event
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
 
@@ -119,9 +120,18 @@ class ScheduleState:
     schedules: dict[str, ScheduleRow] = field(default_factory=dict)
     ticks: dict[str, ScheduleTickRow] = field(default_factory=dict)
     requests: dict[str, RunRequestRow] = field(default_factory=dict)
+    # Backfills share this projection: their chunks' requests resolve into ``requests`` (§6.3).
+    backfills: dict[str, BackfillRow] = field(default_factory=dict)
+    chunks: dict[str, BackfillChunkRow] = field(default_factory=dict)
 
     def copy(self) -> ScheduleState:
-        return ScheduleState(dict(self.schedules), dict(self.ticks), dict(self.requests))
+        return ScheduleState(
+            dict(self.schedules),
+            dict(self.ticks),
+            dict(self.requests),
+            dict(self.backfills),
+            dict(self.chunks),
+        )
 
     def visible_schedules(self) -> list[ScheduleRow]:
         return [self.schedules[k] for k in sorted(self.schedules) if self.schedules[k].definition is not None]
@@ -211,6 +221,7 @@ def fold_schedules(state: ScheduleState, events: Iterable[Event]) -> ScheduleSta
     result = state.copy()
     for event in events:
         data = event.data
+        fold_backfill_event(result.backfills, result.chunks, event)
         if isinstance(data, ScheduleTicked):
             # One tick id is one tick (S12): a duplicate written later loses to the first.
             seen = result.ticks.get(data.tick_id)
@@ -253,4 +264,4 @@ def expire_schedule_history(state: ScheduleState, now_ms: int, keep_ms: int = RE
         if t.evaluated_at >= cutoff
         or (t.request_id is not None and (t.request_id in requests or t.request_id not in state.requests))
     }
-    return ScheduleState(dict(state.schedules), ticks, requests)
+    return ScheduleState(dict(state.schedules), ticks, requests, dict(state.backfills), dict(state.chunks))

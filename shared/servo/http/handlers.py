@@ -161,6 +161,29 @@ def _sensors(operation: str) -> Handler:
     return handler
 
 
+def _backfills(operation: str) -> Handler:
+    def handler(call: Call) -> Result:
+        from servo.services import backfills
+
+        ws, bf = call.params["ws"], call.params.get("backfill_id", "")
+        key = call.header("idempotency-key")
+        reads = operation.startswith(("list", "get"))
+        body = parse_json_object(call.body) if not reads and call.body.strip() else {}
+        if operation == "createBackfill":
+            return backfills.create_backfill(call.ctx, call.tenant_id, ws, body, key)
+        if operation == "retryFailedBackfill":
+            return backfills.retry_failed(call.ctx, call.tenant_id, ws, bf, body, key)
+        if operation.endswith("Backfill") and operation[:-8] in ("pause", "resume", "cancel"):
+            return backfills.move_backfill(call.ctx, call.tenant_id, ws, bf, operation[:-8], body)
+        if operation == "listBackfills":
+            return 200, backfills.list_backfills(call.ctx, call.tenant_id, ws, call.query)
+        if operation == "getBackfill":
+            return 200, backfills.get_backfill(call.ctx, call.tenant_id, ws, bf)
+        return 200, backfills.list_chunks(call.ctx, call.tenant_id, ws, bf, call.query)
+
+    return handler
+
+
 def _sensor_result(call: Call) -> Result:
     from servo.services.sensor_results import report_result
 
@@ -210,4 +233,17 @@ HANDLERS: dict[str, Handler] = {
         )
     },
     "reportSensorEvaluation": _sensor_result,
+    **{
+        op: _backfills(op)
+        for op in (
+            "createBackfill",
+            "listBackfills",
+            "getBackfill",
+            "listBackfillChunks",
+            "pauseBackfill",
+            "resumeBackfill",
+            "cancelBackfill",
+            "retryFailedBackfill",
+        )
+    },
 }

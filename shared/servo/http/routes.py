@@ -51,6 +51,18 @@ _SENSOR_ROUTES = (
     Route("POST", "/v1/sensor-evaluations/{evaluation_id}/result", "callback", "reportSensorEvaluation"),
 )
 
+_BACKFILL = "/v1/workspaces/{ws}/backfills"
+_BACKFILL_ROUTES = (
+    Route("POST", _BACKFILL, "automation", "createBackfill"),
+    Route("GET", _BACKFILL, "automation", "listBackfills"),
+    Route("GET", f"{_BACKFILL}/{{backfill_id}}", "automation", "getBackfill"),
+    Route("GET", f"{_BACKFILL}/{{backfill_id}}/chunks", "automation", "listBackfillChunks"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/pause", "automation", "pauseBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/resume", "automation", "resumeBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/cancel", "automation", "cancelBackfill"),
+    Route("POST", f"{_BACKFILL}/{{backfill_id}}/retry-failed", "automation", "retryFailedBackfill"),
+)
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
     Route("GET", "/v1/workspaces/{ws}/manifests/current", "deploy", "getCurrentManifest"),
@@ -69,6 +81,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
     *_SCHEDULE_ROUTES,
     *_SENSOR_ROUTES,
+    *_BACKFILL_ROUTES,
 )
 
 

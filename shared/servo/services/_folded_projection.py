@@ -103,11 +103,14 @@ class FoldedProjection(Generic[S]):
         *,
         lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
         extra: Callable[[S], S] | None = None,
+        settle: Callable[[S], S] | None = None,
     ) -> S:
         """Fold the events written since the last publish (and the ``hint`` names) and publish.
 
         ``extra`` adds what no ledger event carries (a sensor's run items) before publishing; it is
         applied on every attempt, so what it adds is kept even when the ledger brought nothing new.
+        ``settle`` recomputes, after the fold, what depends on more than these events (backfill chunks
+        from their runs); a change it makes is published even when no event is new.
 
         Raises:
             Conflict: lost the head's CAS race too many times in a row.
@@ -123,9 +126,12 @@ class FoldedProjection(Generic[S]):
             found = ledger.read_events(store, names, tenant_id, workspace_id)
             state = self.read_state(ctx, store, head)
             new_state = extra(state) if extra is not None else state
-            if not found.seen_ids and (extra is None or new_state == state):
+            settled = settle(new_state) if settle is not None else new_state
+            if not found.seen_ids and settled == state:
                 return state
             new_state = self.fold(new_state, found.events, ctx.clock_ms())
+            if settle is not None:
+                new_state = settle(new_state)
             if head.generation == 0 and self.is_empty(new_state):
                 return new_state  # a read of a workspace without these definitions leaves nothing behind
             watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())

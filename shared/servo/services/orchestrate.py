@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servo.core import controller as ctl
+from servo.core.states import is_terminal_public
 from servo.jsonlog import log_fields
 from servo.services._flights import Flights
 from servo.services.context import ServiceContext
@@ -129,6 +130,7 @@ def act_on(
     now = ctx.clock_ms()
     if snapshot is None:
         snapshot = ctx.snapshot(tenant_id, workspace_id)
+    backfill_run_ended = False
     for run_id in run_ids:
         part = snapshot.partition(run_id)
         if part is None:
@@ -136,7 +138,22 @@ def act_on(
         decisions = ctl.after_publish(part, now)
         if decisions:
             appended += carry_out(ctx, tenant_id, workspace_id, part, decisions)
+        if part.run is not None and part.run.trigger_type == "backfill":
+            backfill_run_ended |= is_terminal_public(snapshot.public_state(part.run))
+    if backfill_run_ended:
+        _plan_backfills(ctx, tenant_id, workspace_id)
     return appended
+
+
+def _plan_backfills(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
+    """A backfill run ended: its chunk may be done, and the next one may start now rather than at the
+    next sweep (which repairs whatever this pass does not get to)."""
+    from servo.services.backfill_planner import plan_backfills
+
+    try:
+        plan_backfills(ctx, tenant_id, workspace_id)
+    except Exception:
+        logger.exception("backfill planning failed; the sweep plans again")
 
 
 def compact_and_act(

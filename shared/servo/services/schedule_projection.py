@@ -1,16 +1,16 @@
-"""The schedule projection: schedule events of the ledger folded into three Parquet tables
-(``schedules``, ``schedule_ticks``, ``run_requests``) under ``automation/schedules/`` (the head, its
+"""The schedule projection: schedule and backfill events of the ledger folded into Parquet tables
+(``schedules``, ``schedule_ticks``, ``run_requests``, ``backfills``, ``backfill_chunks``) under ``automation/schedules/`` (the head, its
 CAS and the ledger reading are ``_folded_projection``'s).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from servo.core.events import Event
 from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules
-from servo.projections.schedule_tables import RUN_REQUESTS, SCHEDULE_TICKS, SCHEDULES
+from servo.projections.schedule_tables import SCHEDULE_TABLES
 from servo.services import _compaction_ledger as ledger
 from servo.services._folded_projection import FoldedProjection
 from servo.services.context import ServiceContext
@@ -20,24 +20,17 @@ HEAD = "automation/schedules/_head.json"
 
 def _from_rows(rows: Mapping[str, list[Any]]) -> ScheduleState:
     state = ScheduleState()
-    for table, target in (
-        (SCHEDULES, state.schedules),
-        (SCHEDULE_TICKS, state.ticks),
-        (RUN_REQUESTS, state.requests),
-    ):
-        target.update((table.key(r), r) for r in rows[table.name])
+    for table, attr in SCHEDULE_TABLES:
+        getattr(state, attr).update((table.key(r), r) for r in rows[table.name])
     return state
 
 
 def _to_rows(state: ScheduleState) -> dict[str, list[Any]]:
-    return {
-        table.name: [rows[k] for k in sorted(rows)]
-        for table, rows in (
-            (SCHEDULES, state.schedules),
-            (SCHEDULE_TICKS, state.ticks),
-            (RUN_REQUESTS, state.requests),
-        )
-    }
+    rows = {}
+    for table, attr in SCHEDULE_TABLES:
+        by_key = getattr(state, attr)
+        rows[table.name] = [by_key[k] for k in sorted(by_key)]
+    return rows
 
 
 def _fold(state: ScheduleState, events: list[Event], now_ms: int) -> ScheduleState:
@@ -47,11 +40,11 @@ def _fold(state: ScheduleState, events: list[Event], now_ms: int) -> ScheduleSta
 
 PROJECTION = FoldedProjection(
     "schedules",
-    (SCHEDULES, SCHEDULE_TICKS, RUN_REQUESTS),
+    tuple(table for table, _ in SCHEDULE_TABLES),
     _from_rows,
     _to_rows,
     _fold,
-    lambda s: not (s.schedules or s.ticks or s.requests),
+    lambda s: not any(getattr(s, attr) for _, attr in SCHEDULE_TABLES),
 )
 
 
@@ -72,13 +65,17 @@ def refresh_schedules(
     hint: Iterable[str] = (),
     *,
     lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
+    settle: Callable[[ScheduleState], ScheduleState] | None = None,
 ) -> ScheduleState:
     """Fold the schedule events written since the last publish (and the ``hint`` names) and publish.
+
+    ``settle`` recomputes what depends on more than these events (backfill chunks from their runs); a
+    change it makes is published even when no event is new.
 
     Raises:
         Conflict: lost the head's CAS race too many times in a row.
     """
-    return PROJECTION.refresh(ctx, tenant_id, workspace_id, hint, lookback_ms=lookback_ms)
+    return PROJECTION.refresh(ctx, tenant_id, workspace_id, hint, lookback_ms=lookback_ms, settle=settle)
 
 
 def rebuild_schedules(events: Iterable[Event], now_ms: int | None = None) -> ScheduleState:

@@ -91,14 +91,17 @@ def sweep_workspace(
 
     # After the run repairs, so a schedule's trouble never holds them up.
     scheduled = sweep_schedules(ctx, tenant_id, workspace_id)
+    from servo.services.backfill_planner import plan_backfills
     from servo.services.sensor_sweep import sweep_sensors
 
     sensed = sweep_sensors(ctx, tenant_id, workspace_id)
+    planned = plan_backfills(ctx, tenant_id, workspace_id)
     return {
         "eventsCompacted": compacted,
         "repairs": decisions,
         "scheduleTicks": scheduled["ticks"],
         "sensorEvaluations": sensed["evaluations"],
+        "backfillChunks": planned["chunks"],
     }
 
 
