@@ -134,6 +134,7 @@ class ApiClient:
         return self._json(
             "POST", f"/sensors/{sensor_id}/evaluate", json=dict(body), headers={"Idempotency-Key": key}
         )
+
     def create_backfill(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         return self._json("POST", "/backfills", json=dict(body), headers={"Idempotency-Key": key})
 

@@ -1,6 +1,6 @@
 """The schedule projection: schedule and backfill events of the ledger folded into Parquet tables
-(``schedules``, ``schedule_ticks``, ``run_requests``, ``backfills``, ``backfill_chunks``) under ``automation/schedules/`` (the head, its
-CAS and the ledger reading are ``_folded_projection``'s).
+(``schedules``, ``schedule_ticks``, ``run_requests``, ``backfills``, ``backfill_chunks``) under
+``automation/schedules/`` (the head, its CAS and the ledger reading are ``_folded_projection``'s).
 """
 
 from __future__ import annotations
