@@ -49,9 +49,12 @@ def test_the_recording_covers_every_write_site(writes: list[WriteRecord]) -> Non
 
 
 def test_every_object_a_function_writes_is_granted_to_it(
-    writes: list[WriteRecord], schedule_writes: list[WriteRecord], core_locals: dict[str, Any]
+    writes: list[WriteRecord],
+    schedule_writes: list[WriteRecord],
+    sensor_writes: list[WriteRecord],
+    core_locals: dict[str, Any],
 ) -> None:
-    writes = writes + schedule_writes
+    writes = writes + schedule_writes + sensor_writes
     denied = sorted(
         {
             (FUNCTION_OF_PHASE.get(w.phase, w.phase), w.op, w.name)
@@ -59,13 +62,16 @@ def test_every_object_a_function_writes_is_granted_to_it(
             if not may(core_locals, FUNCTION_OF_PHASE.get(w.phase, w.phase), w.op, w.name)
         }
     )
-    assert denied == []
+    assert denied == [], "\n".join(map(str, denied))
 
 
 def test_every_grant_is_used_by_a_write_of_its_function(
-    writes: list[WriteRecord], schedule_writes: list[WriteRecord], core_locals: dict[str, Any]
+    writes: list[WriteRecord],
+    schedule_writes: list[WriteRecord],
+    sensor_writes: list[WriteRecord],
+    core_locals: dict[str, Any],
 ) -> None:
-    writes = writes + schedule_writes
+    writes = writes + schedule_writes + sensor_writes
     # Least privilege: a grant no write needs (or a role wider than the writes need) is one too many.
     for key, grant in core_locals["write_grants"].items():
         mine = [
@@ -128,4 +134,80 @@ def schedule_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecor
         with phase("automation"):
             res = _app("automation").test_client().post(url, json={})
             assert res.status_code == 200, res.get_json()
+    return [w for w in store.writes if w.phase]
+
+
+SENSED = {
+    "manifestVersion": "1.0",
+    "codeVersionId": "cv1",
+    "assets": [{"key": "ns.a", "id": "id-a"}],
+    "sensors": [
+        {
+            "id": "files",
+            "kind": "POLL",
+            "target": ["ns.a"],
+            "minimumIntervalSeconds": 30,
+            "defaultEnabled": True,
+        },
+        {
+            "id": "inbox",
+            "kind": "PUSH",
+            "target": ["ns.a"],
+            "minimumIntervalSeconds": 30,
+            "defaultEnabled": True,
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]:
+    """The writes of sensors' life through the functions: deployed, a push message received, a manual
+    evaluation, the sweep's evaluations, and their results (with a run request) reported."""
+    import base64
+    import json
+
+    from servo.http.runtime import override_context
+    from servo.store import LocalFileStore
+
+    from tests.faults.harness import _app
+    from tests.support.context import T0, FakeClock, make_context
+    from tests.support.faults import FaultPlan, FaultyStore, phase
+
+    root = tmp_path_factory.mktemp("sensors")
+    clock = FakeClock(T0 - 1000)
+    base, _, queue = make_context(root, clock=clock, compact=False)
+    store = FaultyStore(LocalFileStore(root / base.settings.bucket, durable=False), FaultPlan())
+    ctx = replace(base, store=store)
+    sensors = f"/v1/workspaces/{WS}/sensors"
+    with override_context(ctx):
+        with phase("deploy"):
+            res = _app("deploy").test_client().post(f"/v1/workspaces/{WS}/manifests", json=SENSED)
+            assert res.status_code == 201, res.get_json()
+        with phase("automation"):
+            client = _app("automation").test_client()
+            data = base64.b64encode(b'{"file": "a.csv"}').decode()
+            envelope = {"message": {"messageId": "m1", "data": data, "attributes": {"k": "v"}}}
+            res = client.post(f"{sensors}/inbox/push?tenant={TENANT}", json=envelope)
+            assert res.status_code == 200, res.get_json()
+            res = client.post(f"{sensors}/files/evaluate", json={}, headers={"Idempotency-Key": "k1"})
+            assert res.status_code == 202, res.get_json()
+        clock.now_ms = T0 + 90_000
+        with phase("timers"):
+            body = {"tenantId": TENANT, "workspaceId": WS}
+            headers = ctx.settings.internal_headers()
+            res = _app("timers").test_client().post("/v1/timers/sweep", json=body, headers=headers)
+            assert res.status_code == 200, res.get_json()
+        envelopes = [json.loads(t.body) for t in queue.take() if t.task_id.startswith("s_")]
+        assert {e["sensorId"] for e in envelopes} == {"files", "inbox"}
+        with phase("callback"):
+            client = _app("callback").test_client()
+            for i, e in enumerate(envelopes):
+                result = {"status": "TRIGGERED", "runRequests": [{"runKey": f"k{i}", "labels": {}}]}
+                res = client.post(
+                    f"/v1/sensor-evaluations/{e['evaluationId']}/result",
+                    json=result,
+                    headers={"Authorization": f"Bearer {e['evaluationToken']}"},
+                )
+                assert res.status_code == 200, res.get_json()
     return [w for w in store.writes if w.phase]

@@ -151,4 +151,4 @@ def test_append_only_areas_are_create_only(core_locals: dict[str, Any]) -> None:
     assert may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", CREATE)
     assert not may_write(core_locals, "trigger", "t/w/ledger/orchestration/01J.json", OVERWRITE)
     assert may_write(core_locals, "callback", "t/w/logs/r/t/attempt-1.log", CREATE)
-    assert not may_write(core_locals, "callback", "t/w/run_keys/k.json", CREATE)
+    assert not may_write(core_locals, "cancel", "t/w/run_keys/k.json", CREATE)

@@ -47,6 +47,12 @@ locals {
     timers_run_keys      = { fn = "timers", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     timers_creation      = { fn = "timers", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     timers_schedules     = { fn = "timers", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+
+    # Sensors (issue 19): the result callback applies an evaluation (the sensor projection) and submits
+    # its run requests through the one run-request path (run_keys/ reservation, creation record).
+    callback_automation = { fn = "callback", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+    callback_run_keys   = { fn = "callback", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    callback_creation   = { fn = "callback", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
   }
 
   outside_state = "resource.name.extract(\"${local.object_prefix}/{scope}/state/\") == \"\""
