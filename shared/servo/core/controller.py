@@ -151,9 +151,7 @@ def after_completion(
         return []
     downstream = {down for up, down in part.deps if up == finished.task_key}
     return [
-        d
-        for d in after_publish(part, now_ms)
-        if isinstance(d, RequestDispatch) and d.task_key in downstream
+        d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch) and d.task_key in downstream
     ]
 
 
