@@ -251,3 +251,11 @@ def test_a_completion_the_sweep_may_have_beaten_dispatches_nothing() -> None:
     assert ctl.after_completion(_after(DONE_A, ready_b, deps=deps), beating, NOW) != []
     near_timeout = replace(beating, timeout_seconds=90)  # 50 s of 90 used: past half
     assert ctl.after_completion(_after(DONE_A, ready_b, deps=deps), near_timeout, NOW) == []
+
+
+def test_a_wide_fan_out_is_left_to_the_compactor() -> None:
+    children = [task_row(f"ns.c{i}", deps_total=1, deps_satisfied_count=1) for i in range(9)]
+    part = _after(DONE_A, *children, deps=tuple(_dep("ns.a", c.task_key, True) for c in children))
+    assert ctl.after_completion(part, RUNNING_A, NOW) == []
+    wider = ctl.ControllerConfig(callback_dispatch_max=9)
+    assert len(ctl.after_completion(part, RUNNING_A, NOW, wider)) == 9

@@ -24,6 +24,10 @@ class ControllerConfig:
     dispatch_repair_after_ms: int = 10 * 60_000
     # Slack on top of heartbeat_timeout_sec before a silent attempt is declared a zombie.
     heartbeat_grace_ms: int = 0
+    # The most dispatches a completing callback makes itself (after_completion). A wider fan-out is
+    # the compactor's: one publish carries all of it, and a callback enqueueing dozens while that
+    # publish comes would race it and write every request twice.
+    callback_dispatch_max: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +143,8 @@ def after_completion(
     dispatch id, so the same Cloud Task name: whichever of callback and compactor comes second is
     deduplicated); everything else stays the compactor's. A completion the sweep may have beaten
     (an attempt past half its heartbeat or run-time limit: the sweep may already have failed it, and
-    the fold keeps the first end of an attempt) dispatches nothing.
+    the fold keeps the first end of an attempt) dispatches nothing, and neither does one that made
+    more tasks ready than ``config.callback_dispatch_max``.
     """
     done = part.tasks.get(finished.task_key)
     if (
@@ -150,9 +155,10 @@ def after_completion(
     ):
         return []
     downstream = {down for up, down in part.deps if up == finished.task_key}
-    return [
+    made_ready = [
         d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch) and d.task_key in downstream
     ]
+    return made_ready if len(made_ready) <= config.callback_dispatch_max else []
 
 
 def sweep(part: RunPartition, now_ms: int, config: ControllerConfig = ControllerConfig()) -> list[Decision]:
