@@ -155,7 +155,7 @@ def after_completion(
     ):
         return []
     downstream = {down for up, down in part.deps if up == finished.task_key}
-    made_ready = [
+    made_ready: list[Decision] = [
         d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch) and d.task_key in downstream
     ]
     return made_ready if len(made_ready) <= config.callback_dispatch_max else []

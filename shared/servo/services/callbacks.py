@@ -24,8 +24,8 @@ from servo.core.rows import RunRow, TaskRow
 from servo.core.state import RunPartition
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
-from servo.services.context import ServiceContext
 from servo.services._recent_writes import RecentWrites
+from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
