@@ -113,7 +113,14 @@ def _locate(
     task = part.tasks.get(task_key) if part is not None else None
     if part is None or part.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
-    task = _as_dispatched(task, claims)
+    run = part.run
+    dispatched = _as_dispatched(task, claims)
+    if dispatched is not task and dispatched.state == TaskState.DISPATCHED.value:
+        # The run as this callback sees it holds the dispatch the token proves, so that a completion
+        # folded ahead of it finishes this attempt (services/callback_dispatch).
+        part = part.copy()
+        part.tasks[task_key] = dispatched
+    task = dispatched
     if past_attempts and claims.attempt is not None and 1 <= claims.attempt < task.attempt:
         past_id = attempt_id(dispatch_id(run_id, task_key, claims.attempt))
         task = replace(task, attempt=claims.attempt, attempt_id=past_id)
@@ -136,7 +143,7 @@ def _locate(
         raise CallbackRejected(
             401, "invalid_token", f"task token is not valid for this task ({', '.join(wrong)})"
         )
-    return Located(claims, part.run, task, part)
+    return Located(claims, run, task, part)
 
 
 def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
