@@ -31,12 +31,11 @@ from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
-_TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
 # A streamed chunk is what a worker captured between two flushes; the worker sends far less.
 MAX_LOG_CHUNK_BYTES = 1024 * 1024
 MAX_LOG_SEQ = 999_999
 T = TypeVar("T")
-
+_TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
 
 # This instance's memory of the events it wrote (see _recent_writes), kept with its warm cache.
 _RECENT_WRITES = "callback-recent-writes"
