@@ -4,7 +4,7 @@ On GCS the head pointer is published at most once a second, and a chain whose ev
 publish ran at a second a hop. So ``completed``, once its TaskFinished is durable, folds it ahead of
 the run as its instance sees it (``_recent_writes``) and asks the controller's pure rule
 (``controller.after_completion``, which is ``after_publish`` narrowed to this task's downstream) what
-to dispatch. It carries that out exactly as the compactor would (``effects.carry_out``: the same
+to dispatch. It carries that out exactly as the compactor would (``effects.carried_out``: the same
 deterministic dispatch id and Cloud Task name, enqueue first, then DispatchRequested and
 DispatchEnqueued in the ledger), so whichever of the two comes second is deduplicated by the queue
 and by the fold's idempotency keys. The compactor folds these events like any others.
@@ -42,14 +42,14 @@ def dispatch_made_ready(
 ) -> int:
     """Dispatch the downstream tasks ``completion`` (of ``finished``) made ready; how many."""
     from servo.core.fold import fold_ahead
-    from servo.services.effects import carry_out
+    from servo.services.effects import carried_out
 
     after = fold_ahead(part, [completion])
     decisions = ctl.after_completion(after, finished, ctx.clock_ms())
     if not decisions:
         return 0
     try:
-        written = carry_out(ctx, tenant_id, workspace_id, after, decisions)
+        written = carried_out(ctx, tenant_id, workspace_id, after, decisions)
     except Exception:
         labels = {"run_id": finished.run_id, "task_key": finished.task_key}
         logger.exception(

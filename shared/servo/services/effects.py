@@ -343,8 +343,19 @@ def carry_out(
     workspace_id: str,
     part: RunPartition,
     decisions: Sequence[ctl.Decision],
+) -> int:
+    """Execute decisions for one run; returns how many ledger events were appended."""
+    return len(carried_out(ctx, tenant_id, workspace_id, part, decisions))
+
+
+def carried_out(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    decisions: Sequence[ctl.Decision],
 ) -> list[Event]:
-    """Execute decisions for one run; returns the ledger events appended."""
+    """``carry_out``, returning the ledger events appended (the callback dispatch remembers them)."""
     recent = ctx.instance_state(_RECENT, _Recent)
     with recent.claiming(decisions, ctx.clock_ms) as todo:
         dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in todo)

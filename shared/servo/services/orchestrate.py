@@ -135,7 +135,7 @@ def act_on(
             continue
         decisions = ctl.after_publish(part, now)
         if decisions:
-            appended += len(carry_out(ctx, tenant_id, workspace_id, part, decisions))
+            appended += carry_out(ctx, tenant_id, workspace_id, part, decisions)
     return appended
 
 
