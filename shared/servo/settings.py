@@ -121,6 +121,10 @@ class Settings:
     # against the head this instance saw this recently (a refusal is always checked on a fresh head).
     # Compaction is asynchronous anyway, so this only adds to a lag the callbacks already live with.
     callback_view_max_age_ms: int = 1000
+    # A worker's ``completed`` dispatches the downstream tasks its success made ready itself, instead
+    # of waiting for the publish that would show them READY (on GCS at most one a second). On where
+    # compaction is asynchronous (GCS); the embedded stack's writer publishes and dispatches at once.
+    callback_dispatch: bool = False
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -174,6 +178,8 @@ class Settings:
                 e, "SERVO_ENDED_RUNS_PER_INDEX_WRITE", DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
             ),
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
+            callback_dispatch=e.get("SERVO_CALLBACK_DISPATCH", "1" if storage == "gcs" else "0")
+            in ("1", "true", "yes"),
         )
         if settings.on_gcp:
             _require_real_secrets(secret, dispatch_secret)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from servo.core import controller as ctl
 from servo.core.ids import attempt_id, dispatch_id, timer_id
-from servo.core.rows import OutboxRow, RunRow, TaskRow
+from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow
 from servo.core.state import RunPartition
 
 RUN = "01JDXYZ0000000000000000000"
@@ -182,3 +182,80 @@ def test_sweep_requests_a_missing_outbox_row_for_a_dispatched_task() -> None:
 def test_decisions_are_deterministic() -> None:
     part = partition(task_row(), task_row("ns.b", state="RETRY_WAIT", attempt=1, retry_not_before=NOW + 5))
     assert ctl.sweep(part, NOW) == ctl.sweep(part, NOW)
+
+
+# -- dispatch by the completing callback (issue 21) ------------------------------------------------
+
+
+def _dep(up: str, down: str, satisfied: bool) -> DepRow:
+    return DepRow(RUN, up, down, satisfied, "SUCCESS" if satisfied else None, NOW if satisfied else None, 1)
+
+
+def _after(*tasks: TaskRow, deps: tuple[DepRow, ...], run: RunRow | None = None) -> RunPartition:
+    part = partition(*tasks, run=run)
+    part.deps = {(d.upstream_task_key, d.downstream_task_key): d for d in deps}
+    return part
+
+
+RUNNING_A = task_row("ns.a", state="RUNNING", attempt=1, attempt_id="at1", started_at=NOW - 2000)
+DONE_A = replace(RUNNING_A, state="SUCCEEDED", completed_at=NOW)
+
+
+def test_a_completion_dispatches_the_downstream_it_made_ready() -> None:
+    part = _after(
+        DONE_A,
+        task_row("ns.b", deps_total=1, deps_satisfied_count=1),
+        task_row("ns.c", state="BLOCKED", deps_total=1, ready_at=None),
+        deps=(_dep("ns.a", "ns.b", True), _dep("ns.b", "ns.c", False)),
+    )
+    assert ctl.after_completion(part, RUNNING_A, NOW) == [ctl.after_publish(part, NOW)[0]]
+    (decision,) = ctl.after_completion(part, RUNNING_A, NOW)
+    assert (decision.task_key, decision.attempt) == ("ns.b", 1)
+    assert decision.dispatch_id == dispatch_id(RUN, "ns.b", 1)  # the compactor's own id and name
+
+
+def test_a_ready_task_the_completion_did_not_unblock_is_left_to_the_compactor() -> None:
+    part = _after(DONE_A, task_row("ns.other"), deps=())
+    assert ctl.after_publish(part, NOW) != []
+    assert ctl.after_completion(part, RUNNING_A, NOW) == []
+
+
+def test_a_downstream_still_waiting_on_another_upstream_is_not_dispatched() -> None:
+    part = _after(
+        DONE_A,
+        task_row("ns.b", state="RUNNING", attempt=1, attempt_id="bt1"),
+        task_row("ns.d", state="BLOCKED", deps_total=2, deps_satisfied_count=1, ready_at=None),
+        deps=(_dep("ns.a", "ns.d", True), _dep("ns.b", "ns.d", False)),
+    )
+    assert ctl.after_completion(part, RUNNING_A, NOW) == []
+
+
+def test_nothing_is_dispatched_by_a_completion_of_a_cancelling_run_or_a_failure() -> None:
+    ready_b = task_row("ns.b", deps_total=1, deps_satisfied_count=1)
+    deps = (_dep("ns.a", "ns.b", True),)
+    cancelling = _after(DONE_A, ready_b, deps=deps, run=run_row(cancel_requested=True))
+    assert ctl.after_completion(cancelling, RUNNING_A, NOW) == []
+    failed = _after(replace(DONE_A, state="FAILED"), ready_b, deps=deps)
+    assert ctl.after_completion(failed, RUNNING_A, NOW) == []
+
+
+def test_a_completion_the_sweep_may_have_beaten_dispatches_nothing() -> None:
+    # The sweep fails an attempt silent past its heartbeat timeout; if it did so before this success
+    # was written, the fold keeps its failure and ignores the success. Only an attempt well inside
+    # its limits (half of them) is one no sweep can have given up on first.
+    ready_b = task_row("ns.b", deps_total=1, deps_satisfied_count=1)
+    deps = (_dep("ns.a", "ns.b", True),)
+    silent = replace(RUNNING_A, started_at=NOW - 50_000)  # 90 s heartbeat timeout
+    assert ctl.after_completion(_after(DONE_A, ready_b, deps=deps), silent, NOW) == []
+    beating = replace(silent, last_heartbeat_at=NOW - 10_000)
+    assert ctl.after_completion(_after(DONE_A, ready_b, deps=deps), beating, NOW) != []
+    near_timeout = replace(beating, timeout_seconds=90)  # 50 s of 90 used: past half
+    assert ctl.after_completion(_after(DONE_A, ready_b, deps=deps), near_timeout, NOW) == []
+
+
+def test_a_wide_fan_out_is_left_to_the_compactor() -> None:
+    children = [task_row(f"ns.c{i}", deps_total=1, deps_satisfied_count=1) for i in range(9)]
+    part = _after(DONE_A, *children, deps=tuple(_dep("ns.a", c.task_key, True) for c in children))
+    assert ctl.after_completion(part, RUNNING_A, NOW) == []
+    wider = ctl.ControllerConfig(callback_dispatch_max=9)
+    assert len(ctl.after_completion(part, RUNNING_A, NOW, wider)) == 9

@@ -29,7 +29,7 @@ from servo.core.events import (
     encode_event,
     make_event,
 )
-from servo.core.fold import fold, fold_run
+from servo.core.fold import fold, fold_ahead, fold_run
 from servo.core.ids import UlidFactory, attempt_id, dispatch_id, timer_id, ulid_time_ms
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import public_run_state
@@ -711,3 +711,18 @@ def test_a_duplicate_or_late_heartbeat_changes_nothing() -> None:
     state = fold(state, [newest])
     assert state.runs[RUN].tasks["a.t0"].last_heartbeat_at == newest.timestamp_ms
     assert snapshot(fold(state, [late]).runs[RUN]) == snapshot(state.runs[RUN])  # superseded already
+
+
+def test_fold_ahead_applies_what_a_view_does_not_show_and_skips_what_it_applied() -> None:
+    # A writer's view (services/_recent_writes): the published partition, without its events, and
+    # the events the writer knows it wrote since, some of which that partition already holds.
+    h = chain()
+    h.dispatch("a.a")
+    published = fold_all(h.events)
+    published.events = {}  # a reader's partition carries rows and idempotency keys, not events
+    h.start("a.a")
+    h.finish("a.a")
+    ahead = fold_ahead(published, h.events[-3:])  # the dispatch again, then the start and the finish
+    assert [ahead.tasks[k].state for k in ("a.a", "a.b", "a.c")] == ["SUCCEEDED", "READY", "BLOCKED"]
+    assert snapshot(ahead)[:6] == snapshot(fold_all(h.events))[:6]
+    assert published.tasks["a.a"].state == "DISPATCHED"  # the view itself is not changed

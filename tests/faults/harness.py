@@ -103,6 +103,9 @@ class Chaos:
     compactor_threads: int = 1
     store: FaultPlan = field(default_factory=FaultPlan)
     lose_inline: frozenset[int] = frozenset()  # inline compactions (by count) skipped: lost finalize
+    # Every callback reaches an instance that did not write what came before it (the callback
+    # dispatch's memory of its own writes is lost): it sees only published views.
+    callback_amnesia: bool = False
 
 
 @cache
@@ -125,6 +128,17 @@ def finalize_event(name: str) -> tuple[dict[str, str], bytes]:
     return dict(headers), body
 
 
+_RECENT_WRITES = "callback-recent-writes"  # services/callbacks: the instance memory amnesia drops
+
+
+def _not_visible(res: Any) -> bool:
+    """A callback answered "the dispatch is not published yet: retry" (the worker's tries ran out)."""
+    return bool(res.status_code == 503 and (res.get_json() or {}).get("error") == "dispatch_not_visible")
+
+
+WORKER_FACTS = frozenset({"ledger:TaskStarted", "ledger:TaskHeartbeat", "ledger:TaskFinished"})
+
+
 class World:
     """One workspace, its functions and the parties around them, under a Chaos."""
 
@@ -133,7 +147,10 @@ class World:
         self.chaos = chaos
         self.rng = random.Random(chaos.seed)
         # Every run end moves its run to the index at once, so each scenario crosses that write too.
-        base, self.clock, _ = make_context(tmp_path, compact=False, ended_runs_per_index_write=1)
+        # The callback dispatch is on, as on GCP: a completion dispatches what it made ready itself.
+        base, self.clock, _ = make_context(
+            tmp_path, compact=False, ended_runs_per_index_write=1, callback_dispatch=True
+        )
         # fsync buys nothing for throwaway data and costs most of a write.
         self.store = FaultyStore(LocalFileStore(tmp_path / base.settings.bucket, durable=False), chaos.store)
         self.queue = ChaosQueue(
@@ -149,7 +166,8 @@ class World:
         self.late_callbacks: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
         self.inline_count = 0
         self.counts: dict[str, int] = dict.fromkeys(
-            ("input_duplicates", "lost_finalize", "server_errors", "concurrent_compactions"), 0
+            ("input_duplicates", "lost_finalize", "server_errors", "concurrent_compactions", "not_visible"),
+            0,
         )
         self.run_ids: dict[str, str] = {}
         self.accepted_events: set[str] = set()
@@ -190,17 +208,19 @@ class World:
             self._mark = len(self.store.writes)
             with phase(label):
                 res = send()
-            if res.status_code < 500:
+            if res.status_code < 500 or _not_visible(res):
                 return res
             self.counts["server_errors"] += 1
         raise AssertionError(f"{label}: still failing after {retries} tries: {res.get_json()}")
 
     def _written_by_last_call(self) -> set[str]:
-        """Ledger objects the last (successful) attempt of ``_call`` wrote itself."""
+        """The worker facts the last (successful) attempt of ``_call`` wrote. Not the dispatches a
+        completion makes on its way out: those are the controller's, and one that crashed before it
+        landed is simply made again by the compactor (nothing accepted is lost)."""
         return {
             w.name
             for w in self.store.writes[self._mark :]
-            if w.op == "create" and w.kind.startswith("ledger:") and w.phase == "callback"
+            if w.op == "create" and w.kind in WORKER_FACTS and w.phase == "callback"
         }
 
     # ---------------------------------------------------------------------------------- the parties
@@ -228,6 +248,8 @@ class World:
     def _callback(self, env: dict[str, Any], action: str, body: dict[str, Any], late: bool = False) -> Any:
         headers = {"Authorization": f"Bearer {env['taskToken']}"}
         url = f"/v1/tasks/{env['taskId']}/{action}"
+        if self.chaos.callback_amnesia:
+            self.ctx.cache.pop(_RECENT_WRITES, None)
         res = self._call(
             "callback", lambda: _app("callback").test_client().post(url, json=body, headers=headers)
         )
@@ -246,21 +268,26 @@ class World:
         assert res.status_code in (200, 202, 409), res.get_json()
         return res
 
-    def work(self, env: dict[str, Any]) -> None:
-        """The worker's answer to one delivered envelope (a duplicate delivery runs it again)."""
+    def work(self, env: dict[str, Any]) -> bool:
+        """The worker's answer to one delivered envelope (a duplicate delivery runs it again); False
+        when the delivery must come again (its dispatch was not visible yet: the worker answers 500)."""
         plan = self._plan_of(env["runId"])
         ids = {"attempt": env["attempt"], "attemptId": env["attemptId"], "workerId": "w-chaos"}
         # One execution id per delivery, kept by the client's retries of the same request.
         self.deliveries += 1
         started = ids | {"executionId": f"delivery-{self.deliveries}"}
-        if self._callback(env, "started", started).status_code != 200:
-            return
+        reply = self._callback(env, "started", started)
+        if _not_visible(reply):
+            self.counts["not_visible"] += 1
+            return False
+        if reply.status_code != 200:
+            return True
         if plan.cancel_at == env["taskKey"] and env["runId"] not in self.cancelled:
             self.cancelled.add(env["runId"])
             for _ in range(2 if self.rng.random() < self.chaos.duplicate_rate else 1):
                 self.cancel(env["runId"])
         if self._callback(env, "heartbeat", ids | {"progressPct": 50}).status_code != 200:
-            return
+            return True
         logs = {"attempt": env["attempt"], "stdout": f"{env['taskKey']} attempt {env['attempt']}"}
         self._callback(env, "logs", logs)
         outcome = plan.outcome(env["taskKey"], env["attempt"])
@@ -274,10 +301,12 @@ class World:
             }
             body = ids | {"outcome": "FAILED", "error": error}
         self._callback(env, "completed", body)
+        return True
 
     def deliver(self, task: HttpTask) -> None:
         if task.url == self.ctx.settings.worker_url:
-            self.work(json.loads(task.body))
+            if not self.work(json.loads(task.body)):
+                self.queue.redeliver(task)
             return
         with phase("timers"):
             res = _app("timers").test_client().post("/v1/timers/fire", data=task.body, headers=task.headers)

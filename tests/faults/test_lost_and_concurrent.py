@@ -1,4 +1,5 @@
-"""Lost finalize events (the sweep alone moves the runs) and many compactors racing on one head."""
+"""Lost finalize events (the sweep alone moves the runs), many compactors racing on one head, and
+callbacks on instances that did not write what came before them."""
 
 from __future__ import annotations
 
@@ -51,4 +52,17 @@ def test_eight_compactors_at_once_on_duplicated_finalize_events(
     racing = world.counts["concurrent_compactions"]
     faults_injected(world.injected, f"seed {SEED}: {racing} compactions racing in rounds of up to 8")
     assert racing > 20
+    assert_converged(world, expected, final)
+
+
+def test_callbacks_on_instances_without_the_dispatching_ones_memory_converge(
+    tmp_path: Path, expected: dict[str, dict[str, Any]], faults_injected: Callable[[int, str], None]
+) -> None:
+    # A completion dispatches its downstream at once; that task's `started` then reaches an instance
+    # that sees only the published head, where it may still be BLOCKED: "retry" (503), and the
+    # queue's redelivery after the next publish runs it. Duplicates ride along.
+    chaos = Chaos(seed=SEED, deferred=True, callback_amnesia=True, duplicate_rate=0.3)
+    world, final = play(tmp_path, SCENARIO, chaos)
+    faults_injected(world.injected, f"seed {SEED}: {world.counts['not_visible']} starts told to retry")
+    assert world.counts["not_visible"] > 0
     assert_converged(world, expected, final)

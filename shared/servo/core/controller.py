@@ -24,6 +24,10 @@ class ControllerConfig:
     dispatch_repair_after_ms: int = 10 * 60_000
     # Slack on top of heartbeat_timeout_sec before a silent attempt is declared a zombie.
     heartbeat_grace_ms: int = 0
+    # The most dispatches a completing callback makes itself (after_completion). A wider fan-out is
+    # the compactor's: one publish carries all of it, and a callback enqueueing dozens while that
+    # publish comes would race it and write every request twice.
+    callback_dispatch_max: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,35 @@ def after_publish(part: RunPartition, now_ms: int) -> list[Decision]:
     return _dispatch_decisions(run, part, now_ms)
 
 
+def after_completion(
+    part: RunPartition, finished: TaskRow, now_ms: int, config: ControllerConfig = ControllerConfig()
+) -> list[Decision]:
+    """Dispatches a worker's completion of ``finished`` made due, for its callback to make at once.
+
+    ``part`` is the run as the completing callback sees it: a published view, the events its instance
+    wrote since, and this completion folded in. Only the downstream tasks of ``finished`` that the
+    completion made ready are decided here, exactly as ``after_publish`` would decide them (same
+    dispatch id, so the same Cloud Task name: whichever of callback and compactor comes second is
+    deduplicated); everything else stays the compactor's. A completion the sweep may have beaten
+    (an attempt past half its heartbeat or run-time limit: the sweep may already have failed it, and
+    the fold keeps the first end of an attempt) dispatches nothing, and neither does one that made
+    more tasks ready than ``config.callback_dispatch_max``.
+    """
+    done = part.tasks.get(finished.task_key)
+    if (
+        done is None
+        or done.state != TaskState.SUCCEEDED.value
+        or (done.attempt, done.attempt_id) != (finished.attempt, finished.attempt_id)
+        or _zombie_or_timeout(finished, now_ms, config, share=0.5)
+    ):
+        return []
+    downstream = {down for up, down in part.deps if up == finished.task_key}
+    made_ready: list[Decision] = [
+        d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch) and d.task_key in downstream
+    ]
+    return made_ready if len(made_ready) <= config.callback_dispatch_max else []
+
+
 def sweep(part: RunPartition, now_ms: int, config: ControllerConfig = ControllerConfig()) -> list[Decision]:
     """The periodic repair pass over one run (behavior §7 with design §6 timeouts and grace)."""
     run = part.run
@@ -170,13 +203,16 @@ def _fail(
     )
 
 
-def _zombie_or_timeout(task: TaskRow, now_ms: int, config: ControllerConfig) -> list[Decision]:
+def _zombie_or_timeout(
+    task: TaskRow, now_ms: int, config: ControllerConfig, share: float = 1.0
+) -> list[Decision]:
+    """The failure the sweep records for an attempt past ``share`` of its limits (the sweep: all)."""
     started = task.started_at if task.started_at is not None else now_ms
-    if task.timeout_seconds is not None and now_ms - started > task.timeout_seconds * 1000:
+    if task.timeout_seconds is not None and now_ms - started > task.timeout_seconds * 1000 * share:
         message = f"attempt {task.attempt} exceeded its timeout of {task.timeout_seconds}s"
         return [_fail(task, "FAILED", "TIMEOUT", "ATTEMPT_TIMEOUT", message, True)]
     last_seen = task.last_heartbeat_at if task.last_heartbeat_at is not None else started
-    if now_ms - last_seen > task.heartbeat_timeout_sec * 1000 + config.heartbeat_grace_ms:
+    if now_ms - last_seen > (task.heartbeat_timeout_sec * 1000 + config.heartbeat_grace_ms) * share:
         message = f"no heartbeat for more than {task.heartbeat_timeout_sec}s"
         # Retryable: the retry policy then also covers workers that crashed (design §6).
         return [_fail(task, "FAILED", "INFRASTRUCTURE", "HEARTBEAT_TIMEOUT", message, True)]

@@ -154,9 +154,13 @@ class CallbackRejected(ServoError):
         super().__init__(message, details={k: v for k, v in fields.items() if v is not None})
         self.http_status = status
         self.error = error
-        self.code = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 410: "GONE"}.get(
-            status, "CONFLICT"
-        )
+        self.code = {
+            400: "BAD_REQUEST",
+            401: "UNAUTHORIZED",
+            404: "NOT_FOUND",
+            410: "GONE",
+            503: "UNAVAILABLE",
+        }.get(status, "CONFLICT")
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "message": self.message, **self.details}

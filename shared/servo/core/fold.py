@@ -25,7 +25,7 @@ from servo.core.rows import IdempotencyRow
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import TaskState
 
-__all__ = ["fold", "fold_run"]
+__all__ = ["fold", "fold_ahead", "fold_run"]
 
 
 def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
@@ -98,6 +98,21 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
     result = RunPartition(run_id)
     merged = newest_beats(map(as_event, {**base.events, **new}.values()), {})
     _apply_all(result, [merged[i] for i in sorted(merged)])
+    return result
+
+
+def fold_ahead(partition: RunPartition, events: Iterable[Event]) -> RunPartition:
+    """``partition`` as it will look once ``events``, written after it was published, are folded.
+
+    A writer's view for deciding what to do next (the completing callback: what its success made
+    ready), never a projection: the events are applied in ULID order on top of the partition, which
+    need not hold its own events, and an event the partition already applied is skipped by its
+    idempotency key. What the compactor's ``fold_run`` publishes stays the truth; a decision taken
+    from this view must be one that view and truth can only disagree on harmlessly.
+    """
+    result = partition.copy()
+    new = {e.event_id: e for e in events if e.event_id not in partition.events and beat_attempt(e) is None}
+    _apply_all(result, [new[i] for i in sorted(new)])
     return result
 
 

@@ -16,16 +16,17 @@ from typing import Any, TypeVar
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import CallbackRejected, InvalidMessage, InvalidTaskId, Unauthorized
-from servo.core.events import TaskFinished, TaskHeartbeat, TaskStarted, make_event
+from servo.core.events import Event, TaskFinished, TaskHeartbeat, TaskStarted, make_event
 from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
 from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedRequest
 from servo.core.rows import RunRow, TaskRow
+from servo.core.state import RunPartition
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
+from servo.services._recent_writes import RecentWrites
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
-from servo.services.runs import load_run
 from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
 
@@ -34,6 +35,10 @@ MAX_LOG_BYTES = 2 * 1024 * 1024
 MAX_LOG_CHUNK_BYTES = 1024 * 1024
 MAX_LOG_SEQ = 999_999
 T = TypeVar("T")
+_TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
+
+# This instance's memory of the events it wrote (see _recent_writes), kept with its warm cache.
+_RECENT_WRITES = "callback-recent-writes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,22 @@ class Located:
     claims: TaskTokenClaims
     run: RunRow
     task: TaskRow
+    part: RunPartition  # the run as this callback sees it: a published view, and its own writes since
+
+
+def _recent_writes(ctx: ServiceContext) -> RecentWrites | None:
+    """Where the callback dispatch is on, the events this instance wrote that a view may not show."""
+    return ctx.instance_state(_RECENT_WRITES, RecentWrites) if ctx.settings.callback_dispatch else None
+
+
+def _run_part(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, max_age_ms: int
+) -> RunPartition | None:
+    part = ctx.snapshot(tenant_id, workspace_id, max_age_ms=max_age_ms).partition(run_id)
+    recent = _recent_writes(ctx)
+    if part is None or recent is None:
+        return part
+    return recent.view(tenant_id, workspace_id, part, ctx.clock_ms())
 
 
 def _bearer(headers: Mapping[str, str]) -> str:
@@ -87,11 +108,18 @@ def _locate(
         if claims.run_id is None:
             raise CallbackRejected(400, "task_id_ambiguous", f"task key {task_id!r} needs a run-scoped token")
         run_id, task_key = claims.run_id, task_id
-    view = load_run(ctx, claims.tenant_id, claims.workspace_id, run_id, max_age_ms=max_age_ms)
-    task = view.tasks.get(task_key) if view is not None else None
-    if view is None or view.run is None or task is None:
+    part = _run_part(ctx, claims.tenant_id, claims.workspace_id, run_id, max_age_ms)
+    task = part.tasks.get(task_key) if part is not None else None
+    if part is None or part.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
-    task = _as_dispatched(task, claims)
+    run = part.run
+    dispatched = _as_dispatched(task, claims)
+    if dispatched is not task and dispatched.state == TaskState.DISPATCHED.value:
+        # The run as this callback sees it holds the dispatch the token proves, so that a completion
+        # folded ahead of it finishes this attempt (services/callback_dispatch).
+        part = part.copy()
+        part.tasks[task_key] = dispatched
+    task = dispatched
     if past_attempts and claims.attempt is not None and 1 <= claims.attempt < task.attempt:
         past_id = attempt_id(dispatch_id(run_id, task_key, claims.attempt))
         task = replace(task, attempt=claims.attempt, attempt_id=past_id)
@@ -114,7 +142,7 @@ def _locate(
         raise CallbackRejected(
             401, "invalid_token", f"task token is not valid for this task ({', '.join(wrong)})"
         )
-    return Located(claims, view.run, task)
+    return Located(claims, run, task, part)
 
 
 def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
@@ -125,8 +153,20 @@ def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
     published. Its token is then for exactly the next attempt of a READY / RETRY_WAIT task, with the
     deterministic attempt id of that dispatch; only the controller mints such tokens. Anything else
     is checked against the row as it is.
+
+    A completing callback dispatches what its success made ready without waiting for any publish
+    (services/callback_dispatch), so the row may even be BLOCKED still, on an instance that did not
+    write that dispatch. The token proves the control plane decided it from a view that showed the
+    task ready; whether the ledger agrees shows with the next publish, so the worker is asked to
+    retry (503), never told to drop the delivery.
     """
-    if task.state == TaskState.READY.value:
+    if task.state in _TERMINAL and claims.attempt is not None and claims.attempt > task.attempt:
+        # A dispatch decided from a view that the cancel (or an upstream's failure) had not reached:
+        # the answer is that the task is over (409, "do not run"), not that the token is foreign.
+        if claims.attempt_id == attempt_id(dispatch_id(task.run_id, task.task_key, claims.attempt)):
+            return replace(task, attempt=claims.attempt, attempt_id=claims.attempt_id)
+        return task
+    if task.state in (TaskState.READY.value, TaskState.BLOCKED.value):
         next_attempt = max(1, task.attempt)
     elif task.state == TaskState.RETRY_WAIT.value and task.attempt < task.max_attempts:
         next_attempt = task.attempt + 1
@@ -135,6 +175,10 @@ def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
     expected_id = attempt_id(dispatch_id(task.run_id, task.task_key, next_attempt))
     if claims.attempt != next_attempt or claims.attempt_id != expected_id:
         return task
+    if task.state == TaskState.BLOCKED.value:
+        raise CallbackRejected(
+            503, "dispatch_not_visible", "this attempt's dispatch is not published yet: retry shortly"
+        )
     return replace(task, state=TaskState.DISPATCHED.value, attempt=next_attempt, attempt_id=expected_id)
 
 
@@ -184,7 +228,7 @@ def _cancel_requested(run: RunRow) -> bool:
     return run.cancel_requested or bool(run.timed_out) or RunState(run.state) in RUN_TERMINAL
 
 
-def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
+def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
     event = make_event(
         data,
         event_id=ctx.ids.new(now),
@@ -195,6 +239,10 @@ def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> None:
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
     append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False)
+    recent = _recent_writes(ctx)
+    if recent is not None and not isinstance(data, TaskHeartbeat):
+        recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)
+    return event
 
 
 def _recent(ctx: ServiceContext, check: Callable[[int], T]) -> T:
@@ -357,7 +405,14 @@ def task_completed(
         partition_key=loc.task.partition_key,
         error_category=(error or {}).get("category"),
     )
-    _append(ctx, loc, fact, now)
+    event = _append(ctx, loc, fact, now)
+    recent = _recent_writes(ctx)
+    if recent is not None:
+        from servo.services.callback_dispatch import dispatch_made_ready
+
+        dispatch_made_ready(
+            ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.part, loc.task, event
+        )
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 

@@ -345,11 +345,22 @@ def carry_out(
     decisions: Sequence[ctl.Decision],
 ) -> int:
     """Execute decisions for one run; returns how many ledger events were appended."""
+    return len(carried_out(ctx, tenant_id, workspace_id, part, decisions))
+
+
+def carried_out(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    decisions: Sequence[ctl.Decision],
+) -> list[Event]:
+    """``carry_out``, returning the ledger events appended (the callback dispatch remembers them)."""
     recent = ctx.instance_state(_RECENT, _Recent)
     with recent.claiming(decisions, ctx.clock_ms) as todo:
         dispatches = any(isinstance(d, ctl.RequestDispatch | ctl.EnqueueDispatch) for d in todo)
         upstreams = upstreams_by_task(part) if dispatches else {}
-        appended = 0
+        appended: list[Event] = []
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             done = io_map(lambda d: _execute(ctx, tenant_id, workspace_id, part, d, upstreams), chunk)
@@ -359,7 +370,7 @@ def carry_out(
                 # reads them back in this pass, so it does not wait for that publish.
                 events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
                 append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
-                appended += len(events)
+                appended += events
         return appended
 
 

@@ -1,0 +1,71 @@
+"""What this instance wrote to a run's ledger and a published view may not show yet.
+
+A chain hop without a publish between them (the completing callback dispatches the next task itself)
+leaves the head behind the run: the next task's callbacks arrive before its dispatch, or even its
+upstream's success, is published. The instance that wrote those events remembers them, and its
+callbacks see the run as the published view with them folded ahead (``servo.core.fold.fold_ahead``).
+Another instance sees only the published view; what it cannot yet accept it asks the worker to retry
+(``callbacks._as_dispatched``). Memory only, per instance: losing it costs a publish's wait, never
+a fact, since every event here is in the ledger already.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from servo.core.events import Event
+from servo.core.fold import fold_ahead
+from servo.core.state import RunPartition
+
+# A publish folds what was written within about a second (longer under load); past this an event is
+# either published or was refused by the fold, and is forgotten.
+KEEP_MS = 60_000
+MAX_RUNS = 10_000
+
+
+class RecentWrites:
+    """Events by (tenant, workspace, run), with the time each was remembered; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[tuple[str, str, str], dict[str, tuple[int, Event]]] = {}
+
+    def remember(self, tenant_id: str, workspace_id: str, events: Sequence[Event], now_ms: int) -> None:
+        with self._lock:
+            for event in events:
+                if event.run_id is not None:
+                    key = (tenant_id, workspace_id, event.run_id)
+                    self._runs.setdefault(key, {})[event.event_id] = (now_ms, event)
+            if len(self._runs) > MAX_RUNS:
+                self._forget_old(now_ms)
+
+    def _forget_old(self, now_ms: int) -> None:
+        for key in list(self._runs):
+            kept = {i: v for i, v in self._runs[key].items() if now_ms - v[0] < KEEP_MS}
+            if kept:
+                self._runs[key] = kept
+            else:
+                del self._runs[key]
+
+    def view(self, tenant_id: str, workspace_id: str, part: RunPartition, now_ms: int) -> RunPartition:
+        """``part`` (a published view of its run) with this instance's later writes folded ahead.
+
+        An event the view shows applied (its idempotency key is there) is forgotten: every later
+        view descends from this one.
+        """
+        key = (tenant_id, workspace_id, part.run_id)
+        with self._lock:
+            found = self._runs.get(key)
+            if not found:
+                return part
+            pending = {
+                i: v
+                for i, v in found.items()
+                if now_ms - v[0] < KEEP_MS and v[1].idempotency_key not in part.idempotency
+            }
+            if pending:
+                self._runs[key] = pending
+            else:
+                del self._runs[key]
+        return fold_ahead(part, [event for _, event in pending.values()]) if pending else part

@@ -1,0 +1,60 @@
+"""The completing callback dispatches what its success made ready (issue 21; docs/contracts.md).
+
+On GCS the head pointer is published at most once a second, and a chain whose every hop waited for a
+publish ran at a second a hop. So ``completed``, once its TaskFinished is durable, folds it ahead of
+the run as its instance sees it (``_recent_writes``) and asks the controller's pure rule
+(``controller.after_completion``, which is ``after_publish`` narrowed to this task's downstream) what
+to dispatch. It carries that out exactly as the compactor would (``effects.carried_out``: the same
+deterministic dispatch id and Cloud Task name, enqueue first, then DispatchRequested and
+DispatchEnqueued in the ledger), so whichever of the two comes second is deduplicated by the queue
+and by the fold's idempotency keys. The compactor folds these events like any others.
+
+What keeps it safe: the decision is taken from a view that can only lag the ledger. A cancel it did
+not see is published soon after, and ``started`` (always checked on a fresh head) stops the task; a
+completion the sweep may have beaten dispatches nothing. A failure here is logged and left to the
+compactor, which decides the same dispatch from its next publish: the TaskFinished is already durable,
+and failing the request would only invite a retried completion.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from servo.core import controller as ctl
+from servo.core.events import Event
+from servo.core.rows import TaskRow
+from servo.core.state import RunPartition
+from servo.jsonlog import log_fields
+from servo.services._recent_writes import RecentWrites
+from servo.services.context import ServiceContext
+
+logger = logging.getLogger("servo.callback_dispatch")
+
+
+def dispatch_made_ready(
+    ctx: ServiceContext,
+    recent: RecentWrites,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    finished: TaskRow,
+    completion: Event,
+) -> int:
+    """Dispatch the downstream tasks ``completion`` (of ``finished``) made ready; how many."""
+    from servo.core.fold import fold_ahead
+    from servo.services.effects import carried_out
+
+    after = fold_ahead(part, [completion])
+    decisions = ctl.after_completion(after, finished, ctx.clock_ms())
+    if not decisions:
+        return 0
+    try:
+        written = carried_out(ctx, tenant_id, workspace_id, after, decisions)
+    except Exception:
+        labels = {"run_id": finished.run_id, "task_key": finished.task_key}
+        logger.exception(
+            "callback dispatch failed; the compactor dispatches", extra=log_fields(labels=labels)
+        )
+        return 0
+    recent.remember(tenant_id, workspace_id, written, ctx.clock_ms())
+    return len(decisions)
