@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from servo.core._event_fields import taskdef_from_json, taskdef_to_json
 from servo.core.events import PlanCreated, TaskFinished, decode_event
 from servo.core.partition_status import execution_lineage_ref
 from servo.core.taskdef import TaskDef
-from servo.core._event_fields import taskdef_from_json, taskdef_to_json
 from servo.services.callbacks import task_completed, task_started
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
