@@ -48,9 +48,9 @@ def _seed(ctx: ServiceContext, n: int) -> None:
     ]
     changed, assets = fold_catalog(lambda _k: None, {}, completions)
     store = ctx.workspace_store(TENANT, WS)
-    head = catalog._Head(0, "", frozenset(), None, {})  # noqa: SLF001 - the bench seeds a history
+    head = catalog._Head(0, "", frozenset(), None, {})
     view = catalog.AssetCatalog(ctx, store, head)
-    assets_file, files = catalog._publish(view, store, head, changed, assets)  # noqa: SLF001
+    assets_file, files = catalog._publish(view, store, head, changed, assets)
     watermark = UlidFactory(lambda k: bytes(k)).new(T0)
     seeded = replace(head, watermark=watermark, assets_file=assets_file, files=files)
     store.create(catalog.HEAD, canonical_bytes(seeded.body()))
