@@ -37,6 +37,13 @@ _SCHEDULE_ROUTES = (
     Route("GET", f"{_SCHEDULE}/{{schedule_id}}/ticks/{{tick_id}}", "automation", "getScheduleTick"),
 )
 
+_ASSET = "/v1/workspaces/{ws}/assets"
+_ASSET_ROUTES = (
+    Route("GET", _ASSET, "automation", "listAssets"),
+    Route("GET", f"{_ASSET}/{{asset_key}}", "automation", "getAsset"),
+    Route("GET", f"{_ASSET}/{{asset_key}}/partitions", "automation", "listAssetPartitions"),
+)
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
     Route("GET", "/v1/workspaces/{ws}/manifests/current", "deploy", "getCurrentManifest"),
@@ -54,6 +61,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/timers/sweep", "timers", "sweepTimers", internal=True),
     Route("POST", "/v1/timers/fire", "timers", "fireTimer", internal=True),
     *_SCHEDULE_ROUTES,
+    *_ASSET_ROUTES,
 )
 
 

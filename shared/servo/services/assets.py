@@ -8,7 +8,9 @@ staleness of a partition is a pure function of the catalog, the current manifest
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from servo.core.errors import InvalidInput, NotFound
@@ -34,6 +36,8 @@ __all__ = ["PARTITION_STATUSES", "get_asset", "list_asset_partitions", "list_ass
 
 PARTITION_STATUSES = ("NEVER_MATERIALIZED", "MATERIALIZED_BUT_LAST_ATTEMPT_FAILED", "STALE", "MATERIALIZED")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+MAX_PREFIX = 256
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LIST_PARAMS = frozenset({"stale", "prefix", "asOf", "limit", "cursor"})
 _SHOW_PARAMS = frozenset({"asOf"})
 _PARTITION_PARAMS = frozenset({"status", "stale", "asOf", "limit", "cursor"})
@@ -48,17 +52,29 @@ def _check_params(query: Mapping[str, str], allowed: frozenset[str]) -> None:
         )
 
 
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
+)
+
+
 def _as_of(ctx: ServiceContext, query: Mapping[str, str]) -> int:
+    """``asOf`` in epoch ms: any RFC 3339 date-time (an offset, a leap second read as :59)."""
     raw = query.get("asOf")
     if raw is None:
         return ctx.clock_ms()
+    found = _RFC3339.fullmatch(raw)
     try:
-        return parse_timestamp(raw)
-    except InvalidInput:
+        if found is None:
+            raise ValueError(raw)
+        y, mo, d, h, mi, sec, frac, sign, oh, om = found.groups()
+        offset = timedelta(hours=int(oh or 0), minutes=int(om or 0)) * (-1 if sign == "-" else 1)
+        at = datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(sec), 59), tzinfo=timezone(offset))
+    except ValueError:
         raise InvalidInput(
-            f"asOf must be an RFC 3339 UTC time like 2025-01-15T08:00:00Z, not {raw!r}",
-            details={"field": "asOf"},
+            f"asOf must be an RFC 3339 time like 2025-01-15T08:00:00Z, not {raw!r}", details={"field": "asOf"}
         ) from None
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    return micros // 1000 + int((frac or "0")[:3].ljust(3, "0"))
 
 
 def _stale_filter(query: Mapping[str, str]) -> bool | None:
@@ -235,6 +251,8 @@ def list_assets(
     stale = _stale_filter(query)
     limit, after = _page(query)
     prefix = query.get("prefix", "")
+    if len(prefix) > MAX_PREFIX:
+        raise InvalidInput(f"prefix is at most {MAX_PREFIX} characters", details={"field": "prefix"})
     view = _view(ctx, tenant_id, workspace_id, _as_of(ctx, query))
     shown: list[dict[str, Any]] = []
     next_cursor = None
