@@ -153,8 +153,8 @@ def client_from(kwargs: dict[str, Any]) -> ApiClient:
 
 
 def register_commands() -> None:
-    from servo.cli._commands import dev, logs, project, rerun, runs, schedules
+    from servo.cli._commands import assets, dev, logs, project, rerun, runs, schedules
 
-    for module in (project, runs, rerun, logs, dev, schedules):
+    for module in (project, runs, rerun, logs, dev, schedules, assets):
         for command in module.COMMANDS:
             cli.add_command(command)
