@@ -9,8 +9,13 @@ what changed, not how many partitions exist.
 An attempt completes once (``finished:{run}:{task}:{attempt}``, the run fold's first-completion rule):
 a completion of an attempt the row already records under another event (a redelivered callback, or the
 sweep's forced end racing the worker's own) changes nothing. Within a batch the smallest event id of an
-attempt is its completion. (A repeat with an *older* id than the recorded one, arriving later, is
-dropped too: a re-fold of the run decides otherwise only for that impossible-in-practice order.)
+attempt is its completion.
+
+What the rows do not remember is every completion ever seen, so the fold is order-insensitive for
+distinct attempts, and for repeats that arrive after their original (as redeliveries and the sweep's
+races do: each is written after the completion it repeats). A repeat folded in an earlier batch than
+its own original stands in for it, and if another attempt's completion has an id between the two,
+the repeat's newer id can outrank it; a rebuild from the ledger (one batch) decides as the run fold.
 """
 
 from __future__ import annotations
