@@ -4,69 +4,59 @@ nested rows of ``servo.core.partition_status`` / ``servo.core.asset_catalog``.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import make_dataclass
+from typing import Any
 
 from servo.core.asset_catalog import AssetRow
 from servo.core.partition_status import LastAttempt, LastMaterialization, PartitionStatusRow
 from servo.projections.schemas import Table, schema_of
 
+# A row's last attempt and last materialization, flat: the same columns in both tables.
+_GROUP_COLUMNS: list[tuple[str, Any]] = [
+    ("attempt_event_id", str | None),
+    ("attempt_run_id", str | None),
+    ("attempt_task_key", str | None),
+    ("attempt_attempt", int | None),
+    ("attempt_at", int | None),
+    ("attempt_outcome", str | None),
+    ("mat_event_id", str | None),
+    ("mat_run_id", str | None),
+    ("mat_task_key", str | None),
+    ("mat_attempt", int | None),
+    ("mat_at", int | None),
+    ("code_version", str | None),
+    ("materialization_id", str | None),
+    ("row_count", int | None),
+    ("output_path", str | None),
+    ("delta_table", str | None),
+    ("delta_version", int | None),
+    ("delta_partition", str | None),
+    ("execution_lineage_ref", str | None),
+]
 
-@dataclass(frozen=True, slots=True)
-class PartitionStatusRecord:
-    asset_key: str
-    partition_key: str
-    attempt_event_id: str | None
-    attempt_run_id: str | None
-    attempt_task_key: str | None
-    attempt_attempt: int | None
-    attempt_at: int | None
-    attempt_outcome: str | None
-    mat_event_id: str | None
-    mat_run_id: str | None
-    mat_task_key: str | None
-    mat_attempt: int | None
-    mat_at: int | None
-    code_version: str | None
-    materialization_id: str | None
-    row_count: int | None
-    output_path: str | None
-    delta_table: str | None
-    delta_version: int | None
-    delta_partition: str | None
-    execution_lineage_ref: str | None
-    row_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class AssetRecord:
-    """An asset's counts, then its newest attempt and materialization over every partition (the
-    partition each came from, then the same columns as a partition row's)."""
-
-    asset_key: str
-    materialized: int
-    failed: int
-    attempt_partition_key: str | None
-    mat_partition_key: str | None
-    attempt_event_id: str | None
-    attempt_run_id: str | None
-    attempt_task_key: str | None
-    attempt_attempt: int | None
-    attempt_at: int | None
-    attempt_outcome: str | None
-    mat_event_id: str | None
-    mat_run_id: str | None
-    mat_task_key: str | None
-    mat_attempt: int | None
-    mat_at: int | None
-    code_version: str | None
-    materialization_id: str | None
-    row_count: int | None
-    output_path: str | None
-    delta_table: str | None
-    delta_version: int | None
-    delta_partition: str | None
-    execution_lineage_ref: str | None
-    row_version: str
+# One (asset, partition).
+PartitionStatusRecord: Any = make_dataclass(
+    "PartitionStatusRecord",
+    [("asset_key", str), ("partition_key", str), *_GROUP_COLUMNS, ("row_version", str)],
+    frozen=True,
+    slots=True,
+)
+# An asset's counts, then its newest attempt and materialization over every partition (the partition
+# each came from, then the same columns as a partition row's).
+AssetRecord: Any = make_dataclass(
+    "AssetRecord",
+    [
+        ("asset_key", str),
+        ("materialized", int),
+        ("failed", int),
+        ("attempt_partition_key", str | None),
+        ("mat_partition_key", str | None),
+        *_GROUP_COLUMNS,
+        ("row_version", str),
+    ],
+    frozen=True,
+    slots=True,
+)
 
 
 PARTITION_STATUS = Table(
@@ -105,7 +95,7 @@ def _mat(fields: tuple[object, ...]) -> LastMaterialization | None:
     return None if fields[0] is None else LastMaterialization(*fields)  # type: ignore[arg-type]
 
 
-def to_record(row: PartitionStatusRow) -> PartitionStatusRecord:
+def to_record(row: PartitionStatusRow) -> Any:
     fields = (
         row.asset_key,
         row.partition_key,
@@ -113,10 +103,10 @@ def to_record(row: PartitionStatusRow) -> PartitionStatusRecord:
         *_mat_fields(row.last_materialization),
         row.row_version,
     )
-    return PartitionStatusRecord(*fields)  # type: ignore[arg-type]
+    return PartitionStatusRecord(*fields)
 
 
-def _groups(r: PartitionStatusRecord | AssetRecord) -> tuple[LastAttempt | None, LastMaterialization | None]:
+def _groups(r: Any) -> tuple[LastAttempt | None, LastMaterialization | None]:
     attempt = _attempt((r.attempt_event_id, r.attempt_run_id, r.attempt_task_key, r.attempt_attempt,
                         r.attempt_at, r.attempt_outcome))  # fmt: skip
     mat = _mat((r.mat_event_id, r.mat_run_id, r.mat_task_key, r.mat_attempt, r.mat_at, r.code_version,
@@ -125,11 +115,11 @@ def _groups(r: PartitionStatusRecord | AssetRecord) -> tuple[LastAttempt | None,
     return attempt, mat
 
 
-def from_record(r: PartitionStatusRecord) -> PartitionStatusRow:
+def from_record(r: Any) -> PartitionStatusRow:
     return PartitionStatusRow(r.asset_key, r.partition_key, *_groups(r))
 
 
-def to_asset_record(row: AssetRow) -> AssetRecord:
+def to_asset_record(row: AssetRow) -> Any:
     la, lm = row.last_attempt, row.last_materialization
     fields = (
         row.asset_key,
@@ -141,10 +131,10 @@ def to_asset_record(row: AssetRow) -> AssetRecord:
         *_mat_fields(lm[1] if lm is not None else None),
         row.row_version,
     )
-    return AssetRecord(*fields)  # type: ignore[arg-type]
+    return AssetRecord(*fields)
 
 
-def from_asset_record(r: AssetRecord) -> AssetRow:
+def from_asset_record(r: Any) -> AssetRow:
     attempt, mat = _groups(r)
     la = (r.attempt_partition_key or "", attempt) if attempt is not None else None
     lm = (r.mat_partition_key or "", mat) if mat is not None else None
