@@ -85,3 +85,23 @@ def test_a_refresh_with_nothing_new_publishes_nothing(tmp_path: Path) -> None:
     refresh_asset_catalog(s.ctx, "default", WS)
     again = store.get("automation/assets/_head.json")
     assert again is not None and again.generation == head.generation
+
+
+def test_the_sweep_keeps_a_read_catalog_current_and_leaves_an_unread_one_alone(tmp_path: Path) -> None:
+    from servo.core.controller import ControllerConfig
+    from servo.services.asset_projection import has_asset_catalog
+    from servo.services.timers import sweep_workspace
+
+    s = stack(tmp_path)
+    s.deploy(plain_asset("ns.plain"))
+    s.trigger("ns.plain")
+    s.finish_next()
+    sweep_workspace(s.ctx, "default", WS, ControllerConfig())
+    assert not has_asset_catalog(s.ctx, "default", WS)  # nobody asked: nothing written
+    refresh_asset_catalog(s.ctx, "default", WS)
+    second = s.trigger("ns.plain")
+    s.finish_next()
+    sweep_workspace(s.ctx, "default", WS, ControllerConfig())
+    row = load_asset_catalog(s.ctx, "default", WS).lookup(("ns.plain", ""))  # no refresh: the sweep's
+    assert row is not None and row.last_materialization is not None
+    assert row.last_materialization.run_id == second

@@ -48,6 +48,7 @@ from servo.store import ObjectStore, create_once
 
 __all__ = [
     "AssetCatalog",
+    "has_asset_catalog",
     "load_asset_catalog",
     "rebuild_asset_catalog",
     "refresh_asset_catalog",
@@ -145,6 +146,11 @@ class AssetCatalog:
     def all_partitions(self) -> Iterator[PartitionStatusRow]:
         for asset_key in sorted(self._head.files):
             yield from self.partitions(asset_key).values()
+
+
+def has_asset_catalog(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
+    """Whether the catalog was ever published in this workspace (one read: its head)."""
+    return ctx.workspace_store(tenant_id, workspace_id).get(HEAD) is not None
 
 
 def load_asset_catalog(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> AssetCatalog:
