@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import compaction, goals, local_stack
+from bench import catalog, compaction, goals, local_stack
 
 RESULTS = Path("bench-results.json")
 
@@ -44,6 +44,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     results = compaction.run()
+    results.update(catalog.run())
     merge(results)
     print_table(results)
     stacks = local_stack.run()

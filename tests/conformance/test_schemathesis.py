@@ -210,6 +210,9 @@ def _canonical(key: str, value: Any) -> Any:
     return _clamp(int(value))
 
 
+_ASSET_OPS = ("listAssets", "getAsset", "listAssetPartitions")
+
+
 def _repair(case: Any, t: Target) -> None:
     """Apply to a positive case the rules the document states in words and extensions."""
     op = case.operation.definition.raw.get("operationId")
@@ -260,8 +263,12 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
-    if op in ("listRuns", "getRunLogs", "listScheduleTicks") and case.query:
+    if op in ("listRuns", "getRunLogs", "listScheduleTicks", *_ASSET_OPS) and case.query:
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
+    asset_key = case.path_parameters.get("asset_key") if case.path_parameters else None
+    if isinstance(asset_key, str) and len(asset_key) % 2 == 0:
+        # Half the valid keys become a deployed asset, so its documented 200 bodies are checked too.
+        case.path_parameters.update(ws=WS, asset_key=ASSETS[0])
     run_id = case.path_parameters.get("run_id") if case.path_parameters else None
     if isinstance(run_id, str) and len(run_id) % 2 == 0:
         # Half the valid run ids become the real run, so its documented 200 bodies are checked too.

@@ -138,6 +138,7 @@ def _path(op: Operation, t: Target, data: st.DataObject) -> str:
         "run_id": st.sampled_from([t.other_run_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"]),
         "task_id": st.sampled_from([t.env["taskId"], "ns.a", "ns.b"]),
         "schedule_id": st.sampled_from(["every", "nope"]),
+        "asset_key": st.sampled_from(["ns.a", "ns/b", "ns.nope"]),
         "tick_id": st.sampled_from(["every:1800000000", "nope:1", "every:x"]),
         "backfill_id": st.sampled_from(["bf_" + "a" * 26, "bf_x", "nope"]),
     }

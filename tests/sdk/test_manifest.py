@@ -256,3 +256,27 @@ def test_git_info_reads_the_checkout_and_is_empty_elsewhere(tmp_path: Path) -> N
     assert info.dirty is False and info.repository == ""
     (repo / "f.txt").write_text("y")
     assert git_info(repo).dirty is True
+
+
+def test_freshness_minutes_reaches_the_manifest_only_when_given() -> None:
+    """automation §3: ``@asset(freshness_minutes=...)`` feeds the staleness report's freshness policy."""
+    from servo import asset as asset_decorator
+    from servo.sdk import definition_of
+    from servo.sdk._errors import AssetDefinitionError
+    from servo.sdk._manifest import asset_manifest
+
+    @asset_decorator(namespace="ns", freshness_minutes=60)
+    def hourly(ctx):  # type: ignore[no-untyped-def]
+        return None
+
+    @asset_decorator(namespace="ns")
+    def plain(ctx):  # type: ignore[no-untyped-def]
+        return None
+
+    assert asset_manifest(definition_of(hourly), "id-h")["freshnessMinutes"] == 60
+    assert "freshnessMinutes" not in asset_manifest(definition_of(plain), "id-p")
+    with pytest.raises(AssetDefinitionError, match="freshness_minutes"):
+
+        @asset_decorator(namespace="ns", freshness_minutes=-1)
+        def bad(ctx):  # type: ignore[no-untyped-def]
+            return None

@@ -153,8 +153,18 @@ def client_from(kwargs: dict[str, Any]) -> ApiClient:
 
 
 def register_commands() -> None:
-    from servo.cli._commands import backfills, dev, logs, project, rerun, runs, schedules, sensors
+    from servo.cli._commands import (
+        assets,
+        backfills,
+        dev,
+        logs,
+        project,
+        rerun,
+        runs,
+        schedules,
+        sensors,
+    )
 
-    for module in (project, runs, rerun, logs, dev, schedules, sensors, backfills):
+    for module in (project, runs, rerun, logs, dev, schedules, sensors, backfills, assets):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -153,6 +153,44 @@ class ApiClient:
 
     def get_backfill(self, backfill_id: str) -> dict[str, Any]:
         return self._json("GET", f"/backfills/{backfill_id}")
+    def list_assets(self, *, stale: bool, prefix: str | None, as_of: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": 200}
+        if stale:
+            params["stale"] = "true"
+        if prefix:
+            params["prefix"] = prefix
+        if as_of:
+            params["asOf"] = as_of
+        assets: list[Any] = []
+        while True:
+            page = self._json("GET", "/assets", params=params)
+            assets.extend(page.get("assets", []))
+            if not page.get("nextCursor"):
+                return {"assets": assets}
+            params["cursor"] = page["nextCursor"]
+
+    def get_asset(self, asset_key: str, *, as_of: str | None) -> dict[str, Any]:
+        return self._json("GET", f"/assets/{asset_key}", params={"asOf": as_of} if as_of else {})
+
+    def asset_partitions(
+        self, asset_key: str, limit: int, *, status: str | None, stale: bool, as_of: str | None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` partitions by key, following the pages."""
+        params: dict[str, Any] = {"limit": min(limit, 200)}
+        if status:
+            params["status"] = status
+        if stale:
+            params["stale"] = "true"
+        if as_of:
+            params["asOf"] = as_of
+        rows: list[dict[str, Any]] = []
+        while len(rows) < limit:
+            page = self._json("GET", f"/assets/{asset_key}/partitions", params=params)
+            rows.extend(page.get("partitions", []))
+            if not page.get("nextCursor"):
+                break
+            params["cursor"] = page["nextCursor"]
+        return rows[:limit]
 
 
 class ApiError(CliError):

@@ -23,6 +23,14 @@ STATE_STYLES = {
 }
 
 
+def plain_table(*columns: str) -> Table:
+    """A borderless table with bold headers whose cells wrap rather than cut (the list commands')."""
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 

@@ -147,8 +147,9 @@ def struct_from_json(cls: Any, raw: Mapping[str, Any], *, prefix: str = "") -> A
 _TASKDEF_KINDS: Mapping[str, str] = {
     "key": "id", "depends_on": "strs", "asset_key": "str", "partition_key": "str", "max_attempts": "attempt",
     "heartbeat_timeout_sec": "int", "requires_visible_output": "bool", "timeout_seconds": "int",
+    "code_version": "str",
 }  # fmt: skip
-_TASKDEF_OPTIONAL = frozenset({"asset_key", "partition_key", "timeout_seconds"})
+_TASKDEF_OPTIONAL = frozenset({"asset_key", "partition_key", "timeout_seconds", "code_version"})
 
 
 def _taskdef_to_json(t: TaskDef) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from servo.core.events import (
 )
 from servo.core.fold_context import FoldContext, final_run_state, is_terminal
 from servo.core.ids import dispatch_id, parse_dispatch_id, parse_timer_id
+from servo.core.lineage import execution_lineage_ref, reported_int, reported_str
 from servo.core.retry import is_retryable, retry_not_before_ms
 from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow, TimerRow
 from servo.core.states import RUN_TERMINAL, TASK_DISPATCHABLE, TASK_FINISHABLE, RunState, TaskState
@@ -101,6 +102,7 @@ def _plan_created(ctx: FoldContext, d: PlanCreated) -> bool:
             partition_key=t.partition_key,
             requires_visible_output=t.requires_visible_output,
             timeout_seconds=t.timeout_seconds,
+            code_version=t.code_version,
             row_version=ctx.event_id,
         )
         for up in t.depends_on:
@@ -197,7 +199,7 @@ def _finished(ctx: FoldContext, d: TaskFinished) -> bool:
     common: dict[str, Any] = {
         "error_message": d.error_message if d.error_message is not None else error.get("message"),
         "error_category": d.error_category if d.error_category is not None else error.get("category"),
-        "error_stack_trace": _str(error.get("stackTrace")),
+        "error_stack_trace": reported_str(error.get("stackTrace")),
         # Progress describes a running attempt; whatever follows this one starts with none.
         "progress_message": None,
         "progress_pct": None,
@@ -220,7 +222,7 @@ def _succeed(ctx: FoldContext, task: TaskRow, d: TaskFinished, common: dict[str,
     out = d.output or {}
     vis = d.output_visibility
     vis_state = vis.visibility_state.upper() if vis is not None else out.get("outputVisibilityState")
-    delta_version = out.get("deltaVersion")
+    materialization_id = d.materialization_id or reported_str(out.get("materializationId"))
     row = ctx.end_task(
         task,
         TaskState.SUCCEEDED,
@@ -231,21 +233,16 @@ def _succeed(ctx: FoldContext, task: TaskRow, d: TaskFinished, common: dict[str,
         progress_message=None,
         progress_pct=None,
         retry_not_before=None,
-        materialization_id=d.materialization_id or _str(out.get("materializationId")),
-        delta_table=_str(out.get("deltaTable")),
-        delta_version=delta_version
-        if isinstance(delta_version, int) and not isinstance(delta_version, bool)
-        else None,
-        delta_partition=_str(out.get("deltaPartition")),
+        materialization_id=materialization_id,
+        execution_lineage_ref=execution_lineage_ref(d.run_id, d.task_key, d.attempt, materialization_id, out),
+        delta_table=reported_str(out.get("deltaTable")),
+        delta_version=reported_int(out.get("deltaVersion")),
+        delta_partition=reported_str(out.get("deltaPartition")),
         output_visibility_state=vis_state if vis_state in ("PENDING", "VISIBLE", "FAILED") else None,
         published_at=vis.published_at if vis is not None else None,
-        publish_error=vis.publish_error if vis is not None else _str(out.get("publishError")),
+        publish_error=vis.publish_error if vis is not None else reported_str(out.get("publishError")),
     )
     ctx.satisfy(row)
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _fail(ctx: FoldContext, task: TaskRow, d: TaskFinished, common: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from servo.core.backfill_partitions import current_period, period_count
-from servo.core.canonical_json import canonical_dumps
+from servo.core.lineage import execution_lineage_ref
+from servo.core.lineage import reported_int as _int
+from servo.core.lineage import reported_str as _str
 from servo.core.partition_keys import PartitionValue
 
 __all__ = [
@@ -36,14 +38,6 @@ MATERIALIZED = "MATERIALIZED"
 _OUTCOMES = {"succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELLED", "skipped": "SKIPPED"}
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 @dataclass(frozen=True, slots=True)
 class AttemptCompletion:
     """One attempt of an asset task ended (a TaskFinished event); ``partition_key`` is ``""`` when the
@@ -60,23 +54,6 @@ class AttemptCompletion:
     code_version: str | None = None
     materialization_id: str | None = None
     output: Mapping[str, Any] | None = None
-
-
-def execution_lineage_ref(
-    run_id: str, task_key: str, attempt: int, materialization_id: str | None, output: Mapping[str, Any]
-) -> str:
-    """Canonical JSON of ``{runId, taskKey, attempt, materializationId, deltaTable, deltaVersion,
-    deltaPartition}`` with the values the worker reported (absent ones omitted): one string that names
-    the exact attempt and output, on the task row and the partition row alike."""
-    ref: dict[str, Any] = {"runId": run_id, "taskKey": task_key, "attempt": attempt}
-    reported = {
-        "materializationId": materialization_id or _str(output.get("materializationId")),
-        "deltaTable": _str(output.get("deltaTable")),
-        "deltaVersion": _int(output.get("deltaVersion")),
-        "deltaPartition": _str(output.get("deltaPartition")),
-    }
-    ref.update({k: v for k, v in reported.items() if v is not None})
-    return canonical_dumps(ref)
 
 
 @dataclass(frozen=True, slots=True)

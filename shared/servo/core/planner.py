@@ -47,6 +47,7 @@ class TaskOptions:
     max_retries: int = DEFAULT_MAX_RETRIES
     timeout_seconds: int | None = None
     heartbeat_timeout_sec: int = DEFAULT_HEARTBEAT_TIMEOUT_SEC
+    code_version: str | None = None  # the asset's transformFingerprint, recorded on its TaskDef
 
     def __post_init__(self) -> None:
         _positive_int(self.max_retries, "max_retries", minimum=0)
@@ -287,6 +288,7 @@ def plan(
                 heartbeat_timeout_sec=opt.heartbeat_timeout_sec,
                 requires_visible_output=True,
                 timeout_seconds=opt.timeout_seconds,
+                code_version=opt.code_version,
             )
         )
         specs.append(

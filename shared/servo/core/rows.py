@@ -78,6 +78,7 @@ class TaskRow:
     error_stack_trace: str | None = None  # the failed attempt's traceback, as the worker formatted it
     progress_message: str | None = None  # the running attempt's last ctx.report_progress
     progress_pct: int | None = None
+    code_version: str | None = None  # the asset's transformFingerprint the attempt ran (TaskDef)
     row_version: str = ""
 
 

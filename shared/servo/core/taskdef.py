@@ -23,3 +23,6 @@ class TaskDef:
     requires_visible_output: bool = False
     # Servo extension (nullable on the wire): bound on one attempt, from @asset(timeout_seconds=...).
     timeout_seconds: int | None = None
+    # automation §5: the asset's deployed transformFingerprint, so a materialization records the code
+    # that made it (staleness CODE_CHANGED). None in plans made before manifests carried it.
+    code_version: str | None = None

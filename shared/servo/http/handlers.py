@@ -161,6 +161,20 @@ def _sensors(operation: str) -> Handler:
     return handler
 
 
+def _assets(operation: str) -> Handler:
+    def handler(call: Call) -> Result:
+        from servo.services import assets
+
+        ws, key = call.params["ws"], call.params.get("asset_key", "")
+        if operation == "listAssets":
+            return 200, assets.list_assets(call.ctx, call.tenant_id, ws, call.query)
+        if operation == "getAsset":
+            return 200, assets.get_asset(call.ctx, call.tenant_id, ws, key, call.query)
+        return 200, assets.list_asset_partitions(call.ctx, call.tenant_id, ws, key, call.query)
+
+    return handler
+
+
 def _backfills(operation: str) -> Handler:
     def handler(call: Call) -> Result:
         from servo.services import backfills
@@ -246,4 +260,5 @@ HANDLERS: dict[str, Handler] = {
             "retryFailedBackfill",
         )
     },
+    **{op: _assets(op) for op in ("listAssets", "getAsset", "listAssetPartitions")},
 }

@@ -63,6 +63,13 @@ _BACKFILL_ROUTES = (
     Route("POST", f"{_BACKFILL}/{{backfill_id}}/retry-failed", "automation", "retryFailedBackfill"),
 )
 
+_ASSET = "/v1/workspaces/{ws}/assets"
+_ASSET_ROUTES = (
+    Route("GET", _ASSET, "automation", "listAssets"),
+    Route("GET", f"{_ASSET}/{{asset_key}}", "automation", "getAsset"),
+    Route("GET", f"{_ASSET}/{{asset_key}}/partitions", "automation", "listAssetPartitions"),
+)
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/workspaces/{ws}/manifests", "deploy", "deployManifest"),
     Route("GET", "/v1/workspaces/{ws}/manifests/current", "deploy", "getCurrentManifest"),
@@ -82,6 +89,7 @@ ROUTES: tuple[Route, ...] = (
     *_SCHEDULE_ROUTES,
     *_SENSOR_ROUTES,
     *_BACKFILL_ROUTES,
+    *_ASSET_ROUTES,
 )
 
 

@@ -84,6 +84,8 @@ class AssetDefinition:
     code: CodeLocation
     transform_fingerprint: str
     is_async: bool
+    # automation §6.6: minutes an unpartitioned materialization stays fresh (None: the default 1440).
+    freshness_minutes: int | None = None
 
     @property
     def upstream_keys(self) -> tuple[str, ...]:
@@ -93,6 +95,9 @@ class AssetDefinition:
 def definition_of(obj: object) -> AssetDefinition:
     """The definition attached to a decorated function (or ``obj`` itself if it is one)."""
     return attached(obj, AssetDefinition, ASSET_ATTR, "an @asset function")
+
+
+MAX_FRESHNESS_MINUTES = 5_270_400  # ten years; the deploy API's bound too
 
 
 def _fail(where: CodeLocation, message: str) -> AssetDefinitionError:
@@ -262,6 +267,9 @@ def _define(fn: Callable[..., Any], options: Mapping[str, Any]) -> AssetDefiniti
         code=where,
         transform_fingerprint=_fingerprint(fn),
         is_async=inspect.iscoroutinefunction(fn),
+        freshness_minutes=None
+        if options["freshness_minutes"] is None
+        else _int_option(where, "freshness_minutes", options["freshness_minutes"], 0, MAX_FRESHNESS_MINUTES),
     )
 
 
@@ -290,6 +298,7 @@ def asset(
     max_retries: int = DEFAULT_MAX_RETRIES,
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
     resources: Resources | None = None,
+    freshness_minutes: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -308,6 +317,8 @@ def asset(fn: Any = None, /, **options: Any) -> Any:
         max_retries: retries after the first failed attempt (default 2, so 3 attempts).
         timeout_seconds: the bound on one attempt (default 3600).
         resources: compute sizing, ``Resources(cpu_millicores, memory_mib)``.
+        freshness_minutes: how long an unpartitioned materialization stays fresh in the staleness
+            report (default 1440; 0 turns the policy off).
 
     Returns:
         The function itself, unchanged except for its ``__servo_asset__`` attribute.
@@ -327,6 +338,7 @@ def asset(fn: Any = None, /, **options: Any) -> Any:
         "max_retries": DEFAULT_MAX_RETRIES,
         "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
         "resources": None,
+        "freshness_minutes": None,
     }
     unknown = sorted(set(options) - set(allowed))
     if unknown:

@@ -148,7 +148,7 @@ def asset_manifest(
     definition: AssetDefinition, asset_id: str, project_root: Path | None = None
 ) -> dict[str, Any]:
     """One asset's manifest entry (camelCase)."""
-    return {
+    entry: dict[str, Any] = {
         "key": {"namespace": definition.key.namespace, "name": definition.key.name},
         "id": asset_id,
         "description": definition.description,
@@ -176,6 +176,9 @@ def asset_manifest(
         },
         "transformFingerprint": definition.transform_fingerprint,
     }
+    if definition.freshness_minutes is not None:
+        entry["freshnessMinutes"] = definition.freshness_minutes
+    return entry
 
 
 def build_manifest(

@@ -403,6 +403,7 @@ def task_completed(
         partial_progress_json=canonical_dumps(partial) if partial is not None else None,
         asset_key=loc.task.asset_key,
         partition_key=loc.task.partition_key,
+        code_version=loc.task.code_version,
         error_category=(error or {}).get("category"),
     )
     event = _append(ctx, loc, fact, now)

@@ -36,6 +36,10 @@ class AssetSpec:
     max_retries: int
     timeout_seconds: int | None
     dimensions: tuple[Mapping[str, Any], ...]  # partitioning dimensions as deployed
+    # The asset's transformFingerprint (absent from older manifests) and its freshness policy
+    # (automation §6.6; None = the default 1440 minutes, 0 = off).
+    code_version: str | None = None
+    freshness_minutes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,13 @@ def _int_field(
     return int(value)
 
 
+def _code_version(raw: Mapping[str, Any]) -> str | None:
+    # The fingerprint is stored as given (the API never validated it); only a non-empty string
+    # can name the code a materialization was made with.
+    value = raw.get("transformFingerprint")
+    return value if isinstance(value, str) and value else None
+
+
 def parse_assets(body: Mapping[str, Any]) -> dict[str, AssetSpec]:
     """Validate a manifest body: keys, unique, deps resolve, no cycles. Raises InvalidInput."""
     assets = body.get("assets")
@@ -116,6 +127,8 @@ def parse_assets(body: Mapping[str, Any]) -> dict[str, AssetSpec]:
             max_retries=_int_field(execution, "maxRetries", 2, 0, 100, where) or 0,
             timeout_seconds=_int_field(execution, "timeoutSeconds", None, 1, 7 * 24 * 3600, where),
             dimensions=tuple(dims),
+            code_version=_code_version(raw),
+            freshness_minutes=_int_field(raw, "freshnessMinutes", None, 0, 5_270_400, where),
         )
     unknown = sorted({u for s in specs.values() for u in s.upstream if u not in specs})
     _require(not unknown, f"dependencies on unknown assets: {', '.join(unknown)}")

@@ -82,6 +82,7 @@ def _parent_plan(view: Any) -> tuple[TaskDef, ...]:
             heartbeat_timeout_sec=t.heartbeat_timeout_sec,
             requires_visible_output=bool(t.requires_visible_output),
             timeout_seconds=t.timeout_seconds,
+            code_version=t.code_version,
         )
         for t in view.tasks.values()
     )

@@ -119,6 +119,7 @@ def plan_run(manifest: DeployedManifest, record: CreationRecord, tenant_id: str,
             max_retries=a.max_retries,
             timeout_seconds=a.timeout_seconds,
             heartbeat_timeout_sec=record.heartbeat_timeout_sec,
+            code_version=a.code_version,
         )
         for k, a in manifest.assets.items()
     }

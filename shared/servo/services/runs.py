@@ -94,6 +94,7 @@ def task_view(task: TaskRow, deps: tuple[DepRow, ...]) -> dict[str, Any]:
             "stackTrace": task.error_stack_trace,
             "materializationId": task.materialization_id,
             "executionLineageRef": task.execution_lineage_ref,
+            "codeVersion": task.code_version,
             "deltaTable": task.delta_table,
             "deltaVersion": task.delta_version,
             "deltaPartition": task.delta_partition,

@@ -5,19 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from servo.cli._app import State, api_options, client_from
 from servo.cli._commands.runs import print_json
+from servo.cli._render import plain_table as _table
 
 TICK_STATUSES = ("TRIGGERED", "SKIPPED", "FAILED")
-
-
-def _table(*columns: str) -> Table:
-    table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
 
 
 def _targets(schedule: dict[str, Any]) -> str:
