@@ -153,6 +153,7 @@ class ApiClient:
 
     def get_backfill(self, backfill_id: str) -> dict[str, Any]:
         return self._json("GET", f"/backfills/{backfill_id}")
+
     def list_assets(self, *, stale: bool, prefix: str | None, as_of: str | None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": 200}
         if stale:
