@@ -23,7 +23,7 @@ from servo.store import LocalFileStore
 
 from tests.services.test_backfills import work
 from tests.support.context import T0, FakeClock, RecordingQueue, make_context
-from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, When
+from tests.support.faults import Crash, FaultPlan, FaultyStore, When, crash_plans, matching_writes
 
 T, W = "acme", "prod"
 DAY = {"name": "date", "kind": "time", "granularity": "day", "start": "2025-01-01"}
@@ -84,9 +84,7 @@ def _assert_clean(ctx: ServiceContext, backfill: dict[str, Any], label: object) 
 def _clean_writes(tmp_path: Path) -> int:
     ctx, faulty, queue = _world(tmp_path)
     _scenario(ctx, queue)
-    import re
-
-    return sum(1 for w in faulty.writes if re.search(NEW_WRITES, w.kind))
+    return matching_writes(faulty, kind=NEW_WRITES)
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
@@ -95,9 +93,9 @@ def test_a_crash_at_any_backfill_write_loses_no_chunk_and_runs_no_partition_twic
 ) -> None:
     writes = _clean_writes(tmp_path / "clean")
     assert writes >= 20  # reservation, events, projection files and heads, four runs' creation
-    for nth in range(1, writes + 1):
+    for nth, plan in crash_plans(writes, when, kind=NEW_WRITES):
         ctx, faulty, queue = _world(tmp_path / f"{when}-{nth}")
-        faulty.set_plan(FaultPlan(crashes=(CrashAt(".*", nth, when, kind=NEW_WRITES),)))
+        faulty.set_plan(plan)
         with contextlib.suppress(Crash):
             _scenario(ctx, queue)
         faulty.set_plan(FaultPlan())
