@@ -188,10 +188,7 @@ def _create(
             f"Idempotency-Key '{key}' was already used for another backfill request",
             details={"conflictType": "IDEMPOTENCY_KEY_REUSED", "backfillId": reserved["backfillId"]},
         )
-    from servo.services.timers import register_workspace
-
-    register_workspace(ctx, tenant_id, workspace_id)  # the sweep visits it even if this request dies now
-    # A replay re-appends the reserved object (identical bytes: a no-op), so a crash after the
+    # The workspace is known to the sweep already: its deploy registered it. A replay re-appends the reserved object (identical bytes: a no-op), so a crash after the
     # reservation is completed by the client's retry.
     names = append_events(ctx, tenant_id, workspace_id, [decode_event(reserved["event"].encode())])
     plan_backfills(ctx, tenant_id, workspace_id, names)
