@@ -188,8 +188,8 @@ def _create(
             f"Idempotency-Key '{key}' was already used for another backfill request",
             details={"conflictType": "IDEMPOTENCY_KEY_REUSED", "backfillId": reserved["backfillId"]},
         )
-    # The workspace is known to the sweep already: its deploy registered it. A replay re-appends the reserved object (identical bytes: a no-op), so a crash after the
-    # reservation is completed by the client's retry.
+    # The sweep knows the workspace already (its deploy registered it). A replay re-appends the reserved
+    # object (identical bytes: a no-op), so a crash after the reservation is completed by the retry.
     names = append_events(ctx, tenant_id, workspace_id, [decode_event(reserved["event"].encode())])
     plan_backfills(ctx, tenant_id, workspace_id, names)
     return status, {"backfillId": reserved["backfillId"], "created": status == 201}
