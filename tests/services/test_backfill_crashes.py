@@ -128,3 +128,24 @@ def test_duplicated_and_reordered_chunk_events_plan_each_partition_once(tmp_path
     for event in reversed(copies):
         append_events(ctx, T, W, [event])
     _assert_clean(ctx, _recover(ctx, queue, {**four, "chunkSize": 1}), "duplicates")
+
+
+def test_concurrent_planners_plan_each_chunk_once_and_run_each_partition_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from servo.services.backfill_planner import plan_backfills
+
+    ctx, _, queue = _world(tmp_path)
+    four = {
+        **BODY,
+        "partitions": {"range": {"start": "2025-01-01", "end": "2025-01-04"}},
+        "maxConcurrentRuns": 2,
+    }
+    backfills.create_backfill(ctx, T, W, {**four, "chunkSize": 1}, "jan")
+    for _ in range(3):
+        work(ctx, queue)
+        with ThreadPoolExecutor(4) as pool:
+            for future in [pool.submit(plan_backfills, ctx, T, W) for _ in range(4)]:
+                with contextlib.suppress(Exception):  # a lost projection race is retried by the next pass
+                    future.result()
+    _assert_clean(ctx, _recover(ctx, queue, {**four, "chunkSize": 1}), "concurrent")
