@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, compaction, goals, local_stack
+from bench import backfill, catalog, compaction, goals, local_stack
 
 RESULTS = Path("bench-results.json")
 
@@ -20,7 +20,9 @@ RESULTS = Path("bench-results.json")
 # Keys of the local-stack section ("emulators" also covers emulators_unthrottled and _counted): a rerun
 # replaces all of them, so a figure (or an error) of an
 # earlier run never sits beside this run's as if measured together.
-STACK_PREFIXES = ("dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "goal.", "bench.")
+STACK_PREFIXES = (
+    "dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "goal.", "bench.", "backfill.",
+)  # fmt: skip
 
 
 def merge(results: dict[str, Any], replace_prefixes: tuple[str, ...] = ()) -> None:
@@ -48,6 +50,7 @@ def main() -> None:
     merge(results)
     print_table(results)
     stacks = local_stack.run()
+    stacks.update(backfill.run_guarded())
     verdicts = goals.judge({**results, **stacks})
     stacks["bench.total_s"] = round(time.perf_counter() - start, 1)
     merge({**stacks, **verdicts}, STACK_PREFIXES)

@@ -38,6 +38,12 @@ def _fanout(r: dict[str, Any]) -> bool | None:
     return None if r.get("embedded.fanout1000.succeeded_s") is None else True
 
 
+def _backfill(r: dict[str, Any]) -> bool | None:
+    if r.get("backfill.error"):
+        return False
+    return None if r.get("embedded.backfill365x3.wall_s") is None else True
+
+
 GOALS: tuple[tuple[str, Check], ...] = (
     ("20-chain >= 10x faster than Dagster (embedded)", _at_least("ratio.dagster_over_embedded.chain20", 10)),
     (
@@ -51,6 +57,7 @@ GOALS: tuple[tuple[str, Check], ...] = (
         _at_most("emulators_unthrottled.task_overhead_p50_ms", 150),
     ),
     ("1,000-task fan-out completes (embedded)", _fanout),
+    ("365-partition backfill of a 3-asset chain completes (embedded)", _backfill),
     (
         "a cancel reaches the running asset within 2 s, max (servo dev)",
         _at_most("dev.cancel_seen_max_ms", 2000),

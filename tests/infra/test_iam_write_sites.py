@@ -52,9 +52,10 @@ def test_every_object_a_function_writes_is_granted_to_it(
     writes: list[WriteRecord],
     schedule_writes: list[WriteRecord],
     sensor_writes: list[WriteRecord],
+    backfill_writes: list[WriteRecord],
     core_locals: dict[str, Any],
 ) -> None:
-    writes = writes + schedule_writes + sensor_writes
+    writes = writes + schedule_writes + sensor_writes + backfill_writes
     denied = sorted(
         {
             (FUNCTION_OF_PHASE.get(w.phase, w.phase), w.op, w.name)
@@ -69,9 +70,10 @@ def test_every_grant_is_used_by_a_write_of_its_function(
     writes: list[WriteRecord],
     schedule_writes: list[WriteRecord],
     sensor_writes: list[WriteRecord],
+    backfill_writes: list[WriteRecord],
     core_locals: dict[str, Any],
 ) -> None:
-    writes = writes + schedule_writes + sensor_writes
+    writes = writes + schedule_writes + sensor_writes + backfill_writes
     # Least privilege: a grant no write needs (or a role wider than the writes need) is one too many.
     for key, grant in core_locals["write_grants"].items():
         mine = [
@@ -160,6 +162,14 @@ SENSED = {
 }
 
 
+DAY = {"name": "date", "kind": "time", "granularity": "day", "start": "2025-01-01"}
+PARTITIONED = {
+    "manifestVersion": "1.0",
+    "codeVersionId": "cv1",
+    "assets": [{"key": "ns.d", "id": "id-d", "partitioning": {"dimensions": [DAY]}}],
+}
+
+
 @pytest.fixture(scope="module")
 def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]:
     """The writes of sensors' life through the functions: deployed, a push message received, a manual
@@ -210,4 +220,62 @@ def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]
                     headers={"Authorization": f"Bearer {e['evaluationToken']}"},
                 )
                 assert res.status_code == 200, res.get_json()
+    return [w for w in store.writes if w.phase]
+
+
+@pytest.fixture(scope="module")
+def backfill_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]:
+    """The writes of a backfill's life through the functions: created (its first chunk submitted),
+    its first run cancelled, the compactor planning the next chunk once that run ended (the
+    after-commit path), paused, resumed and cancelled, then swept."""
+    from servo.http.runtime import override_context
+    from servo.store import LocalFileStore
+
+    from tests.faults.harness import _app, finalize_event
+    from tests.support.context import make_context
+    from tests.support.faults import FaultPlan, FaultyStore, phase
+
+    def compact_all() -> None:
+        with phase("compaction"):
+            for meta in store.list(f"{TENANT}/{WS}/ledger/orchestration/"):
+                headers, event = finalize_event(meta.name)
+                assert _app("compactor", "cloudevent").test_client().post("/", headers=headers, data=event)
+
+    root = tmp_path_factory.mktemp("backfills")
+    # As deployed: the sweep kicks the compactor instead of compacting itself.
+    base, _, _ = make_context(root, compact=False, sweep_kicks=True)
+    store = FaultyStore(LocalFileStore(root / base.settings.bucket, durable=False), FaultPlan())
+    ctx = replace(base, store=store)
+    backfills = f"/v1/workspaces/{WS}/backfills"
+    body = {"assets": ["ns.d"], "partitions": {"range": {"start": "2025-01-01", "end": "2025-01-04"}}}
+    with override_context(ctx):
+        with phase("deploy"):
+            res = _app("deploy").test_client().post(f"/v1/workspaces/{WS}/manifests", json=PARTITIONED)
+            assert res.status_code == 201, res.get_json()
+        automation = _app("automation").test_client()
+        with phase("automation"):
+            one_at_a_time = {**body, "chunkSize": 1, "maxConcurrentRuns": 1}
+            res = automation.post(backfills, json=one_at_a_time, headers={"Idempotency-Key": "k"})
+            assert res.status_code == 201, res.get_json()
+            bf = res.get_json()["backfillId"]
+            first = automation.get(f"{backfills}/{bf}/chunks").get_json()["chunks"][0]["partitions"][0]
+        compact_all()
+        with phase("cancel"):
+            res = (
+                _app("cancel")
+                .test_client()
+                .post(f"/v1/workspaces/{WS}/runs/{first['runId']}/cancel", json={})
+            )
+            assert res.status_code < 300, res.get_json()
+        compact_all()
+        with phase("automation"):
+            chunks = automation.get(f"{backfills}/{bf}/chunks").get_json()["chunks"]
+            assert chunks[1]["partitions"][0].get("runId"), chunks  # planned on the compactor's path
+            for action in ("pause", "resume", "cancel"):
+                assert automation.post(f"{backfills}/{bf}/{action}", json={}).status_code == 202
+        with phase("timers"):
+            body = {"tenantId": TENANT, "workspaceId": WS}
+            sweep = _app("timers").test_client()
+            res = sweep.post("/v1/timers/sweep", json=body, headers=ctx.settings.internal_headers())
+            assert res.status_code == 200, res.get_json()
     return [w for w in store.writes if w.phase]

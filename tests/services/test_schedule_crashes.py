@@ -8,7 +8,6 @@ instant one tick, each TRIGGERED tick one run and one outcome naming it, no seco
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from servo.services.manifests import deploy_manifest
 from servo.services.schedule_sweep import sweep_schedules
 
 from tests.support.context import T0, FakeClock, make_context
-from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, When
+from tests.support.faults import Crash, FaultPlan, FaultyStore, When, crash_plans, matching_writes
 
 T, W = "acme", "prod"
 # The sweep's own writes; compaction (state/) has its own crash suite.
@@ -55,7 +54,7 @@ def _outcome(ctx: ServiceContext) -> tuple[list[tuple[str, str, str]], list[str]
 def _clean_writes(tmp_path: Path) -> int:
     ctx, faulty, _ = _world(tmp_path)
     sweep_schedules(ctx, T, W)
-    return sum(1 for w in faulty.writes if re.fullmatch(SWEEP_WRITES, w.name))
+    return matching_writes(faulty, f"^{SWEEP_WRITES}$")
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
@@ -64,9 +63,9 @@ def test_a_crash_at_any_sweep_write_converges_to_one_tick_and_one_run_per_instan
 ) -> None:
     writes = _clean_writes(tmp_path / "clean")
     assert writes >= 6  # two ticks, reservations, run events, outcomes, projection files and head
-    for nth in range(1, writes + 1):
+    for nth, plan in crash_plans(writes, when, f"^{SWEEP_WRITES}$"):
         ctx, faulty, _ = _world(tmp_path / f"{when}-{nth}")
-        faulty.set_plan(FaultPlan(crashes=(CrashAt(SWEEP_WRITES, nth, when),)))
+        faulty.set_plan(plan)
         with contextlib.suppress(Crash):
             sweep_schedules(ctx, T, W)
         faulty.set_plan(FaultPlan())

@@ -113,6 +113,19 @@ def write_kind(name: str, data: bytes | None) -> str:
     return "other"
 
 
+def matching_writes(store: FaultyStore, pattern: str = ".*", kind: str = "") -> int:
+    """How many writes a store saw whose name matches ``pattern`` and whose kind matches ``kind``."""
+    return sum(1 for w in store.writes if re.search(pattern, w.name) and re.search(kind, w.kind))
+
+
+def crash_plans(
+    writes: int, when: When, pattern: str = ".*", kind: str = ""
+) -> Iterator[tuple[int, FaultPlan]]:
+    """One plan per matching write of a clean run: crash at the 1st, then the 2nd, ... (``when`` it)."""
+    for nth in range(1, writes + 1):
+        yield nth, FaultPlan(crashes=(CrashAt(pattern, nth, when, kind=kind),))
+
+
 @contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
     """Label the writes made by this thread (and its context) as belonging to one function path."""

@@ -53,6 +53,15 @@ locals {
     callback_automation = { fn = "callback", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
     callback_run_keys   = { fn = "callback", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     callback_creation   = { fn = "callback", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    # Backfills (issue 20): automation reserves a create's Idempotency-Key under requests/ and submits
+    # the first chunks' run requests itself (run_keys/, creations/), as the sweep does for the rest.
+    automation_requests = { fn = "automation", area = "requests", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    automation_run_keys = { fn = "automation", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    automation_creation = { fn = "automation", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    # The compactor plans a backfill's next chunk after commit, once a backfill run ended.
+    compactor_backfills = { fn = "compactor", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
+    compactor_run_keys  = { fn = "compactor", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    compactor_creation  = { fn = "compactor", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
   }
 
   outside_state = "resource.name.extract(\"${local.object_prefix}/{scope}/state/\") == \"\""

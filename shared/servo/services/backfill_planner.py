@@ -37,6 +37,7 @@ from servo.core.events import (
 )
 from servo.core.schedule_fold import ScheduleState
 from servo.core.schedules import TickRunRequest
+from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.run_requests import resolve_run_request
@@ -189,15 +190,25 @@ def _live(state: ScheduleState) -> list[BackfillRow]:
 
 
 def plan_backfills(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str] = ()
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    hint: Sequence[str] = (),
+    *,
+    lookback_ms: int = SWEEP_LOOKBACK_MS,
 ) -> dict[str, int]:
-    """One planner pass over the workspace's backfills; returns what it wrote by kind."""
+    """One planner pass over the workspace's backfills; returns what it wrote by kind.
+
+    ``lookback_ms`` is how far before the projection's watermark the ledger is listed again: the sweep
+    looks back two minutes, the after-commit path as far as the compactor (objects landing later than
+    that are the sweep's to find).
+    """
     counts = {"moves": 0, "chunks": 0, "requests": 0}
     if not hint and not has_schedule_state(ctx, tenant_id, workspace_id):
         return counts  # never had automation state: one read, nothing at rest
     settle = settler(ctx, tenant_id, workspace_id)
     read_at = ctx.clock_ms()
-    state = refresh_schedules(ctx, tenant_id, workspace_id, hint, settle=settle)
+    state = refresh_schedules(ctx, tenant_id, workspace_id, hint, settle=settle, lookback_ms=lookback_ms)
     if not _live(state) and all(c.state in TERMINAL_STATES or not c.planned for c in state.chunks.values()):
         return counts
     for step in ("chunks", "moves"):
@@ -213,14 +224,16 @@ def plan_backfills(
             for n in append_events(ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, d)])
         ]
         if names:
-            state = refresh_schedules(ctx, tenant_id, workspace_id, names, settle=settle)
+            state = refresh_schedules(
+                ctx, tenant_id, workspace_id, names, settle=settle, lookback_ms=lookback_ms
+            )
         counts[step] = len(decided)
     submitted = _submissions(ctx, tenant_id, workspace_id, state)
     if submitted:
         written = append_events(
             ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, d) for d in submitted]
         )
-        refresh_schedules(ctx, tenant_id, workspace_id, written, settle=settle)
+        refresh_schedules(ctx, tenant_id, workspace_id, written, settle=settle, lookback_ms=lookback_ms)
     counts["requests"] = sum(isinstance(d, RunRequestResolved) for d in submitted)
     return counts
 

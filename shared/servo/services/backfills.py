@@ -35,6 +35,7 @@ from servo.core.events import BackfillCreated, BackfillStateChanged, decode_even
 from servo.core.keys import canonical_selection
 from servo.core.schedule_fold import ScheduleState
 from servo.core.timefmt import format_timestamp
+from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
 from servo.services.backfill_planner import chunks_of, plan_backfills, settler
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
@@ -93,8 +94,11 @@ def _assets(raw: object) -> list[str]:
 def _state(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: list[str] | None = None
 ) -> ScheduleState:
+    # A read looks back as far as the compactor: a client polling a running backfill must not re-read
+    # minutes of ledger each time (what lands later is the sweep's to fold).
+    settle = settler(ctx, tenant_id, workspace_id)
     return refresh_schedules(
-        ctx, tenant_id, workspace_id, hint or (), settle=settler(ctx, tenant_id, workspace_id)
+        ctx, tenant_id, workspace_id, hint or (), settle=settle, lookback_ms=DEFAULT_LOOKBACK_MS
     )
 
 
@@ -184,11 +188,8 @@ def _create(
             f"Idempotency-Key '{key}' was already used for another backfill request",
             details={"conflictType": "IDEMPOTENCY_KEY_REUSED", "backfillId": reserved["backfillId"]},
         )
-    from servo.services.timers import register_workspace
-
-    register_workspace(ctx, tenant_id, workspace_id)  # the sweep visits it even if this request dies now
-    # A replay re-appends the reserved object (identical bytes: a no-op), so a crash after the
-    # reservation is completed by the client's retry.
+    # The sweep knows the workspace already (its deploy registered it). A replay re-appends the reserved
+    # object (identical bytes: a no-op), so a crash after the reservation is completed by the retry.
     names = append_events(ctx, tenant_id, workspace_id, [decode_event(reserved["event"].encode())])
     plan_backfills(ctx, tenant_id, workspace_id, names)
     return status, {"backfillId": reserved["backfillId"], "created": status == 201}
