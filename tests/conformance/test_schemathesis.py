@@ -235,6 +235,7 @@ def _repair(case: Any, t: Target) -> None:
         body["assets"] = seen
         # A schedule's cron, zone and targets are rules in words (its description): none is generated.
         body["schedules"] = []
+        body["sensors"] = []
     if op == "triggerRun" and body is not None:
         case.path_parameters["ws"] = WS
         case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
@@ -260,7 +261,7 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
-    if op in ("listRuns", "getRunLogs", "listScheduleTicks") and case.query:
+    if op in ("listRuns", "getRunLogs", "listScheduleTicks", "listSensorEvaluations") and case.query:
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
     run_id = case.path_parameters.get("run_id") if case.path_parameters else None
     if isinstance(run_id, str) and len(run_id) % 2 == 0:
