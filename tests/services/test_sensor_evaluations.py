@@ -5,6 +5,7 @@ enqueues, the result callback applies by compare-and-set, run requests become ru
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servo.core.errors import CallbackRejected, InvalidInput, NotFound, Unauthorized
@@ -340,7 +341,7 @@ def test_P10_messages_arriving_during_an_evaluation_are_taken_by_the_next_in_ord
     assert [i["itemId"] for i in second["items"]] == ["msg:m1", "msg:m2", "msg:m3"]
 
 
-def test_evaluations_list_newest_first_filtered_by_status_and_time(
+def test_P8_evaluations_list_newest_first_filtered_by_status_and_time_and_show_has_cursor_and_version(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
@@ -358,6 +359,8 @@ def test_evaluations_list_newest_first_filtered_by_status_and_time(
     page = sensors.list_evaluations(ctx, T, W, "files", {"limit": "2"})
     rest = sensors.list_evaluations(ctx, T, W, "files", {"cursor": page["nextCursor"]})
     assert [e["evaluationId"] for e in rest["evaluations"]] == ["files:v0:1"]
+    shown = show(ctx)
+    assert shown["stateVersion"] == 2 and shown["lastEvaluationStatus"] == "SKIPPED" and "cursor" not in shown
     for bad in ({"status": "NOPE"}, {"since": "yesterday"}, {"limit": "0"}, {"cursor": "%%"}):
         with pytest.raises(InvalidInput):
             sensors.list_evaluations(ctx, T, W, "files", bad)
@@ -389,3 +392,59 @@ def test_P11_a_failed_run_is_one_item_for_a_failed_run_status_sensor_whose_reque
     assert keys == [f"sensor:on_failure:run:{answer['runId']}:0"]
     sweep_sensors(ctx, T, W)
     assert tasks(queue) == []  # the item is DONE: never called twice for one run
+
+
+def _ledger_events(ctx: ServiceContext) -> list[Any]:
+    from servo.services._compaction_ledger import read_events
+
+    return read_events(ctx.workspace_store(T, W), ledger_names(ctx), T, W).events
+
+
+def test_P4_the_cursor_goes_v0_v1_v2_with_deterministic_keys_and_a_rebuild_agrees(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue], tmp_path: Path
+) -> None:
+    from servo.core.sensor_rows import table_rows
+    from servo.services.sensor_projection import rebuild_sensors, refresh_sensors
+
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    for version, cursor in ((0, "c1"), (1, "c2")):
+        sweep_sensors(ctx, T, W)
+        [task] = tasks(queue)
+        assert task["evaluationId"] == f"files:v{version}:1"
+        report(ctx, task, status="TRIGGERED", cursorUpdated=True, cursor=cursor, runRequests=[{}])
+        clock.advance(31 * SECOND)
+    assert show(ctx)["cursor"] == "c2" and show(ctx)["stateVersion"] == 2
+    assert sorted(str(r["runKey"]) for r in runs(ctx)) == ["sensor:files:v0:0", "sensor:files:v1:0"]
+    rebuilt = rebuild_sensors(_ledger_events(ctx))
+    assert table_rows(rebuilt) == table_rows(refresh_sensors(ctx, T, W))
+    view = rebuilt.view("files")
+    assert view is not None and view.cursor == "c2" and view.state_version == 2
+    # Another instance (no cache) reads the same published tables.
+    fresh = make_context(Path(str(ctx.settings.data_dir)))[0]
+    assert table_rows(refresh_sensors(fresh, T, W)) == table_rows(rebuilt)
+
+
+def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_after_a_rebuild(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    from servo.core.sensor_fold import next_evaluation
+    from servo.core.sensors import parse_sensor
+    from servo.services.sensor_projection import rebuild_sensors
+
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    report(ctx, tasks(queue)[0])
+    reported = clock.now_ms
+    rebuilt = rebuild_sensors(_ledger_events(ctx)).view("files")
+    assert rebuilt is not None
+    spec = parse_sensor(poll(defaultEnabled=True))
+    clock.advance(10 * SECOND)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
+    assert next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0) is None
+    clock.advance(21 * SECOND)
+    plan = next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0)
+    assert plan is not None and plan.not_before == reported + 30 * SECOND
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
+    assert tasks(queue)[0]["evaluationId"] == plan.evaluation_id == "files:v1:1"
