@@ -448,3 +448,23 @@ def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_af
     assert plan is not None and plan.not_before == reported + 30 * SECOND
     assert sweep_sensors(ctx, T, W)["evaluations"] == 1
     assert tasks(queue)[0]["evaluationId"] == plan.evaluation_id == "files:v1:1"
+
+
+def test_a_run_status_sensor_of_other_assets_gets_no_item_for_a_failed_run(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    from servo.services.trigger import trigger_run
+
+    from tests.services.sensor_support import fail_run
+
+    ctx, _, queue = env
+    deploy(
+        ctx,
+        run_status("watch_b", defaultEnabled=True, monitoredAssets=["ns.b"]),
+        run_status("watch_a", defaultEnabled=True, monitoredAssets=["ns.a"]),
+    )
+    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    fail_run(ctx, queue, answer["runId"])
+    sweep_sensors(ctx, T, W)
+    assert [t["sensorId"] for t in tasks(queue)] == ["watch_a"]
+    assert show(ctx, "watch_b")["pendingItems"] == 0

@@ -205,16 +205,26 @@ def find_run_items(
         if run.completed_at is None:
             continue
         state = snapshot.public_state(run)
-        if not is_terminal_public(state):
+        item_id = f"run:{run.run_id}"
+        # Only watchers that may take this run and do not hold it yet: a run already an item of every
+        # watcher costs no read, and its tasks are read only for a watcher of some assets.
+        open_ = [
+            (spec, log)
+            for spec, log in watchers
+            if (spec.sensor_id, item_id) not in tables.run_items
+            and run.completed_at >= (log.first_seen_at or 0)
+            and state in (spec.run_status or ())
+        ]
+        if not open_ or not is_terminal_public(state):
             continue
-        found = snapshot.get_run(run.run_id)
-        touched = [t.task_key for t in found.tasks] if found is not None else []
-        # The item's place among the sensor's others: the run's end, as a ULID-ordered id.
-        arrived = _ended_id(run.completed_at, run.run_id)
-        for spec, log in watchers:
-            if run.completed_at < (log.first_seen_at or 0) or not spec.watches(state, touched):
-                continue
-            items.append(SensorRunItemRow(spec.sensor_id, f"run:{run.run_id}", run.run_id, state, arrived))
+        touched: list[str] = []
+        if any(spec.monitored_assets is not None for spec, _ in open_):
+            found = snapshot.get_run(run.run_id)
+            touched = [t.task_key for t in found.tasks] if found is not None else []
+        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
+        for spec, _log in open_:
+            if spec.watches(state, touched):
+                items.append(SensorRunItemRow(spec.sensor_id, item_id, run.run_id, state, arrived))
     return items
 
 
