@@ -228,6 +228,9 @@ def test_P7_a_paused_sensor_is_not_evaluated_its_messages_are_skipped_and_manual
     [task] = tasks(queue)
     report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "manual"}])
     assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:manual"]
+    again = sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")[1]
+    assert again == {"evaluationId": "files:manual:k", "status": "TRIGGERED", "warning": "sensor is paused"}
+    assert tasks(queue) == []  # the same evaluation: nothing requested or enqueued again
 
 
 def test_P1_a_push_message_delivered_twice_is_one_item_one_evaluation_one_run(

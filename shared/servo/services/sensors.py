@@ -382,8 +382,9 @@ def evaluate_sensor(
     if spec is None:
         raise Conflict(f"sensor '{sensor_id}' has a definition this server cannot read")
     warning = None if view.enabled else PAUSED_WARNING
-    if evaluation_id in log.requested:
-        return 202, _drop_none({"evaluationId": evaluation_id, "status": "PENDING", "warning": warning})
+    if evaluation_id in log.requested:  # a repeated key: the same evaluation, as it stands now
+        status = view.evaluations[evaluation_id].status
+        return 202, _drop_none({"evaluationId": evaluation_id, "status": status, "warning": warning})
     items: tuple[str, ...] = ()
     if "message" in body:
         if spec.kind != "PUSH":
