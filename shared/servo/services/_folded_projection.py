@@ -103,13 +103,11 @@ class FoldedProjection(Generic[S]):
         *,
         lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
         extra: Callable[[S], S] | None = None,
-        publish: bool = True,
     ) -> S:
         """Fold the events written since the last publish (and the ``hint`` names) and publish.
 
         ``extra`` adds what no ledger event carries (a sensor's run items) before publishing; it is
         applied on every attempt, so what it adds is kept even when the ledger brought nothing new.
-        Without ``publish`` the fresh state is only read (a caller that may not write ``automation/``).
 
         Raises:
             Conflict: lost the head's CAS race too many times in a row.
@@ -128,7 +126,7 @@ class FoldedProjection(Generic[S]):
             if not found.seen_ids and (extra is None or new_state == state):
                 return state
             new_state = self.fold(new_state, found.events, ctx.clock_ms())
-            if not publish or (head.generation == 0 and self.is_empty(new_state)):
+            if head.generation == 0 and self.is_empty(new_state):
                 return new_state  # a read of a workspace without these definitions leaves nothing behind
             watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
             body = {

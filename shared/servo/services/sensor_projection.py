@@ -46,7 +46,6 @@ def refresh_sensors(
     *,
     run_items: Iterable[SensorRunItemRow] = (),
     lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
-    publish: bool = True,
 ) -> SensorTables:
     """Fold the sensor events written since the last publish (and the ``hint`` names), add ``run_items``,
     and publish.
@@ -62,7 +61,6 @@ def refresh_sensors(
         hint,
         lookback_ms=lookback_ms,
         extra=(lambda s: s.with_run_items(items)) if items else None,
-        publish=publish,
     )
 
 
