@@ -471,3 +471,71 @@ def test_a_run_status_sensor_of_other_assets_gets_no_item_for_a_failed_run(
     sweep_sensors(ctx, T, W)
     assert [t["sensorId"] for t in tasks(queue)] == ["watch_a"]
     assert show(ctx, "watch_b")["pendingItems"] == 0
+
+
+def test_a_result_applied_while_a_rival_of_its_version_is_pending_starts_runs_only_once_settled(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    """The rival's result can still land with a smaller event id and take the step (a slow write): runs
+    wait until no rival of the version is pending, or until the result is older than a write's window."""
+    from servo.core.events import SensorEvaluated, make_event
+    from servo.core.fingerprints import request_fingerprint
+    from servo.services.ledger import append_events
+
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
+    tasks(queue)
+    request = {
+        "request_id": "eval:files:v0:1:0",
+        "run_key": "sensor:files:a",
+        "selection": ["ns.a"],
+        "labels": {},
+        "request_fingerprint": request_fingerprint(["ns.a"], False, False, None, {}),
+    }
+    late = make_event(
+        SensorEvaluated("files", "files:v0:1", 0, "POLL", "TRIGGERED", run_requests=(request,)),
+        event_id=ctx.ids.new(clock.now_ms),  # stamped before the manual result, written after it
+        timestamp_ms=clock.now_ms,
+        tenant_id=T,
+        workspace_id=W,
+    )
+    manual = {"evaluationId": "files:manual:k", "evaluationToken": _token(ctx, "files:manual:k")}
+    report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "b"}])
+    assert runs(ctx) == []  # applied in this view, but the scheduled one of v0 may still win
+    append_events(ctx, T, W, [late])
+    sweep_sensors(ctx, T, W)
+    statuses = {e["evaluationId"]: e["status"] for e in evaluations(ctx)}
+    assert statuses == {"files:v0:1": "TRIGGERED", "files:manual:k": "SKIPPED_STALE"}
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:a"]
+
+
+def test_an_applied_result_whose_rival_never_reports_runs_once_older_than_a_writes_window(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
+    manual = next(t for t in tasks(queue) if t["evaluationId"] == "files:manual:k")
+    report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "m"}])
+    assert runs(ctx) == []
+    clock.advance(11 * SECOND)
+    sweep_sensors(ctx, T, W)
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:m"]
+
+
+def _token(ctx: ServiceContext, evaluation_id: str) -> str:
+    from servo.tokens import issue_evaluation_token
+
+    return issue_evaluation_token(
+        ctx.settings.token_secret,
+        tenant_id=T,
+        workspace_id=W,
+        sensor_id=evaluation_id.split(":")[0],
+        evaluation_id=evaluation_id,
+        state_version=0,
+        now_s=ctx.clock_ms() // 1000,
+        timeout_s=60,
+    )
