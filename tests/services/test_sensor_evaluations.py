@@ -16,6 +16,7 @@ from servo.services.context import ServiceContext
 from servo.services.runs import list_runs
 from servo.services.sensor_results import report_result
 from servo.services.sensor_sweep import sweep_sensors
+from servo.services.trigger import trigger_run
 from servo.settings import Settings
 from servo.tokens import issue_task_token
 
@@ -25,6 +26,7 @@ from tests.services.sensor_support import (
     W,
     deploy,
     evaluations,
+    fail_run,
     ledger_names,
     poll,
     push,
@@ -39,6 +41,23 @@ from tests.support.context import FakeClock, RecordingQueue, make_context
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[ServiceContext, FakeClock, RecordingQueue]:
     return make_context(tmp_path)
+
+
+def first_poll(ctx: ServiceContext, queue: RecordingQueue) -> dict[str, Any]:
+    """Deploy an enabled poll sensor and sweep once: its first evaluation's task."""
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    return task
+
+
+def sweep_after_a_failed_run(ctx: ServiceContext, queue: RecordingQueue, *entries: dict[str, Any]) -> str:
+    """Deploy these sensors, fail a run of ns.a (the worker's part played), sweep once: the run's id."""
+    deploy(ctx, *entries)
+    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    fail_run(ctx, queue, answer["runId"])
+    sweep_sensors(ctx, T, W)
+    return str(answer["runId"])
 
 
 def runs(ctx: ServiceContext) -> list[dict[str, object]]:
@@ -68,9 +87,7 @@ def test_P3_P4_a_result_from_the_current_version_sets_the_cursor_and_makes_its_r
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     answer = report(
         ctx, task, status="TRIGGERED", cursorUpdated=True, cursor="c1", runRequests=[{"runKey": "f1.csv"}]
     )
@@ -147,9 +164,7 @@ def test_a_malformed_result_is_400_and_records_nothing(
     env: tuple[ServiceContext, FakeClock, RecordingQueue], body: dict[str, object]
 ) -> None:
     ctx, _, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     before = ledger_names(ctx)
     with pytest.raises(CallbackRejected) as refused:
         report_result(ctx, task["evaluationId"], {"authorization": f"Bearer {task['evaluationToken']}"}, body)
@@ -160,9 +175,7 @@ def test_requests_breaking_the_definition_make_the_evaluation_error_naming_them(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, _, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     report(
         ctx,
         task,
@@ -197,9 +210,7 @@ def test_P5_an_error_keeps_the_cursor_and_the_next_poll_waits_the_interval(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    report(ctx, tasks(queue)[0], status="SKIPPED", cursorUpdated=True, cursor="c1")
+    report(ctx, first_poll(ctx, queue), status="SKIPPED", cursorUpdated=True, cursor="c1")
     clock.advance(31 * SECOND)
     sweep_sensors(ctx, T, W)
     report(ctx, tasks(queue)[0], status="ERROR", error="boom")
@@ -372,20 +383,14 @@ def test_P8_evaluations_list_newest_first_filtered_by_status_and_time_and_show_h
 def test_P11_a_failed_run_is_one_item_for_a_failed_run_status_sensor_whose_request_runs(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
-    from servo.services.trigger import trigger_run
-
-    from tests.services.sensor_support import fail_run
-
     ctx, _, queue = env
-    deploy(
+    run_id = sweep_after_a_failed_run(
         ctx,
+        queue,
         run_status(defaultEnabled=True, target=["ns.b"]),
-        run_status("on_success", runStatus=["SUCCEEDED"]),
+        run_status("on_success", runStatus=["SUCCEEDED"], defaultEnabled=True),
     )
-    sensors.set_sensor_enabled(ctx, T, W, "on_success", True)
-    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
-    fail_run(ctx, queue, answer["runId"])
-    sweep_sensors(ctx, T, W)
+    answer = {"runId": run_id}
     [task] = [t for t in tasks(queue)]
     assert task["sensorId"] == "on_failure"
     [item] = task["items"]
@@ -436,9 +441,7 @@ def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_af
     from servo.services.sensor_projection import rebuild_sensors
 
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    report(ctx, tasks(queue)[0])
+    report(ctx, first_poll(ctx, queue))
     reported = clock.now_ms
     rebuilt = rebuild_sensors(_ledger_events(ctx)).view("files")
     assert rebuilt is not None
@@ -456,19 +459,13 @@ def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_af
 def test_a_run_status_sensor_of_other_assets_gets_no_item_for_a_failed_run(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
-    from servo.services.trigger import trigger_run
-
-    from tests.services.sensor_support import fail_run
-
     ctx, _, queue = env
-    deploy(
+    sweep_after_a_failed_run(
         ctx,
+        queue,
         run_status("watch_b", defaultEnabled=True, monitoredAssets=["ns.b"]),
         run_status("watch_a", defaultEnabled=True, monitoredAssets=["ns.a"]),
     )
-    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
-    fail_run(ctx, queue, answer["runId"])
-    sweep_sensors(ctx, T, W)
     assert [t["sensorId"] for t in tasks(queue)] == ["watch_a"]
     assert show(ctx, "watch_b")["pendingItems"] == 0
 
@@ -483,8 +480,7 @@ def test_a_result_applied_while_a_rival_of_its_version_is_pending_starts_runs_on
     from servo.services.ledger import append_events
 
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
+    first_poll(ctx, queue)
     sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
     tasks(queue)
     request = {
@@ -515,10 +511,9 @@ def test_an_applied_result_whose_rival_never_reports_runs_once_older_than_a_writ
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
+    first_poll(ctx, queue)
     sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
-    manual = next(t for t in tasks(queue) if t["evaluationId"] == "files:manual:k")
+    [manual] = tasks(queue)
     report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "m"}])
     assert runs(ctx) == []
     clock.advance(11 * SECOND)
