@@ -83,3 +83,11 @@ def test_bad_input_is_one_error_line_and_exit_1(sensed: EmbeddedStack, args: tup
     result = invoke("sensor", *args, env=_env(sensed))
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and result.stderr.strip()
+
+
+def test_a_sensor_run_shows_its_evaluation_as_its_source() -> None:
+    from servo.cli._render import source_text
+
+    trigger = {"type": "sensor", "sensorId": "files", "evaluationId": "files:v3:1"}
+    assert source_text(trigger) == "sensor:files:v3:1"
+    assert source_text({"type": "sensor"}) == "sensor"

@@ -238,6 +238,7 @@ def _repair(case: Any, t: Target) -> None:
         body["assets"] = seen
         # A schedule's cron, zone and targets are rules in words (its description): none is generated.
         body["schedules"] = []
+        body["sensors"] = []
     if op == "triggerRun" and body is not None:
         case.path_parameters["ws"] = WS
         case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
@@ -263,7 +264,10 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
-    if op in ("listRuns", "getRunLogs", "listScheduleTicks", *_ASSET_OPS) and case.query:
+    if (
+        op in ("listRuns", "getRunLogs", "listScheduleTicks", "listSensorEvaluations", *_ASSET_OPS)
+        and case.query
+    ):
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
     asset_key = case.path_parameters.get("asset_key") if case.path_parameters else None
     if isinstance(asset_key, str) and len(asset_key) % 2 == 0:

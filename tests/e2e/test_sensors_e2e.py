@@ -57,8 +57,8 @@ def inbox(ctx):
 DEADLINE_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["embedded", "emulators"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("sensors")
     project = root / "project"
     shutil.copytree(REPO / "examples" / "quickstart", project, ignore=shutil.ignore_patterns(".servo*"))
@@ -68,8 +68,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
     env.update(SERVO_API_URL=f"http://127.0.0.1:{port}", PYTHONUNBUFFERED="1")
-    with servo_dev(root, project, port, env) as proc:
-        stack = Stack(_read_ready_line(proc, 60), root / "data", project, env, "embedded")
+    mode = ["--emulators"] if request.param == "emulators" else []
+    with servo_dev(root, project, port, env, *mode) as proc:
+        storage: list[str] = []
+        ready = _read_ready_line(proc, 60, storage)
+        stack = Stack(ready, root / "data", project, env, request.param, storage=storage)
         assert stack.json("deploy")["assetCount"] == 4
         yield stack
 

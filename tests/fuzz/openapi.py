@@ -34,7 +34,7 @@ class Operation:
 
     @property
     def callback(self) -> bool:
-        return "/tasks/{task_id}/" in self.template
+        return "/tasks/{task_id}/" in self.template or self.template.startswith("/v1/sensor-evaluations/")
 
 
 def _resolve(param: dict[str, Any]) -> dict[str, Any]:

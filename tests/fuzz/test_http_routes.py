@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from servo.dev.embedded import router_app
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
+from servo.services.sensor_sweep import sweep_sensors
 from servo.services.trigger import trigger_run
 from servo.store import LocalFileStore
 
@@ -40,6 +41,7 @@ class Target:
     env: dict[str, Any]
     run_id: str  # the run whose first task is RUNNING (its token drives the callbacks)
     other_run_id: str  # a run the fuzzed cancels and reads may target
+    evaluation: dict[str, Any]  # a requested sensor evaluation (its token drives the result route)
 
     def snapshot(self) -> list[tuple[str, int, int]]:
         return [(m.name, m.generation, m.size) for m in self.ctx.store.list("")]
@@ -51,6 +53,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     base, _, queue = make_context(root)
     ctx = replace(base, store=LocalFileStore(root / base.settings.bucket, durable=False))
     body = manifest(asset("ns.a"), asset("ns.b", "ns.a"), asset("ns.c", "ns.b"))
+    body["sensors"] = [
+        {"id": "files", "kind": "POLL", "target": ["ns.a"], "defaultEnabled": True},
+        {"id": "inbox", "kind": "PUSH", "target": ["ns.a"], "defaultEnabled": True},
+    ]
     assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
     status, run = trigger_run(ctx, "default", WS, {"selection": ["ns.a"], "includeDownstream": True})
     assert status == 201
@@ -58,11 +64,13 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     status, other = trigger_run(ctx, "default", WS, {"selection": ["ns.c"]})
     assert status == 201
     env = json.loads(task.body)
+    sweep_sensors(ctx, "default", WS)
+    (evaluation,) = [json.loads(t.body) for t in queue.take() if t.task_id.startswith("s_")]
     client = router_app(lambda: ctx).test_client()
     started = {"attempt": env["attempt"], "attemptId": env["attemptId"], "workerId": "w1"}
     auth = {"Authorization": f"Bearer {env['taskToken']}"}
     assert client.post(f"/v1/tasks/{env['taskId']}/started", json=started, headers=auth).status_code == 200
-    yield Target(ctx, client, env, run["runId"], other["runId"])
+    yield Target(ctx, client, env, run["runId"], other["runId"], evaluation)
 
 
 def _hints(t: Target) -> tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStrategy[Any]]]:
@@ -94,6 +102,26 @@ def _hints(t: Target) -> tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.S
             ]
         ),
         "expectedStateVersion": st.integers(0, 3),
+        "message": st.fixed_dictionaries(
+            {
+                "messageId": st.sampled_from(["m1", "m2", "bad id"]),
+                "data": st.sampled_from(["aGk=", "", "!!"]),
+            },
+            optional={
+                "attributes": st.dictionaries(st.sampled_from(["k", ""]), st.text(max_size=3), max_size=2)
+            },
+        ),
+        "status": st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]),
+        "runRequests": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "runKey": st.sampled_from(["k1", "k2"]),
+                    "assetSelection": st.lists(key, max_size=2),
+                },
+            ),
+            max_size=2,
+        ),
     }
     wild = {name: value | BODY_TEXT for name, value in good.items()}
     return good, wild
@@ -105,7 +133,10 @@ def internal_headers(op: Operation, t: Target) -> dict[str, str]:
 
 
 def _headers(op: Operation, t: Target) -> st.SearchStrategy[dict[str, str]]:
-    bearer = f"Bearer {t.env['taskToken']}"
+    token = (
+        t.evaluation["evaluationToken"] if op.operation_id == "reportSensorEvaluation" else t.env["taskToken"]
+    )
+    bearer = f"Bearer {token}"
     auth = st.sampled_from([bearer] * 4 + [bearer[:-3] + "AAA", "Bearer ", "Basic eA=="]) | HEADER_TEXT
     optional = {
         "X-Servo-Tenant": st.sampled_from(["default", "acme", "UPPER", "../x", "_servo"]) | HEADER_TEXT,
@@ -141,6 +172,10 @@ def _path(op: Operation, t: Target, data: st.DataObject) -> str:
         "asset_key": st.sampled_from(["ns.a", "ns/b", "ns.nope"]),
         "tick_id": st.sampled_from(["every:1800000000", "nope:1", "every:x"]),
         "backfill_id": st.sampled_from(["bf_" + "a" * 26, "bf_x", "nope"]),
+        "sensor_id": st.sampled_from(["files", "inbox", "nope"]),
+        "evaluation_id": st.sampled_from(
+            [t.evaluation["evaluationId"], "files:v0:9", "files:manual:k", "x:y"]
+        ),
     }
     path = op.template
     for name in op.path_params:

@@ -5,6 +5,7 @@ enqueues, the result callback applies by compare-and-set, run requests become ru
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servo.core.errors import CallbackRejected, InvalidInput, NotFound, Unauthorized
@@ -15,6 +16,7 @@ from servo.services.context import ServiceContext
 from servo.services.runs import list_runs
 from servo.services.sensor_results import report_result
 from servo.services.sensor_sweep import sweep_sensors
+from servo.services.trigger import trigger_run
 from servo.settings import Settings
 from servo.tokens import issue_task_token
 
@@ -24,6 +26,7 @@ from tests.services.sensor_support import (
     W,
     deploy,
     evaluations,
+    fail_run,
     ledger_names,
     poll,
     push,
@@ -38,6 +41,23 @@ from tests.support.context import FakeClock, RecordingQueue, make_context
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[ServiceContext, FakeClock, RecordingQueue]:
     return make_context(tmp_path)
+
+
+def first_poll(ctx: ServiceContext, queue: RecordingQueue) -> dict[str, Any]:
+    """Deploy an enabled poll sensor and sweep once: its first evaluation's task."""
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    return task
+
+
+def sweep_after_a_failed_run(ctx: ServiceContext, queue: RecordingQueue, *entries: dict[str, Any]) -> str:
+    """Deploy these sensors, fail a run of ns.a (the worker's part played), sweep once: the run's id."""
+    deploy(ctx, *entries)
+    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    fail_run(ctx, queue, answer["runId"])
+    sweep_sensors(ctx, T, W)
+    return str(answer["runId"])
 
 
 def runs(ctx: ServiceContext) -> list[dict[str, object]]:
@@ -67,9 +87,7 @@ def test_P3_P4_a_result_from_the_current_version_sets_the_cursor_and_makes_its_r
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     answer = report(
         ctx, task, status="TRIGGERED", cursorUpdated=True, cursor="c1", runRequests=[{"runKey": "f1.csv"}]
     )
@@ -146,9 +164,7 @@ def test_a_malformed_result_is_400_and_records_nothing(
     env: tuple[ServiceContext, FakeClock, RecordingQueue], body: dict[str, object]
 ) -> None:
     ctx, _, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     before = ledger_names(ctx)
     with pytest.raises(CallbackRejected) as refused:
         report_result(ctx, task["evaluationId"], {"authorization": f"Bearer {task['evaluationToken']}"}, body)
@@ -159,9 +175,7 @@ def test_requests_breaking_the_definition_make_the_evaluation_error_naming_them(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, _, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
+    task = first_poll(ctx, queue)
     report(
         ctx,
         task,
@@ -196,9 +210,7 @@ def test_P5_an_error_keeps_the_cursor_and_the_next_poll_waits_the_interval(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    report(ctx, tasks(queue)[0], status="SKIPPED", cursorUpdated=True, cursor="c1")
+    report(ctx, first_poll(ctx, queue), status="SKIPPED", cursorUpdated=True, cursor="c1")
     clock.advance(31 * SECOND)
     sweep_sensors(ctx, T, W)
     report(ctx, tasks(queue)[0], status="ERROR", error="boom")
@@ -227,6 +239,9 @@ def test_P7_a_paused_sensor_is_not_evaluated_its_messages_are_skipped_and_manual
     [task] = tasks(queue)
     report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "manual"}])
     assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:manual"]
+    again = sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")[1]
+    assert again == {"evaluationId": "files:manual:k", "status": "TRIGGERED", "warning": "sensor is paused"}
+    assert tasks(queue) == []  # the same evaluation: nothing requested or enqueued again
 
 
 def test_P1_a_push_message_delivered_twice_is_one_item_one_evaluation_one_run(
@@ -340,7 +355,7 @@ def test_P10_messages_arriving_during_an_evaluation_are_taken_by_the_next_in_ord
     assert [i["itemId"] for i in second["items"]] == ["msg:m1", "msg:m2", "msg:m3"]
 
 
-def test_evaluations_list_newest_first_filtered_by_status_and_time(
+def test_P8_evaluations_list_newest_first_filtered_by_status_and_time_and_show_has_cursor_and_version(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
     ctx, clock, queue = env
@@ -358,6 +373,8 @@ def test_evaluations_list_newest_first_filtered_by_status_and_time(
     page = sensors.list_evaluations(ctx, T, W, "files", {"limit": "2"})
     rest = sensors.list_evaluations(ctx, T, W, "files", {"cursor": page["nextCursor"]})
     assert [e["evaluationId"] for e in rest["evaluations"]] == ["files:v0:1"]
+    shown = show(ctx)
+    assert shown["stateVersion"] == 2 and shown["lastEvaluationStatus"] == "SKIPPED" and "cursor" not in shown
     for bad in ({"status": "NOPE"}, {"since": "yesterday"}, {"limit": "0"}, {"cursor": "%%"}):
         with pytest.raises(InvalidInput):
             sensors.list_evaluations(ctx, T, W, "files", bad)
@@ -366,20 +383,14 @@ def test_evaluations_list_newest_first_filtered_by_status_and_time(
 def test_P11_a_failed_run_is_one_item_for_a_failed_run_status_sensor_whose_request_runs(
     env: tuple[ServiceContext, FakeClock, RecordingQueue],
 ) -> None:
-    from servo.services.trigger import trigger_run
-
-    from tests.services.sensor_support import fail_run
-
     ctx, _, queue = env
-    deploy(
+    run_id = sweep_after_a_failed_run(
         ctx,
+        queue,
         run_status(defaultEnabled=True, target=["ns.b"]),
-        run_status("on_success", runStatus=["SUCCEEDED"]),
+        run_status("on_success", runStatus=["SUCCEEDED"], defaultEnabled=True),
     )
-    sensors.set_sensor_enabled(ctx, T, W, "on_success", True)
-    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
-    fail_run(ctx, queue, answer["runId"])
-    sweep_sensors(ctx, T, W)
+    answer = {"runId": run_id}
     [task] = [t for t in tasks(queue)]
     assert task["sensorId"] == "on_failure"
     [item] = task["items"]
@@ -389,3 +400,137 @@ def test_P11_a_failed_run_is_one_item_for_a_failed_run_status_sensor_whose_reque
     assert keys == [f"sensor:on_failure:run:{answer['runId']}:0"]
     sweep_sensors(ctx, T, W)
     assert tasks(queue) == []  # the item is DONE: never called twice for one run
+
+
+def _ledger_events(ctx: ServiceContext) -> list[Any]:
+    from servo.services._compaction_ledger import read_events
+
+    return read_events(ctx.workspace_store(T, W), ledger_names(ctx), T, W).events
+
+
+def test_P4_the_cursor_goes_v0_v1_v2_with_deterministic_keys_and_a_rebuild_agrees(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue], tmp_path: Path
+) -> None:
+    from servo.core.sensor_rows import table_rows
+    from servo.services.sensor_projection import rebuild_sensors, refresh_sensors
+
+    ctx, clock, queue = env
+    deploy(ctx, poll(defaultEnabled=True))
+    for version, cursor in ((0, "c1"), (1, "c2")):
+        sweep_sensors(ctx, T, W)
+        [task] = tasks(queue)
+        assert task["evaluationId"] == f"files:v{version}:1"
+        report(ctx, task, status="TRIGGERED", cursorUpdated=True, cursor=cursor, runRequests=[{}])
+        clock.advance(31 * SECOND)
+    assert show(ctx)["cursor"] == "c2" and show(ctx)["stateVersion"] == 2
+    assert sorted(str(r["runKey"]) for r in runs(ctx)) == ["sensor:files:v0:0", "sensor:files:v1:0"]
+    rebuilt = rebuild_sensors(_ledger_events(ctx))
+    assert table_rows(rebuilt) == table_rows(refresh_sensors(ctx, T, W))
+    view = rebuilt.view("files")
+    assert view is not None and view.cursor == "c2" and view.state_version == 2
+    # Another instance (no cache) reads the same published tables.
+    fresh = make_context(Path(str(ctx.settings.data_dir)))[0]
+    assert table_rows(refresh_sensors(fresh, T, W)) == table_rows(rebuilt)
+
+
+def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_after_a_rebuild(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    from servo.core.sensor_fold import next_evaluation
+    from servo.core.sensors import parse_sensor
+    from servo.services.sensor_projection import rebuild_sensors
+
+    ctx, clock, queue = env
+    report(ctx, first_poll(ctx, queue))
+    reported = clock.now_ms
+    rebuilt = rebuild_sensors(_ledger_events(ctx)).view("files")
+    assert rebuilt is not None
+    spec = parse_sensor(poll(defaultEnabled=True))
+    clock.advance(10 * SECOND)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
+    assert next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0) is None
+    clock.advance(21 * SECOND)
+    plan = next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0)
+    assert plan is not None and plan.not_before == reported + 30 * SECOND
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
+    assert tasks(queue)[0]["evaluationId"] == plan.evaluation_id == "files:v1:1"
+
+
+def test_a_run_status_sensor_of_other_assets_gets_no_item_for_a_failed_run(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, _, queue = env
+    sweep_after_a_failed_run(
+        ctx,
+        queue,
+        run_status("watch_b", defaultEnabled=True, monitoredAssets=["ns.b"]),
+        run_status("watch_a", defaultEnabled=True, monitoredAssets=["ns.a"]),
+    )
+    assert [t["sensorId"] for t in tasks(queue)] == ["watch_a"]
+    assert show(ctx, "watch_b")["pendingItems"] == 0
+
+
+def test_a_result_applied_while_a_rival_of_its_version_is_pending_starts_runs_only_once_settled(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    """The rival's result can still land with a smaller event id and take the step (a slow write): runs
+    wait until no rival of the version is pending, or until the result is older than a write's window."""
+    from servo.core.events import SensorEvaluated, make_event
+    from servo.core.fingerprints import request_fingerprint
+    from servo.services.ledger import append_events
+
+    ctx, clock, queue = env
+    first_poll(ctx, queue)
+    sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
+    tasks(queue)
+    request = {
+        "request_id": "eval:files:v0:1:0",
+        "run_key": "sensor:files:a",
+        "selection": ["ns.a"],
+        "labels": {},
+        "request_fingerprint": request_fingerprint(["ns.a"], False, False, None, {}),
+    }
+    late = make_event(
+        SensorEvaluated("files", "files:v0:1", 0, "POLL", "TRIGGERED", run_requests=(request,)),
+        event_id=ctx.ids.new(clock.now_ms),  # stamped before the manual result, written after it
+        timestamp_ms=clock.now_ms,
+        tenant_id=T,
+        workspace_id=W,
+    )
+    manual = {"evaluationId": "files:manual:k", "evaluationToken": _token(ctx, "files:manual:k")}
+    report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "b"}])
+    assert runs(ctx) == []  # applied in this view, but the scheduled one of v0 may still win
+    append_events(ctx, T, W, [late])
+    sweep_sensors(ctx, T, W)
+    statuses = {e["evaluationId"]: e["status"] for e in evaluations(ctx)}
+    assert statuses == {"files:v0:1": "TRIGGERED", "files:manual:k": "SKIPPED_STALE"}
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:a"]
+
+
+def test_an_applied_result_whose_rival_never_reports_runs_once_older_than_a_writes_window(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    ctx, clock, queue = env
+    first_poll(ctx, queue)
+    sensors.evaluate_sensor(ctx, T, W, "files", {}, "k")
+    [manual] = tasks(queue)
+    report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "m"}])
+    assert runs(ctx) == []
+    clock.advance(11 * SECOND)
+    sweep_sensors(ctx, T, W)
+    assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:m"]
+
+
+def _token(ctx: ServiceContext, evaluation_id: str) -> str:
+    from servo.tokens import issue_evaluation_token
+
+    return issue_evaluation_token(
+        ctx.settings.token_secret,
+        tenant_id=T,
+        workspace_id=W,
+        sensor_id=evaluation_id.split(":")[0],
+        evaluation_id=evaluation_id,
+        state_version=0,
+        now_s=ctx.clock_ms() // 1000,
+        timeout_s=60,
+    )

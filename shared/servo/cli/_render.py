@@ -117,11 +117,14 @@ def tasks_table(run: Mapping[str, Any]) -> Table:
 
 
 def source_text(trigger: Any) -> str:
-    """Where a run came from, in a word: ``schedule:NAME:EPOCH``, ``rerun of PARENT``, ``manual``."""
+    """Where a run came from, in a word: ``schedule:NAME:EPOCH``, ``sensor:NAME:v3:1`` (the evaluation),
+    ``rerun of PARENT``, ``manual``."""
     if not isinstance(trigger, Mapping):
         return str(trigger or "-")
     if trigger.get("type") == "cron" and trigger.get("tickId"):
         return f"schedule:{trigger['tickId']}"  # a tick id is NAME:EPOCH
+    if trigger.get("type") == "sensor" and trigger.get("evaluationId"):
+        return f"sensor:{trigger['evaluationId']}"  # an evaluation id starts with the sensor's name
     if trigger.get("type") == "rerun" and trigger.get("parentRunId"):
         return f"rerun of {trigger['parentRunId']}"
     return str(trigger.get("type") or "-")

@@ -201,9 +201,12 @@ def _backfills(operation: str) -> Handler:
 def _sensor_result(call: Call) -> Result:
     from servo.services.sensor_results import report_result
 
-    return 200, report_result(
-        call.ctx, call.params["evaluation_id"], call.headers, parse_json_object(call.body)
-    )
+    try:
+        body = parse_json_object(call.body)
+    except InvalidInput as exc:
+        # A worker reads every result error in the worker-protocol shape, even for a broken body.
+        raise CallbackRejected(400, "invalid_argument", exc.message) from None
+    return 200, report_result(call.ctx, call.params["evaluation_id"], call.headers, body)
 
 
 HANDLERS: dict[str, Handler] = {

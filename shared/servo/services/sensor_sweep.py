@@ -20,6 +20,7 @@ from servo.core.sensor_fold import SensorLog, SensorView, next_evaluation
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, in_flight
 from servo.core.sensors import SensorSpec, evaluation_task_name, parse_sensor
 from servo.core.states import is_terminal_public
+from servo.services import _compaction_ledger as ledger
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.run_requests import resolve_run_request
@@ -205,16 +206,26 @@ def find_run_items(
         if run.completed_at is None:
             continue
         state = snapshot.public_state(run)
-        if not is_terminal_public(state):
+        item_id = f"run:{run.run_id}"
+        # Only watchers that may take this run and do not hold it yet: a run already an item of every
+        # watcher costs no read, and its tasks are read only for a watcher of some assets.
+        open_ = [
+            (spec, log)
+            for spec, log in watchers
+            if (spec.sensor_id, item_id) not in tables.run_items
+            and run.completed_at >= (log.first_seen_at or 0)
+            and state in (spec.run_status or ())
+        ]
+        if not open_ or not is_terminal_public(state):
             continue
-        found = snapshot.get_run(run.run_id)
-        touched = [t.task_key for t in found.tasks] if found is not None else []
-        # The item's place among the sensor's others: the run's end, as a ULID-ordered id.
-        arrived = _ended_id(run.completed_at, run.run_id)
-        for spec, log in watchers:
-            if run.completed_at < (log.first_seen_at or 0) or not spec.watches(state, touched):
-                continue
-            items.append(SensorRunItemRow(spec.sensor_id, f"run:{run.run_id}", run.run_id, state, arrived))
+        touched: list[str] = []
+        if any(spec.monitored_assets is not None for spec, _ in open_):
+            found = snapshot.get_run(run.run_id)
+            touched = [t.task_key for t in found.tasks] if found is not None else []
+        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
+        for spec, _log in open_:
+            if spec.watches(state, touched):
+                items.append(SensorRunItemRow(spec.sensor_id, item_id, run.run_id, state, arrived))
     return items
 
 
@@ -227,16 +238,32 @@ def _ended_id(completed_at: int, run_id: str) -> str:
 # ---------------------------------------------------------------------------------------------- requests
 
 
+def _settled(view: SensorView, evaluation_id: str, now_ms: int) -> bool:
+    """Whether an applied evaluation stays applied: no other evaluation of its version still awaits a
+    result, or its own result is older than the window in which a write lands. (A competitor's result
+    with a smaller event id could otherwise still appear and take the step, making this one stale after
+    its runs started; P2, P13.)"""
+    mine = view.evaluations[evaluation_id]
+    rivals = [
+        e
+        for e in view.evaluations.values()
+        if e.evaluation_id != evaluation_id
+        and e.expected_state_version == mine.expected_state_version
+        and e.status == "PENDING"
+    ]
+    return not rivals or (mine.reported_at or 0) < now_ms - ledger.DEFAULT_LOOKBACK_MS
+
+
 def pending_sensor_requests(
-    tables: SensorTables, resolved: Mapping[str, Any]
+    tables: SensorTables, resolved: Mapping[str, Any], now_ms: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(evaluation id, request) of applied evaluations' requests without an outcome, oldest first."""
+    """(evaluation id, request) of settled applied evaluations' requests without an outcome, oldest first."""
     out = []
     for log in tables.logs():
         view = tables.view(log.sensor_id)
         for request_id, request in sorted(view.run_requests.items() if view is not None else ()):
-            if request_id not in resolved:
-                evaluation = request_id.removeprefix("eval:").rsplit(":", 1)[0]
+            evaluation = request_id.removeprefix("eval:").rsplit(":", 1)[0]
+            if request_id not in resolved and view is not None and _settled(view, evaluation, now_ms):
                 out.append((evaluation, request))
     return out
 
@@ -248,7 +275,7 @@ def submit_pending_sensor_requests(
     ``run_requests`` table. Returns the ledger names written."""
     schedules = refresh_schedules(ctx, tenant_id, workspace_id)
     events = []
-    for evaluation, request in pending_sensor_requests(tables, schedules.requests):
+    for evaluation, request in pending_sensor_requests(tables, schedules.requests, ctx.clock_ms()):
         sensor_id = evaluation.split(":", 1)[0]
         trigger = {"type": "sensor", "sensor_id": sensor_id, "evaluation_id": evaluation}
         resolved = resolve_run_request(ctx, tenant_id, workspace_id, request, trigger)
