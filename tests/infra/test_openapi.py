@@ -163,6 +163,10 @@ def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:
         for tail in sensor_routes
     }
     want.add(("POST", "/v1/sensor-evaluations/{evaluation_id}/result", "callback"))
+    assets = "/v1/workspaces/{ws}/assets"
+    want |= {
+        ("GET", f"{assets}{tail}", "automation") for tail in ("", "/{asset_key}", "/{asset_key}/partitions")
+    }
     backfill = "/v1/workspaces/{ws}/backfills"
     want |= {("POST", backfill, "automation"), ("GET", backfill, "automation")}
     want |= {("GET", f"{backfill}/{{backfill_id}}{tail}", "automation") for tail in ("", "/chunks")}

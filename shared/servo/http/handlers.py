@@ -108,6 +108,12 @@ def _fire(call: Call) -> Result:
     return 200, fire_timer(call.ctx, parse_json_object(call.body))
 
 
+def _no_options(call: Call) -> None:
+    """Enable and disable take no body; a bad one is refused before anything is read or written."""
+    if call.body.strip() and parse_json_object(call.body):
+        raise InvalidInput("enable and disable take no options: send {} or nothing")
+
+
 def _schedules(operation: str) -> Handler:
     def handler(call: Call) -> Result:
         from servo.services import schedules
@@ -115,8 +121,7 @@ def _schedules(operation: str) -> Handler:
         ws = call.params["ws"]
         sid = call.params.get("schedule_id", "")
         if operation in ("enableSchedule", "disableSchedule"):
-            if call.body.strip() and parse_json_object(call.body):
-                raise InvalidInput("enable and disable take no options: send {} or nothing")
+            _no_options(call)
             enabled = operation == "enableSchedule"
             return 200, schedules.set_schedule_enabled(call.ctx, call.tenant_id, ws, sid, enabled)
         if operation == "listSchedules":
@@ -137,6 +142,7 @@ def _sensors(operation: str) -> Handler:
         ws = call.params["ws"]
         sid = call.params.get("sensor_id", "")
         if operation in ("enableSensor", "disableSensor"):
+            _no_options(call)
             enabled = operation == "enableSensor"
             return 200, sensors.set_sensor_enabled(call.ctx, call.tenant_id, ws, sid, enabled)
         if operation == "listSensors":
