@@ -20,7 +20,7 @@ RESULTS = Path("bench-results.json")
 # Keys of the local-stack section ("emulators" also covers emulators_unthrottled and _counted): a rerun
 # replaces all of them, so a figure (or an error) of an
 # earlier run never sits beside this run's as if measured together.
-STACK_PREFIXES = ("dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "goal.", "bench.")
+STACK_PREFIXES = ("dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "cpu.", "goal.", "bench.")
 
 
 def merge(results: dict[str, Any], replace_prefixes: tuple[str, ...] = ()) -> None:
