@@ -88,7 +88,7 @@ def _cache_partition(
     # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
     # a big run then copies bodies instead of re-encoding every event the run ever had.
     events = {
-        i: EncodedEvent(written[i], e if isinstance(e, Event) else None) if i in written else e
+        i: EncodedEvent(written[i], e) if i in written and isinstance(e, Event) else e
         for i, e in part.events.items()
     }
     snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
