@@ -1,7 +1,8 @@
 """Run every benchmark, print a table and merge the results into bench-results.json by key.
 
-Sections run in order (compaction, then the local stacks against Dagster); each section's figures are
-merged into the file as soon as it ends, so an interrupted run keeps what it measured.
+Sections run in order (compaction and the functions' cold imports, then the local stacks against
+Dagster); each section's figures are merged into the file as soon as it ends, so an interrupted run
+keeps what it measured.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import backfill, catalog, compaction, goals, local_stack
+from bench import backfill, catalog, cold_start, compaction, goals, local_stack
 
 RESULTS = Path("bench-results.json")
 
@@ -21,7 +22,7 @@ RESULTS = Path("bench-results.json")
 # replaces all of them, so a figure (or an error) of an
 # earlier run never sits beside this run's as if measured together.
 STACK_PREFIXES = (
-    "dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "goal.", "bench.", "backfill.",
+    "dev.", "embedded.", "emulators", "dagster.", "ratio.", "ops.", "cpu.", "goal.", "bench.", "backfill.",
 )  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    results = compaction.run()
+    results = {**compaction.run(), **cold_start.run()}
     results.update(catalog.run())
     merge(results)
     print_table(results)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import requests
+from servo.dispatch import EnvOnceSession
 from servo.store import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject
 from servo.worker import WorkerApp
 
@@ -146,7 +147,7 @@ class Timeline:
             return {t.task_key: t for t in self.tasks.values() if t.run_id == run_id}
 
 
-class TimedSession(requests.Session):
+class TimedSession(EnvOnceSession):
     """The worker's callback session: stamps when ``completed`` was sent and when a 2xx came back."""
 
     def __init__(self, timeline: Timeline) -> None:

@@ -53,6 +53,17 @@ def ops_results(label: str, m: RunMeasure) -> dict[str, Any]:
         out[f"{prefix}.by_prefix.{key}_per_task"] = round(count / m.tasks, 2)
     for event_type, count in sorted(m.ledger_types.items()):
         out[f"{prefix}.ledger_events_per_task.{event_type}"] = round(count / m.tasks, 2)
+    return {**out, **cpu_results(label, m)}
+
+
+def cpu_results(label: str, m: RunMeasure) -> dict[str, Any]:
+    """CPU milliseconds a task of the stack's processes (issue 21), over the counted window."""
+    if m.cpu is None:
+        return {}
+    out = {f"cpu.{label}.ms_per_task": round(m.cpu.total_s * 1000 / m.tasks, 2)}
+    if m.cpu.children_s:
+        # The emulator stack's own processes, without the bench process (its worker and proxy).
+        out[f"cpu.{label}.children_ms_per_task"] = round(m.cpu.children_s * 1000 / m.tasks, 2)
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from servo.store import OpCounts
 
-from bench import _api
+from bench import _api, _cpu
 from bench._graphs import chain_keys, fanout_keys, fanout_namespace
 from bench._instrument import TaskTimes
 from bench._stacks import Target
@@ -34,6 +34,8 @@ class RunMeasure:
     ops: dict[tuple[str, str], int] = field(default_factory=dict)
     port: OpCounts | None = None  # servo.store.CountingStore's own totals for the same window
     ledger_types: dict[str, int] = field(default_factory=dict)  # ledger objects written, by event type
+    # CPU of the stack's processes over the same window as ``ops`` (counted runs only).
+    cpu: _cpu.CpuSample | None = None
 
 
 def _edge_overheads(times: dict[str, TaskTimes], edges: Sequence[tuple[str, str]]) -> list[float]:
@@ -60,13 +62,14 @@ def measure_run(
 
     With ``count_ops`` the store counters are reset before the first trigger and read after the last
     completion and the control plane going idle, before the first GetRun (whose reads are the
-    client's, not the tasks').
+    client's, not the tasks'). The stack's CPU is sampled over that same window.
     """
     if count_ops and target.tally is not None:
         target.wait_idle(30)
         target.tally.reset()
         if target.counting is not None:
             target.counting.reset()
+    cpu_start = _cpu.sample()
     start = time.perf_counter()
     run_ids = [_api.trigger(http, target.api_url, ws, keys[0], downstream=True) for _ in range(copies)]
     for run_id in run_ids:
@@ -82,8 +85,10 @@ def measure_run(
     ops: dict[tuple[str, str], int] = {}
     port = None
     ledger_types: dict[str, int] = {}
+    cpu = None
     if count_ops and target.tally is not None:
         target.wait_idle(60)
+        cpu = _cpu.sample_end() - cpu_start
         ops = target.tally.snapshot()
         port = target.counting.snapshot() if target.counting is not None else None
         ledger_types = target.tally.ledger_snapshot()
@@ -102,6 +107,7 @@ def measure_run(
         ops,
         port,
         ledger_types,
+        cpu,
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import IntEnum
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from servo.core.canonical_json import canonical_bytes, canonical_dumps, is_canonical, loads_strict
+from servo.core.canonical_json import _normalize, canonical_bytes, canonical_dumps, is_canonical, loads_strict
 from servo.core.errors import CanonicalJsonError, InvalidInput
 
 from tests.conftest import load_fixture
@@ -205,3 +207,36 @@ def test_contract_event_example_matches_its_witness_checksum() -> None:
     }
     digest = hashlib.sha256(canonical_bytes(event)).hexdigest()
     assert f"sha256:{digest}" == "sha256:9bfa721fcc989ccb6e07d15a4d839821b4404f7873d9bc12a7fa2083a5c9930d"
+
+
+def _reference_bytes(value: Any) -> bytes:
+    # The definition: a copy whose keys are ordered by their UTF-8 bytes, written without spaces.
+    ordered = _normalize(value, "$")
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@given(json_values)
+def test_plain_values_encode_as_the_byte_ordered_copy(value: Any) -> None:
+    # Plain values skip the normalized copy: json's own key sort must give the same bytes.
+    assert canonical_bytes(value) == _reference_bytes(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\U0001f389": 1, "\ufffd": 2, "é": 3},  # UTF-16 would order these differently
+        [(1, 2), {"a": (3,)}],
+        MappingProxyType({"b": 1, "a": MappingProxyType({"d": 2, "c": 1})}),
+        {"a": IntEnum("Small", "ONE")["ONE"]},
+    ],
+)
+def test_values_that_are_not_plain_still_encode_canonically(value: Any) -> None:
+    assert canonical_bytes(value) == _reference_bytes(value)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a":"\\ud800"}', '["x", {"\\udc00": 1}]', '"\\\\u0041\\ud83c"', '{"k":"\ud800"}']
+)
+def test_loads_strict_still_finds_a_lone_surrogate(text: str) -> None:
+    with pytest.raises(CanonicalJsonError):
+        loads_strict(text)

@@ -11,6 +11,7 @@ from servo.core.errors import InvalidEvent
 from servo.core.events import (
     DispatchEnqueued,
     DispatchRequested,
+    EncodedEvent,
     Event,
     EventData,
     OutputVisibility,
@@ -287,6 +288,23 @@ def test_11_row_version_is_the_last_event_that_changed_the_row_and_late_events_r
     assert p.tasks["a.c"].row_version == h.events[1].event_id  # untouched since the plan
     late = fold(fold(empty(), [e for e in h.events if e is not start]), [start])
     assert snapshot(late.runs[RUN]) == snapshot(p)
+
+
+def test_11b_a_refold_keeps_stored_events_as_read_and_decodes_each_once() -> None:
+    # A big run re-folded for every late event must not decode, nor later re-encode, its whole history.
+    h = chain()
+    h.dispatch("a.a")
+    start = h.start("a.a")
+    done = h.finish("a.a")
+    stored = {e.event_id: EncodedEvent(encode_event(e).decode()) for e in h.events if e is not start}
+    base = fold_run(None, RUN, [e for e in h.events if e is not start])
+    base.events.update(stored)
+    refolded = fold_run(base, RUN, [start])
+    assert snapshot(refolded) == snapshot(fold_all(h.events))
+    assert all(refolded.events[i] is body for i, body in stored.items())
+    assert refolded.events[start.event_id] == start
+    decoded = stored[done.event_id].decode()
+    assert decoded == done and stored[done.event_id].decode() is decoded
 
 
 def test_12_ack_before_request_keeps_both_ids() -> None:

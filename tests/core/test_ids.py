@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -12,6 +14,7 @@ from servo.core.errors import InvalidId, ServoError
 from servo.core.ids import (
     TimerIdParts,
     UlidFactory,
+    _has_control,
     attempt_id,
     automation_run_id,
     cloud_task_id,
@@ -250,3 +253,11 @@ def test_path_components() -> None:
             validate_path_component(bad, "run_id")
     with pytest.raises(InvalidId, match="at most"):
         validate_path_component("a" * 11, "name", max_len=10)
+
+
+def test_control_characters_are_exactly_unicode_category_cc() -> None:
+    # The id check matches a fixed range instead of asking unicodedata per character: Cc is closed
+    # (Unicode's stability policy), so the two must agree on every code point.
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        assert _has_control(f"a{ch}b") == (unicodedata.category(ch) == "Cc"), hex(code)

@@ -74,6 +74,46 @@ def _normalize(value: object, path: str, allow_floats: bool = False) -> Any:
     )
 
 
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` holds only exact dicts with string keys, lists, tuples, valid strings,
+    in-range ints, bools and None: what ``json.dumps(sort_keys=True)`` writes canonically as is.
+
+    Sorting keys by code point is sorting them by their UTF-8 bytes (UTF-8 keeps code point order),
+    so such a value needs no normalized copy; anything else (a float, a Mapping that is not a dict, an
+    int subclass, a lone surrogate) takes :func:`_normalize`, which copies, or names the bad path.
+    """
+    todo: list[Any] = [value]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind is str:
+            if not _encodable(item):
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or not _encodable(key):
+                    return False
+            todo.extend(item.values())
+        elif kind is list or kind is tuple:
+            todo.extend(item)
+        elif kind is int:
+            if not INT_MIN <= item <= INT_MAX:
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
+
+
 def canonical_dumps(value: object) -> str:
     """Encode ``value`` as canonical JSON text.
 
@@ -82,9 +122,11 @@ def canonical_dumps(value: object) -> str:
             unsupported type; the message names the JSON path of the offending value.
     """
     try:
-        normalized = _normalize(value, "$")
         # Python's escaper matches serde_json: short escapes where they exist, lowercase \u00XX otherwise,
         # everything else (DEL, '/', U+2028, non-ASCII) raw.
+        if _plain(value):
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+        normalized = _normalize(value, "$")
         return json.dumps(normalized, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except RecursionError as exc:
         raise CanonicalJsonError("canonical JSON: value is nested too deeply") from exc
@@ -152,8 +194,10 @@ def loads_strict(data: bytes | str, *, allow_floats: bool = False) -> Any:
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_object,
         )
-        # Escaped lone surrogates (\ud800) parse into str but have no UTF-8 form.
-        _normalize(value, "$", allow_floats)
+        # Escaped lone surrogates (\ud800) parse into str but have no UTF-8 form; without a \u escape
+        # in valid UTF-8 text there can be none, so only such a text is walked.
+        if "\\u" in text or (data is text and not _encodable(text)):
+            _normalize(value, "$", allow_floats)
     except json.JSONDecodeError as exc:
         raise CanonicalJsonError(
             f"JSON: malformed at line {exc.lineno} column {exc.colno}: {exc.msg}"

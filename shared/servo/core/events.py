@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from servo.core._automation_events import (
@@ -390,9 +390,15 @@ class EncodedEvent:
     """
 
     body: str
+    # The decoded event, once known (given by whoever holds it, or kept by the first decode): a run
+    # re-folded for a late event then decodes none of its events again. Not part of the identity.
+    event: Event | None = field(default=None, compare=False, repr=False)
 
     def decode(self) -> Event:
-        return decode_event(self.body.encode("utf-8"))
+        if self.event is None:
+            object.__setattr__(self, "event", decode_event(self.body.encode("utf-8")))
+        assert self.event is not None
+        return self.event
 
 
 def as_event(value: Event | EncodedEvent) -> Event:

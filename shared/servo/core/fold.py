@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from servo.core.errors import InvalidEvent
-from servo.core.events import Event, TaskFinished, UnknownEvent, as_event
+from servo.core.events import EncodedEvent, Event, TaskFinished, UnknownEvent, as_event
 from servo.core.fold_context import FoldContext
 from servo.core.fold_handlers import apply
 from servo.core.liveness import Attempt, beat_attempt, kept_beats, newest_beats
@@ -98,6 +98,11 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
     result = RunPartition(run_id)
     merged = newest_beats(map(as_event, {**base.events, **new}.values()), {})
     _apply_all(result, [merged[i] for i in sorted(merged)])
+    # Events read from storage stay the bodies they were read as: a base rewrite of a big run then
+    # copies them instead of encoding every event again after each late one.
+    for event_id, value in base.events.items():
+        if isinstance(value, EncodedEvent) and event_id in result.events:
+            result.events[event_id] = value
     return result
 
 

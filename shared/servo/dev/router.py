@@ -17,6 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from servo.core.errors import InvalidInput, ServoError
 from servo.dev.local_server import BoundedWSGIServer, check_local_request
+from servo.dispatch import EnvOnceSession
 from servo.http import routes
 from servo.http.app import error_response, read_body
 
@@ -78,7 +79,7 @@ class Router:
         # One keep-alive session per serving thread: Session is not documented as thread-safe.
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = EnvOnceSession()
         return session
 
     def retarget(self, function: str, url: str) -> None:

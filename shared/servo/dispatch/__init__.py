@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from servo.dispatch._engine import RedeliveryPolicy
+from servo.dispatch._http import EnvOnceSession
 from servo.dispatch._port import (
     EnqueueOutcome,
     HttpTask,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CloudTasksQueue",
     "EnqueueOutcome",
+    "EnvOnceSession",
     "HttpTask",
     "LocalDispatcher",
     "QueueFull",

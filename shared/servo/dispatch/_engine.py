@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from servo.core.errors import InvalidInput
+from servo.dispatch._http import EnvOnceSession
 
 logger = logging.getLogger(__name__)
 
@@ -414,6 +415,6 @@ def _session() -> requests.Session:
     # One keep-alive session per worker thread: requests.Session is not safe to share across threads.
     session: requests.Session | None = getattr(_sessions, "session", None)
     if session is None:
-        session = requests.Session()
+        session = EnvOnceSession()
         _sessions.session = session
     return session

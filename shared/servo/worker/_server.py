@@ -21,6 +21,7 @@ from flask import Flask, Response, jsonify, request
 
 from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
+from servo.dispatch import EnvOnceSession
 from servo.sdk import CODE_VERSION_PREFIX
 from servo.sdk._sensors import SensorDefinition
 from servo.worker._callbacks import CallbackUnavailable
@@ -125,7 +126,7 @@ class WorkerApp:
         self._tenant_id = tenant_id
         self._workspace_id = workspace_id
         self._api_url = api_url.rstrip("/") if api_url else None
-        self._http = http if http is not None else requests.Session()
+        self._http = http if http is not None else EnvOnceSession()
         self._claims = _Claims(max_concurrency)
         self.config = RunnerConfig(
             worker_id=worker_id,
