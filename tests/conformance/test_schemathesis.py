@@ -41,6 +41,11 @@ WS = "conformance"
 ASSETS = ("ns.a", "ns.b", "ns.c")
 GRAPH = manifest(asset("ns.a"), asset("ns.b", "ns.a"), asset("ns.c", "ns.b"))
 POSITIVE_OK = ["2xx", "401", "403", "404", "409"]
+# Backfills need partitioned assets: a workspace of its own, so the other operations' unpartitioned
+# selections stay valid.
+PARTS_WS = "conformance-parts"
+DAY = {"name": "date", "kind": "time", "granularity": "day", "start": "2025-01-01"}
+PARTS = manifest({**asset("p.d"), "partitioning": {"dimensions": [DAY]}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
                 timeout=10,
             )
             assert deployed.status_code == 201, deployed.text
+            parts = requests.post(f"{api}/v1/workspaces/{PARTS_WS}/manifests", json=PARTS, timeout=10)
+            assert parts.status_code == 201, parts.text
             run = requests.post(f"{api}/v1/workspaces/{WS}/runs", json={"selection": ["ns.a"]}, timeout=10)
             assert run.status_code == 201, run.text
             (delivery,) = worker.wait_for(1, "/dispatch")
@@ -252,6 +259,26 @@ def _repair(case: Any, t: Target) -> None:
         body["labels"] = {
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
+    if op in ("createBackfill", "retryFailedBackfill"):
+        # The descriptions: an Idempotency-Key or a clientRequestId is required, maxConcurrentRuns is
+        # at least chunkSize; and create's assets and keys must be deployed (a partitioned workspace).
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
+        if "Idempotency-Key" not in case.headers and "clientRequestId" not in (body or {}):
+            case.headers["Idempotency-Key"] = "conformance"
+    if op in ("createBackfill", "retryFailedBackfill") and body is not None:
+        if body.get("maxConcurrentRuns", 100) < body.get("chunkSize", 1):
+            body["maxConcurrentRuns"] = body["chunkSize"]
+    if op == "createBackfill" and body is not None:
+        case.path_parameters["ws"] = PARTS_WS
+        body["assets"] = ["p.d"]
+        if "range" in body["partitions"]:
+            body["partitions"] = {"range": {"start": "2025-01-01", "end": "2025-01-03"}}
+        else:
+            body["partitions"] = {"explicit": ["date=d:2025-01-01"]}
+        labels = body.get("labels") or {}
+        body["labels"] = {
+            k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
+        }
     if op == "rerunRun" and body is not None:
         case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
         # The description: fromFailure takes no selection or include flags; subset selects in the plan.
@@ -265,7 +292,16 @@ def _repair(case: Any, t: Target) -> None:
             k: v for k, v in labels.items() if 0 < len(k) <= 128 and not k.startswith(("servo.", "arco."))
         }
     if (
-        op in ("listRuns", "getRunLogs", "listScheduleTicks", "listSensorEvaluations", *_ASSET_OPS)
+        op
+        in (
+            "listRuns",
+            "getRunLogs",
+            "listScheduleTicks",
+            "listSensorEvaluations",
+            "listBackfills",
+            "listBackfillChunks",
+            *_ASSET_OPS,
+        )
         and case.query
     ):
         case.query.pop("cursor", None)  # only a cursor the server issued is valid
