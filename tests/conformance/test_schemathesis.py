@@ -265,9 +265,9 @@ def _repair(case: Any, t: Target) -> None:
         case.headers = {k: v for k, v in (case.headers or {}).items() if k != "X-Servo-Tenant"}
         if "Idempotency-Key" not in case.headers and "clientRequestId" not in (body or {}):
             case.headers["Idempotency-Key"] = "conformance"
-    if op in ("createBackfill", "retryFailedBackfill") and body is not None:
-        if body.get("maxConcurrentRuns", 100) < body.get("chunkSize", 1):
-            body["maxConcurrentRuns"] = body["chunkSize"]
+    most, size = (body or {}).get("maxConcurrentRuns", 100), (body or {}).get("chunkSize", 1)
+    if op in ("createBackfill", "retryFailedBackfill") and body is not None and most < size:
+        body["maxConcurrentRuns"] = size
     if op == "createBackfill" and body is not None:
         case.path_parameters["ws"] = PARTS_WS
         body["assets"] = ["p.d"]
