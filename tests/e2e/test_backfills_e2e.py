@@ -83,6 +83,11 @@ def test_a_ten_day_backfill_materializes_exactly_those_ten_partitions(stack: Sta
     days = sorted(str(r["partition"]) for r in runs)
     assert len(days) == 10 and days == sorted(set(days))
     assert all("2025-01-" in d for d in days) and "2025-01-01" in days[0] and "2025-01-10" in days[-1]
+    # The asset catalog agrees: exactly those ten partitions of the asset are materialized, none failed.
+    catalog = stack.json("asset", "show", "daily.asset")
+    assert catalog["partitions"]["materialized"] == 10 and catalog["partitions"]["failed"] == 0
+    shown = sorted(p["partitionKey"] for p in catalog["partitionStatus"] if p.get("lastMaterialization"))
+    assert shown == days
 
 
 def test_a_failed_partition_fails_the_backfill_and_retry_failed_reruns_only_it(stack: Stack) -> None:
