@@ -222,21 +222,7 @@ def verify_task_token(
     Raises:
         Unauthorized: ``invalid_token: …`` for any failure.
     """
-    keys = [secret] if isinstance(secret, bytes) else list(secret)
-    if not keys:
-        raise InvalidInput(f"at least one task token key of {MIN_SECRET_BYTES} bytes is needed")
-    for key in keys:
-        _check_secret(key)
-    if not isinstance(token, str) or not token:
-        raise _invalid("missing token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise _invalid(f"malformed token ({exc})") from exc
-    # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
-    if header.get("alg") != ALGORITHM:
-        raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
-    payload = _decode(token, _candidate_keys(keys, header))
+    payload = _signed_payload([secret] if isinstance(secret, bytes) else list(secret), token)
     task_id, tenant_id, workspace_id, run_id, attempt, attempt_id = (
         _claim(payload, wire, alias) for wire, alias in _SCOPE_CLAIMS
     )
@@ -270,6 +256,29 @@ def verify_task_token(
         iss=iss,
         aud=aud,
     )
+
+
+def _signed_payload(keys: list[bytes], token: object) -> dict[str, Any]:
+    """The payload of an HS256 token signed by one of ``keys`` (task and evaluation tokens alike).
+
+    Raises:
+        InvalidInput: no key, or a key too short (a deployment error, not the caller's).
+        Unauthorized: missing, malformed, another algorithm or a bad signature.
+    """
+    if not keys:
+        raise InvalidInput(f"at least one task token key of {MIN_SECRET_BYTES} bytes is needed")
+    for key in keys:
+        _check_secret(key)
+    if not isinstance(token, str) or not token:
+        raise _invalid("missing token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _invalid(f"malformed token ({exc})") from exc
+    # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
+    if header.get("alg") != ALGORITHM:
+        raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
+    return _decode(token, _candidate_keys(keys, header))
 
 
 def _decode(token: str, keys: list[bytes]) -> dict[str, Any]:
@@ -354,15 +363,7 @@ def verify_evaluation_token(
         Unauthorized: a bad signature or algorithm, expired, another scope (a task token) or another
             evaluation's token.
     """
-    if not isinstance(token, str) or not token:
-        raise _invalid("missing token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise _invalid(f"malformed token ({exc})") from exc
-    if header.get("alg") != ALGORITHM:
-        raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
-    payload = _decode(token, _candidate_keys(list(keys), header))
+    payload = _signed_payload(list(keys), token)
     if payload.get("scope") != EVALUATION_SCOPE:
         raise _invalid("not a sensor evaluation token", claim="scope")
     if payload.get("evaluationId") != evaluation_id:
