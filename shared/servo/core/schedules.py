@@ -59,32 +59,48 @@ PAUSED_REASON = "paused"
 TickStatus = Literal["TRIGGERED", "SKIPPED", "FAILED"]
 
 
-def _error(field_name: str, message: str, **details: Any) -> InvalidSchedule:
-    return InvalidSchedule(f"{field_name}: {message}", details={"field": field_name, **details})
+def field_error(
+    field_name: str, message: str, *, error: type[InvalidSchedule] = InvalidSchedule, **details: Any
+) -> InvalidSchedule:
+    """A bad automation definition (schedule or sensor) naming its field in ``details["field"]``."""
+    return error(f"{field_name}: {message}", details={"field": field_name, **details})
+
+
+def check_definition_id(value: object, kind: str, error: type[InvalidSchedule] = InvalidSchedule) -> str:
+    """Raise ``error`` unless ``value`` matches ``[a-z][a-z0-9_]{0,63}`` (schedule and sensor ids)."""
+    if not isinstance(value, str) or not SCHEDULE_ID_RE.fullmatch(value):
+        message = f"{kind} id {value!r} must match [a-z][a-z0-9_]{{0,63}}"
+        raise field_error("id", message, error=error, id=value)
+    return value
 
 
 def check_schedule_id(value: object) -> str:
     """Raise InvalidSchedule unless ``value`` matches ``[a-z][a-z0-9_]{0,63}``."""
-    if not isinstance(value, str) or not SCHEDULE_ID_RE.fullmatch(value):
-        raise _error("id", f"schedule id {value!r} must match [a-z][a-z0-9_]{{0,63}}", id=value)
-    return value
+    return check_definition_id(value, "schedule")
 
 
-def _limit(raw: Mapping[str, Any], name: str, default: int, bounds: tuple[int, int]) -> int:
+def bounded_int(
+    raw: Mapping[str, Any],
+    name: str,
+    default: int,
+    bounds: tuple[int, int],
+    error: type[InvalidSchedule] = InvalidSchedule,
+) -> int:
+    """The integer field ``name`` (``default`` when absent), refused outside ``bounds`` (inclusive)."""
     value = raw.get(name, default)
     lo, hi = bounds
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _error(name, f"must be an integer in {lo}..{hi}, not {value!r}")
+        raise field_error(name, f"must be an integer in {lo}..{hi}, not {value!r}", error=error)
     return value
 
 
 def _target(value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        raise _error("target", f"must be a non-empty list of asset keys ('ns.name'), not {value!r}")
+        raise field_error("target", f"must be a non-empty list of asset keys ('ns.name'), not {value!r}")
     try:
         return tuple(canonical_selection(value))
     except InvalidAssetKey as exc:
-        raise _error("target", exc.message) from None
+        raise field_error("target", exc.message) from None
 
 
 def reserved_labels(labels: Mapping[str, str]) -> list[str]:
@@ -103,10 +119,10 @@ def _labels(value: object) -> Mapping[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()
     ):
-        raise _error("labels", f"must map non-empty strings to strings, not {value!r}")
+        raise field_error("labels", f"must map non-empty strings to strings, not {value!r}")
     reserved = reserved_labels(value)
     if reserved:
-        raise _error("labels", f"{', '.join(reserved)}: the servo. prefix is reserved", labels=reserved)
+        raise field_error("labels", f"{', '.join(reserved)}: the servo. prefix is reserved", labels=reserved)
     return canonical_labels(value)
 
 
@@ -153,7 +169,7 @@ class ScheduleSpec:
         """
         unknown = [key for key in self.target if key not in dimensions_of]
         if unknown:
-            raise _error("target", f"unknown asset(s) {', '.join(unknown)}", unknown=unknown)
+            raise field_error("target", f"unknown asset(s) {', '.join(unknown)}", unknown=unknown)
         check_partition_rule(self.partition, shared_dimensions(self.target, dimensions_of))
 
 
@@ -164,7 +180,7 @@ def shared_dimensions(
     shape = sorted(canonical_bytes(d) for d in first)
     for key in target[1:]:
         if sorted(canonical_bytes(d) for d in dimensions_of[key]) != shape:
-            raise _error(
+            raise field_error(
                 "target",
                 f"{target[0]} and {key} are partitioned differently; a schedule's targets share one "
                 "dimension set",
@@ -193,13 +209,13 @@ def parse_schedule(raw: object) -> ScheduleSpec:
     }
     extra = sorted(str(k) for k in raw if k not in known)
     if extra:
-        raise _error(extra[0], f"unknown schedule field (known: {', '.join(sorted(known))})")
+        raise field_error(extra[0], f"unknown schedule field (known: {', '.join(sorted(known))})")
     schedule_id = check_schedule_id(raw.get("id"))
     timezone = raw.get("timezone", "UTC")
     load_timezone(timezone)
     default_enabled = raw.get("defaultEnabled", False)
     if not isinstance(default_enabled, bool):
-        raise _error("defaultEnabled", f"must be true or false, not {default_enabled!r}")
+        raise field_error("defaultEnabled", f"must be true or false, not {default_enabled!r}")
     return ScheduleSpec(
         schedule_id=schedule_id,
         cron=parse_cron(raw.get("cron")),
@@ -207,10 +223,10 @@ def parse_schedule(raw: object) -> ScheduleSpec:
         target=_target(raw.get("target")),
         partition=normalize_partition_rule(raw.get("partition")),
         labels=_labels(raw.get("labels")),
-        catchup_window_minutes=_limit(
+        catchup_window_minutes=bounded_int(
             raw, "catchupWindowMinutes", DEFAULT_CATCHUP_WINDOW_MINUTES, CATCHUP_WINDOW_MINUTES
         ),
-        max_catchup_ticks=_limit(raw, "maxCatchupTicks", DEFAULT_MAX_CATCHUP_TICKS, MAX_CATCHUP_TICKS),
+        max_catchup_ticks=bounded_int(raw, "maxCatchupTicks", DEFAULT_MAX_CATCHUP_TICKS, MAX_CATCHUP_TICKS),
         default_enabled=default_enabled,
     )
 

@@ -19,7 +19,15 @@ from servo.core.errors import InvalidAssetKey, InvalidInput, InvalidPartitionKey
 from servo.core.keys import canonical_selection
 from servo.core.partition_keys import parse_partition_key
 from servo.core.schedule_partitions import normalize_partition_rule, tick_partition_key
-from servo.core.schedules import SCHEDULE_ID_RE, canonical_labels, reserved_labels, shared_dimensions
+from servo.core.schedules import (
+    SCHEDULE_ID_RE,
+    bounded_int,
+    canonical_labels,
+    check_definition_id,
+    field_error,
+    reserved_labels,
+    shared_dimensions,
+)
 
 __all__ = [
     "INTERVAL_SECONDS",
@@ -63,22 +71,16 @@ class InvalidSensor(InvalidSchedule):
     """
 
 
-def _error(field_name: str, message: str, **details: Any) -> InvalidSensor:
-    return InvalidSensor(f"{field_name}: {message}", details={"field": field_name, **details})
+def _error(field_name: str, message: str, **details: Any) -> InvalidSchedule:
+    return field_error(field_name, message, error=InvalidSensor, **details)
 
 
 def check_sensor_id(value: object) -> str:
-    if not isinstance(value, str) or not SCHEDULE_ID_RE.fullmatch(value):
-        raise _error("id", f"sensor id {value!r} must match [a-z][a-z0-9_]{{0,63}}", id=value)
-    return value
+    return check_definition_id(value, "sensor", InvalidSensor)
 
 
 def _int(raw: Mapping[str, Any], name: str, default: int, bounds: tuple[int, int]) -> int:
-    value = raw.get(name, default)
-    lo, hi = bounds
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _error(name, f"must be an integer in {lo}..{hi}, not {value!r}")
-    return value
+    return bounded_int(raw, name, default, bounds, InvalidSensor)
 
 
 def _keys(raw: Mapping[str, Any], name: str, *, required: bool) -> tuple[str, ...] | None:
