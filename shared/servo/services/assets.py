@@ -30,7 +30,7 @@ from servo.services.context import ServiceContext
 from servo.services.manifests import AssetSpec, DeployedManifest, load_current_manifest
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
-from servo.services.runs import _limit as page_limit
+from servo.services.runs import page_limit
 
 __all__ = ["PARTITION_STATUSES", "get_asset", "list_asset_partitions", "list_assets"]
 

@@ -42,7 +42,7 @@ from servo.services.ledger import append_events
 from servo.services.manifests import MAX_IDEMPOTENCY_KEY_BYTES, load_current_manifest
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
-from servo.services.runs import _limit as page_limit
+from servo.services.runs import page_limit
 from servo.services.schedule_projection import refresh_schedules
 from servo.services.trigger_request import parse_labels
 from servo.store import create_once

@@ -199,7 +199,7 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     return triggered_at, run_id
 
 
-def _limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+def page_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
     raw = query.get("limit", str(default))
     try:
         limit = int(raw)
@@ -213,7 +213,7 @@ def _limit(query: Mapping[str, str], default: int, maximum: int) -> int:
 def list_runs(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, query: Mapping[str, str]
 ) -> dict[str, Any]:
-    limit = _limit(query, 20, 200)
+    limit = page_limit(query, 20, 200)
     cursor = _decode_cursor(query["cursor"]) if query.get("cursor") else None
     state = query.get("state")
     if state is not None and state not in PUBLIC_RUN_STATES:
@@ -263,7 +263,7 @@ def run_logs(
     next page repeats the header and carries on (readers join text under the same header).
     """
     validate_path_component(run_id, "run id", 64)
-    limit = _limit(query, 50, 200)
+    limit = page_limit(query, 50, 200)
     prefix = f"logs/{run_id}/"
     task_key = query.get("taskKey")
     if task_key:

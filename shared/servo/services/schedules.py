@@ -19,7 +19,7 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
-from servo.services.runs import _limit as page_limit
+from servo.services.runs import page_limit
 from servo.services.schedule_projection import refresh_schedules
 
 TICK_STATUSES = ("TRIGGERED", "SKIPPED", "FAILED")
