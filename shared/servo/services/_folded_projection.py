@@ -102,15 +102,13 @@ class FoldedProjection(Generic[S]):
         hint: Iterable[str] = (),
         *,
         lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
-        extra: Callable[[S], S] | None = None,
         settle: Callable[[S], S] | None = None,
     ) -> S:
         """Fold the events written since the last publish (and the ``hint`` names) and publish.
 
-        ``extra`` adds what no ledger event carries (a sensor's run items) before publishing; it is
-        applied on every attempt, so what it adds is kept even when the ledger brought nothing new.
-        ``settle`` recomputes, after the fold, what depends on more than these events (backfill chunks
-        from their runs); a change it makes is published even when no event is new.
+        ``settle`` adds, after the fold, what depends on more than the ledger's events (a sensor's run
+        items, backfill chunks settled from their runs). It is applied on every attempt, and a change
+        it makes is published even when the ledger brought nothing new.
 
         Raises:
             Conflict: lost the head's CAS race too many times in a row.
@@ -125,11 +123,9 @@ class FoldedProjection(Generic[S]):
             names, _bad = ledger.candidate_names(store, start, head.recent, hint, lookback_ms)
             found = ledger.read_events(store, names, tenant_id, workspace_id)
             state = self.read_state(ctx, store, head)
-            new_state = extra(state) if extra is not None else state
-            settled = settle(new_state) if settle is not None else new_state
-            if not found.seen_ids and settled == state:
+            if not found.seen_ids and (settle is None or settle(state) == state):
                 return state
-            new_state = self.fold(new_state, found.events, ctx.clock_ms())
+            new_state = self.fold(state, found.events, ctx.clock_ms())
             if settle is not None:
                 new_state = settle(new_state)
             if head.generation == 0 and self.is_empty(new_state):

@@ -60,7 +60,7 @@ def refresh_sensors(
         workspace_id,
         hint,
         lookback_ms=lookback_ms,
-        extra=(lambda s: s.with_run_items(items)) if items else None,
+        settle=(lambda s: s.with_run_items(items)) if items else None,
     )
 
 
