@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from servo.cli._app import State, api_options, client_from
+from servo.cli._commands._shared import JSON_OPTION, print_fields
 from servo.cli._commands.runs import print_json
 from servo.cli._render import plain_table as _table
 
@@ -50,7 +51,7 @@ _AS_OF = click.option("--as-of", "as_of", help="Judge staleness at this RFC 3339
 @click.option("--stale", is_flag=True, help="Only stale assets.")
 @click.option("--prefix", help="Only keys starting with this (a namespace such as sales.).")
 @_AS_OF
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def list_command(
@@ -122,8 +123,7 @@ def show_command(
         ("Last", f"{last['at']} by run {last['runId']}" if last else "never materialized"),
         ("Staleness", _staleness(asset)),
     ]
-    for name, value in lines:
-        state.out.print(f"[bold]{name + ':':<12}[/bold]{value}")
+    print_fields(state, lines)
     if not partitions:
         state.out.print("No partition attempted yet.")
         return

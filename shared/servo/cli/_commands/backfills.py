@@ -13,6 +13,7 @@ from rich.table import Table
 
 from servo.cli._app import State, api_options, client_from
 from servo.cli._client import ApiClient
+from servo.cli._commands._shared import JSON_OPTION, print_fields
 from servo.cli._commands.runs import POLL_INTERVAL_S, _manifest_assets, parse_pairs, print_json
 from servo.cli._complete import complete_asset_keys
 from servo.cli._errors import CliError
@@ -21,7 +22,6 @@ from servo.cli._render import state_text
 STATES = ("PENDING", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 _ID = click.argument("backfill_id", metavar="BACKFILL_ID")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
 
 
 @click.group("backfill")
@@ -166,7 +166,7 @@ def _finish(state: State, client: ApiClient, answer: Mapping[str, Any], *, wait:
 )
 @click.option("--key", "key", help="Idempotency key: the same key and request name the same backfill.")
 @click.option("--wait", is_flag=True, help="Wait for the backfill to finish; exit 1 unless it SUCCEEDED.")
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def create_command(
@@ -211,7 +211,7 @@ def create_command(
 @click.option(
     "-n", "limit", type=click.IntRange(1, 200), default=20, show_default=True, help="How many backfills."
 )
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def list_command(state: State, wanted: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
@@ -232,7 +232,7 @@ def list_command(state: State, wanted: str | None, limit: int, as_json: bool, **
 
 @backfill_group.command("show")
 @_ID
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def show_command(state: State, backfill_id: str, as_json: bool, **kwargs: Any) -> None:
@@ -255,8 +255,7 @@ def show_command(state: State, backfill_id: str, as_json: bool, **kwargs: Any) -
     if b.get("parentBackfillId"):
         lines.append(("Retry of", b["parentBackfillId"]))
     state.out.print(f"[bold]{'State:':<12}[/bold]", state_text(b["state"]), f" (version {b['stateVersion']})")
-    for name, value in lines:
-        state.out.print(f"[bold]{name + ':':<12}[/bold]{value}")
+    print_fields(state, lines)
     if state.out.is_terminal and b["state"] not in TERMINAL:
         with _progress(state) as progress:
             progress.add_task(
@@ -275,7 +274,7 @@ def _move_command(action: str, doc: str) -> None:
     @click.option(
         "--expect-version", "expected", type=int, help="Refuse unless the backfill is at this state version."
     )
-    @_JSON
+    @JSON_OPTION
     @api_options
     @click.pass_obj
     def command(
@@ -312,7 +311,7 @@ _move_command("cancel", "Stop planning and cancel the backfill's active runs.")
     "--max-concurrent", type=click.IntRange(1, 100), help="Most runs at once (default: the parent's)."
 )
 @click.option("--wait", is_flag=True, help="Wait for the retry to finish; exit 1 unless it SUCCEEDED.")
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def retry_failed_command(

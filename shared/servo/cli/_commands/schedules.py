@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from servo.cli._app import State, api_options, client_from
+from servo.cli._client import ApiClient
+from servo.cli._commands._shared import JSON_OPTION, add_toggle_commands, print_fields
 from servo.cli._commands.runs import print_json
 from servo.cli._render import plain_table as _table
 
@@ -30,7 +32,7 @@ def schedule_group() -> None:
 
 
 @schedule_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def list_command(state: State, as_json: bool, **kwargs: Any) -> None:
@@ -55,7 +57,7 @@ def list_command(state: State, as_json: bool, **kwargs: Any) -> None:
 
 @schedule_group.command("show")
 @click.argument("schedule_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def show_command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -> None:
@@ -75,37 +77,18 @@ def show_command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -
         ("Last tick", answer.get("lastScheduledFor", "-")),
         ("Next tick", answer.get("nextTickAt", "-")),
     ]
-    for name, value in lines:
-        state.out.print(f"[bold]{name + ':':<12}[/bold]{value}")
+    print_fields(state, lines)
 
 
-def _set(state: State, schedule_id: str, enabled: bool, as_json: bool, kwargs: dict[str, Any]) -> None:
-    answer = client_from(kwargs).set_schedule_enabled(schedule_id, enabled)
-    if as_json:
-        print_json(answer)
-        return
-    word = "enabled" if answer["enabled"] else "disabled"
-    already = "" if answer["changed"] else " (it already was)"
-    state.out.print(
-        f"Schedule [bold]{schedule_id}[/bold] {word}{already}; status version {answer['statusVersion']}."
-    )
-
-
-def _toggle_command(name: str, enabled: bool, doc: str) -> None:
-    """Register `schedule enable` / `schedule disable`: the same command but for the flag it sets."""
-
-    @schedule_group.command(name, help=doc)
-    @click.argument("schedule_id")
-    @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
-    @api_options
-    @click.pass_obj
-    def command(state: State, schedule_id: str, as_json: bool, **kwargs: Any) -> None:
-        _set(state, schedule_id, enabled, as_json, kwargs)
-
-
-_toggle_command("enable", True, "Enable a schedule: from its next tick on, each tick starts a run.")
-_toggle_command(
-    "disable", False, "Disable a schedule: its ticks are recorded SKIPPED and never replayed on enable."
+add_toggle_commands(
+    schedule_group,
+    "Schedule",
+    ApiClient.set_schedule_enabled,
+    "statusVersion",
+    (
+        "Enable a schedule: from its next tick on, each tick starts a run.",
+        "Disable a schedule: its ticks are recorded SKIPPED and never replayed on enable.",
+    ),
 )
 
 
@@ -117,7 +100,7 @@ _toggle_command(
 @click.option(
     "-n", "limit", type=click.IntRange(1, 200), default=20, show_default=True, help="How many ticks."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def ticks_command(

@@ -11,12 +11,13 @@ from typing import Any
 import click
 
 from servo.cli._app import State, api_options, client_from
+from servo.cli._client import ApiClient
+from servo.cli._commands._shared import JSON_OPTION, add_toggle_commands, print_fields
 from servo.cli._commands.runs import print_json
 from servo.cli._commands.schedules import _table, _targets
 from servo.cli._errors import CliError
 
 EVALUATION_STATUSES = ("PENDING", "TRIGGERED", "SKIPPED", "ERROR", "SKIPPED_STALE", "EXPIRED")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON only.")
 
 
 @click.group("sensor")
@@ -33,7 +34,7 @@ def sensor_group() -> None:
 
 
 @sensor_group.command("list")
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def list_command(state: State, as_json: bool, **kwargs: Any) -> None:
@@ -58,7 +59,7 @@ def list_command(state: State, as_json: bool, **kwargs: Any) -> None:
 
 @sensor_group.command("show")
 @click.argument("sensor_id")
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def show_command(state: State, sensor_id: str, as_json: bool, **kwargs: Any) -> None:
@@ -85,32 +86,19 @@ def show_command(state: State, sensor_id: str, as_json: bool, **kwargs: Any) -> 
         ("Pending", str(answer.get("pendingItems", 0))),
         ("Definition", f"version {answer['definitionVersion']}"),
     ]
-    for name, value in lines:
-        state.out.print(f"[bold]{name + ':':<12}[/bold]{value}")
+    print_fields(state, lines)
 
 
-def _toggle_command(name: str, enabled: bool, doc: str) -> None:
-    """Register `sensor enable` / `sensor disable`: the same command but for the flag it sets."""
-
-    @sensor_group.command(name, help=doc)
-    @click.argument("sensor_id")
-    @_JSON
-    @api_options
-    @click.pass_obj
-    def command(state: State, sensor_id: str, as_json: bool, **kwargs: Any) -> None:
-        answer = client_from(kwargs).set_sensor_enabled(sensor_id, enabled)
-        if as_json:
-            print_json(answer)
-            return
-        word = "enabled" if answer["enabled"] else "disabled"
-        already = "" if answer["changed"] else " (it already was)"
-        state.out.print(
-            f"Sensor [bold]{sensor_id}[/bold] {word}{already}; state version {answer['stateVersion']}."
-        )
-
-
-_toggle_command("enable", True, "Enable a sensor: it is evaluated from now on.")
-_toggle_command("disable", False, "Disable a sensor: no scheduled evaluation; its push messages are SKIPPED.")
+add_toggle_commands(
+    sensor_group,
+    "Sensor",
+    ApiClient.set_sensor_enabled,
+    "stateVersion",
+    (
+        "Enable a sensor: it is evaluated from now on.",
+        "Disable a sensor: no scheduled evaluation; its push messages are SKIPPED.",
+    ),
+)
 
 
 def _evaluation_row(e: dict[str, Any]) -> tuple[str, ...]:
@@ -133,7 +121,7 @@ def _evaluation_row(e: dict[str, Any]) -> tuple[str, ...]:
 @click.option("--since", help="Only evaluations requested at or after this RFC 3339 time.")
 @click.option("--until", help="Only evaluations requested at or before this RFC 3339 time.")
 @click.option("-n", "limit", type=click.IntRange(1, 200), default=20, show_default=True, help="How many.")
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def evaluations_command(
@@ -191,7 +179,7 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--timeout", type=click.IntRange(1, 3600), default=120, show_default=True, help="--wait limit (s)."
 )
-@_JSON
+@JSON_OPTION
 @api_options
 @click.pass_obj
 def evaluate_command(
