@@ -3,6 +3,8 @@ per attempt (automation §6.5, §6.8; L2, L3)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import given
@@ -12,8 +14,18 @@ from servo.core.events import TaskFinished, TaskStarted, make_event
 from servo.core.partition_status import AttemptCompletion, PartitionStatusRow, fold_partition_status
 
 
-def _done(eid: str, outcome: str, *, pk: str = "p1", run: str = "r1", attempt: int = 1) -> AttemptCompletion:
-    return AttemptCompletion(eid, int(eid[1:]), "ns.a", pk, run, "ns.a", attempt, outcome)
+def _done(
+    eid: str,
+    outcome: str,
+    *,
+    pk: str = "p1",
+    run: str = "r1",
+    attempt: int = 1,
+    dispatched: int | None = None,
+) -> AttemptCompletion:
+    return AttemptCompletion(
+        eid, int(eid[1:]), "ns.a", pk, run, "ns.a", attempt, outcome, dispatched_at_ms=dispatched
+    )
 
 
 def _fold(
@@ -65,12 +77,98 @@ def test_l3_a_skip_changes_nothing() -> None:
 
 
 def test_a_second_completion_of_one_attempt_changes_nothing() -> None:
-    """A redelivered callback or the sweep's forced end racing the worker: the first one counts."""
-    rows, assets = _fold({}, {}, _done("e001", "succeeded"))
-    changed, after = fold_catalog(rows.get, assets, [_done("e005", "failed")])
+    """A redelivered callback (the same dispatch time): the first one counts."""
+    rows, assets = _fold({}, {}, _done("e001", "succeeded", dispatched=1))
+    changed, after = fold_catalog(rows.get, assets, [_done("e005", "failed", dispatched=1)])
     assert changed == {} and after == assets
-    both, _ = fold_catalog({}.get, {}, [_done("e007", "failed"), _done("e006", "succeeded")])
+    both, _ = fold_catalog(
+        {}.get, {}, [_done("e007", "failed", dispatched=1), _done("e006", "succeeded", dispatched=1)]
+    )
     assert both[("ns.a", "p1")].last_attempt.outcome == "SUCCEEDED"  # type: ignore[union-attr]
+
+
+def _batched(batches: list[list[AttemptCompletion]]) -> tuple[dict[Any, Any], dict[str, AssetRow]]:
+    rows: dict[Any, Any] = {}
+    assets: dict[str, AssetRow] = {}
+    for batch in batches:
+        rows, assets = _fold(rows, assets, *batch)
+    return rows, assets
+
+
+def test_a_repeat_folded_before_its_original_leaves_what_a_rebuild_does() -> None:
+    """Regression: attempt A's redelivered completion (e005) folded in a batch before A's own (e001),
+    with attempt B's completion (e003) between the two ids, left A as the last attempt live while a
+    rebuild (one batch: A's first completion is e001, older than B's) said B."""
+    a_repeat, a_first = _done("e005", "failed", run="r1"), _done("e001", "failed", run="r1")
+    b = _done("e003", "succeeded", run="r2")
+    live = _batched([[a_repeat], [a_first, b]])
+    assert live == _batched([[a_first, b, a_repeat]])
+    assert live == _batched([[b], [a_repeat], [a_first]])
+    # With the attempts' dispatch times (what every completion of one attempt carries alike) the
+    # newest attempt is B's, however the completions arrive.
+    a_repeat, a_first = (replace(c, dispatched_at_ms=100) for c in (a_repeat, a_first))
+    b = replace(b, dispatched_at_ms=200)
+    for batches in ([[a_repeat], [a_first, b]], [[b], [a_repeat], [a_first]], [[a_first, b, a_repeat]]):
+        rows, assets = _batched(batches)
+        last = rows[("ns.a", "p1")].last_attempt
+        assert (last.run_id, last.outcome, last.event_id) == ("r2", "SUCCEEDED", "e003")
+        assert (assets["ns.a"].materialized, assets["ns.a"].failed) == (1, 0)
+
+
+def _first_of_newest(completions: list[AttemptCompletion], outcomes: set[str]) -> AttemptCompletion | None:
+    """The model: attempts ordered by dispatch time (then run, task, attempt); the newest attempt
+    with a completion in ``outcomes``, and of its completions there the first (smallest id)."""
+    kept = [c for c in completions if c.outcome in outcomes]
+    if not kept:
+        return None
+    newest = max((c.dispatched_at_ms, c.run_id, c.task_key, c.attempt) for c in kept)
+    return min(
+        (c for c in kept if (c.dispatched_at_ms, c.run_id, c.task_key, c.attempt) == newest),
+        key=lambda c: c.event_id,
+    )
+
+
+_ATTEMPTS = st.lists(
+    st.tuples(
+        st.sampled_from(["p1", "p2"]),
+        st.sampled_from(["r1", "r2", "r3"]),
+        st.integers(1, 2),
+        st.integers(0, 5),  # dispatch time: ties between attempts too
+        st.lists(st.sampled_from(["succeeded", "failed", "skipped", "cancelled"]), min_size=1, max_size=3),
+    ),
+    max_size=8,
+    unique_by=lambda a: (a[0], a[1], a[2]),
+)
+
+
+@given(_ATTEMPTS, st.randoms(use_true_random=False), st.lists(st.integers(0, 20), max_size=4))
+def test_repeats_in_any_batches_and_order_give_the_rows_of_the_model(
+    attempts: list[Any], rnd: Any, cuts: list[int]
+) -> None:
+    """Every attempt's completions (its repeats under other ids, even with other outcomes) shuffled
+    and cut into batches: the rows are the model's and the assets rows their summary."""
+    ids = iter(rnd.sample(range(1000), 30))
+    completions = [
+        _done(f"e{next(ids):03d}", outcome, pk=pk, run=run, attempt=n, dispatched=at)
+        for pk, run, n, at, outcomes in attempts
+        for outcome in outcomes
+    ]
+    rnd.shuffle(completions)
+    bounds = [0, *sorted(min(c, len(completions)) for c in cuts), len(completions)]
+    rows, assets = _batched([completions[a:b] for a, b in pairwise(bounds)])
+    for pk in ("p1", "p2"):
+        mine = [c for c in completions if c.partition_key == pk]
+        last = _first_of_newest(mine, {"succeeded", "failed", "cancelled"})
+        mat = _first_of_newest(mine, {"succeeded"})
+        row = rows.get(("ns.a", pk))
+        if last is None:
+            assert row is None
+            continue
+        assert row is not None and row.last_attempt is not None
+        assert (row.last_attempt.event_id, row.last_attempt.outcome) == (last.event_id, last.outcome.upper())
+        got = row.last_materialization
+        assert (got.event_id if got else None) == (mat.event_id if mat else None)
+    assert assets == summarize(rows.values())
 
 
 _COMPLETIONS = st.lists(

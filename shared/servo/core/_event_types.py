@@ -191,13 +191,16 @@ class TaskFinished:
     code_version: str | None = None
     output_visibility: OutputVisibility | None = None
     error_category: str | None = None  # Servo: category when no error struct (e.g. HEARTBEAT_TIMEOUT)
+    # Servo: when the attempt was dispatched (its task token's issue time, ms), alike in every completion
+    # of the attempt, so the asset catalog orders attempts by it, not by which repeat came first.
+    dispatched_at: int | None = None
 
     KINDS: ClassVar[Mapping[str, str]] = {
         **_ATTEMPT_KINDS, "outcome": "id", "materialization_id": "str", "error_message": "str",
         "output": "obj", "error": "obj", "metrics": "obj", "cancelled_during_phase": "str",
         "partial_progress_json": "str",
         "asset_key": "str", "partition_key": "str", "code_version": "str", "output_visibility": "vis",
-        "error_category": "id",
+        "error_category": "id", "dispatched_at": "ts",
     }  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -6,16 +6,11 @@ in files it never rewrites whole: the fold reads the rows of the (asset, partiti
 touches, and the ``assets`` rows are kept by difference (a row's before and after), so a publish costs
 what changed, not how many partitions exist.
 
-An attempt completes once (``finished:{run}:{task}:{attempt}``, the run fold's first-completion rule):
-a completion of an attempt the row already records under another event (a redelivered callback, or the
-sweep's forced end racing the worker's own) changes nothing. Within a batch the smallest event id of an
-attempt is its completion.
-
-What the rows do not remember is every completion ever seen, so the fold is order-insensitive for
-distinct attempts, and for repeats that arrive after their original (as redeliveries and the sweep's
-races do: each is written after the completion it repeats). A repeat folded in an earlier batch than
-its own original stands in for it, and if another attempt's completion has an id between the two,
-the repeat's newer id can outrank it; a rebuild from the ledger (one batch) decides as the run fold.
+Each group of a row (and of an ``assets`` row, over its partitions) is a maximum under one total order
+(``servo.core.partition_status.outranks``: the newest attempt by dispatch time, then an attempt's first
+completion), so the rows are a function of the set of completions folded, not of their arrival: a
+repeat of an attempt (a redelivered callback) is that same attempt whatever event id it came under,
+and one folded in an earlier batch than its original leaves what a rebuild from the ledger does.
 """
 
 from __future__ import annotations
@@ -30,6 +25,7 @@ from servo.core.partition_status import (
     LastMaterialization,
     PartitionStatusRow,
     fold_partition_status,
+    outranks,
 )
 
 __all__ = [
@@ -79,24 +75,10 @@ def completions_of(events: Iterable[Event]) -> list[AttemptCompletion]:
                     code_version=d.code_version,
                     materialization_id=d.materialization_id,
                     output=d.output,
+                    dispatched_at_ms=d.dispatched_at,
                 )
             )
     return out
-
-
-def _attempt(c: AttemptCompletion) -> tuple[str, str, int]:
-    return c.run_id, c.task_key, c.attempt
-
-
-def _records(row: PartitionStatusRow | None, c: AttemptCompletion) -> bool:
-    """Whether ``row`` already holds another completion of ``c``'s attempt."""
-    if row is None:
-        return False
-    groups = (row.last_attempt, row.last_materialization)
-    return any(
-        g is not None and (g.run_id, g.task_key, g.attempt) == _attempt(c) and g.event_id != c.event_id
-        for g in groups
-    )
 
 
 def _failed(row: PartitionStatusRow | None) -> int:
@@ -115,7 +97,7 @@ def _newer(
         return b
     if b is None:
         return a
-    return a if a[1].event_id >= b[1].event_id else b
+    return b if outranks(b[1], a[1]) else a
 
 
 def _account(asset: AssetRow, before: PartitionStatusRow | None, after: PartitionStatusRow) -> AssetRow:
@@ -143,19 +125,14 @@ def fold_catalog(
 
     ``lookup`` gives the current row of one (asset, partition) pair, None if it has none.
     """
-    firsts: dict[tuple[str, str, int], AttemptCompletion] = {}
-    for c in completions:
-        seen = firsts.get(_attempt(c))
-        if seen is None or c.event_id < seen.event_id:
-            firsts[_attempt(c)] = c
+    completions = list(completions)
     before: dict[PartitionKey, PartitionStatusRow | None] = {}
-    for c in firsts.values():
+    for c in completions:
         key = (c.asset_key, c.partition_key)
         if key not in before:
             before[key] = lookup(key)
     current = {k: v for k, v in before.items() if v is not None}
-    kept = [c for c in firsts.values() if not _records(current.get((c.asset_key, c.partition_key)), c)]
-    after = fold_partition_status(current, kept)
+    after = fold_partition_status(current, completions)
     changed = {k: row for k, row in after.items() if row != before.get(k)}
     new_assets = dict(assets)
     for key in sorted(changed):

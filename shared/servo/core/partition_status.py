@@ -1,10 +1,17 @@
 """Partition status and lineage (automation §6.5; L1-L3): attempt completions -> per (asset, partition) rows.
 
 A row keeps two groups apart: the last attempt (run, time, outcome) and the last materialization (run,
-time, code version, the worker's reported output, the lineage ref). Each group is the completion with
-the greatest event id among those that touch it, so folding any permutation, repetition or batching of
-one set of completions gives the same rows (§6.8), a failed retry never erases a success, and a skipped
-task changes nothing.
+time, code version, the worker's reported output, the lineage ref), so a failed retry never erases a
+success and a skipped task changes nothing.
+
+Each group holds the newest attempt among the completions that touch it, and of that attempt's
+completions the first (smallest event id, the run fold's first-completion rule). Attempts are ordered
+by when they were dispatched (``dispatched_at_ms``, which every completion of one attempt carries
+alike), then run, task and attempt number: a repeat of an attempt is that same attempt whatever event
+id it came under. The group is then a maximum under one total order, so folding any permutation,
+repetition or batching of one set of completions gives the same rows (§6.8), even when a repeat is
+folded in an earlier batch than its original. (A completion written before TaskFinished carried the
+dispatch time is ordered by its own time instead: its repeats are then different points.)
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ __all__ = [
     "definition_size",
     "execution_lineage_ref",
     "fold_partition_status",
+    "outranks",
     "partition_state",
     "partition_summary",
 ]
@@ -54,6 +62,7 @@ class AttemptCompletion:
     code_version: str | None = None
     materialization_id: str | None = None
     output: Mapping[str, Any] | None = None
+    dispatched_at_ms: int | None = None  # when the attempt was dispatched (TaskFinished.dispatched_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class LastAttempt:
     attempt: int
     at_ms: int
     outcome: str  # SUCCEEDED | FAILED | CANCELLED
+    dispatched_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +91,12 @@ class LastMaterialization:
     delta_version: int | None
     delta_partition: str | None
     execution_lineage_ref: str
+    dispatched_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionStatusRow:
-    """One (asset, partition); ``row_version`` is the newest event id that changed it."""
+    """One (asset, partition); ``row_version`` is the newest event id its groups hold."""
 
     asset_key: str
     partition_key: str
@@ -116,7 +127,23 @@ def _materialization(c: AttemptCompletion) -> LastMaterialization:
         execution_lineage_ref=execution_lineage_ref(
             c.run_id, c.task_key, c.attempt, c.materialization_id, out
         ),
+        dispatched_at_ms=c.dispatched_at_ms,
     )
+
+
+Ranked = AttemptCompletion | LastAttempt | LastMaterialization
+
+
+def _attempt_order(x: Ranked) -> tuple[int, str, str, int]:
+    at = x.dispatched_at_ms if x.dispatched_at_ms is not None else x.at_ms
+    return at, x.run_id, x.task_key, x.attempt
+
+
+def outranks(a: Ranked, b: Ranked) -> bool:
+    """Whether ``a`` takes ``b``'s place in a group: a newer attempt, or the same attempt's earlier
+    completion. A total order, so a group is the same whatever order its completions come in."""
+    oa, ob = _attempt_order(a), _attempt_order(b)
+    return oa > ob if oa != ob else a.event_id < b.event_id
 
 
 def _apply(row: PartitionStatusRow, c: AttemptCompletion) -> PartitionStatusRow:
@@ -124,9 +151,11 @@ def _apply(row: PartitionStatusRow, c: AttemptCompletion) -> PartitionStatusRow:
     if outcome in (None, "SKIPPED"):
         return row
     attempt, materialization = row.last_attempt, row.last_materialization
-    if attempt is None or c.event_id > attempt.event_id:
-        attempt = LastAttempt(c.event_id, c.run_id, c.task_key, c.attempt, c.at_ms, str(outcome))
-    if outcome == "SUCCEEDED" and (materialization is None or c.event_id > materialization.event_id):
+    if attempt is None or outranks(c, attempt):
+        attempt = LastAttempt(
+            c.event_id, c.run_id, c.task_key, c.attempt, c.at_ms, str(outcome), c.dispatched_at_ms
+        )
+    if outcome == "SUCCEEDED" and (materialization is None or outranks(c, materialization)):
         materialization = _materialization(c)
     return PartitionStatusRow(row.asset_key, row.partition_key, attempt, materialization)
 

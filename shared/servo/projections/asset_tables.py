@@ -19,6 +19,7 @@ _GROUP_COLUMNS: list[tuple[str, Any]] = [
     ("attempt_attempt", int | None),
     ("attempt_at", int | None),
     ("attempt_outcome", str | None),
+    ("attempt_dispatched_at", int | None),
     ("mat_event_id", str | None),
     ("mat_run_id", str | None),
     ("mat_task_key", str | None),
@@ -32,6 +33,7 @@ _GROUP_COLUMNS: list[tuple[str, Any]] = [
     ("delta_version", int | None),
     ("delta_partition", str | None),
     ("execution_lineage_ref", str | None),
+    ("mat_dispatched_at", int | None),
 ]
 
 # One (asset, partition).
@@ -67,14 +69,14 @@ PARTITION_STATUS = Table(
 )
 ASSETS = Table("assets", AssetRecord, schema_of(AssetRecord), lambda r: r.asset_key)
 
-_NO_ATTEMPT = (None,) * 6
-_NO_MAT = (None,) * 13
+_NO_ATTEMPT = (None,) * 7
+_NO_MAT = (None,) * 14
 
 
 def _attempt_fields(a: LastAttempt | None) -> tuple[object, ...]:
     if a is None:
         return _NO_ATTEMPT
-    return (a.event_id, a.run_id, a.task_key, a.attempt, a.at_ms, a.outcome)
+    return (a.event_id, a.run_id, a.task_key, a.attempt, a.at_ms, a.outcome, a.dispatched_at_ms)
 
 
 def _attempt(fields: tuple[object, ...]) -> LastAttempt | None:
@@ -87,7 +89,7 @@ def _mat_fields(m: LastMaterialization | None) -> tuple[object, ...]:
     return (
         m.event_id, m.run_id, m.task_key, m.attempt, m.at_ms, m.code_version, m.materialization_id,
         m.row_count, m.output_path, m.delta_table, m.delta_version, m.delta_partition,
-        m.execution_lineage_ref,
+        m.execution_lineage_ref, m.dispatched_at_ms,
     )  # fmt: skip
 
 
@@ -108,10 +110,10 @@ def to_record(row: PartitionStatusRow) -> Any:
 
 def _groups(r: Any) -> tuple[LastAttempt | None, LastMaterialization | None]:
     attempt = _attempt((r.attempt_event_id, r.attempt_run_id, r.attempt_task_key, r.attempt_attempt,
-                        r.attempt_at, r.attempt_outcome))  # fmt: skip
+                        r.attempt_at, r.attempt_outcome, r.attempt_dispatched_at))  # fmt: skip
     mat = _mat((r.mat_event_id, r.mat_run_id, r.mat_task_key, r.mat_attempt, r.mat_at, r.code_version,
                 r.materialization_id, r.row_count, r.output_path, r.delta_table, r.delta_version,
-                r.delta_partition, r.execution_lineage_ref))  # fmt: skip
+                r.delta_partition, r.execution_lineage_ref, r.mat_dispatched_at))  # fmt: skip
     return attempt, mat
 
 

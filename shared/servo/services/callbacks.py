@@ -405,6 +405,7 @@ def task_completed(
         partition_key=loc.task.partition_key,
         code_version=loc.task.code_version,
         error_category=(error or {}).get("category"),
+        dispatched_at=loc.claims.iat * 1000,
     )
     event = _append(ctx, loc, fact, now)
     recent = _recent_writes(ctx)
