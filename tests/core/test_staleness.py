@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from servo.core.staleness import Staleness, Upstream, stale_report, staleness
+from servo.core.staleness import Staleness, Upstream, code_changed_since, stale_report, staleness
 
 H = 3_600_000
 DAY = 24 * H
@@ -17,7 +17,7 @@ def _check(**kw: Any) -> Staleness:
         "materialized_at_ms": 9 * H,
         "materialized_code_version": "f1",
         "code_version": "f1",
-        "code_deployed_at_ms": 0,
+        "code_deploys": [(0, "f1")],
         "upstreams": [],
         "partitioned": True,
         "freshness_minutes": None,
@@ -33,11 +33,33 @@ def test_t1_never_materialized_has_no_since() -> None:
 
 
 def test_t2_code_changed_since_the_new_deploy() -> None:
-    assert _check(code_version="f2", code_deployed_at_ms=10 * H) == Staleness(
-        True, "CODE_CHANGED", since_ms=10 * H
-    )
+    # f1 materialized; f2 deployed at 10:00, an unrelated change (f2 still) at 11:00: since 10:00.
+    deploys = [(11 * H, "f2"), (10 * H, "f2"), (5 * H, "f1"), (0, None)]
+    assert _check(code_version="f2", code_deploys=deploys) == Staleness(True, "CODE_CHANGED", since_ms=10 * H)
     # no recorded code version: nothing says it differed
     assert _check(materialized_code_version=None, code_version="f2").stale is False
+
+
+def test_code_changed_since_counts_from_the_last_deploy_of_the_materialized_code() -> None:
+    """Newest first: f2 at 8, f1 at 6 (the materialized code again), f2 at 4, f1 at 1 -> since 8;
+    a version absent in between (an older manifest without fingerprints) neither starts nor ends it."""
+    assert code_changed_since([(8, "f2"), (6, "f1"), (4, "f2"), (1, "f1")], "f2", "f1") == 8
+    assert code_changed_since([(9, "f3"), (8, "f2"), (7, None), (6, "f2"), (1, "f1")], "f3", "f1") == 9
+    assert code_changed_since([(9, "f2"), (7, None), (6, "f2"), (1, "f1")], "f2", "f1") == 6
+    assert code_changed_since([(9, "f2"), (6, "f2")], "f2", "f0") == 6  # f0 no longer in the history
+    assert code_changed_since([], "f2", "f1") is None
+
+
+def test_code_changed_since_reads_no_deploy_older_than_the_materialized_code() -> None:
+    read: list[int] = []
+
+    def deploys() -> Any:
+        for at, version in [(9, "f2"), (5, "f1"), (3, "f2")]:
+            read.append(at)
+            yield at, version
+
+    assert code_changed_since(deploys(), "f2", "f1") == 9
+    assert read == [9, 5]
 
 
 def test_t3_upstream_materialized_later() -> None:

@@ -157,6 +157,43 @@ def test_t2_code_changed_since_the_new_codes_deploy(tmp_path: Path) -> None:
     }
 
 
+def _since(s: Stack, key: str) -> str:
+    shown = _asset(s, key)["staleness"]
+    assert shown["reason"] == "CODE_CHANGED"
+    return str(shown["since"])
+
+
+def test_t2_code_changed_since_the_deploy_that_brought_the_code_not_a_later_unrelated_one(
+    tmp_path: Path,
+) -> None:
+    s = stack(tmp_path)
+    s.deploy(plain_asset("ns.a", fingerprint="f1"))
+    s.trigger("ns.a")
+    s.finish_next()
+    s.clock.advance(60_000)
+    t2 = s.clock.now_ms
+    s.deploy(plain_asset("ns.a", fingerprint="f2"))
+    s.clock.advance(60_000)
+    s.deploy(plain_asset("ns.a", fingerprint="f2"), plain_asset("ns.b"))  # an unrelated change at t3
+    assert _since(s, "ns.a") == format_timestamp(t2)
+    # Back to the materialized code and away again: stale since the deploy that left it the last time.
+    s.clock.advance(60_000)
+    s.deploy(plain_asset("ns.a", fingerprint="f1"))
+    assert _asset(s, "ns.a")["staleness"]["stale"] is False
+    s.clock.advance(60_000)
+    t5 = s.clock.now_ms
+    s.deploy(plain_asset("ns.a", fingerprint="f2"))
+    s.clock.advance(60_000)
+    s.deploy(plain_asset("ns.a", fingerprint="f2"), plain_asset("ns.c"))
+    assert _since(s, "ns.a") == format_timestamp(t5)
+    # A catalog folded from nothing, in a fresh instance, answers the same.
+    store = s.ctx.workspace_store("default", WS)
+    for m in list(store.list("automation/assets/")):
+        store.delete(m.name)
+    s.ctx.cache.clear()
+    assert _since(s, "ns.a") == format_timestamp(t5)
+
+
 def test_t3_an_upstream_materialized_later_makes_it_stale(tmp_path: Path) -> None:
     s = stack(tmp_path)
     s.deploy(plain_asset("ns.up"), plain_asset("ns.down", "ns.up"))

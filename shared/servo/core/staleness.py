@@ -4,7 +4,9 @@ Reasons are tried in the spec's precedence and the first match wins: NEVER_MATER
 UPSTREAM_NEVER_MATERIALIZED, UPSTREAM_CHANGED, FRESHNESS_POLICY. The answer is a pure function of the
 values passed in and ``as_of_ms``, so a report at one ``asOf`` is the same after a ledger rebuild (T5).
 Choosing the upstream materialization (the same partition when the dimensions match, else the upstream's
-newest of any partition) is the caller's: it knows the manifest.
+newest of any partition) is the caller's: it knows the manifest. So is reading the deploys: CODE_CHANGED's
+``since`` is when the current code version came in after the materialized one last was deployed
+(``code_changed_since``), a function of the deployed manifests, which never change.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "DEFAULT_FRESHNESS_MINUTES",
     "Staleness",
     "Upstream",
+    "code_changed_since",
     "stale_report",
     "staleness",
 ]
@@ -43,13 +46,35 @@ class Upstream:
 
 _FRESH = Staleness(False)
 
+# (deployed_at_ms, the asset's code version in that manifest, None if it had none or no such asset)
+Deploy = tuple[int, str | None]
+
+
+def code_changed_since(
+    deploys: Iterable[Deploy], code_version: str, materialized_code_version: str
+) -> int | None:
+    """When the asset's code became ``code_version`` for good: of the deploys after the last one whose
+    manifest carries ``materialized_code_version``, the first carrying ``code_version``.
+
+    ``deploys`` run newest first, from the current manifest back; they are read only down to the last
+    deploy of the materialized code, so the caller can load manifests as they are asked for. None when
+    none carries ``code_version``.
+    """
+    since = None
+    for at_ms, version in deploys:
+        if version == materialized_code_version:
+            break
+        if version == code_version:
+            since = at_ms
+    return since
+
 
 def staleness(
     *,
     materialized_at_ms: int | None,
     materialized_code_version: str | None,
     code_version: str | None,
-    code_deployed_at_ms: int | None,
+    code_deploys: Iterable[Deploy],
     upstreams: Sequence[Upstream],
     partitioned: bool,
     freshness_minutes: int | None,
@@ -57,9 +82,10 @@ def staleness(
 ) -> Staleness:
     """The first reason that holds, or fresh.
 
-    ``code_version`` is the deployed transformFingerprint, ``code_deployed_at_ms`` when it was first
-    deployed. A materialization whose code version was not recorded (before TaskDef carried it) is not
-    called CODE_CHANGED: nothing says its code differed. ``freshness_minutes`` None means the default
+    ``code_version`` is the deployed transformFingerprint and ``code_deploys`` the asset's deploys, newest
+    first (see ``code_changed_since``; read only when the code changed). A materialization whose code
+    version was not recorded (before TaskDef carried it) is not called CODE_CHANGED: nothing says its
+    code differed. ``freshness_minutes`` None means the default
     1440; 0 turns the policy off; it applies to unpartitioned assets only.
     """
     if materialized_at_ms is None:
@@ -69,7 +95,8 @@ def staleness(
         and code_version is not None
         and materialized_code_version != code_version
     ):
-        return Staleness(True, "CODE_CHANGED", since_ms=code_deployed_at_ms)
+        since = code_changed_since(code_deploys, code_version, materialized_code_version)
+        return Staleness(True, "CODE_CHANGED", since_ms=since)
     ordered = sorted(upstreams, key=lambda u: u.asset_key)
     never = [u for u in ordered if u.materialized_at_ms is None]
     if never:

@@ -9,7 +9,7 @@ staleness of a partition is a pure function of the catalog, the current manifest
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -23,11 +23,17 @@ from servo.core.partition_status import (
     partition_state,
     partition_summary,
 )
-from servo.core.staleness import Staleness, Upstream, staleness
+from servo.core.staleness import Deploy, Staleness, Upstream, staleness
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.asset_projection import AssetCatalog, refresh_asset_catalog
 from servo.services.context import ServiceContext
-from servo.services.manifests import AssetSpec, DeployedManifest, load_current_manifest
+from servo.services.manifests import (
+    AssetSpec,
+    DeployedManifest,
+    deployed_before,
+    load_current_manifest,
+    load_manifest,
+)
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
 from servo.services.runs import page_limit
@@ -99,13 +105,63 @@ def _page(query: Mapping[str, str]) -> tuple[int, str | None]:
         raise InvalidInput("cursor is not valid", details={"field": "cursor"}) from None
 
 
+class _Replay:
+    """An iterator's items, read from it as far as anyone asked and replayed to every later reader."""
+
+    def __init__(self, source: Iterator[Deploy]) -> None:
+        self._source, self._read = source, list[Deploy]()
+
+    def __iter__(self) -> Iterator[Deploy]:
+        i = 0
+        while True:
+            if i == len(self._read):
+                item = next(self._source, None)
+                if item is None:
+                    return
+                self._read.append(item)
+            yield self._read[i]
+            i += 1
+
+
 class _View:
     """One read of the catalog against the current manifest at ``as_of_ms``."""
 
-    def __init__(self, catalog: AssetCatalog, manifest: DeployedManifest | None, as_of_ms: int) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        scope: tuple[str, str],
+        catalog: AssetCatalog,
+        manifest: DeployedManifest | None,
+        as_of_ms: int,
+    ) -> None:
+        self.ctx, self.scope = ctx, scope
         self.catalog, self.manifest, self.as_of_ms = catalog, manifest, as_of_ms
         self.specs: Mapping[str, AssetSpec] = manifest.assets if manifest is not None else {}
-        self.deployed_at_ms = parse_timestamp(manifest.deployed_at) if manifest is not None else None
+        self._older: list[str] | None = None
+        self._deploys: dict[str, _Replay] = {}
+
+    def _manifests(self) -> Iterator[DeployedManifest]:
+        """The current manifest, then the older ones newest first, each loaded when reached."""
+        if self.manifest is None:
+            return
+        yield self.manifest
+        if self._older is None:
+            self._older = deployed_before(self.ctx, *self.scope, self.manifest.manifest_id)
+        for manifest_id in self._older:
+            yield load_manifest(self.ctx, *self.scope, manifest_id)
+
+    def deploys(self, asset_key: str) -> _Replay:
+        """The asset's code version deploy by deploy, newest first (read only as far as a CODE_CHANGED
+        needs, once per view)."""
+        found = self._deploys.get(asset_key)
+        if found is None:
+            history = (
+                (parse_timestamp(m.deployed_at), spec.code_version if spec is not None else None)
+                for m in self._manifests()
+                for spec in (m.assets.get(asset_key),)
+            )
+            found = self._deploys[asset_key] = _Replay(history)
+        return found
 
     def spec(self, asset_key: str) -> AssetSpec:
         try:
@@ -137,7 +193,7 @@ class _View:
             materialized_at_ms=mat.at_ms if mat is not None else None,
             materialized_code_version=mat.code_version if mat is not None else None,
             code_version=spec.code_version,
-            code_deployed_at_ms=self.deployed_at_ms,
+            code_deploys=self.deploys(spec.key),
             upstreams=[Upstream(u, self._upstream_at(spec, u, partition_key)) for u in spec.upstream],
             partitioned=bool(spec.dimensions),
             freshness_minutes=spec.freshness_minutes,
@@ -240,7 +296,8 @@ def _attempt_json(a: LastAttempt, partition_key: str | None) -> dict[str, Any]:
 
 def _view(ctx: ServiceContext, tenant_id: str, workspace_id: str, as_of_ms: int) -> _View:
     catalog = refresh_asset_catalog(ctx, tenant_id, workspace_id)
-    return _View(catalog, load_current_manifest(ctx, tenant_id, workspace_id), as_of_ms)
+    manifest = load_current_manifest(ctx, tenant_id, workspace_id)
+    return _View(ctx, (tenant_id, workspace_id), catalog, manifest, as_of_ms)
 
 
 def list_assets(

@@ -8,6 +8,7 @@ Layout under the workspace: ``manifests/{manifestId}.json`` (immutable, create-i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -296,6 +297,18 @@ def load_manifest(
     )
     ctx.cache[cache_key] = manifest
     return manifest
+
+
+_MANIFEST_NAME = re.compile(r"manifests/([^/_][^/]*)\.json")
+
+
+def deployed_before(ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str) -> list[str]:
+    """The ids of the manifests deployed before ``manifest_id``, newest first (one listing; ids sort
+    in deploy order, as the current pointer compares them)."""
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    names = (m.name for m in store.list("manifests/", end_offset=f"manifests/{manifest_id}.json"))
+    found = (_MANIFEST_NAME.fullmatch(n) for n in names)
+    return sorted((f[1] for f in found if f is not None and f[1] < manifest_id), reverse=True)
 
 
 def get_current_manifest(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dict[str, Any]:
