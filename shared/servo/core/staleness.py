@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_FRESHNESS_MINUTES",
+    "Deploy",
     "Staleness",
     "Upstream",
     "code_changed_since",
@@ -85,8 +86,8 @@ def staleness(
     ``code_version`` is the deployed transformFingerprint and ``code_deploys`` the asset's deploys, newest
     first (see ``code_changed_since``; read only when the code changed). A materialization whose code
     version was not recorded (before TaskDef carried it) is not called CODE_CHANGED: nothing says its
-    code differed. ``freshness_minutes`` None means the default
-    1440; 0 turns the policy off; it applies to unpartitioned assets only.
+    code differed. ``freshness_minutes`` None means the default 1440; 0 turns the policy off; it applies
+    to unpartitioned assets only.
     """
     if materialized_at_ms is None:
         return Staleness(True, "NEVER_MATERIALIZED")

@@ -2,8 +2,9 @@
 last materialization, partition summary and staleness, and one asset's partitions.
 
 Reads refresh the catalog projection first, so a read sees every completion written before it. The
-staleness of a partition is a pure function of the catalog, the current manifest and ``asOf``
-(``servo.core.staleness``): the same ``asOf`` gives the same answer, after a rebuild too (T5).
+staleness of a partition is a pure function of the catalog, the deployed manifests (the current one,
+and the older ones back to the materialized code's last deploy, for CODE_CHANGED's ``since``) and
+``asOf`` (``servo.core.staleness``): the same ``asOf`` gives the same answer, after a rebuild too (T5).
 """
 
 from __future__ import annotations
