@@ -3,9 +3,10 @@
 
 The token is scoped to that one evaluation (401 otherwise, task tokens included); a malformed body is
 400; a second report 409 ``evaluation_already_reported``. Run requests breaking the definition make the
-evaluation ERROR naming them. The result is recorded as ``SensorEvaluated``: whether it applies is the
-fold's compare-and-set (a stale one is SKIPPED_STALE, its requests dropped), and the requests of an
-applied one are submitted right away (the sweep retries what is left).
+evaluation ERROR naming them. The result is recorded as ``SensorEvaluated``, and that is all this writes
+besides its log (§6.3, least privilege): whether it applies is the fold's compare-and-set (a stale one is
+SKIPPED_STALE, its requests dropped), and the compactor's act phase, after publishing the sensor state,
+submits an applied one's requests (the sweep repairs what it does not get to).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.manifests import load_current_manifest
 from servo.services.sensor_projection import refresh_sensors
-from servo.services.sensor_sweep import spec_of, stamp_event, submit_pending_sensor_requests
+from servo.services.sensor_sweep import spec_of, stamp_event
 from servo.store import create_once
 from servo.tokens import verify_evaluation_token
 
@@ -119,7 +120,7 @@ def _report(
     if log_text is not None and len(log_text.encode("utf-8")) > MAX_LOG_BYTES:
         raise InvalidInput(f"log is over {MAX_LOG_BYTES} bytes (64 KiB)")
 
-    tables = refresh_sensors(ctx, tenant_id, workspace_id)
+    tables = refresh_sensors(ctx, tenant_id, workspace_id, publish=False)
     log = tables.log.sensors.get(ref.sensor_id)
     asked = None if log is None else log.requested.get(evaluation_id)
     if log is None or asked is None:
@@ -166,7 +167,5 @@ def _report(
         reason=skip_reason,
         error=error if status == "ERROR" else None,
     )
-    names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, result)])
-    tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
-    submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+    append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, result)])
     return {"acknowledged": True, "serverTime": format_timestamp(ctx.clock_ms())}
