@@ -11,11 +11,12 @@ submits an applied one's requests (the sweep repairs what it does not get to).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from servo.core.errors import CallbackRejected, Conflict, InvalidInput, NotFound, Unauthorized
-from servo.core.events import SensorEvaluated
+from servo.core.events import Event, SensorEvaluated, decode_event, encode_event
 from servo.core.fingerprints import request_fingerprint
 from servo.core.sensors import (
     InvalidSensor,
@@ -30,7 +31,7 @@ from servo.services.ledger import append_events
 from servo.services.manifests import load_current_manifest
 from servo.services.sensor_projection import refresh_sensors
 from servo.services.sensor_sweep import spec_of, stamp_event
-from servo.store import create_once
+from servo.store import ObjectStore, create_once
 from servo.tokens import verify_evaluation_token
 
 MAX_LOG_BYTES = 64 * 1024
@@ -126,10 +127,7 @@ def _report(
     if log is None or asked is None:
         raise NotFound(f"evaluation '{evaluation_id}' not found")
     if evaluation_id in log.results:
-        raise Conflict(
-            f"evaluation '{evaluation_id}' was already reported",
-            details={"conflictType": "evaluation_already_reported", "evaluationId": evaluation_id},
-        )
+        raise _already_reported(evaluation_id)
     request = asked.data
     checked: list[ResultRequest] = []
     spec = spec_of(log)
@@ -167,5 +165,37 @@ def _report(
         reason=skip_reason,
         error=error if status == "ERROR" else None,
     )
-    append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, result)])
+    event = stamp_event(ctx, tenant_id, workspace_id, result)
+    recorded = _claim_report(ctx.workspace_store(tenant_id, workspace_id), event)
+    # The claimed result is appended by whoever holds it: a claimer that died before its append is
+    # completed by the next report (the same bytes under the same name), so nothing claimed is lost.
+    append_events(ctx, tenant_id, workspace_id, [recorded])
+    if recorded.event_id != event.event_id:
+        raise _already_reported(evaluation_id)
     return {"acknowledged": True, "serverTime": format_timestamp(ctx.clock_ms())}
+
+
+def report_claim_name(evaluation_id: str) -> str:
+    """One report per evaluation: the object whose create-if-absent decides which report is recorded."""
+    digest = hashlib.sha256(f"sensor_evaluation\0{evaluation_id}".encode()).hexdigest()[:40]
+    return f"attempt_claims/sensors/{digest}.json"
+
+
+def _claim_report(store: ObjectStore, event: Event) -> Event:
+    """The result recorded for this evaluation: ``event`` when its claim is the first, else the event an
+    earlier report claimed (two reports at once both pass the check against the projection)."""
+    assert isinstance(event.data, SensorEvaluated)
+    name = report_claim_name(event.data.evaluation_id)
+    if create_once(store, name, encode_event(event)):
+        return event
+    claimed = store.get(name)
+    if claimed is None:  # claims are never deleted
+        raise Conflict(f"the report claim {name} vanished")
+    return decode_event(claimed.data)
+
+
+def _already_reported(evaluation_id: str) -> Conflict:
+    return Conflict(
+        f"evaluation '{evaluation_id}' was already reported",
+        details={"conflictType": "evaluation_already_reported", "evaluationId": evaluation_id},
+    )
