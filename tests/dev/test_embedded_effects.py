@@ -43,3 +43,26 @@ def test_the_controller_pass_reads_no_head_in_the_one_process_that_publishes(tmp
         assert effects_reads == []
     finally:
         inline.stop()
+
+
+def test_a_sensor_results_runs_start_on_the_effects_thread_without_a_sweep(tmp_path: Path) -> None:
+    # automation §6.3: the callback only records the result; the act phase after the group commit's
+    # publish submits its run requests.
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import T, W, deploy, evaluations, poll, report, tasks
+
+    ctx, _, queue = make_context(tmp_path, compact=False)
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    inline = InlineCompactor(window_ms=0)
+    try:
+        ctx = replace(ctx, after_ledger_write=inline.hook)
+        report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "a.csv"}, {"runKey": "b.csv"}])
+        assert inline.wait_idle(30)
+        [evaluation] = evaluations(ctx)
+        assert [r["status"] for r in evaluation["runRequests"]] == ["CREATED", "CREATED"]
+        assert len({r["runId"] for r in evaluation["runRequests"]}) == 2
+    finally:
+        inline.stop()

@@ -16,7 +16,7 @@ import pytest
 from servo.dev.group_commit import GroupCommit
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
-from servo.services.orchestrate import compact_workspace
+from servo.services.orchestrate import Changes, compact_changes
 from servo.services.runs import load_run
 from servo.services.trigger import trigger_run
 from servo.settings import Settings
@@ -118,7 +118,7 @@ def test_a_writer_that_does_not_wait_returns_before_its_publish(
 
     def held(*args: Any, **kw: Any) -> Any:
         gate.wait(10)
-        return compact_workspace(*args, **kw)
+        return compact_changes(*args, **kw)
 
     group = GroupCommit(compact=held)
     stopping.append(group)
@@ -185,7 +185,7 @@ def test_a_failed_compaction_releases_its_waiters_and_the_next_round_retries_it(
         calls.append(names)
         if len(calls) == 1:
             raise RuntimeError("compaction failed")
-        return True, len(names), 0, []
+        return Changes()
 
     group = GroupCommit(compact=flaky, wait=lambda _s: None)
     stopping.append(group)
@@ -216,11 +216,11 @@ def _ledger_names(ctx: ServiceContext) -> list[str]:
 
 
 def test_changed_runs_reach_the_callback(tmp_path: Path, stopping: list[GroupCommit]) -> None:
-    changed: list[tuple[tuple[str, str], list[str]]] = []
-    group = GroupCommit(lambda _c, scope, runs: changed.append((scope, runs)))
+    changed: list[tuple[tuple[str, str], Changes]] = []
+    group = GroupCommit(lambda _c, scope, changes: changed.append((scope, changes)))
     stopping.append(group)
     run_id = trigger(with_hook(deployed(tmp_path), group))
-    assert changed == [(SCOPE, [run_id])]
+    assert changed == [(SCOPE, Changes(runs=frozenset({run_id})))]
 
 
 def test_a_commit_after_stop_returns_at_once(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ class Operation:
     path_params: tuple[str, ...]
     query: Mapping[str, dict[str, Any]]
     body: dict[str, Any] | None
-    internal: bool = False  # x-servo-internal: reached by Cloud Scheduler / Cloud Tasks only
+    internal: bool = False  # x-servo-auth internal: Scheduler / Cloud Tasks with the internal credential
 
     @property
     def callback(self) -> bool:
@@ -56,7 +56,7 @@ def operations() -> list[Operation]:
                     tuple(p["name"] for p in params if p["in"] == "path"),
                     {p["name"]: p for p in params if p["in"] == "query"},
                     body,
-                    bool(op.get("x-servo-internal")),
+                    op.get("x-servo-auth") == "internal",
                 )
             )
     return found

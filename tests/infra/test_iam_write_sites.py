@@ -179,14 +179,15 @@ PARTITIONED = {
 @pytest.fixture(scope="module")
 def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]:
     """The writes of sensors' life through the functions: deployed, a push message received, a manual
-    evaluation, the sweep's evaluations, and their results (with a run request) reported."""
+    evaluation, the sweep's evaluations, their results (with a run request) reported, and the
+    compactor starting those runs after commit."""
     import base64
     import json
 
     from servo.http.runtime import override_context
     from servo.store import LocalFileStore
 
-    from tests.faults.harness import _app
+    from tests.faults.harness import _app, finalize_event
     from tests.support.context import T0, FakeClock, make_context
     from tests.support.faults import FaultPlan, FaultyStore, phase
 
@@ -226,6 +227,12 @@ def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]
                     headers={"Authorization": f"Bearer {e['evaluationToken']}"},
                 )
                 assert res.status_code == 200, res.get_json()
+        with phase("compaction"):
+            runs_before = len(store.list(f"{TENANT}/{WS}/run_keys/"))
+            for meta in store.list(f"{TENANT}/{WS}/ledger/orchestration/"):
+                headers, event = finalize_event(meta.name)
+                assert _app("compactor", "cloudevent").test_client().post("/", headers=headers, data=event)
+            assert len(store.list(f"{TENANT}/{WS}/run_keys/")) > runs_before  # submitted after commit
     return [w for w in store.writes if w.phase]
 
 

@@ -113,9 +113,16 @@ def test_google_id_token_security(openapi: dict[str, Any]) -> None:
             assert "security" not in op, (path, method)
 
 
-def test_internal_routes_are_exactly_the_timers(openapi: dict[str, Any]) -> None:
+def test_internal_routes_are_exactly_the_timers_and_the_sensor_push(openapi: dict[str, Any]) -> None:
+    # Cloud Scheduler and Cloud Tasks call timers directly; a Pub/Sub push subscription calls the
+    # automation function directly with its OIDC token (automation §9: the push route skips the gateway,
+    # where every caller would be refused 401).
     internal = {(p, m) for p, m, op in _operations(openapi) if op.get("x-servo-internal")}
-    assert internal == {("/v1/timers/sweep", "post"), ("/v1/timers/fire", "post")}
+    assert internal == {
+        ("/v1/timers/sweep", "post"),
+        ("/v1/timers/fire", "post"),
+        ("/v1/workspaces/{ws}/sensors/{sensor_id}/push", "post"),
+    }
 
 
 def test_design_routes_are_all_present(openapi: dict[str, Any]) -> None:

@@ -104,8 +104,9 @@ SCHEDULE_WRITES = {
     ("timers", "creations"),
     ("timers", "automation"),
 }
-# Sensors (issue 19): the result callback applies evaluations and submits their run requests.
-SENSOR_WRITES = {("callback", "automation"), ("callback", "run_keys"), ("callback", "creations")}
+# Sensors (issue 19): the result callback records results in the ledger only (automation §6.3); the
+# compactor's grants for backfills (automation/, run_keys/, creations/) serve its sensor submissions.
+SENSOR_WRITES: set[tuple[str, str]] = set()
 
 
 # Backfills (issue 20): the create's key reservation, and the chunk runs the automation function (at

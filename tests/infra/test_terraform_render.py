@@ -13,7 +13,7 @@ import pytest
 from tests.infra import _tfrun
 from tests.infra.conftest import ROOT, openapi_template_vars, render_openapi
 
-INTERNAL = {"/v1/timers/sweep", "/v1/timers/fire"}
+INTERNAL = {"/v1/timers/sweep", "/v1/timers/fire", "/v1/workspaces/{ws}/sensors/{sensor_id}/push"}
 
 
 def test_terraform_renders_the_api_document(rendered_openapi: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from tests.support.context import RecordingQueue, make_context
 from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, When
 
 # The flows' own writes; compaction (state/) has its own crash suite.
-SENSOR_WRITES = r".*/(ledger/orchestration|run_keys|automation|logs)/.*"
+SENSOR_WRITES = r".*/(ledger/orchestration|run_keys|automation|logs|attempt_claims)/.*"
 ENVELOPE = {"message": {"messageId": "m1", "data": "aGk="}}
 
 

@@ -4,11 +4,16 @@ enqueues, the result callback applies by compare-and-set, run requests become ru
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from servo.core.errors import CallbackRejected, InvalidInput, NotFound, Unauthorized
+from servo.core.events import SensorEvaluated
 from servo.core.keys import encode_task_id
 from servo.core.sensors import evaluation_task_name
 from servo.services import sensors
@@ -147,6 +152,54 @@ def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_
     assert caught.value.http_status == 409 and caught.value.error == "evaluation_already_reported"
     assert [e["status"] for e in evaluations(ctx, "other")] == ["PENDING"]
     assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED"]
+
+
+class _MeetAtTheLedger:
+    """The store port, holding the first ledger write until a second one arrives (or 10 s passed): two
+    reports of one evaluation are then both past their checks before either is recorded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.meeting = threading.Barrier(2)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def create(self, name: str, data: bytes, **kw: Any) -> int:
+        if "/ledger/orchestration/" in name and not self.meeting.broken:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.meeting.wait(timeout=10)
+            self.meeting.abort()  # met once: later writes go straight through
+        return int(self.inner.create(name, data, **kw))
+
+
+def test_P12_two_results_for_one_evaluation_at_once_record_one_and_the_other_is_409(
+    env: tuple[ServiceContext, FakeClock, RecordingQueue],
+) -> None:
+    from servo.http.runtime import override_context
+
+    from tests.faults.harness import _app
+
+    ctx, _, queue = env
+    task = first_poll(ctx, queue)
+    ctx = replace(ctx, store=_MeetAtTheLedger(ctx.store))
+    url = f"/v1/sensor-evaluations/{task['evaluationId']}/result"
+    headers = {"Authorization": f"Bearer {task['evaluationToken']}"}
+
+    def post(key: str) -> tuple[int, dict[str, Any]]:
+        body = {"status": "TRIGGERED", "runRequests": [{"runKey": key}]}
+        res = _app("callback").test_client().post(url, json=body, headers=headers)
+        return res.status_code, res.get_json()
+
+    with override_context(ctx), ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(post, ["a", "b"]), key=lambda a: a[0])
+    assert [status for status, _ in answers] == [200, 409]
+    assert answers[1][1]["error"] == "evaluation_already_reported"
+    results = [e for e in _ledger_events(ctx) if isinstance(e.data, SensorEvaluated)]
+    assert len(results) == 1
+    [evaluation] = evaluations(ctx)
+    assert evaluation["status"] == "TRIGGERED" and len(evaluation["runRequests"]) == 1
+    assert [r["runKey"] for r in runs(ctx)] == [results[0].data.run_requests[0]["run_key"]]
 
 
 @pytest.mark.parametrize(

@@ -78,11 +78,11 @@ def inline_hook(
 
     Every writer gets its publish before it returns, so ``await_publish`` changes nothing here.
     """
-    from servo.services.orchestrate import act_on, compact_workspace
+    from servo.services.orchestrate import act, compact_changes
 
-    _, _, _, changed = compact_workspace(ctx, tenant_id, workspace_id, names)
-    if changed:
-        act_on(ctx, tenant_id, workspace_id, changed)
+    changes = compact_changes(ctx, tenant_id, workspace_id, names)
+    if changes:
+        act(ctx, tenant_id, workspace_id, changes)
 
 
 def make_context(

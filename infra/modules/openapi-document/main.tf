@@ -1,5 +1,6 @@
 # The API document API Gateway serves: infra/openapi.yaml rendered with the backends' URLs, with the
-# operations marked x-servo-internal removed (Scheduler and Cloud Tasks call `timers` directly).
+# operations marked x-servo-internal removed (Scheduler and Cloud Tasks call `timers` directly, Pub/Sub
+# push subscriptions the sensor push route of `automation`).
 # It uses no provider on purpose: the offline tests render it with the real Terraform binary
 # (tests/infra/test_terraform_render.py), so what they check is exactly what the gateway receives.
 

@@ -1,6 +1,7 @@
 # API Gateway: one public base URL routing each path to its function (openapi.yaml is the route table).
-# Operations marked x-servo-internal (the timers routes) are removed before the document is uploaded
-# (modules/openapi-document): only Cloud Scheduler and Cloud Tasks reach timers, directly and with OIDC.
+# Operations marked x-servo-internal (the timers routes, the sensor push route) are removed before the
+# document is uploaded (modules/openapi-document): only Cloud Scheduler and Cloud Tasks reach timers, and
+# Pub/Sub push subscriptions the automation function's push route, directly and with OIDC.
 
 module "openapi" {
   source = "../openapi-document"

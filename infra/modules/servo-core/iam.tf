@@ -48,17 +48,17 @@ locals {
     timers_creation      = { fn = "timers", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     timers_schedules     = { fn = "timers", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
 
-    # Sensors (issue 19): the result callback applies an evaluation (the sensor projection) and submits
-    # its run requests through the one run-request path (run_keys/ reservation, creation record).
-    callback_automation = { fn = "callback", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
-    callback_run_keys   = { fn = "callback", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
-    callback_creation   = { fn = "callback", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
+    # Sensors (issue 19): the result callback records a result in ledger/ only (with its log, and its
+    # one-report claim in attempt_claims/); the compactor publishes the sensor projection and submits
+    # an applied evaluation's run requests after commit (its backfill grants below), the sweep repairs.
+
     # Backfills (issue 20): automation reserves a create's Idempotency-Key under requests/ and submits
     # the first chunks' run requests itself (run_keys/, creations/), as the sweep does for the rest.
     automation_requests = { fn = "automation", area = "requests", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     automation_run_keys = { fn = "automation", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     automation_creation = { fn = "automation", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
-    # The compactor plans a backfill's next chunk after commit, once a backfill run ended.
+    # After commit the compactor plans a backfill's next chunk, once a backfill run ended, and submits
+    # the run requests of the sensor results it folded (the sensor projection is under automation/).
     compactor_backfills = { fn = "compactor", area = "automation", role = "roles/storage.objectUser", scoped = true, suffix = "" }
     compactor_run_keys  = { fn = "compactor", area = "run_keys", role = "roles/storage.objectCreator", scoped = true, suffix = "" }
     compactor_creation  = { fn = "compactor", area = "creations", role = "roles/storage.objectCreator", scoped = true, suffix = "" }

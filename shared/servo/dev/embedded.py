@@ -30,6 +30,7 @@ from servo.dev.local_server import (
 )
 from servo.http.app import error_response, handle, install_json_errors
 from servo.services.context import ServiceContext, wall_clock_ms
+from servo.services.orchestrate import Changes
 from servo.settings import (
     DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
     DEFAULT_GROUP_COMMIT_WINDOW_MS,
@@ -52,7 +53,7 @@ class InlineCompactor:
         progress_window_ms: int = DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS,
     ) -> None:
         self._cv = threading.Condition()
-        self._pending: dict[tuple[str, str], set[str]] = {}
+        self._pending: dict[tuple[str, str], Changes] = {}
         self._busy = 0
         self._stopped = False
         self._ctx: ServiceContext | None = None
@@ -75,14 +76,14 @@ class InlineCompactor:
     def commits(self) -> int:
         return self._group.commits()
 
-    def _schedule(self, ctx: ServiceContext, scope: tuple[str, str], changed: list[str]) -> None:
+    def _schedule(self, ctx: ServiceContext, scope: tuple[str, str], changed: Changes) -> None:
         with self._cv:
             self._ctx = ctx
-            self._pending.setdefault(scope, set()).update(changed)
+            self._pending[scope] = self._pending.get(scope, Changes()) | changed
             self._cv.notify()
 
     def _loop(self) -> None:
-        from servo.services.orchestrate import act_on
+        from servo.services.orchestrate import act
 
         while True:
             with self._cv:
@@ -90,13 +91,13 @@ class InlineCompactor:
                     self._cv.wait()
                 if self._stopped:
                     return
-                (scope, runs) = self._pending.popitem()
+                (scope, changes) = self._pending.popitem()
                 ctx = self._ctx
                 self._busy += 1
             try:
                 assert ctx is not None
                 # This process is the state's only publisher: the head it last published is the head.
-                act_on(ctx, scope[0], scope[1], sorted(runs), ctx.last_seen_snapshot(*scope))
+                act(ctx, scope[0], scope[1], changes, ctx.last_seen_snapshot(*scope))
             except Exception:
                 logger.exception("side effects failed; the sweep will retry them")
             finally:

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from servo.services.context import ServiceContext
+from servo.services.orchestrate import Changes
 from servo.settings import DEFAULT_GROUP_COMMIT_PROGRESS_WINDOW_MS, DEFAULT_GROUP_COMMIT_WINDOW_MS
 
 logger = logging.getLogger("servo.dev")
 
 Scope = tuple[str, str]  # (tenant, workspace)
-Compact = Callable[[ServiceContext, str, str, list[str]], tuple[bool, int, int, list[str]]]
-OnChanged = Callable[[ServiceContext, Scope, list[str]], None]
+Compact = Callable[[ServiceContext, str, str, list[str]], Changes]
+OnChanged = Callable[[ServiceContext, Scope, Changes], None]
 
 MAX_RETRY_DELAY_MS = 1000
 
@@ -35,19 +36,18 @@ def _monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
-def _compact_hinted(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]
-) -> tuple[bool, int, int, list[str]]:
-    from servo.services.orchestrate import compact_workspace
+def _compact_hinted(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]) -> Changes:
+    from servo.services.orchestrate import compact_changes
 
-    return compact_workspace(ctx, tenant_id, workspace_id, names, list_ledger=False)
+    return compact_changes(ctx, tenant_id, workspace_id, names, list_ledger=False)
 
 
 class GroupCommit:
     """The compaction loop of the embedded stack.
 
     Args:
-        on_changed: called with the runs a compaction changed (the controller's side effects).
+        on_changed: called with what a compaction leaves to act on (the runs it changed, the sensor
+            results it read): the side effects after commit.
         compact: folds and publishes the named objects of one workspace (injected for tests).
         window_ms: how long after a publish the loop collects writes before taking the next batch.
         progress_window_ms: the same while everything queued only records progress (``urgent``
@@ -202,7 +202,7 @@ class GroupCommit:
         for scope, names in batch.items():
             ctx = contexts[scope]
             try:
-                _, _, _, changed = self._compact(ctx, scope[0], scope[1], sorted(names))
+                changed = self._compact(ctx, scope[0], scope[1], sorted(names))
             except Exception:
                 logger.exception("group commit compaction failed; the next round retries it")
                 failed[scope] = names

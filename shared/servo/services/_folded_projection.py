@@ -103,12 +103,14 @@ class FoldedProjection(Generic[S]):
         *,
         lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
         settle: Callable[[S], S] | None = None,
+        publish: bool = True,
     ) -> S:
         """Fold the events written since the last publish (and the ``hint`` names) and publish.
 
         ``settle`` adds, after the fold, what depends on more than the ledger's events (a sensor's run
         items, backfill chunks settled from their runs). It is applied on every attempt, and a change
-        it makes is published even when the ledger brought nothing new.
+        it makes is published even when the ledger brought nothing new. ``publish=False`` only reads:
+        the state as a refresh would publish it, for a writer that may not write these tables.
 
         Raises:
             Conflict: lost the head's CAS race too many times in a row.
@@ -128,7 +130,7 @@ class FoldedProjection(Generic[S]):
             new_state = self.fold(state, found.events, ctx.clock_ms())
             if settle is not None:
                 new_state = settle(new_state)
-            if head.generation == 0 and self.is_empty(new_state):
+            if not publish or (head.generation == 0 and self.is_empty(new_state)):
                 return new_state  # a read of a workspace without these definitions leaves nothing behind
             watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
             body = {

@@ -14,7 +14,8 @@ of them holds a lock; correctness rests on three things:
 
 Each invocation folds everything new it can find (its own hint plus the look-back window), so under
 load one publish carries a large batch. Side effects are not done here: the caller acts on
-``changed_run_ids`` after the publish, reading ``result.snapshot``.
+``changed_run_ids`` after the publish, reading ``result.snapshot``, and on the run-less events it read
+(``runless``: automation state such as sensor results, which this fold leaves to its own projection).
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ class CompactionResult:
     changed_run_ids: list[str]
     lag_ms: int
     snapshot: Snapshot
+    runless: tuple[Event, ...] = ()  # the run-less events read, for the act phase
 
     @classmethod
-    def unchanged(cls, snap: Snapshot, malformed: list[tuple[str, str]]) -> CompactionResult:
+    def unchanged(
+        cls, snap: Snapshot, malformed: list[tuple[str, str]], runless: tuple[Event, ...] = ()
+    ) -> CompactionResult:
         """Nothing to fold: ``snap`` already shows everything found applied."""
         return cls(
             published=False,
@@ -73,6 +77,7 @@ class CompactionResult:
             changed_run_ids=[],
             lag_ms=0,
             snapshot=snap,
+            runless=runless,
         )
 
 
@@ -212,12 +217,13 @@ def compact(
         malformed.update(found.malformed)
         fresh, before = _unapplied(snap, found.events)
         report = sorted(malformed.items())
+        runless = tuple(e for e in found.events if e.run_id is None)
         if not fresh:
             # Every object read is applied in this head (or holds nothing to apply, and is reported
             # now): past the manifest's cap of recent ids only the instance's memory spares reading
             # it again.
             snap.cache.applied.note(found.seen_ids)
-            return CompactionResult.unchanged(snap, report)
+            return CompactionResult.unchanged(snap, report, runless)
         published = _publish(scope, snap, fresh, before, found.seen_ids)
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
@@ -231,6 +237,7 @@ def compact(
             changed_run_ids=changed,
             lag_ms=max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh)),
             snapshot=new_snap,
+            runless=runless,
         )
     raise Conflict(
         f"compaction lost the publish race {policy.max_attempts} times; the next delivery will retry"

@@ -2,7 +2,8 @@
 
 ``compact_and_act`` is what the compactor function runs for a finalize event and what the embedded
 stack runs after every ledger write: fold what is new, publish, then — only after the publish
-committed (design §5.6) — let the controller decide dispatches and timers for the runs that changed.
+committed (design §5.6) — let the controller decide dispatches and timers for the runs that changed,
+and start the runs of the sensor results it read (automation §6.3).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servo.core import controller as ctl
+from servo.core.events import SensorEvaluated, ledger_object_name
 from servo.core.states import is_terminal_public
 from servo.jsonlog import log_fields
 from servo.services._flights import Flights
@@ -25,6 +27,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger("servo.orchestrate")
 # The instance's compaction flights live in its warm cache, beside the decoded state they share.
 _FLIGHTS = "compaction-flights"
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a compaction leaves to its act phase: the runs it changed, and the ledger objects of the
+    sensor results it read (their applied run requests are submitted after the commit)."""
+
+    runs: frozenset[str] = frozenset()
+    sensor_results: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.sensor_results)
+
+    def __or__(self, other: Changes) -> Changes:
+        return Changes(self.runs | other.runs, self.sensor_results | other.sensor_results)
+
+
+def changes_of(result: CompactionResult | None) -> Changes:
+    if result is None:
+        return Changes()
+    results = [ledger_object_name(e.event_id) for e in result.runless if isinstance(e.data, SensorEvaluated)]
+    return Changes(frozenset(result.changed_run_ids), frozenset(results))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +72,13 @@ def compact_workspace(
     """Fold and publish; ``list_ledger=False`` when ``hint`` holds every object written since the
     last publish (the embedded group commit), so no list is paid."""
     return _summary(_compacted(ctx, tenant_id, workspace_id, hint, lookback_ms, list_ledger=list_ledger))
+
+
+def compact_changes(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str], *, list_ledger: bool = True
+) -> Changes:
+    """Fold and publish as ``compact_workspace``; what the act phase is to do after it."""
+    return changes_of(_compacted(ctx, tenant_id, workspace_id, hint, None, list_ledger=list_ledger))
 
 
 def _summary(result: CompactionResult | None) -> tuple[bool, int, int, list[str]]:
@@ -145,6 +176,32 @@ def act_on(
     return appended
 
 
+def act(
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    changes: Changes,
+    snapshot: Snapshot | None = None,
+) -> int:
+    """The act phase after a commit: the controller's decisions for the changed runs (``act_on``), then
+    the runs of the sensor results read; returns the controller's events appended."""
+    appended = act_on(ctx, tenant_id, workspace_id, sorted(changes.runs), snapshot) if changes.runs else 0
+    if changes.sensor_results:
+        _submit_sensor_requests(ctx, tenant_id, workspace_id, sorted(changes.sensor_results))
+    return appended
+
+
+def _submit_sensor_requests(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]) -> None:
+    """Sensor results were recorded: their runs start now rather than at the next sweep (which
+    repairs whatever this pass does not get to, a crash in between included)."""
+    from servo.services.sensor_sweep import submit_after_results
+
+    try:
+        submit_after_results(ctx, tenant_id, workspace_id, names)
+    except Exception:
+        logger.exception("submitting sensor run requests failed; the sweep submits them")
+
+
 def _plan_backfills(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:
     """A backfill run ended: its chunk may be done, and the next one may start now rather than at the
     next sweep (which repairs whatever this pass does not get to)."""
@@ -166,9 +223,10 @@ def compact_and_act(
 ) -> Outcome:
     result = _compacted(ctx, tenant_id, workspace_id, hint, lookback_ms)
     published, applied, malformed, changed = _summary(result)
+    changes = changes_of(result)
     # Acting on the state just published, not a fresh read of the head: a newer head (another
     # instance's publish) gets its own controller pass from the compaction that published it.
-    effects = act_on(ctx, tenant_id, workspace_id, changed, result.snapshot) if result and changed else 0
+    effects = act(ctx, tenant_id, workspace_id, changes, result.snapshot) if result and changes else 0
     logger.info(
         "compaction",
         extra=log_fields(

@@ -46,9 +46,10 @@ def refresh_sensors(
     *,
     run_items: Iterable[SensorRunItemRow] = (),
     lookback_ms: int = ledger.SWEEP_LOOKBACK_MS,
+    publish: bool = True,
 ) -> SensorTables:
     """Fold the sensor events written since the last publish (and the ``hint`` names), add ``run_items``,
-    and publish.
+    and publish (``publish=False``: only read them so).
 
     Raises:
         Conflict: lost the head's CAS race too many times in a row.
@@ -61,6 +62,7 @@ def refresh_sensors(
         hint,
         lookback_ms=lookback_ms,
         settle=(lambda s: s.with_run_items(items)) if items else None,
+        publish=publish,
     )
 
 

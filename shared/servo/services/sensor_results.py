@@ -3,18 +3,20 @@
 
 The token is scoped to that one evaluation (401 otherwise, task tokens included); a malformed body is
 400; a second report 409 ``evaluation_already_reported``. Run requests breaking the definition make the
-evaluation ERROR naming them. The result is recorded as ``SensorEvaluated``: whether it applies is the
-fold's compare-and-set (a stale one is SKIPPED_STALE, its requests dropped), and the requests of an
-applied one are submitted right away (the sweep retries what is left).
+evaluation ERROR naming them. The result is recorded as ``SensorEvaluated``, and that is all this writes
+besides its log (§6.3, least privilege): whether it applies is the fold's compare-and-set (a stale one is
+SKIPPED_STALE, its requests dropped), and the compactor's act phase, after publishing the sensor state,
+submits an applied one's requests (the sweep repairs what it does not get to).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from servo.core.errors import CallbackRejected, Conflict, InvalidInput, NotFound, Unauthorized
-from servo.core.events import SensorEvaluated
+from servo.core.events import Event, SensorEvaluated, decode_event, encode_event
 from servo.core.fingerprints import request_fingerprint
 from servo.core.sensors import (
     InvalidSensor,
@@ -28,8 +30,8 @@ from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
 from servo.services.manifests import load_current_manifest
 from servo.services.sensor_projection import refresh_sensors
-from servo.services.sensor_sweep import spec_of, stamp_event, submit_pending_sensor_requests
-from servo.store import create_once
+from servo.services.sensor_sweep import spec_of, stamp_event
+from servo.store import ObjectStore, create_once
 from servo.tokens import verify_evaluation_token
 
 MAX_LOG_BYTES = 64 * 1024
@@ -119,16 +121,13 @@ def _report(
     if log_text is not None and len(log_text.encode("utf-8")) > MAX_LOG_BYTES:
         raise InvalidInput(f"log is over {MAX_LOG_BYTES} bytes (64 KiB)")
 
-    tables = refresh_sensors(ctx, tenant_id, workspace_id)
+    tables = refresh_sensors(ctx, tenant_id, workspace_id, publish=False)
     log = tables.log.sensors.get(ref.sensor_id)
     asked = None if log is None else log.requested.get(evaluation_id)
     if log is None or asked is None:
         raise NotFound(f"evaluation '{evaluation_id}' not found")
     if evaluation_id in log.results:
-        raise Conflict(
-            f"evaluation '{evaluation_id}' was already reported",
-            details={"conflictType": "evaluation_already_reported", "evaluationId": evaluation_id},
-        )
+        raise _already_reported(evaluation_id)
     request = asked.data
     checked: list[ResultRequest] = []
     spec = spec_of(log)
@@ -166,7 +165,37 @@ def _report(
         reason=skip_reason,
         error=error if status == "ERROR" else None,
     )
-    names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, result)])
-    tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
-    submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+    event = stamp_event(ctx, tenant_id, workspace_id, result)
+    recorded = _claim_report(ctx.workspace_store(tenant_id, workspace_id), event)
+    # The claimed result is appended by whoever holds it: a claimer that died before its append is
+    # completed by the next report (the same bytes under the same name), so nothing claimed is lost.
+    append_events(ctx, tenant_id, workspace_id, [recorded])
+    if recorded.event_id != event.event_id:
+        raise _already_reported(evaluation_id)
     return {"acknowledged": True, "serverTime": format_timestamp(ctx.clock_ms())}
+
+
+def report_claim_name(evaluation_id: str) -> str:
+    """One report per evaluation: the object whose create-if-absent decides which report is recorded."""
+    digest = hashlib.sha256(f"sensor_evaluation\0{evaluation_id}".encode()).hexdigest()[:40]
+    return f"attempt_claims/sensors/{digest}.json"
+
+
+def _claim_report(store: ObjectStore, event: Event) -> Event:
+    """The result recorded for this evaluation: ``event`` when its claim is the first, else the event an
+    earlier report claimed (two reports at once both pass the check against the projection)."""
+    assert isinstance(event.data, SensorEvaluated)
+    name = report_claim_name(event.data.evaluation_id)
+    if create_once(store, name, encode_event(event)):
+        return event
+    claimed = store.get(name)
+    if claimed is None:  # claims are never deleted
+        raise Conflict(f"the report claim {name} vanished")
+    return decode_event(claimed.data)
+
+
+def _already_reported(evaluation_id: str) -> Conflict:
+    return Conflict(
+        f"evaluation '{evaluation_id}' was already reported",
+        details={"conflictType": "evaluation_already_reported", "evaluationId": evaluation_id},
+    )

@@ -287,6 +287,16 @@ def submit_pending_sensor_requests(
     return names
 
 
+def submit_after_results(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]
+) -> list[str]:
+    """The compactor's act phase for recorded sensor results (§6.3): publish the sensor state with these
+    ledger objects, then submit what is applied and settled. The sweep repairs a crash in between: the
+    run key's reservation makes a second submission of a request the same run."""
+    tables = refresh_sensors(ctx, tenant_id, workspace_id, names, lookback_ms=ledger.DEFAULT_LOOKBACK_MS)
+    return submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+
+
 # ---------------------------------------------------------------------------------------------- sweep
 
 

@@ -303,7 +303,8 @@ def receive_push(
     """
     message_id, data, attributes, publish_time, size = _message(body.get("message"), id_required=True)
     assert message_id is not None
-    tables = refresh_sensors(ctx, tenant_id, workspace_id)
+    # Only read until the message is recorded: a rejected or duplicate delivery writes nothing.
+    tables = refresh_sensors(ctx, tenant_id, workspace_id, publish=False)
     log, view = _log(tables, sensor_id)
     if view.removed:
         raise NotFound(f"sensor '{sensor_id}' was removed")
