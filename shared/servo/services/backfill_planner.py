@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, chunk_requests, settle_chunks
+from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, chunk_requests
 from servo.core.backfills import (
     CANCELLED,
     PENDING,
@@ -35,7 +35,7 @@ from servo.core.events import (
     RunRequestResolved,
     make_event,
 )
-from servo.core.schedule_fold import ScheduleState
+from servo.core.schedule_fold import ScheduleState, settle_backfills
 from servo.core.schedules import TickRunRequest
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
@@ -63,20 +63,7 @@ def settler(
 ) -> Callable[[ScheduleState], ScheduleState]:
     """The ``settle`` step of ``refresh_schedules``: chunks recomputed from requests and run states."""
     state_of = run_states(ctx, tenant_id, workspace_id)
-
-    def settle(state: ScheduleState) -> ScheduleState:
-        def request_status(request_id: str) -> tuple[str, str | None] | None:
-            row = state.requests.get(request_id)
-            return None if row is None else (row.outcome, row.run_id)
-
-        chunks = settle_chunks(state.backfills, state.chunks, request_status, state_of)
-        if chunks == state.chunks:
-            return state
-        out = state.copy()
-        out.chunks = chunks
-        return out
-
-    return settle
+    return lambda state: settle_backfills(state, state_of)
 
 
 def chunks_of(state: ScheduleState, row: BackfillRow) -> list[BackfillChunkRow]:
