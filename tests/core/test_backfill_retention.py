@@ -113,11 +113,11 @@ def test_an_ended_backfill_goes_90_days_after_it_ended_with_its_chunks_and_a_liv
     assert ENDED in state.backfills and state.backfills[ENDED].created  # the input is not modified
 
 
-def test_a_live_backfill_never_expires_nor_do_its_chunks_resolved_requests() -> None:
+def test_a_live_backfill_never_expires_and_a_chunk_that_has_not_ended_keeps_its_requests() -> None:
     state = _settled(fold_schedules(ScheduleState(), history()))
     much_later = expire_schedule_history(state, now_ms=T0 + 1000 * DAY)
     live_requests = {r for r, _, _ in chunk_requests(state.chunks[f"{LIVE}:0"])}  # its one planned chunk
-    assert set(much_later.requests) == live_requests  # the ended backfill's requests went after 30 days
+    assert set(much_later.requests) == live_requests  # the ended chunk's requests went after 30 days
     assert much_later.backfills[LIVE] == state.backfills[LIVE]
     assert much_later.chunks[f"{LIVE}:0"] == state.chunks[f"{LIVE}:0"]
     ids = Ids()  # PENDING and PAUSED are as live as RUNNING
@@ -133,6 +133,24 @@ def test_a_live_backfill_never_expires_nor_do_its_chunks_resolved_requests() -> 
     )
     for alive in (pending, paused):
         assert expire_schedule_history(alive, now_ms=T0 + 1000 * DAY).backfills == alive.backfills
+
+
+def test_a_cancelled_backfills_chunk_whose_run_goes_on_keeps_its_requests() -> None:
+    ids = Ids()
+    keys = KEYS[:1]
+    events = [
+        ids.event(BackfillCreated(ENDED, ("raw.a",), {"explicit": list(keys)}, keys, 1, 1)),
+        ids.event(_planned(ENDED, 0, keys)),
+        ids.event(BackfillStateChanged(ENDED, "PENDING", "RUNNING", 2)),
+        *(ids.event(r) for r in _resolved(ENDED, 0, keys)),
+        ids.event(BackfillStateChanged(ENDED, "RUNNING", "CANCELLED", 3)),
+    ]
+    runs = {r.run_id: "RUNNING" for e in events if isinstance(r := e.data, RunRequestResolved)}
+    state = settle_backfills(fold_schedules(ScheduleState(), events), runs.get)
+    assert state.chunks[f"{ENDED}:0"].state == "RUNNING"
+    later = expire_schedule_history(state, now_ms=T0 + 31 * DAY)
+    assert later.requests == state.requests  # its run has not ended: the chunk still settles from them
+    assert settle_backfills(later, runs.get).chunks == state.chunks
 
 
 def test_a_chunk_keeps_its_settled_outcome_after_its_requests_expired() -> None:
@@ -182,8 +200,8 @@ def test_any_batching_expired_at_the_same_instant_equals_a_rebuild(data: st.Data
         now = max(now, data.draw(instants))
         refreshes.append((data.draw(repeats), now))
     live = ScheduleState()
-    for batch, at in refreshes:
-        live = _settled(expire_schedule_history(fold_schedules(live, batch), at))
+    for batch, at in refreshes:  # as refresh_schedules: fold, settle, then cut
+        live = expire_schedule_history(_settled(fold_schedules(live, batch)), at)
     rebuilt = expire_schedule_history(_settled(fold_schedules(ScheduleState(), events)), now)
     assert (live.backfills, live.chunks, live.requests) == (
         rebuilt.backfills,

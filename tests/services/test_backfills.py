@@ -307,3 +307,50 @@ def test_a_backfill_shows_its_outcomes_after_its_requests_expired_and_goes_90_da
 
 def _tables(state: ScheduleState) -> tuple[Any, ...]:
     return state.backfills, state.chunks, state.requests
+
+
+def _after_commit(ctx: ServiceContext) -> None:
+    from servo.services.orchestrate import _plan_backfills
+
+    _plan_backfills(ctx, T, W)
+
+
+def _sweep(ctx: ServiceContext) -> None:
+    from servo.services.timers import sweep
+
+    sweep(ctx, {})
+
+
+@pytest.mark.parametrize("repair", [_sweep, _after_commit])
+def test_a_repair_pass_leaves_a_freshly_planned_chunk_to_the_pass_that_planned_it(
+    env: Env, repair: Any
+) -> None:
+    """A sweep or an after-commit pass (another run ended) overlapping the pass that is submitting a
+    chunk it just planned would trigger every one of its partitions a second time (the run_keys/
+    reservation keeps one run each, at the cost of a whole second submission): it repairs a chunk
+    only once it has waited."""
+    from servo.core.backfills import backfill_id, chunk_run_requests
+    from servo.core.events import BackfillChunkPlanned, BackfillCreated, RunRequestResolved, make_event
+    from servo.services.ledger import append_events
+
+    ctx, clock, _ = env
+    bf = backfill_id(T, W, "slow-pass")
+    keys = ("date=d:2025-01-01", "date=d:2025-01-02")
+    requests = chunk_run_requests(bf, 0, keys, ["ns.a"], {})
+    # What a planning pass writes before it submits: the backfill and its first chunk.
+    written = [
+        make_event(
+            data, event_id=ctx.ids.new(clock.now_ms), timestamp_ms=clock.now_ms, tenant_id=T, workspace_id=W
+        )
+        for data in (
+            BackfillCreated(bf, ("ns.a",), {"explicit": list(keys)}, keys, 2, 2),
+            BackfillChunkPlanned(bf, 0, keys, {r.request_id: r.run_key for r in requests}),
+        )
+    ]
+    refresh_schedules(ctx, T, W, append_events(ctx, T, W, written))
+    clock.advance(5_000)
+    repair(ctx)
+    assert events_of(ctx, RunRequestResolved) == [] and events_of(ctx, RunTriggered) == []
+    clock.advance(30_000)  # that pass died: the repair submits
+    repair(ctx)
+    assert sorted(r.run_key for r in events_of(ctx, RunTriggered)) == sorted(r.run_key for r in requests)

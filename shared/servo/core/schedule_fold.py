@@ -274,14 +274,12 @@ def settle_backfills(state: ScheduleState, run_state: Callable[[str], str | None
     return out
 
 
-def _live_backfill_requests(state: ScheduleState) -> set[str]:
-    """The request ids of the planned chunks of every backfill that has not ended."""
+def _open_chunk_requests(state: ScheduleState) -> set[str]:
+    """The request ids of every planned chunk that has not ended (as last settled)."""
     return {
         request_id
         for chunk in state.chunks.values()
-        if chunk.planned
-        and (row := state.backfills.get(chunk.backfill_id)) is not None
-        and row.state not in TERMINAL_STATES
+        if chunk.planned and chunk.state not in TERMINAL_STATES
         for request_id, _, _ in chunk_requests(chunk)
     }
 
@@ -289,15 +287,15 @@ def _live_backfill_requests(state: ScheduleState) -> set[str]:
 def expire_schedule_history(state: ScheduleState, now_ms: int, keep_ms: int = RETENTION_MS) -> ScheduleState:
     """``state`` without the history past its retention (§5); ``state`` is not modified.
 
-    A resolved request goes once resolved more than ``keep_ms`` ago, unless its backfill has not ended
-    (a chunk settles from it while its runs go on); a tick once evaluated before that and its request
+    A resolved request goes once resolved more than ``keep_ms`` ago, unless its backfill chunk has not
+    ended (the chunk settles from it while its runs go on); a tick once evaluated before that and its request
     (if any) is gone, so a tick whose run is still owed stays until the sweep has submitted it. Schedule
     rows keep ``last_scheduled_at``, so an expired tick is never due again. A backfill goes 90 days after
     it ended (``expire_backfills``); its chunks keep the outcomes settled while their requests were here.
     """
     cutoff = now_ms - keep_ms
     old = [k for k, r in state.requests.items() if r.resolved_at < cutoff]
-    kept = _live_backfill_requests(state) if old else set()  # computed only when something may go
+    kept = _open_chunk_requests(state) if old else set()  # computed only when something may go
     requests = {k: r for k, r in state.requests.items() if r.resolved_at >= cutoff or k in kept}
     ticks = {
         k: t
