@@ -8,8 +8,6 @@ event set, expired at the same instant, equals the whole set folded then expired
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core.backfill_fold import BACKFILL_RETENTION_MS, chunk_requests
@@ -20,31 +18,14 @@ from servo.core.events import (
     BackfillStateChanged,
     Event,
     RunRequestResolved,
-    make_event,
 )
-from servo.core.ids import UlidFactory
 from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules, settle_backfills
 
-T0 = 1_736_935_200_000
+from tests.core.test_schedule_fold import T0, Ids
+
 DAY = 86_400_000
 ENDED, LIVE = "bf_ended000000000000000000000", "bf_live0000000000000000000000"
 KEYS = ("date=d:2025-01-01", "date=d:2025-01-02", "date=d:2025-01-03")
-
-
-class Ids:
-    def __init__(self) -> None:
-        self.factory = UlidFactory(lambda n: bytes(n))
-        self.now = T0
-
-    def event(self, data: Any, *, at: int | None = None) -> Event:
-        self.now = at if at is not None else self.now + 1000
-        return make_event(
-            data,
-            event_id=self.factory.new(self.now),
-            timestamp_ms=self.now,
-            tenant_id="acme",
-            workspace_id="prod",
-        )
 
 
 def _planned(bf: str, index: int, keys: tuple[str, ...]) -> BackfillChunkPlanned:
