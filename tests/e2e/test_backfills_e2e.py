@@ -1,4 +1,5 @@
-"""Backfills end to end (issue 20): `servo dev` on the real clock, the `servo` CLI against it.
+"""Backfills end to end (issue 20): `servo dev` (embedded, and `--emulators`) on the real clock, the `servo`
+CLI against it.
 
 `servo backfill create daily.asset --from 2025-01-01 --to 2025-01-10 --wait` materializes exactly those
 ten partitions; a backfill where one partition fails ends FAILED and `retry-failed` reruns that partition
@@ -46,8 +47,10 @@ def slow(ctx):
 """
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+# The emulators run the deployed code path: each function its own process, the planner's passes (create,
+# after commit in the compactor, the timers sweep) truly concurrent over fake-gcs-server.
+@pytest.fixture(scope="module", params=["embedded", pytest.param("emulators", marks=pytest.mark.emulator)])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("backfills")
     project = root / "project"
     (project / "assets").mkdir(parents=True)
@@ -56,8 +59,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
     env.update(SERVO_API_URL=f"http://127.0.0.1:{port}", PYTHONUNBUFFERED="1")
-    with servo_dev(root, project, port, env) as proc:
-        running = Stack(_read_ready_line(proc, 60), root / "data", project, env, "embedded")
+    mode = ["--emulators"] if request.param == "emulators" else []
+    with servo_dev(root, project, port, env, *mode) as proc:
+        storage: list[str] = []
+        running = Stack(
+            _read_ready_line(proc, 60, storage), root / "data", project, env, request.param, storage
+        )
         assert running.json("deploy")["assetCount"] == 2
         yield running
 

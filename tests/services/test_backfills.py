@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from servo.core.canonical_json import canonical_bytes
-from servo.core.errors import Conflict, InvalidInput
+from servo.core.errors import Conflict, InvalidInput, NotFound
 from servo.core.events import PlanCreated, RunCancelRequested, RunTriggered
+from servo.core.schedule_fold import ScheduleState
+from servo.core.states import public_run_state
 from servo.services import backfills
 from servo.services._compaction_ledger import read_events
 from servo.services.backfill_planner import plan_backfills, settler
@@ -226,6 +228,15 @@ def test_cancel_cancels_active_runs_and_leaves_unplanned_chunks_cancelled(env: E
     assert len(events_of(ctx, RunTriggered)) == 2
 
 
+def rebuilt(ctx: ServiceContext, now_ms: int | None = None) -> ScheduleState:
+    """The schedule tables rebuilt from the whole ledger, chunks settled from the rebuilt runs."""
+    store = ctx.workspace_store(T, W)
+    events = read_events(store, [m.name for m in store.list("ledger/")], T, W).events
+    runs, _ = rebuild(store, tenant_id=T, workspace_id=W)
+    states = {r: public_run_state(p.run, p.tasks.values()) for r, p in runs.runs.items() if p.run is not None}
+    return rebuild_schedules(events, now_ms, states.get)
+
+
 def test_the_live_backfill_tables_equal_a_rebuild(env: Env) -> None:
     ctx, _, queue = env
     _, made = create(ctx, partitions=days(1, 5), chunkSize=2, maxConcurrentRuns=2)
@@ -233,16 +244,112 @@ def test_the_live_backfill_tables_equal_a_rebuild(env: Env) -> None:
     backfills.retry_failed(ctx, T, W, made["backfillId"], {}, "again")
     work(ctx, queue)
     live = refresh_schedules(ctx, T, W, settle=settler(ctx, T, W))
-    store = ctx.workspace_store(T, W)
-    events = read_events(store, [m.name for m in store.list("ledger/")], T, W).events
-    runs, _ = rebuild(store, tenant_id=T, workspace_id=W)
-    from servo.core.states import public_run_state
-
-    states = {r: public_run_state(p.run, p.tasks.values()) for r, p in runs.runs.items() if p.run is not None}
-    rebuilt = rebuild_schedules(events)
-    requests = {k: (v.outcome, v.run_id) for k, v in rebuilt.requests.items()}
-    from servo.core.backfill_fold import settle_chunks
-
-    chunks = settle_chunks(rebuilt.backfills, rebuilt.chunks, requests.get, states.get)
-    assert (live.backfills, live.chunks) == (rebuilt.backfills, chunks)
+    again = rebuilt(ctx)
+    assert (live.backfills, live.chunks) == (again.backfills, again.chunks)
     assert {r.state for r in live.backfills.values()} == {"FAILED", "SUCCEEDED"}
+
+
+DAY_MS = 86_400_000
+
+
+def test_a_backfill_shows_its_outcomes_after_its_requests_expired_and_goes_90_days_after_it_ended(
+    env: Env,
+) -> None:
+    ctx, clock, queue = env
+    _, made = create(ctx, partitions=days(1, 4), chunkSize=2, maxConcurrentRuns=4)
+    bf = made["backfillId"]
+    work(ctx, queue, fail={"date=d:2025-01-03"})
+    _, paused = create(ctx, "k2", partitions=days(5, 6), chunkSize=1, maxConcurrentRuns=1)
+    backfills.move_backfill(ctx, T, W, paused["backfillId"], "pause", {})
+    work(ctx, queue)  # its planned chunk ends; it stays PAUSED
+    shown = backfills.get_backfill(ctx, T, W, bf)
+    chunks = backfills.list_chunks(ctx, T, W, bf, {})
+    assert shown["state"] == "FAILED"
+
+    clock.advance(31 * DAY_MS)  # the chunks' requests expire (30 days); the backfill stays (90)
+    live = refresh_schedules(ctx, T, W, settle=settler(ctx, T, W))
+    assert not any(r.startswith("chunk:") for r in live.requests)  # every chunk ended
+    assert backfills.get_backfill(ctx, T, W, bf) == shown
+    assert backfills.list_chunks(ctx, T, W, bf, {}) == chunks  # outcomes, request statuses, run ids
+    _, child = backfills.retry_failed(ctx, T, W, bf, {}, "retry")
+    assert backfills.get_backfill(ctx, T, W, child["backfillId"])["partitions"] == {
+        "explicit": ["date=d:2025-01-03"]
+    }
+    work(ctx, queue)
+    live = refresh_schedules(ctx, T, W, settle=settler(ctx, T, W))
+    assert (live.backfills, live.chunks, live.requests) == _tables(rebuilt(ctx, clock.now_ms))
+
+    clock.advance(59 * DAY_MS + 1)  # 90 days and 1 ms after it ended
+    for read in (
+        lambda: backfills.get_backfill(ctx, T, W, bf),
+        lambda: backfills.list_chunks(ctx, T, W, bf, {}),
+        lambda: backfills.retry_failed(ctx, T, W, bf, {}, "retry-late"),
+        lambda: backfills.move_backfill(ctx, T, W, bf, "cancel", {}),
+    ):
+        with pytest.raises(NotFound):
+            read()
+    listed = backfills.list_backfills(ctx, T, W, {})["backfills"]
+    assert [b["backfillId"] for b in listed] == [child["backfillId"], paused["backfillId"]]
+    written = len(list(ctx.workspace_store(T, W).list("ledger/")))
+    # A replayed create answers its backfill as before and brings nothing of it back.
+    assert create(ctx, partitions=days(1, 4), chunkSize=2, maxConcurrentRuns=4) == (
+        200,
+        {"backfillId": bf, "created": False},
+    )
+    with pytest.raises(NotFound):
+        backfills.get_backfill(ctx, T, W, bf)
+    assert len(list(ctx.workspace_store(T, W).list("ledger/"))) == written
+    live = refresh_schedules(ctx, T, W, settle=settler(ctx, T, W))
+    assert not any(c.backfill_id == bf for c in live.chunks.values())
+    assert (live.backfills, live.chunks, live.requests) == _tables(rebuilt(ctx, clock.now_ms))
+
+
+def _tables(state: ScheduleState) -> tuple[Any, ...]:
+    return state.backfills, state.chunks, state.requests
+
+
+def _after_commit(ctx: ServiceContext) -> None:
+    from servo.services.orchestrate import _plan_backfills
+
+    _plan_backfills(ctx, T, W)
+
+
+def _sweep(ctx: ServiceContext) -> None:
+    from servo.services.timers import sweep
+
+    sweep(ctx, {})
+
+
+@pytest.mark.parametrize("repair", [_sweep, _after_commit])
+def test_a_repair_pass_leaves_a_freshly_planned_chunk_to_the_pass_that_planned_it(
+    env: Env, repair: Any
+) -> None:
+    """A sweep or an after-commit pass (another run ended) overlapping the pass that is submitting a
+    chunk it just planned would trigger every one of its partitions a second time (the run_keys/
+    reservation keeps one run each, at the cost of a whole second submission): it repairs a chunk
+    only once it has waited."""
+    from servo.core.backfills import backfill_id, chunk_run_requests
+    from servo.core.events import BackfillChunkPlanned, BackfillCreated, RunRequestResolved, make_event
+    from servo.services.ledger import append_events
+
+    ctx, clock, _ = env
+    bf = backfill_id(T, W, "slow-pass")
+    keys = ("date=d:2025-01-01", "date=d:2025-01-02")
+    requests = chunk_run_requests(bf, 0, keys, ["ns.a"], {})
+    # What a planning pass writes before it submits: the backfill and its first chunk.
+    written = [
+        make_event(
+            data, event_id=ctx.ids.new(clock.now_ms), timestamp_ms=clock.now_ms, tenant_id=T, workspace_id=W
+        )
+        for data in (
+            BackfillCreated(bf, ("ns.a",), {"explicit": list(keys)}, keys, 2, 2),
+            BackfillChunkPlanned(bf, 0, keys, {r.request_id: r.run_key for r in requests}),
+        )
+    ]
+    refresh_schedules(ctx, T, W, append_events(ctx, T, W, written))
+    clock.advance(5_000)
+    repair(ctx)
+    assert events_of(ctx, RunRequestResolved) == [] and events_of(ctx, RunTriggered) == []
+    clock.advance(30_000)  # that pass died: the repair submits
+    repair(ctx)
+    assert sorted(r.run_key for r in events_of(ctx, RunTriggered)) == sorted(r.run_key for r in requests)

@@ -8,6 +8,12 @@ duplication or batching gives the same rows and a rebuild equals the live tables
 A chunk's state and its partitions' outcomes come from outside the backfill events: its run requests'
 rows and their runs' states. ``settle_chunks`` recomputes them from those (a pure function of what it
 is given), so the stored values are those of the last settle.
+
+Retention (§5: backfills 90 days): ``expire_backfills`` drops a backfill that ended more than 90 days
+ago with its chunks and keeps only its id, marked ``expired_at``; the fold ignores every later event of
+that id, so a late, repeated or replayed event (a create replayed under its Idempotency-Key) brings no
+half row back. The mark is a function of the event set (the ended move's time and id), so a rebuild
+expired at the same instant equals the live tables.
 """
 
 from __future__ import annotations
@@ -35,13 +41,18 @@ from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
 
 __all__ = [
+    "BACKFILL_RETENTION_MS",
     "BackfillChunkRow",
     "BackfillRow",
     "chunk_requests",
+    "expire_backfills",
     "fold_backfill_event",
     "fold_backfills",
     "settle_chunks",
 ]
+
+# §5: a backfill is kept 90 days after it ended; a live one (PENDING, RUNNING, PAUSED) for ever.
+BACKFILL_RETENTION_MS = 90 * 86_400_000
 
 
 def _json(value: Any) -> str:
@@ -68,10 +79,17 @@ class BackfillRow:
     state: str = PENDING
     state_version: int = 1
     row_version: str = ""
+    expired_at: int | None = None  # set on the id-only row left by retention: when the backfill ended
 
     @property
     def created(self) -> bool:
         return self.create_event_id is not None
+
+    def ended_move(self) -> dict[str, Any] | None:
+        """The applied move into the terminal state it is in (None while live)."""
+        if self.state not in TERMINAL_STATES:
+            return None
+        return next(m for m in reversed(self.transitions()) if m["applied"])
 
     def keys(self) -> list[str]:
         return json.loads(self.partition_keys or "[]")
@@ -177,6 +195,8 @@ def fold_backfill_event(
     if not isinstance(data, BackfillCreated | BackfillChunkPlanned | BackfillStateChanged):
         return
     row = backfills.get(data.backfill_id) or BackfillRow(data.backfill_id)
+    if row.expired_at is not None:
+        return  # expired: nothing of it comes back
     if isinstance(data, BackfillCreated):
         row = _created(row, chunks, event, data)
     elif isinstance(data, BackfillChunkPlanned):
@@ -231,6 +251,31 @@ def settle_chunks(
             run_ids=_json(runs),
         )
     return out
+
+
+def expire_backfills(
+    backfills: Mapping[str, BackfillRow],
+    chunks: Mapping[str, BackfillChunkRow],
+    now_ms: int,
+    keep_ms: int = BACKFILL_RETENTION_MS,
+) -> tuple[dict[str, BackfillRow], dict[str, BackfillChunkRow]]:
+    """The rows without the backfills that ended before ``now_ms - keep_ms`` (§5), each replaced by its
+    id-only row, and without their chunks (the given maps are not modified)."""
+    cutoff = now_ms - keep_ms
+    rows = dict(backfills)
+    expired = set()
+    for bf, row in backfills.items():
+        ended = row.ended_move() if row.created else None
+        if ended is not None and ended["at"] < cutoff:
+            expired.add(bf)
+            rows[bf] = BackfillRow(
+                bf,
+                state=row.state,
+                state_version=row.state_version,
+                row_version=ended["eventId"],
+                expired_at=ended["at"],
+            )
+    return rows, {k: c for k, c in chunks.items() if c.backfill_id not in expired}
 
 
 def fold_backfills(

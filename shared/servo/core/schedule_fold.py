@@ -10,7 +10,7 @@ change or a tick (a skewed writer); it shows once its definition has been folded
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +21,15 @@ from servo.core._automation_events import (
     ScheduleStatusChanged,
     ScheduleTicked,
 )
-from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, fold_backfill_event
+from servo.core.backfill_fold import (
+    BackfillChunkRow,
+    BackfillRow,
+    chunk_requests,
+    expire_backfills,
+    fold_backfill_event,
+    settle_chunks,
+)
+from servo.core.backfills import TERMINAL_STATES
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
 
@@ -33,6 +41,7 @@ __all__ = [
     "ScheduleTickRow",
     "expire_schedule_history",
     "fold_schedules",
+    "settle_backfills",
 ]
 
 # §5: ticks and resolved requests are kept 30 days.
@@ -249,19 +258,50 @@ def fold_schedules(state: ScheduleState, events: Iterable[Event]) -> ScheduleSta
     return result
 
 
-def expire_schedule_history(state: ScheduleState, now_ms: int, keep_ms: int = RETENTION_MS) -> ScheduleState:
-    """``state`` without the history older than ``keep_ms`` (§5 retention); ``state`` is not modified.
+def settle_backfills(state: ScheduleState, run_state: Callable[[str], str | None]) -> ScheduleState:
+    """``state`` with its backfill chunks settled from their requests here and their runs' public states
+    (``run_state(run_id)``, None while unknown); ``state`` itself when nothing changed."""
 
-    A resolved request goes once resolved before the cutoff; a tick once evaluated before it and its
-    request (if any) is gone, so a tick whose run is still owed stays until the sweep has submitted it.
-    Schedule rows keep ``last_scheduled_at``, so an expired tick is never due again.
+    def request_status(request_id: str) -> tuple[str, str | None] | None:
+        row = state.requests.get(request_id)
+        return None if row is None else (row.outcome, row.run_id)
+
+    chunks = settle_chunks(state.backfills, state.chunks, request_status, run_state)
+    if chunks == state.chunks:
+        return state
+    out = state.copy()
+    out.chunks = chunks
+    return out
+
+
+def _open_chunk_requests(state: ScheduleState) -> set[str]:
+    """The request ids of every planned chunk that has not ended (as last settled)."""
+    return {
+        request_id
+        for chunk in state.chunks.values()
+        if chunk.planned and chunk.state not in TERMINAL_STATES
+        for request_id, _, _ in chunk_requests(chunk)
+    }
+
+
+def expire_schedule_history(state: ScheduleState, now_ms: int, keep_ms: int = RETENTION_MS) -> ScheduleState:
+    """``state`` without the history past its retention (§5); ``state`` is not modified.
+
+    A resolved request goes once resolved more than ``keep_ms`` ago, unless its backfill chunk has not
+    ended (the chunk settles from it while its runs go on); a tick once evaluated before that and its request
+    (if any) is gone, so a tick whose run is still owed stays until the sweep has submitted it. Schedule
+    rows keep ``last_scheduled_at``, so an expired tick is never due again. A backfill goes 90 days after
+    it ended (``expire_backfills``); its chunks keep the outcomes settled while their requests were here.
     """
     cutoff = now_ms - keep_ms
-    requests = {k: r for k, r in state.requests.items() if r.resolved_at >= cutoff}
+    old = [k for k, r in state.requests.items() if r.resolved_at < cutoff]
+    kept = _open_chunk_requests(state) if old else set()  # computed only when something may go
+    requests = {k: r for k, r in state.requests.items() if r.resolved_at >= cutoff or k in kept}
     ticks = {
         k: t
         for k, t in state.ticks.items()
         if t.evaluated_at >= cutoff
         or (t.request_id is not None and (t.request_id in requests or t.request_id not in state.requests))
     }
-    return ScheduleState(dict(state.schedules), ticks, requests, dict(state.backfills), dict(state.chunks))
+    backfills, chunks = expire_backfills(state.backfills, state.chunks, now_ms)
+    return ScheduleState(dict(state.schedules), ticks, requests, backfills, chunks)

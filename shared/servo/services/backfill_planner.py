@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, chunk_requests, settle_chunks
+from servo.core.backfill_fold import BackfillChunkRow, BackfillRow, chunk_requests
 from servo.core.backfills import (
     CANCELLED,
     PENDING,
@@ -35,7 +35,7 @@ from servo.core.events import (
     RunRequestResolved,
     make_event,
 )
-from servo.core.schedule_fold import ScheduleState
+from servo.core.schedule_fold import ScheduleState, settle_backfills
 from servo.core.schedules import TickRunRequest
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
@@ -45,6 +45,11 @@ from servo.services.schedule_projection import has_schedule_state, refresh_sched
 
 logger = logging.getLogger("servo.backfills")
 REJECTED_CANCELLED = "backfill cancelled before this request was submitted"
+# The pass that plans a chunk submits its requests right away; a sweep or an after-commit pass
+# overlapping that submission would trigger each partition again (one run each by the run_keys/
+# reservation, but every write of a second submission), so they repair a chunk another pass planned only
+# once it was planned this long ago. A create (or its replay) and a move submit whatever is owed.
+REPAIR_AFTER_MS = 30_000
 
 
 def run_states(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> Callable[[str], str | None]:
@@ -63,20 +68,7 @@ def settler(
 ) -> Callable[[ScheduleState], ScheduleState]:
     """The ``settle`` step of ``refresh_schedules``: chunks recomputed from requests and run states."""
     state_of = run_states(ctx, tenant_id, workspace_id)
-
-    def settle(state: ScheduleState) -> ScheduleState:
-        def request_status(request_id: str) -> tuple[str, str | None] | None:
-            row = state.requests.get(request_id)
-            return None if row is None else (row.outcome, row.run_id)
-
-        chunks = settle_chunks(state.backfills, state.chunks, request_status, state_of)
-        if chunks == state.chunks:
-            return state
-        out = state.copy()
-        out.chunks = chunks
-        return out
-
-    return settle
+    return lambda state: settle_backfills(state, state_of)
 
 
 def chunks_of(state: ScheduleState, row: BackfillRow) -> list[BackfillChunkRow]:
@@ -148,14 +140,17 @@ def _request_json(request: TickRunRequest) -> dict[str, Any]:
 
 
 def _submissions(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, state: ScheduleState
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, state: ScheduleState, leave: set[str]
 ) -> list[EventData]:
     """Every planned request without an outcome submitted (REJECTED once its backfill is cancelled), and
-    a cancel request for every still-running run of a cancelled backfill."""
+    a cancel request for every still-running run of a cancelled backfill; the requests of a live
+    backfill's chunks in ``leave`` are left to the pass that planned them."""
     out: list[EventData] = []
     for chunk in sorted(state.chunks.values(), key=lambda c: (c.backfill_id, c.chunk_index)):
         row = state.backfills.get(chunk.backfill_id)
         if row is None or not row.created or not chunk.planned or chunk.state in TERMINAL_STATES:
+            continue
+        if chunk.chunk_id in leave and row.state != CANCELLED:
             continue
         outcomes = json.loads(chunk.outcomes)
         runs = json.loads(chunk.run_ids)
@@ -196,12 +191,14 @@ def plan_backfills(
     hint: Sequence[str] = (),
     *,
     lookback_ms: int = SWEEP_LOOKBACK_MS,
+    repair_after_ms: int | None = None,
 ) -> dict[str, int]:
     """One planner pass over the workspace's backfills; returns what it wrote by kind.
 
     ``lookback_ms`` is how far before the projection's watermark the ledger is listed again: the sweep
     looks back two minutes, the after-commit path as far as the compactor (objects landing later than
-    that are the sweep's to find).
+    that are the sweep's to find). ``repair_after_ms`` (the sweep's and the after-commit path's): the
+    requests of a chunk another pass planned less than that ago are that pass's to submit.
     """
     counts = {"moves": 0, "chunks": 0, "requests": 0}
     if not hint and not has_schedule_state(ctx, tenant_id, workspace_id):
@@ -211,10 +208,14 @@ def plan_backfills(
     state = refresh_schedules(ctx, tenant_id, workspace_id, hint, settle=settle, lookback_ms=lookback_ms)
     if not _live(state) and all(c.state in TERMINAL_STATES or not c.planned for c in state.chunks.values()):
         return counts
+    mine: set[str] = set()  # the chunks this pass planned: its own to submit
     for step in ("chunks", "moves"):
         now = ctx.clock_ms()
         if step == "chunks":
             decided = [d for r in _live(state) for d in _next_chunks(r, chunks_of(state, r), now - read_at)]
+            mine = {
+                chunk_id(d.backfill_id, d.chunk_index) for d in decided if isinstance(d, BackfillChunkPlanned)
+            }
         else:
             decided = [d for r in _live(state) for d in _own_move(r, chunks_of(state, r))]
         # One at a time, in order: a crash leaves a prefix and the next pass owes exactly the rest.
@@ -228,7 +229,11 @@ def plan_backfills(
                 ctx, tenant_id, workspace_id, names, settle=settle, lookback_ms=lookback_ms
             )
         counts[step] = len(decided)
-    submitted = _submissions(ctx, tenant_id, workspace_id, state)
+    leave: set[str] = set()
+    if repair_after_ms is not None:
+        since = ctx.clock_ms() - repair_after_ms
+        leave = {c for c, chunk in state.chunks.items() if (chunk.planned_at or 0) > since} - mine
+    submitted = _submissions(ctx, tenant_id, workspace_id, state, leave)
     if submitted:
         written = append_events(
             ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, d) for d in submitted]

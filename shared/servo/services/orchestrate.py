@@ -206,10 +206,12 @@ def _plan_backfills(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> N
     """A backfill run ended: its chunk may be done, and the next one may start now rather than at the
     next sweep (which repairs whatever this pass does not get to)."""
     from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
-    from servo.services.backfill_planner import plan_backfills
+    from servo.services.backfill_planner import REPAIR_AFTER_MS, plan_backfills
 
     try:
-        plan_backfills(ctx, tenant_id, workspace_id, lookback_ms=DEFAULT_LOOKBACK_MS)
+        plan_backfills(
+            ctx, tenant_id, workspace_id, lookback_ms=DEFAULT_LOOKBACK_MS, repair_after_ms=REPAIR_AFTER_MS
+        )
     except Exception:
         logger.exception("backfill planning failed; the sweep plans again")
 

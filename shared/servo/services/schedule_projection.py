@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from servo.core.events import Event
-from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules
+from servo.core.schedule_fold import ScheduleState, expire_schedule_history, fold_schedules, settle_backfills
 from servo.projections.schedule_tables import SCHEDULE_TABLES
 from servo.services import _compaction_ledger as ledger
 from servo.services._folded_projection import FoldedProjection
@@ -33,17 +33,12 @@ def _to_rows(state: ScheduleState) -> dict[str, list[Any]]:
     return rows
 
 
-def _fold(state: ScheduleState, events: list[Event], now_ms: int) -> ScheduleState:
-    # History past the retention goes as the projection is rewritten anyway (no write of its own).
-    return expire_schedule_history(fold_schedules(state, events), now_ms)
-
-
 PROJECTION = FoldedProjection(
     "schedules",
     tuple(table for table, _ in SCHEDULE_TABLES),
     _from_rows,
     _to_rows,
-    _fold,
+    lambda state, events, _now: fold_schedules(state, events),
     lambda s: not any(getattr(s, attr) for _, attr in SCHEDULE_TABLES),
 )
 
@@ -70,16 +65,33 @@ def refresh_schedules(
     """Fold the schedule events written since the last publish (and the ``hint`` names) and publish.
 
     ``settle`` recomputes what depends on more than these events (backfill chunks from their runs); a
-    change it makes is published even when no event is new.
+    change it makes is published even when no event is new. So is the cut of the history past its
+    retention (§5), made after the settle (a chunk settles from its requests before they go): an idle
+    workspace lets go of it too, and a read never shows what a rebuild at that instant would not.
 
     Raises:
         Conflict: lost the head's CAS race too many times in a row.
     """
-    return PROJECTION.refresh(ctx, tenant_id, workspace_id, hint, lookback_ms=lookback_ms, settle=settle)
+
+    def settle_and_expire(state: ScheduleState) -> ScheduleState:
+        settled = state if settle is None else settle(state)
+        return expire_schedule_history(settled, ctx.clock_ms())
+
+    return PROJECTION.refresh(
+        ctx, tenant_id, workspace_id, hint, lookback_ms=lookback_ms, settle=settle_and_expire
+    )
 
 
-def rebuild_schedules(events: Iterable[Event], now_ms: int | None = None) -> ScheduleState:
-    """The tables from a whole ledger's events (what a live projection must equal); with ``now_ms``,
-    without the history a live projection refreshed then has let go."""
+def rebuild_schedules(
+    events: Iterable[Event],
+    now_ms: int | None = None,
+    run_state: Callable[[str], str | None] | None = None,
+) -> ScheduleState:
+    """The tables from a whole ledger's events (what a live projection must equal); with ``run_state``
+    (a run id's public state), backfill chunks settled as the live refreshes settle them; with
+    ``now_ms``, without the history a live projection refreshed then has let go (settled first: a
+    live chunk settled while its requests were still kept)."""
     state = fold_schedules(ScheduleState(), events)
+    if run_state is not None:
+        state = settle_backfills(state, run_state)
     return state if now_ms is None else expire_schedule_history(state, now_ms)

@@ -92,11 +92,11 @@ def sweep_workspace(
     # After the run repairs, so a schedule's trouble never holds them up.
     scheduled = sweep_schedules(ctx, tenant_id, workspace_id)
     from servo.services.asset_projection import has_asset_catalog, refresh_asset_catalog
-    from servo.services.backfill_planner import plan_backfills
+    from servo.services.backfill_planner import REPAIR_AFTER_MS, plan_backfills
     from servo.services.sensor_sweep import sweep_sensors
 
     sensed = sweep_sensors(ctx, tenant_id, workspace_id)
-    planned = plan_backfills(ctx, tenant_id, workspace_id)
+    planned = plan_backfills(ctx, tenant_id, workspace_id, repair_after_ms=REPAIR_AFTER_MS)
     # Once a catalog was read, the sweep keeps it within a minute of the ledger, so a read after a
     # busy quiet spell folds a minute of completions, not the whole spell's.
     if has_asset_catalog(ctx, tenant_id, workspace_id):
