@@ -84,7 +84,7 @@ class InProcessTransport:
         if endpoint is None:
             return self._fallback.deliver(method, url, headers, body, timeout_s=timeout_s)
         received = {name.lower(): value for name, value in headers.items()}
-        received["host"] = parts.netloc
+        received.setdefault("host", parts.netloc)  # as requests sends a Host the caller set
         received["content-length"] = str(len(body))
         request = InboundRequest(
             method=method.upper(),
