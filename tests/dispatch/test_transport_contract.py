@@ -209,3 +209,19 @@ def test_an_in_process_request_does_not_carry_the_callers_context() -> None:
     finally:
         marker.reset(token)
     assert seen == [None]
+
+
+def test_in_process_requests_one_after_another_reuse_one_serving_thread() -> None:
+    names: list[str] = []
+
+    class Probe:
+        def serve(self, request: InboundRequest) -> Reply:
+            names.append(f"{threading.current_thread().name}#{threading.get_ident()}")
+            return Reply(204)
+
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", Probe())
+    for _ in range(5):
+        assert transport.deliver("POST", "http://127.0.0.1:9/x", {}, b"", timeout_s=5).status == 204
+    assert len(set(names)) == 1 and names[0].startswith("servo-inprocess#")
+    assert threading.get_ident() not in {int(n.split("#")[1]) for n in names}
