@@ -59,18 +59,7 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("headers", "status"),
-    [
-        ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403),
-        ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403),
-        ({"Content-Type": "application/json", "Origin": "null"}, 403),
-        ({"Content-Type": "text/plain"}, 415),
-        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
-        ({}, 415),
-        ({"Content-Type": "application/json", "Host": "evil.example"}, 403),  # DNS rebinding
-    ],
-)
+@pytest.mark.parametrize(("headers", "status"), HOSTILE)
 def test_cross_site_posts_are_refused_and_create_nothing(
     stack: EmbeddedStack, headers: dict[str, str], status: int
 ) -> None:
