@@ -1,5 +1,5 @@
 """Measuring without touching product code: a per-prefix tally at the ObjectStore port, and a worker
-whose HTTP edges are timestamped (envelope received; callback sent and answered).
+whose edges are timestamped (envelope received; callback sent and answered), over HTTP or in process.
 
 Timestamps are ``time.perf_counter()`` of this process: the bench runs the worker (and, in embedded
 mode, the control plane) in-process, so every clock read is the same clock.
@@ -8,17 +8,15 @@ mode, the control plane) in-process, so every clock read is the same clock.
 from __future__ import annotations
 
 import builtins
-import io
 import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote
 
-import requests
-from servo.dispatch import EnvOnceSession
+from servo.dispatch import InboundRequest, Reply, Transport
 from servo.store import DEFAULT_CONTENT_TYPE, ObjectMeta, ObjectStore, StoredObject
 from servo.worker import WorkerApp
 
@@ -147,37 +145,36 @@ class Timeline:
             return {t.task_key: t for t in self.tasks.values() if t.run_id == run_id}
 
 
-class TimedSession(EnvOnceSession):
-    """The worker's callback session: stamps when ``completed`` was sent and when a 2xx came back."""
+class TimedTransport:
+    """The worker's callback transport: stamps when ``completed`` was sent and when a 2xx came back."""
 
-    def __init__(self, timeline: Timeline) -> None:
-        super().__init__()
+    def __init__(self, inner: Transport, timeline: Timeline) -> None:
+        self._inner = inner
         self._timeline = timeline
 
-    def post(self, url: str | bytes, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
+    def deliver(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout_s: float
+    ) -> Reply:
         sent = time.perf_counter()
-        response = super().post(url, data=data, json=json, **kwargs)
-        text = url.decode() if isinstance(url, bytes) else url
-        if text.endswith("/completed") and 200 <= response.status_code < 300:
-            task_id = unquote(text.rsplit("/", 2)[-2])
+        reply = self._inner.deliver(method, url, headers, body, timeout_s=timeout_s)
+        if url.endswith("/completed") and 200 <= reply.status < 300:
+            task_id = unquote(url.rsplit("/", 2)[-2])
             self._timeline.completed(task_id, sent, time.perf_counter())
-        return response
+        return reply
 
 
 class TimedWorkerApp(WorkerApp):
-    """The real worker app, with the arrival of each dispatch envelope stamped before it is handled."""
+    """The real worker app, with the arrival of each dispatch envelope stamped before it is handled
+    (over HTTP and in process alike: both reach ``serve``)."""
 
     timeline: Timeline
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") == "/dispatch" and environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            raw = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(raw)
+    def serve(self, request: InboundRequest) -> Reply:
+        if request.path == "/dispatch" and request.method == "POST":
             try:
-                body = json.loads(raw)
+                body = json.loads(request.body)
                 task_id = body.get("taskId") or body.get("callbackTaskId") or body["taskKey"]
                 self.timeline.received(str(task_id), str(body["runId"]), str(body["taskKey"]))
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # the app itself answers a malformed envelope
-        return super().__call__(environ, start_response)
+        return super().serve(request)

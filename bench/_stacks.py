@@ -1,10 +1,13 @@
-"""The two local stacks under test, each with the real worker app (timed) on a real HTTP port.
+"""The two local stacks under test, each with the real worker app (timed).
 
-Embedded: ``EmbeddedStack`` in this process; its bucket-root store is wrapped, before the first request,
+Embedded: ``EmbeddedStack`` in this process with the worker beside it, as ``servo dev`` runs them:
+both mounted on one in-process transport, so dispatches and callbacks are calls, not HTTP requests
+(the worker still serves HTTP too). Its bucket-root store is wrapped, before the first request,
 in ``PrefixTally`` (ops by prefix) and ``servo.store.CountingStore`` (the port's own counter).
 Emulators: ``run_emulator_stack`` (fake-gcs-server, Cloud Tasks emulator, Eventarc stand-in, one
-functions-framework process per function); its store lives in other processes, so its operations are
-counted on the wire, by ``CountingGcsProxy`` between the functions and fake-gcs-server.
+functions-framework process per function), the worker on a real HTTP port; its store lives in other
+processes, so its operations are counted on the wire, by ``CountingGcsProxy`` between the functions and
+fake-gcs-server.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servo.dispatch import EnvOnceSession, HttpTransport, InProcessTransport, Transport
 from servo.settings import INTERNAL_CREDENTIAL_HEADER as INTERNAL
 from servo.store import CountingStore
-from servo.worker import project_assets, serve_app
+from servo.worker import WorkerHandle, project_assets, serve_app
 
 from bench._gcs_proxy import CountingGcsProxy
-from bench._instrument import PrefixTally, TimedSession, TimedWorkerApp, Timeline
+from bench._instrument import PrefixTally, TimedTransport, TimedWorkerApp, Timeline
 
 EMULATOR_QUIET_S = 2.0
 
@@ -40,17 +44,29 @@ class Target:
 
 
 @contextmanager
-def timed_worker(project: Path, secret: str) -> Iterator[tuple[str, Timeline]]:
+def _timed_worker(
+    project: Path, secret: str, transport: Transport
+) -> Iterator[tuple[WorkerHandle, Timeline]]:
     timeline = Timeline()
     app = TimedWorkerApp(
-        project_assets(project), dispatch_secret=secret, worker_id="bench-worker", http=TimedSession(timeline)
+        project_assets(project),
+        dispatch_secret=secret,
+        worker_id="bench-worker",
+        transport=TimedTransport(transport, timeline),
     )
     app.timeline = timeline
     handle = serve_app(app)
     try:
-        yield f"{handle.url}/dispatch", timeline
+        yield handle, timeline
     finally:
         handle.stop()
+
+
+@contextmanager
+def timed_worker(project: Path, secret: str) -> Iterator[tuple[str, Timeline]]:
+    """The worker over HTTP (its callbacks too), for a control plane in other processes."""
+    with _timed_worker(project, secret, HttpTransport(EnvOnceSession())) as (handle, timeline):
+        yield f"{handle.url}/dispatch", timeline
 
 
 @contextmanager
@@ -58,14 +74,17 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
     from servo.dev.embedded import EmbeddedStack
 
     secret = secrets.token_urlsafe(16)
-    with timed_worker(project, secret) as (worker_url, timeline):
+    transport = InProcessTransport()
+    with _timed_worker(project, secret, transport) as (worker, timeline):
+        transport.mount(worker.url, worker.app)
         # No sweep loop: the happy path never needs it, and its reads would blur the per-task counts.
         stack = EmbeddedStack(
             data_dir,
             0,
-            worker_url=worker_url,
+            worker_url=f"{worker.url}/dispatch",
             sweep_interval_s=0,
             settings_overrides={"dispatch_secret": secret},
+            transport=transport,
         ).start()
         try:
             assert stack.ctx is not None

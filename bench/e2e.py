@@ -1,5 +1,6 @@
 """End to end on the local stacks: chains of no-op assets and a fan-out, trigger → SUCCEEDED, through
-the public API, the dispatcher, the real worker app over HTTP and its callbacks.
+the public API, the dispatcher, the real worker app and its callbacks (in process on the embedded stack,
+as ``servo dev`` runs them; over HTTP on the emulator stack).
 
 Per-task orchestration overhead is measured at the worker: from the moment the upstream task's
 ``completed`` callback got its 2xx answer to the moment the downstream task's envelope arrived.

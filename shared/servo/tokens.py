@@ -11,9 +11,11 @@ given every key still accepted (the current one and, during a rotation, the prev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -271,6 +273,17 @@ def _signed_payload(keys: list[bytes], token: object) -> dict[str, Any]:
         _check_secret(key)
     if not isinstance(token, str) or not token:
         raise _invalid("missing token")
+    return dict(_verified(tuple(keys), token))
+
+
+# An attempt's token comes back with each of its callbacks (started, heartbeats, logs, completed), and
+# checking one costs about 0.25 ms of PyJWT. What is kept is only that these keys signed this exact
+# token, and its payload: every claim and time check is made again on each use. Refusals are not kept.
+VERIFIED_TOKENS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified(keys: tuple[bytes, ...], token: str) -> Mapping[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -278,7 +291,7 @@ def _signed_payload(keys: list[bytes], token: object) -> dict[str, Any]:
     # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
     if header.get("alg") != ALGORITHM:
         raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
-    return _decode(token, _candidate_keys(keys, header))
+    return MappingProxyType(_decode(token, _candidate_keys(keys, header)))
 
 
 def _decode(token: str, keys: list[bytes]) -> dict[str, Any]:

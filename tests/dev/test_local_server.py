@@ -48,18 +48,18 @@ def _runs(stack: EmbeddedStack) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("headers", "status"),
-    [
-        ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403),
-        ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403),
-        ({"Content-Type": "application/json", "Origin": "null"}, 403),
-        ({"Content-Type": "text/plain"}, 415),
-        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
-        ({}, 415),
-        ({"Content-Type": "application/json", "Host": "evil.example"}, 403),  # DNS rebinding
-    ],
-)
+HOSTILE = [
+    ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403),
+    ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403),
+    ({"Content-Type": "application/json", "Origin": "null"}, 403),
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ({}, 415),
+    ({"Content-Type": "application/json", "Host": "evil.example"}, 403),  # DNS rebinding
+]
+
+
+@pytest.mark.parametrize(("headers", "status"), HOSTILE)
 def test_cross_site_posts_are_refused_and_create_nothing(
     stack: EmbeddedStack, headers: dict[str, str], status: int
 ) -> None:
@@ -69,6 +69,39 @@ def test_cross_site_posts_are_refused_and_create_nothing(
     assert res.status_code == status, res.text
     assert res.json()["code"] in ("FORBIDDEN", "UNSUPPORTED_MEDIA_TYPE")
     assert _runs(stack) == before
+
+
+@pytest.mark.parametrize(("headers", "status"), HOSTILE)
+def test_a_request_handed_over_in_process_meets_the_same_refusals(
+    stack: EmbeddedStack, headers: dict[str, str], status: int
+) -> None:
+    """The stack's transport serves its API in process (servo dev's worker reports through it): the
+    checks of the local server apply there too, answered the same."""
+    assert stack.transport is not None and stack.transport.serves(stack.api_url)
+    before = _runs(stack)
+    body = json.dumps({"selection": ["ns.a"]}).encode()
+    url = f"{stack.api_url}/v1/workspaces/prod/runs"
+    reply = stack.transport.deliver("POST", url, headers, body, timeout_s=10)
+    over_http = requests.post(url, data=body, headers=headers, timeout=10)
+    assert (reply.status, reply.json_object()["code"]) == (over_http.status_code, over_http.json()["code"])
+    assert reply.status == status
+    assert _runs(stack) == before
+
+
+def test_a_body_above_the_limit_handed_over_in_process_is_413_too(stack: EmbeddedStack) -> None:
+    assert stack.transport is not None
+    big = b'{"selection":["' + b"a" * MAX_REQUEST_BYTES + b'"]}'
+    reply = stack.transport.deliver(
+        "POST", f"{stack.api_url}/v1/workspaces/prod/runs", JSON, big, timeout_s=60
+    )
+    assert reply.status == 413
+    assert reply.json_object()["code"] == "PAYLOAD_TOO_LARGE"
+    assert _runs(stack) == []
+    # Within the limit, the same request is served in process.
+    ok = stack.transport.deliver(
+        "POST", f"{stack.api_url}/v1/workspaces/prod/runs", JSON, b'{"selection":["ns.a"]}', timeout_s=10
+    )
+    assert ok.status == 201, ok.body
 
 
 def test_a_write_without_a_body_needs_no_content_type(stack: EmbeddedStack) -> None:

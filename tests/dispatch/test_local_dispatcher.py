@@ -9,7 +9,16 @@ from dataclasses import dataclass
 
 import pytest
 from servo.core.errors import InvalidId, InvalidInput
-from servo.dispatch import EnqueueOutcome, HttpTask, LocalDispatcher, QueueUnavailable, RedeliveryPolicy
+from servo.dispatch import (
+    EnqueueOutcome,
+    HttpTask,
+    InboundRequest,
+    InProcessTransport,
+    LocalDispatcher,
+    QueueUnavailable,
+    RedeliveryPolicy,
+    Reply,
+)
 from servo.dispatch._engine import Delivery
 
 from tests.dispatch.conftest import new_task_id
@@ -17,7 +26,8 @@ from tests.support.http_sink import HttpSink
 
 
 def _task(url: str, **kw: object) -> HttpTask:
-    return HttpTask(task_id=new_task_id(), url=url, body=b"{}", headers={}, **kw)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"body": b"{}", "headers": {}, **kw}
+    return HttpTask(task_id=new_task_id(), url=url, **fields)  # type: ignore[arg-type]
 
 
 def _dispatcher_threads() -> list[threading.Thread]:
@@ -217,3 +227,70 @@ def test_task_headers_are_a_frozen_copy() -> None:
     assert task.headers == {"A": "1"}
     with pytest.raises(TypeError):
         task.headers["B"] = "3"  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------------------------- transports
+
+
+class _Programmed:
+    """An in-process endpoint answering a programmed sequence of statuses, recording each request."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.seen: list[tuple[int, dict[str, str], bytes]] = []
+
+    def serve(self, request: InboundRequest) -> Reply:
+        status = self.statuses.pop(0) if self.statuses else 200
+        self.seen.append((status, dict(request.headers), request.body))
+        return Reply(status)
+
+
+def test_an_in_process_endpoint_is_redelivered_exactly_as_an_http_one(http_sink: HttpSink) -> None:
+    """5xx and 429 are retried with backoff until a 2xx; the Cloud Tasks headers count the retries."""
+    statuses = [503, 429, 500, 200]
+    policy = RedeliveryPolicy(max_attempts=10, min_backoff_s=0.01, max_backoff_s=0.05)
+    body = b'{"runId":"r1"}'
+    headers = {"Content-Type": "application/json", "X-Servo-Dispatch-Secret": "s3cret"}
+
+    url = http_sink.program("/dispatch", statuses)
+    with LocalDispatcher(policy=policy) as over_http:
+        over_http.enqueue("q", _task(url, body=body, headers=headers))
+        assert over_http.wait_idle(10)
+    http_seen = [(r.status, r.headers, r.body) for r in http_sink.received("/dispatch")]
+
+    endpoint = _Programmed(list(statuses))
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", endpoint)
+    with LocalDispatcher(policy=policy, transport=transport) as in_process:
+        in_process.enqueue("q", _task("http://127.0.0.1:9/dispatch", body=body, headers=headers))
+        assert in_process.wait_idle(10)
+
+    def essentials(seen: list[tuple[int, Mapping[str, str], bytes]]) -> list[tuple[int, str, str, bytes]]:
+        return [
+            (status, h["x-cloudtasks-taskretrycount"], h["x-servo-dispatch-secret"], got)
+            for status, h, got in seen
+        ]
+
+    assert essentials(endpoint.seen) == essentials(http_seen)
+    assert [status for status, *_ in essentials(endpoint.seen)] == statuses
+
+
+def test_a_delivery_past_its_deadline_in_process_is_a_failed_attempt_and_is_redelivered() -> None:
+    release = threading.Event()
+    arrivals: list[str] = []
+
+    class Slow:
+        def serve(self, request: InboundRequest) -> Reply:
+            arrivals.append(request.headers["x-cloudtasks-taskretrycount"])
+            if len(arrivals) == 1:
+                release.wait(5)  # the first delivery outlives its deadline, as a long attempt does
+            return Reply(200)
+
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", Slow())
+    policy = RedeliveryPolicy(max_attempts=3, min_backoff_s=0.01, max_backoff_s=0.05)
+    with LocalDispatcher(policy=policy, transport=transport) as dispatcher:
+        dispatcher.enqueue("q", _task("http://127.0.0.1:9/dispatch", dispatch_deadline_s=1))
+        assert dispatcher.wait_idle(10)
+        release.set()
+    assert arrivals == ["0", "1"]

@@ -260,3 +260,21 @@ def test_claims_are_frozen() -> None:
     claims = verify_task_token(SECRET, token, NOW)
     with pytest.raises(dataclasses.FrozenInstanceError):
         claims.attempt = 5  # type: ignore[misc]
+
+
+def test_a_token_verified_before_is_still_checked_in_full_on_every_use() -> None:
+    """Each callback of an attempt brings its token again: the signature check is kept, not the verdict
+    on time, issuer or keys."""
+    token, expires_at = _issue(issuer="servo")
+    first = verify_task_token(SECRET, token, NOW + 1, issuer="servo")
+    assert verify_task_token(SECRET, token, NOW + 2, issuer="servo") == first
+    with pytest.raises(Unauthorized, match="expired"):
+        verify_task_token(SECRET, token, expires_at, issuer="servo")
+    with pytest.raises(Unauthorized, match="iss"):
+        verify_task_token(SECRET, token, NOW + 3, issuer="another")
+    with pytest.raises(Unauthorized, match="signature"):
+        verify_task_token(OTHER_SECRET, token, NOW + 4)  # the key was retired since
+    head, _, signature = token.split(".")
+    forged = _b64u(json.dumps({**_payload(token), "attempt": 2}).encode())
+    with pytest.raises(Unauthorized, match="signature"):
+        verify_task_token(SECRET, f"{head}.{forged}.{signature}", NOW + 5)

@@ -12,6 +12,7 @@ that table, so the two directions cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class _Field:
     nested: Any = None  # the _Message subclass of a nested object
 
 
+@functools.cache  # field names are few; this runs for every field of every message read
 def _snake(camel: str) -> str:
     return _CAMEL_HUMP.sub(r"_\1", camel).lower()
 

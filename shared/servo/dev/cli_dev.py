@@ -1,6 +1,8 @@
 """``servo dev``: the worker and the embedded control plane in the foreground, until Ctrl-C/SIGTERM.
 
-The worker starts first because the control plane's dispatcher must know where to deliver. On a
+The worker starts first because the control plane's dispatcher must know where to deliver. Both
+serve HTTP (the CLI, a curl), and each is also mounted on one in-process transport, so the hops
+between them (a dispatch, the worker's callbacks) are calls, not requests over loopback. On a
 signal everything started here is stopped in reverse order, so no thread or child process outlives
 the command.
 """
@@ -68,9 +70,11 @@ def settings_overrides(env_settings: Settings) -> dict[str, Any]:
 def embedded_stack(options: DevOptions, env_settings: Settings | None = None) -> Iterator[str]:
     """Start the project's worker and the embedded control plane; yields the API URL."""
     from servo.dev.embedded import EmbeddedStack
+    from servo.dispatch import InProcessTransport
     from servo.worker import serve_worker
 
     settings = env_settings or Settings.from_env()
+    transport = InProcessTransport()
     with ExitStack() as stack:
         worker = serve_worker(
             options.project_dir,
@@ -82,8 +86,10 @@ def embedded_stack(options: DevOptions, env_settings: Settings | None = None) ->
             cancel_grace_s=float(settings.cancel_grace_sec),
             heartbeat_interval_s=options.heartbeat_interval_s or DEV_HEARTBEAT_INTERVAL_S,
             log_flush_interval_s=DEV_LOG_FLUSH_INTERVAL_S,
+            transport=transport,
         )
         stack.callback(worker.stop)
+        transport.mount(worker.url, worker.app)
         control = EmbeddedStack(
             data_dir=options.data_dir,
             port=options.port,
@@ -91,6 +97,7 @@ def embedded_stack(options: DevOptions, env_settings: Settings | None = None) ->
             sweep_interval_s=options.sweep_interval_s,
             settings_overrides=settings_overrides(settings),
             owns_worker=True,
+            transport=transport,
         )
         control.start()
         stack.callback(control.stop)

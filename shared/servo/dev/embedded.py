@@ -4,7 +4,11 @@ Local-file store, compaction right after ledger writes by a group commit (a writ
 what it wrote waits for the publish), the controller's side effects on a background thread (as
 Eventarc would run them asynchronously), a local dispatcher with Cloud Tasks semantics, and a
 scheduler loop calling the sweep. The code path is the deployed one: the same
-``servo.http.app.handle`` and the same services.
+``servo.http.app.respond`` and the same services.
+
+The API is served over HTTP and, through an in-process transport, to this process: the dispatcher's
+deliveries (due timers to the API, tasks to a worker mounted on the same transport, as ``servo dev``
+mounts its own) and that worker's callbacks skip the socket. A worker elsewhere is reached over HTTP.
 """
 
 from __future__ import annotations
@@ -17,18 +21,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Request, request
+from flask import Flask, request
 from werkzeug.serving import BaseWSGIServer
 
-from servo.core.errors import ServoError
 from servo.dev.group_commit import GroupCommit
-from servo.dev.local_server import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_TIMEOUT_S,
-    BoundedWSGIServer,
-    check_local_request,
-)
-from servo.http.app import error_response, handle, install_json_errors
+from servo.dev.local_api import LocalApi
+from servo.dev.local_server import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, BoundedWSGIServer
+from servo.dispatch import InProcessTransport
+from servo.dispatch._wsgi import wsgi_response
+from servo.http.app import install_json_errors, read_body
 from servo.services.context import ServiceContext, wall_clock_ms
 from servo.services.orchestrate import Changes
 from servo.settings import (
@@ -133,7 +134,8 @@ def _left(deadline: float) -> float:
 
 
 def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
-    """One Flask app serving every route of the route table."""
+    """One Flask app serving every route of the route table (``LocalApi`` over HTTP)."""
+    api = LocalApi(ctx_provider)
     app = Flask("servo-local")
     install_json_errors(app)
 
@@ -144,14 +146,8 @@ def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
     @app.route("/", defaults={"path": ""}, **kwargs)
     @app.route("/<path:path>", **kwargs)
     def route(path: str) -> Any:
-        if path == "healthz":
-            return {"status": "ok"}
-        req: Request = request
-        try:
-            check_local_request(req.method, req.headers, req.mimetype)
-        except ServoError as exc:
-            return error_response(exc)
-        return handle(req, ctx_provider())
+        req = request
+        return wsgi_response(api.answer(req.method, req.path, req.args, req.headers, lambda: read_body(req)))
 
     return app
 
@@ -171,6 +167,9 @@ class EmbeddedStack:
     # The worker runs in this process (``servo dev``): every attempt its data shows RUNNING at start
     # was run by a worker that died with the previous process (see servo.dev.recovery).
     owns_worker: bool = False
+    # The dispatcher's transport; the API is mounted on it at start (a worker of this process is
+    # mounted by whoever starts it). None: a transport of the stack's own (others over HTTP).
+    transport: InProcessTransport | None = None
     ctx: ServiceContext | None = None
     _server: BaseWSGIServer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -189,6 +188,7 @@ class EmbeddedStack:
 
         started_at_ms = self.clock_ms()
         ctx_ref: list[ServiceContext] = []
+        api = LocalApi(lambda: ctx_ref[0])
         self._server = BoundedWSGIServer(
             "127.0.0.1",
             self.port,
@@ -209,7 +209,10 @@ class EmbeddedStack:
         self._compactor = InlineCompactor(
             settings.group_commit_window_ms, settings.group_commit_progress_window_ms
         )
-        self._dispatcher = LocalDispatcher()
+        if self.transport is None:
+            self.transport = InProcessTransport()
+        self.transport.mount(api_url, api)
+        self._dispatcher = LocalDispatcher(transport=self.transport)
         self._dispatcher.start()
         self.ctx = ServiceContext(
             settings=settings,
@@ -260,6 +263,8 @@ class EmbeddedStack:
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
+            if self.transport is not None:
+                self.transport.unmount(self.api_url)
         if self._dispatcher is not None:
             self._dispatcher.stop(5.0)
         if self._compactor is not None:

@@ -83,17 +83,18 @@ def _refuse(request: socket.socket) -> None:
 
 
 def check_local_request(method: str, headers: Any, mimetype: str) -> None:
-    """Refuse what a foreign web page could send to the local server.
+    """Refuse what a foreign web page could send to the local server (``headers``: a mapping whose
+    ``get`` takes lower-cased names, as werkzeug's and the in-process requests' do).
 
     Raises:
         Forbidden: the Host is not a loopback name (DNS rebinding), or an Origin other than the
             server's own is given (``null`` included).
         UnsupportedMediaType: a method that changes something without a JSON body.
     """
-    host = headers.get("Host") or ""
+    host = headers.get("host") or ""
     if _hostname(f"http://{host}") not in _LOOPBACK:
         raise Forbidden("the local server answers only requests addressed to 127.0.0.1 or localhost")
-    origin = headers.get("Origin")
+    origin = headers.get("origin")
     if origin is not None and (_hostname(origin) not in _LOOPBACK or urlsplit(origin).netloc != host):
         raise Forbidden("cross-origin requests are not accepted by the local server")
     # A write with no body (cancel, sweep) carries nothing a form could forge past the Origin check;
@@ -103,10 +104,10 @@ def check_local_request(method: str, headers: Any, mimetype: str) -> None:
 
 
 def _has_body(headers: Any) -> bool:
-    if headers.get("Transfer-Encoding"):
+    if headers.get("transfer-encoding"):
         return True
     try:
-        return int(headers.get("Content-Length") or 0) > 0
+        return int(headers.get("content-length") or 0) > 0
     except ValueError:
         return True
 

@@ -1,4 +1,5 @@
-"""The TaskQueue port and its adapters: Cloud Tasks and the embedded mode's local dispatcher.
+"""The TaskQueue port and its adapters (Cloud Tasks, the embedded mode's local dispatcher), and the
+Transport port that carries the local stacks' hops (HTTP, or in process when both ends share one).
 
 ``CloudTasksQueue``/``cloud_tasks_client`` are imported lazily: google-cloud-tasks and grpc are slow to
 import, which the embedded mode and the CLI should not pay.
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from servo.dispatch._engine import RedeliveryPolicy
 from servo.dispatch._http import EnvOnceSession
+from servo.dispatch._inprocess import InProcessTransport
 from servo.dispatch._port import (
     EnqueueOutcome,
     HttpTask,
@@ -18,6 +20,16 @@ from servo.dispatch._port import (
     TaskQueue,
     validate_queue_id,
 )
+from servo.dispatch._transport import (
+    Endpoint,
+    HttpTransport,
+    InboundRequest,
+    Reply,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    json_request_body,
+)
 from servo.dispatch.local import LocalDispatcher
 
 if TYPE_CHECKING:
@@ -25,16 +37,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CloudTasksQueue",
+    "Endpoint",
     "EnqueueOutcome",
     "EnvOnceSession",
     "HttpTask",
+    "HttpTransport",
+    "InProcessTransport",
+    "InboundRequest",
     "LocalDispatcher",
     "QueueFull",
     "QueueUnavailable",
     "RedeliveryPolicy",
+    "Reply",
     "TaskQueue",
+    "Transport",
+    "TransportError",
+    "TransportTimeout",
     "build_task",
     "cloud_tasks_client",
+    "json_request_body",
     "queue_path",
     "validate_queue_id",
 ]

@@ -17,10 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from servo.core.errors import InvalidInput
-from servo.dispatch._http import EnvOnceSession
+from servo.dispatch._transport import HttpTransport, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +134,7 @@ class DeliveryEngine:
         max_live_per_queue: live tasks a queue holds before ``submit`` raises ``Full``; None = unbounded.
         clock: epoch seconds; injectable for tests. An injected clock is polled every 20 ms, so a fake
             that jumps forward releases due tasks without waiting out the real delay.
-        send: performs one delivery and returns its HTTP status; defaults to a ``requests`` POST.
+        send: performs one delivery and returns its HTTP status; defaults to a POST over HTTP.
     """
 
     def __init__(
@@ -157,7 +155,7 @@ class DeliveryEngine:
         self._max_live = max_live_per_queue
         self._clock = clock
         self._max_wait: float | None = None if clock is time.time else _FAKE_CLOCK_POLL_S
-        self._send = send or _http_send
+        self._send = send or transport_send(HttpTransport())
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # any task finished; wakes wait_idle
         self._queues: dict[str, _Queue] = {}
@@ -393,28 +391,12 @@ class DeliveryEngine:
         self._changed.notify_all()
 
 
-def _http_send(delivery: Delivery, headers: Mapping[str, str]) -> int:
-    return (
-        _session()
-        .request(
-            delivery.method,
-            delivery.url,
-            data=delivery.body,
-            headers=dict(headers),
-            timeout=delivery.timeout_s,
-            allow_redirects=False,
-        )
-        .status_code
-    )
+def transport_send(transport: Transport) -> Send:
+    """Deliveries through ``transport``: the status answered; no answer raises (a failed attempt)."""
 
+    def send(delivery: Delivery, headers: Mapping[str, str]) -> int:
+        return transport.deliver(
+            delivery.method, delivery.url, headers, delivery.body, timeout_s=delivery.timeout_s
+        ).status
 
-_sessions = threading.local()
-
-
-def _session() -> requests.Session:
-    # One keep-alive session per worker thread: requests.Session is not safe to share across threads.
-    session: requests.Session | None = getattr(_sessions, "session", None)
-    if session is None:
-        session = EnvOnceSession()
-        _sessions.session = session
-    return session
+    return send

@@ -1,7 +1,8 @@
 """The embedded mode's TaskQueue: an in-process dispatcher with Cloud Tasks semantics (design §9).
 
 Names dedup (and stay reserved for a retention period after delivery), ``schedule_time`` is honoured,
-deliveries are real HTTP POSTs from a per-queue pool of threads, failures are retried with exponential
+deliveries are POSTs through a Transport (HTTP, or in process to an endpoint of this process) from a
+per-queue pool of threads, failures are retried with exponential
 backoff, and each request is bounded by the task's dispatch deadline. State lives in memory only: after a
 restart the timers sweep re-drives whatever was lost (design §5.6).
 """
@@ -21,12 +22,14 @@ from servo.dispatch._engine import (
     RedeliveryPolicy,
     Send,
     Stopped,
+    transport_send,
 )
 from servo.dispatch._port import EnqueueOutcome, HttpTask, QueueFull, QueueUnavailable, validate_queue_id
+from servo.dispatch._transport import Transport
 
 
 class LocalDispatcher:
-    """A TaskQueue delivering over HTTP from this process.
+    """A TaskQueue delivering from this process.
 
     Args:
         workers_per_queue: concurrent deliveries per queue.
@@ -34,7 +37,8 @@ class LocalDispatcher:
         tombstone_s: how long a delivered name keeps answering ALREADY_EXISTS.
         max_pending_per_queue: live tasks per queue before ``enqueue`` raises QueueFull; None = unbounded.
         clock: epoch seconds, injectable for tests.
-        send: replaces the HTTP POST (tests of the engine only).
+        transport: how deliveries reach their URL; None = HTTP.
+        send: replaces the delivery altogether (tests of the engine only).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class LocalDispatcher:
         tombstone_s: float = DEFAULT_TOMBSTONE_S,
         max_pending_per_queue: int | None = None,
         clock: Callable[[], float] = time.time,
+        transport: Transport | None = None,
         send: Send | None = None,
     ) -> None:
         self._clock = clock
@@ -54,7 +59,7 @@ class LocalDispatcher:
             tombstone_s=tombstone_s,
             max_live_per_queue=max_pending_per_queue,
             clock=clock,
-            send=send,
+            send=send if send is not None or transport is None else transport_send(transport),
         )
 
     def start(self) -> LocalDispatcher:

@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,8 @@ from servo.core.errors import (
     Unavailable,
 )
 from servo.core.ids import validate_scope_id, validate_tenant_id
+from servo.dispatch import Reply
+from servo.dispatch._wsgi import wsgi_response
 from servo.http import routes
 from servo.http.responses import error_payload, internal_error_payload, json_body
 from servo.services.context import ServiceContext
@@ -113,9 +115,37 @@ def _serve(handler: Handler, call: Call) -> Result:
 
 
 def handle(request: Request, ctx: ServiceContext, function: str | None = None) -> Response:
+    """Answer a WSGI request (a function's, or the local HTTP server's)."""
+    reply = respond(
+        ctx,
+        request.method,
+        request.path,
+        request.args,
+        dict(request.headers.items()),
+        lambda: read_body(request),
+        function,
+    )
+    return wsgi_response(reply)
+
+
+def respond(
+    ctx: ServiceContext,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: Callable[[], bytes],
+    function: str | None = None,
+) -> Reply:
+    """Answer one request given in plain values (over HTTP, or handed over in process).
+
+    ``query`` holds the first value of each parameter; ``headers`` are matched regardless of case;
+    ``body`` reads the body once the route is known, refusing one over the size limit.
+    """
     started = time.perf_counter()
-    correlation_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    traceparent = request.headers.get("traceparent")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    correlation_id = lowered.get("x-request-id") or uuid.uuid4().hex
+    traceparent = lowered.get("traceparent")
     status: int = 500
     payload: Any = None
     content_type = "application/json"
@@ -123,16 +153,16 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
     route_name = None
     labels: dict[str, str] = {"correlation_id": correlation_id}
     try:
-        found = routes.match(request.method, request.path, function=function)
+        found = routes.match(method, path, function=function)
         if found is None:
-            raise NotFound(f"no route for {request.method} {request.path}")
+            raise NotFound(f"no route for {method} {path}")
         if isinstance(found, routes.Route):
-            extra = {"Allow": ", ".join(routes.allowed_methods(request.path, function=function))}
+            extra = {"Allow": ", ".join(routes.allowed_methods(path, function=function))}
             status, payload = (
                 405,
                 {
                     "code": "METHOD_NOT_ALLOWED",
-                    "message": f"{request.method} is not allowed on {request.path}",
+                    "message": f"{method} is not allowed on {path}",
                     "correlationId": correlation_id,
                 },
             )
@@ -143,15 +173,15 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
             if "ws" in params:
                 # Only workspace routes act for a tenant; a callback's token names its own.
                 params["ws"] = validate_scope_id(params["ws"], "workspace")
-                tenant = _tenant(request.headers.get("X-Servo-Tenant"), ctx.settings)
+                tenant = _tenant(lowered.get("x-servo-tenant"), ctx.settings)
             labels.update({k: v for k, v in params.items() if k in ("run_id", "task_id")})
             call = Call(
                 ctx=ctx,
                 tenant_id=tenant,
                 params=params,
-                query={k: v for k, v in request.args.items()},
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=read_body(request),
+                query=dict(query.items()),
+                headers=lowered,
+                body=body(),
                 correlation_id=correlation_id,
             )
             _check_auth(call, found.route)
@@ -174,22 +204,18 @@ def handle(request: Request, ctx: ServiceContext, function: str | None = None) -
         logger.exception("unhandled error", extra=jsonlog.log_fields(labels=labels, traceparent=traceparent))
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     logger.info(
-        f"{request.method} {request.path} {status}",
+        f"{method} {path} {status}",
         extra=jsonlog.log_fields(
             labels=labels,
             traceparent=traceparent,
-            httpRequest={"requestMethod": request.method, "requestUrl": request.path, "status": status},
+            httpRequest={"requestMethod": method, "requestUrl": path, "status": status},
             latency_ms=latency_ms,
             route=route_name,
             function=function,
         ),
     )
-    body = payload if isinstance(payload, bytes) else json_body(payload)
-    response = Response(body, status=status, content_type=content_type)
-    response.headers["X-Request-Id"] = correlation_id
-    for key, value in extra.items():
-        response.headers[key] = value
-    return response
+    data = payload if isinstance(payload, bytes) else json_body(payload)
+    return Reply(status, data, {"Content-Type": content_type, "X-Request-Id": correlation_id, **extra})
 
 
 # The largest request body any route takes: Cloud Functions' own limit, so the local stacks refuse
@@ -206,6 +232,11 @@ def read_body(request: BaseRequest) -> bytes:
         body = request.stream.read(MAX_REQUEST_BYTES + 1)
     except (OSError, ClientDisconnected):  # stalled past the server's socket timeout, or went away
         raise InvalidInput("the request body was not received in full") from None
+    return within_limit(body)
+
+
+def within_limit(body: bytes) -> bytes:
+    """``body``, refused with 413 above MAX_REQUEST_BYTES (a body handed over whole, in process)."""
     if len(body) > MAX_REQUEST_BYTES:
         raise PayloadTooLarge(f"request body is over the limit of {MAX_REQUEST_BYTES} bytes")
     return body
@@ -263,15 +294,22 @@ def install_json_errors_in_current_app() -> None:
 
 def error_response(exc: ServoError) -> Response:
     """A refusal decided before a request reaches :func:`handle` (the local server's own checks)."""
-    return _json_error(exc.http_status, exc.code, exc.message)
+    return wsgi_response(error_reply(exc))
+
+
+def error_reply(exc: ServoError) -> Reply:
+    """The same refusal, for a request handed over in process."""
+    return _json_error_reply(exc.http_status, exc.code, exc.message)
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
+    return wsgi_response(_json_error_reply(status, code, message))
+
+
+def _json_error_reply(status: int, code: str, message: str) -> Reply:
     correlation_id = uuid.uuid4().hex
     body = json_body({"code": code, "message": message, "correlationId": correlation_id})
-    response = Response(body, status=status, content_type="application/json")
-    response.headers["X-Request-Id"] = correlation_id
-    return response
+    return Reply(status, body, {"Content-Type": "application/json", "X-Request-Id": correlation_id})
 
 
 class HandlerFailed(Exception):

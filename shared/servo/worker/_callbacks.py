@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import requests
+from servo.dispatch import Transport, TransportError, json_request_body
 
 logger = logging.getLogger("servo.worker")
 
@@ -71,11 +71,11 @@ class CallbackReply:
 class CallbackClient:
     """POSTs one attempt's callbacks to ``{base}/api/v1/tasks/{taskId}/{action}`` with its task token."""
 
-    __slots__ = ("_backoff_s", "_base", "_http", "_timeout_s", "_token", "_tries")
+    __slots__ = ("_backoff_s", "_base", "_headers", "_timeout_s", "_transport", "_tries")
 
     def __init__(
         self,
-        http: requests.Session,
+        transport: Transport,
         callback_base_url: str,
         task_id: str,
         task_token: str,
@@ -84,9 +84,9 @@ class CallbackClient:
         backoff_s: float = 0.25,
         timeout_s: float = 30.0,
     ) -> None:
-        self._http = http
+        self._transport = transport
         self._base = f"{callback_base_url.rstrip('/')}/api/v1/tasks/{quote(task_id, safe='')}"
-        self._token = task_token
+        self._headers = {"Authorization": f"Bearer {task_token}", "Content-Type": "application/json"}
         self._tries = tries
         self._backoff_s = backoff_s
         self._timeout_s = timeout_s
@@ -98,32 +98,21 @@ class CallbackClient:
             CallbackUnavailable: every try failed with a transport error or a 5xx.
         """
         url = f"{self._base}/{action}"
-        headers = {"Authorization": f"Bearer {self._token}"}
-        body = valid_text(body)
+        data = json_request_body(valid_text(body))
         total = tries if tries is not None else self._tries
         last = ""
         for n in range(total):
             if n:
                 time.sleep(self._backoff_s * 2 ** (n - 1))
             try:
-                response = self._http.post(url, json=body, headers=headers, timeout=self._timeout_s)
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                reply = self._transport.deliver("POST", url, self._headers, data, timeout_s=self._timeout_s)
+            except TransportError as exc:
+                last = str(exc)
                 continue
-            if response.status_code >= 500:
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            if reply.status >= 500:
+                last = f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}"
                 continue
-            return CallbackReply(response.status_code, _json_object(response))
+            # An empty 2xx body is legal (contracts §10: "treat as continue").
+            return CallbackReply(reply.status, reply.json_object())
         logger.warning("callback %s failed after %d tries: %s", action, total, last)
         raise CallbackUnavailable(f"{action} callback failed after {total} tries: {last}")
-
-
-def _json_object(response: requests.Response) -> Mapping[str, Any]:
-    # An empty 2xx body is legal (contracts §10: "treat as continue").
-    if not response.content:
-        return {}
-    try:
-        value = response.json()
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

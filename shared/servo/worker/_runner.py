@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from ulid import ULID
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
+from servo.dispatch import Transport
 from servo.errors import classify_exception
 from servo.sdk import AssetContext
 from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient
@@ -71,7 +71,7 @@ def _now_ms() -> int:
 def run_attempt(
     envelope: DispatchEnvelope,
     fn: AssetFunction | None,
-    http: requests.Session,
+    transport: Transport,
     config: RunnerConfig,
     *,
     refusal: str | None = None,
@@ -86,7 +86,7 @@ def run_attempt(
             answers 500 so the queue redelivers.
     """
     client = CallbackClient(
-        http,
+        transport,
         envelope.callback_base_url,
         envelope.task_id,
         envelope.task_token,

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
+from servo.dispatch import Transport, json_request_body
 from servo.sdk._sensors import (
     PushMessage,
     SensorContext,
@@ -178,11 +177,15 @@ def evaluate(definition: SensorDefinition | None, env: Envelope) -> dict[str, An
     return result
 
 
-def report(http: requests.Session, env: Envelope, result: Mapping[str, Any]) -> int:
-    """POST the result; the status the control plane answered (409: already reported)."""
+def report(transport: Transport, env: Envelope, result: Mapping[str, Any]) -> int:
+    """POST the result; the status the control plane answered (409: already reported).
+
+    Raises:
+        TransportError: the control plane could not be reached.
+    """
     url = f"{env.callback_base_url}/v1/sensor-evaluations/{env.evaluation_id}/result"
-    answer = http.post(url, json=dict(result), headers={"Authorization": f"Bearer {env.token}"}, timeout=30)
-    return answer.status_code
+    headers = {"Authorization": f"Bearer {env.token}", "Content-Type": "application/json"}
+    return transport.deliver("POST", url, headers, json_request_body(dict(result)), timeout_s=30).status
 
 
 SensorLoader = Callable[[], Mapping[str, SensorDefinition]]

@@ -10,6 +10,7 @@ worker is at its concurrency limit); 400/401 are permanent refusals of a bad req
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -17,11 +18,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-from flask import Flask, Response, jsonify, request
+from flask import Flask
+from flask import request as flask_request
+from werkzeug.wrappers import Response
 
 from servo.core.errors import InvalidMessage
 from servo.core.protocol import DispatchEnvelope
-from servo.dispatch import EnvOnceSession
+from servo.dispatch import (
+    EnvOnceSession,
+    HttpTransport,
+    InboundRequest,
+    Reply,
+    Transport,
+    TransportError,
+)
+from servo.dispatch._wsgi import inbound_request, wsgi_response
 from servo.sdk import CODE_VERSION_PREFIX
 from servo.sdk._sensors import SensorDefinition
 from servo.worker._callbacks import CallbackUnavailable
@@ -40,12 +51,30 @@ Loader = Callable[[], tuple[Mapping[str, AssetFunction], str]]
 # Remember this many finished dispatches, so a redelivery of one that was already reported is a no-op.
 DONE_DISPATCH_MEMORY = 1024
 
+_JSON = {"Content-Type": "application/json"}
 
-def _error(status: int, code: str, message: str, **headers: str) -> Response:
-    response = jsonify({"code": code, "message": message})
-    response.status_code = status
-    response.headers.update(headers)
-    return response
+
+def _json(status: int, value: Any, **headers: str) -> Reply:
+    # As Flask's jsonify wrote it: compact, keys sorted, a newline at the end.
+    body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    return Reply(status, body, {**_JSON, **headers})
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Reply:
+    return _json(status, {"code": code, "message": message}, **headers)
+
+
+def _json_body(request: InboundRequest) -> Any:
+    """The body as JSON when it is declared JSON and parses (Flask's ``get_json(silent=True)``), else None."""
+    mimetype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if mimetype != "application/json" and not (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        return None
+    try:
+        return json.loads(request.body)
+    except ValueError:
+        return None
 
 
 class _Claims:
@@ -79,7 +108,8 @@ class _Claims:
 
 
 class WorkerApp:
-    """A WSGI worker serving one project's assets.
+    """A worker serving one project's assets: a WSGI app, and an Endpoint (``serve``) of the Transport
+    port, which ``servo dev`` calls in process. Both answer through ``serve``.
 
     Args:
         assets: asset key (``ns.name``) → the ``@asset`` function.
@@ -92,7 +122,8 @@ class WorkerApp:
         tenant_id / workspace_id: when set, envelopes for another scope are refused (400).
         api_url: when set, the envelope's ``callbackBaseUrl`` must equal it (400 otherwise), so a forged
             envelope cannot make the worker send its task token elsewhere.
-        http: session for the callbacks (one per worker; a new one when None).
+        http: session for the callbacks over HTTP (one per worker; a new one when None).
+        transport: how the callbacks reach the control plane; None = HTTP through ``http``.
         max_concurrency: attempts run at once; beyond that dispatches get 503.
         heartbeat_interval_s / cancel_grace_s / callback_tries / callback_backoff_s / log_flush_interval_s:
             see RunnerConfig.
@@ -110,6 +141,7 @@ class WorkerApp:
         workspace_id: str | None = None,
         api_url: str | None = None,
         http: requests.Session | None = None,
+        transport: Transport | None = None,
         max_concurrency: int = 8,
         heartbeat_interval_s: float | None = None,
         cancel_grace_s: float = 30.0,
@@ -126,7 +158,7 @@ class WorkerApp:
         self._tenant_id = tenant_id
         self._workspace_id = workspace_id
         self._api_url = api_url.rstrip("/") if api_url else None
-        self._http = http if http is not None else EnvOnceSession()
+        self._transport = transport or HttpTransport(http if http is not None else EnvOnceSession())
         self._claims = _Claims(max_concurrency)
         self.config = RunnerConfig(
             worker_id=worker_id,
@@ -136,12 +168,14 @@ class WorkerApp:
             callback_backoff_s=callback_backoff_s,
             log_flush_interval_s=log_flush_interval_s,
         )
+        self._routes: dict[tuple[str, str], Callable[[InboundRequest], Reply]] = {
+            ("GET", "/health"): self._health,
+            ("POST", "/dispatch"): self._dispatch,
+            ("POST", "/sensor-evaluations"): self._sensor_evaluation,
+        }
         self.flask = Flask("servo.worker")
-        self.flask.add_url_rule("/health", "health", self._health, methods=["GET"])
-        self.flask.add_url_rule("/dispatch", "dispatch", self._dispatch, methods=["POST"])
-        self.flask.add_url_rule(
-            "/sensor-evaluations", "sensor_evaluations", self._sensor_evaluation, methods=["POST"]
-        )
+        for method, path in self._routes:
+            self.flask.add_url_rule(path, path, self._over_http, methods=[method])
         self._sensor_loader = sensors
         self._sensors: Mapping[str, SensorDefinition] | None = None
 
@@ -178,14 +212,29 @@ class WorkerApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.flask(environ, start_response)
 
-    def _health(self) -> Response:
-        return Response("ok", mimetype="text/plain")
+    def _over_http(self) -> Response:
+        return wsgi_response(self.serve(inbound_request(flask_request)))
 
-    def _authorized(self) -> bool:
+    def serve(self, request: InboundRequest) -> Reply:
+        """Answer one request (the Endpoint of the Transport port); HTTP requests come through here too."""
+        # HEAD is GET without the body (the server leaves the body out).
+        method = "GET" if request.method == "HEAD" else request.method
+        route = self._routes.get((method, request.path))
+        if route is not None:
+            return route(request)
+        if any(path == request.path for _, path in self._routes):
+            allowed = ", ".join(m for m, path in self._routes if path == request.path)
+            return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed", Allow=allowed)
+        return _error(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
+
+    def _health(self, request: InboundRequest) -> Reply:
+        return Reply(200, b"ok", {"Content-Type": "text/plain; charset=utf-8"})
+
+    def _authorized(self, request: InboundRequest) -> bool:
         if not self._secret:
             return False
-        offered = [request.headers.get("X-Servo-Dispatch-Secret", "")]
-        auth = request.headers.get("Authorization", "")
+        offered = [request.headers.get("x-servo-dispatch-secret", "")]
+        auth = request.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             offered.append(auth[7:].strip())
         # compare_digest on every candidate, so timing says nothing about which one was close.
@@ -209,12 +258,12 @@ class WorkerApp:
                 self._sensors = dict(self._sensor_loader())
             return self._sensors.get(sensor_id)
 
-    def _sensor_evaluation(self) -> Response:
+    def _sensor_evaluation(self, request: InboundRequest) -> Reply:
         """Run one sensor evaluation and report it (auth as ``/dispatch``); 500 asks for redelivery when
         the control plane could not be told, 200 otherwise (an ERROR is a reported outcome)."""
-        if not self._authorized():
+        if not self._authorized(request):
             return _error(401, "UNAUTHORIZED", "missing or wrong dispatch secret")
-        body = request.get_json(silent=True)
+        body = _json_body(request)
         if not isinstance(body, dict):
             return _error(400, "BAD_REQUEST", "the evaluation body must be a JSON object")
         try:
@@ -226,29 +275,29 @@ class WorkerApp:
         claim = self._claims.claim(f"sensor:{env.evaluation_id}")
         if claim != "claimed":
             if claim == "done":
-                return jsonify({"status": "already_reported", "evaluationId": env.evaluation_id})
+                return _json(200, {"status": "already_reported", "evaluationId": env.evaluation_id})
             return _error(
                 503, "UNAVAILABLE", f"evaluation {env.evaluation_id} is busy", **{"Retry-After": "1"}
             )
         done = False
         try:
             result = evaluate_sensor(self._sensor(env.sensor_id), env)
-            status = report_sensor(self._http, env, result)
+            status = report_sensor(self._transport, env, result)
             done = status < 500
-        except requests.RequestException as exc:
+        except TransportError as exc:
             return _error(500, "INTERNAL", f"the result could not be reported: {exc}")
         finally:
             self._claims.release(f"sensor:{env.evaluation_id}", done=done)
         if not done:
             return _error(500, "INTERNAL", f"the control plane answered {status} to the result")
-        return jsonify(
-            {"status": result["status"], "evaluationId": env.evaluation_id, "callbackStatus": status}
+        return _json(
+            200, {"status": result["status"], "evaluationId": env.evaluation_id, "callbackStatus": status}
         )
 
-    def _dispatch(self) -> Response:
-        if not self._authorized():
+    def _dispatch(self, request: InboundRequest) -> Reply:
+        if not self._authorized(request):
             return _error(401, "UNAUTHORIZED", "missing or wrong dispatch secret")
-        body = request.get_json(silent=True)
+        body = _json_body(request)
         if not isinstance(body, dict):
             return _error(400, "BAD_REQUEST", "the dispatch body must be a JSON object")
         try:
@@ -260,14 +309,14 @@ class WorkerApp:
             return _error(400, "BAD_REQUEST", scope)
         claim = self._claims.claim(env.dispatch_id)
         if claim == "done":
-            return jsonify({"status": "already_completed", "dispatchId": env.dispatch_id})
+            return _json(200, {"status": "already_completed", "dispatchId": env.dispatch_id})
         if claim != "claimed":
             why = "is already running here" if claim == "busy" else "cannot start: worker is at capacity"
             return _error(503, "UNAVAILABLE", f"dispatch {env.dispatch_id} {why}", **{"Retry-After": "1"})
         done = False
         try:
             fn, refusal = self._asset_for(env)
-            result = run_attempt(env, fn, self._http, self.config, refusal=refusal)
+            result = run_attempt(env, fn, self._transport, self.config, refusal=refusal)
             done = True
         except CallbackUnavailable as exc:
             return _error(500, "INTERNAL", str(exc))
@@ -280,4 +329,4 @@ class WorkerApp:
         if result.outcome is not None:
             answer["outcome"] = result.outcome
         answer.update({k: v for k, v in result.detail.items() if k in ("error", "state", "cancelReason")})
-        return jsonify(answer)
+        return _json(200, answer)
