@@ -80,8 +80,12 @@ class LocalFileStore:
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self._root = Path(root)
-        self._side = self._root / SIDE_TREE
+        # Paths are built as strings: pathlib's parsing cost more CPU than the system calls of a
+        # write or a read, and every ledger event is one of each.
+        self._root_str = os.fspath(self._root)
+        self._side = os.path.join(self._root_str, SIDE_TREE)
         self._durable = durable
+        self._fine_times = False  # the file system keeps microsecond modification times (seen once)
 
     @property
     def root(self) -> Path:
@@ -100,17 +104,22 @@ class LocalFileStore:
             )
         return segments
 
-    def _plain(self, segments: builtins.list[str]) -> Path:
-        return self._root.joinpath(*segments)
+    def _plain(self, segments: builtins.list[str]) -> str:
+        return os.path.join(self._root_str, *segments)
 
-    def _aside(self, tree: str, segments: builtins.list[str], suffix: str) -> Path:
-        return self._side.joinpath(tree, *segments[:-1], segments[-1] + suffix)
+    def _aside(self, tree: str, segments: builtins.list[str], suffix: str) -> str:
+        return os.path.join(self._side, tree, *segments[:-1], segments[-1] + suffix)
+
+    def _homes(self, segments: builtins.list[str]) -> Iterator[str]:
+        """Where an object may live: its plain path, else (a folder stands there) the shadow tree."""
+        yield self._plain(segments)
+        yield self._aside("shadow", segments, _DATA)
 
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, name: str) -> StoredObject | None:
         segments = self._segments(name)
-        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+        for path in self._homes(segments):
             try:
                 with open(path, "rb") as f:
                     generation = _generation(os.fstat(f.fileno()))
@@ -145,7 +154,7 @@ class LocalFileStore:
 
     def _meta(self, name: str) -> ObjectMeta | None:
         segments = name.split("/")
-        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+        for path in self._homes(segments):
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -170,7 +179,7 @@ class LocalFileStore:
                 continue  # the side tree; never an object (names may not contain '%')
             if entry.is_dir(follow_symlinks=False):
                 keyed.append((dir_key + entry.name + "/", entry.path, True))
-                if self._aside("shadow", (dir_key + entry.name).split("/"), _DATA).exists():
+                if os.path.exists(self._aside("shadow", (dir_key + entry.name).split("/"), _DATA)):
                     keyed.append((dir_key + entry.name, entry.path, False))
             elif entry.is_file():
                 keyed.append((dir_key + entry.name, entry.path, False))
@@ -202,7 +211,7 @@ class LocalFileStore:
     def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
         segments = self._segments(name)
         expected = check_generation(if_generation_match)
-        if not self._plain(segments).parent.is_dir():
+        if not os.path.isdir(os.path.dirname(self._plain(segments))):
             return False
         with self._locked(segments) as lock_fd:
             path, current = self._home(segments)
@@ -210,7 +219,7 @@ class LocalFileStore:
                 return False
             _check(name, expected, current)
             _remember(lock_fd, current)
-            path.unlink()
+            os.unlink(path)
             return True
 
     def _write(self, name: str, data: bytes, expected: int | None) -> int:
@@ -220,7 +229,8 @@ class LocalFileStore:
             while True:
                 path, current = self._home(segments)
                 _check(name, expected, current)
-                tmp, generation = self._write_temp(data, max(_remembered(lock_fd), current or 0))
+                remembered = _remembered(lock_fd)
+                tmp, generation = self._write_temp(data, max(remembered, current or 0))
                 try:
                     os.replace(tmp, path)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
@@ -235,29 +245,33 @@ class LocalFileStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp)
                     raise
-                # Recorded after the replace: if we crash in between, max(remembered, current) still advances.
-                _remember(lock_fd, generation)
+                # Recorded after the replace: if we crash in between, max(remembered, current) still
+                # advances. The generation is above what the lock file held (read under this lock).
+                os.pwrite(lock_fd, _GEN.pack(generation), 0)
                 return generation
 
-    def _write_temp(self, data: bytes, floor: int) -> tuple[Path, int]:
+    def _write_temp(self, data: bytes, floor: int) -> tuple[str, int]:
         """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
-        tmp = self._side / "tmp" / secrets.token_hex(8)
+        tmp = os.path.join(self._side, "tmp", secrets.token_hex(8))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, data)
             generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
             os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
-            if _generation(os.fstat(fd)) != generation:
+            # One file system holds the data directory: its time precision is checked on the first
+            # write only (a system call less on every later one).
+            if not self._fine_times and _generation(os.fstat(fd)) != generation:
                 # No path in the message: it may reach an API answer (issue 15, item 16).
                 raise ServoError(
                     "the data directory's file system keeps modification times coarser than a "
                     "microsecond; the local store keeps generations in them "
                     "(use ext4, xfs, btrfs, tmpfs or APFS)"
                 )
+            self._fine_times = True
             if self._durable:
                 os.fsync(fd)
         except BaseException:
@@ -267,7 +281,7 @@ class LocalFileStore:
         os.close(fd)
         return tmp, generation
 
-    def _home(self, segments: builtins.list[str]) -> tuple[Path, int | None]:
+    def _home(self, segments: builtins.list[str]) -> tuple[str, int | None]:
         """Where the object lives now, and its generation (None: absent). That is its plain path, or the
         shadow tree once the plain path is a folder."""
         plain = self._plain(segments)
@@ -278,19 +292,19 @@ class LocalFileStore:
         if not stat.S_ISDIR(st.st_mode):
             return plain, _generation(st)
         shadow = self._aside("shadow", segments, _DATA)
-        shadow.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(shadow), exist_ok=True)
         return shadow, _current_generation(shadow)
 
     def _make_folder(self, segments: builtins.list[str]) -> None:
         """Make ``ROOT/segments`` a directory, moving any object in the way to the shadow tree."""
-        folder = self._plain(segments)
+        folder = Path(self._plain(segments))
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return
         except (FileExistsError, NotADirectoryError):
             pass
         for depth in range(1, len(segments) + 1):
-            path = self._plain(segments[:depth])
+            path = Path(self._plain(segments[:depth]))
             if path.is_dir():
                 continue
             with self._locked(segments[:depth]):
@@ -298,9 +312,9 @@ class LocalFileStore:
                     # Link first, unlink second: a reader finds the object in one place or the other at
                     # every instant (get() looks at the plain path, then the shadow).
                     shadow = self._aside("shadow", segments[:depth], _DATA)
-                    shadow.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = self._side / "tmp" / secrets.token_hex(8)
-                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(os.path.dirname(shadow), exist_ok=True)
+                    tmp = os.path.join(self._side, "tmp", secrets.token_hex(8))
+                    os.makedirs(os.path.dirname(tmp), exist_ok=True)
                     os.link(path, tmp)
                     os.replace(tmp, shadow)
                     path.unlink()
@@ -313,7 +327,7 @@ class LocalFileStore:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -346,7 +360,7 @@ def _generation(st: os.stat_result) -> int:
     return st.st_mtime_ns // _NS_PER_GENERATION
 
 
-def _current_generation(path: Path) -> int | None:
+def _current_generation(path: str) -> int | None:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
