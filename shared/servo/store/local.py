@@ -4,9 +4,10 @@ Layout: the object ``a/b/c`` is the plain file ``ROOT/a/b/c`` holding exactly it
 with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in one hidden side tree,
 ``ROOT/.servo%`` (no object name can reach it: names may not contain ``%``):
 
-- ``locks/a/b/c%l``: writers serialise per object on ``fcntl.flock`` of this file, which also remembers the
-  last generation so generations keep increasing after delete + re-create. Lock files are never removed:
-  unlinking a lock file another process is waiting on would let two writers hold "the" lock at once.
+- ``locks/NNN%l``: writers of an object serialise on ``fcntl.flock`` of one of ``LOCK_STRIPES`` files,
+  chosen by a hash of its name; the file also remembers the newest generation written or deleted under
+  it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
+  lock file another process is waiting on would let two writers hold "the" lock at once.
 - ``tmp/``: each write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader opens one
   inode and always sees a whole object, without taking any lock.
 - ``shadow/a%o``: the rare object whose name is also a folder (``a`` next to ``a/b``, which GCS allows but a
@@ -27,6 +28,7 @@ import secrets
 import stat
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,10 @@ from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, StoredObject
 SIDE_TREE = ".servo%"
 _GEN = struct.Struct(">Q")
 _DATA, _LOCK = "%o", "%l"
+# Writers of an object serialise on one of this many lock files, chosen by a hash of its name. A
+# lock file per object cost a file creation per object written (as much CPU as writing the object),
+# and a tree of lock folders beside the data.
+LOCK_STRIPES = 256
 # Filesystems cap one path component at 255 bytes; leave room for the side tree's suffixes.
 _MAX_SEGMENT_BYTES = 230
 _NS_PER_GENERATION = 1000
@@ -225,30 +231,40 @@ class LocalFileStore:
     def _write(self, name: str, data: bytes, expected: int | None) -> int:
         segments = self._segments(name)
         check_data(data)
-        with self._locked(segments) as lock_fd:
-            while True:
-                path, current = self._home(segments)
-                _check(name, expected, current)
-                remembered = _remembered(lock_fd)
-                tmp, generation = self._write_temp(data, max(remembered, current or 0))
-                try:
-                    os.replace(tmp, path)
-                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-                    os.unlink(tmp)
-                    # The folder is missing or an object stands where it goes: make it, then look again.
-                    # A folder made since _home looked (IsADirectoryError) moves the object's home to the
-                    # shadow tree; folders are never removed, so each of these happens at most once.
-                    if not isinstance(exc, IsADirectoryError):
-                        self._make_folder(segments[:-1])
-                    continue
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                    raise
-                # Recorded after the replace: if we crash in between, max(remembered, current) still
-                # advances. The generation is above what the lock file held (read under this lock).
-                os.pwrite(lock_fd, _GEN.pack(generation), 0)
+        while True:
+            with self._locked(segments) as lock_fd:
+                generation = self._write_locked(lock_fd, name, segments, data, expected)
+            if generation is not None:
                 return generation
+            # The folder is missing, or an object stands where it goes: make it, then look again
+            # (folders are never removed, so this happens at most once a level). Made outside the
+            # lock: holding one lock while taking another could deadlock two writers on shared stripes.
+            self._make_folder(segments[:-1])
+
+    def _write_locked(
+        self, lock_fd: int, name: str, segments: builtins.list[str], data: bytes, expected: int | None
+    ) -> int | None:
+        """The write, under the object's lock; None when its folder must be made first."""
+        while True:
+            path, current = self._home(segments)
+            _check(name, expected, current)
+            remembered = _remembered(lock_fd)
+            tmp, generation = self._write_temp(data, max(remembered, current or 0))
+            try:
+                os.replace(tmp, path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                os.unlink(tmp)
+                if isinstance(exc, IsADirectoryError):
+                    continue  # a folder made since _home looked: the object's home is the shadow tree
+                return None
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            # Recorded after the replace: if we crash in between, max(remembered, current) still
+            # advances. The generation is above what the lock file held (read under this lock).
+            os.pwrite(lock_fd, _GEN.pack(generation), 0)
+            return generation
 
     def _write_temp(self, data: bytes, floor: int) -> tuple[str, int]:
         """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
@@ -323,7 +339,9 @@ class LocalFileStore:
 
     @contextlib.contextmanager
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
-        path = self._aside("locks", segments, _LOCK)
+        """Hold the lock of an object's stripe (never more than one at a time: see _write)."""
+        stripe = zlib.crc32("/".join(segments).encode("utf-8")) % LOCK_STRIPES
+        path = os.path.join(self._side, "locks", f"{stripe:03x}{_LOCK}")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
