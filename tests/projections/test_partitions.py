@@ -70,11 +70,10 @@ def test_full_segment_round_trips(part: RunPartition) -> None:
     assert apply_segments(RUN, [decoded[RUN]], _ident) == part
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.data())
-def test_one_file_holds_the_segments_of_several_runs(data: st.DataObject) -> None:
-    # One compaction writes one file for every run it touched: each run reads back exactly its own
-    # segment, bases and deltas side by side, and the bytes do not depend on the order given.
+def _draw_segments(
+    data: st.DataObject,
+) -> tuple[list[str], dict[str, RunPartition], dict[str, RunPartition], list[Segment]]:
+    """Runs, each one's partition before and after, and a base or a delta segment of each."""
     runs = data.draw(st.lists(st.sampled_from((RUN, *OTHER_RUNS)), min_size=1, max_size=4, unique=True))
     olds = {r: data.draw(partitions(r)) for r in runs}
     news = {r: data.draw(partitions(r)) for r in runs}
@@ -84,6 +83,15 @@ def test_one_file_holds_the_segments_of_several_runs(data: st.DataObject) -> Non
         full_segment(news[r], _ident) if data.draw(st.booleans()) else diff_segment(olds[r], news[r], _ident)
         for r in runs
     ]
+    return runs, olds, news, segments
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_one_file_holds_the_segments_of_several_runs(data: st.DataObject) -> None:
+    # One compaction writes one file for every run it touched: each run reads back exactly its own
+    # segment, bases and deltas side by side, and the bytes do not depend on the order given.
+    runs, olds, news, segments = _draw_segments(data)
     raw = encode_segments(segments)
     assert encode_segments(list(reversed(segments))) == raw
     decoded = decode_segments(raw)
@@ -187,11 +195,5 @@ def _reference_file(segments: list[Segment]) -> bytes:
 def test_segment_files_keep_their_bytes(data: st.DataObject) -> None:
     # Files are named by their content: the same segments must give the same bytes in every version,
     # or a retry by another version's compactor writes a second file for one publish.
-    runs = data.draw(st.lists(st.sampled_from((RUN, *OTHER_RUNS)), min_size=1, max_size=3, unique=True))
-    olds = {r: data.draw(partitions(r)) for r in runs}
-    news = {r: data.draw(partitions(r)) for r in runs}
-    segments = [
-        full_segment(news[r], _ident) if data.draw(st.booleans()) else diff_segment(olds[r], news[r], _ident)
-        for r in runs
-    ]
+    segments = _draw_segments(data)[3]
     assert encode_segments(segments) == _reference_file(segments)
