@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from servo.core import fold as fold_module
 from servo.core.errors import InvalidEvent
 from servo.core.events import (
     DispatchEnqueued,
@@ -305,6 +306,25 @@ def test_11b_a_refold_keeps_stored_events_as_read_and_decodes_each_once() -> Non
     assert refolded.events[start.event_id] == start
     decoded = stored[done.event_id].decode()
     assert decoded == done and stored[done.event_id].decode() is decoded
+
+
+def test_11c_an_event_a_little_late_folds_on_the_checkpoint_not_the_whole_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = chain()
+    h.run_task("a.a")
+    h.dispatch("a.b")
+    ack = h.ack("a.b")
+    start = h.start("a.b")
+    first = fold_run(None, RUN, h.events[:-2])
+    second = fold_run(first, RUN, [start])  # written before the ack it follows
+    applied: list[str] = []
+    real_apply = fold_module.apply
+    monkeypatch.setattr(fold_module, "apply", lambda ctx, e: applied.append(e.event_id) or real_apply(ctx, e))
+    late = fold_run(second, RUN, [ack])
+    assert applied == [ack.event_id, start.event_id]  # not the run's 8 earlier events again
+    monkeypatch.undo()
+    assert snapshot(late) == snapshot(fold_all(h.events))
 
 
 def test_12_ack_before_request_keeps_both_ids() -> None:

@@ -32,6 +32,7 @@ from servo.core.ids import (
     validate_scope_id,
     validate_ulid,
 )
+from ulid import ULID
 
 
 def _seeded(seed: int = 7) -> UlidFactory:
@@ -82,6 +83,16 @@ def test_ulid_factory_strictly_increasing(times: list[int], seed: int) -> None:
     ids = [factory.new(t) for t in times]
     assert all(is_ulid(i) for i in ids)
     assert all(a < b for a, b in itertools.pairwise(ids))
+
+
+def test_ulid_time_ms_reads_every_crockford_digit() -> None:
+    # One id per digit position and value, against the ULID library's own decoding.
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for position in range(10):
+        for digit in alphabet[: 8 if position == 0 else 32]:
+            ulid = "0" * position + digit + "0" * (25 - position)
+            assert ulid_time_ms(ulid) == ULID.from_str(ulid).milliseconds
+    assert ulid_time_ms("7ZZZZZZZZZZZZZZZZZZZZZZZZZ") == 2**48 - 1
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from servo.core.errors import InvalidId, PreconditionFailed
-from servo.store import LocalFileStore, StoredObject
+from servo.store import LocalFileStore, StoredObject, local
 
 
 def test_each_object_is_a_plain_file_at_its_name(tmp_path: Path) -> None:
@@ -52,6 +52,34 @@ def test_an_object_whose_name_becomes_a_folder_keeps_its_bytes_and_generation(tm
     g3 = store.put("a", b"file2", if_generation_match=g1)
     assert g3 > g2
     assert [(m.name, m.generation) for m in store.list("")] == [("a", g3), ("a/b", g2)]
+
+
+def test_writes_keep_no_side_file_per_object(tmp_path: Path) -> None:
+    # A lock file per object cost a file creation per object written: writers share a fixed set.
+    store = LocalFileStore(tmp_path, durable=False)
+    for i in range(local.LOCK_STRIPES + 100):
+        store.create(f"ledger/{i:04d}.json", b"{}")
+    side = [p for p in (tmp_path / ".servo%").rglob("*") if p.is_file()]
+    assert 0 < len(side) <= local.LOCK_STRIPES
+
+
+def test_a_name_and_its_folder_sharing_a_lock_stripe_do_not_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "LOCK_STRIPES", 1)
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("a", b"object a")
+    # Writing a/b turns the folder a into a directory under a's lock, while a/b's write is pending.
+    writer = threading.Thread(target=store.create, args=("a/b", b"object a/b"), daemon=True)
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive(), "the write of a/b waits on a lock its own writer holds"
+    assert (store.get("a") or _absent()).data == b"object a"
+    assert (store.get("a/b") or _absent()).data == b"object a/b"
+
+
+def _absent() -> StoredObject:
+    raise AssertionError("object missing")
 
 
 def test_generation_survives_delete_across_instances(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ Every state change goes through ``put_task``/``put_run`` so the transition table
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from servo.core.ids import dispatch_id
-from servo.core.rows import RunRow, TaskRow
+from servo.core.rows import RunRow, TaskRow, replace_row
 from servo.core.state import RunPartition
 from servo.core.states import (
     RUN_ACTIVE,
@@ -75,7 +75,7 @@ class FoldContext:
         new_state = changes.get("state")
         if new_state is not None and new_state != task.state:
             check_task_transition(task.state, new_state)
-        row = replace(task, row_version=self.event_id, **changes)
+        row = replace_row(task, row_version=self.event_id, **changes)
         self.p.tasks[task.task_key] = row
         return row
 
@@ -85,7 +85,7 @@ class FoldContext:
         new_state = changes.get("state")
         if new_state is not None and new_state != run.state:
             check_run_transition(run.state, new_state)
-        row = replace(run, row_version=self.event_id, **changes)
+        row = replace_row(run, row_version=self.event_id, **changes)
         self.p.run = row
         return row
 
@@ -109,7 +109,7 @@ class FoldContext:
             derived = TaskState.CANCELLED if res == TaskState.CANCELLED.value else TaskState.SKIPPED
             for down in self.downstream(up):
                 edge = self.p.deps[(up, down)]
-                self.p.deps[(up, down)] = replace(
+                self.p.deps[(up, down)] = replace_row(
                     edge, satisfied=False, resolution=res, satisfied_at=self.ts, row_version=self.event_id
                 )
                 dependent = self.p.tasks[down]
@@ -123,7 +123,7 @@ class FoldContext:
         for down in self.downstream(task.task_key):
             edge = self.p.deps[(task.task_key, down)]
             was = edge.satisfied
-            self.p.deps[(task.task_key, down)] = replace(
+            self.p.deps[(task.task_key, down)] = replace_row(
                 edge,
                 satisfied=True,
                 resolution="SUCCESS",

@@ -7,7 +7,6 @@ consume their idempotency key, so a fact rejected now cannot block the same key 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from servo.core.canonical_json import canonical_dumps
@@ -31,7 +30,7 @@ from servo.core.fold_context import FoldContext, final_run_state, is_terminal
 from servo.core.ids import dispatch_id, parse_dispatch_id, parse_timer_id
 from servo.core.lineage import execution_lineage_ref, reported_int, reported_str
 from servo.core.retry import is_retryable, retry_not_before_ms
-from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow, TimerRow
+from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow, TimerRow, replace_row
 from servo.core.states import RUN_TERMINAL, TASK_DISPATCHABLE, TASK_FINISHABLE, RunState, TaskState
 from servo.core.taskdef import DEFAULT_WORKER_QUEUE
 
@@ -70,7 +69,7 @@ def _run_triggered(ctx: FoldContext, d: RunTriggered) -> bool:
         row_version=ctx.event_id,
     )
     if tasks and run.tasks_completed == run.tasks_total:
-        run = replace(run, state=final_run_state(run).value, completed_at=ctx.ts)
+        run = replace_row(run, state=final_run_state(run).value, completed_at=ctx.ts)
     ctx.p.run = run
     return True
 
@@ -308,7 +307,7 @@ def _dispatch_requested(ctx: FoldContext, d: DispatchRequested) -> bool:
             d.worker_queue,
             ctx.ts,
         )
-        ctx.p.outbox[d.dispatch_id] = replace(row, row_version=ctx.event_id)
+        ctx.p.outbox[d.dispatch_id] = replace_row(row, row_version=ctx.event_id)
     else:
         # The ack folded first: fill only what it could not know (behavior §2, scenario 12).
         fill: dict[str, Any] = {}
@@ -317,7 +316,7 @@ def _dispatch_requested(ctx: FoldContext, d: DispatchRequested) -> bool:
         if row.worker_queue == DEFAULT_WORKER_QUEUE and d.worker_queue != DEFAULT_WORKER_QUEUE:
             fill["worker_queue"] = d.worker_queue
         if fill:
-            ctx.p.outbox[d.dispatch_id] = replace(row, row_version=ctx.event_id, **fill)
+            ctx.p.outbox[d.dispatch_id] = replace_row(row, row_version=ctx.event_id, **fill)
     attempt_id = ctx.p.outbox[d.dispatch_id].attempt_id or d.attempt_id
     if task.state in _DISPATCHABLE and d.attempt >= task.attempt:
         ctx.put_task(
@@ -344,7 +343,7 @@ def _dispatch_enqueued(ctx: FoldContext, d: DispatchEnqueued) -> bool:
         row = OutboxRow(
             run_id, task_key, attempt, d.dispatch_id, None, "PENDING", "", DEFAULT_WORKER_QUEUE, ctx.ts
         )
-    ctx.p.outbox[d.dispatch_id] = replace(
+    ctx.p.outbox[d.dispatch_id] = replace_row(
         row, status="CREATED", cloud_task_id=d.cloud_task_id, created_at=ctx.ts, row_version=ctx.event_id
     )
     return True
@@ -372,7 +371,7 @@ def _timer_row(ctx: FoldContext, timer_id: str, timer_type: str | None) -> Timer
 
 def _timer_requested(ctx: FoldContext, d: TimerRequested) -> bool:
     row = _timer_row(ctx, d.timer_id, d.timer_type)
-    ctx.p.timers[d.timer_id] = replace(
+    ctx.p.timers[d.timer_id] = replace_row(
         row, timer_type=d.timer_type.upper(), fire_at=d.fire_at, row_version=ctx.event_id
     )
     task = ctx.p.tasks.get(row.task_key) if row.task_key is not None else None
@@ -388,13 +387,13 @@ def _timer_requested(ctx: FoldContext, d: TimerRequested) -> bool:
 
 def _timer_enqueued(ctx: FoldContext, d: TimerEnqueued) -> bool:
     row = _timer_row(ctx, d.timer_id, None)
-    ctx.p.timers[d.timer_id] = replace(row, cloud_task_id=d.cloud_task_id, row_version=ctx.event_id)
+    ctx.p.timers[d.timer_id] = replace_row(row, cloud_task_id=d.cloud_task_id, row_version=ctx.event_id)
     return True
 
 
 def _timer_fired(ctx: FoldContext, d: TimerFired) -> bool:
     row = _timer_row(ctx, d.timer_id, d.timer_type)
-    ctx.p.timers[d.timer_id] = replace(row, state="FIRED", row_version=ctx.event_id)
+    ctx.p.timers[d.timer_id] = replace_row(row, state="FIRED", row_version=ctx.event_id)
     return True
 
 

@@ -69,9 +69,14 @@ def validate_ulid(s: str) -> str:
     return s
 
 
+# Crockford's base-32 digits mapped to the ones int(x, 32) reads: the compactor takes the time of
+# every id it folds, and parsing a whole ULID object for 10 characters cost ~0.1 ms each.
+_CROCKFORD_TO_INT32 = str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")
+
+
 def ulid_time_ms(s: str) -> int:
-    """The millisecond timestamp encoded in a ULID."""
-    return ULID.from_str(validate_ulid(s)).milliseconds
+    """The millisecond timestamp encoded in a ULID (its first 10 characters)."""
+    return int(validate_ulid(s)[:10].translate(_CROCKFORD_TO_INT32), 32)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -10,7 +10,13 @@ Codec log (rename nothing stored without a line here):
 
 from __future__ import annotations
 
+import dataclasses
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +149,30 @@ class IdempotencyRow:
     event_type: str
     recorded_at: int
     row_version: str = ""
+
+
+_REPLACE_SPECS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+
+
+def replace_row(row: R, /, **changes: Any) -> R:
+    """``dataclasses.replace`` for the rows above, without its per-call walk over the fields.
+
+    The fold replaces a row for nearly every event it applies; the generic replace cost about as
+    much as the rest of the fold's handler work.
+
+    Raises:
+        TypeError: a change names no field of the row.
+    """
+    cls = type(row)
+    spec = _REPLACE_SPECS.get(cls)
+    if spec is None:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        spec = _REPLACE_SPECS[cls] = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
+    get, index = spec
+    values = list(get(row))
+    for name, value in changes.items():
+        position = index.get(name)
+        if position is None:
+            raise TypeError(f"{cls.__name__} has no field {name!r}")
+        values[position] = value
+    return cls(*values)

@@ -97,7 +97,7 @@ def _cache_partition(
         for i, e in part.events.items()
     }
     snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
-    snap.remember_partition(part.run_id, chain, replace(part, events={}), events=False)
+    snap.remember_partition(part.run_id, chain, replace(part, events={}, checkpoint=None), events=False)
 
 
 def _put_immutable(store: ObjectStore, path: str, data: bytes) -> layout.FileRef:

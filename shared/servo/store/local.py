@@ -4,9 +4,10 @@ Layout: the object ``a/b/c`` is the plain file ``ROOT/a/b/c`` holding exactly it
 with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in one hidden side tree,
 ``ROOT/.servo%`` (no object name can reach it: names may not contain ``%``):
 
-- ``locks/a/b/c%l``: writers serialise per object on ``fcntl.flock`` of this file, which also remembers the
-  last generation so generations keep increasing after delete + re-create. Lock files are never removed:
-  unlinking a lock file another process is waiting on would let two writers hold "the" lock at once.
+- ``locks/NNN%l``: writers of an object serialise on ``fcntl.flock`` of one of ``LOCK_STRIPES`` files,
+  chosen by a hash of its name; the file also remembers the newest generation written or deleted under
+  it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
+  lock file another process is waiting on would let two writers hold "the" lock at once.
 - ``tmp/``: each write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader opens one
   inode and always sees a whole object, without taking any lock.
 - ``shadow/a%o``: the rare object whose name is also a folder (``a`` next to ``a/b``, which GCS allows but a
@@ -27,6 +28,7 @@ import secrets
 import stat
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,10 @@ from servo.store._port import DEFAULT_CONTENT_TYPE, ObjectMeta, StoredObject
 SIDE_TREE = ".servo%"
 _GEN = struct.Struct(">Q")
 _DATA, _LOCK = "%o", "%l"
+# Writers of an object serialise on one of this many lock files, chosen by a hash of its name. A
+# lock file per object cost a file creation per object written (as much CPU as writing the object),
+# and a tree of lock folders beside the data.
+LOCK_STRIPES = 256
 # Filesystems cap one path component at 255 bytes; leave room for the side tree's suffixes.
 _MAX_SEGMENT_BYTES = 230
 _NS_PER_GENERATION = 1000
@@ -80,8 +86,12 @@ class LocalFileStore:
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self._root = Path(root)
-        self._side = self._root / SIDE_TREE
+        # Paths are built as strings: pathlib's parsing cost more CPU than the system calls of a
+        # write or a read, and every ledger event is one of each.
+        self._root_str = os.fspath(self._root)
+        self._side = os.path.join(self._root_str, SIDE_TREE)
         self._durable = durable
+        self._fine_times = False  # the file system keeps microsecond modification times (seen once)
 
     @property
     def root(self) -> Path:
@@ -100,17 +110,22 @@ class LocalFileStore:
             )
         return segments
 
-    def _plain(self, segments: builtins.list[str]) -> Path:
-        return self._root.joinpath(*segments)
+    def _plain(self, segments: builtins.list[str]) -> str:
+        return os.path.join(self._root_str, *segments)
 
-    def _aside(self, tree: str, segments: builtins.list[str], suffix: str) -> Path:
-        return self._side.joinpath(tree, *segments[:-1], segments[-1] + suffix)
+    def _aside(self, tree: str, segments: builtins.list[str], suffix: str) -> str:
+        return os.path.join(self._side, tree, *segments[:-1], segments[-1] + suffix)
+
+    def _homes(self, segments: builtins.list[str]) -> Iterator[str]:
+        """Where an object may live: its plain path, else (a folder stands there) the shadow tree."""
+        yield self._plain(segments)
+        yield self._aside("shadow", segments, _DATA)
 
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, name: str) -> StoredObject | None:
         segments = self._segments(name)
-        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+        for path in self._homes(segments):
             try:
                 with open(path, "rb") as f:
                     generation = _generation(os.fstat(f.fileno()))
@@ -145,7 +160,7 @@ class LocalFileStore:
 
     def _meta(self, name: str) -> ObjectMeta | None:
         segments = name.split("/")
-        for path in (self._plain(segments), self._aside("shadow", segments, _DATA)):
+        for path in self._homes(segments):
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -170,7 +185,7 @@ class LocalFileStore:
                 continue  # the side tree; never an object (names may not contain '%')
             if entry.is_dir(follow_symlinks=False):
                 keyed.append((dir_key + entry.name + "/", entry.path, True))
-                if self._aside("shadow", (dir_key + entry.name).split("/"), _DATA).exists():
+                if os.path.exists(self._aside("shadow", (dir_key + entry.name).split("/"), _DATA)):
                     keyed.append((dir_key + entry.name, entry.path, False))
             elif entry.is_file():
                 keyed.append((dir_key + entry.name, entry.path, False))
@@ -202,7 +217,7 @@ class LocalFileStore:
     def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
         segments = self._segments(name)
         expected = check_generation(if_generation_match)
-        if not self._plain(segments).parent.is_dir():
+        if not os.path.isdir(os.path.dirname(self._plain(segments))):
             return False
         with self._locked(segments) as lock_fd:
             path, current = self._home(segments)
@@ -210,54 +225,69 @@ class LocalFileStore:
                 return False
             _check(name, expected, current)
             _remember(lock_fd, current)
-            path.unlink()
+            os.unlink(path)
             return True
 
     def _write(self, name: str, data: bytes, expected: int | None) -> int:
         segments = self._segments(name)
         check_data(data)
-        with self._locked(segments) as lock_fd:
-            while True:
-                path, current = self._home(segments)
-                _check(name, expected, current)
-                tmp, generation = self._write_temp(data, max(_remembered(lock_fd), current or 0))
-                try:
-                    os.replace(tmp, path)
-                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-                    os.unlink(tmp)
-                    # The folder is missing or an object stands where it goes: make it, then look again.
-                    # A folder made since _home looked (IsADirectoryError) moves the object's home to the
-                    # shadow tree; folders are never removed, so each of these happens at most once.
-                    if not isinstance(exc, IsADirectoryError):
-                        self._make_folder(segments[:-1])
-                    continue
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                    raise
-                # Recorded after the replace: if we crash in between, max(remembered, current) still advances.
-                _remember(lock_fd, generation)
+        while True:
+            with self._locked(segments) as lock_fd:
+                generation = self._write_locked(lock_fd, name, segments, data, expected)
+            if generation is not None:
                 return generation
+            # The folder is missing, or an object stands where it goes: make it, then look again
+            # (folders are never removed, so this happens at most once a level). Made outside the
+            # lock: holding one lock while taking another could deadlock two writers on shared stripes.
+            self._make_folder(segments[:-1])
 
-    def _write_temp(self, data: bytes, floor: int) -> tuple[Path, int]:
+    def _write_locked(
+        self, lock_fd: int, name: str, segments: builtins.list[str], data: bytes, expected: int | None
+    ) -> int | None:
+        """The write, under the object's lock; None when its folder must be made first."""
+        while True:
+            path, current = self._home(segments)
+            _check(name, expected, current)
+            remembered = _remembered(lock_fd)
+            tmp, generation = self._write_temp(data, max(remembered, current or 0))
+            try:
+                os.replace(tmp, path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                os.unlink(tmp)
+                if isinstance(exc, IsADirectoryError):
+                    continue  # a folder made since _home looked: the object's home is the shadow tree
+                return None
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            # Recorded after the replace: if we crash in between, max(remembered, current) still
+            # advances. The generation is above what the lock file held (read under this lock).
+            os.pwrite(lock_fd, _GEN.pack(generation), 0)
+            return generation
+
+    def _write_temp(self, data: bytes, floor: int) -> tuple[str, int]:
         """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
-        tmp = self._side / "tmp" / secrets.token_hex(8)
+        tmp = os.path.join(self._side, "tmp", secrets.token_hex(8))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, data)
             generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
             os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
-            if _generation(os.fstat(fd)) != generation:
+            # One file system holds the data directory: its time precision is checked on the first
+            # write only (a system call less on every later one).
+            if not self._fine_times and _generation(os.fstat(fd)) != generation:
                 # No path in the message: it may reach an API answer (issue 15, item 16).
                 raise ServoError(
                     "the data directory's file system keeps modification times coarser than a "
                     "microsecond; the local store keeps generations in them "
                     "(use ext4, xfs, btrfs, tmpfs or APFS)"
                 )
+            self._fine_times = True
             if self._durable:
                 os.fsync(fd)
         except BaseException:
@@ -267,7 +297,7 @@ class LocalFileStore:
         os.close(fd)
         return tmp, generation
 
-    def _home(self, segments: builtins.list[str]) -> tuple[Path, int | None]:
+    def _home(self, segments: builtins.list[str]) -> tuple[str, int | None]:
         """Where the object lives now, and its generation (None: absent). That is its plain path, or the
         shadow tree once the plain path is a folder."""
         plain = self._plain(segments)
@@ -278,19 +308,19 @@ class LocalFileStore:
         if not stat.S_ISDIR(st.st_mode):
             return plain, _generation(st)
         shadow = self._aside("shadow", segments, _DATA)
-        shadow.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(shadow), exist_ok=True)
         return shadow, _current_generation(shadow)
 
     def _make_folder(self, segments: builtins.list[str]) -> None:
         """Make ``ROOT/segments`` a directory, moving any object in the way to the shadow tree."""
-        folder = self._plain(segments)
+        folder = Path(self._plain(segments))
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return
         except (FileExistsError, NotADirectoryError):
             pass
         for depth in range(1, len(segments) + 1):
-            path = self._plain(segments[:depth])
+            path = Path(self._plain(segments[:depth]))
             if path.is_dir():
                 continue
             with self._locked(segments[:depth]):
@@ -298,9 +328,9 @@ class LocalFileStore:
                     # Link first, unlink second: a reader finds the object in one place or the other at
                     # every instant (get() looks at the plain path, then the shadow).
                     shadow = self._aside("shadow", segments[:depth], _DATA)
-                    shadow.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = self._side / "tmp" / secrets.token_hex(8)
-                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(os.path.dirname(shadow), exist_ok=True)
+                    tmp = os.path.join(self._side, "tmp", secrets.token_hex(8))
+                    os.makedirs(os.path.dirname(tmp), exist_ok=True)
                     os.link(path, tmp)
                     os.replace(tmp, shadow)
                     path.unlink()
@@ -309,11 +339,13 @@ class LocalFileStore:
 
     @contextlib.contextmanager
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
-        path = self._aside("locks", segments, _LOCK)
+        """Hold the lock of an object's stripe (never more than one at a time: see _write)."""
+        stripe = zlib.crc32("/".join(segments).encode("utf-8")) % LOCK_STRIPES
+        path = os.path.join(self._side, "locks", f"{stripe:03x}{_LOCK}")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -346,7 +378,7 @@ def _generation(st: os.stat_result) -> int:
     return st.st_mtime_ns // _NS_PER_GENERATION
 
 
-def _current_generation(path: Path) -> int | None:
+def _current_generation(path: str) -> int | None:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):

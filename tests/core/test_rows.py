@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from servo.core import rows
+from servo.core.rows import replace_row
+
+ROW_TYPES = [
+    cls
+    for cls in vars(rows).values()
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == rows.__name__
+]
+
+
+def _sample(cls: type) -> object:
+    values = {}
+    for i, f in enumerate(dataclasses.fields(cls)):
+        values[f.name] = f"v{i}"  # rows hold no checks: any value shows where it went
+    return cls(**values)
+
+
+@pytest.mark.parametrize("cls", ROW_TYPES, ids=lambda c: c.__name__)
+def test_replace_row_equals_dataclasses_replace(cls: type) -> None:
+    row = _sample(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    changes = {names[0]: "first", names[-1]: "last"}
+    assert replace_row(row, **changes) == dataclasses.replace(row, **changes)  # type: ignore[type-var]
+    assert replace_row(row) == row
+
+
+def test_replace_row_refuses_an_unknown_field() -> None:
+    row = _sample(rows.TaskRow)
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        replace_row(row, nope=1)
