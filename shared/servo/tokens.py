@@ -104,6 +104,7 @@ def issue_task_token(
     timeout_s: int | None = None,
     issuer: str | None = None,
     audience: str | None = None,
+    issued_s: int | None = None,
 ) -> tuple[str, int]:
     """Sign a token for one task attempt.
 
@@ -120,6 +121,8 @@ def issue_task_token(
         timeout_s: the task's attempt timeout; when given, ``ttl_s`` must be ≥ ``min_ttl_for(timeout_s)``.
         issuer: optional ``iss`` claim.
         audience: optional ``aud`` claim.
+        issued_s: ``iat`` when it is not ``now_s``: the attempt's dispatch time on a token issued
+            again for the same attempt (a repaired delivery), so every report of the attempt carries it.
 
     Returns:
         ``(token, expires_at)`` with ``expires_at`` in Unix seconds.
@@ -154,7 +157,7 @@ def issue_task_token(
         "runId": run_id,
         "attempt": attempt,
         "attemptId": attempt_id,
-        "iat": now_s,
+        "iat": now_s if issued_s is None else issued_s,
         "nbf": now_s,
         "exp": expires_at,
     }

@@ -9,9 +9,13 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from servo.core import controller as ctl
 from servo.core.asset_catalog import AssetRow, completions_of, fold_catalog, summarize
 from servo.core.events import TaskFinished, TaskStarted, make_event
+from servo.core.ids import attempt_id, dispatch_id
 from servo.core.partition_status import AttemptCompletion, PartitionStatusRow, fold_partition_status
+
+from tests.core.test_controller import NOW, partition, task_row
 
 
 def _done(
@@ -115,17 +119,37 @@ def test_a_repeat_folded_before_its_original_leaves_what_a_rebuild_does() -> Non
         assert (assets["ns.a"].materialized, assets["ns.a"].failed) == (1, 0)
 
 
-def _first_of_newest(completions: list[AttemptCompletion], outcomes: set[str]) -> AttemptCompletion | None:
-    """The model: attempts ordered by dispatch time (then run, task, attempt); the newest attempt
-    with a completion in ``outcomes``, and of its completions there the first (smallest id)."""
+def _first_of_newest(
+    completions: list[AttemptCompletion], outcomes: set[str], issued: dict[tuple[str, str, int], int]
+) -> AttemptCompletion | None:
+    """The model: attempts ordered by dispatch time (``issued``: the issue time of the token each
+    attempt's worker was given, by partition, run and attempt; then run, task, attempt); the newest
+    attempt with a completion in ``outcomes``, and of its completions there the first (smallest id)."""
     kept = [c for c in completions if c.outcome in outcomes]
     if not kept:
         return None
-    newest = max((c.dispatched_at_ms, c.run_id, c.task_key, c.attempt) for c in kept)
-    return min(
-        (c for c in kept if (c.dispatched_at_ms, c.run_id, c.task_key, c.attempt) == newest),
-        key=lambda c: c.event_id,
-    )
+
+    def rank(c: AttemptCompletion) -> tuple[int, str, str, int]:
+        return issued[(c.partition_key, c.run_id, c.attempt)], c.run_id, c.task_key, c.attempt
+
+    newest = max(rank(c) for c in kept)
+    return min((c for c in kept if rank(c) == newest), key=lambda c: c.event_id)
+
+
+def _forced(eid: str, pk: str, run: str, attempt: int, dispatched_ms: int) -> AttemptCompletion:
+    """The sweep's heartbeat-timeout end of an attempt dispatched at ``dispatched_ms``, as the
+    controller decides it from the task row."""
+    aid = attempt_id(dispatch_id(run, "ns.a", attempt))
+    row = task_row(
+        run_id=run, state="RUNNING", attempt=attempt, attempt_id=aid, started_at=NOW - 200_000,
+        last_heartbeat_at=NOW - 91_000, partition_key=pk, dispatched_at=dispatched_ms,
+    )  # fmt: skip
+    (d,) = ctl.sweep(partition(row), NOW)
+    assert isinstance(d, ctl.FailAttempt)
+    return AttemptCompletion(
+        eid, int(eid[1:]), d.asset_key or "", d.partition_key or "", d.run_id, d.task_key, d.attempt,
+        d.outcome.lower(), d.code_version, dispatched_at_ms=d.dispatched_at,
+    )  # fmt: skip
 
 
 _ATTEMPTS = st.lists(
@@ -133,9 +157,10 @@ _ATTEMPTS = st.lists(
         st.sampled_from(["p1", "p2"]),
         st.sampled_from(["r1", "r2", "r3"]),
         st.integers(1, 2),
-        st.integers(0, 5),  # dispatch time: ties between attempts too
-        st.lists(st.sampled_from(["succeeded", "failed", "skipped", "cancelled"]), min_size=1, max_size=3),
-    ),
+        st.integers(0, 5_999),  # dispatch time (ms): ties between attempts too, at whole seconds
+        st.lists(st.sampled_from(["succeeded", "failed", "skipped", "cancelled"]), max_size=3),
+        st.booleans(),  # the sweep also ended the attempt (a heartbeat timeout)
+    ).filter(lambda a: bool(a[4]) or a[5]),
     max_size=8,
     unique_by=lambda a: (a[0], a[1], a[2]),
 )
@@ -145,21 +170,27 @@ _ATTEMPTS = st.lists(
 def test_repeats_in_any_batches_and_order_give_the_rows_of_the_model(
     attempts: list[Any], rnd: Any, cuts: list[int]
 ) -> None:
-    """Every attempt's completions (its repeats under other ids, even with other outcomes) shuffled
-    and cut into batches: the rows are the model's and the assets rows their summary."""
-    ids = iter(rnd.sample(range(1000), 30))
+    """Every attempt's completions (its repeats under other ids, even with other outcomes, and the
+    sweep's forced end of it, before or after the worker's reports) shuffled and cut into batches:
+    the rows are the model's, in which a worker's report carries its token's issue time (the
+    dispatch, in whole seconds), and the assets rows their summary."""
+    ids = iter(rnd.sample(range(1000), 40))
     completions = [
-        _done(f"e{next(ids):03d}", outcome, pk=pk, run=run, attempt=n, dispatched=at)
-        for pk, run, n, at, outcomes in attempts
+        _done(f"e{next(ids):03d}", outcome, pk=pk, run=run, attempt=n, dispatched=at // 1000 * 1000)
+        for pk, run, n, at, outcomes, _ in attempts
         for outcome in outcomes
     ]
+    completions += [
+        _forced(f"e{next(ids):03d}", pk, run, n, at) for pk, run, n, at, _, forced in attempts if forced
+    ]
     rnd.shuffle(completions)
+    issued = {(pk, run, n): at // 1000 * 1000 for pk, run, n, at, _, _ in attempts}
     bounds = [0, *sorted(min(c, len(completions)) for c in cuts), len(completions)]
     rows, assets = _batched([completions[a:b] for a, b in pairwise(bounds)])
     for pk in ("p1", "p2"):
         mine = [c for c in completions if c.partition_key == pk]
-        last = _first_of_newest(mine, {"succeeded", "failed", "cancelled"})
-        mat = _first_of_newest(mine, {"succeeded"})
+        last = _first_of_newest(mine, {"succeeded", "failed", "cancelled"}, issued)
+        mat = _first_of_newest(mine, {"succeeded"}, issued)
         row = rows.get(("ns.a", pk))
         if last is None:
             assert row is None

@@ -139,6 +139,25 @@ def test_sweep_fails_a_silent_attempt_with_heartbeat_timeout_retryable() -> None
     )
 
 
+def test_a_forced_end_carries_the_asset_and_the_attempts_dispatch_in_whole_seconds() -> None:
+    """So it reaches the asset catalog ranked as the worker's report of the attempt (its token's iat)."""
+    task = running(
+        last_heartbeat_at=NOW - 91_000, partition_key="date=d:2025-01-05", code_version="f1",
+        dispatched_at=NOW - 200_123,
+    )  # fmt: skip
+    for run in (run_row(), run_row(cancel_requested=True, cancel_requested_at=NOW - 31_000)):
+        (decision,) = ctl.sweep(partition(task, run=run), NOW)
+        assert isinstance(decision, ctl.FailAttempt)
+        assert (decision.asset_key, decision.partition_key, decision.code_version) == (
+            "ns.a",
+            "date=d:2025-01-05",
+            "f1",
+        )
+        assert decision.dispatched_at == NOW - 201_000
+    (unknown,) = ctl.sweep(partition(replace(task, dispatched_at=None)), NOW)
+    assert isinstance(unknown, ctl.FailAttempt) and unknown.dispatched_at is None
+
+
 def test_sweep_leaves_a_heartbeating_attempt_alone() -> None:
     assert ctl.sweep(partition(running(last_heartbeat_at=NOW - 1_000)), NOW) == []
 

@@ -376,6 +376,25 @@ def test_17b_a_redelivered_start_of_the_failed_attempt_is_rejected() -> None:
     assert p.tasks["a.a"].state == "RETRY_WAIT"
 
 
+def test_17c_a_start_folded_before_its_dispatch_still_gets_the_attempts_dispatch_time() -> None:
+    """A fast worker's start can take an id older than the dispatcher's write (the dispatch is
+    recognised by its token). The row still learns when this attempt was dispatched (never keeps the
+    previous attempt's), which the sweep's forced end of it must carry (controller.forced_dispatched_at)."""
+    h = chain()
+    h.dispatch("a.a")
+    h.start("a.a")
+    h.fail("a.a")
+    h.start("a.a", 2)
+    p = fold_all(h.events)
+    assert (p.tasks["a.a"].state, p.tasks["a.a"].dispatched_at) == ("RUNNING", None)
+    dispatched = h.dispatch("a.a", 2)
+    p = fold_all(h.events)
+    assert (p.tasks["a.a"].state, p.tasks["a.a"].attempt) == ("RUNNING", 2)
+    assert p.tasks["a.a"].dispatched_at == dispatched.timestamp_ms
+    h.dispatch("a.a", 2)  # a second request of the attempt changes nothing
+    assert fold_all(h.events).tasks["a.a"] == p.tasks["a.a"]
+
+
 def test_19_max_attempts_one_fails_at_once() -> None:
     h = History()
     h.trigger()

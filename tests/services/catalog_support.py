@@ -56,26 +56,45 @@ class Stack:
         assert status in (200, 201), body
         return str(body["runId"])
 
+    def start_next(self) -> list[dict[str, Any]]:
+        """Start every task the queue holds (a worker that then says nothing); returns their envelopes."""
+        envelopes = [json.loads(task.body) for task in self.queue.take()]
+        for envelope in envelopes:
+            self.start(envelope)
+        return envelopes
+
+    def start(self, envelope: dict[str, Any]) -> None:
+        task_started(self.ctx, envelope["taskId"], _auth(envelope), _ids(envelope))
+
+    def complete(self, envelope: dict[str, Any], outcome: str, output: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {**_ids(envelope), "outcome": outcome}
+        if outcome == "SUCCEEDED":
+            body["output"] = output or {"materializationId": f"m-{envelope['attemptId']}", "rowCount": 3}
+        else:
+            body["error"] = {"category": "USER_CODE", "message": "boom", "retryable": False}
+        task_completed(self.ctx, envelope["taskId"], _auth(envelope), body)
+
     def finish_next(self, outcome: str = "SUCCEEDED", output: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start and complete every task the queue holds; returns the last envelope."""
         envelope: dict[str, Any] = {}
         for task in self.queue.take():
             envelope = json.loads(task.body)
-            headers = {"authorization": f"Bearer {envelope['taskToken']}"}
-            ids = {"attempt": envelope["attempt"], "attemptId": envelope["attemptId"], "workerId": "w1"}
-            task_started(self.ctx, envelope["taskId"], headers, ids)
+            self.start(envelope)
             self.clock.advance(1000)
-            body: dict[str, Any] = {**ids, "outcome": outcome}
-            if outcome == "SUCCEEDED":
-                body["output"] = output or {"materializationId": f"m-{envelope['attemptId']}", "rowCount": 3}
-            else:
-                body["error"] = {"category": "USER_CODE", "message": "boom", "retryable": False}
-            task_completed(self.ctx, envelope["taskId"], headers, body)
+            self.complete(envelope, outcome, output)
         return envelope
 
     def events(self) -> list[Any]:
         store = self.ctx.workspace_store("default", WS)
         return [decode_event(store.get(m.name).data) for m in store.list("ledger/orchestration/")]  # type: ignore[union-attr]
+
+
+def _auth(envelope: dict[str, Any]) -> dict[str, str]:
+    return {"authorization": f"Bearer {envelope['taskToken']}"}
+
+
+def _ids(envelope: dict[str, Any]) -> dict[str, Any]:
+    return {"attempt": envelope["attempt"], "attemptId": envelope["attemptId"], "workerId": "w1"}
 
 
 def stack(tmp_path: Path) -> Stack:

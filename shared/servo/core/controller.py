@@ -76,6 +76,25 @@ class FailAttempt:
     code: str  # HEARTBEAT_TIMEOUT | ATTEMPT_TIMEOUT | CANCEL_GRACE_EXPIRED
     message: str
     retryable: bool
+    # The task's asset and the attempt's dispatch, so the forced end reaches the asset catalog as the
+    # worker's own report of this attempt would (see ``forced_dispatched_at``).
+    asset_key: str | None = None
+    partition_key: str | None = None
+    code_version: str | None = None
+    dispatched_at: int | None = None
+
+
+def forced_dispatched_at(task: TaskRow) -> int | None:
+    """The ``TaskFinished.dispatched_at`` of an attempt the control plane ends for its worker.
+
+    A worker's report carries its task token's issue time, whole seconds (callbacks). The dispatch
+    issues that token from the same clock reading it records as the dispatch time (``TaskRow.
+    dispatched_at``), and a repair's token keeps the attempt's issue time (services/effects), so the
+    row's dispatch time cut to whole seconds is the token's: a forced end and a late report of one
+    attempt rank as that same attempt in the catalog, and the first of them is its outcome there as it
+    is in the run.
+    """
+    return None if task.dispatched_at is None else task.dispatched_at // 1000 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +219,10 @@ def _fail(
         code,
         message,
         retryable,
+        task.asset_key,
+        task.partition_key,
+        task.code_version,
+        forced_dispatched_at(task),
     )
 
 

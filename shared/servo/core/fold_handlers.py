@@ -159,6 +159,9 @@ def _started(ctx: FoldContext, d: TaskStarted) -> bool:
         task.state in (TaskState.RETRY_WAIT.value, TaskState.RUNNING.value) or d.attempt_id != task.attempt_id
     ):
         return False
+    # A start ahead of its dispatch's record (a fast worker, known by its token) leaves the dispatch
+    # time to that record: the row's is another attempt's.
+    ahead = (task.state, task.attempt) != (TaskState.DISPATCHED.value, d.attempt)
     ctx.put_task(
         task,
         state=TaskState.RUNNING.value,
@@ -166,6 +169,7 @@ def _started(ctx: FoldContext, d: TaskStarted) -> bool:
         attempt_id=d.attempt_id,
         started_at=ctx.ts,
         retry_not_before=None,
+        **({"dispatched_at": None} if ahead else {}),
     )
     ctx.p.outbox.pop(dispatch_id(d.run_id, d.task_key, d.attempt), None)
     return True
@@ -293,6 +297,11 @@ def _dispatch_requested(ctx: FoldContext, d: DispatchRequested) -> bool:
         return False
     if _consumed(task, d.attempt):
         ctx.p.outbox.pop(d.dispatch_id, None)
+        if (task.state, task.attempt, task.dispatched_at) == (TaskState.RUNNING.value, d.attempt, None):
+            # Its worker started first: the row learns when the attempt was dispatched (its token's
+            # issue time, which a forced end of the attempt carries: controller.forced_dispatched_at).
+            ctx.put_task(task, dispatched_at=ctx.ts)
+            return True
         return False
     row = ctx.p.outbox.get(d.dispatch_id)
     if row is None:

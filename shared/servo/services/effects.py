@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from servo.core.ids import cloud_task_id
 from servo.core.keys import encode_task_id
 from servo.core.rows import TaskRow
 from servo.core.state import RunPartition
+from servo.core.states import TaskState
 from servo.core.timefmt import format_timestamp
 from servo.jsonlog import log_fields
 from servo.services._io_pool import io_map
@@ -41,6 +43,7 @@ from servo.tokens import issue_task_token, min_ttl_for
 
 logger = logging.getLogger("servo.effects")
 WORKER_ID = "servo-controller"
+_DISPATCHED_STATES = frozenset({TaskState.DISPATCHED.value, TaskState.RUNNING.value})
 
 
 def dispatch_envelope(
@@ -52,8 +55,10 @@ def dispatch_envelope(
     traceparent: str | None,
     upstream: dict[str, Any],
     code_version: str | None = None,
+    issued_ms: int | None = None,
 ) -> dict[str, Any]:
-    """The worker's dispatch envelope (contracts §10), with a token scoped to this one attempt."""
+    """The worker's dispatch envelope (contracts §10), with a token scoped to this one attempt, issued
+    at ``issued_ms`` (the attempt's dispatch time, ``_issue_time``; default now)."""
     now_s = ctx.clock_ms() // 1000
     task_id = encode_task_id(task.run_id, task.task_key)
     token, expires_at = issue_task_token(
@@ -67,6 +72,7 @@ def dispatch_envelope(
         now_s=now_s,
         ttl_s=max(3600, min_ttl_for(task.timeout_seconds)),
         timeout_s=task.timeout_seconds,
+        issued_s=None if issued_ms is None else issued_ms // 1000,
     )
     envelope: dict[str, Any] = {
         "tenantId": tenant_id,
@@ -118,11 +124,39 @@ def upstream_outputs(part: RunPartition, upstreams: Sequence[str]) -> dict[str, 
     return {u: json.loads(part.tasks[u].output_json or "{}") for u in upstreams if u in part.tasks}
 
 
+@dataclass(frozen=True, slots=True)
+class _At:
+    """Event data recorded as of ``at_ms``, not of its write (a dispatch: when its token was issued)."""
+
+    data: Any
+    at_ms: int
+
+
 def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
     now = ctx.clock_ms()
+    at = data.at_ms if isinstance(data, _At) else now
     return make_event(
-        data, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
+        data.data if isinstance(data, _At) else data,
+        event_id=ctx.ids.new(now),
+        timestamp_ms=at,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
     )
+
+
+def _issue_time(ctx: ServiceContext, task: TaskRow, attempt: int) -> int:
+    """When ``attempt`` of ``task`` was dispatched: the row's time once it records this attempt's
+    dispatch (a repair or a repeated request of it), else now.
+
+    The token carries it as ``iat`` and DispatchRequested as its time (so ``TaskRow.dispatched_at``),
+    from this one reading: the worker's report of the attempt (``dispatched_at`` = the token's ``iat``)
+    and the sweep's forced end of it (``controller.forced_dispatched_at``, from the row) then carry the
+    same dispatch time, and the asset catalog takes them for one attempt.
+    """
+    recorded = task.attempt == attempt and task.state in _DISPATCHED_STATES
+    if recorded and task.dispatched_at is not None:
+        return task.dispatched_at
+    return ctx.clock_ms()
 
 
 def _audience(url: str) -> str:
@@ -161,11 +195,13 @@ def _dispatch(
     part: RunPartition,
     d: ctl.EnqueueDispatch,
     upstreams: dict[str, list[str]],
+    issued_ms: int | None = None,
 ) -> list[Any]:
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
     name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
     task_row = part.tasks[d.task_key]
+    issued_ms = _issue_time(ctx, task_row, d.attempt) if issued_ms is None else issued_ms
     # Upstreams outside the run get their last materialization's output; the run's own come last,
     # so a run never sees an older output of an upstream it materialized itself.
     outputs = outside_upstream_outputs(ctx, tenant_id, workspace_id, part, task_row)
@@ -179,6 +215,7 @@ def _dispatch(
         traceparent,
         outputs,
         part.run.code_version if part.run is not None else None,
+        issued_ms,
     )
     task = _http_task(
         ctx,
@@ -226,6 +263,10 @@ def _fail(d: ctl.FailAttempt) -> list[Any]:
             error_message=message,
             error={"category": d.category, "message": message, "retryable": d.retryable},
             error_category=d.category,
+            asset_key=d.asset_key,
+            partition_key=d.partition_key,
+            code_version=d.code_version,
+            dispatched_at=d.dispatched_at,
         )
     ]
 
@@ -324,8 +365,9 @@ def _execute(
         # the same name again (ALREADY_EXISTS) and records both. A worker calling back before the
         # write is published is recognised by its token (callbacks._as_dispatched).
         fields = (d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue)
-        acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams)
-        return [DispatchRequested(*fields), *acked]
+        at = _issue_time(ctx, part.tasks[d.task_key], d.attempt)
+        acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams, at)
+        return [_At(DispatchRequested(*fields), at), *acked]
     if isinstance(d, ctl.EnqueueDispatch):
         return _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams)
     if isinstance(d, ctl.ScheduleTimer):
