@@ -209,11 +209,14 @@ def find_run_items(
         item_id = f"run:{run.run_id}"
         # Only watchers that may take this run and do not hold it yet: a run already an item of every
         # watcher costs no read, and its tasks are read only for a watcher of some assets.
+        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
+        # A run that ended before the sensor's checkpoint is no new item: its item was let go with it.
         open_ = [
             (spec, log)
             for spec, log in watchers
             if (spec.sensor_id, item_id) not in tables.run_items
             and run.completed_at >= (log.first_seen_at or 0)
+            and arrived >= log.base.boundary
             and state in (spec.run_status or ())
         ]
         if not open_ or not is_terminal_public(state):
@@ -222,7 +225,6 @@ def find_run_items(
         if any(spec.monitored_assets is not None for spec, _ in open_):
             found = snapshot.get_run(run.run_id)
             touched = [t.task_key for t in found.tasks] if found is not None else []
-        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
         for spec, _log in open_:
             if spec.watches(state, touched):
                 items.append(SensorRunItemRow(spec.sensor_id, item_id, run.run_id, state, arrived))
@@ -257,13 +259,17 @@ def _settled(view: SensorView, evaluation_id: str, now_ms: int) -> bool:
 def pending_sensor_requests(
     tables: SensorTables, resolved: Mapping[str, Any], now_ms: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(evaluation id, request) of settled applied evaluations' requests without an outcome, oldest first."""
+    """(evaluation id, request) of settled applied evaluations' requests without an outcome, oldest first.
+
+    An outcome counts from either projection: the sensor's own keeps it as long as the evaluation (the
+    schedules' ``run_requests`` may have let it go first, after 30 days)."""
     out = []
     for log in tables.logs():
         view = tables.view(log.sensor_id)
         for request_id, request in sorted(view.run_requests.items() if view is not None else ()):
             evaluation = request_id.removeprefix("eval:").rsplit(":", 1)[0]
-            if request_id not in resolved and view is not None and _settled(view, evaluation, now_ms):
+            known = request_id in resolved or request_id in log.resolved
+            if not known and view is not None and _settled(view, evaluation, now_ms):
                 out.append((evaluation, request))
     return out
 
