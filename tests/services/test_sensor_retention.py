@@ -27,6 +27,8 @@ from servo.projections.sensor_tables import SENSOR_TABLES
 from servo.services._compaction_ledger import ulid_floor
 from servo.services.sensor_projection import rebuild_sensors, retention_boundary
 
+from tests.core.test_sensors import _result
+
 T0 = 1_736_935_200_000
 DAY = 86_400_000
 POLL = parse_sensor(
@@ -234,24 +236,8 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
             events.append(ledger.ev(RunRequestResolved(request, "CREATED", "k", "r"), at))
         else:
             status = draw(st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]))
-            requests = (
-                ({"request_id": evaluation_request_id(eid, 0), "run_key": "k"},)
-                if status == "TRIGGERED"
-                else ()
-            )
             cursor = draw(st.sampled_from([None, "a", "b"]))
-            result = SensorEvaluated(
-                "inbox",
-                eid,
-                version,
-                "PUSH",
-                status,
-                cursor_updated=cursor is not None,
-                cursor=cursor,
-                item_ids=items,
-                run_requests=requests,
-                error="boom" if status == "ERROR" else None,
-            )
+            result = _result(eid, version, status, sensor="inbox", cursor=cursor, items=items, trigger="PUSH")
             events.append(ledger.ev(result, at))
     runs = [
         SensorRunItemRow("inbox", f"run:r{i}", f"r{i}", "FAILED", ulid_floor(T0 + at) + "0" * 16)
