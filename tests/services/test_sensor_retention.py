@@ -365,3 +365,35 @@ def test_a_run_whose_item_was_let_go_is_not_an_item_again(tmp_path: Path) -> Non
     clock.advance(31 * DAY)
     assert sweep_sensors(ctx, T, W)["evaluations"] == 0 and queued(queue) == []
     assert show(ctx, "on_failure")["pendingItems"] == 0
+
+
+def test_a_projection_published_before_checkpoints_reads_as_it_is_and_takes_its_cut(tmp_path: Path) -> None:
+    import json
+
+    from servo.services.sensor_projection import PROJECTION, refresh_sensors
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import T, W, deploy, poll, report
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = queued(queue)
+    report(ctx, task, status="SKIPPED")
+    published = refresh_sensors(ctx, T, W)
+    # The head as a server without checkpoints wrote it: no sensor_checkpoints file.
+    store = ctx.workspace_store(T, W)
+    head = store.get(PROJECTION.head_path)
+    assert head is not None
+    body = json.loads(head.data)
+    del body["files"]["sensor_checkpoints"]
+    store.put(PROJECTION.head_path, json.dumps(body).encode(), if_generation_match=head.generation)
+    old = make_context(tmp_path, clock=clock)[0]
+    assert table_rows(PROJECTION.load(old, T, W)) == table_rows(published)
+    clock.advance(31 * DAY)
+    cut = refresh_sensors(old, T, W)
+    view = cut.view("files")
+    assert view is not None and view.state_version == 1 and view.evaluations == {}
+    assert len(cut.checkpoints()) == 1 and table_rows(PROJECTION.load(ctx, T, W)) == table_rows(cut)
