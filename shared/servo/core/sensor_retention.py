@@ -47,8 +47,8 @@ def checkpoint_sensor(
     """``log`` with its history settled before ``boundary`` (an event id) folded into its checkpoint,
     and the ``run_items`` (item id -> arrival id) let go with it. ``log`` is not modified.
 
-    The checkpoint moves only when something is let go: its boundary is that of the last cut that let
-    something go, and only events older than it are turned away by the fold.
+    A sensor gets a checkpoint once something is let go; from then on every cut moves its boundary,
+    and the fold turns away events older than it.
     """
     base = log.base
     if boundary <= base.boundary:
@@ -143,10 +143,14 @@ def checkpoint_sensor(
         else:
             resolved[request_id] = seen
 
-    if not dropped and not gone_items and version == base.state_version:
-        # Nothing let go: the checkpoint stays where it was, so a sensor with recent history only has
-        # none (and an event older than this boundary still folds as it would in a rebuild).
-        return log, frozenset()
+    dropped += [run_items[i] for i in gone_items]
+    if not dropped and version == base.state_version:
+        # Nothing let go now. A sensor that never let anything go has no checkpoint (an event older
+        # than the boundary still folds as it would in a rebuild); one that did moves its boundary, as
+        # a rebuild's one cut at this boundary would have put it.
+        return (
+            log if not base.last_event_id else replace(log, base=replace(base, boundary=boundary))
+        ), gone_items
     new_base = SensorCheckpoint(
         boundary=boundary,
         state_version=version,

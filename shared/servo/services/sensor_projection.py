@@ -35,9 +35,15 @@ def _from_rows(rows: Mapping[str, list[Any]]) -> SensorTables:
     )
 
 
+# The cut moves by whole hours: a checkpoint's boundary then changes (and its projection is published
+# for it alone) at most once an hour, not at every sweep.
+CUT_STEP_MS = 3_600_000
+
+
 def retention_boundary(now_ms: int) -> str:
-    """The event id before which sensor history is let go at ``now_ms``."""
-    return ledger.ulid_floor(now_ms - RETENTION_MS)
+    """The event id before which sensor history is let go at ``now_ms`` (30 days, and up to an hour)."""
+    cut = now_ms - RETENTION_MS
+    return ledger.ulid_floor(cut - cut % CUT_STEP_MS)
 
 
 def _fold(state: SensorTables, events: list[Event], now_ms: int) -> SensorTables:
