@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from servo.core._automation_events import RunRequestResolved
 from servo.core._sensor_events import (
     SensorDefinitionRemoved,
     SensorDefinitionUpserted,
@@ -31,6 +32,7 @@ from servo.core.sensors import SensorSpec, evaluation_id, manual_evaluation_id, 
 
 __all__ = [
     "EvaluationPlan",
+    "SensorCheckpoint",
     "SensorLog",
     "SensorState",
     "SensorView",
@@ -67,6 +69,29 @@ class Seen:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorCheckpoint:
+    """The settled start of one sensor's chain, folded in place of its events before ``boundary``
+    (§5 retention, ``servo.core.sensor_retention``). The fold ignores a sensor event older than
+    ``boundary``: it is either folded in here already or arrived after its history was let go.
+
+    Every field merges by max (or is a function of the chain walked so far), so checkpointing at two
+    boundaries one after the other gives what checkpointing at the later one gives.
+    """
+
+    boundary: str = ""
+    state_version: int = 0
+    enabled: bool | None = None  # None: nothing settled yet, the first definition's defaultEnabled
+    cursor: str | None = None
+    last_disable: str = ""  # the newest applied disable folded in (it skips items pending before it)
+    last_evaluation: tuple[int, str, str] | None = None  # reported_at, evaluation id, status
+    last_error_at: int | None = None
+    attempts: Mapping[int, int] = field(default_factory=dict)  # version >= state_version -> newest attempt
+    failures: Mapping[str, int] = field(default_factory=dict)  # kept item -> errors folded in
+    done: frozenset[str] = frozenset()  # kept items an applied evaluation folded in took
+    last_event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SensorLog:
     """Everything folded for one sensor, kept as sets so the fold ignores order and repetition."""
 
@@ -83,6 +108,8 @@ class SensorLog:
     messages: dict[str, Seen] = field(default_factory=dict)
     requested: dict[str, Seen] = field(default_factory=dict)
     results: dict[str, Seen] = field(default_factory=dict)
+    resolved: dict[str, Seen] = field(default_factory=dict)  # request id -> its RunRequestResolved
+    base: SensorCheckpoint = SensorCheckpoint()
 
     def copy(self) -> SensorLog:
         return replace(
@@ -91,6 +118,7 @@ class SensorLog:
             messages=dict(self.messages),
             requested=dict(self.requested),
             results=dict(self.results),
+            resolved=dict(self.resolved),
         )
 
     @property
@@ -133,27 +161,43 @@ def _upsert(log: SensorLog, event: FoldEvent, data: SensorDefinitionUpserted) ->
     return replace(log, last_upsert_event_id=max(log.last_upsert_event_id, event.event_id))
 
 
+def resolved_sensor_of(data: Any) -> str | None:
+    """The sensor whose applied evaluation a RunRequestResolved settles (``eval:{sensor}:...``), or None."""
+    if isinstance(data, RunRequestResolved) and data.request_id.startswith("eval:"):
+        return data.request_id.split(":", 2)[1]
+    return None
+
+
 def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState:
-    """Fold sensor events (others are ignored) into a new state; ``state`` is not modified."""
+    """Fold sensor events (and the outcomes of sensor run requests; others are ignored) into a new
+    state; ``state`` is not modified."""
     result = SensorState(dict(state.sensors))
     copied: set[str] = set()
     for event in events:
         data = event.data
-        if not isinstance(
-            data,
-            SensorDefinitionUpserted
-            | SensorDefinitionRemoved
-            | SensorStatusChanged
-            | SensorMessageReceived
-            | SensorEvaluationRequested
-            | SensorEvaluated,
-        ):
-            continue
-        log = result.sensors.get(data.sensor_id) or SensorLog(data.sensor_id)
-        if data.sensor_id not in copied:  # the caller's state keeps its own dicts
+        sensor_id = resolved_sensor_of(data)
+        if sensor_id is None:
+            if not isinstance(
+                data,
+                SensorDefinitionUpserted
+                | SensorDefinitionRemoved
+                | SensorStatusChanged
+                | SensorMessageReceived
+                | SensorEvaluationRequested
+                | SensorEvaluated,
+            ):
+                continue
+            sensor_id = data.sensor_id
+        log = result.sensors.get(sensor_id) or SensorLog(sensor_id)
+        definition = isinstance(data, SensorDefinitionUpserted | SensorDefinitionRemoved)
+        if not definition and event.event_id < log.base.boundary:
+            continue  # folded into the checkpoint already, or history let go (definitions are kept)
+        if sensor_id not in copied:  # the caller's state keeps its own dicts
             log = log.copy()
-            copied.add(data.sensor_id)
-        if isinstance(data, SensorDefinitionUpserted):
+            copied.add(sensor_id)
+        if isinstance(data, RunRequestResolved):
+            _first(log.resolved, data.request_id, event)
+        elif isinstance(data, SensorDefinitionUpserted):
             log = _upsert(log, event, data)
         elif isinstance(data, SensorDefinitionRemoved):
             log = replace(log, removed_event_id=max(log.removed_event_id, event.event_id))
@@ -165,7 +209,7 @@ def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState
             _first(log.requested, data.evaluation_id, event)
         else:
             _first(log.results, data.evaluation_id, event)
-        result.sensors[data.sensor_id] = log
+        result.sensors[sensor_id] = log
     return result
 
 
@@ -208,6 +252,7 @@ class SensorView:
     evaluations: dict[str, EvaluationView]
     items: dict[str, ItemView]
     run_requests: dict[str, dict[str, Any]]  # request_id -> the PENDING request of an applied evaluation
+    settled_attempt: int = 0  # the newest attempt at this version folded into the checkpoint
 
     def pending_items(self) -> list[str]:
         """Pending item ids, oldest first (by the event that recorded them)."""
@@ -226,60 +271,98 @@ def _claims_by_step(log: SensorLog) -> dict[int, list[tuple[str, str, Any]]]:
     return steps
 
 
+@dataclass(slots=True)
+class Chain:
+    """The compare-and-set chain walked from the checkpoint: where it stands and what took its steps."""
+
+    version: int
+    enabled: bool
+    cursor: str | None
+    applied: list[str] = field(default_factory=list)  # evaluation ids, in step order
+    disables: list[str] = field(default_factory=list)  # event ids of applied disables
+
+
+def walk_chain(log: SensorLog, until: str | None = None) -> Chain:
+    """Take each step's first claim (module docstring), starting from the checkpoint.
+
+    With ``until`` (an event id), stop at the first step that is not settled before it: its winner is
+    not older, or it is an evaluation with a run request not resolved before it (its run may be owed).
+    """
+    base = log.base
+    enabled = log.default_enabled if base.enabled is None else base.enabled
+    chain = Chain(base.state_version, enabled, base.cursor)
+    steps = _claims_by_step(log)
+    while claims := [
+        claim
+        for claim in steps.get(chain.version, ())
+        if claim[1] == "status" or chain.enabled or claim[2].trigger == "MANUAL"
+    ]:
+        winner_id, kind, data = min(claims, key=lambda claim: claim[0])
+        if until is not None and (winner_id >= until or (kind == "eval" and not _resolved(log, data, until))):
+            break
+        if kind == "status":
+            chain.enabled = data.enabled
+            if not chain.enabled:
+                chain.disables.append(winner_id)
+        else:
+            chain.applied.append(data.evaluation_id)
+            if data.cursor_updated:
+                chain.cursor = data.cursor
+        chain.version += 1
+    return chain
+
+
+def _resolved(log: SensorLog, result: SensorEvaluated, until: str) -> bool:
+    for request in result.run_requests:
+        seen = log.resolved.get(str(request["request_id"]))
+        if seen is None or seen.event_id >= until:
+            return False
+    return True
+
+
 def sensor_view(log: SensorLog, run_items: Mapping[str, str] | None = None) -> SensorView:
-    """Derive the sensor's state from its folded events (the compare-and-set chain, module docstring).
+    """Derive the sensor's state from its checkpoint and folded events (the compare-and-set chain,
+    module docstring).
 
     ``run_items`` maps the ``run:{run_id}`` items of a run-status sensor to the event id of the event
     that made the run terminal (their arrival order); the run fold knows them, no sensor event does.
     """
-    version, enabled, cursor = 0, log.default_enabled, None
-    applied: set[str] = set()
-    disables: list[str] = []  # event ids of applied disables: they skip the items pending before them
-    steps = _claims_by_step(log)
-    while claims := [
-        claim
-        for claim in steps.get(version, ())
-        if claim[1] == "status" or enabled or claim[2].trigger == "MANUAL"
-    ]:
-        winner_id, kind, data = min(claims, key=lambda claim: claim[0])
-        if kind == "status":
-            enabled = data.enabled
-            if not enabled:
-                disables.append(winner_id)
-        else:
-            applied.add(data.evaluation_id)
-            if data.cursor_updated:
-                cursor = data.cursor
-        version += 1
+    base = log.base
+    chain = walk_chain(log)
+    applied = set(chain.applied)
+    disables = [base.last_disable, *chain.disables] if base.last_disable else chain.disables
     evaluations = _evaluations(log, applied)
     counted = [
-        e
+        (e.reported_at or 0, e.evaluation_id, e.status)
         for e in evaluations.values()
         if e.status in ("TRIGGERED", "SKIPPED", "ERROR") and e.reported_at is not None
     ]
-    last = max(counted, key=lambda e: (e.reported_at or 0, e.evaluation_id), default=None)
+    last = max([*counted, *([base.last_evaluation] if base.last_evaluation else [])], default=None)
     errors = [e.reported_at or 0 for e in evaluations.values() if e.status == "ERROR"]
+    if base.last_error_at is not None:
+        errors.append(base.last_error_at)
     requests: dict[str, dict[str, Any]] = {}
     for evaluation_id_ in applied:
         for request in log.results[evaluation_id_].data.run_requests:
             requests[str(request["request_id"])] = {**request, "status": "PENDING"}
     return SensorView(
         sensor_id=log.sensor_id,
-        enabled=enabled,
+        enabled=chain.enabled,
         removed=log.removed,
-        state_version=version,
-        cursor=cursor,
-        last_evaluation_at=None if last is None else last.reported_at,
-        last_evaluation_status=None if last is None else last.status,
+        state_version=chain.version,
+        cursor=chain.cursor,
+        last_evaluation_at=None if last is None else last[0],
+        last_evaluation_status=None if last is None else last[2],
         last_error_at=max(errors, default=None),
         evaluations=evaluations,
         items=_items(log, applied, disables, run_items or {}),
         run_requests=requests,
+        settled_attempt=base.attempts.get(chain.version, 0),
     )
 
 
 def _evaluations(log: SensorLog, applied: set[str]) -> dict[str, EvaluationView]:
-    newest_attempt: dict[int, int] = {}
+    newest_attempt: dict[int, int] = dict(log.base.attempts)
     for evaluation_id_ in log.requested:
         ref = parse_evaluation_id(evaluation_id_)
         if ref.state_version is not None and ref.attempt is not None:
@@ -317,8 +400,8 @@ def _evaluations(log: SensorLog, applied: set[str]) -> dict[str, EvaluationView]
 def _items(
     log: SensorLog, applied: set[str], disables: list[str], run_items: Mapping[str, str]
 ) -> dict[str, ItemView]:
-    done: set[str] = set()
-    failures: dict[str, int] = {}
+    done: set[str] = set(log.base.done)
+    failures: dict[str, int] = dict(log.base.failures)
     for evaluation_id_, seen in log.results.items():
         if evaluation_id_ in applied:
             done.update(seen.data.item_ids)
@@ -375,7 +458,9 @@ def next_evaluation(
     current = [
         e for e in view.evaluations.values() if e.trigger != "MANUAL" and e.expected_state_version == version
     ]
-    attempt = 1 + max((parse_evaluation_id(e.evaluation_id).attempt or 0 for e in current), default=0)
+    attempt = 1 + max(
+        [view.settled_attempt, *(parse_evaluation_id(e.evaluation_id).attempt or 0 for e in current)]
+    )
     in_flight = [e for e in current if e.status == "PENDING"]
     if in_flight:
         newest = max(in_flight, key=lambda e: parse_evaluation_id(e.evaluation_id).attempt or 0)

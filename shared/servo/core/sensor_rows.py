@@ -1,22 +1,36 @@
 """Rows of the sensor tables (automation §5): ``sensors``, ``sensor_evaluations``, ``sensor_inbox``, each
 derived from ``sensor_view`` over the folded sensor events, so a rebuild from the ledger gives the same rows.
 
-The projection also keeps what the view is computed from: the sensor events themselves (the fold needs
-the whole set, its compare-and-set is a function of it) and the ``run:`` items of run-status sensors,
-which no sensor event carries (they come from the run fold, §6.2).
+The projection also keeps what the view is computed from: each sensor's checkpoint (the settled start of
+its chain, ``servo.core.sensor_retention``), the sensor events after it (the compare-and-set is a
+function of their set) and the ``run:`` items of run-status sensors, which no sensor event carries (they
+come from the run fold, §6.2).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from servo.core._sensor_events import SENSOR_EVENT_TYPES
+from servo.core._sensor_events import (
+    SENSOR_EVENT_TYPES,
+    SensorDefinitionRemoved,
+    SensorDefinitionUpserted,
+)
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event, decode_event, encode_event
-from servo.core.sensor_fold import SensorLog, SensorState, SensorView, fold_sensors, sensor_view
+from servo.core.sensor_fold import (
+    SensorCheckpoint,
+    SensorLog,
+    SensorState,
+    SensorView,
+    fold_sensors,
+    resolved_sensor_of,
+    sensor_view,
+)
+from servo.core.sensor_retention import checkpoint_from_json, checkpoint_json, checkpoint_sensor
 
 
 def _json(value: Any) -> str:
@@ -29,6 +43,15 @@ class SensorEventRow:
 
     event_id: str
     sensor_id: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class SensorCheckpointRow:
+    """One sensor's checkpoint (canonical JSON): its history before ``boundary`` folded in."""
+
+    sensor_id: str
+    boundary: str
     body: str
 
 
@@ -95,7 +118,8 @@ class SensorInboxRow:
 
 @dataclass(slots=True)
 class SensorTables:
-    """The projection's state: the events and run items it folds, and the views derived from them."""
+    """The projection's state: the checkpoints, events and run items it folds, and the views derived
+    from them."""
 
     events: dict[str, Event] = field(default_factory=dict)
     run_items: dict[tuple[str, str], SensorRunItemRow] = field(default_factory=dict)
@@ -106,29 +130,72 @@ class SensorTables:
             isinstance(other, SensorTables)
             and self.events.keys() == other.events.keys()
             and self.run_items == other.run_items
+            and self.checkpoints() == other.checkpoints()
         )
 
     @classmethod
     def from_rows(
-        cls, events: Iterable[SensorEventRow], run_items: Iterable[SensorRunItemRow]
+        cls,
+        events: Iterable[SensorEventRow],
+        run_items: Iterable[SensorRunItemRow],
+        checkpoints: Iterable[SensorCheckpointRow] = (),
     ) -> SensorTables:
-        return (
-            cls().with_events(decode_event(r.body.encode("utf-8")) for r in events).with_run_items(run_items)
-        )
+        """The state from its rows; a projection written before checkpoints existed has none (every
+        sensor starts at version 0, as it did)."""
+        tables = cls().with_events(decode_event(r.body.encode("utf-8")) for r in events)
+        # The kept events are folded first: the checkpoint's boundary only turns away newer arrivals.
+        for row in checkpoints:
+            log = tables.log.sensors.get(row.sensor_id) or SensorLog(row.sensor_id)
+            tables.log.sensors[row.sensor_id] = replace(log, base=checkpoint_from_json(row.body))
+        return tables.with_run_items(run_items)
 
     def with_events(self, events: Iterable[Event]) -> SensorTables:
-        new = {e.event_id: e for e in events if e.event_id not in self.events and _is_sensor(e.data)}
+        new = {e.event_id: e for e in events if e.event_id not in self.events and _sensor_of(e) is not None}
         if not new:
             return self
-        return SensorTables(
-            {**self.events, **new}, dict(self.run_items), fold_sensors(self.log, new.values())
-        )
+        log = fold_sensors(self.log, new.values())
+        # An event older than its sensor's checkpoint is not kept: the fold turned it away.
+        new = {k: e for k, e in new.items() if _kept(log, e)}
+        return SensorTables({**self.events, **new}, dict(self.run_items), log)
 
     def with_run_items(self, items: Iterable[SensorRunItemRow]) -> SensorTables:
         added = {(i.sensor_id, i.item_id): i for i in items if (i.sensor_id, i.item_id) not in self.run_items}
         if not added:
             return self
         return SensorTables(dict(self.events), {**self.run_items, **added}, self.log)
+
+    def with_checkpoints(self, boundary: str) -> SensorTables:
+        """Every sensor's history settled before ``boundary`` (an event id) folded into its checkpoint
+        (§5 retention); the events and run items it came from go."""
+        changed: dict[str, SensorLog] = {}
+        run_items = dict(self.run_items)
+        for sensor_id, log in self.log.sensors.items():
+            new_log, gone = checkpoint_sensor(log, boundary, self.run_items_of(sensor_id))
+            if new_log is not log:
+                changed[sensor_id] = new_log
+                for item_id in gone:
+                    del run_items[(sensor_id, item_id)]
+        if not changed:
+            return self
+        referenced = set().union(*(_event_ids(log) for log in changed.values()))
+        events = dict(self.events)
+        # A duplicate the fold set aside (a later event of an id it let go) now counts on its own, as it
+        # does for a rebuild that never saw the one let go.
+        spare: list[Event] = []
+        for event_id, event in self.events.items():
+            if event_id in referenced:
+                continue
+            if _sensor_of(event) not in changed or isinstance(event.data, DEFINITION_TYPES):
+                continue
+            if event_id < boundary:
+                del events[event_id]
+            else:
+                spare.append(event)
+        state = fold_sensors(SensorState({**self.log.sensors, **changed}), spare)
+        return SensorTables(events, run_items, state)
+
+    def checkpoints(self) -> dict[str, SensorCheckpoint]:
+        return {k: log.base for k, log in self.log.sensors.items() if log.base != SensorCheckpoint()}
 
     def logs(self) -> list[SensorLog]:
         return [self.log.sensors[k] for k in sorted(self.log.sensors)]
@@ -141,20 +208,34 @@ class SensorTables:
         return None if log is None else sensor_view(log, self.run_items_of(sensor_id))
 
 
-def _is_sensor(data: Any) -> bool:
-    return isinstance(data, SENSOR_EVENT_TYPES)
+DEFINITION_TYPES = (SensorDefinitionUpserted, SensorDefinitionRemoved)
 
 
-def _sensor_of(event: Event) -> str:
-    sensor_id: str = getattr(event.data, "sensor_id")  # noqa: B009 - every kept event is a sensor event
-    return sensor_id
+def _sensor_of(event: Event) -> str | None:
+    """The sensor an event belongs to (a sensor event, or the outcome of a sensor's run request)."""
+    sensor_id: str | None = getattr(event.data, "sensor_id", None)
+    if sensor_id is not None and isinstance(event.data, SENSOR_EVENT_TYPES):
+        return sensor_id
+    return resolved_sensor_of(event.data)
+
+
+def _kept(log: SensorState, event: Event) -> bool:
+    sensor = log.sensors.get(_sensor_of(event) or "")
+    return (
+        sensor is None or isinstance(event.data, DEFINITION_TYPES) or event.event_id >= sensor.base.boundary
+    )
+
+
+def _event_ids(log: SensorLog) -> set[str]:
+    ids: set[str] = set()
+    for seen in (log.statuses, log.messages, log.requested, log.results, log.resolved):
+        ids.update(s.event_id for s in seen.values())
+    return ids
 
 
 def _row_version(log: SensorLog) -> str:
-    ids = [log.definition_event_id or "", log.removed_event_id]
-    for seen in (log.statuses, log.messages, log.requested, log.results):
-        ids.extend(s.event_id for s in seen.values())
-    return max(ids)
+    own = [log.definition_event_id or "", log.removed_event_id, log.base.last_event_id]
+    return max([*own, *_event_ids(log)])
 
 
 def in_flight(view: SensorView) -> str | None:
@@ -234,11 +315,15 @@ def table_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
     return {
         "sensor_events": [
             SensorEventRow(
-                eid, _sensor_of(tables.events[eid]), encode_event(tables.events[eid]).decode("utf-8")
+                eid, _sensor_of(tables.events[eid]) or "", encode_event(tables.events[eid]).decode("utf-8")
             )
             for eid in sorted(tables.events)
         ],
         "sensor_run_items": [tables.run_items[k] for k in sorted(tables.run_items)],
+        "sensor_checkpoints": [
+            SensorCheckpointRow(k, base.boundary, checkpoint_json(base))
+            for k, base in sorted(tables.checkpoints().items())
+        ],
         "sensors": sensors,
         "sensor_evaluations": sorted(evaluations, key=lambda r: r.evaluation_id),
         "sensor_inbox": inbox,

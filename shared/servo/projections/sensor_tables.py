@@ -1,11 +1,13 @@
 """Parquet tables of the sensor projection (automation §5): ``sensors``, ``sensor_evaluations``,
-``sensor_inbox`` (derived from the fold's view), and what they derive from: ``sensor_events`` and the
-run-status items ``sensor_run_items``. Sensor run requests' outcomes go to the schedules' ``run_requests``.
+``sensor_inbox`` (derived from the fold's view), and what they derive from: ``sensor_checkpoints`` (the
+settled start of each chain), ``sensor_events`` after it and the run-status items ``sensor_run_items``.
+Sensor run requests' outcomes go to the schedules' ``run_requests``.
 """
 
 from __future__ import annotations
 
 from servo.core.sensor_rows import (
+    SensorCheckpointRow,
     SensorEvaluationRow,
     SensorEventRow,
     SensorInboxRow,
@@ -18,6 +20,9 @@ SENSOR_EVENTS = Table("sensor_events", SensorEventRow, schema_of(SensorEventRow)
 SENSOR_RUN_ITEMS = Table(
     "sensor_run_items", SensorRunItemRow, schema_of(SensorRunItemRow), lambda r: f"{r.sensor_id}\n{r.item_id}"
 )
+SENSOR_CHECKPOINTS = Table(
+    "sensor_checkpoints", SensorCheckpointRow, schema_of(SensorCheckpointRow), lambda r: r.sensor_id
+)
 SENSORS = Table("sensors", SensorRow, schema_of(SensorRow), lambda r: r.sensor_id)
 SENSOR_EVALUATIONS = Table(
     "sensor_evaluations", SensorEvaluationRow, schema_of(SensorEvaluationRow), lambda r: r.evaluation_id
@@ -29,6 +34,7 @@ SENSOR_INBOX = Table(
 SENSOR_TABLES: tuple[Table, ...] = (
     SENSOR_EVENTS,
     SENSOR_RUN_ITEMS,
+    SENSOR_CHECKPOINTS,
     SENSORS,
     SENSOR_EVALUATIONS,
     SENSOR_INBOX,

@@ -26,12 +26,10 @@ from servo.services.ledger import append_events
 from servo.services.run_requests import resolve_run_request
 from servo.services.schedule_projection import refresh_schedules
 from servo.services.sensor_projection import has_sensor_state, refresh_sensors
+from servo.services.sensor_run_scan import ScanPage, save_scan, scan_ended_runs
 from servo.tokens import issue_evaluation_token
 
 logger = logging.getLogger("servo.sensors")
-
-# How many of the newest runs a sweep looks at for run-status items (a minute's worth and more).
-RUN_SCAN_LIMIT = 200
 
 
 def stamp_event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
@@ -182,9 +180,10 @@ def request_evaluation(
 
 def find_run_items(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, tables: SensorTables
-) -> list[SensorRunItemRow]:
+) -> tuple[list[SensorRunItemRow], ScanPage | None]:
     """``run:{run_id}`` items of the enabled run-status sensors that watch a run that ended after the
-    sensor was first seen (§6.2); ordered by when the run ended."""
+    sensor was first seen (§6.2), from the next pages of the run scan (``sensor_run_scan``), and that
+    page (to keep once the items are published); ordered by when the run ended."""
     watchers = []
     for log in tables.logs():
         spec = spec_of(log)
@@ -198,22 +197,26 @@ def find_run_items(
         ):
             watchers.append((spec, log))
     if not watchers:
-        return []
+        return [], None
     snapshot = ctx.snapshot(tenant_id, workspace_id)
-    runs, _ = snapshot.list_runs(limit=RUN_SCAN_LIMIT)
+    store = ctx.workspace_store(tenant_id, workspace_id)
+    first_seen = [log.first_seen_at or 0 for _, log in watchers]
+    page = scan_ended_runs(store, snapshot, ctx.clock_ms(), first_seen)
     items = []
-    for run in runs:
-        if run.completed_at is None:
-            continue
+    for run in page.runs:
+        assert run.completed_at is not None
         state = snapshot.public_state(run)
         item_id = f"run:{run.run_id}"
+        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
         # Only watchers that may take this run and do not hold it yet: a run already an item of every
-        # watcher costs no read, and its tasks are read only for a watcher of some assets.
+        # watcher costs no read, and its tasks are read only for a watcher of some assets. A run that
+        # ended before the sensor's checkpoint is no new item: its item was let go with it.
         open_ = [
             (spec, log)
             for spec, log in watchers
             if (spec.sensor_id, item_id) not in tables.run_items
             and run.completed_at >= (log.first_seen_at or 0)
+            and arrived >= log.base.boundary
             and state in (spec.run_status or ())
         ]
         if not open_ or not is_terminal_public(state):
@@ -222,11 +225,10 @@ def find_run_items(
         if any(spec.monitored_assets is not None for spec, _ in open_):
             found = snapshot.get_run(run.run_id)
             touched = [t.task_key for t in found.tasks] if found is not None else []
-        arrived = _ended_id(run.completed_at, run.run_id)  # the item's place: the run's end
         for spec, _log in open_:
             if spec.watches(state, touched):
                 items.append(SensorRunItemRow(spec.sensor_id, item_id, run.run_id, state, arrived))
-    return items
+    return items, page
 
 
 def _ended_id(completed_at: int, run_id: str) -> str:
@@ -257,13 +259,17 @@ def _settled(view: SensorView, evaluation_id: str, now_ms: int) -> bool:
 def pending_sensor_requests(
     tables: SensorTables, resolved: Mapping[str, Any], now_ms: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(evaluation id, request) of settled applied evaluations' requests without an outcome, oldest first."""
+    """(evaluation id, request) of settled applied evaluations' requests without an outcome, oldest first.
+
+    An outcome counts from either projection: the sensor's own keeps it as long as the evaluation (the
+    schedules' ``run_requests`` may have let it go first, after 30 days)."""
     out = []
     for log in tables.logs():
         view = tables.view(log.sensor_id)
         for request_id, request in sorted(view.run_requests.items() if view is not None else ()):
             evaluation = request_id.removeprefix("eval:").rsplit(":", 1)[0]
-            if request_id not in resolved and view is not None and _settled(view, evaluation, now_ms):
+            known = request_id in resolved or request_id in log.resolved
+            if not known and view is not None and _settled(view, evaluation, now_ms):
                 out.append((evaluation, request))
     return out
 
@@ -306,9 +312,11 @@ def sweep_sensors(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dic
     if not has_sensor_state(ctx, tenant_id, workspace_id):
         return {"evaluations": 0, "runRequests": 0}  # never had a sensor: one read, nothing at rest
     tables = refresh_sensors(ctx, tenant_id, workspace_id)
-    items = find_run_items(ctx, tenant_id, workspace_id, tables)
+    items, page = find_run_items(ctx, tenant_id, workspace_id, tables)
     if items:
         tables = refresh_sensors(ctx, tenant_id, workspace_id, run_items=items)
+    if page is not None:  # only once its items are published: a crash before rescans, never skips
+        save_scan(ctx.workspace_store(tenant_id, workspace_id), page)
     requested = 0
     for log in tables.logs():
         spec = spec_of(log)

@@ -1,0 +1,399 @@
+"""Sensor retention (automation §5: evaluations, items and resolved requests 30 days): the settled start of
+each sensor's chain is folded into a checkpoint, the history before it goes, and a rebuild at the same
+clock applies the same cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servo.core._automation_events import RunRequestResolved
+from servo.core.events import (
+    Event,
+    SensorDefinitionUpserted,
+    SensorEvaluated,
+    SensorEvaluationRequested,
+    SensorMessageReceived,
+    SensorStatusChanged,
+    make_event,
+)
+from servo.core.sensor_fold import next_evaluation
+from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
+from servo.core.sensors import evaluation_id, evaluation_request_id, parse_sensor
+from servo.projections.codec import encode_table
+from servo.projections.sensor_tables import SENSOR_TABLES
+from servo.services._compaction_ledger import ulid_floor
+from servo.services.sensor_projection import rebuild_sensors, retention_boundary
+
+from tests.core.test_sensors import _result
+
+T0 = 1_736_935_200_000
+DAY = 86_400_000
+POLL = parse_sensor(
+    {
+        "id": "files",
+        "kind": "POLL",
+        "target": ["raw.files"],
+        "minimumIntervalSeconds": 30,
+        "defaultEnabled": True,
+    }
+)
+PUSH = parse_sensor({"id": "inbox", "kind": "PUSH", "target": ["raw.files"], "defaultEnabled": True})
+
+
+class Ledger:
+    """Events with ULID ids at their instant (the ledger's ids are time-ordered)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def ev(self, data: Any, at: int) -> Event:
+        self.n += 1
+        return make_event(
+            data, event_id=ulid_floor(at) + f"{self.n:016d}", timestamp_ms=at, tenant_id="t", workspace_id="w"
+        )
+
+    def fast(self, data: Any, at: int) -> Event:
+        """As ``ev`` without proving the encoding (a month of 30-second polls is 350,000 events)."""
+        self.n += 1
+        return Event(
+            event_id=ulid_floor(at) + f"{self.n:016d}",
+            event_type=type(data).__name__,
+            timestamp_ms=at,
+            source="servo-flow/t/w",
+            tenant_id="t",
+            workspace_id="w",
+            idempotency_key=data.idempotency_key(),
+            data=data,
+        )
+
+
+def _define(ledger: Ledger, spec: Any, at: int = T0) -> Event:
+    return ledger.ev(
+        SensorDefinitionUpserted(spec.sensor_id, "m1", spec.to_manifest(), spec.definition_hash, 1), at
+    )
+
+
+def _poll(ledger: Ledger, version: int, at: int, *, triggered: bool) -> list[Event]:
+    """One scheduled poll of version ``version``: its request, its result and, when it asked for a run,
+    the run request's outcome."""
+    eid = evaluation_id("files", version, 1)
+    requests = (
+        ({"request_id": evaluation_request_id(eid, 0), "run_key": f"sensor:files:v{version}:0"},)
+        if triggered
+        else ()
+    )
+    result = SensorEvaluated(
+        "files",
+        eid,
+        version,
+        "POLL",
+        "TRIGGERED" if triggered else "SKIPPED",
+        cursor_updated=triggered,
+        cursor=f"c{version}" if triggered else None,
+        run_requests=requests,
+    )
+    events = [
+        ledger.fast(SensorEvaluationRequested("files", eid, version, at, "POLL", ()), at),
+        ledger.fast(result, at + 1_000),
+    ]
+    if triggered:
+        outcome = RunRequestResolved(
+            evaluation_request_id(eid, 0), "CREATED", requests[0]["run_key"], f"r{version}"
+        )
+        events.append(ledger.fast(outcome, at + 2_000))
+    return events
+
+
+def _bytes(tables: SensorTables) -> int:
+    rows = table_rows(tables)
+    return sum(len(encode_table(table, rows[table.name])) for table in SENSOR_TABLES)
+
+
+def _simulate(interval_ms: int, days: int, every_days: int) -> tuple[list[Event], list[SensorTables]]:
+    """A poll sensor evaluated every ``interval_ms`` for ``days`` (every tenth poll asks for a run, whose
+    outcome is recorded), its projection refreshed every ``every_days``: the whole history and the state
+    after each refresh."""
+    ledger = Ledger()
+    history = [_define(ledger, POLL)]
+    live = SensorTables().with_events(history)
+    version, at, states = 0, T0 + interval_ms, []
+    for day in range(every_days, days + 1, every_days):
+        batch = []
+        while at < T0 + day * DAY:
+            batch += _poll(ledger, version, at, triggered=version % 10 == 0)
+            version, at = version + 1, at + interval_ms
+        history += batch
+        live = live.with_events(batch).with_checkpoints(retention_boundary(T0 + day * DAY))
+        states.append(live)
+    return history, states
+
+
+def test_a_poll_sensor_every_30_s_for_60_days_keeps_30_days_of_events() -> None:
+    history, states = _simulate(30_000, 60, 4)
+    polls = sum(isinstance(e.data, SensorEvaluated) for e in history)
+    assert polls == 60 * 2880 - 1
+    kept = {4 * (i + 1): len(s.events) for i, s in enumerate(states)}
+    # Past day 30 the projection holds 30 days of events, not more: flat while the ledger doubles.
+    assert all(abs(kept[day] - kept[32]) <= 3 for day in range(32, 61, 4)), kept
+    assert kept[60] < 0.51 * len(history)
+    live = states[-1]
+    view = live.view("files")
+    assert view is not None and len(view.evaluations) == 30 * 2880 and view.items == {}
+    # The state is the sensor's own: version, cursor, the last evaluation and what is due next.
+    last_poll = T0 + polls * 30_000
+    assert view.state_version == polls and view.cursor == f"c{(polls - 1) // 10 * 10}"
+    assert (view.last_evaluation_at, view.last_evaluation_status) == (last_poll + 1_000, "SKIPPED")
+    plan = next_evaluation(view, POLL, now_ms=last_poll + 31_000, first_seen_at_ms=T0)
+    assert plan is not None and plan.evaluation_id == f"files:v{polls}:1"
+    # A rebuild from the whole ledger at the same clock lets the same history go.
+    rebuilt = rebuild_sensors(history, now_ms=T0 + 60 * DAY)
+    assert rebuilt == live and rebuilt.view("files") == view
+
+
+def test_the_published_projection_of_a_poll_sensor_stops_growing_after_30_days() -> None:
+    history, states = _simulate(15 * 60_000, 63, 1)
+    sizes = {day: _bytes(states[day - 1]) for day in (31, 47, 63)}
+    rows = {day: {k: len(v) for k, v in table_rows(states[day - 1]).items()} for day in (31, 47, 63)}
+    assert rows[31] == rows[47] == rows[63], rows
+    assert max(sizes.values()) <= 1.02 * min(sizes.values()), sizes
+    assert table_rows(rebuild_sensors(history, now_ms=T0 + 63 * DAY)) == table_rows(states[-1])
+
+
+def test_a_run_still_owed_keeps_its_evaluation_past_the_retention() -> None:
+    ledger = Ledger()
+    history = [_define(ledger, POLL), *_poll(ledger, 0, T0 + 1_000, triggered=True)]
+    owed = history.pop()  # the request's outcome is not recorded yet
+    history += _poll(ledger, 1, T0 + 31_000, triggered=False)
+    later = T0 + 40 * DAY
+    tables = SensorTables().with_events(history).with_checkpoints(retention_boundary(later))
+    view = tables.view("files")
+    assert view is not None and set(view.run_requests) == {"eval:files:v0:1:0"}
+    assert view.state_version == 2 and len(tables.events) == len(history)  # nothing let go past it
+    resolved = SensorTables().with_events([*history, owed]).with_checkpoints(retention_boundary(later))
+    view = resolved.view("files")
+    assert view is not None and view.run_requests == {} and view.evaluations == {}
+    assert (view.state_version, view.cursor, len(resolved.events)) == (2, "c0", 1)
+
+
+def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
+    ledger = Ledger()
+    history = [_define(ledger, PUSH)]
+    history.append(ledger.ev(SensorMessageReceived("inbox", "m1", ""), T0 + 1_000))
+    eid = evaluation_id("inbox", 0, 1)
+    history.append(ledger.ev(SensorEvaluationRequested("inbox", eid, 0, T0, "PUSH", ("msg:m1",)), T0 + 2_000))
+    history.append(
+        ledger.ev(SensorEvaluated("inbox", eid, 0, "PUSH", "SKIPPED", item_ids=("msg:m1",)), T0 + 3_000)
+    )
+    history.append(ledger.ev(SensorMessageReceived("inbox", "m2", ""), T0 + 4_000))  # pending: kept
+    now = T0 + 31 * DAY
+    live = SensorTables().with_events(history).with_checkpoints(retention_boundary(now))
+    before = table_rows(live)
+    assert [r.item_id for r in before["sensor_inbox"]] == ["msg:m2"] and before["sensor_evaluations"] == []
+    stale = SensorEvaluated("inbox", "inbox:v0:2", 0, "PUSH", "SKIPPED", item_ids=("msg:m2",))
+    late = [
+        *history,  # every event again (a re-read of the whole ledger)
+        ledger.ev(SensorMessageReceived("inbox", "m1", ""), T0 + 5_000),  # a redelivery below the cut
+        ledger.ev(stale, T0 + 6_000),  # a rival result of the settled version
+        ledger.ev(SensorStatusChanged("inbox", False, 1), T0 + 7_000),  # a claim on a settled step
+    ]
+    after = live.with_events(late).with_checkpoints(retention_boundary(now + 1))
+    assert table_rows(after) == before
+    assert (
+        table_rows(SensorTables.from_rows(before["sensor_events"], [], before["sensor_checkpoints"]))
+        == before
+    )
+
+
+# ---------------------------------------------------------------------------------------------- property
+
+_MESSAGES = ("m0", "m1", "m2")
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
+    """A push sensor's events spread over 90 days (versions, results of every kind, disables, messages,
+    outcomes of run requests) and run items."""
+    ledger = Ledger()
+    events = [_define(ledger, PUSH)]
+    times = sorted(draw(st.lists(st.integers(1, 90 * DAY), min_size=0, max_size=24)))
+    for at in times:
+        at += T0
+        kind = draw(st.sampled_from(["msg", "req", "res", "res", "status", "resolved"]))
+        version = draw(st.integers(0, 4))
+        eid = f"inbox:v{version}:{draw(st.integers(1, 3))}"
+        items = tuple(f"msg:{m}" for m in draw(st.lists(st.sampled_from(_MESSAGES), max_size=2, unique=True)))
+        if kind == "msg":
+            events.append(ledger.ev(SensorMessageReceived("inbox", draw(st.sampled_from(_MESSAGES)), ""), at))
+        elif kind == "status":
+            events.append(ledger.ev(SensorStatusChanged("inbox", draw(st.booleans()), version + 1), at))
+        elif kind == "req":
+            events.append(ledger.ev(SensorEvaluationRequested("inbox", eid, version, at, "PUSH", items), at))
+        elif kind == "resolved":
+            request = evaluation_request_id(eid, 0)
+            events.append(ledger.ev(RunRequestResolved(request, "CREATED", "k", "r"), at))
+        else:
+            status = draw(st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]))
+            cursor = draw(st.sampled_from([None, "a", "b"]))
+            result = _result(eid, version, status, sensor="inbox", cursor=cursor, items=items, trigger="PUSH")
+            events.append(ledger.ev(result, at))
+    runs = [
+        SensorRunItemRow("inbox", f"run:r{i}", f"r{i}", "FAILED", ulid_floor(T0 + at) + "0" * 16)
+        for i, at in enumerate(draw(st.lists(st.integers(1, 90 * DAY), max_size=3)))
+    ]
+    return events, runs
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=_histories(), data=st.data())
+def test_live_refreshes_with_cuts_equal_a_rebuild_at_the_same_clock(
+    history: tuple[list[Event], list[SensorRunItemRow]], data: st.DataObject
+) -> None:
+    events, runs = history
+    # Each event lands within five minutes of its id (the ledger's look-back covers that), in any order
+    # among those, and may be read again later; the projection is refreshed at arbitrary instants.
+    landed = sorted(
+        ((e.timestamp_ms + data.draw(st.integers(0, 300_000)), i, e) for i, e in enumerate(events)),
+        key=lambda x: (x[0], x[1]),
+    )
+    refreshes = sorted(data.draw(st.lists(st.integers(0, 130 * DAY), min_size=1, max_size=8)))
+    live, now = SensorTables(), T0
+    for offset in refreshes:
+        now = T0 + offset
+        arrived = [e for at, _, e in landed if at <= now]
+        again = data.draw(st.lists(st.sampled_from(arrived), max_size=3)) if arrived else []
+        batch = data.draw(st.permutations([*arrived, *again]))
+        found = [r for r in runs if r.arrived_id <= ulid_floor(now)]
+        live = live.with_events(batch).with_run_items(found).with_checkpoints(retention_boundary(now))
+        reloaded = table_rows(live)
+        assert (
+            table_rows(
+                SensorTables.from_rows(
+                    reloaded["sensor_events"], reloaded["sensor_run_items"], reloaded["sensor_checkpoints"]
+                )
+            )
+            == reloaded
+        )
+    arrived = [e for at, _, e in landed if at <= now]
+    rebuilt = rebuild_sensors(arrived, [r for r in runs if r.arrived_id <= ulid_floor(now)], now_ms=now)
+    assert table_rows(live) == table_rows(rebuilt)
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+def test_after_30_days_the_sweep_lets_a_poll_sensors_history_go_and_resubmits_nothing(tmp_path: Path) -> None:
+    from servo.services.runs import list_runs
+    from servo.services.sensor_projection import refresh_sensors
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import (
+        SECOND,
+        T,
+        W,
+        deploy,
+        evaluations,
+        ledger_names,
+        poll,
+        report,
+        show,
+    )
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, poll(defaultEnabled=True))
+    for cursor in ("c1", "c2"):
+        sweep_sensors(ctx, T, W)
+        [task] = queued(queue)
+        report(ctx, task, status="TRIGGERED", cursorUpdated=True, cursor=cursor, runRequests=[{}])
+        clock.advance(31 * SECOND)
+    assert len(evaluations(ctx)) == 2 and len(list_runs(ctx, T, W, {})["runs"]) == 2
+    clock.advance(31 * DAY)
+    before = set(ledger_names(ctx))
+    assert sweep_sensors(ctx, T, W) == {"evaluations": 1, "runRequests": 0}
+    written = [_ledger_event(ctx, n) for n in set(ledger_names(ctx)) - before]
+    assert [type(e.data).__name__ for e in written] == ["SensorEvaluationRequested"]  # no run request again
+    [task] = queued(queue)
+    assert task["evaluationId"] == "files:v2:1" and task["cursor"] == "c2"
+    sensor = show(ctx)
+    assert (sensor["stateVersion"], sensor["cursor"], sensor["inFlightEvaluationId"]) == (
+        2,
+        "c2",
+        "files:v2:1",
+    )
+    assert [e["evaluationId"] for e in evaluations(ctx)] == ["files:v2:1"]
+    live = refresh_sensors(ctx, T, W)
+    assert [e.data.evaluation_id for e in live.events.values() if hasattr(e.data, "evaluation_id")] == [
+        "files:v2:1"
+    ]
+    events = [_ledger_event(ctx, n) for n in ledger_names(ctx)]
+    assert table_rows(rebuild_sensors(events, now_ms=clock.now_ms)) == table_rows(live)
+    fresh = make_context(tmp_path, clock=clock)[0]  # another instance reads what was published
+    assert table_rows(refresh_sensors(fresh, T, W)) == table_rows(live)
+
+
+def _ledger_event(ctx: Any, name: str) -> Event:
+    from servo.core.events import decode_event
+
+    from tests.services.sensor_support import T, W
+
+    obj = ctx.workspace_store(T, W).get(name)
+    assert obj is not None
+    return decode_event(obj.data)
+
+
+def test_a_run_whose_item_was_let_go_is_not_an_item_again(tmp_path: Path) -> None:
+    from servo.services.sensor_sweep import sweep_sensors
+    from servo.services.trigger import trigger_run
+
+    from tests.services.sensor_support import T, W, deploy, fail_run, report, run_status, show
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, run_status(defaultEnabled=True))
+    _, answer = trigger_run(ctx, T, W, {"selection": ["ns.a"]})
+    fail_run(ctx, queue, answer["runId"])
+    sweep_sensors(ctx, T, W)
+    [task] = queued(queue)
+    report(ctx, task, status="SKIPPED")
+    assert show(ctx, "on_failure")["pendingItems"] == 0
+    # A month on, the run is still among the newest runs the sweep scans, but its item went.
+    clock.advance(31 * DAY)
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0 and queued(queue) == []
+    assert show(ctx, "on_failure")["pendingItems"] == 0
+
+
+def test_a_projection_published_before_checkpoints_reads_as_it_is_and_takes_its_cut(tmp_path: Path) -> None:
+    import json
+
+    from servo.services.sensor_projection import PROJECTION, refresh_sensors
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import T, W, deploy, poll, report
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = queued(queue)
+    report(ctx, task, status="SKIPPED")
+    published = refresh_sensors(ctx, T, W)
+    # The head as a server without checkpoints wrote it: no sensor_checkpoints file.
+    store = ctx.workspace_store(T, W)
+    head = store.get(PROJECTION.head_path)
+    assert head is not None
+    body = json.loads(head.data)
+    del body["files"]["sensor_checkpoints"]
+    store.put(PROJECTION.head_path, json.dumps(body).encode(), if_generation_match=head.generation)
+    old = make_context(tmp_path, clock=clock)[0]
+    assert table_rows(PROJECTION.load(old, T, W)) == table_rows(published)
+    clock.advance(31 * DAY)
+    cut = refresh_sensors(old, T, W)
+    view = cut.view("files")
+    assert view is not None and view.state_version == 1 and view.evaluations == {}
+    assert len(cut.checkpoints()) == 1 and table_rows(PROJECTION.load(ctx, T, W)) == table_rows(cut)
