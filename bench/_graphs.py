@@ -1,5 +1,5 @@
 """The benchmark graphs written out as projects: no-op ``@asset`` chains and a fan-out for Servo, and the
-same chains as a Dagster definitions file.
+same graphs as Dagster modules.
 
 Generated files, not hand-written ones, so the chain length is one number and both sides get the
 identical graph.
@@ -53,6 +53,19 @@ def write_servo_project(root: Path, chains: tuple[int, ...], fanouts: tuple[int,
     for children in fanouts:
         (assets / f"bench_{fanout_namespace(children)}.py").write_text(_servo_fanout_module(children))
     return root
+
+
+def _dagster_fanout_module(children: int) -> str:
+    lines = ["from dagster import asset", "", "", "@asset", "def root() -> None:", "    return None", ""]
+    for i in range(children):
+        lines += ["", "@asset(deps=[root])", f"def c{i:04d}() -> None:", "    return None", ""]
+    return "\n".join(lines)
+
+
+def write_dagster_fanout(path: Path, children: int) -> Path:
+    """A Dagster module with the fan-out Servo runs: one no-op root and ``children`` no-op dependents."""
+    path.write_text(_dagster_fanout_module(children))
+    return path
 
 
 def write_dagster_chain(path: Path, n: int) -> Path:

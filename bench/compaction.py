@@ -162,9 +162,8 @@ def build_history(store: LocalFileStore) -> tuple[str, Any]:
         buckets[bucket] = layout.BucketRef((layout.BucketFile(ref, len(group)),), top)
     watermark = max(e.event_id for e in events)
     manifest = layout.Manifest(1, 1, None, T0, watermark, (), buckets, live)
-    store.create(layout.manifest_path(1), manifest.encode())
-    pointer = layout.Pointer(1, layout.manifest_path(1), 1, None, T0)
-    store.create(layout.POINTER_PATH, pointer.encode())
+    pointer = layout.Pointer(1, layout.POINTER_PATH, 1, None, T0)  # the head holds its manifest
+    store.create(layout.POINTER_PATH, layout.encode_head(pointer, manifest))
     key = "a.t00000"
     did = dispatch_id(target, key, 1)
     nxt = _event(

@@ -25,6 +25,7 @@ from bench._graphs import write_servo_project
 CHAINS = (3, 20)
 REPS = 3
 FANOUT_CHILDREN = 999  # one root and 999 children: 1,000 tasks
+FANOUT = f"fanout{FANOUT_CHILDREN + 1}"  # the figures' label
 # The GCP code path's operations on a batched workload: a smaller fan-out, since the counting proxy and
 # the worker share this process (and its GIL) and hold that stack to about five tasks a second.
 EMULATOR_FANOUT_CHILDREN = 149
@@ -65,9 +66,9 @@ def _embedded(project: Path, data: Path) -> dict[str, Any]:
 
         def fanout() -> dict[str, Any]:
             figures, m = e2e.run_fanout(target, http, project, FANOUT_CHILDREN, FANOUT_TIMEOUT_S)
-            return {**figures, **cost.ops_results("embedded.fanout1000", m)}
+            return {**figures, **cost.ops_results(f"embedded.{FANOUT}", m)}
 
-        _guarded(out, "embedded.fanout1000", fanout)
+        _guarded(out, f"embedded.{FANOUT}", fanout)
         _guarded(out, f"embedded.{CONCURRENT}", lambda: _concurrent(target, http))
         _guarded(out, "embedded.idle", lambda: load.idle_triggers(target, project))
         _guarded(
@@ -170,6 +171,19 @@ def _dagster(work: Path, env: Callable[[], Path]) -> dict[str, Any]:
     return out
 
 
+def _dagster_fanout(work: Path, env: Callable[[], Path]) -> dict[str, Any]:
+    """The 1,000-task fan-out through ``dagster.materialize()`` in one process, with a persistent
+    instance and with an in-memory one; each row's import, definition and instance setup apart."""
+    work.mkdir(parents=True, exist_ok=True)
+    dagster = env()
+    out: dict[str, Any] = {}
+    for mode in dagster_cmp.IN_PROCESS_MODES:
+        figures = dagster_cmp.materialize_fanout(dagster, work, FANOUT_CHILDREN, mode)
+        for key in ("import_s", "define_s", "instance_s", "materialize_s", "process_s"):
+            out[f"dagster.{FANOUT}.{mode}.{key}"] = figures[key]
+    return out
+
+
 def _ratios(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("embedded", "emulators", "emulators_unthrottled"):
@@ -178,6 +192,11 @@ def _ratios(results: dict[str, Any]) -> dict[str, Any]:
             dagster = results.get(f"dagster.chain{n}.wall_s")
             if servo and dagster:
                 out[f"ratio.dagster_over_{mode}.chain{n}"] = round(dagster / servo, 1)
+    servo = results.get(f"embedded.{FANOUT}.succeeded_s")
+    for mode in dagster_cmp.IN_PROCESS_MODES:
+        dagster = results.get(f"dagster.{FANOUT}.{mode}.materialize_s")
+        if servo and dagster:
+            out[f"ratio.dagster_{mode}_over_embedded.{FANOUT}"] = round(dagster / servo, 1)
     return out
 
 
@@ -199,6 +218,7 @@ def run() -> dict[str, Any]:
             env = pool.submit(dagster_cmp.ensure_env)
             _guarded(results, "emulators.ops", lambda: _emulator_ops(project, root / "emulators" / "counted"))
             _guarded(results, "dagster", lambda: _dagster(root / "dagster", env.result))
+            _guarded(results, f"dagster.{FANOUT}", lambda: _dagster_fanout(root / "dagster", env.result))
     results.update(_ratios(results))
     results.update(cost.PRICES)
     return results

@@ -125,6 +125,12 @@ class Settings:
     # of waiting for the publish that would show them READY (on GCS at most one a second). On where
     # compaction is asynchronous (GCS); the embedded stack's writer publishes and dispatches at once.
     callback_dispatch: bool = False
+    # A dispatch the controller enqueued is recorded by DispatchRequested alone, and its acknowledgement
+    # (DispatchEnqueued) by the next pass that still finds the task waiting for its worker: a task that
+    # has started by then makes the acknowledgement moot (the fold rejects it), which saves one ledger
+    # object a task where workers start at once. On for the local stacks' in-process queue; off on GCS,
+    # where a worker's start can take longer than the next publish.
+    defer_dispatch_ack: bool = True
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -179,6 +185,8 @@ class Settings:
             ),
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
             callback_dispatch=e.get("SERVO_CALLBACK_DISPATCH", "1" if storage == "gcs" else "0")
+            in ("1", "true", "yes"),
+            defer_dispatch_ack=e.get("SERVO_DEFER_DISPATCH_ACK", "0" if storage == "gcs" else "1")
             in ("1", "true", "yes"),
         )
         if settings.on_gcp:

@@ -93,6 +93,30 @@ def test_dispatches_lost_with_the_queue_are_redriven_at_start(tmp_path: Path) ->
         worker.stop()
 
 
+def test_a_request_whose_acknowledgement_was_deferred_is_redriven_at_start(tmp_path: Path) -> None:
+    # The local stacks record a dispatch by its request alone (settings.defer_dispatch_ack): a process
+    # that died before its next pass leaves the row PENDING, and its queue died with it.
+    from servo.services.orchestrate import act_on, compact_workspace
+
+    ctx, _, queue = make_context(tmp_path, compact=False)
+    ctx = replace(ctx, clock_ms=lambda: int(time.time() * 1000))
+    body = manifest(manifest_asset("r.quick"))
+    assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
+    assert trigger_run(ctx, "default", WS, {"selection": ["r.quick"]})[0] == 201
+    _, _, _, changed = compact_workspace(ctx, "default", WS)
+    assert act_on(ctx, "default", WS, changed) == 1 and len(queue.take()) == 1
+    compact_workspace(ctx, "default", WS)
+    (run_id,) = _run_ids(ctx)
+    part = ctx.snapshot("default", WS).partition(run_id)
+    assert part is not None and [r.status for r in part.outbox.values()] == ["PENDING"]
+    stack, worker = _restart(tmp_path)
+    try:
+        _wait_state(stack.api_url, run_id, "SUCCEEDED")
+    finally:
+        stack.stop()
+        worker.stop()
+
+
 def test_attempts_the_dead_worker_was_running_are_reported_lost_at_start(tmp_path: Path) -> None:
     ctx, (env,) = _previous_process(tmp_path, [["r.quick"]])
     headers = {"authorization": f"Bearer {env['taskToken']}"}

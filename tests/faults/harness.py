@@ -148,8 +148,14 @@ class World:
         self.rng = random.Random(chaos.seed)
         # Every run end moves its run to the index at once, so each scenario crosses that write too.
         # The callback dispatch is on, as on GCP: a completion dispatches what it made ready itself.
+        # A dispatch's acknowledgement is deferred inline, as on the local stacks, and written at once
+        # through the compactor, as on GCP (settings.defer_dispatch_ack): both paths meet the chaos.
         base, self.clock, _ = make_context(
-            tmp_path, compact=False, ended_runs_per_index_write=1, callback_dispatch=True
+            tmp_path,
+            compact=False,
+            ended_runs_per_index_write=1,
+            callback_dispatch=True,
+            defer_dispatch_ack=not chaos.deferred,
         )
         # fsync buys nothing for throwaway data and costs most of a write.
         self.store = FaultyStore(LocalFileStore(tmp_path / base.settings.bucket, durable=False), chaos.store)

@@ -27,7 +27,7 @@ CRASH_SITES = (
     ("callback", "^ledger:TaskStarted$"),
     ("trigger", "^ledger:PlanCreated$"),
     ("compaction", "^state:pointer$"),
-    ("compaction", "^state:manifest$"),
+    ("compaction", "^state:segments$"),
     ("compaction", "^ledger:Dispatch"),
     ("timers", "^ledger:TimerFired$"),
     ("cancel", "^ledger:RunCancelRequested$"),

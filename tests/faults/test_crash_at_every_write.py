@@ -58,8 +58,7 @@ COMPACTION_SITES = {
     ("compaction", "ledger:TimerEnqueued"),
     ("compaction", "state:segments"),
     ("compaction", "state:index"),
-    ("compaction", "state:manifest"),
-    ("compaction", "state:pointer"),
+    ("compaction", "state:pointer"),  # it holds the manifest: no manifest object is written
 }
 # The completing callback dispatches what it made ready (services/callback_dispatch) where compaction
 # is asynchronous; inline, the writer's own publish has dispatched it already and the callback's pass

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[Any, Any, Any]]:
-    ctx, _, queue = make_context(tmp_path, compact=False)
+    ctx, _, queue = make_context(tmp_path, compact=False, defer_dispatch_ack=False)  # GCP's settings
     with override_context(ctx):
         client = create_app(
             "compactor", str(ROOT / "functions/compactor/main.py"), "cloudevent"

@@ -43,6 +43,31 @@ def test_manifest_round_trip(run: object) -> None:
     assert layout.manifest_path(3) == "state/orchestration/manifests/00000000000000000003.json"
 
 
+def test_a_head_holds_its_manifest_and_decodes_as_both() -> None:
+    ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+    m = layout.Manifest(4, 1, None, 99, ulid, (ulid,), revision_ulid="01ARZ3NDEKTSV4RRFFQ69G5FAW")
+    p = layout.Pointer(4, layout.POINTER_PATH, 1, "sha256:" + "0" * 64, 99)
+    raw = layout.encode_head(p, m)
+    assert layout.decode_head(raw) == (p, m)
+    # A reader that decodes it as a pointer, or follows manifest_path to a manifest, gets the same.
+    assert layout.Pointer.decode(raw) == p and layout.Manifest.decode(raw) == m
+    # A head of before: the pointer names a manifest object of its own.
+    old = layout.Pointer(4, layout.manifest_path(4), 1, None, 99)
+    assert layout.decode_head(old.encode()) == (old, None)
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [
+        layout.Pointer(4, layout.manifest_path(4), 1, None, 99),  # names another object
+        layout.Pointer(5, layout.POINTER_PATH, 1, None, 99),  # another manifest's id
+    ],
+)
+def test_a_head_names_itself_and_its_manifest(pointer: layout.Pointer) -> None:
+    with pytest.raises(ValueError):
+        layout.encode_head(pointer, layout.Manifest(4, 1, None, 99, "", ()))
+
+
 @pytest.mark.parametrize("raw", [b"{", b"[]", b'{"manifest_id": "1"}'])
 def test_malformed_manifest_and_pointer_are_typed_errors(raw: bytes) -> None:
     with pytest.raises(InvalidInput):

@@ -75,7 +75,12 @@ class Chain:
 
 def _gcp_path(tmp_path: Path, **settings: Any) -> tuple[ServiceContext, FakeClock, RecordingQueue]:
     return make_context(
-        tmp_path, compact=False, min_publish_interval_ms=1000, callback_dispatch=True, **settings
+        tmp_path,
+        compact=False,
+        min_publish_interval_ms=1000,
+        callback_dispatch=True,
+        defer_dispatch_ack=False,
+        **settings,
     )
 
 

@@ -159,11 +159,9 @@ def test_a_hint_only_compaction_folds_its_hints_without_listing(store: LocalFile
     assert run(store).events_applied == len(events) - 2
 
 
-# An active run's batch writes segment, manifest, pointer; a batch that moves ended runs (here every
-# run, at once) also their index bucket.
-@pytest.mark.parametrize(
-    ("ends_run", "crash_at"), [(False, 1), (False, 2), (False, 3), (True, 1), (True, 2), (True, 3), (True, 4)]
-)
+# An active run's batch writes segment and pointer (holding the manifest); a batch that moves ended
+# runs (here every run, at once) also their index bucket.
+@pytest.mark.parametrize(("ends_run", "crash_at"), [(False, 1), (False, 2), (True, 1), (True, 2), (True, 3)])
 def test_a_crash_before_any_write_loses_and_doubles_nothing(
     store: LocalFileStore, ends_run: bool, crash_at: int
 ) -> None:
@@ -178,14 +176,44 @@ def test_a_crash_before_any_write_loses_and_doubles_nothing(
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
 
 
-def test_manifest_id_held_by_an_orphan_is_skipped(store: LocalFileStore) -> None:
+def test_a_publish_writes_its_manifest_inside_the_head(store: LocalFileStore) -> None:
+    # Issue 21: one object fewer a publish. The pointer names itself as the manifest's path.
     events = simple_history()
     write(store, events[:2])
     run(store)
-    store.create(layout.manifest_path(2), b"orphan of a crashed compactor")
     write(store, events[2:])
     result = run(store)
-    assert result.published and result.manifest_id == 3
+    assert result.published and result.manifest_id == 2
+    assert store.list("state/orchestration/manifests/") == []
+    pointer, manifest = layout.decode_head(store.get(layout.POINTER_PATH).data)  # type: ignore[union-attr]
+    assert pointer.manifest_path == layout.POINTER_PATH and manifest is not None
+    assert manifest.manifest_id == pointer.manifest_id == 2
+    # A cold reader gets the whole snapshot from that one object.
+    counting = CountingStore(store)
+    snap = load_snapshot(counting)
+    assert snap.manifest == manifest and counting.snapshot().reads == 1
+
+
+def test_a_head_published_before_the_pointer_held_its_manifest_is_read_and_built_on(
+    store: LocalFileStore,
+) -> None:
+    events = simple_history()
+    write(store, events[:2])
+    run(store)
+    # Rewrite the head as it was published before: a manifest object, and a pointer naming it.
+    head = store.get(layout.POINTER_PATH)
+    assert head is not None
+    pointer, manifest = layout.decode_head(head.data)
+    assert manifest is not None
+    store.create(layout.manifest_path(1), manifest.encode())
+    old = layout.Pointer(1, layout.manifest_path(1), pointer.epoch, None, pointer.updated_at)
+    store.put(layout.POINTER_PATH, old.encode(), if_generation_match=head.generation)
+    assert load_snapshot(store).manifest == manifest
+    write(store, events[2:])
+    result = run(store)
+    assert result.published and result.manifest_id == 2
+    assert layout.Pointer.decode(store.get(layout.POINTER_PATH).data).holds_manifest  # type: ignore[union-attr]
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
 
 
 def test_cas_loser_refolds_and_stops_when_its_events_are_applied(store: LocalFileStore) -> None:
@@ -350,7 +378,7 @@ def test_a_batch_over_several_runs_writes_one_segment_file(store: LocalFileStore
     counting = CountingStore(store)
     result = run(counting)
     assert sorted(result.changed_run_ids) == sorted(RUNS)
-    assert counting.snapshot().writes == 3  # the runs' segments, the manifest, the pointer
+    assert counting.snapshot().writes == 2  # the runs' segments, the pointer holding the manifest
     snap = load_snapshot(store)
     chains = {r: snap.index_entry(r).segments for r in RUNS}  # type: ignore[union-attr]
     assert len({c[-1] for c in chains.values()}) == 1
@@ -376,7 +404,7 @@ def test_a_big_segment_gets_a_file_of_its_own(store: LocalFileStore) -> None:
     write(store, big.events + small.events)
     counting = CountingStore(store)
     run(counting)
-    assert counting.snapshot().writes == 4  # two segment files, the manifest, the pointer
+    assert counting.snapshot().writes == 3  # two segment files, the pointer holding the manifest
     snap = load_snapshot(store)
     (small_file,) = snap.index_entry(RUNS[1]).segments  # type: ignore[union-attr]
     (big_file,) = snap.index_entry(RUNS[0]).segments  # type: ignore[union-attr]

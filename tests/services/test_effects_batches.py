@@ -24,7 +24,8 @@ WIDTH = 80
 
 
 def _wide(tmp_path: Path) -> tuple[ServiceContext, FakeClock, RecordingQueue, list[str]]:
-    ctx, clock, queue = make_context(tmp_path, compact=False)
+    # The GCP compactor's settings: request and acknowledgement written together.
+    ctx, clock, queue = make_context(tmp_path, compact=False, defer_dispatch_ack=False)
     children = [asset(f"ns.c{i:02d}") for i in range(WIDTH)]
     assert deploy_manifest(ctx, "default", WS, json.dumps(manifest(*children)).encode(), None)[0] == 201
     trigger_run(ctx, "default", WS, {"selection": [f"ns.c{i:02d}" for i in range(WIDTH)]})

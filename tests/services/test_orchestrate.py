@@ -23,8 +23,13 @@ from tests.support.stores import PointerReads
 WS = "prod"
 
 
+# The GCP compactor's settings: a dispatch is acknowledged at once (tests/services/test_deferred_ack.py
+# has the local stacks' deferred acknowledgement).
+GCP_ACK = {"defer_dispatch_ack": False}
+
+
 def _deployed(tmp_path: Path) -> tuple[ServiceContext, Any]:
-    ctx, _, queue = make_context(tmp_path, compact=False)
+    ctx, _, queue = make_context(tmp_path, compact=False, **GCP_ACK)
     body = manifest(asset("ns.a"), asset("ns.b"))
     assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
     return ctx, queue
@@ -161,7 +166,7 @@ def test_a_request_not_folded_after_a_while_is_made_again(tmp_path: Path) -> Non
     # compaction was lost), a later pass requests again under the same deterministic names.
     from servo.services.effects import RECENT_DECISION_TTL_MS
 
-    ctx, clock, _ = make_context(tmp_path, compact=False)
+    ctx, clock, _ = make_context(tmp_path, compact=False, **GCP_ACK)
     body = manifest(asset("ns.a"))
     assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
     trigger_run(ctx, "default", WS, {"selection": ["ns.a"]})

@@ -3,9 +3,10 @@
 The embedded stack keeps its queue in memory and, under ``servo dev``, runs its worker in the same
 process. After that process stopped (Ctrl-C, ``kill -9``, a crash), its data can show:
 
-- dispatches enqueued but never started by a worker (task DISPATCHED, outbox row CREATED): they were
-  lost with the in-memory queue, so they are enqueued again at once — the sweep alone would wait
-  for its 10-minute repair threshold;
+- dispatches enqueued but never started by a worker (task DISPATCHED, outbox row CREATED, or PENDING
+  when the acknowledgement was deferred to a pass that never came: settings.defer_dispatch_ack): they
+  were lost with the in-memory queue, so they are enqueued again at once — the sweep alone would wait
+  for its 10-minute repair threshold, or its next tick;
 - attempts its own worker was running (task RUNNING): that worker is gone, so each attempt is
   reported lost at once (FAILED, INFRASTRUCTURE, ``WORKER_LOST``, retryable; CANCELLED when its run is
   being cancelled) — the sweep alone would wait for the heartbeat limit — and the run's view says why.
@@ -43,7 +44,7 @@ def restart_decisions(part: RunPartition, *, owns_worker: bool, started_at_ms: i
             continue
         if task.state == TaskState.DISPATCHED.value and not run.cancel_requested:
             row = part.outbox.get(dispatch_id(task.run_id, task.task_key, task.attempt))
-            if row is not None and row.status == "CREATED" and row.created_at < started_at_ms:
+            if row is not None and row.status in ("CREATED", "PENDING") and row.created_at < started_at_ms:
                 out.append(
                     ctl.EnqueueDispatch(
                         row.run_id,

@@ -1,18 +1,21 @@
 """Where the published orchestration state lives under ``state/orchestration/``, and why.
 
-    manifest.pointer.json                      the only mutable object: CAS on its generation publishes
-    manifests/{20-digit id}.json               immutable; names every file of one state version, and
-                                               the live runs: run row + segment chain of each active run
-                                               (and of ended runs not yet in their bucket)
+    manifest.pointer.json                      the only mutable object: CAS on its generation publishes;
+                                               holds the manifest of the state version it publishes
+                                               (every file of that version, and the live runs: run
+                                               row + segment chain of each active run, and of ended
+                                               runs not yet in their bucket)
+    manifests/{20-digit id}.json               immutable manifests of heads published before the
+                                               pointer held its manifest (still read, never written)
     index/{bucket}.{hex12}.parquet             runs rows + segment chains of ended runs: a bucket's
                                                immutable files (see BucketRef)
     segments/{sha256[:32]}.parquet             immutable run segments: one file per compaction for
                                                the runs it touched (see partitions.py)
 
 Cost independent of history: every event belongs to one run, so a batch reads only the segments of
-the runs it touches and writes one segment file (one more per big segment) and one manifest. An
+the runs it touches and writes one segment file (one more per big segment) and one head. An
 active run's entry lives in the manifest, which is rewritten by every publish anyway, so a publish
-that only moves running work writes segments + manifest + pointer and no index file. Ended runs are
+that only moves running work writes segments + pointer and no index file. Ended runs are
 bucketed by the UTC day of their run ULID. An ended run waits in the manifest until a batch of runs
 has ended, and the batch joins each bucket as one new file (merged only with files no bigger than
 it): a busy day's index writes are linear in its runs, never a rewrite of the day per batch. The
@@ -22,7 +25,7 @@ by the hash of its bytes and written create-if-absent: a compactor that crashed,
 leaves orphans that cost nothing, and a retry that produces identical bytes finds the file already
 there.
 
-Readers follow pointer -> manifest (live entry, else index bucket) -> segments; they never list.
+Readers follow pointer (its manifest) -> live entry, else index bucket -> segments; they never list.
 """
 
 from __future__ import annotations
@@ -72,6 +75,12 @@ def index_path(bucket: str, hex12: str) -> str:
     return f"{ROOT}/index/{bucket}.{hex12}.parquet"
 
 
+def _compact_json(doc: dict[str, Any]) -> bytes:
+    # Compact: every publish writes one and readers parse it, and pretty printing takes Python's
+    # pure-Python encoder path (several times slower than the C one on a manifest of live runs).
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 def _strict(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = loads_strict(data)
@@ -84,7 +93,12 @@ def _strict(data: bytes, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Pointer:
-    """The head: which manifest is published. Replaced only by a CAS on its generation."""
+    """The head: which manifest is published. Replaced only by a CAS on its generation.
+
+    A publish puts the manifest inside the pointer object (``encode_head``; issue 21: one object
+    fewer a publish), and then ``manifest_path`` names the pointer itself. A head written before that
+    names a manifest object of its own; readers take both.
+    """
 
     manifest_id: int
     manifest_path: str
@@ -92,20 +106,28 @@ class Pointer:
     parent_pointer_hash: str | None
     updated_at: int
 
+    @property
+    def holds_manifest(self) -> bool:
+        return self.manifest_path == POINTER_PATH
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "manifest_id": manifest_id(self.manifest_id),
+            "manifest_path": self.manifest_path,
+            "epoch": self.epoch,
+            "parent_pointer_hash": self.parent_pointer_hash,
+            "updated_at": self.updated_at,
+        }
+
     def encode(self) -> bytes:
-        return canonical_bytes(
-            {
-                "manifest_id": manifest_id(self.manifest_id),
-                "manifest_path": self.manifest_path,
-                "epoch": self.epoch,
-                "parent_pointer_hash": self.parent_pointer_hash,
-                "updated_at": self.updated_at,
-            }
-        )
+        return canonical_bytes(self.document())
 
     @classmethod
     def decode(cls, data: bytes) -> Pointer:
-        raw = _strict(data, "state pointer")
+        return cls.from_document(_strict(data, "state pointer"))
+
+    @classmethod
+    def from_document(cls, raw: dict[str, Any]) -> Pointer:
         try:
             return cls(
                 parse_manifest_id(raw["manifest_id"]),
@@ -116,6 +138,27 @@ class Pointer:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"state pointer is malformed: {exc!r}") from exc
+
+
+def encode_head(pointer: Pointer, manifest: Manifest) -> bytes:
+    """The head object of a publish: the manifest's fields and the pointer's in one JSON object.
+
+    They share ``manifest_id`` and ``epoch`` (equal by construction) and no other name, so the same
+    bytes decode as either; ``manifest_path`` names the pointer itself, so a reader that follows it
+    reads this object again and finds the manifest there.
+    """
+    if not pointer.holds_manifest or pointer.manifest_id != manifest.manifest_id:
+        raise ValueError("a head holding its manifest names itself and that manifest's id")
+    doc = manifest.document()
+    doc.update(pointer.document())
+    return _compact_json(doc)
+
+
+def decode_head(data: bytes) -> tuple[Pointer, Manifest | None]:
+    """The pointer of a head object, and its manifest when it holds one (parsed once)."""
+    raw = _strict(data, "state pointer")
+    pointer = Pointer.from_document(raw)
+    return pointer, Manifest.from_document(raw) if pointer.holds_manifest else None
 
 
 def pointer_hash(raw: bytes) -> str:
@@ -195,14 +238,17 @@ class Manifest:
     # Runs not yet in an index bucket, by id: every active run, and the ended runs waiting to move to
     # their buckets together. Readers look here before the buckets.
     live: dict[str, IndexEntry] = field(default_factory=dict)
+    # Unique to one publish attempt (contracts §9's revision_ulid): the head's bytes then tell a CAS
+    # whose answer was lost (this attempt's bytes are there) from a racer's identical fold.
+    revision_ulid: str | None = None
 
     @property
     def active_run_ids(self) -> tuple[str, ...]:
         """Runs that may still change (not in a terminal API state): what the sweep visits."""
         return tuple(sorted(r for r, e in self.live.items() if not is_terminal_public(e.public_state)))
 
-    def encode(self) -> bytes:
-        doc = {
+    def document(self) -> dict[str, Any]:
+        return {
             "manifest_id": manifest_id(self.manifest_id),
             "epoch": self.epoch,
             "previous_manifest_path": self.previous_manifest_path,
@@ -215,14 +261,17 @@ class Manifest:
             },
             "buckets": {k: _bucket_json(b) for k, b in sorted(self.buckets.items())},
             "live_runs": {run_id: _entry_json(e) for run_id, e in sorted(self.live.items())},
-        }
-        # Compact: every publish writes one and readers parse it, and pretty printing takes Python's
-        # pure-Python encoder path (several times slower than the C one on a manifest of live runs).
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        } | ({"revision_ulid": self.revision_ulid} if self.revision_ulid is not None else {})
+
+    def encode(self) -> bytes:
+        return _compact_json(self.document())
 
     @classmethod
     def decode(cls, data: bytes) -> Manifest:
-        raw = _strict(data, "state manifest")
+        return cls.from_document(_strict(data, "state manifest"))
+
+    @classmethod
+    def from_document(cls, raw: dict[str, Any]) -> Manifest:
         try:
             marks = raw["watermarks"]
             return cls(
@@ -234,6 +283,7 @@ class Manifest:
                 recent_event_ids=tuple(marks["recent_event_ids"]),
                 buckets={k: _bucket_from_json(b) for k, b in raw["buckets"].items()},
                 live={run_id: _entry_from_json(run_id, e) for run_id, e in raw["live_runs"].items()},
+                revision_ulid=raw.get("revision_ulid"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"state manifest is malformed: {exc!r}") from exc

@@ -21,6 +21,7 @@ load one publish carries a large batch. Side effects are not done here: the call
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from typing import Any
 from servo.core.errors import Conflict, PreconditionFailed
 from servo.core.events import EncodedEvent, Event, event_body
 from servo.core.fold import fold
-from servo.core.ids import ulid_time_ms
+from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.core.liveness import superseded
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import is_terminal_public, public_run_state
@@ -347,45 +348,36 @@ def _append_to_bucket(
 
 
 def _commit(scope: _Scope, snap: Snapshot, draft: _Draft) -> Snapshot | None:
-    """Write the manifest, then move the head to it by CAS; None when another publish came first."""
+    """Move the head, holding the new manifest, by CAS; None when another publish came first."""
     store, previous = scope.store, snap.manifest
     published_at = scope.now_ms
     if snap.pointer is not None:
         published_at = max(scope.now_ms, snap.pointer.updated_at + scope.policy.min_publish_interval_ms)
     number = previous.manifest_id + 1
-    while True:
-        manifest = layout.Manifest(
-            number,
-            previous.epoch,
-            snap.pointer.manifest_path if snap.pointer else None,
-            published_at,
-            draft.watermark,
-            draft.recent,
-            draft.buckets,
-            draft.live,
-        )
-        raw = manifest.encode()
-        try:
-            store.create(layout.manifest_path(number), raw)
-            break
-        except PreconditionFailed:
-            head = store.get(layout.POINTER_PATH)
-            if (head.generation if head else 0) != snap.generation:
-                return None  # someone published: start over from the new head
-            number += 1  # an orphan of a crashed compactor holds this id; ids only need to increase
+    manifest = layout.Manifest(
+        number,
+        previous.epoch,
+        snap.pointer.manifest_path if snap.pointer and not snap.pointer.holds_manifest else None,
+        published_at,
+        draft.watermark,
+        draft.recent,
+        draft.buckets,
+        draft.live,
+        UlidFactory(os.urandom).new(published_at),
+    )
     pointer = layout.Pointer(
         number,
-        layout.manifest_path(number),
+        layout.POINTER_PATH,
         manifest.epoch,
         layout.pointer_hash(snap.pointer_raw) if snap.pointer is not None else None,
         published_at,
     )
-    pointer_raw = pointer.encode()
+    pointer_raw = layout.encode_head(pointer, manifest)
     try:
         generation = store.put(layout.POINTER_PATH, pointer_raw, if_generation_match=snap.generation)
     except PreconditionFailed:
-        # A lost answer to a CAS that landed looks like a lost race to the client's retry. The head
-        # names the manifest this compactor alone created, so equal bytes mean the publish is ours.
+        # A lost answer to a CAS that landed looks like a lost race to the client's retry. The head's
+        # bytes hold this attempt's revision_ulid, so equal bytes mean the publish is ours.
         head = store.get(layout.POINTER_PATH)
         if head is None or head.data != pointer_raw:
             return None

@@ -226,7 +226,11 @@ def _dispatch(
         dispatch_deadline_s=ctx.settings.worker_dispatch_deadline_s,
     )
     _enqueue(ctx, d.worker_queue, task)
-    return [DispatchEnqueued(d.dispatch_id, name, d.run_id, d.task_key, d.attempt)]
+    return [_ack(d, name)]
+
+
+def _ack(d: ctl.EnqueueDispatch, name: str) -> DispatchEnqueued:
+    return DispatchEnqueued(d.dispatch_id, name, d.run_id, d.task_key, d.attempt)
 
 
 def _timer(ctx: ServiceContext, tenant_id: str, workspace_id: str, d: ctl.ScheduleTimer) -> list[Any]:
@@ -311,6 +315,11 @@ class _Recent:
         with self._lock:
             self._at.update(dict.fromkeys(keys, now_ms))
 
+    def carried_out(self, key: str) -> bool:
+        """Whether this instance carried out the decision ``key`` (not only claimed it)."""
+        with self._lock:
+            return self._at.get(key) is not None
+
     def release(self, keys: Sequence[str]) -> None:
         """Not carried out: forgotten, so the next pass requests them again."""
         with self._lock:
@@ -345,6 +354,8 @@ def _memo_key(d: ctl.Decision) -> str | None:
     """The key under which a request is remembered; None for decisions that are not requests."""
     if isinstance(d, ctl.RequestDispatch):
         return f"dispatch:{d.dispatch_id}"
+    if isinstance(d, ctl.EnqueueDispatch) and d.repair_of is None:
+        return f"ack:{d.dispatch_id}"
     if isinstance(d, ctl.ScheduleTimer):
         return f"timer:{d.timer_id}"
     return None
@@ -357,6 +368,7 @@ def _execute(
     part: RunPartition,
     d: ctl.Decision,
     upstreams: dict[str, list[str]],
+    recent: _Recent,
 ) -> list[Any]:
     """Carry out one decision; returns the events that record it."""
     if isinstance(d, ctl.RequestDispatch):
@@ -367,8 +379,16 @@ def _execute(
         fields = (d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue)
         at = _issue_time(ctx, part.tasks[d.task_key], d.attempt)
         acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams, at)
+        if ctx.settings.defer_dispatch_ack:
+            # The request alone: its row stays PENDING, and the next pass that finds it so (the task
+            # not started) acknowledges it below; a started task has made the acknowledgement moot.
+            return [_At(DispatchRequested(*fields), at)]
         return [_At(DispatchRequested(*fields), at), *acked]
     if isinstance(d, ctl.EnqueueDispatch):
+        if d.repair_of is None and recent.carried_out(f"dispatch:{d.dispatch_id}"):
+            # This instance enqueued it before recording the request: only the acknowledgement is
+            # missing. (After a restart the memory is gone, and the queue with it: enqueued again.)
+            return [_ack(d, cloud_task_id(d.dispatch_id))]
         return _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams)
     if isinstance(d, ctl.ScheduleTimer):
         return _timer(ctx, tenant_id, workspace_id, d)
@@ -405,7 +425,7 @@ def carried_out(
         appended: list[Event] = []
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            done = io_map(lambda d: _execute(ctx, tenant_id, workspace_id, part, d, upstreams), chunk)
+            done = io_map(lambda d: _execute(ctx, tenant_id, workspace_id, part, d, upstreams, recent), chunk)
             data = [x for recorded in done for x in recorded]
             if data:
                 # The controller acts again when the publish of these events changes the run; it never

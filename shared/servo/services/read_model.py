@@ -242,7 +242,8 @@ def load_snapshot(
 ) -> Snapshot:
     """The currently published snapshot of a workspace store (names relative to the workspace).
 
-    Reads the head pointer and, when its generation is new to the cache, the manifest it names. With
+    Reads the head pointer, which holds the manifest (a head of before names a manifest object, read
+    when the head's generation is new to the cache). With
     ``max_age_ms``, a head this instance read or published that recently is taken without a read.
     """
     pc = projection_cache(cache)
@@ -255,8 +256,9 @@ def load_snapshot(
     if known is not None and known.generation == head.generation:
         pc.heads.confirm()
         return known
-    pointer = layout.Pointer.decode(head.data)
-    manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
+    pointer, manifest = layout.decode_head(head.data)
+    if manifest is None:  # a head published before the pointer held its manifest
+        manifest = layout.Manifest.decode(_read(store, pointer.manifest_path))
     pc.remember_head((head.generation, pointer, head.data, manifest))
     return Snapshot(store, head.generation, pointer, head.data, manifest, pc)
 
