@@ -70,7 +70,9 @@ def append_events(
             raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
 
     # A compaction in this process (the hook's) takes what was written here instead of reading it back.
-    written = None if ctx.after_ledger_write is None else written_events(ctx.workspace_cache(tenant_id, workspace_id))
+    written = None
+    if ctx.after_ledger_write is not None:
+        written = written_events(ctx.workspace_cache(tenant_id, workspace_id))
 
     def write(event: Event) -> str:
         name = ledger_object_name(event.event_id)
