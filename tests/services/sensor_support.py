@@ -60,11 +60,14 @@ def evaluations(ctx: ServiceContext, sid: str = "files", **query: str) -> list[d
 
 
 def tasks(queue: RecordingQueue) -> list[dict[str, Any]]:
-    """The evaluation tasks enqueued since the last call: their envelopes, with the task name."""
+    """The evaluation tasks enqueued since the last call: their envelopes, with the task name and the
+    time it is due (None: now)."""
     out = []
     for task in queue.take():
         if task.task_id.startswith("s_"):
-            out.append({**json.loads(task.body), "taskName": task.task_id, "url": task.url})
+            envelope = json.loads(task.body)
+            due = {"taskName": task.task_id, "url": task.url, "scheduleTimeMs": task.schedule_time_ms}
+            out.append({**envelope, **due})
     return out
 
 

@@ -74,7 +74,9 @@ def test_a_due_poll_is_requested_once_and_enqueued_as_its_named_task(
 ) -> None:
     ctx, clock, queue = env
     deploy(ctx, poll(defaultEnabled=True))
-    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
+    # Deployed enabled: the compactor requested the first evaluation after commit (§6.2); the sweep
+    # finds it in flight and enqueues its task again, a name collision.
+    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
     [task] = tasks(queue)
     assert task["evaluationId"] == "files:v0:1" and task["expectedStateVersion"] == 0
     assert task["taskName"] == evaluation_task_name("files:v0:1")
@@ -101,18 +103,18 @@ def test_P3_P4_a_result_from_the_current_version_sets_the_cursor_and_makes_its_r
     [run] = runs(ctx)
     assert run["runKey"] == "sensor:files:f1.csv"
     assert run["trigger"] == {"type": "sensor", "sensorId": "files", "evaluationId": "files:v0:1"}
-    [evaluation] = evaluations(ctx)
+    [evaluation] = evaluations(ctx, status="TRIGGERED")
     assert evaluation["status"] == "TRIGGERED" and evaluation["cursorAfter"] == "c1"
     assert evaluation["runRequests"][0]["status"] == "CREATED"
     assert evaluation["runRequests"][0]["runId"] == run["runId"]
-    # The next poll, one interval later, from v1: the same run key makes no second run.
-    clock.advance(31 * SECOND)
-    sweep_sensors(ctx, T, W)
+    # The next poll, requested after commit for one interval later, from v1: the same run key makes
+    # no second run.
     [task] = tasks(queue)
     assert task["evaluationId"] == "files:v1:1" and task["cursor"] == "c1"
+    clock.advance(31 * SECOND)
     report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "f1.csv"}])
     assert len(runs(ctx)) == 1
-    assert evaluations(ctx)[0]["runRequests"][0]["status"] == "EXISTING"
+    assert evaluations(ctx, status="TRIGGERED")[0]["runRequests"][0]["status"] == "EXISTING"
 
 
 def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_report_409(
@@ -151,7 +153,7 @@ def test_P12_a_token_for_another_evaluation_or_a_task_token_is_401_and_a_second_
         report(ctx, mine, status="TRIGGERED", runRequests=[{}])
     assert caught.value.http_status == 409 and caught.value.error == "evaluation_already_reported"
     assert [e["status"] for e in evaluations(ctx, "other")] == ["PENDING"]
-    assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED"]
+    assert [e["status"] for e in evaluations(ctx)] == ["PENDING", "SKIPPED"]  # the next one requested
 
 
 class _MeetAtTheLedger:
@@ -197,8 +199,8 @@ def test_P12_two_results_for_one_evaluation_at_once_record_one_and_the_other_is_
     assert answers[1][1]["error"] == "evaluation_already_reported"
     results = [e for e in _ledger_events(ctx) if isinstance(e.data, SensorEvaluated)]
     assert len(results) == 1
-    [evaluation] = evaluations(ctx)
-    assert evaluation["status"] == "TRIGGERED" and len(evaluation["runRequests"]) == 1
+    [evaluation] = evaluations(ctx, status="TRIGGERED")
+    assert len(evaluation["runRequests"]) == 1
     assert [r["runKey"] for r in runs(ctx)] == [results[0].data.run_requests[0]["run_key"]]
 
 
@@ -235,8 +237,7 @@ def test_requests_breaking_the_definition_make_the_evaluation_error_naming_them(
         status="TRIGGERED",
         runRequests=[{"assetSelection": ["ns.b"]}, {"labels": {"servo.x": "1"}}],
     )
-    [evaluation] = evaluations(ctx)
-    assert evaluation["status"] == "ERROR"
+    [evaluation] = evaluations(ctx, status="ERROR")
     assert "runRequests[0]" in evaluation["error"] and "runRequests[1]" in evaluation["error"]
     assert runs(ctx) == [] and show(ctx)["stateVersion"] == 0
 
@@ -265,17 +266,15 @@ def test_P5_an_error_keeps_the_cursor_and_the_next_poll_waits_the_interval(
     ctx, clock, queue = env
     report(ctx, first_poll(ctx, queue), status="SKIPPED", cursorUpdated=True, cursor="c1")
     clock.advance(31 * SECOND)
-    sweep_sensors(ctx, T, W)
     report(ctx, tasks(queue)[0], status="ERROR", error="boom")
     after = show(ctx)
     assert (
         after["cursor"] == "c1" and after["status"] == "ACTIVE" and after["lastEvaluationStatus"] == "ERROR"
     )
-    clock.advance(10 * SECOND)
-    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
-    clock.advance(21 * SECOND)
-    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
-    assert tasks(queue)[0]["evaluationId"] == "files:v1:2"  # the same version, the next attempt
+    # The next attempt, requested after commit, waits the interval (the backoff) in its queue.
+    [retry] = tasks(queue)
+    assert retry["evaluationId"] == "files:v1:2"  # the same version, the next attempt
+    assert retry["scheduleTimeMs"] == clock.now_ms + 30 * SECOND
 
 
 def test_P7_a_paused_sensor_is_not_evaluated_its_messages_are_skipped_and_manual_evaluate_warns(
@@ -388,7 +387,7 @@ def test_P13_no_result_past_the_timeout_gives_attempt_2_and_the_late_first_still
     report(ctx, first, status="TRIGGERED", runRequests=[{"runKey": "late"}])
     report(ctx, second, status="TRIGGERED", runRequests=[{"runKey": "late"}])
     statuses = {e["evaluationId"]: e["status"] for e in evaluations(ctx)}
-    assert statuses == {"files:v0:1": "TRIGGERED", "files:v0:2": "SKIPPED_STALE"}
+    assert statuses == {"files:v0:1": "TRIGGERED", "files:v0:2": "SKIPPED_STALE", "files:v1:1": "PENDING"}
     assert len(runs(ctx)) == 1
 
 
@@ -414,16 +413,16 @@ def test_P8_evaluations_list_newest_first_filtered_by_status_and_time_and_show_h
     ctx, clock, queue = env
     deploy(ctx, poll(defaultEnabled=True))
     for status in ("SKIPPED", "ERROR", "SKIPPED"):
-        sweep_sensors(ctx, T, W)
-        report(ctx, tasks(queue)[0], status=status)
+        report(ctx, tasks(queue)[0], status=status)  # each requests the next after commit
         clock.advance(31 * SECOND)
-    listed = evaluations(ctx)
+    listed = evaluations(ctx)[1:]  # the newest is the next one, PENDING
     assert [e["evaluationId"] for e in listed] == ["files:v1:2", "files:v1:1", "files:v0:1"]
     assert [e["status"] for e in evaluations(ctx, status="ERROR")] == ["ERROR"]
-    since = listed[1]["requestedAt"]
-    assert [e["evaluationId"] for e in evaluations(ctx, since=since)] == ["files:v1:2", "files:v1:1"]
-    assert [e["evaluationId"] for e in evaluations(ctx, until=since)] == ["files:v1:1", "files:v0:1"]
-    page = sensors.list_evaluations(ctx, T, W, "files", {"limit": "2"})
+    # Each requested when the result before it was committed: v0:1 and v1:1 at once, v1:2 31 s later.
+    since, until = listed[0]["requestedAt"], listed[1]["requestedAt"]
+    assert [e["evaluationId"] for e in evaluations(ctx, since=since)] == ["files:v2:1", "files:v1:2"]
+    assert [e["evaluationId"] for e in evaluations(ctx, until=until)] == ["files:v1:1", "files:v0:1"]
+    page = sensors.list_evaluations(ctx, T, W, "files", {"limit": "3"})
     rest = sensors.list_evaluations(ctx, T, W, "files", {"cursor": page["nextCursor"]})
     assert [e["evaluationId"] for e in rest["evaluations"]] == ["files:v0:1"]
     shown = show(ctx)
@@ -496,17 +495,19 @@ def test_P6_ten_seconds_after_an_evaluation_none_is_due_and_after_31_one_also_af
     ctx, clock, queue = env
     report(ctx, first_poll(ctx, queue))
     reported = clock.now_ms
-    rebuilt = rebuild_sensors(_ledger_events(ctx)).view("files")
+    [requested] = tasks(queue)  # by the compactor after commit, for when it is due
+    # The due decision from the ledger as the sweep would see it without that request, rebuilt.
+    events = [e for e in _ledger_events(ctx) if getattr(e.data, "evaluation_id", "") != "files:v1:1"]
+    rebuilt = rebuild_sensors(events).view("files")
     assert rebuilt is not None
     spec = parse_sensor(poll(defaultEnabled=True))
     clock.advance(10 * SECOND)
-    assert sweep_sensors(ctx, T, W)["evaluations"] == 0
     assert next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0) is None
     clock.advance(21 * SECOND)
     plan = next_evaluation(rebuilt, spec, now_ms=clock.now_ms, first_seen_at_ms=0)
     assert plan is not None and plan.not_before == reported + 30 * SECOND
-    assert sweep_sensors(ctx, T, W)["evaluations"] == 1
-    assert tasks(queue)[0]["evaluationId"] == plan.evaluation_id == "files:v1:1"
+    assert requested["evaluationId"] == plan.evaluation_id == "files:v1:1"
+    assert requested["scheduleTimeMs"] == plan.not_before
 
 
 def test_a_run_status_sensor_of_other_assets_gets_no_item_for_a_failed_run(
@@ -553,10 +554,13 @@ def test_a_result_applied_while_a_rival_of_its_version_is_pending_starts_runs_on
     manual = {"evaluationId": "files:manual:k", "evaluationToken": _token(ctx, "files:manual:k")}
     report(ctx, manual, status="TRIGGERED", runRequests=[{"runKey": "b"}])
     assert runs(ctx) == []  # applied in this view, but the scheduled one of v0 may still win
+    assert tasks(queue) == []  # nor is the next evaluation requested from a step still unsettled
     append_events(ctx, T, W, [late])
     sweep_sensors(ctx, T, W)
     statuses = {e["evaluationId"]: e["status"] for e in evaluations(ctx)}
-    assert statuses == {"files:v0:1": "TRIGGERED", "files:manual:k": "SKIPPED_STALE"}
+    # The scheduled result took the step: the next evaluation is requested from it, after commit.
+    assert statuses == {"files:v0:1": "TRIGGERED", "files:manual:k": "SKIPPED_STALE", "files:v1:1": "PENDING"}
+    assert [t["cursor"] for t in tasks(queue)] == [None]
     assert [r["runKey"] for r in runs(ctx)] == ["sensor:files:a"]
 
 

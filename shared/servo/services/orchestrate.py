@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servo.core import controller as ctl
-from servo.core.events import SensorEvaluated, ledger_object_name
+from servo.core.events import (
+    SensorDefinitionUpserted,
+    SensorEvaluated,
+    SensorStatusChanged,
+    ledger_object_name,
+)
 from servo.core.states import is_terminal_public
 from servo.jsonlog import log_fields
 from servo.services._flights import Flights
@@ -32,23 +37,40 @@ _FLIGHTS = "compaction-flights"
 @dataclass(frozen=True, slots=True)
 class Changes:
     """What a compaction leaves to its act phase: the runs it changed, and the ledger objects of the
-    sensor results it read (their applied run requests are submitted after the commit)."""
+    sensor events it read with their sensors (after the commit, applied results' run requests are
+    submitted and those sensors' next evaluations requested)."""
 
     runs: frozenset[str] = frozenset()
-    sensor_results: frozenset[str] = frozenset()
+    sensor_events: frozenset[str] = frozenset()
+    sensors: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.sensor_results)
+        return bool(self.runs or self.sensor_events)
 
     def __or__(self, other: Changes) -> Changes:
-        return Changes(self.runs | other.runs, self.sensor_results | other.sensor_results)
+        return Changes(
+            self.runs | other.runs, self.sensor_events | other.sensor_events, self.sensors | other.sensors
+        )
+
+
+def _next_evaluation_may_change(data: object) -> bool:
+    """A sensor event after which the sensor may be due again (§6.2): a result, an enable, a definition
+    (a new sensor enabled by default, or another interval). A disable or a message is none: a paused
+    sensor is not evaluated, and a push asks for its own evaluation."""
+    if isinstance(data, SensorStatusChanged):
+        return data.enabled
+    return isinstance(data, SensorEvaluated | SensorDefinitionUpserted)
 
 
 def changes_of(result: CompactionResult | None) -> Changes:
     if result is None:
         return Changes()
-    results = [ledger_object_name(e.event_id) for e in result.runless if isinstance(e.data, SensorEvaluated)]
-    return Changes(frozenset(result.changed_run_ids), frozenset(results))
+    events = [e for e in result.runless if _next_evaluation_may_change(e.data)]
+    return Changes(
+        frozenset(result.changed_run_ids),
+        frozenset(ledger_object_name(e.event_id) for e in events),
+        frozenset(e.data.sensor_id for e in events),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,22 +206,23 @@ def act(
     snapshot: Snapshot | None = None,
 ) -> int:
     """The act phase after a commit: the controller's decisions for the changed runs (``act_on``), then
-    the runs of the sensor results read; returns the controller's events appended."""
+    for the sensor events read, their runs and next evaluations; returns the controller's events appended."""
     appended = act_on(ctx, tenant_id, workspace_id, sorted(changes.runs), snapshot) if changes.runs else 0
-    if changes.sensor_results:
-        _submit_sensor_requests(ctx, tenant_id, workspace_id, sorted(changes.sensor_results))
+    if changes.sensor_events:
+        _act_on_sensors(ctx, tenant_id, workspace_id, changes)
     return appended
 
 
-def _submit_sensor_requests(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]) -> None:
-    """Sensor results were recorded: their runs start now rather than at the next sweep (which
-    repairs whatever this pass does not get to, a crash in between included)."""
-    from servo.services.sensor_sweep import submit_after_results
+def _act_on_sensors(ctx: ServiceContext, tenant_id: str, workspace_id: str, changes: Changes) -> None:
+    """Sensor events were recorded: results' runs start, and the next evaluations are requested, now
+    rather than at the next sweep (which repairs whatever this pass does not get to, a crash in between
+    included)."""
+    from servo.services.sensor_sweep import act_after_commit
 
     try:
-        submit_after_results(ctx, tenant_id, workspace_id, names)
+        act_after_commit(ctx, tenant_id, workspace_id, sorted(changes.sensor_events), changes.sensors)
     except Exception:
-        logger.exception("submitting sensor run requests failed; the sweep submits them")
+        logger.exception("acting on sensor events failed; the sweep submits and requests what is due")
 
 
 def _plan_backfills(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> None:

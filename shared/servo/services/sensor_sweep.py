@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from servo.core.errors import InvalidSchedule
@@ -165,13 +165,60 @@ def request_evaluation(
     request: SensorEvaluationRequested,
 ) -> SensorTables:
     """Append the request, refresh, then enqueue its task (in this order: a task never runs for an
-    evaluation the ledger does not hold)."""
+    evaluation the ledger does not hold). The task carries the request the ledger keeps for that id
+    (the first): the sweep and the compactor may both have appended one from the same state."""
     names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, request)])
     tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
     log = tables.log.sensors[spec.sensor_id]
     view = tables.view(spec.sensor_id)
     assert view is not None
-    enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, request)
+    kept = log.requested.get(request.evaluation_id)
+    enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, request if kept is None else kept.data)
+    return tables
+
+
+def due_request(
+    log: SensorLog, tables: SensorTables, now_ms: int, *, ahead: bool = False
+) -> tuple[SensorSpec, SensorEvaluationRequested] | None:
+    """The sensor's next scheduled evaluation due now, or with ``ahead`` due within its interval (for
+    a task that waits for ``not_before``); None when none is (paused, removed, one in flight)."""
+    spec = spec_of(log)
+    view = tables.view(log.sensor_id)
+    if spec is None or view is None:
+        return None
+    plan = next_evaluation(
+        view,
+        spec,
+        now_ms=now_ms,
+        first_seen_at_ms=log.first_seen_at or now_ms,
+        lookahead_ms=spec.minimum_interval_seconds * 1000 if ahead else 0,
+    )
+    if plan is None:
+        return None
+    request = SensorEvaluationRequested(
+        spec.sensor_id, plan.evaluation_id, plan.expected_state_version, plan.not_before, plan.trigger, plan.item_ids
+    )
+    return spec, request
+
+
+def request_next_evaluations(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, tables: SensorTables, sensor_ids: Iterable[str]
+) -> SensorTables:
+    """After commit (§6.2): request each sensor's next evaluation now, for its ``not_before`` (a POLL
+    one interval after its last evaluation), rather than when a sweep finds it due. Its id is the one
+    the sweep would take, so whichever of the two comes second writes the same key and task name.
+
+    Only from a settled step: the task carries the cursor of the result that took it, and a rival's
+    result may still land first (``_settled``); the sweep requests that rare one once it is due."""
+    for sensor_id in sorted(set(sensor_ids)):
+        log = tables.log.sensors.get(sensor_id)
+        view = tables.view(sensor_id)
+        if log is None or view is None or not _step_settled(view, ctx.clock_ms()):
+            continue
+        due = due_request(log, tables, ctx.clock_ms(), ahead=True)
+        if due is not None:
+            spec, request = due
+            tables = request_evaluation(ctx, tenant_id, workspace_id, spec, tables, request)
     return tables
 
 
@@ -256,6 +303,17 @@ def _settled(view: SensorView, evaluation_id: str, now_ms: int) -> bool:
     return not rivals or (mine.reported_at or 0) < now_ms - ledger.DEFAULT_LOOKBACK_MS
 
 
+def _step_settled(view: SensorView, now_ms: int) -> bool:
+    """Whether the evaluation that took the sensor to its current version stays the one that did."""
+    version = view.state_version - 1
+    taken = [
+        e.evaluation_id
+        for e in view.evaluations.values()
+        if e.expected_state_version == version and e.status in ("TRIGGERED", "SKIPPED")
+    ]
+    return all(_settled(view, evaluation_id, now_ms) for evaluation_id in taken)
+
+
 def pending_sensor_requests(
     tables: SensorTables, resolved: Mapping[str, Any], now_ms: int
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -293,14 +351,17 @@ def submit_pending_sensor_requests(
     return names
 
 
-def submit_after_results(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]
+def act_after_commit(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str], sensor_ids: Iterable[str]
 ) -> list[str]:
-    """The compactor's act phase for recorded sensor results (§6.3): publish the sensor state with these
-    ledger objects, then submit what is applied and settled. The sweep repairs a crash in between: the
-    run key's reservation makes a second submission of a request the same run."""
+    """The compactor's act phase for recorded sensor events: publish the sensor state with these ledger
+    objects, submit what is applied and settled (§6.3), then request these sensors' next evaluations
+    (§6.2). The sweep repairs a crash anywhere in between: the run key's reservation makes a second
+    submission of a request the same run, and an evaluation's id and task name derive from the state."""
     tables = refresh_sensors(ctx, tenant_id, workspace_id, names, lookback_ms=ledger.DEFAULT_LOOKBACK_MS)
-    return submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+    submitted = submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
+    request_next_evaluations(ctx, tenant_id, workspace_id, tables, sensor_ids)
+    return submitted
 
 
 # ---------------------------------------------------------------------------------------------- sweep
@@ -319,27 +380,16 @@ def sweep_sensors(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dic
         save_scan(ctx.workspace_store(tenant_id, workspace_id), page)
     requested = 0
     for log in tables.logs():
-        spec = spec_of(log)
-        view = tables.view(log.sensor_id)
-        if spec is None or view is None:
-            continue
-        now = ctx.clock_ms()
-        plan = next_evaluation(view, spec, now_ms=now, first_seen_at_ms=log.first_seen_at or now)
-        if plan is not None:
-            request = SensorEvaluationRequested(
-                spec.sensor_id,
-                plan.evaluation_id,
-                plan.expected_state_version,
-                plan.not_before,
-                plan.trigger,
-                plan.item_ids,
-            )
-            tables = request_evaluation(ctx, tenant_id, workspace_id, spec, tables, request)
+        due = due_request(log, tables, ctx.clock_ms())
+        if due is not None:
+            tables = request_evaluation(ctx, tenant_id, workspace_id, due[0], tables, due[1])
             requested += 1
             continue
-        flying = in_flight(view)
-        if flying is not None:  # repair: a crash may have come between the request and its task
-            asked = log.requested.get(flying)
+        spec = spec_of(log)
+        view = tables.view(log.sensor_id)
+        flying = None if view is None else in_flight(view)
+        if spec is not None and view is not None and flying is not None:
+            asked = log.requested.get(flying)  # repair: a crash may have come between request and task
             if asked is not None:
                 enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, asked.data)
     submitted = submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)

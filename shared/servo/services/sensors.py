@@ -30,7 +30,7 @@ from servo.services.runs import _encode_cursor as encode_cursor
 from servo.services.runs import page_limit
 from servo.services.schedule_projection import refresh_schedules
 from servo.services.sensor_projection import refresh_sensors
-from servo.services.sensor_sweep import request_evaluation, spec_of, stamp_event
+from servo.services.sensor_sweep import due_request, request_evaluation, spec_of, stamp_event
 
 EVALUATION_STATUSES = ("PENDING", "TRIGGERED", "SKIPPED", "ERROR", "SKIPPED_STALE", "EXPIRED")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
@@ -330,23 +330,10 @@ def _evaluate_now(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, sensor_id: str, tables: SensorTables
 ) -> None:
     """Request the evaluation a new item made due at once (the sweep would, up to a minute later)."""
-    from servo.core.sensor_fold import next_evaluation
-
-    log, view = _log(tables, sensor_id)
-    spec = spec_of(log)
-    if spec is None:
-        return
-    now = ctx.clock_ms()
-    plan = next_evaluation(view, spec, now_ms=now, first_seen_at_ms=log.first_seen_at or now)
-    if plan is not None:
-        request = SensorEvaluationRequested(
-            sensor_id,
-            plan.evaluation_id,
-            plan.expected_state_version,
-            plan.not_before,
-            plan.trigger,
-            plan.item_ids,
-        )
+    log, _ = _log(tables, sensor_id)
+    due = due_request(log, tables, ctx.clock_ms())
+    if due is not None:
+        spec, request = due
         request_evaluation(ctx, tenant_id, workspace_id, spec, tables, request)
 
 
