@@ -47,10 +47,11 @@ def test_the_controller_pass_reads_no_head_in_the_one_process_that_publishes(tmp
 
 def test_a_sensor_results_runs_start_on_the_effects_thread_without_a_sweep(tmp_path: Path) -> None:
     # automation §6.3: the callback only records the result; the act phase after the group commit's
-    # publish submits its run requests.
+    # publish submits its run requests, and (§6.2) requests the next poll for one interval later.
     from servo.services.sensor_sweep import sweep_sensors
 
-    from tests.services.sensor_support import T, W, deploy, evaluations, poll, report, tasks
+    from tests.services.sensor_support import SECOND, T, W, deploy, evaluations, poll, report, tasks
+    from tests.support.context import T0
 
     ctx, _, queue = make_context(tmp_path, compact=False)
     deploy(ctx, poll(defaultEnabled=True))
@@ -61,8 +62,10 @@ def test_a_sensor_results_runs_start_on_the_effects_thread_without_a_sweep(tmp_p
         ctx = replace(ctx, after_ledger_write=inline.hook)
         report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "a.csv"}, {"runKey": "b.csv"}])
         assert inline.wait_idle(30)
-        [evaluation] = evaluations(ctx)
+        [evaluation] = evaluations(ctx, status="TRIGGERED")
         assert [r["status"] for r in evaluation["runRequests"]] == ["CREATED", "CREATED"]
         assert len({r["runId"] for r in evaluation["runRequests"]}) == 2
+        [nxt] = tasks(queue)
+        assert nxt["evaluationId"] == "files:v1:1" and nxt["scheduleTimeMs"] == T0 + 30 * SECOND
     finally:
         inline.stop()

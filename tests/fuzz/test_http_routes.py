@@ -58,14 +58,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         {"id": "inbox", "kind": "PUSH", "target": ["ns.a"], "defaultEnabled": True},
     ]
     assert deploy_manifest(ctx, "default", WS, json.dumps(body).encode(), None)[0] == 201
+    # The poll sensor's first evaluation, requested after the deploy's commit (the sweep's, were it lost).
+    sweep_sensors(ctx, "default", WS)
+    (evaluation,) = [json.loads(t.body) for t in queue.take() if t.task_id.startswith("s_")]
     status, run = trigger_run(ctx, "default", WS, {"selection": ["ns.a"], "includeDownstream": True})
     assert status == 201
     (task,) = queue.take()
     status, other = trigger_run(ctx, "default", WS, {"selection": ["ns.c"]})
     assert status == 201
     env = json.loads(task.body)
-    sweep_sensors(ctx, "default", WS)
-    (evaluation,) = [json.loads(t.body) for t in queue.take() if t.task_id.startswith("s_")]
     client = router_app(lambda: ctx).test_client()
     started = {"attempt": env["attempt"], "attemptId": env["attemptId"], "workerId": "w1"}
     auth = {"Authorization": f"Bearer {env['taskToken']}"}

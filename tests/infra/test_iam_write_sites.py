@@ -180,7 +180,7 @@ PARTITIONED = {
 def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]:
     """The writes of sensors' life through the functions: deployed, a push message received, a manual
     evaluation, the sweep's evaluations, their results (with a run request) reported, and the
-    compactor starting those runs after commit."""
+    compactor starting those runs and requesting the next evaluations after commit."""
     import base64
     import json
 
@@ -227,12 +227,16 @@ def sensor_writes(tmp_path_factory: pytest.TempPathFactory) -> list[WriteRecord]
                     headers={"Authorization": f"Bearer {e['evaluationToken']}"},
                 )
                 assert res.status_code == 200, res.get_json()
+        clock.now_ms += 11_000  # past a write's window: the manual evaluation can no longer win v0
         with phase("compaction"):
             runs_before = len(store.list(f"{TENANT}/{WS}/run_keys/"))
             for meta in store.list(f"{TENANT}/{WS}/ledger/orchestration/"):
                 headers, event = finalize_event(meta.name)
                 assert _app("compactor", "cloudevent").test_client().post("/", headers=headers, data=event)
             assert len(store.list(f"{TENANT}/{WS}/run_keys/")) > runs_before  # submitted after commit
+            # The next evaluations, requested after commit (§6.2).
+            requested = [w for w in store.writes if w.kind == "ledger:SensorEvaluationRequested"]
+            assert any(w.phase == "compaction" for w in requested)
     return [w for w in store.writes if w.phase]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servo.core.errors import CallbackRejected
 from servo.core.events import SensorEvaluationRequested
 from servo.core.sensors import evaluation_task_name
 from servo.dispatch import EnqueueOutcome, HttpTask
@@ -174,7 +175,7 @@ def test_the_sweep_and_the_compactor_requesting_from_the_same_state_make_one_eva
         ("files:v1:1", "SKIPPED"),
         ("files:v0:1", "SKIPPED"),
     ]
-    with pytest.raises(Exception, match="already"):
+    with pytest.raises(CallbackRejected, match="already"):
         report(ctx, nxt)
 
 
@@ -227,7 +228,7 @@ class LosesOneEnqueue(RecordingQueue):
 
 
 def test_a_crash_between_the_request_and_its_task_is_repaired_by_the_next_sweep(tmp_path: Path) -> None:
-    ctx, clock, _, _, task = _world(tmp_path)
+    ctx, _, _, _, task = _world(tmp_path)
     written = _report(ctx, task)
     queue = LosesOneEnqueue()
     ctx = replace(ctx, queue=queue)

@@ -310,25 +310,31 @@ def test_after_30_days_the_sweep_lets_a_poll_sensors_history_go_and_resubmits_no
         [task] = queued(queue)
         report(ctx, task, status="TRIGGERED", cursorUpdated=True, cursor=cursor, runRequests=[{}])
         clock.advance(31 * SECOND)
-    assert len(evaluations(ctx)) == 2 and len(list_runs(ctx, T, W, {})["runs"]) == 2
+    assert len(evaluations(ctx, status="TRIGGERED")) == 2 and len(list_runs(ctx, T, W, {})["runs"]) == 2
+    # The next poll, files:v2:1, requested after commit, is never answered: a month on it expired.
+    [unanswered] = queued(queue)
+    assert unanswered["evaluationId"] == "files:v2:1"
     clock.advance(31 * DAY)
     before = set(ledger_names(ctx))
     assert sweep_sensors(ctx, T, W) == {"evaluations": 1, "runRequests": 0}
     written = [_ledger_event(ctx, n) for n in set(ledger_names(ctx)) - before]
     assert [type(e.data).__name__ for e in written] == ["SensorEvaluationRequested"]  # no run request again
     [task] = queued(queue)
-    assert task["evaluationId"] == "files:v2:1" and task["cursor"] == "c2"
+    assert task["evaluationId"] == "files:v2:2" and task["cursor"] == "c2"
     sensor = show(ctx)
     assert (sensor["stateVersion"], sensor["cursor"], sensor["inFlightEvaluationId"]) == (
         2,
         "c2",
-        "files:v2:1",
+        "files:v2:2",
     )
-    assert [e["evaluationId"] for e in evaluations(ctx)] == ["files:v2:1"]
-    live = refresh_sensors(ctx, T, W)
-    assert [e.data.evaluation_id for e in live.events.values() if hasattr(e.data, "evaluation_id")] == [
-        "files:v2:1"
+    # The expired attempt stays while the one that replaced it is newer than the boundary.
+    assert [(e["evaluationId"], e["status"]) for e in evaluations(ctx)] == [
+        ("files:v2:2", "PENDING"),
+        ("files:v2:1", "EXPIRED"),
     ]
+    live = refresh_sensors(ctx, T, W)
+    kept = [e.data.evaluation_id for e in live.events.values() if hasattr(e.data, "evaluation_id")]
+    assert sorted(kept) == ["files:v2:1", "files:v2:2"]
     events = [_ledger_event(ctx, n) for n in ledger_names(ctx)]
     assert table_rows(rebuild_sensors(events, now_ms=clock.now_ms)) == table_rows(live)
     fresh = make_context(tmp_path, clock=clock)[0]  # another instance reads what was published
@@ -395,5 +401,6 @@ def test_a_projection_published_before_checkpoints_reads_as_it_is_and_takes_its_
     clock.advance(31 * DAY)
     cut = refresh_sensors(old, T, W)
     view = cut.view("files")
-    assert view is not None and view.state_version == 1 and view.evaluations == {}
+    # Only the next poll is kept: requested after commit for the current version, never answered.
+    assert view is not None and view.state_version == 1 and set(view.evaluations) == {"files:v1:1"}
     assert len(cut.checkpoints()) == 1 and table_rows(PROJECTION.load(ctx, T, W)) == table_rows(cut)

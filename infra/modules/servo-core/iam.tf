@@ -50,7 +50,8 @@ locals {
 
     # Sensors (issue 19): the result callback records a result in ledger/ only (with its log, and its
     # one-report claim in attempt_claims/); the compactor publishes the sensor projection and submits
-    # an applied evaluation's run requests after commit (its backfill grants below), the sweep repairs.
+    # an applied evaluation's run requests after commit (its backfill grants below), and requests the
+    # next evaluation (ledger/, then a task on the sensors queue, as a dispatcher); the sweep repairs.
 
     # Backfills (issue 20): automation reserves a create's Idempotency-Key under requests/ and submits
     # the first chunks' run requests itself (run_keys/, creations/), as the sweep does for the rest.

@@ -53,23 +53,25 @@ class Changes:
         )
 
 
-def _next_evaluation_may_change(data: object) -> bool:
-    """A sensor event after which the sensor may be due again (§6.2): a result, an enable, a definition
-    (a new sensor enabled by default, or another interval). A disable or a message is none: a paused
-    sensor is not evaluated, and a push asks for its own evaluation."""
+def _due_again(data: object) -> str | None:
+    """The sensor an event may make due again (§6.2): a result, an enable, a definition (a new sensor
+    enabled by default, or another interval). A disable or a message makes none: a paused sensor is
+    not evaluated, and a push asks for its own evaluation."""
     if isinstance(data, SensorStatusChanged):
-        return data.enabled
-    return isinstance(data, SensorEvaluated | SensorDefinitionUpserted)
+        return data.sensor_id if data.enabled else None
+    if isinstance(data, SensorEvaluated | SensorDefinitionUpserted):
+        return data.sensor_id
+    return None
 
 
 def changes_of(result: CompactionResult | None) -> Changes:
     if result is None:
         return Changes()
-    events = [e for e in result.runless if _next_evaluation_may_change(e.data)]
+    due = [(e.event_id, sensor) for e in result.runless if (sensor := _due_again(e.data)) is not None]
     return Changes(
         frozenset(result.changed_run_ids),
-        frozenset(ledger_object_name(e.event_id) for e in events),
-        frozenset(e.data.sensor_id for e in events),
+        frozenset(ledger_object_name(event_id) for event_id, _ in due),
+        frozenset(sensor for _, sensor in due),
     )
 
 

@@ -196,7 +196,12 @@ def due_request(
     if plan is None:
         return None
     request = SensorEvaluationRequested(
-        spec.sensor_id, plan.evaluation_id, plan.expected_state_version, plan.not_before, plan.trigger, plan.item_ids
+        spec.sensor_id,
+        plan.evaluation_id,
+        plan.expected_state_version,
+        plan.not_before,
+        plan.trigger,
+        plan.item_ids,
     )
     return spec, request
 
