@@ -4,6 +4,8 @@ the worker's part (take the enqueued evaluation task, report a result with its t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from servo.core.canonical_json import canonical_bytes
@@ -12,7 +14,8 @@ from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.sensor_results import report_result
 
-from tests.support.context import RecordingQueue
+from tests.support.context import FakeClock, RecordingQueue, make_context
+from tests.support.faults import FaultyStore
 
 T, W = "acme", "prod"
 SECOND = 1000
@@ -95,3 +98,26 @@ def fail_run(ctx: ServiceContext, queue: RecordingQueue, run_id: str) -> None:
             task_started(ctx, envelope["taskId"], headers, ids)
             error = {"category": "USER_CODE", "message": "boom", "retryable": False}
             task_completed(ctx, envelope["taskId"], headers, {**ids, "outcome": "FAILED", "error": error})
+
+
+def poll_in_flight(
+    root: Path,
+) -> tuple[ServiceContext, FakeClock, RecordingQueue, FaultyStore, dict[str, Any]]:
+    """A poll sensor with its first evaluation in flight (its task), on a store that can be made to
+    crash; nothing compacts on its own (``compact_each`` plays the compactor function)."""
+    from servo.services.sensor_sweep import sweep_sensors
+
+    ctx, clock, queue = make_context(root, compact=False)
+    deploy(ctx, poll(defaultEnabled=True))
+    sweep_sensors(ctx, T, W)
+    [task] = tasks(queue)
+    faulty = FaultyStore(ctx.store)
+    return replace(ctx, store=faulty), clock, queue, faulty, task
+
+
+def compact_each(ctx: ServiceContext, names: list[str]) -> None:
+    """The compactor function, once per finalize event of these ledger objects."""
+    from servo.services.orchestrate import compact_and_act
+
+    for name in names:
+        compact_and_act(ctx, T, W, hint=[name])

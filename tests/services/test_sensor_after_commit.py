@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,25 @@ import pytest
 from servo.core.events import RunTriggered
 from servo.services._compaction_ledger import read_events
 from servo.services.context import ServiceContext
-from servo.services.orchestrate import compact_and_act
 from servo.services.sensor_sweep import sweep_sensors
 
-from tests.services.sensor_support import T, W, deploy, evaluations, ledger_names, poll, report, tasks
-from tests.support.context import make_context
+from tests.services.sensor_support import (
+    SECOND,
+    T,
+    W,
+    compact_each,
+    evaluations,
+    ledger_names,
+    poll_in_flight,
+    report,
+    tasks,
+)
 from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, When
 
 TWO_REQUESTS = [{"runKey": "a.csv"}, {"runKey": "b.csv"}]
 # What the compactor's act phase writes for a sensor result: the sensor projection, then per request
-# the run key's reservation, the run's creation record and its events, then the outcomes.
+# the run key's reservation, the run's creation record and its events, then the outcomes, then the
+# next evaluation's request and the projection again.
 ACT_WRITES = r".*/(ledger/orchestration|run_keys|creations|automation)/.*"
 
 
@@ -39,19 +47,8 @@ def _run_keys(ctx: ServiceContext) -> list[str]:
 
 
 def _world(root: Path) -> tuple[ServiceContext, FaultyStore, dict[str, Any]]:
-    """A poll sensor with its first evaluation in flight; nothing compacts on its own."""
-    ctx, _, queue = make_context(root, compact=False)
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
-    faulty = FaultyStore(ctx.store)
-    return replace(ctx, store=faulty), faulty, task
-
-
-def _compactor(ctx: ServiceContext, names: list[str]) -> None:
-    """The compactor function, once per finalize event of these ledger objects."""
-    for name in names:
-        compact_and_act(ctx, T, W, hint=[name])
+    ctx, _, _, faulty, task = poll_in_flight(root)
+    return ctx, faulty, task
 
 
 def test_the_callback_records_the_result_and_the_compactor_starts_one_run_per_request(
@@ -64,12 +61,12 @@ def test_the_callback_records_the_result_and_the_compactor_starts_one_run_per_re
     assert areas <= {"ledger", "logs", "attempt_claims"}, areas  # §6.3: the callback keeps to these
     assert _run_keys(ctx) == []
     written = sorted(set(ledger_names(ctx)) - before)
-    _compactor(ctx, written)  # no sweep
+    compact_each(ctx, written)  # no sweep
     assert _run_keys(ctx) == ["sensor:files:a.csv", "sensor:files:b.csv"]
     [evaluation] = evaluations(ctx, status="TRIGGERED")  # the next one is PENDING
     assert [r["status"] for r in evaluation["runRequests"]] == ["CREATED", "CREATED"]
     # A redelivered finalize event, then the sweeps: nothing twice.
-    _compactor(ctx, written)
+    compact_each(ctx, written)
     sweep_sensors(ctx, T, W)
     assert _run_keys(ctx) == ["sensor:files:a.csv", "sensor:files:b.csv"]
 
@@ -79,7 +76,7 @@ def _act_writes(root: Path) -> int:
     before = set(ledger_names(ctx))
     report(ctx, task, status="TRIGGERED", runRequests=TWO_REQUESTS)
     start = len(faulty.writes)
-    _compactor(ctx, sorted(set(ledger_names(ctx)) - before))
+    compact_each(ctx, sorted(set(ledger_names(ctx)) - before))
     return sum(1 for w in faulty.writes[start:] if re.fullmatch(ACT_WRITES, w.name))
 
 
@@ -90,16 +87,26 @@ def test_a_crash_between_commit_and_any_submission_write_is_repaired_by_the_swee
     writes = _act_writes(tmp_path / "clean")
     assert writes >= 7  # the projection, two reservations, two creations, two runs' events, outcomes
     for nth in range(1, writes + 1):
-        ctx, faulty, task = _world(tmp_path / f"{when}-{nth}")
+        ctx, clock, queue, faulty, task = poll_in_flight(tmp_path / f"{when}-{nth}")
         before = set(ledger_names(ctx))
         report(ctx, task, status="TRIGGERED", runRequests=TWO_REQUESTS)
         written = sorted(set(ledger_names(ctx)) - before)
         faulty.set_plan(FaultPlan(crashes=(CrashAt(ACT_WRITES, nth, when),)))
         with contextlib.suppress(Crash):
-            _compactor(ctx, written)
+            compact_each(ctx, written)
         faulty.set_plan(FaultPlan())
         sweep_sensors(ctx, T, W)
         sweep_sensors(ctx, T, W)  # a duplicated sweep changes nothing
         assert _run_keys(ctx) == ["sensor:files:a.csv", "sensor:files:b.csv"], (when, nth)
         [evaluation] = evaluations(ctx, status="TRIGGERED")
         assert [r["status"] for r in evaluation["runRequests"]] == ["CREATED", "CREATED"], (when, nth)
+        # The next poll (§6.2), whether the act phase requested it before dying or the sweep once due:
+        # one evaluation, one task, whatever write the act phase died at.
+        clock.advance(31 * SECOND)
+        sweep_sensors(ctx, T, W)
+        sweep_sensors(ctx, T, W)
+        [nxt] = tasks(queue)
+        assert nxt["evaluationId"] == "files:v1:1", (when, nth)
+        report(ctx, nxt)
+        statuses = [e["status"] for e in evaluations(ctx)]
+        assert statuses == ["SKIPPED", "TRIGGERED"], (when, nth)

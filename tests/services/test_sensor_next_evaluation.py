@@ -11,8 +11,6 @@ The worker's part is played by the test, behind a queue that honours ``schedule_
 
 from __future__ import annotations
 
-import contextlib
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from servo.dispatch import EnqueueOutcome, HttpTask
 from servo.services import sensors
 from servo.services._compaction_ledger import read_events
 from servo.services.context import ServiceContext
-from servo.services.orchestrate import compact_and_act
 from servo.services.sensor_projection import refresh_sensors
 from servo.services.sensor_sweep import request_next_evaluations, sweep_sensors
 
@@ -33,17 +30,19 @@ from tests.services.sensor_support import (
     SECOND,
     T,
     W,
+    compact_each,
     deploy,
     evaluations,
     ledger_names,
     poll,
+    poll_in_flight,
     push,
     report,
     show,
     tasks,
 )
 from tests.support.context import T0, FakeClock, RecordingQueue, make_context
-from tests.support.faults import Crash, CrashAt, FaultPlan, FaultyStore, When
+from tests.support.faults import Crash
 
 
 class Worker:
@@ -103,17 +102,6 @@ def test_an_error_is_evaluated_again_one_interval_later_at_the_next_attempt(tmp_
     assert [t["scheduleTimeMs"] for t in worker.waiting] == [T0 + 65 * SECOND]
 
 
-def _world(root: Path) -> tuple[ServiceContext, FakeClock, RecordingQueue, FaultyStore, dict[str, Any]]:
-    """A poll sensor with its first evaluation in flight; nothing compacts on its own (the compactor
-    function is driven by hand, once per finalize event)."""
-    ctx, clock, queue = make_context(root, compact=False)
-    deploy(ctx, poll(defaultEnabled=True))
-    sweep_sensors(ctx, T, W)
-    [task] = tasks(queue)
-    faulty = FaultyStore(ctx.store)
-    return replace(ctx, store=faulty), clock, queue, faulty, task
-
-
 def _report(ctx: ServiceContext, task: dict[str, Any], **result: Any) -> list[str]:
     """Report a result; the ledger objects it wrote (the compactor's finalize events)."""
     before = set(ledger_names(ctx))
@@ -121,23 +109,18 @@ def _report(ctx: ServiceContext, task: dict[str, Any], **result: Any) -> list[st
     return sorted(set(ledger_names(ctx)) - before)
 
 
-def _compactor(ctx: ServiceContext, names: list[str]) -> None:
-    for name in names:
-        compact_and_act(ctx, T, W, hint=[name])
-
-
 def test_the_compactor_requests_the_next_poll_for_one_interval_after_the_result(tmp_path: Path) -> None:
-    ctx, clock, queue, _, task = _world(tmp_path)
+    ctx, clock, queue, _, task = poll_in_flight(tmp_path)
     clock.advance(3 * SECOND)
     written = _report(ctx, task)
     assert tasks(queue) == []  # the callback only records
-    _compactor(ctx, written)
+    compact_each(ctx, written)
     [nxt] = tasks(queue)
     assert nxt["evaluationId"] == "files:v1:1" and nxt["taskName"] == evaluation_task_name("files:v1:1")
     assert nxt["scheduleTimeMs"] == T0 + 33 * SECOND
     assert show(ctx)["inFlightEvaluationId"] == "files:v1:1"
     # A redelivered finalize event and the sweeps, early and when due: nothing requested twice.
-    _compactor(ctx, written)
+    compact_each(ctx, written)
     sweep_sensors(ctx, T, W)
     clock.advance(31 * SECOND)
     assert sweep_sensors(ctx, T, W)["evaluations"] == 0
@@ -146,12 +129,12 @@ def test_the_compactor_requests_the_next_poll_for_one_interval_after_the_result(
 
 
 def test_a_sweep_first_then_the_compactor_make_one_evaluation(tmp_path: Path) -> None:
-    ctx, clock, queue, _, task = _world(tmp_path)
+    ctx, clock, queue, _, task = poll_in_flight(tmp_path)
     written = _report(ctx, task)
     clock.advance(31 * SECOND)
     sweep_sensors(ctx, T, W)  # the finalize event comes late: the sweep requests the next poll
     [nxt] = tasks(queue)
-    _compactor(ctx, written)
+    compact_each(ctx, written)
     assert tasks(queue) == []
     report(ctx, nxt)
     assert [r.evaluation_id for r in _requested(ctx)] == ["files:v0:1", "files:v1:1"]
@@ -161,7 +144,7 @@ def test_a_sweep_first_then_the_compactor_make_one_evaluation(tmp_path: Path) ->
 def test_the_sweep_and_the_compactor_requesting_from_the_same_state_make_one_evaluation(
     tmp_path: Path,
 ) -> None:
-    ctx, clock, queue, _, task = _world(tmp_path)
+    ctx, clock, queue, _, task = poll_in_flight(tmp_path)
     written = _report(ctx, task)
     clock.advance(31 * SECOND)
     # Both read the state before either appends its request: two request events, one evaluation.
@@ -179,42 +162,6 @@ def test_the_sweep_and_the_compactor_requesting_from_the_same_state_make_one_eva
         report(ctx, nxt)
 
 
-# What the act phase writes for a result without run requests: the sensor projection, the next
-# evaluation's request, the projection again.
-ACT_WRITES = r".*/(ledger/orchestration|automation)/.*"
-
-
-def _act_writes(root: Path) -> int:
-    ctx, _, _, faulty, task = _world(root)
-    written = _report(ctx, task)
-    start = len(faulty.writes)
-    _compactor(ctx, written)
-    return sum(1 for w in faulty.writes[start:] if re.fullmatch(ACT_WRITES, w.name))
-
-
-@pytest.mark.parametrize("when", ["before", "after"])
-def test_a_crash_at_every_write_of_the_request_is_repaired_by_the_sweep_never_evaluating_twice(
-    tmp_path: Path, when: When
-) -> None:
-    writes = _act_writes(tmp_path / "clean")
-    assert writes >= 3
-    for nth in range(1, writes + 1):
-        ctx, clock, queue, faulty, task = _world(tmp_path / f"{when}-{nth}")
-        written = _report(ctx, task)
-        faulty.set_plan(FaultPlan(crashes=(CrashAt(ACT_WRITES, nth, when),)))
-        with contextlib.suppress(Crash):
-            _compactor(ctx, written)
-        faulty.set_plan(FaultPlan())
-        clock.advance(31 * SECOND)
-        sweep_sensors(ctx, T, W)
-        sweep_sensors(ctx, T, W)  # a duplicated sweep changes nothing
-        [nxt] = tasks(queue)
-        assert nxt["evaluationId"] == "files:v1:1", (when, nth)
-        report(ctx, nxt)
-        assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED", "SKIPPED"], (when, nth)
-        assert {r.evaluation_id for r in _requested(ctx)} == {"files:v0:1", "files:v1:1"}, (when, nth)
-
-
 class LosesOneEnqueue(RecordingQueue):
     """The process dies between the ledger's commit and the Cloud Task: the first enqueue fails."""
 
@@ -228,11 +175,11 @@ class LosesOneEnqueue(RecordingQueue):
 
 
 def test_a_crash_between_the_request_and_its_task_is_repaired_by_the_next_sweep(tmp_path: Path) -> None:
-    ctx, _, _, _, task = _world(tmp_path)
+    ctx, _, _, _, task = poll_in_flight(tmp_path)
     written = _report(ctx, task)
     queue = LosesOneEnqueue()
     ctx = replace(ctx, queue=queue)
-    _compactor(ctx, written)
+    compact_each(ctx, written)
     assert queue.failed and tasks(queue) == []
     assert show(ctx)["inFlightEvaluationId"] == "files:v1:1"  # requested, never enqueued
     sweep_sensors(ctx, T, W)  # before it is due: the in-flight evaluation's task again
@@ -241,28 +188,28 @@ def test_a_crash_between_the_request_and_its_task_is_repaired_by_the_next_sweep(
 
 
 def test_a_disabled_sensor_gets_no_next_request(tmp_path: Path) -> None:
-    ctx, clock, queue, _, task = _world(tmp_path)
+    ctx, clock, queue, _, task = poll_in_flight(tmp_path)
     written = _report(ctx, task)
     before = set(ledger_names(ctx))
     sensors.set_sensor_enabled(ctx, T, W, "files", False)  # paused before the compactor ran
-    _compactor(ctx, written + sorted(set(ledger_names(ctx)) - before))
+    compact_each(ctx, written + sorted(set(ledger_names(ctx)) - before))
     assert tasks(queue) == []
     assert [r.evaluation_id for r in _requested(ctx)] == ["files:v0:1"]
     # Enabled again: requested at once, the interval after the last evaluation having passed.
     clock.advance(31 * SECOND)
     before = set(ledger_names(ctx))
     sensors.set_sensor_enabled(ctx, T, W, "files", True)
-    _compactor(ctx, sorted(set(ledger_names(ctx)) - before))
+    compact_each(ctx, sorted(set(ledger_names(ctx)) - before))
     [nxt] = tasks(queue)
     assert nxt["evaluationId"] == "files:v3:1" and nxt["scheduleTimeMs"] is None
 
 
 def test_a_stale_result_requests_nothing_while_paused(tmp_path: Path) -> None:
-    ctx, _, queue, _, task = _world(tmp_path)
+    ctx, _, queue, _, task = poll_in_flight(tmp_path)
     before = set(ledger_names(ctx))
     sensors.set_sensor_enabled(ctx, T, W, "files", False)  # the in-flight evaluation goes stale
-    _compactor(ctx, sorted(set(ledger_names(ctx)) - before))
-    _compactor(ctx, _report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "a"}]))
+    compact_each(ctx, sorted(set(ledger_names(ctx)) - before))
+    compact_each(ctx, _report(ctx, task, status="TRIGGERED", runRequests=[{"runKey": "a"}]))
     assert tasks(queue) == []
     assert [e["status"] for e in evaluations(ctx)] == ["SKIPPED_STALE"]
 
