@@ -9,10 +9,14 @@ Nothing is injected: the dev sweep evaluates due sensors and the in-process work
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,9 +61,9 @@ def inbox(ctx):
 DEADLINE_S = 60.0
 
 
-@pytest.fixture(scope="module", params=["embedded", "emulators"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("sensors")
+@contextmanager
+def _dev_stack(root: Path, mode: str, *extra: str) -> Iterator[Stack]:
+    """`servo dev` (embedded or through the emulators) of the quickstart with SENSORS, deployed."""
     project = root / "project"
     shutil.copytree(REPO / "examples" / "quickstart", project, ignore=shutil.ignore_patterns(".servo*"))
     (root / "drop").mkdir()
@@ -68,13 +72,27 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
     env.update(SERVO_API_URL=f"http://127.0.0.1:{port}", PYTHONUNBUFFERED="1")
-    mode = ["--emulators"] if request.param == "emulators" else []
-    with servo_dev(root, project, port, env, *mode) as proc:
+    options = (["--emulators"] if mode == "emulators" else []) + list(extra)
+    with servo_dev(root, project, port, env, *options) as proc:
         storage: list[str] = []
         ready = _read_ready_line(proc, 60, storage)
-        stack = Stack(ready, root / "data", project, env, request.param, storage=storage)
+        stack = Stack(ready, root / "data", project, env, mode, storage=storage)
         assert stack.json("deploy")["assetCount"] == 4
         yield stack
+
+
+@pytest.fixture(scope="module", params=["embedded", "emulators"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with _dev_stack(tmp_path_factory.mktemp("sensors"), request.param) as stack:
+        yield stack
+
+
+@pytest.fixture(params=["embedded", "emulators"])
+def unswept(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Stack, float]]:
+    """A stack whose first sweep comes a minute after it started (its epoch time, returned)."""
+    started = time.time()
+    with _dev_stack(tmp_path, request.param, "--sweep-interval", "60") as stack:
+        yield stack, started
 
 
 def _sensor_runs(stack: Stack, sensor_id: str) -> dict[str, str]:
@@ -173,3 +191,20 @@ def test_a_pubsub_push_envelope_posted_twice_starts_one_run(stack: Stack) -> Non
     bad = requests.post(url, json={"message": {"data": "!!"}}, timeout=10)
     assert bad.status_code == 400 and "messageId" in bad.json()["message"]
     assert requests.post(url.replace("inbox", "nope"), json=envelope, timeout=10).status_code == 404
+
+
+def test_a_poll_sensor_is_evaluated_every_interval_before_any_sweep(unswept: tuple[Stack, float]) -> None:
+    # automation §6.2: after each result is committed, the compactor requests the next poll and its task
+    # waits in the queue (the embedded dispatcher, the Cloud Tasks emulator) for one interval (10 s).
+    stack, started = unswept
+    stack.json("sensor", "enable", "new_files")
+
+    def reported() -> list[float]:
+        listed = stack.json("sensor", "evaluations", "new_files")["evaluations"]
+        return sorted(
+            datetime.fromisoformat(e["reportedAt"]).timestamp() for e in listed if e.get("reportedAt")
+        )
+
+    times = _wait_until(lambda: len(reported()) >= 3 and reported(), "three polls", timeout=55)
+    assert times[2] < started + 60, "the third poll came after the first sweep"
+    assert all(later - earlier >= 10 for earlier, later in itertools.pairwise(times)), times
