@@ -1,5 +1,7 @@
 """The sensors step of the timers sweep (automation §6.2): request due evaluations and hand each to the
-worker as a Cloud Task, add run-status items, and submit the run requests of applied evaluations.
+worker as a Cloud Task, add run-status items, and submit the run requests of applied evaluations. The
+compactor's act phase does the same after commit for the sensors whose events it folded
+(``act_after_commit``), requesting the next evaluation ahead for its ``not_before``; the sweep repairs.
 
 Every id derives from the sensor's state (``{id}:v{version}:{attempt}``, task ``s_…``), so a repeated,
 concurrent or crashed sweep writes the same ``sensor_eval_req:`` key and enqueues the same task name (a
@@ -387,15 +389,16 @@ def sweep_sensors(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> dic
     for log in tables.logs():
         due = due_request(log, tables, ctx.clock_ms())
         if due is not None:
-            tables = request_evaluation(ctx, tenant_id, workspace_id, due[0], tables, due[1])
+            spec, request = due
+            tables = request_evaluation(ctx, tenant_id, workspace_id, spec, tables, request)
             requested += 1
             continue
-        spec = spec_of(log)
+        known = spec_of(log)
         view = tables.view(log.sensor_id)
         flying = None if view is None else in_flight(view)
-        if spec is not None and view is not None and flying is not None:
+        if known is not None and view is not None and flying is not None:
             asked = log.requested.get(flying)  # repair: a crash may have come between request and task
             if asked is not None:
-                enqueue_evaluation(ctx, tenant_id, workspace_id, spec, log, view, asked.data)
+                enqueue_evaluation(ctx, tenant_id, workspace_id, known, log, view, asked.data)
     submitted = submit_pending_sensor_requests(ctx, tenant_id, workspace_id, tables)
     return {"evaluations": requested, "runRequests": len(submitted)}
