@@ -124,6 +124,7 @@ __all__ = [
     "event_id_from_object_name",
     "event_run_id",
     "ledger_object_name",
+    "make_encoded_event",
     "make_event",
 ]
 
@@ -188,7 +189,7 @@ def event_id_from_object_name(name: str) -> str:
     return _ulid(match.group(1), "name")
 
 
-def make_event(
+def make_encoded_event(
     data: EventData,
     *,
     event_id: str,
@@ -198,8 +199,10 @@ def make_event(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     event_type: str | None = None,
-) -> Event:
-    """Build an event; the idempotency key is computed from the data (contracts §6), never typed.
+) -> tuple[Event, bytes]:
+    """Build an event and the bytes it is written as; the idempotency key is computed from the data
+    (contracts §6), never typed. A writer hands the bytes on (``append_events(encoded=...)``) so the
+    event is not encoded a second time.
 
     Args:
         data: the payload.
@@ -235,8 +238,31 @@ def make_event(
         data=data,
     )
     # Encoding once proves the event can be written (no floats, valid ids) before anyone appends it.
-    encode_event(event)
-    return event
+    return event, encode_event(event)
+
+
+def make_event(
+    data: EventData,
+    *,
+    event_id: str,
+    timestamp_ms: int,
+    tenant_id: str,
+    workspace_id: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_type: str | None = None,
+) -> Event:
+    """``make_encoded_event`` without the bytes."""
+    return make_encoded_event(
+        data,
+        event_id=event_id,
+        timestamp_ms=timestamp_ms,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        event_type=event_type,
+    )[0]
 
 
 def encode_event(event: Event) -> bytes:
