@@ -17,9 +17,9 @@ in ``_event_fields``; this module re-exports them, so ``servo.core.events`` stay
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 from servo.core._automation_events import (
     BackfillChunkPlanned,
@@ -241,28 +241,18 @@ def make_encoded_event(
     return event, encode_event(event)
 
 
-def make_event(
-    data: EventData,
-    *,
-    event_id: str,
-    timestamp_ms: int,
-    tenant_id: str,
-    workspace_id: str,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
-    event_type: str | None = None,
-) -> Event:
-    """``make_encoded_event`` without the bytes."""
-    return make_encoded_event(
-        data,
-        event_id=event_id,
-        timestamp_ms=timestamp_ms,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        event_type=event_type,
-    )[0]
+_P = ParamSpec("_P")
+
+
+def _event_only(make: Callable[_P, tuple[Event, bytes]]) -> Callable[_P, Event]:
+    def made(*args: _P.args, **kwargs: _P.kwargs) -> Event:
+        return make(*args, **kwargs)[0]
+
+    made.__doc__ = "``make_encoded_event`` without the bytes."
+    return made
+
+
+make_event = _event_only(make_encoded_event)
 
 
 def encode_event(event: Event) -> bytes:
