@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from servo.reused_threads import ReusedThreads
+from servo.dispatch import ReusedThreads
 from servo.worker._ticker import Ticker
 
 from tests.worker.conftest import Serve, dispatch, envelope

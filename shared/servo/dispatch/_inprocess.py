@@ -8,7 +8,7 @@ answers the same status, headers and body. What the socket gave for free is kept
 - each request is served on a thread of its own, in a fresh context, as a threaded server serves a
   connection: the caller's ``timeout_s`` holds (the endpoint is left to finish, as a server would be),
   and nothing of the caller's context (the worker's per-task output capture) follows the request.
-  Serving threads are kept a while for the next request (servo.reused_threads);
+  Serving threads are kept a while for the next request (``ReusedThreads``);
 - an endpoint that raises answers 500, as a WSGI server answers for a crashed application;
 - a base URL nobody mounted goes to ``fallback`` (real HTTP), so a remote worker or API still works.
 """
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from servo.dispatch._reused_threads import ReusedThreads
 from servo.dispatch._transport import (
     Endpoint,
     HttpTransport,
@@ -31,7 +32,6 @@ from servo.dispatch._transport import (
     TransportError,
     TransportTimeout,
 )
-from servo.reused_threads import ReusedThreads
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ from ulid import ULID
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
-from servo.dispatch import Transport
+from servo.dispatch import ReusedThreads, Transport
 from servo.errors import classify_exception
-from servo.reused_threads import ReusedThreads
 from servo.sdk import AssetContext
 from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient
 from servo.worker._capture import capture_output

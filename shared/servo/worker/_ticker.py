@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from servo.reused_threads import ReusedThreads
+from servo.dispatch import ReusedThreads
 
 # A job runs again ``interval_s`` after its last run ended, while it returns True and is not stopped.
 Job = Callable[[], bool]
