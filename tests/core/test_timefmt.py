@@ -110,3 +110,16 @@ def test_us_roundtrip(us: int) -> None:
     assert parse_timestamp_us(text) == us
     fraction = text[19:-1]
     assert len(fraction) in (0, 4, 7)
+
+
+def test_formatting_agrees_with_datetime_over_the_whole_range() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for us in (0, 951_782_400_000_000, 4_107_542_399_999_999, 253_402_300_799_999_999, 1_765_000_000_123_000):
+        for value in (us, us, us - 1_000_000, us):  # the same second again, and another one between
+            if value < 0:
+                continue
+            expected = (epoch + timedelta(microseconds=value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            assert parse_timestamp_us(format_timestamp_us(value)) == value
+            assert format_timestamp_us(value).rstrip("Z").split(".")[0] == expected.split(".")[0]

@@ -278,3 +278,60 @@ def test_a_token_verified_before_is_still_checked_in_full_on_every_use() -> None
     forged = _b64u(json.dumps({**_payload(token), "attempt": 2}).encode())
     with pytest.raises(Unauthorized, match="signature"):
         verify_task_token(SECRET, f"{head}.{forged}.{signature}", NOW + 5)
+
+
+# The signature is checked by Servo's own HS256 code (PyJWT cost about 0.25 ms a token on every
+# callback path); these pin that it accepts exactly what a JWS HS256 verifier accepts.
+
+
+def test_a_token_signed_elsewhere_with_the_same_key_verifies() -> None:
+    token = jwt.encode({**_payload(_issue()[0])}, SECRET, algorithm="HS256", headers={"kid": "ignored?"})
+    with pytest.raises(Unauthorized, match="unknown key id"):
+        verify_task_token(SECRET, token, NOW)
+    plain = jwt.encode(_payload(_issue()[0]), SECRET, algorithm="HS256")  # no kid: every key is tried
+    assert verify_task_token([OTHER_SECRET, SECRET], plain, NOW).attempt_id == SCOPE["attempt_id"]
+
+
+def test_issued_tokens_are_the_bytes_pyjwt_would_sign() -> None:
+    token, _ = _issue(issuer="servo", audience="workers")
+    header = jwt.get_unverified_header(token)
+    assert jwt.encode(_payload(token), SECRET, algorithm="HS256", headers={"kid": header["kid"]}) == token
+    assert jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_aud": False})
+
+
+def _mangled(token: str) -> list[str]:
+    head, payload, signature = token.split(".")
+    other_head = _b64u(json.dumps(["HS256"]).encode())
+    other_payload = _b64u(b"[1, 2]")
+    return [
+        f"{head}.{payload}.{signature}=",  # padding is not base64url in a JWS
+        f"{head}.{payload}.{signature[:-1]}",  # a signature cut short
+        f"{head}.{payload}.{signature}A",
+        f"{head}.{payload}.{signature[:5]}+{signature[6:]}",  # standard base64, not url-safe
+        f"{head}.{payload}. {signature}",
+        f"{head}.{payload}.{signature}.x",
+        f"{head}.{payload}",
+        f"{head}..{signature}",
+        f"{head}={payload}.{signature}",
+        f"{other_head}.{payload}.{signature}",
+        f"{head}.{other_payload}.{signature}",
+        f"{_b64u(b'not json')}.{payload}.{signature}",
+        f"{head}.{_b64u(b'not json')}.{signature}",
+        f"{head}.\u00e9{payload}.{signature}",
+    ]
+
+
+def test_a_mangled_token_is_refused_whatever_part_is_bent() -> None:
+    token, _ = _issue()
+    for bad in _mangled(token):
+        with pytest.raises(Unauthorized, match=r"^invalid_token: ") as info:
+            verify_task_token(SECRET, bad, NOW)
+        assert info.value.http_status == 401, bad
+
+
+def test_a_signature_made_over_other_bytes_is_refused() -> None:
+    token, _ = _issue()
+    head, payload, _ = token.split(".")
+    resigned = jwt.encode(_payload(token), OTHER_SECRET, algorithm="HS256", headers={"kid": "x"})
+    with pytest.raises(Unauthorized, match="signature"):
+        verify_task_token(SECRET, f"{head}.{payload}.{resigned.split('.')[2]}", NOW)

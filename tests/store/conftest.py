@@ -16,6 +16,7 @@ __all__ = ["fake_gcs"]
 @pytest.fixture(
     params=[
         "local",
+        "local-named-temp",
         pytest.param("gcs", marks=pytest.mark.emulator),
         "counting",
     ]
@@ -24,6 +25,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
     """Every ObjectStore adapter, each empty; the contract suite runs once per adapter."""
     if request.param == "local":
         yield LocalFileStore(tmp_path / "data")
+    elif request.param == "local-named-temp":
+        # What a system without O_TMPFILE gets: every write through a named temp file and a rename.
+        yield LocalFileStore(tmp_path / "data", unnamed_temp_files=False)
     elif request.param == "counting":
         yield CountingStore(LocalFileStore(tmp_path / "data"))
     else:

@@ -17,9 +17,9 @@ in ``_event_fields``; this module re-exports them, so ``servo.core.events`` stay
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 from servo.core._automation_events import (
     BackfillChunkPlanned,
@@ -124,6 +124,7 @@ __all__ = [
     "event_id_from_object_name",
     "event_run_id",
     "ledger_object_name",
+    "make_encoded_event",
     "make_event",
 ]
 
@@ -188,7 +189,7 @@ def event_id_from_object_name(name: str) -> str:
     return _ulid(match.group(1), "name")
 
 
-def make_event(
+def make_encoded_event(
     data: EventData,
     *,
     event_id: str,
@@ -198,8 +199,10 @@ def make_event(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     event_type: str | None = None,
-) -> Event:
-    """Build an event; the idempotency key is computed from the data (contracts §6), never typed.
+) -> tuple[Event, bytes]:
+    """Build an event and the bytes it is written as; the idempotency key is computed from the data
+    (contracts §6), never typed. A writer hands the bytes on (``append_events(encoded=...)``) so the
+    event is not encoded a second time.
 
     Args:
         data: the payload.
@@ -235,8 +238,21 @@ def make_event(
         data=data,
     )
     # Encoding once proves the event can be written (no floats, valid ids) before anyone appends it.
-    encode_event(event)
-    return event
+    return event, encode_event(event)
+
+
+_P = ParamSpec("_P")
+
+
+def _event_only(make: Callable[_P, tuple[Event, bytes]]) -> Callable[_P, Event]:
+    def made(*args: _P.args, **kwargs: _P.kwargs) -> Event:
+        return make(*args, **kwargs)[0]
+
+    made.__doc__ = "``make_encoded_event`` without the bytes."
+    return made
+
+
+make_event = _event_only(make_encoded_event)
 
 
 def encode_event(event: Event) -> bytes:

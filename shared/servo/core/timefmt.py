@@ -8,7 +8,8 @@ with an offset would be a second spelling of the same instant.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime
 
 from servo.core.errors import InvalidInput
 
@@ -26,15 +27,25 @@ def _check_epoch(value: int, what: str, limit: int) -> None:
         raise InvalidInput(f"{what} {value} is outside 1970-01-01 .. 9999-12-31")
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_timestamp_us(us: int) -> str:
     """Format epoch microseconds as ``YYYY-MM-DDTHH:MM:SSZ`` with 0, 3 or 6 fraction digits (fewest lossless).
 
     Raises:
         InvalidInput: not an int, or outside 1970..9999.
     """
+    global _last_second
     _check_epoch(us, "epoch microseconds", MAX_MS * 1000 + 999)
     seconds, micros = divmod(us, 1_000_000)
-    base = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    last = _last_second
+    if last[0] == seconds:
+        base = last[1]
+    else:
+        # Every event and answer is stamped, mostly within the same second: the last one is kept.
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, base)
     if micros == 0:
         return base + "Z"
     if micros % 1000 == 0:

@@ -1,5 +1,6 @@
 """The TaskQueue port and its adapters (Cloud Tasks, the embedded mode's local dispatcher), and the
-Transport port that carries the local stacks' hops (HTTP, or in process when both ends share one).
+Transport port that carries the local stacks' hops (HTTP, or in process when both ends share one), on
+threads kept from one job to the next (``ReusedThreads``, which the worker's attempts use too).
 
 ``CloudTasksQueue``/``cloud_tasks_client`` are imported lazily: google-cloud-tasks and grpc are slow to
 import, which the embedded mode and the CLI should not pay.
@@ -20,6 +21,7 @@ from servo.dispatch._port import (
     TaskQueue,
     validate_queue_id,
 )
+from servo.dispatch._reused_threads import ReusedThreads
 from servo.dispatch._transport import (
     Endpoint,
     HttpTransport,
@@ -49,6 +51,7 @@ __all__ = [
     "QueueUnavailable",
     "RedeliveryPolicy",
     "Reply",
+    "ReusedThreads",
     "TaskQueue",
     "Transport",
     "TransportError",

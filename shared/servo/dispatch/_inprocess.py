@@ -8,7 +8,7 @@ answers the same status, headers and body. What the socket gave for free is kept
 - each request is served on a thread of its own, in a fresh context, as a threaded server serves a
   connection: the caller's ``timeout_s`` holds (the endpoint is left to finish, as a server would be),
   and nothing of the caller's context (the worker's per-task output capture) follows the request.
-  Serving threads are kept a while for the next request (starting one cost about 0.1 ms);
+  Serving threads are kept a while for the next request (``ReusedThreads``);
 - an endpoint that raises answers 500, as a WSGI server answers for a crashed application;
 - a base URL nobody mounted goes to ``fallback`` (real HTTP), so a remote worker or API still works.
 """
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from servo.dispatch._reused_threads import ReusedThreads
 from servo.dispatch._transport import (
     Endpoint,
     HttpTransport,
@@ -34,9 +34,6 @@ from servo.dispatch._transport import (
 )
 
 logger = logging.getLogger(__name__)
-
-# How long a serving thread waits for another request before it ends.
-IDLE_THREAD_S = 30.0
 
 _CRASHED = Reply(
     500,
@@ -55,6 +52,11 @@ class _Pending:
     reply: Reply | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
+    def answer(self, reply: object) -> None:
+        assert isinstance(reply, Reply)
+        self.reply = reply
+        self.done.set()
+
 
 class InProcessTransport:
     """Hands requests to endpoints mounted by base URL (scheme and host:port); others go to ``fallback``.
@@ -67,7 +69,7 @@ class InProcessTransport:
         self._fallback = fallback if fallback is not None else HttpTransport()
         self._mounted: dict[tuple[str, str], Endpoint] = {}
         self._lock = threading.Lock()
-        self._threads = _ServingThreads()
+        self._threads = ReusedThreads("servo-inprocess")
 
     def mount(self, base_url: str, endpoint: Endpoint) -> None:
         """Serve requests to ``base_url``'s scheme and host:port with ``endpoint`` from now on."""
@@ -103,7 +105,9 @@ class InProcessTransport:
         )
         pending = _Pending()
         try:
-            self._threads.run(lambda: _answer(endpoint, request), pending)
+            # A fresh context, as a server's thread has: nothing of the caller's (the worker's per-task
+            # output capture) follows the request.
+            self._threads.run(lambda: contextvars.Context().run(_answer, endpoint, request), pending.answer)
         except RuntimeError as exc:  # the interpreter is shutting down: nobody can answer
             raise TransportError(f"{url} cannot be served: {exc}") from exc
         if not pending.done.wait(timeout_s):
@@ -118,47 +122,3 @@ def _answer(endpoint: Endpoint, request: InboundRequest) -> Reply:
     except Exception:
         logger.exception("in-process %s %s failed", request.method, request.path)
         return _CRASHED
-
-
-Job = tuple[Callable[[], Reply], _Pending]
-
-
-class _ServingThreads:
-    """Threads serving one request at a time, each request in a fresh context; an idle thread takes
-    the next request, a new one is started when none is idle, and one idle for IDLE_THREAD_S ends."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[Job]] = []
-
-    def run(self, work: Callable[[], Reply], pending: _Pending) -> None:
-        """Answer ``work()`` into ``pending`` on a serving thread."""
-        job = (work, pending)
-        with self._lock:
-            inbox = self._idle.pop() if self._idle else None
-        if inbox is not None:
-            inbox.put(job)
-            return
-        inbox = queue.SimpleQueue()
-        inbox.put(job)
-        threading.Thread(target=self._serve, args=(inbox,), name="servo-inprocess", daemon=True).start()
-
-    def _serve(self, inbox: queue.SimpleQueue[Job]) -> None:
-        job = inbox.get()
-        while True:
-            work, pending = job
-            reply = contextvars.Context().run(work)
-            # Idle before the caller hears back, so its next request finds this thread free.
-            with self._lock:
-                self._idle.append(inbox)
-            pending.reply = reply
-            pending.done.set()
-            del job, work, pending, reply  # an idle thread holds nothing of the last request
-            try:
-                job = inbox.get(timeout=IDLE_THREAD_S)
-            except queue.Empty:
-                with self._lock:
-                    if inbox in self._idle:
-                        self._idle.remove(inbox)
-                        return
-                job = inbox.get()  # taken for a request just as the wait ended: its job is on the way

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import CallbackRejected, InvalidMessage, InvalidTaskId, Unauthorized
-from servo.core.events import Event, TaskFinished, TaskHeartbeat, TaskStarted, make_event
+from servo.core.events import Event, TaskFinished, TaskHeartbeat, TaskStarted, make_encoded_event
 from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
 from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedRequest
@@ -229,7 +229,7 @@ def _cancel_requested(run: RunRow) -> bool:
 
 
 def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
-    event = make_event(
+    event, encoded = make_encoded_event(
         data,
         event_id=ctx.ids.new(now),
         timestamp_ms=now,
@@ -238,7 +238,9 @@ def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
     )
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
-    append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False)
+    append_events(
+        ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False, encoded=[encoded]
+    )
     recent = _recent_writes(ctx)
     if recent is not None and not isinstance(data, TaskHeartbeat):
         recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)

@@ -55,11 +55,13 @@ def append_events(
     events: Sequence[Event],
     *,
     await_publish: bool = True,
+    encoded: Sequence[bytes] | None = None,
 ) -> list[str]:
     """Write each event create-if-absent; returns the object names (relative to the workspace).
 
     ``await_publish=False`` tells the hook the caller will not read back what it wrote, so an
-    embedded stack need not hold it until the publish.
+    embedded stack need not hold it until the publish. ``encoded``: the events' bytes as
+    ``make_encoded_event`` gave them, one per event, so none is encoded twice.
     """
     store = ctx.workspace_store(tenant_id, workspace_id)
     now = ctx.clock_ms()
@@ -68,22 +70,26 @@ def append_events(
             raise InvalidEvent(f"event {event.event_id} belongs to another workspace")
         if ulid_time_ms(event.event_id) > now + MAX_FUTURE_SKEW_MS:
             raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
+    if encoded is not None and len(encoded) != len(events):
+        raise InvalidEvent("append_events takes one encoding per event, or none")
+    pairs = list(zip(events, encoded if encoded is not None else [None] * len(events), strict=True))
 
     # A compaction in this process (the hook's) takes what was written here instead of reading it back.
     written = None
     if ctx.after_ledger_write is not None:
         written = written_events(ctx.workspace_cache(tenant_id, workspace_id))
 
-    def write(event: Event) -> str:
+    def write(pair: tuple[Event, bytes | None]) -> str:
+        event, data = pair
         name = ledger_object_name(event.event_id)
-        if not create_once(store, name, encode_event(event)):
+        if not create_once(store, name, data if data is not None else encode_event(event)):
             raise Conflict(f"ledger object {name} already exists with other content")
         if written is not None:
             written.note(name, event)
         return name
 
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
-    names = io_map(write, events)
+    names = io_map(write, pairs)
     late = [n for n, e in zip(names, events, strict=True) if ulid_time_ms(e.event_id) < now - LATE_WRITE_MS]
     if late:
         fold_written(ctx, tenant_id, workspace_id, late)

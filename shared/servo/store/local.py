@@ -8,8 +8,11 @@ with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in
   chosen by a hash of its name; the file also remembers the newest generation written or deleted under
   it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
   lock file another process is waiting on would let two writers hold "the" lock at once.
-- ``tmp/``: each write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader opens one
-  inode and always sees a whole object, without taking any lock.
+- ``tmp/``: a replacing write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader
+  opens one inode and always sees a whole object, without taking any lock. A new object needs no temp
+  name: it is written to an unnamed file in its folder (``O_TMPFILE``) and linked at its name once whole
+  and synced, one change of one folder instead of three of two (30-35 % of a create's CPU with
+  concurrent writers); where the system cannot, it goes through ``tmp/`` as well.
 - ``shadow/a%o``: the rare object whose name is also a folder (``a`` next to ``a/b``, which GCS allows but a
   file system does not) lives here once ``ROOT/a`` has become a directory.
 
@@ -27,6 +30,7 @@ import os
 import secrets
 import stat
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -82,9 +86,11 @@ class LocalFileStore:
     Args:
         root: the data directory (created on first write).
         durable: fsync each object before publishing it; turn off only for throwaway test data.
+        unnamed_temp_files: write a new object to an unnamed file linked at its name (Linux); False
+            takes the named temp file and rename every write takes elsewhere.
     """
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, durable: bool = True, unnamed_temp_files: bool = True) -> None:
         self._root = Path(root)
         # Paths are built as strings: pathlib's parsing cost more CPU than the system calls of a
         # write or a read, and every ledger event is one of each.
@@ -92,6 +98,7 @@ class LocalFileStore:
         self._side = os.path.join(self._root_str, SIDE_TREE)
         self._durable = durable
         self._fine_times = False  # the file system keeps microsecond modification times (seen once)
+        self._unnamed = unnamed_temp_files and hasattr(os, "O_TMPFILE")
 
     @property
     def root(self) -> Path:
@@ -245,10 +252,24 @@ class LocalFileStore:
         self, lock_fd: int, name: str, segments: builtins.list[str], data: bytes, expected: int | None
     ) -> int | None:
         """The write, under the object's lock; None when its folder must be made first."""
+        unnamed = self._unnamed
         while True:
             path, current = self._home(segments)
             _check(name, expected, current)
             remembered = _remembered(lock_fd)
+            if current is None and unnamed:
+                try:
+                    generation = self._link_new(path, data, remembered)
+                except FileExistsError:
+                    # A folder (or a file written by hand) stands there now: look again, and if it is
+                    # something a look does not see (a dangling link), replace it as a rename would.
+                    unnamed = False
+                    continue
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+                if generation is not None:
+                    os.pwrite(lock_fd, _GEN.pack(generation), 0)
+                    return generation
             tmp, generation = self._write_temp(data, max(remembered, current or 0))
             try:
                 os.replace(tmp, path)
@@ -266,6 +287,34 @@ class LocalFileStore:
             os.pwrite(lock_fd, _GEN.pack(generation), 0)
             return generation
 
+    def _link_new(self, path: str, data: bytes, floor: int) -> int | None:
+        """Write a new object as an unnamed file in its folder, then link it at ``path``; None when
+        this system cannot (the caller takes a named temp file, and so does every later write).
+
+        Raises:
+            FileExistsError: something stands at ``path``.
+            FileNotFoundError, NotADirectoryError: its folder is missing.
+        """
+        try:
+            fd = os.open(os.path.dirname(path), os.O_TMPFILE | os.O_WRONLY, 0o644)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | NotADirectoryError):
+                raise
+            self._unnamed = False  # no O_TMPFILE on this file system (EOPNOTSUPP, EISDIR, EINVAL)
+            return None
+        try:
+            generation = self._fill(fd, data, floor)
+            # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N gives the unnamed file its name; os.link
+            # passes that flag only with a directory descriptor, so the link is made relative to one.
+            proc = _proc_fds()
+            if proc is None:
+                self._unnamed = False
+                return None
+            os.link(str(fd), path, src_dir_fd=proc)
+        finally:
+            os.close(fd)
+        return generation
+
     def _write_temp(self, data: bytes, floor: int) -> tuple[str, int]:
         """A fresh temp file holding ``data``, stamped with a generation above ``floor``."""
         tmp = os.path.join(self._side, "tmp", secrets.token_hex(8))
@@ -275,27 +324,32 @@ class LocalFileStore:
             os.makedirs(os.path.dirname(tmp), exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, data)
-            generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
-            os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
-            # One file system holds the data directory: its time precision is checked on the first
-            # write only (a system call less on every later one).
-            if not self._fine_times and _generation(os.fstat(fd)) != generation:
-                # No path in the message: it may reach an API answer (issue 15, item 16).
-                raise ServoError(
-                    "the data directory's file system keeps modification times coarser than a "
-                    "microsecond; the local store keeps generations in them "
-                    "(use ext4, xfs, btrfs, tmpfs or APFS)"
-                )
-            self._fine_times = True
-            if self._durable:
-                os.fsync(fd)
+            generation = self._fill(fd, data, floor)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
             raise
         os.close(fd)
         return tmp, generation
+
+    def _fill(self, fd: int, data: bytes, floor: int) -> int:
+        """Write ``data`` to a new file, stamp it with a generation above ``floor``, sync it."""
+        os.write(fd, data)
+        generation = max(time.time_ns() // _NS_PER_GENERATION, floor + 1)
+        os.utime(fd, ns=(generation * _NS_PER_GENERATION, generation * _NS_PER_GENERATION))
+        # One file system holds the data directory: its time precision is checked on the first
+        # write only (a system call less on every later one).
+        if not self._fine_times and _generation(os.fstat(fd)) != generation:
+            # No path in the message: it may reach an API answer (issue 15, item 16).
+            raise ServoError(
+                "the data directory's file system keeps modification times coarser than a "
+                "microsecond; the local store keeps generations in them "
+                "(use ext4, xfs, btrfs, tmpfs or APFS)"
+            )
+        self._fine_times = True
+        if self._durable:
+            os.fsync(fd)
+        return generation
 
     def _home(self, segments: builtins.list[str]) -> tuple[str, int | None]:
         """Where the object lives now, and its generation (None: absent). That is its plain path, or the
@@ -352,6 +406,29 @@ class LocalFileStore:
             yield fd
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+
+_PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd opened by that pid)
+_PROC_FDS_LOCK = threading.Lock()
+
+
+def _proc_fds() -> int | None:
+    """A descriptor of this process's ``/proc/self/fd`` (opened again after a fork: the parent's
+    would name the parent's files); None without /proc."""
+    global _PROC_FDS
+    pid = os.getpid()
+    held = _PROC_FDS
+    if held is not None and held[0] == pid:
+        return held[1]
+    with _PROC_FDS_LOCK:
+        if _PROC_FDS is not None and _PROC_FDS[0] == pid:
+            return _PROC_FDS[1]
+        try:
+            fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        _PROC_FDS = (pid, fd)
+        return fd
 
 
 def _check(name: str, expected: int | None, current: int | None) -> None:

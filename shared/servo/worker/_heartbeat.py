@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from servo.core.protocol import HeartbeatRequest
 from servo.worker._callbacks import CallbackClient, CallbackUnavailable
+from servo.worker._ticker import Repeating, Ticker, shared_ticker
 
 logger = logging.getLogger("servo.worker")
 
@@ -58,7 +59,7 @@ Progress = Callable[[], tuple[str | None, int | None]]
 
 
 class Heartbeater:
-    """Sends ``heartbeat`` every ``interval`` seconds until stopped, in a daemon thread."""
+    """Sends ``heartbeat`` every ``interval`` seconds until stopped, timed by the process's ticker."""
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class Heartbeater:
         progress: Progress,
         cancel: CancelSignal,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        ticker: Ticker | None = None,
     ) -> None:
         self._client = client
         self._attempt = attempt
@@ -82,23 +84,17 @@ class Heartbeater:
         self._progress = progress
         self._cancel = cancel
         self._clock_ms = clock_ms
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"servo-heartbeat-{attempt_id}", daemon=True)
+        self._ticker = ticker
+        self._beats: Repeating | None = None
         self.sent = 0
 
     def start(self) -> None:
-        self._thread.start()
+        self._beats = (self._ticker or shared_ticker()).every(self._interval_s, self.beat)
 
     def stop(self) -> None:
         """Stop and wait for an in-flight heartbeat, so none is sent after ``completed``."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            if not self.beat():
-                return
+        if self._beats is not None:
+            self._beats.stop()
 
     def beat(self) -> bool:
         """Send one heartbeat; False when heartbeating should stop (the task is gone)."""

@@ -14,6 +14,7 @@ import logging
 import threading
 
 from servo.worker._callbacks import CallbackClient, CallbackUnavailable
+from servo.worker._ticker import Repeating, Ticker, shared_ticker
 
 logger = logging.getLogger("servo.worker")
 
@@ -99,7 +100,8 @@ class OutputStream:
 
 
 class LogUploader:
-    """Sends an attempt's output as numbered chunks from a daemon thread, then the rest on ``close``."""
+    """Sends an attempt's output as numbered chunks while it runs (timed by the process's ticker),
+    then the rest on ``close``."""
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class LogUploader:
         interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         chunk_chars: int = CHUNK_CHARS,
         max_chars: int = MAX_ATTEMPT_CHARS,
+        ticker: Ticker | None = None,
     ) -> None:
         self._client = client
         self._attempt = attempt
@@ -119,30 +122,30 @@ class LogUploader:
         self._budget = max_chars
         self._seq = 0
         self._send_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"servo-logs-{attempt}", daemon=True)
+        self._ticker = ticker
+        self._step_s = min(0.2, interval_s)
+        self._waited = 0.0
+        self._checks: Repeating | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._checks = (self._ticker or shared_ticker()).every(self._step_s, self._check)
 
     def close(self) -> None:
-        """Stop the thread and upload everything still waiting (best effort)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        """Stop the periodic uploads (waiting for one in flight) and upload everything still waiting
+        (best effort)."""
+        if self._checks is not None:
+            self._checks.stop()
         if self._budget <= 0:
             self._stream.keep_tail(self._chunk_chars)
         while self._stream.pending() and self._flush(final=True):
             pass
 
-    def _loop(self) -> None:
-        waited = 0.0
-        step = min(0.2, self._interval_s)
-        while not self._stop.wait(step):
-            waited += step
-            if waited >= self._interval_s or self._stream.pending() >= self._chunk_chars:
-                waited = 0.0
-                self._flush(final=False)
+    def _check(self) -> bool:
+        self._waited += self._step_s
+        if self._waited >= self._interval_s or self._stream.pending() >= self._chunk_chars:
+            self._waited = 0.0
+            self._flush(final=False)
+        return True
 
     def _flush(self, *, final: bool) -> bool:
         """Upload one chunk; False when nothing was sent (nothing ready, or the upload failed)."""

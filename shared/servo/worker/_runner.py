@@ -1,14 +1,16 @@
 """One task attempt, end to end: started → heartbeats and streamed logs → the asset → completed.
 
-The asset runs on its own thread, in a copy of the request's context (so the per-task capture follows
-it), while the request thread waits. That keeps the HTTP request synchronous (Cloud Run style) but lets
-the worker answer when an asset ignores a cancel or a timeout: after the grace period the attempt is
-reported and the thread is abandoned (it is a daemon and can only write to its own buffers).
+The asset runs on a kept thread of its own (``ReusedThreads``), in a copy of the request's context (so
+the per-task capture follows it), while the request thread waits. That keeps the HTTP request
+synchronous (Cloud Run style) but lets the worker answer when an asset ignores a cancel or a timeout:
+after the grace period the attempt is reported and the thread is abandoned (it is a daemon and can
+only write to its own buffers).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -21,7 +23,7 @@ from ulid import ULID
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, ServoError
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
-from servo.dispatch import Transport
+from servo.dispatch import ReusedThreads, Transport
 from servo.errors import classify_exception
 from servo.sdk import AssetContext
 from servo.worker._callbacks import ABORT_ON_STARTED, CallbackClient
@@ -29,11 +31,15 @@ from servo.worker._capture import capture_output
 from servo.worker._heartbeat import CancelSignal, Heartbeater, heartbeat_interval
 from servo.worker._invoke import USER_LOGGERS, AssetFunction, Reporter, build_context, call_asset, timeout_of
 from servo.worker._logstream import DEFAULT_FLUSH_INTERVAL_S, LogUploader
+from servo.worker._ticker import shared_ticker
 from servo.worker._tracebacks import user_traceback
 
 logger = logging.getLogger("servo.worker")
 
 TIMEOUT_REASON = "timeout"
+# The threads assets run on, kept from one attempt to the next (a thread start and join per attempt
+# was most of a short task's worker CPU); an abandoned asset keeps its thread, as before.
+_ASSET_THREADS = ReusedThreads("servo-asset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,28 +143,19 @@ def run_attempt(
         cancel=cancel,
     )
     timeout_s = timeout_of(envelope, fn)
-    timer = threading.Timer(timeout_s, cancel.set, args=(TIMEOUT_REASON,)) if timeout_s else None
     with capture_output(USER_LOGGERS) as captured:
         uploader = LogUploader(
             client, envelope.attempt, captured.stream, interval_s=config.log_flush_interval_s
         )
         uploader.start()
         finished = _Finished()
-        thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(_call, finished, fn, context),
-            name=f"servo-asset-{envelope.task_key}",
-            daemon=True,
-        )
         beats.start()
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
-        thread.start()
+        timer = shared_ticker().every(timeout_s, lambda: _time_out(cancel)) if timeout_s else None
+        _ASSET_THREADS.run(functools.partial(contextvars.copy_context().run, _call, finished, fn, context))
         _wait(finished, cancel, config.cancel_grace_s)
         beats.stop()
         if timer is not None:
-            timer.cancel()
+            timer.stop()
     outcome, output, error = _outcome(finished, cancel, reporter, timeout_s)
     if error is not None and error.stack_trace:
         # The log is where a failure is read: the traceback goes there, after what the asset printed.
@@ -166,6 +163,11 @@ def run_attempt(
     # Before ``completed``: a reader that sees the task finished also sees all of its output.
     uploader.close()
     return _complete(client, envelope, config, outcome, output, error, cancel.reason)
+
+
+def _time_out(cancel: CancelSignal) -> bool:
+    cancel.set(TIMEOUT_REASON)
+    return False  # once
 
 
 def _call(finished: _Finished, fn: AssetFunction, context: AssetContext) -> None:
