@@ -19,12 +19,11 @@ import pytest
 import requests
 from servo.dev.embedded import EmbeddedStack
 from servo.dispatch import InProcessTransport
-from servo.worker import serve_app
+from servo.worker import project_assets, serve_app
 
 from bench._api import TENANT, deploy, trigger, wait_state
 from bench._graphs import chain_keys, write_servo_project
 from bench._instrument import TimedTransport, TimedWorkerApp, Timeline
-from servo.worker import project_assets
 
 NEVER_MS = 600_000  # a window no test outlives: a publish it holds back never comes
 DEADLINE_S = 60
@@ -78,9 +77,7 @@ def _dev(tmp_path: Path, n: int, **settings: Any) -> Iterator[Dev]:
 @pytest.fixture
 def held_publishes(tmp_path: Path) -> Iterator[Dev]:
     """A stack whose group commit publishes only for a writer someone waits on (deploy, trigger)."""
-    yield from _dev(
-        tmp_path, 3, group_commit_window_ms=NEVER_MS, group_commit_progress_window_ms=NEVER_MS
-    )
+    yield from _dev(tmp_path, 3, group_commit_window_ms=NEVER_MS, group_commit_progress_window_ms=NEVER_MS)
 
 
 def test_a_chain_hops_from_callback_to_dispatch_without_a_publish(held_publishes: Dev) -> None:
@@ -94,3 +91,21 @@ def test_a_chain_hops_from_callback_to_dispatch_without_a_publish(held_publishes
         chain_keys(3)
     )
     assert dev.head_generation(ws) == published  # three hops, not one publish between them
+
+
+@pytest.fixture
+def progress_held(tmp_path: Path) -> Iterator[Dev]:
+    """A stack whose group commit holds writes that only record progress for ever."""
+    yield from _dev(tmp_path, 3, group_commit_progress_window_ms=NEVER_MS)
+
+
+def test_the_hops_share_a_publish_and_the_runs_end_is_published_at_once(progress_held: Dev) -> None:
+    # Every completion but the last dispatched its own next hop (only progress, held back); the last
+    # one ends the run, and a reader polling GetRun sees that without waiting for the progress window.
+    dev, ws = progress_held, "chain3"
+    http = dev.http
+    deploy(http, dev.stack.api_url, ws, dev.project, ws)
+    run_id = trigger(http, dev.stack.api_url, ws, chain_keys(3)[0], downstream=True)
+    run, _ = wait_state(http, dev.stack.api_url, ws, run_id, DEADLINE_S, every=0.05)
+    assert run["state"] == "SUCCEEDED"
+    assert {t["taskKey"]: t["state"] for t in run["tasks"]} == dict.fromkeys(chain_keys(3), "SUCCEEDED")

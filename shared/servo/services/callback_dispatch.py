@@ -31,21 +31,32 @@ from servo.services.context import ServiceContext
 logger = logging.getLogger("servo.callback_dispatch")
 
 
+def planned_dispatches(
+    ctx: ServiceContext, part: RunPartition, finished: TaskRow, completion: Event
+) -> tuple[RunPartition, list[ctl.Decision]]:
+    """The run with ``completion`` (of ``finished``) folded ahead, and the dispatches it made due.
+
+    Worked out before the completion is written, so that its writer knows whether the next hop is
+    already on its way: a completion whose callback dispatches its downstream only records progress
+    and may share a later publish (ledger.append_events' ``urgent``)."""
+    from servo.core.fold import fold_ahead
+
+    after = fold_ahead(part, [completion])
+    return after, ctl.after_completion(after, finished, ctx.clock_ms())
+
+
 def dispatch_made_ready(
     ctx: ServiceContext,
     recent: RecentWrites,
     tenant_id: str,
     workspace_id: str,
-    part: RunPartition,
     finished: TaskRow,
-    completion: Event,
+    planned: tuple[RunPartition, list[ctl.Decision]],
 ) -> int:
-    """Dispatch the downstream tasks ``completion`` (of ``finished``) made ready; how many."""
-    from servo.core.fold import fold_ahead
+    """Carry out the ``planned`` dispatches of ``finished``'s durable completion; how many."""
     from servo.services.effects import carried_out
 
-    after = fold_ahead(part, [completion])
-    decisions = ctl.after_completion(after, finished, ctx.clock_ms())
+    after, decisions = planned
     if not decisions:
         return 0
     try:

@@ -228,17 +228,31 @@ def _cancel_requested(run: RunRow) -> bool:
     return run.cancel_requested or bool(run.timed_out) or RunState(run.state) in RUN_TERMINAL
 
 
-def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
-    event = make_event(
+def _event(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
+    return make_event(
         data,
         event_id=ctx.ids.new(now),
         timestamp_ms=now,
         tenant_id=loc.claims.tenant_id,
         workspace_id=loc.claims.workspace_id,
     )
+
+
+def _append(
+    ctx: ServiceContext,
+    loc: Located,
+    data: Any,
+    now: int,
+    *,
+    event: Event | None = None,
+    urgent: bool | None = None,
+) -> Event:
+    event = event or _event(ctx, loc, data, now)
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
-    append_events(ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False)
+    append_events(
+        ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False, urgent=urgent
+    )
     recent = _recent_writes(ctx)
     if recent is not None and not isinstance(data, TaskHeartbeat):
         recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)
@@ -407,14 +421,19 @@ def task_completed(
         error_category=(error or {}).get("category"),
         dispatched_at=loc.claims.iat * 1000,
     )
-    event = _append(ctx, loc, fact, now)
     recent = _recent_writes(ctx)
-    if recent is not None:
-        from servo.services.callback_dispatch import dispatch_made_ready
+    if recent is None:
+        _append(ctx, loc, fact, now)
+    else:
+        from servo.services.callback_dispatch import dispatch_made_ready, planned_dispatches
 
-        dispatch_made_ready(
-            ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.part, loc.task, event
-        )
+        event = _event(ctx, loc, fact, now)
+        planned = planned_dispatches(ctx, loc.part, loc.task, event)
+        # A completion whose next hop this callback dispatches unblocks nothing more: it may share a
+        # later publish with that hop's progress. One that ends the run, or leaves its downstream
+        # to the compactor, is published as soon as the window allows.
+        _append(ctx, loc, fact, now, event=event, urgent=None if not planned[1] else False)
+        dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 
