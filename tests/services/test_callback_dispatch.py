@@ -204,3 +204,21 @@ def test_a_completion_whose_next_hop_its_callback_dispatched_only_records_progre
     finished = [urgent for types, urgent in handed if types == ["TaskFinished"]]
     assert finished == [False, False, True]
     assert all(not urgent for types, urgent in handed if "DispatchRequested" in types)
+
+
+def test_a_task_without_downstream_leaves_nothing_for_the_other_callbacks_views(tmp_path: Path) -> None:
+    # Another callback's view needs a task's facts only if they can make its downstream ready: a fan-out's
+    # children (or a chain's last task) would otherwise have every callback of the run fold all their
+    # siblings' unpublished starts and ends ahead of the published run, a copy of the whole run each.
+    from servo.services._recent_writes import RecentWrites
+    from servo.services.callbacks import _RECENT_WRITES
+
+    chain = Chain(tmp_path)
+    chain.work(chain.envelopes()["ns.a"])
+    chain.work(chain.envelopes()["ns.b"])
+    chain.publish()  # a's and b's facts and c's dispatch are published: the views forget them
+    chain.work(chain.envelopes()["ns.c"])
+    recent = chain.ctx.instance_state(_RECENT_WRITES, RecentWrites)
+    part = chain.ctx.snapshot(TENANT, WS).partition(chain.run_id)
+    assert part is not None
+    assert recent.view(TENANT, WS, part, chain.clock()) is part

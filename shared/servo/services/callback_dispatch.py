@@ -31,6 +31,12 @@ from servo.services.context import ServiceContext
 logger = logging.getLogger("servo.callback_dispatch")
 
 
+def has_downstream(part: RunPartition, task_key: str) -> bool:
+    """Whether some task of the run waits on ``task_key``: only such a task's facts can make another
+    ready, so only they need folding ahead in the run's other callbacks (``RecentWrites``)."""
+    return any(up == task_key for up, _ in part.deps)
+
+
 def planned_dispatches(
     ctx: ServiceContext, part: RunPartition, finished: TaskRow, completion: Event
 ) -> tuple[RunPartition, list[ctl.Decision]]:
@@ -41,6 +47,8 @@ def planned_dispatches(
     and may share a later publish (ledger.append_events' ``urgent``)."""
     from servo.core.fold import fold_ahead
 
+    if not has_downstream(part, finished.task_key):
+        return part, []  # nothing to make ready: no copy of the run, no pass over its tasks
     after = fold_ahead(part, [completion])
     return after, ctl.after_completion(after, finished, ctx.clock_ms())
 

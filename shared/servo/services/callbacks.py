@@ -254,9 +254,18 @@ def _append(
         ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False, urgent=urgent
     )
     recent = _recent_writes(ctx)
-    if recent is not None and not isinstance(data, TaskHeartbeat):
+    if recent is not None and not isinstance(data, TaskHeartbeat) and _needed_ahead(loc):
         recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)
     return event
+
+
+def _needed_ahead(loc: Located) -> bool:
+    """Whether the run's other callbacks must see this task's facts before they are published: only
+    if they can make a downstream task ready (a fan-out's children would otherwise have every callback
+    of the run fold all their siblings' unpublished facts ahead: a copy of the whole run each)."""
+    from servo.services.callback_dispatch import has_downstream
+
+    return has_downstream(loc.part, loc.task.task_key)
 
 
 def _recent(ctx: ServiceContext, check: Callable[[int], T]) -> T:
