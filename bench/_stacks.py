@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from servo.dispatch import EnvOnceSession, HttpTransport, InProcessTransport, Transport
 from servo.settings import INTERNAL_CREDENTIAL_HEADER as INTERNAL
@@ -70,7 +71,8 @@ def timed_worker(project: Path, secret: str) -> Iterator[tuple[str, Timeline]]:
 
 
 @contextmanager
-def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
+def embedded(project: Path, data_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[Target]:
+    """The embedded stack; ``settings`` overrides its settings (e.g. the group commit's windows)."""
     from servo.dev.embedded import EmbeddedStack
 
     secret = secrets.token_urlsafe(16)
@@ -83,7 +85,7 @@ def embedded(project: Path, data_dir: Path) -> Iterator[Target]:
             0,
             worker_url=f"{worker.url}/dispatch",
             sweep_interval_s=0,
-            settings_overrides={"dispatch_secret": secret},
+            settings_overrides={"dispatch_secret": secret, **(settings or {})},
             transport=transport,
         ).start()
         try:

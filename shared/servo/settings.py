@@ -123,7 +123,8 @@ class Settings:
     callback_view_max_age_ms: int = 1000
     # A worker's ``completed`` dispatches the downstream tasks its success made ready itself, instead
     # of waiting for the publish that would show them READY (on GCS at most one a second). On where
-    # compaction is asynchronous (GCS); the embedded stack's writer publishes and dispatches at once.
+    # compaction is asynchronous (GCS), and on the embedded stack (set by the stack itself), whose group
+    # commit then lets a chain's hops share a publish instead of paying one a hop.
     callback_dispatch: bool = False
     # A dispatch the controller enqueued is recorded by DispatchRequested alone, and its acknowledgement
     # (DispatchEnqueued) by the next pass that still finds the task waiting for its worker: a task that

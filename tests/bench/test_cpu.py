@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 from bench import _cpu
@@ -47,3 +48,22 @@ def test_the_meter_keeps_its_own_work_out_of_the_window() -> None:
         start = _cpu.sample()
         windows.append((_cpu.sample_end() - start).own_s)
     assert min(windows) < 0.002
+
+
+def test_the_thread_that_opens_the_window_is_the_client_and_counted_apart_from_the_stack() -> None:
+    # The bench drives the embedded stack from its own thread (trigger over HTTP, waits): that is the
+    # user's client, a process of its own in real use, not the stack's CPU.
+    def spin_thread(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    before = _cpu.sample()
+    spin_thread(0.2)  # the client
+    stack = threading.Thread(target=spin_thread, args=(0.2,))
+    stack.start()
+    stack.join()
+    used = _cpu.sample_end() - before
+    assert used.client_s >= 0.15
+    assert used.stack_s >= 0.15
+    assert abs(used.stack_s + used.client_s - used.total_s) < 1e-9

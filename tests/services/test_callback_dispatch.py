@@ -179,3 +179,46 @@ def test_the_callback_dispatch_is_on_by_default_where_compaction_is_asynchronous
     gcs = {"SERVO_STORAGE": "gcs", "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}
     assert Settings.from_env(gcs).callback_dispatch is True
     assert Settings.from_env({**gcs, "SERVO_CALLBACK_DISPATCH": "0"}).callback_dispatch is False
+
+
+def test_a_completion_whose_next_hop_its_callback_dispatched_only_records_progress(tmp_path: Path) -> None:
+    # A writer's hook (the embedded stack's group commit) is told whether a publish of what it got
+    # unblocks anything: a completion that dispatched its downstream does not, so a chain's hops may
+    # share publishes; the run's last completion does, so the run's end is published at once.
+    chain = Chain(tmp_path)
+    handed: list[tuple[list[str], bool]] = []
+
+    def hook(ctx: ServiceContext, tenant: str, ws: str, names: Any, **kwargs: Any) -> None:
+        store = ctx.workspace_store(tenant, ws)
+        types = []
+        for name in names:
+            obj = store.get(name)
+            assert obj is not None
+            types.append(decode_event(obj.data).event_type)
+        handed.append((types, kwargs["urgent"]))
+
+    chain.ctx = replace(chain.ctx, after_ledger_write=hook)
+    chain.work(chain.envelopes()["ns.a"])
+    chain.work(chain.envelopes()["ns.b"])
+    chain.work(chain.envelopes()["ns.c"])
+    finished = [urgent for types, urgent in handed if types == ["TaskFinished"]]
+    assert finished == [False, False, True]
+    assert all(not urgent for types, urgent in handed if "DispatchRequested" in types)
+
+
+def test_a_task_without_downstream_leaves_nothing_for_the_other_callbacks_views(tmp_path: Path) -> None:
+    # Another callback's view needs a task's facts only if they can make its downstream ready: a fan-out's
+    # children (or a chain's last task) would otherwise have every callback of the run fold all their
+    # siblings' unpublished starts and ends ahead of the published run, a copy of the whole run each.
+    from servo.services._recent_writes import RecentWrites
+    from servo.services.callbacks import _RECENT_WRITES
+
+    chain = Chain(tmp_path)
+    chain.work(chain.envelopes()["ns.a"])
+    chain.work(chain.envelopes()["ns.b"])
+    chain.publish()  # a's and b's facts and c's dispatch are published: the views forget them
+    chain.work(chain.envelopes()["ns.c"])
+    recent = chain.ctx.instance_state(_RECENT_WRITES, RecentWrites)
+    part = chain.ctx.snapshot(TENANT, WS).partition(chain.run_id)
+    assert part is not None
+    assert recent.view(TENANT, WS, part, chain.clock()) is part

@@ -204,7 +204,9 @@ class EmbeddedStack:
             api_url=api_url,
             timers_url=f"{api_url}/v1/timers/fire",
             worker_url=self.worker_url or "http://127.0.0.1:8081/dispatch",
-            **self.settings_overrides,
+            # A chain's hop costs no publish: the completing callback dispatches what it made ready,
+            # and the group commit publishes when its window says (services/callback_dispatch).
+            **{"callback_dispatch": True, **self.settings_overrides},
         )
         self._compactor = InlineCompactor(
             settings.group_commit_window_ms, settings.group_commit_progress_window_ms

@@ -6,9 +6,10 @@ one compaction per workspace. It waits a short window after each publish so that
 callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once
 and so does a writer someone is waiting on (a trigger's caller): the window trades background latency
 for fewer publishes, never a user's. Writes that only record progress (a dispatch, a start, a
-heartbeat) unblock nothing, so while nothing else is queued the window is longer: a task's start then
-shares the publish of its finish instead of costing one of its own whenever the task outlasts the
-short window (on a slow machine a chain published almost twice a hop).
+heartbeat, a completion whose callback already dispatched the next hop) unblock nothing, so while
+nothing else is queued the window is longer: a task's start then shares the publish of its finish
+instead of costing one of its own whenever the task outlasts the short window, and a chain's hops
+share one publish instead of paying one each.
 It hands the compaction every object written since the last publish, so the compaction lists nothing.
 """
 

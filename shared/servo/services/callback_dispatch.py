@@ -31,21 +31,40 @@ from servo.services.context import ServiceContext
 logger = logging.getLogger("servo.callback_dispatch")
 
 
+def has_downstream(part: RunPartition, task_key: str) -> bool:
+    """Whether some task of the run waits on ``task_key``: only such a task's facts can make another
+    ready, so only they need folding ahead in the run's other callbacks (``RecentWrites``)."""
+    return any(up == task_key for up, _ in part.deps)
+
+
+def planned_dispatches(
+    ctx: ServiceContext, part: RunPartition, finished: TaskRow, completion: Event
+) -> tuple[RunPartition, list[ctl.Decision]]:
+    """The run with ``completion`` (of ``finished``) folded ahead, and the dispatches it made due.
+
+    Worked out before the completion is written, so that its writer knows whether the next hop is
+    already on its way: a completion whose callback dispatches its downstream only records progress
+    and may share a later publish (ledger.append_events' ``urgent``)."""
+    from servo.core.fold import fold_ahead
+
+    if not has_downstream(part, finished.task_key):
+        return part, []  # nothing to make ready: no copy of the run, no pass over its tasks
+    after = fold_ahead(part, [completion])
+    return after, ctl.after_completion(after, finished, ctx.clock_ms())
+
+
 def dispatch_made_ready(
     ctx: ServiceContext,
     recent: RecentWrites,
     tenant_id: str,
     workspace_id: str,
-    part: RunPartition,
     finished: TaskRow,
-    completion: Event,
+    planned: tuple[RunPartition, list[ctl.Decision]],
 ) -> int:
-    """Dispatch the downstream tasks ``completion`` (of ``finished``) made ready; how many."""
-    from servo.core.fold import fold_ahead
+    """Carry out the ``planned`` dispatches of ``finished``'s durable completion; how many."""
     from servo.services.effects import carried_out
 
-    after = fold_ahead(part, [completion])
-    decisions = ctl.after_completion(after, finished, ctx.clock_ms())
+    after, decisions = planned
     if not decisions:
         return 0
     try:

@@ -228,23 +228,50 @@ def _cancel_requested(run: RunRow) -> bool:
     return run.cancel_requested or bool(run.timed_out) or RunState(run.state) in RUN_TERMINAL
 
 
-def _append(ctx: ServiceContext, loc: Located, data: Any, now: int) -> Event:
-    event, encoded = make_encoded_event(
+def _event(ctx: ServiceContext, loc: Located, data: Any, now: int) -> tuple[Event, bytes]:
+    return make_encoded_event(
         data,
         event_id=ctx.ids.new(now),
         timestamp_ms=now,
         tenant_id=loc.claims.tenant_id,
         workspace_id=loc.claims.workspace_id,
     )
+
+
+def _append(
+    ctx: ServiceContext,
+    loc: Located,
+    data: Any,
+    now: int,
+    *,
+    made: tuple[Event, bytes] | None = None,
+    urgent: bool | None = None,
+) -> Event:
+    event, encoded = made or _event(ctx, loc, data, now)
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
     append_events(
-        ctx, loc.claims.tenant_id, loc.claims.workspace_id, [event], await_publish=False, encoded=[encoded]
+        ctx,
+        loc.claims.tenant_id,
+        loc.claims.workspace_id,
+        [event],
+        await_publish=False,
+        urgent=urgent,
+        encoded=[encoded],
     )
     recent = _recent_writes(ctx)
-    if recent is not None and not isinstance(data, TaskHeartbeat):
+    if recent is not None and not isinstance(data, TaskHeartbeat) and _needed_ahead(loc):
         recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)
     return event
+
+
+def _needed_ahead(loc: Located) -> bool:
+    """Whether the run's other callbacks must see this task's facts before they are published: only
+    if they can make a downstream task ready (a fan-out's children would otherwise have every callback
+    of the run fold all their siblings' unpublished facts ahead: a copy of the whole run each)."""
+    from servo.services.callback_dispatch import has_downstream
+
+    return has_downstream(loc.part, loc.task.task_key)
 
 
 def _recent(ctx: ServiceContext, check: Callable[[int], T]) -> T:
@@ -409,14 +436,19 @@ def task_completed(
         error_category=(error or {}).get("category"),
         dispatched_at=loc.claims.iat * 1000,
     )
-    event = _append(ctx, loc, fact, now)
     recent = _recent_writes(ctx)
-    if recent is not None:
-        from servo.services.callback_dispatch import dispatch_made_ready
+    if recent is None:
+        _append(ctx, loc, fact, now)
+    else:
+        from servo.services.callback_dispatch import dispatch_made_ready, planned_dispatches
 
-        dispatch_made_ready(
-            ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.part, loc.task, event
-        )
+        made = _event(ctx, loc, fact, now)
+        planned = planned_dispatches(ctx, loc.part, loc.task, made[0])
+        # A completion whose next hop this callback dispatches unblocks nothing more: it may share a
+        # later publish with that hop's progress. One that ends the run, or leaves its downstream
+        # to the compactor, is published as soon as the window allows.
+        _append(ctx, loc, fact, now, made=made, urgent=None if not planned[1] else False)
+        dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 

@@ -56,12 +56,15 @@ def append_events(
     *,
     await_publish: bool = True,
     encoded: Sequence[bytes] | None = None,
+    urgent: bool | None = None,
 ) -> list[str]:
     """Write each event create-if-absent; returns the object names (relative to the workspace).
 
     ``await_publish=False`` tells the hook the caller will not read back what it wrote, so an
     embedded stack need not hold it until the publish. ``encoded``: the events' bytes as
-    ``make_encoded_event`` gave them, one per event, so none is encoded twice.
+    ``make_encoded_event`` gave them, one per event, so none is encoded twice. ``urgent`` tells it
+    whether the publish unblocks anything; None: unless every event only records progress
+    (``PROGRESS_EVENTS``).
     """
     store = ctx.workspace_store(tenant_id, workspace_id)
     now = ctx.clock_ms()
@@ -94,7 +97,8 @@ def append_events(
     if late:
         fold_written(ctx, tenant_id, workspace_id, late)
     if ctx.after_ledger_write is not None and names:
-        urgent = not all(isinstance(e.data, PROGRESS_EVENTS) for e in events)
+        if urgent is None:
+            urgent = not all(isinstance(e.data, PROGRESS_EVENTS) for e in events)
         try:
             ctx.after_ledger_write(
                 ctx, tenant_id, workspace_id, names, await_publish=await_publish, urgent=urgent
