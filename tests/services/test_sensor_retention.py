@@ -23,12 +23,27 @@ from servo.core.sensor_fold import next_evaluation
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.core.sensors import evaluation_id, evaluation_request_id, parse_sensor
 from servo.projections.codec import encode_table
-from servo.projections.sensor_tables import SENSOR_TABLES
+from servo.projections.sensor_tables import (
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
+    SENSOR_CHECKPOINTS,
+    SENSOR_EVENTS,
+    SENSOR_RUN_ITEMS,
+    SENSOR_TABLES,
+)
 from servo.services._compaction_ledger import ulid_floor
-from servo.services.sensor_projection import rebuild_sensors, retention_boundary
+from servo.services.sensor_projection import cut_sensors, rebuild_sensors
 
 from tests.core.test_sensors import _result
 
+# The tables a projection is read back from (the others derive from them).
+STORED = (
+    SENSOR_EVENTS,
+    SENSOR_RUN_ITEMS,
+    SENSOR_CHECKPOINTS,
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
+)
 T0 = 1_736_935_200_000
 DAY = 86_400_000
 POLL = parse_sensor(
@@ -126,22 +141,39 @@ def _simulate(interval_ms: int, days: int, every_days: int) -> tuple[list[Event]
             batch += _poll(ledger, version, at, triggered=version % 10 == 0)
             version, at = version + 1, at + interval_ms
         history += batch
-        live = live.with_events(batch).with_checkpoints(retention_boundary(T0 + day * DAY))
+        live = cut_sensors(live.with_events(batch), T0 + day * DAY)
         states.append(live)
     return history, states
 
 
-def test_a_poll_sensor_every_30_s_for_60_days_keeps_30_days_of_events() -> None:
-    history, states = _simulate(30_000, 60, 4)
+def test_a_poll_sensor_holds_the_same_events_after_2_20_and_60_days_and_30_days_of_evaluations() -> None:
+    history, states = _simulate(30_000, 60, 2)
     polls = sum(isinstance(e.data, SensorEvaluated) for e in history)
     assert polls == 60 * 2880 - 1
-    kept = {4 * (i + 1): len(s.events) for i, s in enumerate(states)}
-    # Past day 30 the projection holds 30 days of events, not more: flat while the ledger doubles.
-    assert all(abs(kept[day] - kept[32]) <= 3 for day in range(32, 61, 4)), kept
-    assert kept[60] < 0.51 * len(history)
+    kept = {2 * (i + 1): len(s.events) for i, s in enumerate(states)}
+    # The events a publish re-folds are those of the last hour or so, however long the sensor has run.
+    assert kept[2] == kept[20] == kept[60] < 300, kept
+    evaluations = {day: table_rows(states[day // 2 - 1])["sensor_evaluations"] for day in (2, 20, 60)}
+    assert [len(evaluations[day]) for day in (2, 20)] == [2 * 2880 - 1, 20 * 2880 - 1]
+    # Past 30 days the rows of the last 30 days, finished, with what the events showed.
+    assert len(evaluations[60]) == 30 * 2880
+    first = min(evaluations[60], key=lambda r: r.requested_at or 0)
+    assert (first.evaluation_id, first.status, first.requested_at, first.reported_at) == (
+        "files:v86399:1",
+        "SKIPPED",
+        T0 + 30 * DAY,
+        T0 + 30 * DAY + 1_000,
+    )
+    triggered = next(r for r in evaluations[60] if r.evaluation_id == "files:v86400:1")
+    assert (triggered.status, triggered.cursor_after, triggered.not_before_at) == (
+        "TRIGGERED",
+        "c86400",
+        T0 + 30 * DAY + 30_000,
+    )
+    assert triggered.run_requests is not None and "sensor:files:v86400:0" in triggered.run_requests
     live = states[-1]
     view = live.view("files")
-    assert view is not None and len(view.evaluations) == 30 * 2880 and view.items == {}
+    assert view is not None and len(view.evaluations) < 150 and view.items == {}
     # The state is the sensor's own: version, cursor, the last evaluation and what is due next.
     last_poll = T0 + polls * 30_000
     assert view.state_version == polls and view.cursor == f"c{(polls - 1) // 10 * 10}"
@@ -157,7 +189,9 @@ def test_the_published_projection_of_a_poll_sensor_stops_growing_after_30_days()
     history, states = _simulate(15 * 60_000, 63, 1)
     sizes = {day: _bytes(states[day - 1]) for day in (31, 47, 63)}
     rows = {day: {k: len(v) for k, v in table_rows(states[day - 1]).items()} for day in (31, 47, 63)}
-    assert rows[31] == rows[47] == rows[63], rows
+    events = [rows[day].pop("sensor_events") for day in (31, 47, 63)]
+    # The events of the last hour (a poll's outcome more when one of them asked for a run).
+    assert rows[31] == rows[47] == rows[63] and max(events) - min(events) <= 1, (rows, events)
     assert max(sizes.values()) <= 1.02 * min(sizes.values()), sizes
     assert table_rows(rebuild_sensors(history, now_ms=T0 + 63 * DAY)) == table_rows(states[-1])
 
@@ -168,11 +202,11 @@ def test_a_run_still_owed_keeps_its_evaluation_past_the_retention() -> None:
     owed = history.pop()  # the request's outcome is not recorded yet
     history += _poll(ledger, 1, T0 + 31_000, triggered=False)
     later = T0 + 40 * DAY
-    tables = SensorTables().with_events(history).with_checkpoints(retention_boundary(later))
+    tables = cut_sensors(SensorTables().with_events(history), later)
     view = tables.view("files")
     assert view is not None and set(view.run_requests) == {"eval:files:v0:1:0"}
     assert view.state_version == 2 and len(tables.events) == len(history)  # nothing let go past it
-    resolved = SensorTables().with_events([*history, owed]).with_checkpoints(retention_boundary(later))
+    resolved = cut_sensors(SensorTables().with_events([*history, owed]), later)
     view = resolved.view("files")
     assert view is not None and view.run_requests == {} and view.evaluations == {}
     assert (view.state_version, view.cursor, len(resolved.events)) == (2, "c0", 1)
@@ -189,7 +223,7 @@ def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
     )
     history.append(ledger.ev(SensorMessageReceived("inbox", "m2", ""), T0 + 4_000))  # pending: kept
     now = T0 + 31 * DAY
-    live = SensorTables().with_events(history).with_checkpoints(retention_boundary(now))
+    live = cut_sensors(SensorTables().with_events(history), now)
     before = table_rows(live)
     assert [r.item_id for r in before["sensor_inbox"]] == ["msg:m2"] and before["sensor_evaluations"] == []
     stale = SensorEvaluated("inbox", "inbox:v0:2", 0, "PUSH", "SKIPPED", item_ids=("msg:m2",))
@@ -199,12 +233,9 @@ def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
         ledger.ev(stale, T0 + 6_000),  # a rival result of the settled version
         ledger.ev(SensorStatusChanged("inbox", False, 1), T0 + 7_000),  # a claim on a settled step
     ]
-    after = live.with_events(late).with_checkpoints(retention_boundary(now + 1))
+    after = cut_sensors(live.with_events(late), now + 1)
     assert table_rows(after) == before
-    assert (
-        table_rows(SensorTables.from_rows(before["sensor_events"], [], before["sensor_checkpoints"]))
-        == before
-    )
+    assert table_rows(SensorTables.from_rows(*(before[t.name] for t in STORED))) == before
 
 
 # ---------------------------------------------------------------------------------------------- property
@@ -266,16 +297,9 @@ def test_live_refreshes_with_cuts_equal_a_rebuild_at_the_same_clock(
         again = data.draw(st.lists(st.sampled_from(arrived), max_size=3)) if arrived else []
         batch = data.draw(st.permutations([*arrived, *again]))
         found = [r for r in runs if r.arrived_id <= ulid_floor(now)]
-        live = live.with_events(batch).with_run_items(found).with_checkpoints(retention_boundary(now))
+        live = cut_sensors(live.with_events(batch).with_run_items(found), now)
         reloaded = table_rows(live)
-        assert (
-            table_rows(
-                SensorTables.from_rows(
-                    reloaded["sensor_events"], reloaded["sensor_run_items"], reloaded["sensor_checkpoints"]
-                )
-            )
-            == reloaded
-        )
+        assert table_rows(SensorTables.from_rows(*(reloaded[t.name] for t in STORED))) == reloaded
     arrived = [e for at, _, e in landed if at <= now]
     rebuilt = rebuild_sensors(arrived, [r for r in runs if r.arrived_id <= ulid_floor(now)], now_ms=now)
     assert table_rows(live) == table_rows(rebuilt)
@@ -397,3 +421,39 @@ def test_a_projection_published_before_checkpoints_reads_as_it_is_and_takes_its_
     view = cut.view("files")
     assert view is not None and view.state_version == 1 and view.evaluations == {}
     assert len(cut.checkpoints()) == 1 and table_rows(PROJECTION.load(ctx, T, W)) == table_rows(cut)
+
+
+def test_a_push_message_redelivered_after_its_events_went_is_a_duplicate_for_30_days(tmp_path: Path) -> None:
+    from servo.services import sensors
+    from servo.services.runs import list_runs
+    from servo.services.sensor_projection import refresh_sensors
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import T, W, deploy, evaluations, ledger_names, push, report
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, push(defaultEnabled=True))
+    envelope = {"message": {"messageId": "m1", "data": "aGk="}}
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "RECORDED"
+    [task] = queued(queue)
+    report(ctx, task, status="TRIGGERED", runRequests=[{"itemId": "msg:m1"}])
+    sweep_sensors(ctx, T, W)
+    assert len(list_runs(ctx, T, W, {})["runs"]) == 1
+    # Two days on, the message's events are folded into the checkpoint; its row and its id remain.
+    clock.advance(2 * DAY)
+    sweep_sensors(ctx, T, W)
+    live = refresh_sensors(ctx, T, W)
+    assert not [e for e in live.events.values() if hasattr(e.data, "message_id")]
+    before = set(ledger_names(ctx))
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    assert set(ledger_names(ctx)) == before and sweep_sensors(ctx, T, W)["evaluations"] == 0
+    assert [e["evaluationId"] for e in evaluations(ctx, "inbox")] == ["inbox:v0:1"]
+    assert len(list_runs(ctx, T, W, {})["runs"]) == 1
+    fresh = make_context(tmp_path, clock=clock)[0]  # another instance reads what was published
+    assert sensors.receive_push(fresh, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    # Past the retention the id is forgotten (§5: 30 days), as the message's row is.
+    clock.advance(29 * DAY)
+    sweep_sensors(ctx, T, W)
+    assert evaluations(ctx, "inbox") == []

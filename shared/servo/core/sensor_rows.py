@@ -124,6 +124,10 @@ class SensorTables:
     events: dict[str, Event] = field(default_factory=dict)
     run_items: dict[tuple[str, str], SensorRunItemRow] = field(default_factory=dict)
     log: SensorState = field(default_factory=SensorState)
+    # What the checkpoints let go of within the retention, as finished rows (§5: 30 days): the parts of
+    # evaluations (keyed by ``archive_key``) and the inbox items whose events went.
+    archived: dict[str, SensorEvaluationRow] = field(default_factory=dict)
+    archived_inbox: dict[tuple[str, str], SensorInboxRow] = field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -131,6 +135,8 @@ class SensorTables:
             and self.events.keys() == other.events.keys()
             and self.run_items == other.run_items
             and self.checkpoints() == other.checkpoints()
+            and self.archived == other.archived
+            and self.archived_inbox == other.archived_inbox
         )
 
     @classmethod
@@ -139,6 +145,8 @@ class SensorTables:
         events: Iterable[SensorEventRow],
         run_items: Iterable[SensorRunItemRow],
         checkpoints: Iterable[SensorCheckpointRow] = (),
+        archived: Iterable[SensorEvaluationRow] = (),
+        archived_inbox: Iterable[SensorInboxRow] = (),
     ) -> SensorTables:
         """The state from its rows; a projection written before checkpoints existed has none (every
         sensor starts at version 0, as it did)."""
@@ -147,6 +155,8 @@ class SensorTables:
         for row in checkpoints:
             log = tables.log.sensors.get(row.sensor_id) or SensorLog(row.sensor_id)
             tables.log.sensors[row.sensor_id] = replace(log, base=checkpoint_from_json(row.body))
+        tables.archived = {archive_key(r): r for r in archived}
+        tables.archived_inbox = {(r.sensor_id, r.item_id): r for r in archived_inbox}
         return tables.with_run_items(run_items)
 
     def with_events(self, events: Iterable[Event]) -> SensorTables:
@@ -156,27 +166,39 @@ class SensorTables:
         log = fold_sensors(self.log, new.values())
         # An event older than its sensor's checkpoint is not kept: the fold turned it away.
         new = {k: e for k, e in new.items() if _kept(log, e)}
-        return SensorTables({**self.events, **new}, dict(self.run_items), log)
+        return replace(self, events={**self.events, **new}, run_items=dict(self.run_items), log=log)
 
     def with_run_items(self, items: Iterable[SensorRunItemRow]) -> SensorTables:
         added = {(i.sensor_id, i.item_id): i for i in items if (i.sensor_id, i.item_id) not in self.run_items}
         if not added:
             return self
-        return SensorTables(dict(self.events), {**self.run_items, **added}, self.log)
+        return replace(self, events=dict(self.events), run_items={**self.run_items, **added})
 
-    def with_checkpoints(self, boundary: str) -> SensorTables:
-        """Every sensor's history settled before ``boundary`` (an event id) folded into its checkpoint
-        (§5 retention); the events and run items it came from go."""
+    def with_checkpoints(self, boundary: str, expire_before: str = "") -> SensorTables:
+        """Every sensor's history settled before ``boundary`` (an event id) folded into its checkpoint;
+        the events and run items it came from go, what they showed is kept as finished rows, and those
+        older than ``expire_before`` go (§5 retention)."""
         changed: dict[str, SensorLog] = {}
         run_items = dict(self.run_items)
+        archived = dict(self.archived)
+        archived_inbox = dict(self.archived_inbox)
         for sensor_id, log in self.log.sensors.items():
-            new_log, gone = checkpoint_sensor(log, boundary, self.run_items_of(sensor_id))
+            items = self.run_items_of(sensor_id)
+            new_log, gone = checkpoint_sensor(log, boundary, items)
             if new_log is not log:
                 changed[sensor_id] = new_log
+                _archive(log, items, new_log, gone, archived, archived_inbox)
                 for item_id in gone:
                     del run_items[(sensor_id, item_id)]
+        archived = {k: r for k, r in archived.items() if r.row_version >= expire_before}
+        archived_inbox = {k: r for k, r in archived_inbox.items() if r.row_version >= expire_before}
         if not changed:
-            return self
+            if (
+                archived.keys() == self.archived.keys()
+                and archived_inbox.keys() == self.archived_inbox.keys()
+            ):
+                return self
+            return replace(self, archived=archived, archived_inbox=archived_inbox)
         referenced = set().union(*(_event_ids(log) for log in changed.values()))
         events = dict(self.events)
         # A duplicate the fold set aside (a later event of an id it let go) now counts on its own, as it
@@ -192,7 +214,7 @@ class SensorTables:
             else:
                 spare.append(event)
         state = fold_sensors(SensorState({**self.log.sensors, **changed}), spare)
-        return SensorTables(events, run_items, state)
+        return SensorTables(events, run_items, state, archived, archived_inbox)
 
     def checkpoints(self) -> dict[str, SensorCheckpoint]:
         return {k: log.base for k, log in self.log.sensors.items() if log.base != SensorCheckpoint()}
@@ -206,6 +228,21 @@ class SensorTables:
     def view(self, sensor_id: str) -> SensorView | None:
         log = self.log.sensors.get(sensor_id)
         return None if log is None else sensor_view(log, self.run_items_of(sensor_id))
+
+    def evaluation_rows(self, sensor_id: str) -> list[SensorEvaluationRow]:
+        """The sensor's evaluations of the last 30 days: those its events show, completed by the parts
+        its checkpoint let go."""
+        log = self.log.sensors.get(sensor_id)
+        rows = [] if log is None else evaluation_rows(log, sensor_view(log, self.run_items_of(sensor_id)))
+        return _merged(rows, [r for r in self.archived.values() if r.sensor_id == sensor_id])
+
+    def knows_message(self, sensor_id: str, message_id: str) -> bool:
+        """Whether a push message id was received within the retention (a redelivery is a duplicate)."""
+        log = self.log.sensors.get(sensor_id)
+        return (log is not None and message_id in log.messages) or (
+            sensor_id,
+            f"msg:{message_id}",
+        ) in self.archived_inbox
 
 
 DEFINITION_TYPES = (SensorDefinitionUpserted, SensorDefinitionRemoved)
@@ -224,6 +261,78 @@ def _kept(log: SensorState, event: Event) -> bool:
     return (
         sensor is None or isinstance(event.data, DEFINITION_TYPES) or event.event_id >= sensor.base.boundary
     )
+
+
+def archive_key(row: SensorEvaluationRow) -> str:
+    """An archived part's key: an evaluation's request and its result may go at different cuts."""
+    return f"{row.evaluation_id}\n{'result' if row.reported_at is not None else 'request'}"
+
+
+def _archive(
+    before: SensorLog,
+    run_items: Mapping[str, str],
+    after: SensorLog,
+    gone: frozenset[str],
+    archived: dict[str, SensorEvaluationRow],
+    archived_inbox: dict[tuple[str, str], SensorInboxRow],
+) -> None:
+    """Keep, as finished rows, what the events ``before`` had and ``after`` lets go: each evaluation's
+    request and result apart (their fields are disjoint, so the parts merge to the row one cut would
+    have given), and each inbox item as it finished. The first archived stays (it was final then)."""
+    view = sensor_view(before, run_items)
+    for row in evaluation_rows(before, view):
+        eid = row.evaluation_id
+        asked, answer = before.requested.get(eid), before.results.get(eid)
+        if asked is not None and eid not in after.requested:
+            part = replace(
+                row,
+                status="EXPIRED",
+                reported_at=None,
+                run_requests=None,
+                dropped_run_requests=0,
+                reason=None,
+                error=None,
+                cursor_after=None,
+                trigger=asked.data.trigger,
+                expected_state_version=asked.data.expected_state_version,
+                item_ids=_json(list(asked.data.item_ids)),
+                row_version=asked.event_id,
+            )
+            archived.setdefault(archive_key(part), part)
+        if answer is not None and eid not in after.results:
+            part = replace(row, requested_at=None, not_before_at=None, row_version=answer.event_id)
+            archived.setdefault(archive_key(part), part)
+    kept = {m.data.item_id for m in after.messages.values()}
+    for item in inbox_rows(before.sensor_id, view):
+        if item.item_id in gone or (item.item_id.startswith("msg:") and item.item_id not in kept):
+            archived_inbox.setdefault((item.sensor_id, item.item_id), item)
+
+
+def _merged(
+    derived: list[SensorEvaluationRow], parts: list[SensorEvaluationRow]
+) -> list[SensorEvaluationRow]:
+    """The evaluation rows: each one its events show, with the request's fields (when and not before)
+    and the result's (everything else) of the parts let go."""
+    by_id: dict[str, list[SensorEvaluationRow]] = {}
+    for row in [*derived, *parts]:
+        by_id.setdefault(row.evaluation_id, []).append(row)
+    out = []
+    for eid in sorted(by_id):
+        rows = by_id[eid]
+        if len(rows) == 1:
+            out.append(rows[0])
+            continue
+        main = next((r for r in rows if r.reported_at is not None), rows[0])
+        asked = next((r for r in rows if r.requested_at is not None), main)
+        out.append(
+            replace(
+                main,
+                requested_at=asked.requested_at,
+                not_before_at=asked.not_before_at,
+                row_version=max(r.row_version for r in rows),
+            )
+        )
+    return out
 
 
 def _event_ids(log: SensorLog) -> set[str]:
@@ -307,11 +416,16 @@ def inbox_rows(sensor_id: str, view: SensorView) -> list[SensorInboxRow]:
 def table_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
     """Every table's rows, sorted by key."""
     sensors, evaluations, inbox = [], [], []
+    parts: dict[str, list[SensorEvaluationRow]] = {}
+    for row in tables.archived.values():
+        parts.setdefault(row.sensor_id, []).append(row)
     for log in tables.logs():
         view = sensor_view(log, tables.run_items_of(log.sensor_id))
         sensors.append(sensor_row(log, view))
-        evaluations.extend(evaluation_rows(log, view))
+        evaluations.extend(_merged(evaluation_rows(log, view), parts.get(log.sensor_id, [])))
         inbox.extend(inbox_rows(log.sensor_id, view))
+    derived = {(r.sensor_id, r.item_id) for r in inbox}
+    inbox += [r for k, r in tables.archived_inbox.items() if k not in derived]
     return {
         "sensor_events": [
             SensorEventRow(
@@ -326,5 +440,7 @@ def table_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
         ],
         "sensors": sensors,
         "sensor_evaluations": sorted(evaluations, key=lambda r: r.evaluation_id),
-        "sensor_inbox": inbox,
+        "sensor_inbox": sorted(inbox, key=lambda r: (r.sensor_id, r.item_id)),
+        "sensor_archived_evaluations": [tables.archived[k] for k in sorted(tables.archived)],
+        "sensor_archived_inbox": [tables.archived_inbox[k] for k in sorted(tables.archived_inbox)],
     }
