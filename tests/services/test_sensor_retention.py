@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core._automation_events import RunRequestResolved
@@ -23,27 +24,13 @@ from servo.core.sensor_fold import next_evaluation
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.core.sensors import evaluation_id, evaluation_request_id, parse_sensor
 from servo.projections.codec import encode_table
-from servo.projections.sensor_tables import (
-    SENSOR_ARCHIVED_EVALUATIONS,
-    SENSOR_ARCHIVED_INBOX,
-    SENSOR_CHECKPOINTS,
-    SENSOR_EVENTS,
-    SENSOR_RUN_ITEMS,
-    SENSOR_TABLES,
-)
+from servo.projections.sensor_tables import SENSOR_STORED_TABLES as STORED
+from servo.projections.sensor_tables import SENSOR_TABLES
 from servo.services._compaction_ledger import ulid_floor
 from servo.services.sensor_projection import cut_sensors, rebuild_sensors
 
 from tests.core.test_sensors import _result
 
-# The tables a projection is read back from (the others derive from them).
-STORED = (
-    SENSOR_EVENTS,
-    SENSOR_RUN_ITEMS,
-    SENSOR_CHECKPOINTS,
-    SENSOR_ARCHIVED_EVALUATIONS,
-    SENSOR_ARCHIVED_INBOX,
-)
 T0 = 1_736_935_200_000
 DAY = 86_400_000
 POLL = parse_sensor(
@@ -212,7 +199,14 @@ def test_a_run_still_owed_keeps_its_evaluation_past_the_retention() -> None:
     assert (view.state_version, view.cursor, len(resolved.events)) == (2, "c0", 1)
 
 
-def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
+@pytest.mark.parametrize(
+    ("days", "kept"),
+    [(2, (["msg:m1", "msg:m2"], ["inbox:v0:1"])), (31, (["msg:m2"], []))],
+    ids=["within-the-retention", "past-it"],
+)
+def test_an_event_older_than_the_checkpoint_changes_nothing(
+    days: int, kept: tuple[list[str], list[str]]
+) -> None:
     ledger = Ledger()
     history = [_define(ledger, PUSH)]
     history.append(ledger.ev(SensorMessageReceived("inbox", "m1", ""), T0 + 1_000))
@@ -222,10 +216,13 @@ def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
         ledger.ev(SensorEvaluated("inbox", eid, 0, "PUSH", "SKIPPED", item_ids=("msg:m1",)), T0 + 3_000)
     )
     history.append(ledger.ev(SensorMessageReceived("inbox", "m2", ""), T0 + 4_000))  # pending: kept
-    now = T0 + 31 * DAY
+    now = T0 + days * DAY
     live = cut_sensors(SensorTables().with_events(history), now)
     before = table_rows(live)
-    assert [r.item_id for r in before["sensor_inbox"]] == ["msg:m2"] and before["sensor_evaluations"] == []
+    # Within the retention the settled evaluation and item are finished rows, no longer events.
+    assert len(live.events) == 2  # the definition and the pending message
+    assert [r.item_id for r in before["sensor_inbox"]] == kept[0]
+    assert [r.evaluation_id for r in before["sensor_evaluations"]] == kept[1]
     stale = SensorEvaluated("inbox", "inbox:v0:2", 0, "PUSH", "SKIPPED", item_ids=("msg:m2",))
     late = [
         *history,  # every event again (a re-read of the whole ledger)

@@ -53,3 +53,12 @@ SENSOR_TABLES: tuple[Table, ...] = (
     SENSOR_ARCHIVED_EVALUATIONS,
     SENSOR_ARCHIVED_INBOX,
 )
+# The tables the projection's state is read back from (in ``SensorTables.from_rows``' order); the
+# others derive from them.
+SENSOR_STORED_TABLES: tuple[Table, ...] = (
+    SENSOR_EVENTS,
+    SENSOR_RUN_ITEMS,
+    SENSOR_CHECKPOINTS,
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
+)

@@ -20,27 +20,14 @@ from typing import Any
 from servo.core.events import Event
 from servo.core.sensor_retention import RETENTION_MS
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
-from servo.projections.sensor_tables import (
-    SENSOR_ARCHIVED_EVALUATIONS,
-    SENSOR_ARCHIVED_INBOX,
-    SENSOR_CHECKPOINTS,
-    SENSOR_EVENTS,
-    SENSOR_RUN_ITEMS,
-    SENSOR_TABLES,
-)
+from servo.projections.sensor_tables import SENSOR_STORED_TABLES, SENSOR_TABLES
 from servo.services import _compaction_ledger as ledger
 from servo.services._folded_projection import FoldedProjection
 from servo.services.context import ServiceContext
 
 
 def _from_rows(rows: Mapping[str, list[Any]]) -> SensorTables:
-    return SensorTables.from_rows(
-        rows[SENSOR_EVENTS.name],
-        rows[SENSOR_RUN_ITEMS.name],
-        rows[SENSOR_CHECKPOINTS.name],
-        rows[SENSOR_ARCHIVED_EVALUATIONS.name],
-        rows[SENSOR_ARCHIVED_INBOX.name],
-    )
+    return SensorTables.from_rows(*(rows[t.name] for t in SENSOR_STORED_TABLES))
 
 
 # The cut moves by quarter hours: a checkpoint's boundary then changes (and its projection is published
