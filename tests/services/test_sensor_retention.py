@@ -247,6 +247,9 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
     ledger = Ledger()
     events = [_define(ledger, PUSH)]
     times = sorted(draw(st.lists(st.integers(1, 90 * DAY), min_size=0, max_size=24)))
+    # As in a ledger: an evaluation is requested once, and its result comes after its request (the
+    # callback refuses an evaluation it cannot see and stamps its result after the request's time).
+    requested: set[str] = set()
     for at in times:
         at += T0
         kind = draw(st.sampled_from(["msg", "req", "res", "res", "status", "resolved"]))
@@ -258,11 +261,14 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
         elif kind == "status":
             events.append(ledger.ev(SensorStatusChanged("inbox", draw(st.booleans()), version + 1), at))
         elif kind == "req":
+            if eid in requested:
+                continue
+            requested.add(eid)
             events.append(ledger.ev(SensorEvaluationRequested("inbox", eid, version, at, "PUSH", items), at))
         elif kind == "resolved":
             request = evaluation_request_id(eid, 0)
             events.append(ledger.ev(RunRequestResolved(request, "CREATED", "k", "r"), at))
-        else:
+        elif eid in requested:
             status = draw(st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]))
             cursor = draw(st.sampled_from([None, "a", "b"]))
             result = _result(eid, version, status, sensor="inbox", cursor=cursor, items=items, trigger="PUSH")
