@@ -9,8 +9,10 @@ window is found through the name its finalize event hands over.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+import threading
+from collections.abc import Container, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ulid import base32
 
@@ -37,6 +39,47 @@ MAX_FUTURE_MS = 300_000
 def ulid_floor(ms: int) -> str:
     """The smallest 10-character ULID time prefix at or after ``ms`` (clamped at 0)."""
     return base32.encode_timestamp(max(ms, 0).to_bytes(6, "big"))
+
+
+# Events this process wrote lately, kept for its own compactions (see ``WrittenEvents``): enough for a
+# 1,000-task fan-out's burst (about four events a task) and then some.
+MAX_WRITTEN_EVENTS = 16_384
+_WRITTEN_KEY = "written-events"
+
+
+class WrittenEvents:
+    """The events this process just wrote to one workspace's ledger, by object name.
+
+    Where the compaction runs in the writer's process (the embedded stack), the writer notes each
+    event it created, so the compaction takes the event instead of reading its object back and
+    decoding it. Only an event whose object holds exactly its encoding is noted (ledger objects are
+    never overwritten), so what is taken is what a read would give. The ledger stays the truth: names
+    still come from the hand-over or a listing, and anything not noted (another writer's object, one
+    evicted) is read. Bounded: the oldest notes go first.
+    """
+
+    def __init__(self, cap: int = MAX_WRITTEN_EVENTS) -> None:
+        self._cap = cap
+        self._events: dict[str, Event] = {}
+        self._lock = threading.Lock()
+
+    def note(self, name: str, event: Event) -> None:
+        with self._lock:
+            self._events[name] = event
+            while len(self._events) > self._cap:
+                del self._events[next(iter(self._events))]
+
+    def get(self, name: str) -> Event | None:
+        return self._events.get(name)
+
+
+def written_events(cache: MutableMapping[str, Any]) -> WrittenEvents:
+    """The ``WrittenEvents`` kept in a workspace's instance cache (made on first use)."""
+    found = cache.get(_WRITTEN_KEY)
+    if found is None:
+        found = cache.setdefault(_WRITTEN_KEY, WrittenEvents())
+    assert isinstance(found, WrittenEvents)
+    return found
 
 
 @dataclass(slots=True)
@@ -83,23 +126,36 @@ def candidate_names(
     return wanted, bad
 
 
-def read_events(store: ObjectStore, names: Iterable[str], tenant_id: str, workspace_id: str) -> Found:
-    """Read and strictly decode each object; anything unusable is reported, never raised."""
+def read_events(
+    store: ObjectStore,
+    names: Iterable[str],
+    tenant_id: str,
+    workspace_id: str,
+    written: WrittenEvents | None = None,
+) -> Found:
+    """Read and strictly decode each object (or take it from ``written``); anything unusable is
+    reported, never raised."""
     found = Found()
     names = list(names)
+    known = {} if written is None else {n: e for n in names if (e := written.get(n)) is not None}
+    unread = [n for n in names if n not in known]
     # Objects are independent and each read waits on the network: a batch is read concurrently.
-    objects = io_map(store.get, names)
-    for name, obj in zip(names, objects, strict=True):
+    objects = dict(zip(unread, io_map(store.get, unread), strict=True))
+    for name in names:
         event_id = event_id_from_object_name(name)
-        if obj is None:
+        if (taken := known.get(name)) is not None:
+            event = taken
+        elif (obj := objects[name]) is None:
             found.malformed[name] = "object does not exist"
             continue
+        else:
+            try:
+                event = decode_event(obj.data)
+            except (InvalidEvent, InvalidId, InvalidInput) as exc:
+                found.seen_ids.add(event_id)
+                found.malformed[name] = f"invalid event: {exc}"
+                continue
         found.seen_ids.add(event_id)
-        try:
-            event = decode_event(obj.data)
-        except (InvalidEvent, InvalidId, InvalidInput) as exc:
-            found.malformed[name] = f"invalid event: {exc}"
-            continue
         if event.event_id != event_id:
             found.malformed[name] = f"event_id {event.event_id} does not match the object name"
         elif (event.tenant_id, event.workspace_id) != (tenant_id, workspace_id):

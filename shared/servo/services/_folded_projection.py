@@ -116,6 +116,7 @@ class FoldedProjection(Generic[S]):
             Conflict: lost the head's CAS race too many times in a row.
         """
         store = ctx.workspace_store(tenant_id, workspace_id)
+        written = ledger.written_events(ctx.workspace_cache(tenant_id, workspace_id))
         hint = list(hint)
         for _ in range(_CAS_RETRIES):
             head = self.load_head(store)
@@ -123,7 +124,7 @@ class FoldedProjection(Generic[S]):
             # hands its names over, so only the recent ledger is looked at, never the whole history.
             start = head.watermark or ledger.ulid_floor(ctx.clock_ms()) + "0" * 16
             names, _bad = ledger.candidate_names(store, start, head.recent, hint, lookback_ms)
-            found = ledger.read_events(store, names, tenant_id, workspace_id)
+            found = ledger.read_events(store, names, tenant_id, workspace_id, written)
             state = self.read_state(ctx, store, head)
             if not found.seen_ids and (settle is None or settle(state) == state):
                 return state

@@ -219,11 +219,12 @@ def refresh_asset_catalog(
         Conflict: lost the head's CAS race too many times in a row.
     """
     store = ctx.workspace_store(tenant_id, workspace_id)
+    written = ledger.written_events(ctx.workspace_cache(tenant_id, workspace_id))
     hint = list(hint)
     for _ in range(_CAS_RETRIES):
         head = _load_head(store)
         names, _bad = ledger.candidate_names(store, head.watermark, head.recent, hint, lookback_ms)
-        found = ledger.read_events(store, names, tenant_id, workspace_id)
+        found = ledger.read_events(store, names, tenant_id, workspace_id, written)
         catalog = AssetCatalog(ctx, store, head)
         if not found.seen_ids:
             return catalog

@@ -185,6 +185,7 @@ def compact(
     malformed: dict[str, str] = {}
     waited_for: int | None = None  # the head generation whose publish interval was waited out
     warm = last_seen_snapshot(store, cache)
+    written = None if cache is None else ledger.written_events(cache)
     if warm is not None:
         # A warm instance stops a redelivery, or waits out the publish interval, before it reads the
         # head at all: one head read per publish, after the wait.
@@ -214,7 +215,7 @@ def compact(
             list_ledger=policy.list_ledger,
         )
         malformed.update(bad)
-        found = ledger.read_events(store, names, tenant_id, workspace_id)
+        found = ledger.read_events(store, names, tenant_id, workspace_id, written)
         malformed.update(found.malformed)
         fresh, before = _unapplied(snap, found.events)
         report = sorted(malformed.items())

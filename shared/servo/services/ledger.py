@@ -22,7 +22,7 @@ from servo.core.events import (
     ledger_object_name,
 )
 from servo.core.ids import ulid_time_ms
-from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
+from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS, written_events
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
 from servo.store import create_once
@@ -69,10 +69,17 @@ def append_events(
         if ulid_time_ms(event.event_id) > now + MAX_FUTURE_SKEW_MS:
             raise InvalidEvent(f"event id {event.event_id} is more than 5 minutes in the future")
 
+    # A compaction in this process (the hook's) takes what was written here instead of reading it back.
+    written = None
+    if ctx.after_ledger_write is not None:
+        written = written_events(ctx.workspace_cache(tenant_id, workspace_id))
+
     def write(event: Event) -> str:
         name = ledger_object_name(event.event_id)
         if not create_once(store, name, encode_event(event)):
             raise Conflict(f"ledger object {name} already exists with other content")
+        if written is not None:
+            written.note(name, event)
         return name
 
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
