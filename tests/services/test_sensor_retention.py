@@ -21,6 +21,7 @@ from servo.core.events import (
     make_event,
 )
 from servo.core.sensor_fold import next_evaluation
+from servo.core.sensor_retention import DUPLICATE_WINDOW_MS
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.core.sensors import evaluation_id, evaluation_request_id, parse_sensor
 from servo.projections.codec import encode_table
@@ -460,3 +461,66 @@ def test_a_push_message_redelivered_after_its_events_went_is_a_duplicate_for_30_
     clock.advance(29 * DAY)
     sweep_sensors(ctx, T, W)
     assert evaluations(ctx, "inbox") == []
+
+
+# ---------------------------------------------------------------------------------------------- duplicates
+
+HOUR = 3_600_000
+
+
+def _copies_of_one_message(gap_ms: int) -> tuple[Ledger, list[Event], Event]:
+    """A push message recorded, a disable that skips it, and a second copy of the message (the same
+    idempotency key under another event id) ``gap_ms`` after the first."""
+    ledger = Ledger()
+    history = [
+        _define(ledger, PUSH),
+        ledger.ev(SensorMessageReceived("inbox", "m0", ""), T0 + 1_000),
+        ledger.ev(SensorStatusChanged("inbox", False, 1), T0 + 2_000),
+    ]
+    return ledger, history, ledger.ev(SensorMessageReceived("inbox", "m0", ""), T0 + 1_000 + gap_ms)
+
+
+def test_a_copy_of_a_message_let_go_arriving_after_the_cut_is_a_duplicate_live_and_in_a_rebuild() -> None:
+    # The first copy is skipped by the disable and let go at the first cut; the second copy lands an hour
+    # and a quarter after it, after that cut (seed 6 of the property): it is the same message.
+    _, history, copy = _copies_of_one_message(75 * 60_000)
+    live = cut_sensors(SensorTables().with_events(history), T0 + HOUR + 16 * 60_000)
+    assert live.view("inbox") is not None and live.events.keys() == {history[0].event_id}
+    for now in (T0 + 2 * HOUR, T0 + 3 * HOUR):
+        live = cut_sensors(live.with_events([*history, copy]), now)
+        rebuilt = rebuild_sensors([*history, copy], now_ms=now)
+        assert table_rows(live) == table_rows(rebuilt)
+        view = live.view("inbox")
+        assert view is not None and view.pending_items() == []
+        [item] = table_rows(live)["sensor_inbox"]
+        assert (item.item_id, item.status, item.received_event_id) == (
+            "msg:m0",
+            "SKIPPED",
+            history[1].event_id,
+        )
+
+
+def test_a_copy_of_a_message_set_aside_before_the_cut_stays_a_duplicate_after_it() -> None:
+    # Both copies are folded before the first cut: the first is the message, the second is set aside and
+    # must not become a message of its own when the first is let go.
+    _, history, copy = _copies_of_one_message(75 * 60_000)
+    now = T0 + HOUR + 16 * 60_000
+    live = cut_sensors(SensorTables().with_events([*history, copy]), now)
+    view = live.view("inbox")
+    assert view is not None and view.pending_items() == [] and copy.event_id not in live.events
+    assert table_rows(live) == table_rows(rebuild_sensors([*history, copy], now_ms=now))
+
+
+def test_a_copy_recorded_past_the_duplicate_window_is_a_message_of_its_own() -> None:
+    # 30 days less the settle hour after the first copy, the id is forgotten live (its finished row
+    # expired), so a rebuild takes the later copy as a new message too, wherever the cuts fell.
+    _, history, copy = _copies_of_one_message(DUPLICATE_WINDOW_MS + 1)
+    late = copy.timestamp_ms + 2 * HOUR
+    live = cut_sensors(SensorTables().with_events(history), T0 + 2 * HOUR)
+    for now in (copy.timestamp_ms + 60_000, late):
+        live = cut_sensors(live.with_events([*history, copy]), now)
+    rebuilt = rebuild_sensors([*history, copy], now_ms=late)
+    assert table_rows(live) == table_rows(rebuilt)
+    view = live.view("inbox")
+    assert view is not None and view.pending_items() == ["msg:m0"]
+    assert view.items["msg:m0"].received_event_id == copy.event_id

@@ -88,7 +88,6 @@ class SensorCheckpoint:
     attempts: Mapping[int, int] = field(default_factory=dict)  # version >= state_version -> newest attempt
     failures: Mapping[str, int] = field(default_factory=dict)  # kept item -> errors folded in
     done: frozenset[str] = frozenset()  # kept items an applied evaluation folded in took
-    last_event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,25 +133,6 @@ class SensorState:
     sensors: dict[str, SensorLog] = field(default_factory=dict)
 
 
-def _still_kept(log: SensorLog, data: Any) -> bool:
-    """Whether an older copy of an event the log still keeps (its key is kept under a later id).
-
-    A duplicate of one idempotency key can arrive after a cut that kept a later copy; a rebuild keeps
-    the earliest copy, so the live log must take it too rather than turn it away.
-    """
-    if isinstance(data, RunRequestResolved):
-        return data.request_id in log.resolved
-    if isinstance(data, SensorStatusChanged):
-        return (data.state_version, data.enabled) in log.statuses
-    if isinstance(data, SensorMessageReceived):
-        return data.message_id in log.messages
-    if isinstance(data, SensorEvaluationRequested):
-        return data.evaluation_id in log.requested
-    if isinstance(data, SensorEvaluated):
-        return data.evaluation_id in log.results
-    return False
-
-
 def _first(seen: dict[Any, Seen], key: Any, event: FoldEvent) -> None:
     old = seen.get(key)
     if old is None or event.event_id < old.event_id:
@@ -187,9 +167,10 @@ def resolved_sensor_of(data: Any) -> str | None:
     return None
 
 
-def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState:
+def fold_sensors(state: SensorState, events: Iterable[FoldEvent], *, settled: bool = False) -> SensorState:
     """Fold sensor events (and the outcomes of sensor run requests; others are ignored) into a new
-    state; ``state`` is not modified."""
+    state; ``state`` is not modified. An event older than its sensor's checkpoint is turned away unless
+    ``settled`` (the cut folds a later copy of a key that went, which counts on its own)."""
     result = SensorState(dict(state.sensors))
     copied: set[str] = set()
     for event in events:
@@ -209,7 +190,7 @@ def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState
             sensor_id = data.sensor_id
         log = result.sensors.get(sensor_id) or SensorLog(sensor_id)
         definition = isinstance(data, SensorDefinitionUpserted | SensorDefinitionRemoved)
-        if not definition and event.event_id < log.base.boundary and not _still_kept(log, data):
+        if not definition and not settled and event.event_id < log.base.boundary:
             continue  # folded into the checkpoint already, or history let go (definitions are kept)
         if sensor_id not in copied:  # the caller's state keeps its own dicts
             log = log.copy()

@@ -18,9 +18,13 @@ from servo.core._sensor_events import (
     SENSOR_EVENT_TYPES,
     SensorDefinitionRemoved,
     SensorDefinitionUpserted,
+    SensorEvaluated,
+    SensorEvaluationRequested,
+    SensorMessageReceived,
 )
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event, decode_event, encode_event
+from servo.core.ids import ulid_time_ms
 from servo.core.sensor_fold import (
     SensorCheckpoint,
     SensorLog,
@@ -30,7 +34,12 @@ from servo.core.sensor_fold import (
     resolved_sensor_of,
     sensor_view,
 )
-from servo.core.sensor_retention import checkpoint_from_json, checkpoint_json, checkpoint_sensor
+from servo.core.sensor_retention import (
+    DUPLICATE_WINDOW_MS,
+    checkpoint_from_json,
+    checkpoint_json,
+    checkpoint_sensor,
+)
 
 
 def _json(value: Any) -> str:
@@ -160,7 +169,11 @@ class SensorTables:
         return tables.with_run_items(run_items)
 
     def with_events(self, events: Iterable[Event]) -> SensorTables:
-        new = {e.event_id: e for e in events if e.event_id not in self.events and _sensor_of(e) is not None}
+        new = {
+            e.event_id: e
+            for e in events
+            if e.event_id not in self.events and _sensor_of(e) is not None and not self._copy_let_go(e)
+        }
         if not new:
             return self
         log = fold_sensors(self.log, new.values())
@@ -178,43 +191,100 @@ class SensorTables:
         """Every sensor's history settled before ``boundary`` (an event id) folded into its checkpoint;
         the events and run items it came from go, what they showed is kept as finished rows, and those
         older than ``expire_before`` go (§5 retention)."""
+        tables, cut = self._cut(boundary, frozenset())
+        while cut:  # a copy that counts on its own once its first copy went may be that old itself
+            tables, cut = tables._set_aside_copies(boundary, cut)
+        archived = {k: r for k, r in tables.archived.items() if r.row_version >= expire_before}
+        archived_inbox = {k: r for k, r in tables.archived_inbox.items() if r.row_version >= expire_before}
+        if (
+            archived.keys() == tables.archived.keys()
+            and archived_inbox.keys() == tables.archived_inbox.keys()
+        ):
+            return tables
+        return replace(tables, archived=archived, archived_inbox=archived_inbox)
+
+    def _cut(self, boundary: str, again: frozenset[str]) -> tuple[SensorTables, frozenset[str]]:
+        """One pass of the cut (``again``: sensors cut once more at the boundary they have) and the
+        sensors it changed."""
         changed: dict[str, SensorLog] = {}
         run_items = dict(self.run_items)
         archived = dict(self.archived)
         archived_inbox = dict(self.archived_inbox)
         for sensor_id, log in self.log.sensors.items():
             items = self.run_items_of(sensor_id)
-            new_log, gone = checkpoint_sensor(log, boundary, items)
+            new_log, gone = checkpoint_sensor(log, boundary, items, again=sensor_id in again)
             if new_log is not log:
                 changed[sensor_id] = new_log
                 _archive(log, items, new_log, gone, archived, archived_inbox)
                 for item_id in gone:
                     del run_items[(sensor_id, item_id)]
-        archived = {k: r for k, r in archived.items() if r.row_version >= expire_before}
-        archived_inbox = {k: r for k, r in archived_inbox.items() if r.row_version >= expire_before}
         if not changed:
-            if (
-                archived.keys() == self.archived.keys()
-                and archived_inbox.keys() == self.archived_inbox.keys()
-            ):
-                return self
-            return replace(self, archived=archived, archived_inbox=archived_inbox)
-        referenced = set().union(*(_event_ids(log) for log in changed.values()))
+            return self, frozenset()
+        state = SensorState({**self.log.sensors, **changed})
+        return SensorTables(dict(self.events), run_items, state, archived, archived_inbox), frozenset(changed)
+
+    def _set_aside_copies(self, boundary: str, cut: frozenset[str]) -> tuple[SensorTables, frozenset[str]]:
+        """The events of the sensors just ``cut`` that their logs do not hold (later copies of a key):
+        a duplicate goes (``DUPLICATE_WINDOW_MS``) once older than the boundary or once its first copy
+        went, a copy of a let-go claim or outcome goes once older than the boundary, and a copy past
+        the window of a first copy that went counts on its own (folded; if older than the boundary, its
+        sensor is cut again: the sensors cut again are the second value)."""
+        referenced = set().union(*(_event_ids(self.log.sensors[s]) for s in cut))
         events = dict(self.events)
-        # A duplicate the fold set aside (a later event of an id it let go) now counts on its own, as it
-        # does for a rebuild that never saw the one let go.
         spare: list[Event] = []
         for event_id, event in self.events.items():
-            if event_id in referenced:
+            if (
+                event_id in referenced
+                or isinstance(event.data, DEFINITION_TYPES)
+                or _sensor_of(event) not in cut
+            ):
                 continue
-            if _sensor_of(event) not in changed or isinstance(event.data, DEFINITION_TYPES):
-                continue
-            if event_id < boundary:
+            first, held = self._first_copy(event)
+            if first is None:  # a claim or an outcome: settled once older than the boundary
+                if event_id < boundary:
+                    del events[event_id]
+                else:
+                    spare.append(event)
+            elif held:  # set aside behind the copy the log holds
+                if event_id < boundary and _duplicate(first, event_id):
+                    del events[event_id]
+            elif first == event_id or _duplicate(first, event_id):  # it went, or a duplicate of it
                 del events[event_id]
             else:
                 spare.append(event)
-        state = fold_sensors(SensorState({**self.log.sensors, **changed}), spare)
-        return SensorTables(events, run_items, state, archived, archived_inbox)
+        tables = SensorTables(
+            events,
+            self.run_items,
+            fold_sensors(self.log, spare, settled=True),
+            self.archived,
+            self.archived_inbox,
+        )
+        again = frozenset(_sensor_of(e) or "" for e in spare if e.event_id < boundary)
+        return tables._cut(boundary, again) if again else (tables, frozenset())
+
+    def _first_copy(self, event: Event) -> tuple[str | None, bool]:
+        """The event id of the first copy of the event's key, and whether the log holds it (else a
+        finished row remembers it, or "": none does). None for a claim or an outcome, which no finished
+        row remembers."""
+        data = event.data
+        log = self.log.sensors.get(_sensor_of(event) or "") or SensorLog("")
+        if isinstance(data, SensorMessageReceived):
+            held = log.messages.get(data.message_id)
+            row = self.archived_inbox.get((data.sensor_id, data.item_id))
+            remembered = "" if row is None else row.received_event_id
+        elif isinstance(data, SensorEvaluationRequested | SensorEvaluated):
+            asked = isinstance(data, SensorEvaluationRequested)
+            held = (log.requested if asked else log.results).get(data.evaluation_id)
+            part = self.archived.get(f"{data.evaluation_id}\n{'request' if asked else 'result'}")
+            remembered = "" if part is None else part.row_version
+        else:
+            return None, False
+        return (remembered, False) if held is None else (held.event_id, True)
+
+    def _copy_let_go(self, event: Event) -> bool:
+        """Whether the event is a duplicate of a first copy a cut let go (its finished row remembers it)."""
+        first, held = self._first_copy(event)
+        return not held and bool(first) and _duplicate(first or "", event.event_id)
 
     def checkpoints(self) -> dict[str, SensorCheckpoint]:
         return {k: log.base for k, log in self.log.sensors.items() if log.base != SensorCheckpoint()}
@@ -254,6 +324,11 @@ def _sensor_of(event: Event) -> str | None:
     if sensor_id is not None and isinstance(event.data, SENSOR_EVENT_TYPES):
         return sensor_id
     return resolved_sensor_of(event.data)
+
+
+def _duplicate(first: str, copy: str) -> bool:
+    """Whether ``copy`` is a duplicate of ``first``, the first copy of its key (``DUPLICATE_WINDOW_MS``)."""
+    return first < copy and ulid_time_ms(copy) - ulid_time_ms(first) <= DUPLICATE_WINDOW_MS
 
 
 def _kept(log: SensorState, event: Event) -> bool:
@@ -298,14 +373,22 @@ def _archive(
                 item_ids=_json(list(asked.data.item_ids)),
                 row_version=asked.event_id,
             )
-            archived.setdefault(archive_key(part), part)
+            _remember(archived, archive_key(part), part)
         if answer is not None and eid not in after.results:
             part = replace(row, requested_at=None, not_before_at=None, row_version=answer.event_id)
-            archived.setdefault(archive_key(part), part)
+            _remember(archived, archive_key(part), part)
     kept = {m.data.item_id for m in after.messages.values()}
     for item in inbox_rows(before.sensor_id, view):
         if item.item_id in gone or (item.item_id.startswith("msg:") and item.item_id not in kept):
-            archived_inbox.setdefault((item.sensor_id, item.item_id), item)
+            _remember(archived_inbox, (item.sensor_id, item.item_id), item)
+
+
+def _remember(rows: dict[Any, Any], key: Any, row: Any) -> None:
+    """Keep the first finished row of a key (it was final then), unless a later copy of the key, past
+    the duplicate window, counted on its own and went in turn."""
+    old = rows.get(key)
+    if old is None or row.row_version > old.row_version:
+        rows[key] = row
 
 
 def _merged(
@@ -343,7 +426,9 @@ def _event_ids(log: SensorLog) -> set[str]:
 
 
 def _row_version(log: SensorLog) -> str:
-    own = [log.definition_event_id or "", log.removed_event_id, log.base.last_event_id]
+    # The checkpoint counts by its boundary: which later copies of a key a cut let go depends on when
+    # they landed, the boundary only on the clock.
+    own = [log.definition_event_id or "", log.removed_event_id, log.base.boundary]
     return max([*own, *_event_ids(log)])
 
 

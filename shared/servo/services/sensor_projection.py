@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from servo.core.events import Event
-from servo.core.sensor_retention import RETENTION_MS
+from servo.core.sensor_retention import RETENTION_MS, SETTLE_MS
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.projections.sensor_tables import SENSOR_STORED_TABLES, SENSOR_TABLES
 from servo.services import _compaction_ledger as ledger
@@ -33,11 +33,6 @@ def _from_rows(rows: Mapping[str, list[Any]]) -> SensorTables:
 # The cut moves by quarter hours: a checkpoint's boundary then changes (and its projection is published
 # for it alone) at most four times an hour, not at every sweep.
 CUT_STEP_MS = 900_000
-# How far behind the clock the checkpoint settles: far past the window in which a late write still
-# lands (the ledger's look-back, minutes) and the run projection's lag the run scan allows for (15
-# minutes: a run that ended before a checkpoint is no new item), so the live projection and a rebuild
-# at the same clock hold the same events older than it.
-SETTLE_MS = 3_600_000
 
 
 def _step(ms: int) -> str:
