@@ -256,7 +256,9 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
         kind = draw(st.sampled_from(["msg", "req", "res", "res", "status", "resolved"]))
         version = draw(st.integers(0, 4))
         eid = f"inbox:v{version}:{draw(st.integers(1, 3))}"
-        items = tuple(f"msg:{m}" for m in draw(st.lists(st.sampled_from(_MESSAGES), max_size=2, unique=True)))
+        # An evaluation takes push messages and the run items below (a run-status item taken is DONE).
+        taken = st.sampled_from([*(f"msg:{m}" for m in _MESSAGES), "run:r0", "run:r1"])
+        items = tuple(draw(st.lists(taken, max_size=2, unique=True)))
         if kind == "msg":
             events.append(ledger.ev(SensorMessageReceived("inbox", draw(st.sampled_from(_MESSAGES)), ""), at))
         elif kind == "status":
@@ -524,3 +526,22 @@ def test_a_copy_recorded_past_the_duplicate_window_is_a_message_of_its_own() -> 
     view = live.view("inbox")
     assert view is not None and view.pending_items() == ["msg:m0"]
     assert view.items["msg:m0"].received_event_id == copy.event_id
+
+
+def test_a_run_item_found_again_after_its_cut_changes_nothing() -> None:
+    # The run scan may show a run again after its item went (the property's refreshes find every run
+    # each time): below the checkpoint it is turned away like an event, so it is not pending again.
+    ledger = Ledger()
+    eid = evaluation_id("inbox", 0, 1)
+    history = [
+        _define(ledger, PUSH),
+        ledger.ev(SensorEvaluationRequested("inbox", eid, 0, T0, "PUSH", ("run:r0",)), T0 + 2_000),
+        ledger.ev(SensorEvaluated("inbox", eid, 0, "PUSH", "SKIPPED", item_ids=("run:r0",)), T0 + 3_000),
+    ]
+    run = SensorRunItemRow("inbox", "run:r0", "r0", "FAILED", ulid_floor(T0 + 1_000) + "0" * 16)
+    live = cut_sensors(SensorTables().with_events(history).with_run_items([run]), T0 + 2 * HOUR)
+    assert live.run_items == {} and [r.status for r in table_rows(live)["sensor_inbox"]] == ["DONE"]
+    again = cut_sensors(live.with_run_items([run]), T0 + 3 * HOUR)
+    assert table_rows(again) == table_rows(rebuild_sensors(history, [run], now_ms=T0 + 3 * HOUR))
+    view = again.view("inbox")
+    assert view is not None and view.pending_items() == [] and again.run_items == {}

@@ -160,13 +160,15 @@ class SensorTables:
         """The state from its rows; a projection written before checkpoints existed has none (every
         sensor starts at version 0, as it did)."""
         tables = cls().with_events(decode_event(r.body.encode("utf-8")) for r in events)
-        # The kept events are folded first: the checkpoint's boundary only turns away newer arrivals.
+        tables = tables.with_run_items(run_items)
+        # The kept events and items are taken first: the checkpoint's boundary only turns away newer
+        # arrivals (a pending item older than it is kept).
         for row in checkpoints:
             log = tables.log.sensors.get(row.sensor_id) or SensorLog(row.sensor_id)
             tables.log.sensors[row.sensor_id] = replace(log, base=checkpoint_from_json(row.body))
         tables.archived = {archive_key(r): r for r in archived}
         tables.archived_inbox = {(r.sensor_id, r.item_id): r for r in archived_inbox}
-        return tables.with_run_items(run_items)
+        return tables
 
     def with_events(self, events: Iterable[Event]) -> SensorTables:
         new = {
@@ -182,7 +184,12 @@ class SensorTables:
         return replace(self, events={**self.events, **new}, run_items=dict(self.run_items), log=log)
 
     def with_run_items(self, items: Iterable[SensorRunItemRow]) -> SensorTables:
-        added = {(i.sensor_id, i.item_id): i for i in items if (i.sensor_id, i.item_id) not in self.run_items}
+        # An item older than its sensor's checkpoint is folded in or went with its history, as an event.
+        added = {
+            (i.sensor_id, i.item_id): i
+            for i in items
+            if (i.sensor_id, i.item_id) not in self.run_items and i.arrived_id >= self._boundary(i.sensor_id)
+        }
         if not added:
             return self
         return replace(self, events=dict(self.events), run_items={**self.run_items, **added})
@@ -285,6 +292,10 @@ class SensorTables:
         """Whether the event is a duplicate of a first copy a cut let go (its finished row remembers it)."""
         first, held = self._first_copy(event)
         return not held and bool(first) and _duplicate(first or "", event.event_id)
+
+    def _boundary(self, sensor_id: str) -> str:
+        log = self.log.sensors.get(sensor_id)
+        return "" if log is None else log.base.boundary
 
     def checkpoints(self) -> dict[str, SensorCheckpoint]:
         return {k: log.base for k, log in self.log.sensors.items() if log.base != SensorCheckpoint()}
