@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core._automation_events import RunRequestResolved
@@ -20,12 +21,14 @@ from servo.core.events import (
     make_event,
 )
 from servo.core.sensor_fold import next_evaluation
+from servo.core.sensor_retention import DUPLICATE_WINDOW_MS
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.core.sensors import evaluation_id, evaluation_request_id, parse_sensor
 from servo.projections.codec import encode_table
+from servo.projections.sensor_tables import SENSOR_STORED_TABLES as STORED
 from servo.projections.sensor_tables import SENSOR_TABLES
 from servo.services._compaction_ledger import ulid_floor
-from servo.services.sensor_projection import rebuild_sensors, retention_boundary
+from servo.services.sensor_projection import cut_sensors, rebuild_sensors
 
 from tests.core.test_sensors import _result
 
@@ -126,22 +129,39 @@ def _simulate(interval_ms: int, days: int, every_days: int) -> tuple[list[Event]
             batch += _poll(ledger, version, at, triggered=version % 10 == 0)
             version, at = version + 1, at + interval_ms
         history += batch
-        live = live.with_events(batch).with_checkpoints(retention_boundary(T0 + day * DAY))
+        live = cut_sensors(live.with_events(batch), T0 + day * DAY)
         states.append(live)
     return history, states
 
 
-def test_a_poll_sensor_every_30_s_for_60_days_keeps_30_days_of_events() -> None:
-    history, states = _simulate(30_000, 60, 4)
+def test_a_poll_sensor_holds_the_same_events_after_2_20_and_60_days_and_30_days_of_evaluations() -> None:
+    history, states = _simulate(30_000, 60, 2)
     polls = sum(isinstance(e.data, SensorEvaluated) for e in history)
     assert polls == 60 * 2880 - 1
-    kept = {4 * (i + 1): len(s.events) for i, s in enumerate(states)}
-    # Past day 30 the projection holds 30 days of events, not more: flat while the ledger doubles.
-    assert all(abs(kept[day] - kept[32]) <= 3 for day in range(32, 61, 4)), kept
-    assert kept[60] < 0.51 * len(history)
+    kept = {2 * (i + 1): len(s.events) for i, s in enumerate(states)}
+    # The events a publish re-folds are those of the last hour or so, however long the sensor has run.
+    assert kept[2] == kept[20] == kept[60] < 300, kept
+    evaluations = {day: table_rows(states[day // 2 - 1])["sensor_evaluations"] for day in (2, 20, 60)}
+    assert [len(evaluations[day]) for day in (2, 20)] == [2 * 2880 - 1, 20 * 2880 - 1]
+    # Past 30 days the rows of the last 30 days, finished, with what the events showed.
+    assert len(evaluations[60]) == 30 * 2880
+    first = min(evaluations[60], key=lambda r: r.requested_at or 0)
+    assert (first.evaluation_id, first.status, first.requested_at, first.reported_at) == (
+        "files:v86399:1",
+        "SKIPPED",
+        T0 + 30 * DAY,
+        T0 + 30 * DAY + 1_000,
+    )
+    triggered = next(r for r in evaluations[60] if r.evaluation_id == "files:v86400:1")
+    assert (triggered.status, triggered.cursor_after, triggered.not_before_at) == (
+        "TRIGGERED",
+        "c86400",
+        T0 + 30 * DAY + 30_000,
+    )
+    assert triggered.run_requests is not None and "sensor:files:v86400:0" in triggered.run_requests
     live = states[-1]
     view = live.view("files")
-    assert view is not None and len(view.evaluations) == 30 * 2880 and view.items == {}
+    assert view is not None and len(view.evaluations) < 150 and view.items == {}
     # The state is the sensor's own: version, cursor, the last evaluation and what is due next.
     last_poll = T0 + polls * 30_000
     assert view.state_version == polls and view.cursor == f"c{(polls - 1) // 10 * 10}"
@@ -157,7 +177,9 @@ def test_the_published_projection_of_a_poll_sensor_stops_growing_after_30_days()
     history, states = _simulate(15 * 60_000, 63, 1)
     sizes = {day: _bytes(states[day - 1]) for day in (31, 47, 63)}
     rows = {day: {k: len(v) for k, v in table_rows(states[day - 1]).items()} for day in (31, 47, 63)}
-    assert rows[31] == rows[47] == rows[63], rows
+    events = [rows[day].pop("sensor_events") for day in (31, 47, 63)]
+    # The events of the last hour (a poll's outcome more when one of them asked for a run).
+    assert rows[31] == rows[47] == rows[63] and max(events) - min(events) <= 1, (rows, events)
     assert max(sizes.values()) <= 1.02 * min(sizes.values()), sizes
     assert table_rows(rebuild_sensors(history, now_ms=T0 + 63 * DAY)) == table_rows(states[-1])
 
@@ -168,17 +190,24 @@ def test_a_run_still_owed_keeps_its_evaluation_past_the_retention() -> None:
     owed = history.pop()  # the request's outcome is not recorded yet
     history += _poll(ledger, 1, T0 + 31_000, triggered=False)
     later = T0 + 40 * DAY
-    tables = SensorTables().with_events(history).with_checkpoints(retention_boundary(later))
+    tables = cut_sensors(SensorTables().with_events(history), later)
     view = tables.view("files")
     assert view is not None and set(view.run_requests) == {"eval:files:v0:1:0"}
     assert view.state_version == 2 and len(tables.events) == len(history)  # nothing let go past it
-    resolved = SensorTables().with_events([*history, owed]).with_checkpoints(retention_boundary(later))
+    resolved = cut_sensors(SensorTables().with_events([*history, owed]), later)
     view = resolved.view("files")
     assert view is not None and view.run_requests == {} and view.evaluations == {}
     assert (view.state_version, view.cursor, len(resolved.events)) == (2, "c0", 1)
 
 
-def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
+@pytest.mark.parametrize(
+    ("days", "kept"),
+    [(2, (["msg:m1", "msg:m2"], ["inbox:v0:1"])), (31, (["msg:m2"], []))],
+    ids=["within-the-retention", "past-it"],
+)
+def test_an_event_older_than_the_checkpoint_changes_nothing(
+    days: int, kept: tuple[list[str], list[str]]
+) -> None:
     ledger = Ledger()
     history = [_define(ledger, PUSH)]
     history.append(ledger.ev(SensorMessageReceived("inbox", "m1", ""), T0 + 1_000))
@@ -188,10 +217,13 @@ def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
         ledger.ev(SensorEvaluated("inbox", eid, 0, "PUSH", "SKIPPED", item_ids=("msg:m1",)), T0 + 3_000)
     )
     history.append(ledger.ev(SensorMessageReceived("inbox", "m2", ""), T0 + 4_000))  # pending: kept
-    now = T0 + 31 * DAY
-    live = SensorTables().with_events(history).with_checkpoints(retention_boundary(now))
+    now = T0 + days * DAY
+    live = cut_sensors(SensorTables().with_events(history), now)
     before = table_rows(live)
-    assert [r.item_id for r in before["sensor_inbox"]] == ["msg:m2"] and before["sensor_evaluations"] == []
+    # Within the retention the settled evaluation and item are finished rows, no longer events.
+    assert len(live.events) == 2  # the definition and the pending message
+    assert [r.item_id for r in before["sensor_inbox"]] == kept[0]
+    assert [r.evaluation_id for r in before["sensor_evaluations"]] == kept[1]
     stale = SensorEvaluated("inbox", "inbox:v0:2", 0, "PUSH", "SKIPPED", item_ids=("msg:m2",))
     late = [
         *history,  # every event again (a re-read of the whole ledger)
@@ -199,12 +231,9 @@ def test_an_event_older_than_the_checkpoint_changes_nothing() -> None:
         ledger.ev(stale, T0 + 6_000),  # a rival result of the settled version
         ledger.ev(SensorStatusChanged("inbox", False, 1), T0 + 7_000),  # a claim on a settled step
     ]
-    after = live.with_events(late).with_checkpoints(retention_boundary(now + 1))
+    after = cut_sensors(live.with_events(late), now + 1)
     assert table_rows(after) == before
-    assert (
-        table_rows(SensorTables.from_rows(before["sensor_events"], [], before["sensor_checkpoints"]))
-        == before
-    )
+    assert table_rows(SensorTables.from_rows(*(before[t.name] for t in STORED))) == before
 
 
 # ---------------------------------------------------------------------------------------------- property
@@ -219,22 +248,30 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
     ledger = Ledger()
     events = [_define(ledger, PUSH)]
     times = sorted(draw(st.lists(st.integers(1, 90 * DAY), min_size=0, max_size=24)))
+    # As in a ledger: an evaluation is requested once, and its result comes after its request (the
+    # callback refuses an evaluation it cannot see and stamps its result after the request's time).
+    requested: set[str] = set()
     for at in times:
         at += T0
         kind = draw(st.sampled_from(["msg", "req", "res", "res", "status", "resolved"]))
         version = draw(st.integers(0, 4))
         eid = f"inbox:v{version}:{draw(st.integers(1, 3))}"
-        items = tuple(f"msg:{m}" for m in draw(st.lists(st.sampled_from(_MESSAGES), max_size=2, unique=True)))
+        # An evaluation takes push messages and the run items below (a run-status item taken is DONE).
+        taken = st.sampled_from([*(f"msg:{m}" for m in _MESSAGES), "run:r0", "run:r1"])
+        items = tuple(draw(st.lists(taken, max_size=2, unique=True)))
         if kind == "msg":
             events.append(ledger.ev(SensorMessageReceived("inbox", draw(st.sampled_from(_MESSAGES)), ""), at))
         elif kind == "status":
             events.append(ledger.ev(SensorStatusChanged("inbox", draw(st.booleans()), version + 1), at))
         elif kind == "req":
+            if eid in requested:
+                continue
+            requested.add(eid)
             events.append(ledger.ev(SensorEvaluationRequested("inbox", eid, version, at, "PUSH", items), at))
         elif kind == "resolved":
             request = evaluation_request_id(eid, 0)
             events.append(ledger.ev(RunRequestResolved(request, "CREATED", "k", "r"), at))
-        else:
+        elif eid in requested:
             status = draw(st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]))
             cursor = draw(st.sampled_from([None, "a", "b"]))
             result = _result(eid, version, status, sensor="inbox", cursor=cursor, items=items, trigger="PUSH")
@@ -266,16 +303,9 @@ def test_live_refreshes_with_cuts_equal_a_rebuild_at_the_same_clock(
         again = data.draw(st.lists(st.sampled_from(arrived), max_size=3)) if arrived else []
         batch = data.draw(st.permutations([*arrived, *again]))
         found = [r for r in runs if r.arrived_id <= ulid_floor(now)]
-        live = live.with_events(batch).with_run_items(found).with_checkpoints(retention_boundary(now))
+        live = cut_sensors(live.with_events(batch).with_run_items(found), now)
         reloaded = table_rows(live)
-        assert (
-            table_rows(
-                SensorTables.from_rows(
-                    reloaded["sensor_events"], reloaded["sensor_run_items"], reloaded["sensor_checkpoints"]
-                )
-            )
-            == reloaded
-        )
+        assert table_rows(SensorTables.from_rows(*(reloaded[t.name] for t in STORED))) == reloaded
     arrived = [e for at, _, e in landed if at <= now]
     rebuilt = rebuild_sensors(arrived, [r for r in runs if r.arrived_id <= ulid_floor(now)], now_ms=now)
     assert table_rows(live) == table_rows(rebuilt)
@@ -404,3 +434,121 @@ def test_a_projection_published_before_checkpoints_reads_as_it_is_and_takes_its_
     # Only the next poll is kept: requested after commit for the current version, never answered.
     assert view is not None and view.state_version == 1 and set(view.evaluations) == {"files:v1:1"}
     assert len(cut.checkpoints()) == 1 and table_rows(PROJECTION.load(ctx, T, W)) == table_rows(cut)
+
+
+def test_a_push_message_redelivered_after_its_events_went_is_a_duplicate_for_30_days(tmp_path: Path) -> None:
+    from servo.services import sensors
+    from servo.services.runs import list_runs
+    from servo.services.sensor_projection import refresh_sensors
+    from servo.services.sensor_sweep import sweep_sensors
+
+    from tests.services.sensor_support import T, W, deploy, evaluations, ledger_names, push, report
+    from tests.services.sensor_support import tasks as queued
+    from tests.support.context import make_context
+
+    ctx, clock, queue = make_context(tmp_path)
+    deploy(ctx, push(defaultEnabled=True))
+    envelope = {"message": {"messageId": "m1", "data": "aGk="}}
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "RECORDED"
+    [task] = queued(queue)
+    report(ctx, task, status="TRIGGERED", runRequests=[{"itemId": "msg:m1"}])
+    sweep_sensors(ctx, T, W)
+    assert len(list_runs(ctx, T, W, {})["runs"]) == 1
+    # Two days on, the message's events are folded into the checkpoint; its row and its id remain.
+    clock.advance(2 * DAY)
+    sweep_sensors(ctx, T, W)
+    live = refresh_sensors(ctx, T, W)
+    assert not [e for e in live.events.values() if hasattr(e.data, "message_id")]
+    before = set(ledger_names(ctx))
+    assert sensors.receive_push(ctx, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    assert set(ledger_names(ctx)) == before and sweep_sensors(ctx, T, W)["evaluations"] == 0
+    assert [e["evaluationId"] for e in evaluations(ctx, "inbox")] == ["inbox:v0:1"]
+    assert len(list_runs(ctx, T, W, {})["runs"]) == 1
+    fresh = make_context(tmp_path, clock=clock)[0]  # another instance reads what was published
+    assert sensors.receive_push(fresh, T, W, "inbox", envelope)["status"] == "DUPLICATE"
+    # Past the retention the id is forgotten (§5: 30 days), as the message's row is.
+    clock.advance(29 * DAY)
+    sweep_sensors(ctx, T, W)
+    assert evaluations(ctx, "inbox") == []
+
+
+# ---------------------------------------------------------------------------------------------- duplicates
+
+HOUR = 3_600_000
+
+
+def _copies_of_one_message(gap_ms: int) -> tuple[Ledger, list[Event], Event]:
+    """A push message recorded, a disable that skips it, and a second copy of the message (the same
+    idempotency key under another event id) ``gap_ms`` after the first."""
+    ledger = Ledger()
+    history = [
+        _define(ledger, PUSH),
+        ledger.ev(SensorMessageReceived("inbox", "m0", ""), T0 + 1_000),
+        ledger.ev(SensorStatusChanged("inbox", False, 1), T0 + 2_000),
+    ]
+    return ledger, history, ledger.ev(SensorMessageReceived("inbox", "m0", ""), T0 + 1_000 + gap_ms)
+
+
+def test_a_copy_of_a_message_let_go_arriving_after_the_cut_is_a_duplicate_live_and_in_a_rebuild() -> None:
+    # The first copy is skipped by the disable and let go at the first cut; the second copy lands an hour
+    # and a quarter after it, after that cut (seed 6 of the property): it is the same message.
+    _, history, copy = _copies_of_one_message(75 * 60_000)
+    live = cut_sensors(SensorTables().with_events(history), T0 + HOUR + 16 * 60_000)
+    assert live.view("inbox") is not None and live.events.keys() == {history[0].event_id}
+    for now in (T0 + 2 * HOUR, T0 + 3 * HOUR):
+        live = cut_sensors(live.with_events([*history, copy]), now)
+        rebuilt = rebuild_sensors([*history, copy], now_ms=now)
+        assert table_rows(live) == table_rows(rebuilt)
+        view = live.view("inbox")
+        assert view is not None and view.pending_items() == []
+        [item] = table_rows(live)["sensor_inbox"]
+        assert (item.item_id, item.status, item.received_event_id) == (
+            "msg:m0",
+            "SKIPPED",
+            history[1].event_id,
+        )
+
+
+def test_a_copy_of_a_message_set_aside_before_the_cut_stays_a_duplicate_after_it() -> None:
+    # Both copies are folded before the first cut: the first is the message, the second is set aside and
+    # must not become a message of its own when the first is let go.
+    _, history, copy = _copies_of_one_message(75 * 60_000)
+    now = T0 + HOUR + 16 * 60_000
+    live = cut_sensors(SensorTables().with_events([*history, copy]), now)
+    view = live.view("inbox")
+    assert view is not None and view.pending_items() == [] and copy.event_id not in live.events
+    assert table_rows(live) == table_rows(rebuild_sensors([*history, copy], now_ms=now))
+
+
+def test_a_copy_recorded_past_the_duplicate_window_is_a_message_of_its_own() -> None:
+    # 30 days less the settle hour after the first copy, the id is forgotten live (its finished row
+    # expired), so a rebuild takes the later copy as a new message too, wherever the cuts fell.
+    _, history, copy = _copies_of_one_message(DUPLICATE_WINDOW_MS + 1)
+    late = copy.timestamp_ms + 2 * HOUR
+    live = cut_sensors(SensorTables().with_events(history), T0 + 2 * HOUR)
+    for now in (copy.timestamp_ms + 60_000, late):
+        live = cut_sensors(live.with_events([*history, copy]), now)
+    rebuilt = rebuild_sensors([*history, copy], now_ms=late)
+    assert table_rows(live) == table_rows(rebuilt)
+    view = live.view("inbox")
+    assert view is not None and view.pending_items() == ["msg:m0"]
+    assert view.items["msg:m0"].received_event_id == copy.event_id
+
+
+def test_a_run_item_found_again_after_its_cut_changes_nothing() -> None:
+    # The run scan may show a run again after its item went (the property's refreshes find every run
+    # each time): below the checkpoint it is turned away like an event, so it is not pending again.
+    ledger = Ledger()
+    eid = evaluation_id("inbox", 0, 1)
+    history = [
+        _define(ledger, PUSH),
+        ledger.ev(SensorEvaluationRequested("inbox", eid, 0, T0, "PUSH", ("run:r0",)), T0 + 2_000),
+        ledger.ev(SensorEvaluated("inbox", eid, 0, "PUSH", "SKIPPED", item_ids=("run:r0",)), T0 + 3_000),
+    ]
+    run = SensorRunItemRow("inbox", "run:r0", "r0", "FAILED", ulid_floor(T0 + 1_000) + "0" * 16)
+    live = cut_sensors(SensorTables().with_events(history).with_run_items([run]), T0 + 2 * HOUR)
+    assert live.run_items == {} and [r.status for r in table_rows(live)["sensor_inbox"]] == ["DONE"]
+    again = cut_sensors(live.with_run_items([run]), T0 + 3 * HOUR)
+    assert table_rows(again) == table_rows(rebuild_sensors(history, [run], now_ms=T0 + 3 * HOUR))
+    view = again.view("inbox")
+    assert view is not None and view.pending_items() == [] and again.run_items == {}

@@ -88,7 +88,6 @@ class SensorCheckpoint:
     attempts: Mapping[int, int] = field(default_factory=dict)  # version >= state_version -> newest attempt
     failures: Mapping[str, int] = field(default_factory=dict)  # kept item -> errors folded in
     done: frozenset[str] = frozenset()  # kept items an applied evaluation folded in took
-    last_event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +167,10 @@ def resolved_sensor_of(data: Any) -> str | None:
     return None
 
 
-def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState:
+def fold_sensors(state: SensorState, events: Iterable[FoldEvent], *, settled: bool = False) -> SensorState:
     """Fold sensor events (and the outcomes of sensor run requests; others are ignored) into a new
-    state; ``state`` is not modified."""
+    state; ``state`` is not modified. An event older than its sensor's checkpoint is turned away unless
+    ``settled`` (the cut folds a later copy of a key that went, which counts on its own)."""
     result = SensorState(dict(state.sensors))
     copied: set[str] = set()
     for event in events:
@@ -190,7 +190,7 @@ def fold_sensors(state: SensorState, events: Iterable[FoldEvent]) -> SensorState
             sensor_id = data.sensor_id
         log = result.sensors.get(sensor_id) or SensorLog(sensor_id)
         definition = isinstance(data, SensorDefinitionUpserted | SensorDefinitionRemoved)
-        if not definition and event.event_id < log.base.boundary:
+        if not definition and not settled and event.event_id < log.base.boundary:
             continue  # folded into the checkpoint already, or history let go (definitions are kept)
         if sensor_id not in copied:  # the caller's state keeps its own dicts
             log = log.copy()

@@ -38,20 +38,41 @@ from servo.core.sensor_fold import (
 )
 from servo.core.sensors import parse_evaluation_id
 
-__all__ = ["RETENTION_MS", "checkpoint_from_json", "checkpoint_json", "checkpoint_sensor"]
+__all__ = [
+    "DUPLICATE_WINDOW_MS",
+    "RETENTION_MS",
+    "SETTLE_MS",
+    "checkpoint_from_json",
+    "checkpoint_json",
+    "checkpoint_sensor",
+]
+
+# How far behind the clock the checkpoint settles: far past the window in which a late write still
+# lands (the ledger's look-back, minutes) and the run projection's lag the run scan allows for (15
+# minutes: a run that ended before a checkpoint is no new item), so the live projection and a rebuild
+# at the same clock hold the same events older than it.
+SETTLE_MS = 3_600_000
+# A second copy of one key (a push message, an evaluation's request or result: the same idempotency
+# key under another event id) is a duplicate of the first while that one is kept, or was let go at most
+# this long before the copy: the finished row of what a cut lets go expires ``RETENTION_MS`` behind the
+# clock, the cut is ``SETTLE_MS`` behind it on the same grid, so a copy the live projection folds (never
+# older than its last cut) still finds the row of every first copy this close to it. A rebuild applies
+# the same rule, so wherever the cuts fell, a copy means the same.
+DUPLICATE_WINDOW_MS = RETENTION_MS - SETTLE_MS
 
 
 def checkpoint_sensor(
-    log: SensorLog, boundary: str, run_items: Mapping[str, str] | None = None
+    log: SensorLog, boundary: str, run_items: Mapping[str, str] | None = None, *, again: bool = False
 ) -> tuple[SensorLog, frozenset[str]]:
     """``log`` with its history settled before ``boundary`` (an event id) folded into its checkpoint,
     and the ``run_items`` (item id -> arrival id) let go with it. ``log`` is not modified.
 
     A sensor gets a checkpoint once something is let go; from then on every cut moves its boundary,
-    and the fold turns away events older than it.
+    and the fold turns away events older than it. ``again``: cut at the boundary the checkpoint has
+    (a copy of a key that went counts on its own and is older than it).
     """
     base = log.base
-    if boundary <= base.boundary:
+    if boundary < base.boundary or (boundary == base.boundary and not again):
         return log, frozenset()
     run_items = run_items or {}
     chain = walk_chain(log, until=boundary)
@@ -148,9 +169,7 @@ def checkpoint_sensor(
         # Nothing let go now. A sensor that never let anything go has no checkpoint (an event older
         # than the boundary still folds as it would in a rebuild); one that did moves its boundary, as
         # a rebuild's one cut at this boundary would have put it.
-        return (
-            log if not base.last_event_id else replace(log, base=replace(base, boundary=boundary))
-        ), gone_items
+        return (log if not base.boundary else replace(log, base=replace(base, boundary=boundary))), gone_items
     new_base = SensorCheckpoint(
         boundary=boundary,
         state_version=version,
@@ -162,7 +181,6 @@ def checkpoint_sensor(
         attempts=attempts,
         failures={i: n for i, n in failures.items() if i in kept_items},
         done=frozenset(done & kept_items),
-        last_event_id=max([base.last_event_id, *dropped]),
     )
     new_log = replace(
         log,
@@ -189,7 +207,6 @@ def checkpoint_json(base: SensorCheckpoint) -> str:
         "attempts": {str(v): a for v, a in base.attempts.items()},
         "failures": dict(base.failures),
         "done": sorted(base.done),
-        "lastEventId": base.last_event_id,
     }
     return canonical_bytes(body).decode("utf-8")
 
@@ -208,5 +225,4 @@ def checkpoint_from_json(text: str) -> SensorCheckpoint:
         attempts={int(v): a for v, a in raw["attempts"].items()},
         failures=dict(raw["failures"]),
         done=frozenset(raw["done"]),
-        last_event_id=raw["lastEventId"],
     )

@@ -13,6 +13,7 @@ from servo.core.sensor_rows import (
     SensorInboxRow,
     SensorRow,
     SensorRunItemRow,
+    archive_key,
 )
 from servo.projections.schemas import Table, schema_of
 
@@ -31,6 +32,17 @@ SENSOR_INBOX = Table(
     "sensor_inbox", SensorInboxRow, schema_of(SensorInboxRow), lambda r: f"{r.sensor_id}\n{r.item_id}"
 )
 
+# What the checkpoints let go of within the retention (an evaluation's request and result apart).
+SENSOR_ARCHIVED_EVALUATIONS = Table(
+    "sensor_archived_evaluations", SensorEvaluationRow, schema_of(SensorEvaluationRow), archive_key
+)
+SENSOR_ARCHIVED_INBOX = Table(
+    "sensor_archived_inbox",
+    SensorInboxRow,
+    schema_of(SensorInboxRow),
+    lambda r: f"{r.sensor_id}\n{r.item_id}",
+)
+
 SENSOR_TABLES: tuple[Table, ...] = (
     SENSOR_EVENTS,
     SENSOR_RUN_ITEMS,
@@ -38,4 +50,15 @@ SENSOR_TABLES: tuple[Table, ...] = (
     SENSORS,
     SENSOR_EVALUATIONS,
     SENSOR_INBOX,
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
+)
+# The tables the projection's state is read back from (in ``SensorTables.from_rows``' order); the
+# others derive from them.
+SENSOR_STORED_TABLES: tuple[Table, ...] = (
+    SENSOR_EVENTS,
+    SENSOR_RUN_ITEMS,
+    SENSOR_CHECKPOINTS,
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
 )

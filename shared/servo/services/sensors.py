@@ -20,7 +20,7 @@ from typing import Any
 from servo.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from servo.core.events import SensorEvaluationRequested, SensorMessageReceived, SensorStatusChanged
 from servo.core.sensor_fold import PAUSED_WARNING, SensorLog, SensorView
-from servo.core.sensor_rows import SensorTables, evaluation_rows, sensor_row
+from servo.core.sensor_rows import SensorTables, sensor_row
 from servo.core.sensors import manual_evaluation_id, parse_evaluation_id
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
@@ -192,14 +192,14 @@ def list_evaluations(
     limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
     after = decode_cursor(query["cursor"]) if query.get("cursor") else None
     tables = refresh_sensors(ctx, tenant_id, workspace_id)
-    log, view = _log(tables, sensor_id)
+    _log(tables, sensor_id)  # a known sensor
 
     def at(row: Any) -> int:
         return int(row.requested_at if row.requested_at is not None else row.reported_at or 0)
 
     rows = [
         r
-        for r in evaluation_rows(log, view)
+        for r in tables.evaluation_rows(sensor_id)
         if status in (None, r.status)
         and (since is None or at(r) >= since)
         and (until is None or at(r) <= until)
@@ -219,8 +219,8 @@ def get_evaluation(
 ) -> dict[str, Any]:
     ref = parse_evaluation_id(evaluation_id)
     tables = refresh_sensors(ctx, tenant_id, workspace_id)
-    log, view = _log(tables, sensor_id)
-    found = [r for r in evaluation_rows(log, view) if r.evaluation_id == evaluation_id]
+    _log(tables, sensor_id)  # a known sensor
+    found = [r for r in tables.evaluation_rows(sensor_id) if r.evaluation_id == evaluation_id]
     if ref.sensor_id != sensor_id or not found:
         raise NotFound(f"evaluation '{evaluation_id}' of sensor '{sensor_id}' not found")
     return evaluation_json(found[0], refresh_schedules(ctx, tenant_id, workspace_id).requests)
@@ -311,7 +311,7 @@ def receive_push(
     spec = spec_of(log)
     if spec is None or spec.kind != "PUSH":
         raise InvalidInput(f"sensor '{sensor_id}' is not a push sensor")
-    if message_id in log.messages:
+    if tables.knows_message(sensor_id, message_id):
         return {"messageId": message_id, "status": "DUPLICATE"}
     status = "FAILED" if size > MAX_MESSAGE_BYTES else "RECORDED" if view.enabled else "SKIPPED"
     received = SensorMessageReceived(
