@@ -509,8 +509,10 @@ def inbox_rows(sensor_id: str, view: SensorView) -> list[SensorInboxRow]:
     ]
 
 
-def table_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
-    """Every table's rows, sorted by key."""
+def table_rows(tables: SensorTables, *, finished: bool = True) -> Mapping[str, list[Any]]:
+    """Every table's rows, sorted by key; ``finished=False``: ``sensor_evaluations`` and
+    ``sensor_inbox`` without the rows only the finished rows show (as stored: those are read from the
+    ``sensor_archived_*`` tables, so a publish does not rewrite 30 days of them)."""
     sensors, evaluations, inbox = [], [], []
     parts: dict[str, list[SensorEvaluationRow]] = {}
     for row in tables.archived.values():
@@ -518,10 +520,16 @@ def table_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
     for log in tables.logs():
         view = sensor_view(log, tables.run_items_of(log.sensor_id))
         sensors.append(sensor_row(log, view))
-        evaluations.extend(_merged(evaluation_rows(log, view), parts.get(log.sensor_id, [])))
+        shown = evaluation_rows(log, view)
+        own = parts.get(log.sensor_id, [])
+        if not finished:
+            ids = {r.evaluation_id for r in shown}
+            own = [p for p in own if p.evaluation_id in ids]
+        evaluations.extend(_merged(shown, own))
         inbox.extend(inbox_rows(log.sensor_id, view))
-    derived = {(r.sensor_id, r.item_id) for r in inbox}
-    inbox += [r for k, r in tables.archived_inbox.items() if k not in derived]
+    if finished:
+        derived = {(r.sensor_id, r.item_id) for r in inbox}
+        inbox += [r for k, r in tables.archived_inbox.items() if k not in derived]
     return {
         "sensor_events": [
             SensorEventRow(

@@ -11,7 +11,7 @@ Layout under the workspace::
 
 A publish writes one new file per asset it touched holding only the changed rows; a later file's row
 wins over an earlier one's. The new file first absorbs the newest files no bigger than it (a binary
-counter), so an asset keeps about log2(its partitions) files and a row is rewritten about that many
+counter, ``_delta_files``), so an asset keeps about log2(its partitions) files and a row is rewritten about that many
 times over its life: 100,000 materialized partitions and 100 publish a one-row change alike. Readers
 and the fold look rows up file by file, newest first, in files decoded once per instance.
 
@@ -43,6 +43,7 @@ from servo.projections.asset_tables import (
 )
 from servo.projections.codec import content_hex12, decode_table, encode_table
 from servo.services import _compaction_ledger as ledger
+from servo.services._delta_files import DeltaFile, add_delta
 from servo.services.context import ServiceContext
 from servo.store import ObjectStore, create_once
 
@@ -63,18 +64,12 @@ _CACHE_FILES = 4096
 
 
 @dataclass(frozen=True, slots=True)
-class _File:
-    path: str
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
 class _Head:
     generation: int
     watermark: str
     recent: frozenset[str]
     assets_file: str | None
-    files: dict[str, tuple[_File, ...]]  # asset key -> its partition files, oldest first
+    files: dict[str, tuple[DeltaFile, ...]]  # asset key -> its partition files, oldest first
 
     def body(self) -> dict[str, Any]:
         return {
@@ -82,7 +77,7 @@ class _Head:
             "recent": sorted(self.recent),
             "assetsFile": self.assets_file,
             "partitions": {
-                k: [{"path": f.path, "rows": f.rows} for f in v] for k, v in sorted(self.files.items())
+                k: [f.body() for f in v] for k, v in sorted(self.files.items())
             },
         }
 
@@ -92,7 +87,7 @@ def _load_head(store: ObjectStore) -> _Head:
     if obj is None:
         return _Head(0, "", frozenset(), None, {})
     raw = loads_strict(obj.data)
-    files = {k: tuple(_File(f["path"], f["rows"]) for f in v) for k, v in raw["partitions"].items()}
+    files = {k: tuple(DeltaFile.from_body(f) for f in v) for k, v in raw["partitions"].items()}
     return _Head(obj.generation, raw["watermark"], frozenset(raw["recent"]), raw["assetsFile"], files)
 
 
@@ -164,25 +159,10 @@ def _write(store: ObjectStore, data: bytes, path: str) -> str:
     return path
 
 
-def _partition_file(store: ObjectStore, rows: list[PartitionStatusRow]) -> _File:
+def _partition_file(store: ObjectStore, rows: list[PartitionStatusRow]) -> DeltaFile:
     data = encode_table(PARTITION_STATUS, [to_record(r) for r in sorted(rows, key=lambda r: r.partition_key)])
     path = f"{ROOT}/partitions/{hashlib.sha256(data).hexdigest()[:32]}.parquet"
-    return _File(_write(store, data, path), len(rows))
-
-
-def _add_file(
-    catalog: AssetCatalog,
-    store: ObjectStore,
-    files: tuple[_File, ...],
-    changed: dict[str, PartitionStatusRow],
-) -> tuple[_File, ...]:
-    """``files`` plus one holding ``changed``, which first absorbs the newest files no bigger than it."""
-    kept = list(files)
-    rows = dict(changed)
-    while kept and kept[-1].rows <= len(rows):
-        older = catalog._by_key(kept.pop().path)
-        rows = {**older, **rows}
-    return (*kept, _partition_file(store, list(rows.values())))
+    return DeltaFile(_write(store, data, path), len(rows))
 
 
 def _publish(
@@ -191,13 +171,18 @@ def _publish(
     head: _Head,
     changed: dict[PartitionKey, PartitionStatusRow],
     assets: dict[str, AssetRow],
-) -> tuple[str | None, dict[str, tuple[_File, ...]]]:
+) -> tuple[str | None, dict[str, tuple[DeltaFile, ...]]]:
     files = dict(head.files)
     by_asset: dict[str, dict[str, PartitionStatusRow]] = {}
     for (asset_key, partition_key), row in changed.items():
         by_asset.setdefault(asset_key, {})[partition_key] = row
     for asset_key in sorted(by_asset):
-        files[asset_key] = _add_file(catalog, store, files.get(asset_key, ()), by_asset[asset_key])
+        files[asset_key] = add_delta(
+            files.get(asset_key, ()),
+            by_asset[asset_key],
+            lambda f: catalog._by_key(f.path),
+            lambda rows: _partition_file(store, rows),
+        )
     assets_file = head.assets_file
     if changed:
         data = encode_table(ASSETS, [to_asset_record(assets[k]) for k in sorted(assets)])

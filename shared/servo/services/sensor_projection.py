@@ -20,7 +20,12 @@ from typing import Any
 from servo.core.events import Event
 from servo.core.sensor_retention import RETENTION_MS, SETTLE_MS
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
-from servo.projections.sensor_tables import SENSOR_STORED_TABLES, SENSOR_TABLES
+from servo.projections.sensor_tables import (
+    SENSOR_ARCHIVED_EVALUATIONS,
+    SENSOR_ARCHIVED_INBOX,
+    SENSOR_STORED_TABLES,
+    SENSOR_TABLES,
+)
 from servo.services import _compaction_ledger as ledger
 from servo.services._folded_projection import FoldedProjection
 from servo.services.context import ServiceContext
@@ -60,7 +65,21 @@ def _fold(state: SensorTables, events: list[Event], now_ms: int) -> SensorTables
     return cut_sensors(state.with_events(events), now_ms)
 
 
-PROJECTION = FoldedProjection("sensors", SENSOR_TABLES, _from_rows, table_rows, _fold, lambda s: not s.events)
+def _stored_rows(tables: SensorTables) -> Mapping[str, list[Any]]:
+    return table_rows(tables, finished=False)
+
+
+# The finished rows only come (as a cut lets history go) and go (past 30 days, oldest first): delta
+# files, so a publish writes the rows it let go, not the retention's.
+PROJECTION = FoldedProjection(
+    "sensors",
+    SENSOR_TABLES,
+    _from_rows,
+    _stored_rows,
+    _fold,
+    lambda s: not s.events,
+    frozenset({SENSOR_ARCHIVED_EVALUATIONS.name, SENSOR_ARCHIVED_INBOX.name}),
+)
 
 
 def has_sensor_state(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
