@@ -1,6 +1,9 @@
-"""CPU of one sensor projection publish after N days of a 30 s poll sensor (issue 19): the fold of the
-stored tables, the new poll's events, the retention cut and the Parquet encoding of every table (the
-store's writes left out). Run from the repository root:
+"""CPU and bytes of one sensor projection publish after N days of a 30 s poll sensor (issue 19): the
+projection as published with N days of history (one file per table, as before delta files), then
+quarter-hourly publishes through ``refresh_sensors`` on a local store, each folding 30 polls from the
+ledger, cutting, and writing its files and head (the first one also converts the single files and
+decodes them; the next ones read them from the instance's cache, as a warm instance does). Run from the
+repository root:
 
     PYTHONPATH=shared python scripts/sensor_publish_cpu.py [days]
 """
@@ -8,41 +11,48 @@ store's writes left out). Run from the repository root:
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from servo.core.sensor_rows import SensorTables
-from servo.projections.codec import encode_table
-from servo.services.sensor_projection import PROJECTION
+from servo.services.ledger import append_events
+from servo.services.sensor_projection import refresh_sensors
+from servo.store.counting import CountingStore
 
-from tests.services.test_sensor_retention import DAY, POLL, T0, Ledger, _define, _poll
+from tests.services.test_sensor_archive_files import QUARTER_MS, _history, _seed_single_files
+from tests.services.test_sensor_retention import Ledger, _poll
+from tests.support.context import FakeClock, make_context
 
 INTERVAL_MS = 30_000
 
 
 def main(days: int) -> None:
     ledger = Ledger()
-    events, version, at = [_define(ledger, POLL)], 0, T0 + INTERVAL_MS
-    state = SensorTables()
-    for day in range(1, days + 1):  # refreshed daily, as a live projection is (at least)
+    state, last, version, at = _history(ledger, days)
+    root = Path(tempfile.mkdtemp(prefix="sensor_publish_"))
+    _seed_single_files(root, state, last[-1].event_id)
+    clock = FakeClock(at)
+    ctx = make_context(root, clock=clock, compact=False)[0]
+    counting = CountingStore(ctx.store)
+    ctx = replace(ctx, store=counting)
+    rows = {k: len(v) for k, v in (("archived", state.archived), ("events", state.events))}
+    for n in range(4):
         batch = []
-        while at < T0 + day * DAY:
+        while at < clock.now_ms + QUARTER_MS:
             batch += _poll(ledger, version, at, triggered=version % 10 == 0)
             version, at = version + 1, at + INTERVAL_MS
-        state = PROJECTION.fold(state, [*events, *batch] if day == 1 else batch, T0 + day * DAY)
-    rows = PROJECTION.to_rows(state)
-    counts = {t.name: len(rows[t.name]) for t in PROJECTION.tables}
-    for _ in range(3):  # one publish: read the tables' rows back, fold a poll, cut, encode every table
+        clock.now_ms = at
+        names = append_events(ctx, "t", "w", batch)
+        counting.reset()
         start = time.process_time()
-        loaded = PROJECTION.from_rows(rows)
-        new = PROJECTION.fold(loaded, _poll(ledger, version, at, triggered=False), at + 2_000)
-        out = PROJECTION.to_rows(new)
-        size = sum(len(encode_table(t, out[t.name])) for t in PROJECTION.tables)
+        refresh_sensors(ctx, "t", "w", names)
         cpu = time.process_time() - start
-        rows, version, at = out, version + 1, at + INTERVAL_MS
-        print(f"days={days} publish_cpu_s={cpu:.2f} bytes={size} rows={counts}")
+        kind = "converting" if n == 0 else "warm"
+        written = counting.snapshot().bytes_written
+        print(f"days={days} publish={kind} cpu_s={cpu:.2f} bytes_written={written} {rows}")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,24 @@ writes the rows it let go, not the 30 days of finished rows (issue 19)."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
-from servo.core.sensor_rows import SensorTables, table_rows
+from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
 from servo.projections.codec import content_hex12, encode_table
+from servo.services._compaction_ledger import ulid_floor
+from servo.services.context import ServiceContext
 from servo.services.ledger import append_events
-from servo.services.sensor_projection import PROJECTION, refresh_sensors
+from servo.services.sensor_projection import PROJECTION, cut_sensors, refresh_sensors
 from servo.store import create_once
 from servo.store.counting import CountingStore
 
-from tests.services.test_sensor_retention import DAY, POLL, T0, Ledger, _define, _poll
+from tests.services.test_sensor_retention import DAY, POLL, T0, Ledger, _define, _histories, _poll
 from tests.support.context import FakeClock, make_context
 
 INTERVAL_MS = 30_000
@@ -84,3 +89,54 @@ def test_a_publish_writes_bytes_independent_of_the_days_of_finished_rows(tmp_pat
     assert all(b < a * 1.2 for a, b in zip(short, long, strict=True)), (short, long)
     assert max(long) < 300_000, long
 
+
+def _publish(ctx: ServiceContext, state: SensorTables) -> None:
+    store = ctx.workspace_store("t", "w")
+    head = PROJECTION.load_head(store)
+    PROJECTION.publish(ctx, store, head, PROJECTION.read(ctx, store, head), state, head.watermark, ())
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=_histories(), data=st.data())
+def test_the_published_delta_files_read_back_as_live_at_every_refresh(
+    history: tuple[list[Event], list[SensorRunItemRow]], data: st.DataObject
+) -> None:
+    events, runs = history
+    refreshes = sorted(data.draw(st.lists(st.integers(0, 130 * DAY), min_size=1, max_size=12)))
+    with tempfile.TemporaryDirectory() as root:
+        ctx = make_context(Path(root))[0]
+        live = SensorTables()
+        for offset in refreshes:
+            now = T0 + offset
+            found = [r for r in runs if r.arrived_id <= ulid_floor(now)]
+            batch = [e for e in events if e.timestamp_ms <= now]
+            live = cut_sensors(live.with_events(batch).with_run_items(found), now)
+            _publish(ctx, live)
+            fresh = make_context(Path(root))[0]  # another instance, nothing decoded yet
+            assert table_rows(PROJECTION.load(fresh, "t", "w")) == table_rows(live)
+            assert table_rows(PROJECTION.load(ctx, "t", "w")) == table_rows(live)
+
+
+def test_finished_rows_past_30_days_leave_reads_at_the_boundary_and_storage_within_twice_the_kept(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger()
+    ctx = make_context(tmp_path)[0]
+    store = ctx.workspace_store("t", "w")
+    live, version, at = SensorTables().with_events([_define(ledger, POLL)]), 0, T0 + 300_000
+    for day in range(1, 46):  # a poll every 5 minutes, published daily
+        batch = []
+        while at < T0 + day * DAY:
+            batch += _poll(ledger, version, at, triggered=version % 10 == 0)
+            version, at = version + 1, at + 300_000
+        live = cut_sensors(live.with_events(batch), T0 + day * DAY)
+        _publish(ctx, live)
+        files = PROJECTION.load_head(store).deltas["sensor_archived_evaluations"].files
+        # About log2(days published) files; rows past the boundary are read no more at once, and leave
+        # storage with their whole file or when a merge rewrites them.
+        assert len(files) <= 6 and sum(f.rows for f in files) <= 2 * len(live.archived), (day, files)
+        assert table_rows(PROJECTION.load(make_context(tmp_path)[0], "t", "w")) == table_rows(live)
+    assert min(r.row_version for r in live.archived.values()) >= ulid_floor(T0 + 15 * DAY - 900_000)
+    # A sensor that stopped: once its last rows are past 30 days its files all go.
+    _publish(ctx, cut_sensors(live, T0 + 80 * DAY))
+    assert PROJECTION.load_head(store).deltas["sensor_archived_evaluations"].files == ()

@@ -103,7 +103,8 @@ class FoldedProjection(Generic[S]):
             found = cache[name] = decode_table(table, obj.data)
         return found
 
-    def _read(self, ctx: ServiceContext, store: ObjectStore, head: Head) -> _Read:
+    def read(self, ctx: ServiceContext, store: ObjectStore, head: Head) -> _Read:
+        """Every table's rows ``head`` names (a delta table's as its files merge), as ``publish`` takes them."""
         rows: dict[str, list[Any]] = {}
         deltas: dict[str, Deltas] = {}
         keyed: dict[str, dict[Any, Any]] = {}
@@ -134,7 +135,7 @@ class FoldedProjection(Generic[S]):
         }
 
     def read_state(self, ctx: ServiceContext, store: ObjectStore, head: Head) -> S:
-        return self.from_rows(self._read(ctx, store, head).rows)
+        return self.from_rows(self.read(ctx, store, head).rows)
 
     def exists(self, ctx: ServiceContext, tenant_id: str, workspace_id: str) -> bool:
         """Whether this workspace ever published this projection (one read: its head)."""
@@ -194,6 +195,28 @@ class FoldedProjection(Generic[S]):
             add_delta(kept, changed, lambda f: self._kept_rows(ctx, store, table, f, floor), write), floor
         )
 
+    def publish(
+        self,
+        ctx: ServiceContext,
+        store: ObjectStore,
+        head: Head,
+        read: _Read,
+        state: S,
+        watermark: str,
+        recent: Iterable[str],
+    ) -> None:
+        """Write ``state``'s files (of a delta table, the rows changed since ``read``, what ``head``
+        holds) and move the head to them.
+
+        Raises:
+            PreconditionFailed: the head moved since ``head`` was loaded.
+        """
+        files, deltas = self._write_files(ctx, store, state, read)
+        body: dict[str, Any] = {"watermark": watermark, "recent": list(recent), "files": files}
+        if deltas:
+            body["deltas"] = {name: d.body() for name, d in sorted(deltas.items())}
+        store.put(self.head_path, canonical_bytes(body), if_generation_match=head.generation)
+
     def refresh(
         self,
         ctx: ServiceContext,
@@ -225,7 +248,7 @@ class FoldedProjection(Generic[S]):
             start = head.watermark or ledger.ulid_floor(ctx.clock_ms()) + "0" * 16
             names, _bad = ledger.candidate_names(store, start, head.recent, hint, lookback_ms)
             found = ledger.read_events(store, names, tenant_id, workspace_id, written)
-            read = self._read(ctx, store, head)
+            read = self.read(ctx, store, head)
             state = self.from_rows(read.rows)
             if not found.seen_ids and (settle is None or settle(state) == state):
                 return state
@@ -235,16 +258,9 @@ class FoldedProjection(Generic[S]):
             if not publish or (head.generation == 0 and self.is_empty(new_state)):
                 return new_state  # a read of a workspace without these definitions leaves nothing behind
             watermark = ledger.advance(head.watermark, found.seen_ids, ctx.clock_ms())
-            files, deltas = self._write_files(ctx, store, new_state, read)
-            body: dict[str, Any] = {
-                "watermark": watermark,
-                "recent": list(ledger.recent_ids(head.recent | found.seen_ids, watermark)),
-                "files": files,
-            }
-            if deltas:
-                body["deltas"] = {name: d.body() for name, d in sorted(deltas.items())}
+            recent = ledger.recent_ids(head.recent | found.seen_ids, watermark)
             try:
-                store.put(self.head_path, canonical_bytes(body), if_generation_match=head.generation)
+                self.publish(ctx, store, head, read, new_state, watermark, recent)
             except PreconditionFailed:
                 continue  # another refresh published first: fold again on top of it
             return new_state

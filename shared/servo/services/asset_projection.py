@@ -11,9 +11,9 @@ Layout under the workspace::
 
 A publish writes one new file per asset it touched holding only the changed rows; a later file's row
 wins over an earlier one's. The new file first absorbs the newest files no bigger than it (a binary
-counter, ``_delta_files``), so an asset keeps about log2(its partitions) files and a row is rewritten about that many
-times over its life: 100,000 materialized partitions and 100 publish a one-row change alike. Readers
-and the fold look rows up file by file, newest first, in files decoded once per instance.
+counter, ``_delta_files``), so an asset keeps about log2(its partitions) files and a row is rewritten
+about that many times over its life: 100,000 materialized partitions and 100 publish a one-row change
+alike. Readers and the fold look rows up file by file, newest first, in files decoded once per instance.
 
 The ledger is read as the schedule projection reads it (from a watermark, with a look-back window and
 the ids applied inside it; without a head, from the beginning), every file is written create-if-absent
@@ -76,9 +76,7 @@ class _Head:
             "watermark": self.watermark,
             "recent": sorted(self.recent),
             "assetsFile": self.assets_file,
-            "partitions": {
-                k: [f.body() for f in v] for k, v in sorted(self.files.items())
-            },
+            "partitions": {k: [f.body() for f in v] for k, v in sorted(self.files.items())},
         }
 
 
