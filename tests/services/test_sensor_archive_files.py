@@ -3,6 +3,8 @@ writes the rows it let go, not the 30 days of finished rows (issue 19)."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +22,7 @@ from servo.services.sensor_projection import PROJECTION, cut_sensors, refresh_se
 from servo.store import create_once
 from servo.store.counting import CountingStore
 
+from tests.services.compaction_support import Crash, CrashingStore
 from tests.services.test_sensor_retention import DAY, POLL, T0, Ledger, _define, _histories, _poll
 from tests.support.context import FakeClock, make_context
 
@@ -140,3 +143,42 @@ def test_finished_rows_past_30_days_leave_reads_at_the_boundary_and_storage_with
     # A sensor that stopped: once its last rows are past 30 days its files all go.
     _publish(ctx, cut_sensors(live, T0 + 80 * DAY))
     assert PROJECTION.load_head(store).deltas["sensor_archived_evaluations"].files == ()
+
+
+def test_a_crash_at_any_write_of_a_publish_of_delta_files_converges_to_the_same_tables(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger()
+    state, last, version, at = _history(ledger, 2)
+    template = tmp_path / "template"
+    _seed_single_files(template, state, last[-1].event_id)
+    clock = FakeClock(at)
+    names = []
+    for n in range(2):  # the converting publish, then one whose delta file absorbs the last one's
+        batch = []
+        while at < clock.now_ms + QUARTER_MS:
+            batch += _poll(ledger, version, at, triggered=version % 10 == 0)
+            version, at = version + 1, at + INTERVAL_MS
+        clock.now_ms = at
+        ctx = make_context(template, clock=clock, compact=False)[0]
+        names = append_events(ctx, "t", "w", batch)
+        if n == 0:
+            refresh_sensors(ctx, "t", "w", names)
+
+    def world(name: str, crash_at: int | None) -> tuple[ServiceContext, CrashingStore]:
+        shutil.copytree(template, tmp_path / name)
+        ctx = make_context(tmp_path / name, clock=clock, compact=False)[0]
+        crashing = CrashingStore(ctx.store, crash_at)
+        return replace(ctx, store=crashing), crashing
+
+    clean, counted = world("clean", None)
+    expected = table_rows(refresh_sensors(clean, "t", "w", names))
+    assert counted.writes >= 7  # the tables that changed, the delta file, the head
+    for nth in range(1, counted.writes + 1):
+        ctx, crashing = world(f"crash-{nth}", nth)
+        with contextlib.suppress(Crash):
+            refresh_sensors(ctx, "t", "w", names)
+        crashing.crash_at = None
+        again = make_context(tmp_path / f"crash-{nth}", clock=clock, compact=False)[0]
+        assert table_rows(refresh_sensors(again, "t", "w", names)) == expected, nth
+        assert table_rows(PROJECTION.load(again, "t", "w")) == expected, nth
