@@ -7,13 +7,14 @@ import contextlib
 import shutil
 import tempfile
 from dataclasses import replace
+from itertools import accumulate
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servo.core.canonical_json import canonical_bytes
 from servo.core.events import Event
-from servo.core.sensor_rows import SensorRunItemRow, SensorTables, table_rows
+from servo.core.sensor_rows import SensorRunItemRow, SensorTables, archive_key, table_rows
 from servo.projections.codec import content_hex12, encode_table
 from servo.services._compaction_ledger import ulid_floor
 from servo.services.context import ServiceContext
@@ -99,13 +100,29 @@ def _publish(ctx: ServiceContext, state: SensorTables) -> None:
     PROJECTION.publish(ctx, store, head, PROJECTION.read(ctx, store, head), state, head.watermark, ())
 
 
+@st.composite
+def _polls(draw: st.DrawFn) -> list[Event]:
+    """A poll sensor's polls at random gaps (up to about 100 days): finished rows come at most cuts
+    and go 30 days later, so delta files are added, merged and dropped."""
+    ledger = Ledger()
+    ledger.n = 1_000_000  # ids apart from ``_histories``' own ledger's
+    events, at = [_define(ledger, POLL)], T0
+    for version in range(draw(st.integers(10, 40))):
+        at += draw(st.sampled_from([60_000, 3_600_000, 14_400_000, DAY, 3 * DAY]))
+        events += _poll(ledger, version, at, triggered=draw(st.booleans()))
+    return events
+
+
 @settings(max_examples=100, deadline=None)
-@given(history=_histories(), data=st.data())
+@given(history=_histories(), polls=_polls(), data=st.data())
 def test_the_published_delta_files_read_back_as_live_at_every_refresh(
-    history: tuple[list[Event], list[SensorRunItemRow]], data: st.DataObject
+    history: tuple[list[Event], list[SensorRunItemRow]], polls: list[Event], data: st.DataObject
 ) -> None:
-    events, runs = history
-    refreshes = sorted(data.draw(st.lists(st.integers(0, 130 * DAY), min_size=1, max_size=12)))
+    pushed, runs = history
+    events = [*pushed, *polls]
+    # Refreshes a quarter hour to ten days apart: finished rows come, merge and expire among them.
+    gaps = st.sampled_from([QUARTER_MS, 3_600_000, 21_600_000, DAY, 5 * DAY, 10 * DAY])
+    refreshes = list(accumulate(data.draw(st.lists(gaps, min_size=3, max_size=20))))
     with tempfile.TemporaryDirectory() as root:
         ctx = make_context(Path(root))[0]
         live = SensorTables()
@@ -182,3 +199,21 @@ def test_a_crash_at_any_write_of_a_publish_of_delta_files_converges_to_the_same_
         again = make_context(tmp_path / f"crash-{nth}", clock=clock, compact=False)[0]
         assert table_rows(refresh_sensors(again, "t", "w", names)) == expected, nth
         assert table_rows(PROJECTION.load(again, "t", "w")) == expected, nth
+
+
+def test_rows_that_do_not_go_by_age_rewrite_the_table_as_one_file_that_reads_back(tmp_path: Path) -> None:
+    state = _history(Ledger(), 1)[0]
+    ctx = make_context(tmp_path)[0]
+    store = ctx.workspace_store("t", "w")
+    _publish(ctx, state)
+    by_age = sorted(state.archived.values(), key=lambda r: r.row_version)
+    older = replace(by_age[0], evaluation_id="files:v9999:1", row_version=ulid_floor(T0 - DAY) + "0" * 16)
+    changes = [
+        {**state.archived, archive_key(older): older},  # older than the oldest published row
+        {archive_key(r): r for r in by_age[:-1]},  # the newest row gone, not by age
+    ]
+    for archived in changes:  # a delta file would hold the older row; the newest would read back
+        changed = replace(state, archived=archived)
+        _publish(ctx, changed)
+        assert len(PROJECTION.load_head(store).deltas["sensor_archived_evaluations"].files) == 1
+        assert table_rows(PROJECTION.load(make_context(tmp_path)[0], "t", "w")) == table_rows(changed)
