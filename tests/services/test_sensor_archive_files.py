@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import replace
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 
@@ -59,18 +61,24 @@ def _seed_single_files(tmp_path: Path, state: SensorTables, watermark: str) -> N
     store.put(PROJECTION.head_path, canonical_bytes(body), if_generation_match=0)
 
 
-def _publish_bytes(tmp_path: Path, days: int) -> list[int]:
-    """Bytes each of three quarter-hourly publishes writes after ``days`` of history, the first one
-    converting a projection written before delta files."""
+@dataclass(frozen=True, slots=True)
+class Published:
+    written: int  # bytes written through the store
+    cpu_s: float
+    live: SensorTables
+
+
+def quarter_publishes(root: Path, days: int, count: int) -> Iterator[Published]:
+    """``count`` quarter-hourly publishes (30 polls each, through ``refresh_sensors``) after ``days``
+    of history, the first one converting a projection written before delta files."""
     ledger = Ledger()
     state, last, version, at = _history(ledger, days)
-    _seed_single_files(tmp_path, state, last[-1].event_id)
+    _seed_single_files(root, state, last[-1].event_id)
     clock = FakeClock(at)
-    ctx, _clock, _queue = make_context(tmp_path, clock=clock, compact=False)
+    ctx = make_context(root, clock=clock, compact=False)[0]
     counting = CountingStore(ctx.store)
     ctx = replace(ctx, store=counting)
-    written = []
-    for _ in range(3):
+    for _ in range(count):
         batch = []
         while at < clock.now_ms + QUARTER_MS:
             batch += _poll(ledger, version, at, triggered=version % 10 == 0)
@@ -78,10 +86,17 @@ def _publish_bytes(tmp_path: Path, days: int) -> list[int]:
         clock.now_ms = at
         names = append_events(ctx, "t", "w", batch)
         counting.reset()
+        start = time.process_time()
         live = refresh_sensors(ctx, "t", "w", names)
-        written.append(counting.snapshot().bytes_written)
-        fresh = make_context(tmp_path, clock=clock, compact=False)[0]
-        assert table_rows(PROJECTION.load(fresh, "t", "w")) == table_rows(live)  # reads back as published
+        yield Published(counting.snapshot().bytes_written, time.process_time() - start, live)
+
+
+def _publish_bytes(root: Path, days: int) -> list[int]:
+    written = []
+    for published in quarter_publishes(root, days, 3):
+        written.append(published.written)
+        fresh = make_context(root, compact=False)[0]
+        assert table_rows(PROJECTION.load(fresh, "t", "w")) == table_rows(published.live)  # as published
     return written
 
 

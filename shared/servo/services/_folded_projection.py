@@ -104,7 +104,8 @@ class FoldedProjection(Generic[S]):
         return found
 
     def read(self, ctx: ServiceContext, store: ObjectStore, head: Head) -> _Read:
-        """Every table's rows ``head`` names (a delta table's as its files merge), as ``publish`` takes them."""
+        """Every table's rows ``head`` names (a delta table's as its files merge), as ``publish``
+        takes them."""
         rows: dict[str, list[Any]] = {}
         deltas: dict[str, Deltas] = {}
         keyed: dict[str, dict[Any, Any]] = {}
