@@ -29,6 +29,7 @@ from servo.projections.sensor_tables import SENSOR_STORED_TABLES as STORED
 from servo.projections.sensor_tables import SENSOR_TABLES
 from servo.services._compaction_ledger import ulid_floor
 from servo.services.sensor_projection import cut_sensors, rebuild_sensors
+from servo.tokens import TTL_SLACK_S
 
 from tests.core.test_sensors import _result
 
@@ -239,6 +240,11 @@ def test_an_event_older_than_the_checkpoint_changes_nothing(
 # ---------------------------------------------------------------------------------------------- property
 
 _MESSAGES = ("m0", "m1", "m2")
+# The latest a result can land after its request: the evaluation token is issued when the task is
+# enqueued (at the request, or by the next sweep when that enqueue was lost) and expires timeout + 300 s
+# after its not_before; a later result gets 401 and writes nothing. A superseded attempt's result may
+# still land in that window, far inside the settle hour (``test_a_superseded_attempts_result_...``).
+RESULT_WITHIN_MS = (PUSH.timeout_seconds + TTL_SLACK_S + 60) * 1000
 
 
 @st.composite
@@ -249,8 +255,9 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
     events = [_define(ledger, PUSH)]
     times = sorted(draw(st.lists(st.integers(1, 90 * DAY), min_size=0, max_size=24)))
     # As in a ledger: an evaluation is requested once, and its result comes after its request (the
-    # callback refuses an evaluation it cannot see and stamps its result after the request's time).
-    requested: set[str] = set()
+    # callback refuses an evaluation it cannot see and stamps its result after the request's time) and
+    # within its token's lifetime (``RESULT_WITHIN_MS``): the callback refuses an expired token.
+    requested: dict[str, int] = {}
     for at in times:
         at += T0
         kind = draw(st.sampled_from(["msg", "req", "res", "res", "status", "resolved"]))
@@ -266,12 +273,13 @@ def _histories(draw: st.DrawFn) -> tuple[list[Event], list[SensorRunItemRow]]:
         elif kind == "req":
             if eid in requested:
                 continue
-            requested.add(eid)
+            requested[eid] = at
             events.append(ledger.ev(SensorEvaluationRequested("inbox", eid, version, at, "PUSH", items), at))
         elif kind == "resolved":
             request = evaluation_request_id(eid, 0)
             events.append(ledger.ev(RunRequestResolved(request, "CREATED", "k", "r"), at))
         elif eid in requested:
+            at = requested[eid] + draw(st.integers(1, RESULT_WITHIN_MS))
             status = draw(st.sampled_from(["TRIGGERED", "SKIPPED", "ERROR"]))
             cursor = draw(st.sampled_from([None, "a", "b"]))
             result = _result(eid, version, status, sensor="inbox", cursor=cursor, items=items, trigger="PUSH")
@@ -552,3 +560,32 @@ def test_a_run_item_found_again_after_its_cut_changes_nothing() -> None:
     assert table_rows(again) == table_rows(rebuild_sensors(history, [run], now_ms=T0 + 3 * HOUR))
     view = again.view("inbox")
     assert view is not None and view.pending_items() == [] and again.run_items == {}
+
+
+@pytest.mark.parametrize("late_s", [1, 120, 300, 420])
+def test_a_superseded_attempts_result_within_its_tokens_lifetime_folds_live_as_in_a_rebuild(
+    late_s: int,
+) -> None:
+    # Attempt 1 goes unanswered, attempt 2 replaces it, then attempt 1's worker reports after all (its
+    # token is still valid): whether a cut let attempt 1 go as EXPIRED before the result landed or not,
+    # live and a rebuild agree. (A result hours after its request cannot land: its token has expired.)
+    ledger = Ledger()
+    events = [
+        _define(ledger, PUSH),
+        ledger.ev(SensorEvaluationRequested("inbox", "inbox:v0:1", 0, T0 + 1, "PUSH", ()), T0 + 1),
+        ledger.ev(
+            SensorEvaluationRequested("inbox", "inbox:v0:2", 0, T0 + 120_001, "PUSH", ()), T0 + 120_001
+        ),
+        ledger.ev(SensorMessageReceived("inbox", "m0", ""), T0 + 1),
+    ]
+    events.append(
+        ledger.ev(
+            _result("inbox:v0:1", 0, "TRIGGERED", sensor="inbox", cursor=None, items=(), trigger="PUSH"),
+            T0 + 1 + late_s * 1000,
+        )
+    )
+    live = SensorTables()
+    for now in (T0 + 60_000, T0 + 400_000, T0 + 2 * HOUR, T0 + 5 * HOUR):
+        arrived = [e for e in events if e.timestamp_ms <= now]
+        live = cut_sensors(live.with_events(arrived), now)
+        assert table_rows(live) == table_rows(rebuild_sensors(arrived, now_ms=now))
