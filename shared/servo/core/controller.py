@@ -173,11 +173,16 @@ def after_completion(
         or _zombie_or_timeout(finished, now_ms, config, share=0.5)
     ):
         return []
-    downstream = {down for up, down in part.deps if up == finished.task_key}
+    downstream = downstream_of(part, finished.task_key)
     made_ready: list[Decision] = [
         d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch) and d.task_key in downstream
     ]
     return made_ready if len(made_ready) <= config.callback_dispatch_max else []
+
+
+def downstream_of(part: RunPartition, task_key: str) -> set[str]:
+    """The tasks of the run that wait on ``task_key``."""
+    return {down for up, down in part.deps if up == task_key}
 
 
 def sweep(part: RunPartition, now_ms: int, config: ControllerConfig = ControllerConfig()) -> list[Decision]:

@@ -34,7 +34,7 @@ logger = logging.getLogger("servo.callback_dispatch")
 def has_downstream(part: RunPartition, task_key: str) -> bool:
     """Whether some task of the run waits on ``task_key``: only such a task's facts can make another
     ready, so only they need folding ahead in the run's other callbacks (``RecentWrites``)."""
-    return any(up == task_key for up, _ in part.deps)
+    return bool(ctl.downstream_of(part, task_key))
 
 
 def planned_dispatches(
