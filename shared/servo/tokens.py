@@ -11,8 +11,9 @@ given every key still accepted (the current one and, during a rotation, the prev
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -165,7 +166,7 @@ def issue_task_token(
         payload["iss"] = issuer
     if audience is not None:
         payload["aud"] = audience
-    return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)}), expires_at
+    return _sign(payload, secret), expires_at
 
 
 def _invalid(reason: str, **details: Any) -> Unauthorized:
@@ -227,7 +228,22 @@ def verify_task_token(
     Raises:
         Unauthorized: ``invalid_token: …`` for any failure.
     """
-    payload = _signed_payload([secret] if isinstance(secret, bytes) else list(secret), token)
+    signed = _signed([secret] if isinstance(secret, bytes) else list(secret), token)
+    claims = signed.claims
+    if claims is None:
+        # A token's claims follow from its payload, so they are read once per token; its time window
+        # is checked on every use (the first time inside _task_claims, in the order of its refusals).
+        claims = signed.claims = _task_claims(signed.payload, now_s, leeway_s)
+    else:
+        _check_window(claims.exp, claims.nbf, now_s, leeway_s)
+    if issuer is not None and claims.iss != issuer:
+        raise _invalid(f"claim iss must be {issuer!r}", claim="iss")
+    if audience is not None and claims.aud != audience:
+        raise _invalid(f"claim aud must be {audience!r}", claim="aud")
+    return claims
+
+
+def _task_claims(payload: Mapping[str, Any], now_s: int, leeway_s: int) -> TaskTokenClaims:
     task_id, tenant_id, workspace_id, run_id, attempt, attempt_id = (
         _claim(payload, wire, alias) for wire, alias in _SCOPE_CLAIMS
     )
@@ -238,16 +254,7 @@ def verify_task_token(
         raise _invalid(f"claim taskId is not a ct1_ task id ({exc.message})", claim="taskId") from exc
     if attempt < 1:
         raise _invalid("claim attempt must be ≥ 1", claim="attempt")
-    if now_s >= exp + leeway_s:
-        raise _invalid("token expired", exp=exp)
-    if now_s < nbf - leeway_s:
-        raise _invalid("token not yet valid", nbf=nbf)
-    iss = _optional_str(payload, "iss")
-    aud = _optional_str(payload, "aud")
-    if issuer is not None and iss != issuer:
-        raise _invalid(f"claim iss must be {issuer!r}", claim="iss")
-    if audience is not None and aud != audience:
-        raise _invalid(f"claim aud must be {audience!r}", claim="aud")
+    _check_window(exp, nbf, now_s, leeway_s)
     return TaskTokenClaims(
         task_id=task_id,
         tenant_id=tenant_id,
@@ -258,9 +265,16 @@ def verify_task_token(
         exp=exp,
         nbf=nbf,
         iat=iat,
-        iss=iss,
-        aud=aud,
+        iss=_optional_str(payload, "iss"),
+        aud=_optional_str(payload, "aud"),
     )
+
+
+def _check_window(exp: int, nbf: int, now_s: int, leeway_s: int) -> None:
+    if now_s >= exp + leeway_s:
+        raise _invalid("token expired", exp=exp)
+    if now_s < nbf - leeway_s:
+        raise _invalid("token not yet valid", nbf=nbf)
 
 
 def _signed_payload(keys: list[bytes], token: object) -> dict[str, Any]:
@@ -270,23 +284,62 @@ def _signed_payload(keys: list[bytes], token: object) -> dict[str, Any]:
         InvalidInput: no key, or a key too short (a deployment error, not the caller's).
         Unauthorized: missing, malformed, another algorithm or a bad signature.
     """
+    return dict(_signed(keys, token).payload)
+
+
+@dataclass(slots=True)
+class _Signed:
+    """What is known of one exact token: the key that signed it, its payload, and (once read) its
+    task claims. Only a signature is known here, never a verdict on time, issuer or scope."""
+
+    key: bytes
+    payload: Mapping[str, Any]
+    claims: TaskTokenClaims | None = None
+
+
+class _SignedTokens:
+    """The last ``size`` tokens whose signature is known, by exact token string: each callback of an
+    attempt (started, heartbeats, logs, completed) brings the same token, and checking it costs about
+    0.25 ms of PyJWT. A token this process signed is known from the start (the embedded stack's
+    controller and callbacks share a process). It counts only while its key is still accepted;
+    refusals are never kept."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, _Signed] = OrderedDict()
+
+    def get(self, token: str, keys: Sequence[bytes]) -> _Signed | None:
+        with self._lock:
+            known = self._kept.get(token)
+            if known is None:
+                return None
+            self._kept.move_to_end(token)
+        return known if known.key in keys else None
+
+    def keep(self, token: str, signed: _Signed) -> None:
+        with self._lock:
+            self._kept[token] = signed
+            self._kept.move_to_end(token)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+
+
+VERIFIED_TOKENS_KEPT = 4096
+_SIGNED = _SignedTokens(VERIFIED_TOKENS_KEPT)
+
+
+def _signed(keys: list[bytes], token: object) -> _Signed:
+    """``token`` with the key among ``keys`` that signed it (see _signed_payload)."""
     if not keys:
         raise InvalidInput(f"at least one task token key of {MIN_SECRET_BYTES} bytes is needed")
     for key in keys:
         _check_secret(key)
     if not isinstance(token, str) or not token:
         raise _invalid("missing token")
-    return dict(_verified(tuple(keys), token))
-
-
-# An attempt's token comes back with each of its callbacks (started, heartbeats, logs, completed), and
-# checking one costs about 0.25 ms of PyJWT. What is kept is only that these keys signed this exact
-# token, and its payload: every claim and time check is made again on each use. Refusals are not kept.
-VERIFIED_TOKENS_KEPT = 4096
-
-
-@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
-def _verified(keys: tuple[bytes, ...], token: str) -> Mapping[str, Any]:
+    known = _SIGNED.get(token, keys)
+    if known is not None:
+        return known
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -294,14 +347,24 @@ def _verified(keys: tuple[bytes, ...], token: str) -> Mapping[str, Any]:
     # Checked before PyJWT so `none` and other algorithms get a precise message, not a generic failure.
     if header.get("alg") != ALGORITHM:
         raise _invalid(f"algorithm must be {ALGORITHM}, got {header.get('alg')!r}")
-    return MappingProxyType(_decode(token, _candidate_keys(keys, header)))
+    key, payload = _decode(token, _candidate_keys(keys, header))
+    signed = _Signed(key, MappingProxyType(payload))
+    _SIGNED.keep(token, signed)
+    return signed
 
 
-def _decode(token: str, keys: list[bytes]) -> dict[str, Any]:
+def _sign(payload: dict[str, Any], secret: bytes) -> str:
+    """``payload`` signed with ``secret``, known as signed from now on (what PyJWT would decode)."""
+    token = jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)})
+    _SIGNED.keep(token, _Signed(secret, MappingProxyType(dict(payload))))
+    return token
+
+
+def _decode(token: str, keys: list[bytes]) -> tuple[bytes, dict[str, Any]]:
     for key in keys:
         try:
             decoded: dict[str, Any] = jwt.decode(token, key, algorithms=[ALGORITHM], options=_PYJWT_OPTIONS)
-            return decoded
+            return key, decoded
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as exc:
@@ -367,7 +430,7 @@ def issue_evaluation_token(
         "nbf": now_s,
         "exp": now_s + timeout_s + TTL_SLACK_S,
     }
-    return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)})
+    return _sign(payload, secret)
 
 
 def verify_evaluation_token(
