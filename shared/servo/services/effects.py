@@ -26,7 +26,7 @@ from servo.core.events import (
     TaskFinished,
     TimerEnqueued,
     TimerRequested,
-    make_event,
+    make_encoded_event,
 )
 from servo.core.ids import cloud_task_id
 from servo.core.keys import encode_task_id
@@ -132,10 +132,11 @@ class _At:
     at_ms: int
 
 
-def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
+def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> tuple[Event, bytes]:
+    """The event recording ``data``, and its bytes (built once: the write takes them as they are)."""
     now = ctx.clock_ms()
     at = data.at_ms if isinstance(data, _At) else now
-    return make_event(
+    return make_encoded_event(
         data.data if isinstance(data, _At) else data,
         event_id=ctx.ids.new(now),
         timestamp_ms=at,
@@ -430,8 +431,10 @@ def carried_out(
             if data:
                 # The controller acts again when the publish of these events changes the run; it never
                 # reads them back in this pass, so it does not wait for that publish.
-                events = [_event(ctx, tenant_id, workspace_id, x) for x in data]
-                append_events(ctx, tenant_id, workspace_id, events, await_publish=False)
+                made = [_event(ctx, tenant_id, workspace_id, x) for x in data]
+                events = [event for event, _ in made]
+                encoded = [raw for _, raw in made]
+                append_events(ctx, tenant_id, workspace_id, events, await_publish=False, encoded=encoded)
                 appended += events
         return appended
 
