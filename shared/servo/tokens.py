@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -302,27 +301,23 @@ class _SignedTokens:
     attempt (started, heartbeats, logs, completed) brings the same token, and checking it costs about
     0.25 ms of PyJWT. A token this process signed is known from the start (the embedded stack's
     controller and callbacks share a process). It counts only while its key is still accepted;
-    refusals are never kept."""
+    refusals are never kept. The oldest goes first: a token is used soon after it is signed, and one
+    forgotten is only checked by PyJWT again."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._lock = threading.Lock()
-        self._kept: OrderedDict[str, _Signed] = OrderedDict()
+        self._lock = threading.Lock()  # for writers; a read of one dict entry needs none
+        self._kept: dict[str, _Signed] = {}
 
     def get(self, token: str, keys: Sequence[bytes]) -> _Signed | None:
-        with self._lock:
-            known = self._kept.get(token)
-            if known is None:
-                return None
-            self._kept.move_to_end(token)
-        return known if known.key in keys else None
+        known = self._kept.get(token)
+        return known if known is not None and known.key in keys else None
 
     def keep(self, token: str, signed: _Signed) -> None:
         with self._lock:
             self._kept[token] = signed
-            self._kept.move_to_end(token)
-            while len(self._kept) > self._size:
-                self._kept.popitem(last=False)
+            if len(self._kept) > self._size:
+                del self._kept[next(iter(self._kept))]
 
 
 VERIFIED_TOKENS_KEPT = 4096

@@ -299,3 +299,14 @@ def test_a_token_this_process_signed_is_not_decoded_again(monkeypatch: pytest.Mo
     monkeypatch.undo()
     with pytest.raises(Unauthorized, match="unknown key id"):
         verify_task_token(OTHER_SECRET, token, NOW)  # its key was retired since: checked in full
+
+
+def test_a_token_no_longer_kept_is_verified_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servo import tokens
+
+    monkeypatch.setattr(tokens, "_SIGNED", tokens._SignedTokens(1))
+    first, _ = _issue()
+    second, _ = _issue(attempt=2)
+    assert tokens._SIGNED.get(first, [SECRET]) is None  # the oldest went first
+    assert verify_task_token(SECRET, first, NOW).attempt == 1
+    assert verify_task_token(SECRET, second, NOW).attempt == 2
