@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from servo.core.events import Event
-from servo.core.fold import fold_ahead
+from servo.core.fold import fold_ahead, fold_further_ahead
 from servo.core.state import RunPartition
 
 # A publish folds what was written within about a second (longer under load); past this an event is
@@ -24,12 +25,27 @@ KEEP_MS = 60_000
 MAX_RUNS = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """The last view made of a run: ``part`` with the remembered events ``ids`` folded ahead.
+
+    Between two publishes every callback of the run gets the same published partition (the
+    snapshot cache's object) and the same writes plus a few new ones, so the next view folds only
+    those onto this one (``fold_further_ahead``) instead of all of them onto a copy of ``part``.
+    """
+
+    part: RunPartition
+    ids: frozenset[str]
+    view: RunPartition
+
+
 class RecentWrites:
     """Events by (tenant, workspace, run), with the time each was remembered; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str, str], dict[str, tuple[int, Event]]] = {}
+        self._ahead: dict[tuple[str, str, str], _Ahead] = {}
 
     def remember(self, tenant_id: str, workspace_id: str, events: Sequence[Event], now_ms: int) -> None:
         with self._lock:
@@ -47,12 +63,14 @@ class RecentWrites:
                 self._runs[key] = kept
             else:
                 del self._runs[key]
+                self._ahead.pop(key, None)
 
     def view(self, tenant_id: str, workspace_id: str, part: RunPartition, now_ms: int) -> RunPartition:
         """``part`` (a published view of its run) with this instance's later writes folded ahead.
 
         An event the view shows applied (its idempotency key is there) is forgotten: every later
-        view descends from this one.
+        view descends from this one. The view is shared with the run's other callbacks: do not
+        change it (copy it first).
         """
         key = (tenant_id, workspace_id, part.run_id)
         with self._lock:
@@ -68,4 +86,22 @@ class RecentWrites:
                 self._runs[key] = pending
             else:
                 del self._runs[key]
-        return fold_ahead(part, [event for _, event in pending.values()]) if pending else part
+                self._ahead.pop(key, None)
+                return part
+            last = self._ahead.get(key)
+        view = _folded(last, part, pending) if last is not None else None
+        if view is None:
+            view = fold_ahead(part, [event for _, event in pending.values()])
+        with self._lock:
+            # Another callback of the run may have made one meanwhile: either is a true view.
+            self._ahead[key] = _Ahead(part, frozenset(pending), view)
+        return view
+
+
+def _folded(last: _Ahead, part: RunPartition, pending: dict[str, tuple[int, Event]]) -> RunPartition | None:
+    """``last``'s view with the pending events it does not hold folded on, when it was made of this
+    very partition and of events all still pending; None when only a fold from ``part`` will do."""
+    if last.part is not part or not last.ids <= pending.keys():
+        return None  # another publish, or a remembered event aged out since
+    new = [pending[i][1] for i in pending.keys() - last.ids]
+    return fold_further_ahead(last.view, max(last.ids), new) if new else last.view
