@@ -82,26 +82,25 @@ class RecentWrites:
                 for i, v in found.items()
                 if now_ms - v[0] < KEEP_MS and v[1].idempotency_key not in part.idempotency
             }
-            if pending:
-                self._runs[key] = pending
-            else:
+            if not pending:
                 del self._runs[key]
                 self._ahead.pop(key, None)
                 return part
-            last = self._ahead.get(key)
-        view = _folded(last, part, pending) if last is not None else None
+            # ``pending`` is the run's entry from now on, which remember() changes: take what the
+            # fold needs while holding the lock.
+            self._runs[key] = pending
+            ids = frozenset(pending)
+            events = [event for _, event in pending.values()]
+            last, newer = self._ahead.get(key), []
+            if last is not None and last.part is part and last.ids <= ids:
+                newer = [pending[i][1] for i in ids - last.ids]
+            else:
+                last = None  # another publish, or a remembered event aged out since
+        view = None if last is None else fold_further_ahead(last.view, max(last.ids), newer)
         if view is None:
-            view = fold_ahead(part, [event for _, event in pending.values()])
+            view = fold_ahead(part, events)
         with self._lock:
             # Another callback of the run may have made one meanwhile: either is a true view.
-            self._ahead[key] = _Ahead(part, frozenset(pending), view)
+            if key in self._runs:
+                self._ahead[key] = _Ahead(part, ids, view)
         return view
-
-
-def _folded(last: _Ahead, part: RunPartition, pending: dict[str, tuple[int, Event]]) -> RunPartition | None:
-    """``last``'s view with the pending events it does not hold folded on, when it was made of this
-    very partition and of events all still pending; None when only a fold from ``part`` will do."""
-    if last.part is not part or not last.ids <= pending.keys():
-        return None  # another publish, or a remembered event aged out since
-    new = [pending[i][1] for i in pending.keys() - last.ids]
-    return fold_further_ahead(last.view, max(last.ids), new) if new else last.view
