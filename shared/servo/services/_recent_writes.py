@@ -7,6 +7,10 @@ callbacks see the run as the published view with them folded ahead (``servo.core
 Another instance sees only the published view; what it cannot yet accept it asks the worker to retry
 (``callbacks._as_dispatched``). Memory only, per instance: losing it costs a publish's wait, never
 a fact, since every event here is in the ledger already.
+
+A lone chain's completions share publishes, so a run's unpublished writes pile up between two; each
+view is therefore the run's last one with only the newer writes folded on (``_Ahead``): folding them
+all again on every callback was a fifth of the embedded stack's CPU.
 """
 
 from __future__ import annotations
