@@ -15,6 +15,7 @@ from servo.core import fold as fold_module
 from servo.core.events import Event
 from servo.core.fold import fold_ahead, fold_run
 from servo.core.state import RunPartition
+from servo.services import _recent_writes as recent_writes
 from servo.services._recent_writes import KEEP_MS, RecentWrites
 
 from tests.core.test_fold import RUN, T0, TENANT, WS, History, chain
@@ -65,6 +66,34 @@ def test_each_write_is_folded_ahead_once_per_published_view(monkeypatch: pytest.
     view = recent.view(TENANT, WS, published, T0)
     assert applied == [w.event_id for w in writes[-2:]]
     assert view == fold_ahead(published, writes[-2:])
+
+
+def test_only_the_runs_called_back_last_keep_a_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kept view holds a copy of its run's rows: a run nobody calls back any more (its last events
+    # refused by the fold stay remembered for a while) must not keep one.
+    monkeypatch.setattr(recent_writes, "MAX_VIEWS", 2)
+    runs = [History(run=RUNS[0][:-1] + str(i)) for i in range(3)]
+    recent = RecentWrites()
+    published = []
+    for h in runs:
+        h.trigger()
+        h.plan({"a.a": []})
+        h.dispatch("a.a")
+        published.append(_published(h.run, h.events))
+        recent.remember(TENANT, WS, [h.start("a.a")], T0)
+        recent.view(TENANT, WS, published[-1], T0)
+    applied = _applied(monkeypatch)
+    views = {}
+    for h, part in reversed(list(zip(runs, published, strict=True))):
+        recent.remember(TENANT, WS, [h.finish("a.a")], T0)
+        views[h.run] = recent.view(TENANT, WS, part, T0)
+    # The last two runs fold their one new write on their views; the first run's view was let go.
+    assert applied == [
+        *(runs[2].events[-1].event_id, runs[1].events[-1].event_id),
+        *(runs[0].events[-2].event_id, runs[0].events[-1].event_id),
+    ]
+    for h, part in zip(runs, published, strict=True):
+        assert views[h.run] == fold_ahead(part, h.events[-2:])
 
 
 class _Model:

@@ -27,6 +27,8 @@ from servo.core.state import RunPartition
 # either published or was refused by the fold, and is forgotten.
 KEEP_MS = 60_000
 MAX_RUNS = 10_000
+# Runs whose last view is kept (each a copy of its run's rows): those being called back right now.
+MAX_VIEWS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,5 +108,8 @@ class RecentWrites:
         with self._lock:
             # Another callback of the run may have made one meanwhile: either is a true view.
             if key in self._runs:
+                self._ahead.pop(key, None)  # the most recent last, so the oldest goes first
                 self._ahead[key] = _Ahead(part, ids, view)
+                if len(self._ahead) > MAX_VIEWS:
+                    del self._ahead[next(iter(self._ahead))]
         return view
