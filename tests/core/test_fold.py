@@ -31,7 +31,7 @@ from servo.core.events import (
     encode_event,
     make_event,
 )
-from servo.core.fold import fold, fold_ahead, fold_run
+from servo.core.fold import fold, fold_ahead, fold_further_ahead, fold_run
 from servo.core.ids import UlidFactory, attempt_id, dispatch_id, timer_id, ulid_time_ms
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import public_run_state
@@ -783,3 +783,42 @@ def test_fold_ahead_applies_what_a_view_does_not_show_and_skips_what_it_applied(
     assert [ahead.tasks[k].state for k in ("a.a", "a.b", "a.c")] == ["SUCCEEDED", "READY", "BLOCKED"]
     assert snapshot(ahead)[:6] == snapshot(fold_all(h.events))[:6]
     assert published.tasks["a.a"].state == "DISPATCHED"  # the view itself is not changed
+
+
+def _reader_view(events: list[Event]) -> RunPartition:
+    published = fold_all(events)
+    published.events = {}  # a reader's partition carries rows and idempotency keys, not events
+    return published
+
+
+def test_fold_further_ahead_folds_only_the_newer_events_onto_an_earlier_fold_ahead() -> None:
+    # A callback's instance folds its unpublished writes ahead once each (services/_recent_writes),
+    # not all of them again on every callback until the next publish.
+    h = chain()
+    h.dispatch("a.a")
+    published = _reader_view(h.events)
+    started = h.start("a.a")
+    first = fold_ahead(published, [started])
+    finished = h.finish("a.a")
+    further = fold_further_ahead(first, started.event_id, [finished])
+    assert further == fold_ahead(published, [started, finished])
+    assert further is not None and further.tasks["a.b"].state == "READY"
+    assert first.tasks["a.a"].state == "RUNNING"  # the earlier view is not changed
+    assert fold_further_ahead(first, started.event_id, [started]) == first  # nothing new
+
+
+def test_fold_further_ahead_refuses_what_only_a_fold_from_the_start_gets_right() -> None:
+    h = chain()
+    h.dispatch("a.a")
+    h.start("a.a")
+    published = _reader_view(h.events)
+    success = h.finish("a.a")
+    cancel = _forced_cancel(h, "a.a")
+    ahead = fold_ahead(published, [success])
+    # The sweep's cancel of the same attempt comes after the success in ULID order, so a fold of
+    # both never applies the success; the earlier view did.
+    assert fold_further_ahead(ahead, success.event_id, [cancel]) is None
+    assert fold_ahead(published, [success, cancel]).tasks["a.a"].state == "CANCELLED"
+    # An event older than one the view applied belongs before it: only a fold from the start.
+    cancelled = fold_ahead(published, [cancel])
+    assert fold_further_ahead(cancelled, cancel.event_id, [success]) is None

@@ -26,7 +26,7 @@ from servo.core.rows import IdempotencyRow
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import TaskState
 
-__all__ = ["fold", "fold_ahead", "fold_run"]
+__all__ = ["fold", "fold_ahead", "fold_further_ahead", "fold_run"]
 
 
 def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
@@ -163,6 +163,28 @@ def fold_ahead(partition: RunPartition, events: Iterable[Event]) -> RunPartition
     result = partition.copy()
     new = {e.event_id: e for e in events if e.event_id not in partition.events and beat_attempt(e) is None}
     _apply_all(result, [new[i] for i in sorted(new)])
+    return result
+
+
+def fold_further_ahead(ahead: RunPartition, after: str, events: Iterable[Event]) -> RunPartition | None:
+    """``ahead`` (``fold_ahead`` of a partition over events none newer than ``after``) with ``events``
+    folded too: what ``fold_ahead`` of that partition over all of them gives, or None where only that
+    fold from the start gets it right. ``ahead`` is not modified; with nothing new, it is returned.
+
+    A callback's view folds this instance's unpublished writes ahead of the published partition; one
+    more write then costs its own fold, not one of them all. Applying the older events first and the
+    newer ones after is the same pass over them in ULID order, with one exception: a cancel among the
+    newer events of an attempt whose success the older ones applied, which a single pass refuses
+    (``_finished``) since the cancel comes after it.
+    """
+    new = {e.event_id: e for e in events if e.event_id not in ahead.events and beat_attempt(e) is None}
+    if not new:
+        return ahead
+    ordered = sorted(new)
+    if ordered[0] <= after or _cancels_a_success(ahead, new.values()):
+        return None
+    result = ahead.copy()
+    _apply_all(result, [new[i] for i in ordered])
     return result
 
 

@@ -57,6 +57,8 @@ def _recent_writes(ctx: ServiceContext) -> RecentWrites | None:
 def _run_part(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, max_age_ms: int
 ) -> RunPartition | None:
+    """The run as a callback sees it; shared with the snapshot cache and the run's other callbacks,
+    so a callback that changes it changes a copy (``_locate``)."""
     part = ctx.snapshot(tenant_id, workspace_id, max_age_ms=max_age_ms).partition(run_id)
     recent = _recent_writes(ctx)
     if part is None or recent is None:
