@@ -67,9 +67,35 @@ def test_stop_leaves_no_threads_behind(http_sink: HttpSink) -> None:
     for queue in ("a", "b", "c"):
         dispatcher.enqueue(queue, _task(http_sink.url("/x")))
     assert dispatcher.wait_idle(5)
-    assert len(set(_dispatcher_threads()) - before) == 9
+    assert set(_dispatcher_threads()) - before  # over HTTP the deliveries ran on the dispatcher's threads
 
     assert dispatcher.stop(timeout=5) is True
+    assert set(_dispatcher_threads()) - before == set()
+
+
+def test_in_process_deliveries_go_straight_to_the_endpoints_threads_with_no_thread_per_delivery_slot() -> (
+    None
+):
+    # A delivery slot was a thread waiting on the heap, which the enqueue woke and which then waited
+    # for the endpoint's thread: two hand-offs a delivery, and 8 idle threads a queue. Now a due task
+    # is handed to the endpoint's serving thread by whoever made it due, and settled there.
+    served_on: list[str] = []
+
+    class Probe:
+        def serve(self, request: InboundRequest) -> Reply:
+            served_on.append(threading.current_thread().name)
+            return Reply(200)
+
+    before = set(_dispatcher_threads())
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", Probe())
+    with LocalDispatcher(workers_per_queue=8, transport=transport) as dispatcher:
+        for queue in ("a", "b", "c"):
+            for _ in range(3):
+                dispatcher.enqueue(queue, _task("http://127.0.0.1:9/dispatch"))
+        assert dispatcher.wait_idle(5)
+        assert len(set(_dispatcher_threads()) - before) <= 1  # the timer of due times and deadlines
+    assert len(served_on) == 9 and all(name == "servo-inprocess" for name in served_on)
     assert set(_dispatcher_threads()) - before == set()
 
 
