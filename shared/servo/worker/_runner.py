@@ -231,7 +231,8 @@ def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
     try:
         # The control plane stores outputs as canonical JSON (no floats): refuse here, with a clear
         # message, rather than have the completion rejected by the ledger.
-        canonical_dumps(metadata)
+        if metadata:
+            canonical_dumps(metadata)
     except ServoError as exc:
         raise ServoError(f"asset metadata is not storable: {exc.message}") from exc
     output = TaskOutput(materialization_id=str(ULID()), row_count=row_count).to_json()
