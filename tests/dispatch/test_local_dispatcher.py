@@ -320,3 +320,26 @@ def test_a_delivery_past_its_deadline_in_process_is_a_failed_attempt_and_is_rede
         assert dispatcher.wait_idle(10)
         release.set()
     assert arrivals == ["0", "1"]
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return int(next(x for x in status if x.startswith("voluntary_ctxt_switches:")).split()[1])
+
+
+def test_deliveries_answered_before_their_deadline_do_not_wake_the_timer() -> None:
+    # Each delivery's deadline is kept by the timer; one answered long before it (all of them, as a
+    # rule) must not cost the timer a wake-up, or a thread switch a task comes back.
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", _Programmed([]))
+    with LocalDispatcher(transport=transport) as dispatcher:
+        dispatcher.enqueue("q", _task("http://127.0.0.1:9/dispatch"))
+        assert dispatcher.wait_idle(5)
+        (timer,) = [t for t in threading.enumerate() if t.name == "servo-dispatch-timer"]
+        time.sleep(0.01)  # room for the timer to go back to sleep
+        before = _voluntary_switches(timer)
+        for _ in range(50):
+            dispatcher.enqueue("q", _task("http://127.0.0.1:9/dispatch"))
+            assert dispatcher.wait_idle(5)
+            time.sleep(0.001)  # room for a woken timer to run (the correct one is never woken)
+        assert _voluntary_switches(timer) - before < 10

@@ -470,7 +470,6 @@ class DeliveryEngine:
                 if self._max_wait is not None:
                     timeout = self._max_wait if timeout is None else min(timeout, self._max_wait)
                 self._tick.wait(timeout)
-                self._wake_at = -math.inf
 
     def _on_threads(self, send: Send) -> Start:
         """A blocking ``send`` run on the engine's own threads."""
