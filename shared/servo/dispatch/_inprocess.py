@@ -94,15 +94,14 @@ class InProcessTransport:
     def deliver(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout_s: float
     ) -> Reply:
-        if not self.serves(url):
+        serve = self._serving(method, url, headers, body)
+        if serve is None:
             return self._fallback.deliver(method, url, headers, body, timeout_s=timeout_s)
         pending = _Pending()
-        self.begin(method, url, headers, body, pending.answer, timeout_s=timeout_s)
+        self._run(url, serve, pending.answer)
         if not pending.done.wait(timeout_s):
             raise TransportTimeout(f"{method} {url} was not answered within {timeout_s:g}s")
-        if isinstance(pending.reply, TransportError):
-            raise pending.reply
-        assert pending.reply is not None
+        assert isinstance(pending.reply, Reply)
         return pending.reply
 
     def begin(
@@ -117,28 +116,42 @@ class InProcessTransport:
     ) -> None:
         """``deliver`` without waiting: the request is served on a thread of this transport, which
         then calls ``answer`` with the reply (or the TransportError of a fallback delivery). No
-        timeout is kept here: the caller keeps its own (the dispatcher's deadline)."""
+        timeout is kept here: the caller keeps its own (the dispatcher's deadline).
+
+        Raises:
+            TransportError: the interpreter is shutting down.
+        """
+        serve: Callable[[], object] | None = self._serving(method, url, headers, body)
+        if serve is None:
+            serve = functools.partial(self._fall_back, method, url, headers, body, timeout_s)
+        self._run(url, serve, answer)
+
+    def _serving(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Callable[[], Reply] | None:
+        """How the endpoint mounted for ``url`` answers the request; None when none is."""
         parts = urlsplit(url)
         endpoint = self._mounted.get((parts.scheme.lower(), parts.netloc.lower()))
         if endpoint is None:
-            work = functools.partial(self._fall_back, method, url, headers, body, timeout_s)
-        else:
-            received = {name.lower(): value for name, value in headers.items()}
-            received.setdefault("host", parts.netloc)  # as requests sends a Host the caller set
-            received["content-length"] = str(len(body))
-            request = InboundRequest(
-                method=method.upper(),
-                # What a WSGI server makes of the request line: the path percent-decoded, one leading "/".
-                path="/" + unquote(parts.path, errors="replace").lstrip("/"),
-                query=parts.query,
-                headers=received,
-                body=body,
-            )
-            # A fresh context, as a server's thread has: nothing of the caller's (the worker's per-task
-            # output capture) follows the request.
-            work = functools.partial(contextvars.Context().run, _answer, endpoint, request)
+            return None
+        received = {name.lower(): value for name, value in headers.items()}
+        received.setdefault("host", parts.netloc)  # as requests sends a Host the caller set
+        received["content-length"] = str(len(body))
+        request = InboundRequest(
+            method=method.upper(),
+            # What a WSGI server makes of the request line: the path percent-decoded, one leading "/".
+            path="/" + unquote(parts.path, errors="replace").lstrip("/"),
+            query=parts.query,
+            headers=received,
+            body=body,
+        )
+        # A fresh context, as a server's thread has: nothing of the caller's (the worker's per-task
+        # output capture) follows the request.
+        return functools.partial(contextvars.Context().run, _answer, endpoint, request)
+
+    def _run(self, url: str, serve: Callable[[], object], answer: Answer) -> None:
         try:
-            self._threads.run(work, answer)  # type: ignore[arg-type]
+            self._threads.run(serve, answer)  # type: ignore[arg-type]
         except RuntimeError as exc:  # the interpreter is shutting down: nobody can answer
             raise TransportError(f"{url} cannot be served: {exc}") from exc
 
