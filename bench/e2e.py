@@ -89,7 +89,7 @@ def measure_run(
     cpu = None
     if count_ops and target.tally is not None:
         target.wait_idle(60)
-        cpu = _cpu.sample_end() - cpu_start
+        cpu = _cpu.window(cpu_start)
         ops = target.tally.snapshot()
         port = target.counting.snapshot() if target.counting is not None else None
         ledger_types = target.tally.ledger_snapshot()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bench import _cpu
 
@@ -19,7 +20,7 @@ def _spin(seconds: float) -> None:
 def test_own_cpu_is_counted() -> None:
     before = _cpu.sample()
     _spin(0.2)
-    used = _cpu.sample_end() - before
+    used = _cpu.window(before)
     assert used.own_s >= 0.15
     assert used.total_s >= used.own_s
 
@@ -34,7 +35,7 @@ def test_a_live_child_process_cpu_is_counted_apart() -> None:
         before = _cpu.sample()
         assert child.stdout is not None
         child.stdout.readline()  # the child has spun and waits, still alive
-        used = _cpu.sample_end() - before
+        used = _cpu.window(before)
         assert used.children_s >= 0.1
         assert used.own_s < used.children_s
     finally:
@@ -46,7 +47,7 @@ def test_the_meter_keeps_its_own_work_out_of_the_window() -> None:
     windows = []
     for _ in range(5):
         start = _cpu.sample()
-        windows.append((_cpu.sample_end() - start).own_s)
+        windows.append(_cpu.window(start).own_s)
     assert min(windows) < 0.002
 
 
@@ -63,7 +64,69 @@ def test_the_thread_that_opens_the_window_is_the_client_and_counted_apart_from_t
     stack = threading.Thread(target=spin_thread, args=(0.2,))
     stack.start()
     stack.join()
-    used = _cpu.sample_end() - before
+    used = _cpu.window(before)
     assert used.client_s >= 0.15
     assert used.stack_s >= 0.15
     assert abs(used.stack_s + used.client_s - used.total_s) < 1e-9
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.01)
+
+
+# Spins argv[2] s, says so (argv[1]/ready), waits for argv[1]/go, spins argv[3] s, says so (spun), waits
+# for argv[1]/end when argv[4] is "stay", then exits.
+_SPINNER = """
+import os, sys, time
+def spin(s):
+    end = time.process_time() + s
+    while time.process_time() < end: pass
+def wait(name):
+    while not os.path.exists(os.path.join(sys.argv[1], name)): time.sleep(0.01)
+def say(name):
+    open(os.path.join(sys.argv[1], name), "w").close()
+spin(float(sys.argv[2])); say("ready"); wait("go"); spin(float(sys.argv[3])); say("spun")
+if sys.argv[4] == "stay": wait("end")
+"""
+
+
+def test_a_child_that_exits_and_is_reaped_inside_the_window_keeps_its_cpu_in_the_childrens_figure(
+    tmp_path: Path,
+) -> None:
+    # The child spins 0.3 s before the window and 0.3 s inside it, then exits and is reaped (here, by
+    # this process) before the window closes: its 0.3 s inside the window are the children's, the
+    # 0.3 s before it nobody's (a meter that summed the live children at both ends went negative).
+    child = subprocess.Popen([sys.executable, "-c", _SPINNER, str(tmp_path), "0.3", "0.3", "exit"])
+    _wait_for(tmp_path / "ready")
+    before = _cpu.sample()
+    (tmp_path / "go").touch()
+    assert child.wait(timeout=30) == 0
+    used = _cpu.window(before)
+    assert 0.25 <= used.children_s < 0.5
+    assert used.own_s < 0.2
+
+
+def test_a_grandchild_its_parent_left_behind_inside_the_window_is_still_counted(tmp_path: Path) -> None:
+    # The child starts a spinner and exits inside the window: the spinner, reparented, is no
+    # descendant any more, yet what it spends inside the window is the stack's CPU.
+    launcher = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', *sys.argv[1:]])\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", launcher, _SPINNER, str(tmp_path), "0", "0.4", "stay"], stdin=subprocess.PIPE
+    )
+    try:
+        _wait_for(tmp_path / "ready")
+        before = _cpu.sample()
+        child.communicate(b"\n", timeout=30)  # the child exits and is reaped: the spinner is orphaned
+        (tmp_path / "go").touch()
+        _wait_for(tmp_path / "spun")
+        used = _cpu.window(before)
+        assert used.children_s >= 0.3
+    finally:
+        (tmp_path / "end").touch()

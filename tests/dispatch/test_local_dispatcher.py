@@ -67,9 +67,35 @@ def test_stop_leaves_no_threads_behind(http_sink: HttpSink) -> None:
     for queue in ("a", "b", "c"):
         dispatcher.enqueue(queue, _task(http_sink.url("/x")))
     assert dispatcher.wait_idle(5)
-    assert len(set(_dispatcher_threads()) - before) == 9
+    assert set(_dispatcher_threads()) - before  # over HTTP the deliveries ran on the dispatcher's threads
 
     assert dispatcher.stop(timeout=5) is True
+    assert set(_dispatcher_threads()) - before == set()
+
+
+def test_in_process_deliveries_go_straight_to_the_endpoints_threads_with_no_thread_per_delivery_slot() -> (
+    None
+):
+    # A delivery slot was a thread waiting on the heap, which the enqueue woke and which then waited
+    # for the endpoint's thread: two hand-offs a delivery, and 8 idle threads a queue. Now a due task
+    # is handed to the endpoint's serving thread by whoever made it due, and settled there.
+    served_on: list[str] = []
+
+    class Probe:
+        def serve(self, request: InboundRequest) -> Reply:
+            served_on.append(threading.current_thread().name)
+            return Reply(200)
+
+    before = set(_dispatcher_threads())
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", Probe())
+    with LocalDispatcher(workers_per_queue=8, transport=transport) as dispatcher:
+        for queue in ("a", "b", "c"):
+            for _ in range(3):
+                dispatcher.enqueue(queue, _task("http://127.0.0.1:9/dispatch"))
+        assert dispatcher.wait_idle(5)
+        assert len(set(_dispatcher_threads()) - before) <= 1  # the timer of due times and deadlines
+    assert len(served_on) == 9 and all(name == "servo-inprocess" for name in served_on)
     assert set(_dispatcher_threads()) - before == set()
 
 
@@ -294,3 +320,26 @@ def test_a_delivery_past_its_deadline_in_process_is_a_failed_attempt_and_is_rede
         assert dispatcher.wait_idle(10)
         release.set()
     assert arrivals == ["0", "1"]
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return int(next(x for x in status if x.startswith("voluntary_ctxt_switches:")).split()[1])
+
+
+def test_deliveries_answered_before_their_deadline_do_not_wake_the_timer() -> None:
+    # Each delivery's deadline is kept by the timer; one answered long before it (all of them, as a
+    # rule) must not cost the timer a wake-up, or a thread switch a task comes back.
+    transport = InProcessTransport()
+    transport.mount("http://127.0.0.1:9", _Programmed([]))
+    with LocalDispatcher(transport=transport) as dispatcher:
+        dispatcher.enqueue("q", _task("http://127.0.0.1:9/dispatch"))
+        assert dispatcher.wait_idle(5)
+        (timer,) = [t for t in threading.enumerate() if t.name == "servo-dispatch-timer"]
+        time.sleep(0.01)  # room for the timer to go back to sleep
+        before = _voluntary_switches(timer)
+        for _ in range(50):
+            dispatcher.enqueue("q", _task("http://127.0.0.1:9/dispatch"))
+            assert dispatcher.wait_idle(5)
+            time.sleep(0.001)  # room for a woken timer to run (the correct one is never woken)
+        assert _voluntary_switches(timer) - before < 10

@@ -374,3 +374,40 @@ def test_lone_surrogates_an_asset_prints_or_returns_reach_the_control_plane_as_v
     assert "bad row \ufffd" in completed.body["error"]["message"]
     for call in (*plane.of("logs"), completed):
         json.dumps(call.body, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return int(next(x for x in status if x.startswith("voluntary_ctxt_switches:")).split()[1])
+
+
+def test_the_request_thread_sleeps_while_its_asset_runs_rather_than_polling(plane: FakeControlPlane) -> None:
+    # It looked for a cancel every 50 ms: twenty wake-ups a second per attempt in flight. A cancel
+    # (or the asset's end) wakes it instead.
+    from servo.core.protocol import DispatchEnvelope
+    from servo.dispatch import HttpTransport
+    from servo.worker import RunnerConfig, run_attempt
+
+    inside, release = threading.Event(), threading.Event()
+
+    @asset(namespace="demo")
+    def sleeper(ctx: Any) -> None:
+        inside.set()
+        release.wait(30)
+
+    env = DispatchEnvelope.from_json(envelope(plane, "demo.sleeper"))
+    config = RunnerConfig(worker_id="worker-1", heartbeat_interval_s=3600)
+    results: list[Any] = []
+    transport = HttpTransport()
+    waiter = threading.Thread(target=lambda: results.append(run_attempt(env, sleeper, transport, config)))
+    waiter.start()
+    try:
+        assert inside.wait(10)
+        before = _voluntary_switches(waiter)
+        time.sleep(0.3)  # room for a polling thread to show itself (the correct one never wakes)
+        woke = _voluntary_switches(waiter) - before
+    finally:
+        release.set()
+        waiter.join(20)
+    assert woke <= 1
+    assert results[0].outcome == "SUCCEEDED"

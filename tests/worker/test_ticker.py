@@ -8,6 +8,7 @@ kept thread, so a job that blocks (a heartbeat waiting on a slow control plane) 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from servo.dispatch import ReusedThreads
@@ -143,3 +144,38 @@ def test_attempts_run_on_kept_threads_not_threads_of_their_own(serve: Serve, pla
     # One after another, the attempts' assets ran on one kept thread, not on a thread each.
     assert all(t is seen[0] for t in seen)
     assert not [t for t in threading.enumerate() if t.name.startswith(("servo-heartbeat-", "servo-logs-"))]
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        line = next(x for x in status if x.startswith("voluntary_ctxt_switches:"))
+    return int(line.split()[1])
+
+
+def test_jobs_that_come_and_go_before_they_are_due_do_not_wake_the_ticker() -> None:
+    # An attempt registers its heartbeats, log flushes and timeout, and most attempts end long before
+    # any of them is due: the ticker thread sleeps until the earliest due time it knows and is woken
+    # only for a job due before that, not for every job registered or stopped.
+    ticker = Ticker(ReusedThreads("test-tick"))
+    first, first_ran = _counter(ticker, 0.001)
+    assert first_ran.acquire(timeout=DEADLINE_S)
+    first.stop()
+    ticker.every(3600, lambda: True).stop()  # the ticker now sleeps till this one's time, gone or not
+    assert ticker._thread is not None
+    before = _voluntary_switches(ticker._thread)
+    for _ in range(100):
+        ticker.every(7200, lambda: True).stop()
+        time.sleep(0.001)  # room for a woken ticker to run (the correct one is never woken)
+    assert _voluntary_switches(ticker._thread) - before < 20
+
+
+def test_a_hurried_job_runs_now_and_then_keeps_its_interval() -> None:
+    ticker = Ticker(ReusedThreads("test-tick"))
+    handle, ran = _counter(ticker, 3600)
+    handle.hurry()
+    assert ran.acquire(timeout=DEADLINE_S)
+    handle.hurry()
+    assert ran.acquire(timeout=DEADLINE_S)
+    handle.stop()
+    handle.hurry()  # a stopped job stays stopped
+    assert not ran.acquire(timeout=0.05)

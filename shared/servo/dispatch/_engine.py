@@ -1,6 +1,10 @@
 """A named-task delivery engine with Cloud Tasks semantics, shared by the local dispatcher and the emulator.
 
-Per queue: a heap of tasks ordered by due time and a pool of worker threads that POST them. A task name is
+Per queue: a heap of tasks ordered by due time, and at most ``workers`` deliveries in flight. A task that
+is due is handed to the transport by whoever made it due (its ``submit``, the end of the delivery
+before it, or the one timer thread for tasks due later and for deadlines), and is settled on the thread
+that answered it: an in-process delivery costs one hand-off (to the endpoint's serving thread), where a
+pool thread per delivery slot, woken by the submit and waiting for the endpoint, cost three. A task name is
 unique per queue while the task lives and for a retention period after it was delivered, given up or
 deleted (a *tombstone*), exactly as Cloud Tasks refuses a recently used name. Failed deliveries (non-2xx,
 connection error, timeout) are retried with the queue's exponential backoff until its attempt budget runs out.
@@ -8,17 +12,21 @@ connection error, timeout) are retried with the queue's exponential backoff unti
 
 from __future__ import annotations
 
+import builtins
+import functools
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from servo.core.errors import InvalidInput
-from servo.dispatch._transport import HttpTransport, Transport
+from servo.dispatch._reused_threads import ReusedThreads
+from servo.dispatch._transport import HttpTransport, Reply, Transport, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -109,32 +117,46 @@ class _Entry:
 
 
 @dataclass(eq=False, slots=True)
+class _Flight:
+    """One delivery in flight; ``done`` once answered or past its deadline (a late answer is ignored)."""
+
+    entry: _Entry
+    deadline: float  # monotonic s
+    done: bool = False
+
+
+@dataclass(eq=False, slots=True)
 class _Queue:
-    cond: threading.Condition
     policy: RedeliveryPolicy
     workers: int
     heap: list[tuple[float, int, _Entry]] = field(default_factory=list)
     live: dict[str, _Entry] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)  # name -> expiry
-    threads: list[threading.Thread] = field(default_factory=list)
+    flights: set[_Flight] = field(default_factory=set)
     paused: bool = False
     dropped: bool = False
 
 
+# Performs one delivery and returns its HTTP status (blocking).
 Send = Callable[[Delivery, Mapping[str, str]], int]
+# Starts one delivery and returns; the status (None: no answer) comes later, on any thread.
+Answer = Callable[[int | None], None]
+Start = Callable[[Delivery, Mapping[str, str], Answer], None]
 
 
 class DeliveryEngine:
-    """Per-queue worker pools delivering named tasks over HTTP.
+    """Per-queue delivery of named tasks, over HTTP unless told otherwise.
 
     Args:
-        workers_per_queue: worker threads per queue unless ``configure_queue`` says otherwise.
+        workers_per_queue: deliveries in flight per queue unless ``configure_queue`` says otherwise.
         policy: redelivery policy of queues not configured otherwise.
         tombstone_s: how long a finished name stays reserved.
         max_live_per_queue: live tasks a queue holds before ``submit`` raises ``Full``; None = unbounded.
         clock: epoch seconds; injectable for tests. An injected clock is polled every 20 ms, so a fake
             that jumps forward releases due tasks without waiting out the real delay.
-        send: performs one delivery and returns its HTTP status; defaults to a POST over HTTP.
+        send: performs one delivery and returns its HTTP status; defaults to a POST over HTTP. Runs on
+            threads of the engine's own.
+        start: starts one delivery without waiting (``transport_start``); replaces ``send``.
     """
 
     def __init__(
@@ -146,6 +168,7 @@ class DeliveryEngine:
         max_live_per_queue: int | None = None,
         clock: Callable[[], float] = time.time,
         send: Send | None = None,
+        start: Start | None = None,
     ) -> None:
         if workers_per_queue < 1:
             raise InvalidInput(f"workers_per_queue must be >= 1, got {workers_per_queue}")
@@ -155,9 +178,15 @@ class DeliveryEngine:
         self._max_live = max_live_per_queue
         self._clock = clock
         self._max_wait: float | None = None if clock is time.time else _FAKE_CLOCK_POLL_S
-        self._send = send or transport_send(HttpTransport())
+        self._threads = ReusedThreads("servo-dispatch")
+        self._start = start or self._on_threads(send or transport_send(HttpTransport()))
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # any task finished; wakes wait_idle
+        self._tick = threading.Condition(self._lock)  # wakes the timer
+        # When the timer looks at the queues next, at the latest (monotonic s): inf while nothing is
+        # due later, -inf while it is awake. Only something due before that wakes it.
+        self._wake_at = -math.inf
+        self._timer: threading.Thread | None = None
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count()
         self._started = False
@@ -170,21 +199,29 @@ class DeliveryEngine:
             if self._stopping:
                 raise Stopped("a stopped engine cannot be restarted")
             self._started = True
-            for name, q in self._queues.items():
-                self._spawn(name, q)
+            self._timer = threading.Thread(target=self._time, name="servo-dispatch-timer", daemon=True)
+            self._timer.start()
+            flights = [f for q in self._queues.values() for f in self._due(q)]
+        self._begin(flights)
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop taking tasks, let in-flight deliveries finish, join the workers; True if all exited."""
+        """Stop taking tasks, let in-flight deliveries finish; True if all did and every thread exited."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._stopping = True
-            threads = [t for q in self._queues.values() for t in q.threads]
-            for q in self._queues.values():
-                q.cond.notify_all()
+            self._tick.notify_all()
             self._changed.notify_all()
-        deadline = time.monotonic() + timeout
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
+            while any(q.flights for q in self._queues.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            drained = not any(q.flights for q in self._queues.values())
+            timer = self._timer
+        if timer is not None:
+            timer.join(max(0.0, deadline - time.monotonic()))
+        closed = self._threads.close(max(0.0, deadline - time.monotonic()))
+        return drained and closed and not (timer is not None and timer.is_alive())
 
     # ------------------------------------------------------------------------------------------ queues
 
@@ -201,7 +238,8 @@ class DeliveryEngine:
         with self._lock:
             q = self._queue(queue)
             q.paused = paused
-            q.cond.notify_all()
+            flights = self._due(q)
+        self._begin(flights)
 
     def purge(self, queue: str) -> None:
         """Drop every waiting task of ``queue``; their names stay reserved, as after a delete."""
@@ -217,12 +255,11 @@ class DeliveryEngine:
         with self._lock:
             q = self._queues.pop(queue, None)
             if q is not None:
-                q.dropped = True  # its workers exit; a queue re-created under the name gets new ones
+                q.dropped = True  # nothing more starts from it; a queue re-created under the name is new
                 for entry in q.live.values():
                     entry.deleted = True
                 q.live.clear()
                 q.heap.clear()
-                q.cond.notify_all()
                 self._changed.notify_all()
 
     def _queue(self, queue: str, workers: int | None = None) -> _Queue:
@@ -231,19 +268,9 @@ class DeliveryEngine:
             count = self._workers if workers is None else workers
             if count < 1:
                 raise InvalidInput(f"a queue needs at least one worker, got {count}")
-            q = _Queue(cond=threading.Condition(self._lock), policy=self._policy, workers=count)
+            q = _Queue(policy=self._policy, workers=count)
             self._queues[queue] = q
-            if self._started and not self._stopping:
-                self._spawn(queue, q)
         return q
-
-    def _spawn(self, queue: str, q: _Queue) -> None:
-        while len(q.threads) < q.workers:
-            t = threading.Thread(
-                target=self._work, args=(q,), name=f"servo-dispatch-{queue}-{len(q.threads)}", daemon=True
-            )
-            q.threads.append(t)
-            t.start()
 
     # ------------------------------------------------------------------------------------------ tasks
 
@@ -260,15 +287,20 @@ class DeliveryEngine:
             q = self._queue(delivery.queue)
             now = self._clock()
             self._prune(q, now)
-            if delivery.name in q.live or delivery.name in q.tombstones:
+            reserved = q.tombstones.get(delivery.name)
+            if reserved is not None and reserved <= now:  # expired, behind one that is not (clock set back)
+                del q.tombstones[delivery.name]
+                reserved = None
+            if delivery.name in q.live or reserved is not None:
                 return False
             if self._max_live is not None and len(q.live) >= self._max_live:
                 raise Full(f"queue {delivery.queue} holds {len(q.live)} tasks")
             entry = _Entry(delivery)
             q.live[delivery.name] = entry
-            heapq.heappush(q.heap, (delivery.due_s, next(self._seq), entry))
-            q.cond.notify()
-            return True
+            self._push(q, delivery.due_s, entry, now)
+            flights = self._due(q)
+        self._begin(flights)
+        return True
 
     def get(self, queue: str, name: str) -> Snapshot | None:
         with self._lock:
@@ -317,55 +349,142 @@ class DeliveryEngine:
             return True
 
     def _prune(self, q: _Queue, now: float) -> None:
-        expired = [name for name, until in q.tombstones.items() if until <= now]
+        # Names are tombstoned in the order they expire (one retention period after ``now``), so the
+        # expired ones are the oldest: a look at each submit stops at the first one still reserved,
+        # where a scan of every tombstone cost a fan-out's submits O(n) each.
+        expired = []
+        for name, until in q.tombstones.items():
+            if until > now:
+                break
+            expired.append(name)
         for name in expired:
             del q.tombstones[name]
 
-    # ------------------------------------------------------------------------------------------ workers
+    # ------------------------------------------------------------------------------------------ delivery
 
-    def _work(self, q: _Queue) -> None:
-        while True:
-            with self._lock:
-                entry = self._take(q)
-                if entry is None:
-                    return
-            status = self._deliver(entry)
-            with self._lock:
-                self._settle(q, entry, status)
+    def _push(self, q: _Queue, due: float, entry: _Entry, now: float) -> None:
+        """Queue ``entry`` for ``due`` (lock held); the timer is woken only if it would sleep past it."""
+        heapq.heappush(q.heap, (due, next(self._seq), entry))
+        if due > now:
+            self._wake_by(time.monotonic() + (due - now))
 
-    def _take(self, q: _Queue) -> _Entry | None:
-        """Wait for a due task (lock held); None when the engine is stopping."""
-        while not self._stopping and not q.dropped:
-            if q.heap and not q.paused:
-                due, _, entry = q.heap[0]
-                wait = due - self._clock()
-                if wait <= 0:
-                    heapq.heappop(q.heap)
-                    entry.in_flight = True
-                    entry.attempts += 1
-                    if entry.first_attempt_s is None:
-                        entry.first_attempt_s = self._clock()
-                    return entry
-                q.cond.wait(wait if self._max_wait is None else min(wait, self._max_wait))
-            else:
-                q.cond.wait()
-        return None
+    def _wake_by(self, when: float) -> None:
+        if self._timer is not None and when < self._wake_at:
+            self._wake_at = when
+            self._tick.notify()
 
-    def _deliver(self, entry: _Entry) -> int | None:
-        d = entry.delivery
-        headers = dict(d.headers)
-        # The headers Cloud Tasks adds to every HTTP target request.
-        headers["X-CloudTasks-QueueName"] = d.queue_label or d.queue
-        headers["X-CloudTasks-TaskName"] = d.name
-        headers["X-CloudTasks-TaskRetryCount"] = str(entry.attempts - 1)
-        headers["X-CloudTasks-TaskExecutionCount"] = str(entry.attempts - 1)
-        headers["X-CloudTasks-TaskETA"] = f"{d.due_s:.6f}"
-        headers.setdefault("User-Agent", "Google-Cloud-Tasks")
-        try:
-            return self._send(d, headers)
-        except Exception as exc:  # a connection error or timeout is a failed attempt, nothing more
-            logger.warning("delivery of %s to %s failed: %s", d.name, d.url, exc)
-            return None
+    def _due(self, q: _Queue) -> builtins.list[_Flight]:
+        """Take the due tasks ``q`` has room for (lock held); the caller begins them, lock released."""
+        flights: builtins.list[_Flight] = []
+        if not self._started or self._stopping or q.dropped or q.paused:
+            return flights
+        now = None
+        while q.heap and len(q.flights) < q.workers:
+            now = self._clock() if now is None else now
+            due, _, entry = q.heap[0]
+            if due > now:
+                break
+            heapq.heappop(q.heap)
+            entry.in_flight = True
+            entry.attempts += 1
+            if entry.first_attempt_s is None:
+                entry.first_attempt_s = now
+            flight = _Flight(entry, time.monotonic() + entry.delivery.timeout_s)
+            q.flights.add(flight)
+            self._wake_by(flight.deadline)
+            flights.append(flight)
+        return flights
+
+    def _begin(self, flights: Iterable[_Flight]) -> None:
+        for flight in flights:
+            d = flight.entry.delivery
+            attempts = flight.entry.attempts
+            headers = dict(d.headers)
+            # The headers Cloud Tasks adds to every HTTP target request.
+            headers["X-CloudTasks-QueueName"] = d.queue_label or d.queue
+            headers["X-CloudTasks-TaskName"] = d.name
+            headers["X-CloudTasks-TaskRetryCount"] = str(attempts - 1)
+            headers["X-CloudTasks-TaskExecutionCount"] = str(attempts - 1)
+            headers["X-CloudTasks-TaskETA"] = f"{d.due_s:.6f}"
+            headers.setdefault("User-Agent", "Google-Cloud-Tasks")
+            try:
+                self._start(d, headers, functools.partial(self._answered, flight))
+            except Exception as exc:  # nothing could carry it (shutting down): a failed attempt
+                logger.warning("delivery of %s to %s failed: %s", d.name, d.url, exc)
+                self._answered(flight, None)
+
+    def _answered(self, flight: _Flight, status: int | None) -> None:
+        """The delivery's answer (None: none came); settled here, and what that makes due begun."""
+        with self._lock:
+            if flight.done:
+                return  # past its deadline: settled already
+            flight.done = True
+            q = self._queues.get(flight.entry.delivery.queue)
+            if q is None or flight not in q.flights:
+                q = next((x for x in self._queues.values() if flight in x.flights), None)
+            if q is not None:
+                q.flights.discard(flight)
+                self._settle(q, flight.entry, status)
+                flights = self._due(q)
+            else:  # its queue was dropped meanwhile
+                flight.entry.in_flight = False
+                flights = []
+                self._changed.notify_all()
+        self._begin(flights)
+
+    def _time(self) -> None:
+        """The timer: begins tasks as they fall due, and fails deliveries past their deadline."""
+        with self._lock:
+            while not self._stopping:
+                now, mono = self._clock(), time.monotonic()
+                flights = [f for q in self._queues.values() for f in self._due(q)]
+                late = [f for q in self._queues.values() for f in q.flights if f.deadline <= mono]
+                if flights or late:
+                    self._wake_at = -math.inf
+                    self._lock.release()
+                    try:
+                        self._begin(flights)
+                        for flight in late:
+                            d = flight.entry.delivery
+                            logger.warning(
+                                "delivery of %s to %s failed: no answer within %gs",
+                                d.name,
+                                d.url,
+                                d.timeout_s,
+                            )
+                            self._answered(flight, None)
+                    finally:
+                        self._lock.acquire()
+                    continue
+                wake = math.inf
+                for q in self._queues.values():
+                    if q.heap and not q.paused and len(q.flights) < q.workers:
+                        wake = min(wake, mono + (q.heap[0][0] - now))
+                    for flight in q.flights:
+                        wake = min(wake, flight.deadline)
+                # A time it was told of and that has not come yet is kept (its task may be gone):
+                # sleeping till then, what falls due later need not wake it.
+                promised = self._wake_at if self._wake_at > mono else math.inf
+                self._wake_at = min(wake, promised)
+                timeout = None if self._wake_at == math.inf else self._wake_at - mono
+                if self._max_wait is not None:
+                    timeout = self._max_wait if timeout is None else min(timeout, self._max_wait)
+                self._tick.wait(timeout)
+
+    def _on_threads(self, send: Send) -> Start:
+        """A blocking ``send`` run on the engine's own threads."""
+
+        def start(delivery: Delivery, headers: Mapping[str, str], answer: Answer) -> None:
+            def deliver() -> int | None:
+                try:
+                    return send(delivery, headers)
+                except Exception as exc:  # a connection error or timeout is a failed attempt
+                    logger.warning("delivery of %s to %s failed: %s", delivery.name, delivery.url, exc)
+                    return None
+
+            self._threads.run(deliver, answer)  # type: ignore[arg-type]
+
+        return start
 
     def _settle(self, q: _Queue, entry: _Entry, status: int | None) -> None:
         entry.in_flight = False
@@ -385,9 +504,7 @@ class DeliveryEngine:
             q.live.pop(name, None)
             q.tombstones[name] = now + self._tombstone_s
         else:
-            due = now + policy.delay_s(entry.attempts)
-            heapq.heappush(q.heap, (due, next(self._seq), entry))
-            q.cond.notify()
+            self._push(q, now + policy.delay_s(entry.attempts), entry, now)
         self._changed.notify_all()
 
 
@@ -400,3 +517,23 @@ def transport_send(transport: Transport) -> Send:
         ).status
 
     return send
+
+
+def transport_start(transport: Transport) -> Start | None:
+    """Deliveries begun through ``transport`` without waiting, when it can (``InProcessTransport.begin``);
+    the engine keeps the deadline."""
+    begin = getattr(transport, "begin", None)
+    if begin is None:
+        return None
+
+    def start(delivery: Delivery, headers: Mapping[str, str], answer: Answer) -> None:
+        def answered(reply: Reply | TransportError) -> None:
+            if isinstance(reply, TransportError):
+                logger.warning("delivery of %s to %s failed: %s", delivery.name, delivery.url, reply)
+                answer(None)
+            else:
+                answer(reply.status)
+
+        begin(delivery.method, delivery.url, headers, delivery.body, answered, timeout_s=delivery.timeout_s)
+
+    return start

@@ -11,14 +11,18 @@ answers the same status, headers and body. What the socket gave for free is kept
   Serving threads are kept a while for the next request (``ReusedThreads``);
 - an endpoint that raises answers 500, as a WSGI server answers for a crashed application;
 - a base URL nobody mounted goes to ``fallback`` (real HTTP), so a remote worker or API still works.
+
+``begin`` is ``deliver`` for a caller that does not wait (the local dispatcher): its answer comes as a
+call on the serving thread, so a delivery costs one hand-off, not a waiting thread's two.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -47,13 +51,15 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
+Answer = Callable[["Reply | TransportError"], None]
+
+
 @dataclass(slots=True)
 class _Pending:
-    reply: Reply | None = None
+    reply: Reply | TransportError | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
-    def answer(self, reply: object) -> None:
-        assert isinstance(reply, Reply)
+    def answer(self, reply: Reply | TransportError) -> None:
         self.reply = reply
         self.done.set()
 
@@ -88,10 +94,46 @@ class InProcessTransport:
     def deliver(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout_s: float
     ) -> Reply:
+        serve = self._serving(method, url, headers, body)
+        if serve is None:
+            return self._fallback.deliver(method, url, headers, body, timeout_s=timeout_s)
+        pending = _Pending()
+        self._run(url, serve, pending.answer)
+        if not pending.done.wait(timeout_s):
+            raise TransportTimeout(f"{method} {url} was not answered within {timeout_s:g}s")
+        assert isinstance(pending.reply, Reply)
+        return pending.reply
+
+    def begin(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        answer: Answer,
+        *,
+        timeout_s: float,
+    ) -> None:
+        """``deliver`` without waiting: the request is served on a thread of this transport, which
+        then calls ``answer`` with the reply (or the TransportError of a fallback delivery). No
+        timeout is kept here: the caller keeps its own (the dispatcher's deadline).
+
+        Raises:
+            TransportError: the interpreter is shutting down.
+        """
+        serve: Callable[[], object] | None = self._serving(method, url, headers, body)
+        if serve is None:
+            serve = functools.partial(self._fall_back, method, url, headers, body, timeout_s)
+        self._run(url, serve, answer)
+
+    def _serving(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Callable[[], Reply] | None:
+        """How the endpoint mounted for ``url`` answers the request; None when none is."""
         parts = urlsplit(url)
         endpoint = self._mounted.get((parts.scheme.lower(), parts.netloc.lower()))
         if endpoint is None:
-            return self._fallback.deliver(method, url, headers, body, timeout_s=timeout_s)
+            return None
         received = {name.lower(): value for name, value in headers.items()}
         received.setdefault("host", parts.netloc)  # as requests sends a Host the caller set
         received["content-length"] = str(len(body))
@@ -103,17 +145,25 @@ class InProcessTransport:
             headers=received,
             body=body,
         )
-        pending = _Pending()
+        # A fresh context, as a server's thread has: nothing of the caller's (the worker's per-task
+        # output capture) follows the request.
+        return functools.partial(contextvars.Context().run, _answer, endpoint, request)
+
+    def _run(self, url: str, serve: Callable[[], object], answer: Answer) -> None:
         try:
-            # A fresh context, as a server's thread has: nothing of the caller's (the worker's per-task
-            # output capture) follows the request.
-            self._threads.run(lambda: contextvars.Context().run(_answer, endpoint, request), pending.answer)
+            self._threads.run(serve, answer)  # type: ignore[arg-type]
         except RuntimeError as exc:  # the interpreter is shutting down: nobody can answer
             raise TransportError(f"{url} cannot be served: {exc}") from exc
-        if not pending.done.wait(timeout_s):
-            raise TransportTimeout(f"{method} {url} was not answered within {timeout_s:g}s")
-        assert pending.reply is not None
-        return pending.reply
+
+    def _fall_back(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+    ) -> Reply | TransportError:
+        try:
+            return self._fallback.deliver(method, url, headers, body, timeout_s=timeout_s)
+        except TransportError as exc:
+            return exc
+        except Exception as exc:  # a fallback that fails otherwise gave no answer either
+            return TransportError(f"{type(exc).__name__}: {exc}")
 
 
 def _answer(endpoint: Endpoint, request: InboundRequest) -> Reply:

@@ -1,8 +1,8 @@
 """The embedded mode's TaskQueue: an in-process dispatcher with Cloud Tasks semantics (design §9).
 
 Names dedup (and stay reserved for a retention period after delivery), ``schedule_time`` is honoured,
-deliveries are POSTs through a Transport (HTTP, or in process to an endpoint of this process) from a
-per-queue pool of threads, failures are retried with exponential
+deliveries are POSTs through a Transport (HTTP, or in process to an endpoint of this process: handed
+straight to its serving thread), at most ``workers_per_queue`` at once, failures are retried with exponential
 backoff, and each request is bounded by the task's dispatch deadline. State lives in memory only: after a
 restart the timers sweep re-drives whatever was lost (design §5.6).
 """
@@ -23,6 +23,7 @@ from servo.dispatch._engine import (
     Send,
     Stopped,
     transport_send,
+    transport_start,
 )
 from servo.dispatch._port import EnqueueOutcome, HttpTask, QueueFull, QueueUnavailable, validate_queue_id
 from servo.dispatch._transport import Transport
@@ -53,6 +54,7 @@ class LocalDispatcher:
         send: Send | None = None,
     ) -> None:
         self._clock = clock
+        start = transport_start(transport) if send is None and transport is not None else None
         self._engine = DeliveryEngine(
             workers_per_queue=workers_per_queue,
             policy=policy,
@@ -60,6 +62,7 @@ class LocalDispatcher:
             max_live_per_queue=max_pending_per_queue,
             clock=clock,
             send=send if send is not None or transport is None else transport_send(transport),
+            start=start,
         )
 
     def start(self) -> LocalDispatcher:

@@ -34,6 +34,8 @@ ABORT_ON_STARTED = frozenset(
 # by "surrogateescape". The control plane refuses them (400), which would lose the attempt's logs or
 # its completion, so they are sent as U+FFFD.
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# How JSON (ASCII, as requests writes it) spells every surrogate, among a few other characters.
+_MAYBE_SURROGATE = b"\\ud"
 
 
 def valid_text(value: Any) -> Any:
@@ -98,7 +100,9 @@ class CallbackClient:
             CallbackUnavailable: every try failed with a transport error or a 5xx.
         """
         url = f"{self._base}/{action}"
-        data = json_request_body(valid_text(body))
+        data = json_request_body(body)
+        if _MAYBE_SURROGATE in data:  # rare: only then is the body walked for lone surrogates
+            data = json_request_body(valid_text(body))
         total = tries if tries is not None else self._tries
         last = ""
         for n in range(total):

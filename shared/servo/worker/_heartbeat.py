@@ -31,18 +31,22 @@ def heartbeat_interval(heartbeat_timeout_sec: int | None) -> float:
 class CancelSignal:
     """Set once, by a heartbeat answer, a timeout or the server; the first reason wins."""
 
-    __slots__ = ("_event", "_lock", "_reason")
+    __slots__ = ("_event", "_lock", "_reason", "_wakes")
 
-    def __init__(self) -> None:
+    def __init__(self, wakes: threading.Event | None = None) -> None:
+        """``wakes``: set too when the signal is, for a waiter that also waits for something else."""
         self._event = threading.Event()
         self._reason: str | None = None
         self._lock = threading.Lock()
+        self._wakes = wakes
 
     def set(self, reason: str) -> None:
         with self._lock:
             if self._reason is None:
                 self._reason = reason
         self._event.set()
+        if self._wakes is not None:
+            self._wakes.set()
 
     def is_set(self) -> bool:
         return self._event.is_set()

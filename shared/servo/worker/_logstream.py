@@ -5,13 +5,15 @@ ignored a cancel or lost its worker left no log at all, and nothing could be rea
 the attempt's interleaved stdout/stderr is sent as numbered chunks (``logs`` callback ``{attempt, seq,
 text}``, each stored create-if-absent as ``attempt-{n}/{seq}.log``) every ``interval_s`` or sooner
 when ``chunk_chars`` are waiting, and whatever is left when the attempt ends. Writes stay few: a
-quiet asset costs nothing, a chatty one one object per interval.
+quiet asset costs nothing, a chatty one one object per interval. Nothing polls: the uploader's job
+falls due once an interval, and the write that fills a chunk asks for it at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from servo.worker._callbacks import CallbackClient, CallbackUnavailable
 from servo.worker._ticker import Repeating, Ticker, shared_ticker
@@ -27,7 +29,7 @@ MAX_ATTEMPT_CHARS = 2 * 1024 * 1024
 class OutputStream:
     """An attempt's output not yet uploaded, in write order, holding at most ``limit`` characters."""
 
-    __slots__ = ("_chunks", "_dropped", "_limit", "_lock", "_size")
+    __slots__ = ("_chunks", "_dropped", "_full", "_limit", "_lock", "_on_full", "_size")
 
     def __init__(self, limit: int = MAX_ATTEMPT_CHARS) -> None:
         self._chunks: list[str] = []
@@ -35,13 +37,23 @@ class OutputStream:
         self._dropped = 0
         self._limit = limit
         self._lock = threading.Lock()
+        self._full = 0
+        self._on_full: Callable[[], None] | None = None
+
+    def when_full(self, chars: int, call: Callable[[], None]) -> None:
+        """Call ``call`` (on the writing thread) each time a write makes ``chars`` or more wait."""
+        self._full, self._on_full = chars, call
 
     def write(self, text: str) -> None:
         with self._lock:
+            was = self._size
             self._chunks.append(text)
             self._size += len(text)
             if self._size > 2 * self._limit:
                 self._keep(self._limit)
+            filled = self._on_full is not None and was < self._full <= self._size
+        if filled:
+            self._on_full()  # type: ignore[misc]
 
     def _keep(self, limit: int) -> None:
         joined = "".join(self._chunks)
@@ -123,12 +135,11 @@ class LogUploader:
         self._seq = 0
         self._send_lock = threading.Lock()
         self._ticker = ticker
-        self._step_s = min(0.2, interval_s)
-        self._waited = 0.0
         self._checks: Repeating | None = None
 
     def start(self) -> None:
-        self._checks = (self._ticker or shared_ticker()).every(self._step_s, self._check)
+        checks = self._checks = (self._ticker or shared_ticker()).every(self._interval_s, self._check)
+        self._stream.when_full(self._chunk_chars, checks.hurry)
 
     def close(self) -> None:
         """Stop the periodic uploads (waiting for one in flight) and upload everything still waiting
@@ -141,10 +152,9 @@ class LogUploader:
             pass
 
     def _check(self) -> bool:
-        self._waited += self._step_s
-        if self._waited >= self._interval_s or self._stream.pending() >= self._chunk_chars:
-            self._waited = 0.0
-            self._flush(final=False)
+        # What is waiting (whole lines), and every further full chunk written meanwhile.
+        while self._flush(final=False) and self._stream.pending() >= self._chunk_chars:
+            pass
         return True
 
     def _flush(self, *, final: bool) -> bool:

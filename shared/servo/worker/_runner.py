@@ -68,6 +68,8 @@ class _Finished:
     value: Any = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # Set by the asset's end or by a cancel: what the request thread sleeps on (it polled before).
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 def _now_ms() -> int:
@@ -117,7 +119,8 @@ def run_attempt(
         return AttemptResult("skipped", detail={"status": reply.status, **reply.body})
 
     reporter = Reporter()
-    cancel = CancelSignal()
+    finished = _Finished()
+    cancel = CancelSignal(wakes=finished.wake)
     if fn is None:
         missing = TaskError(
             category="CONFIGURATION",
@@ -148,7 +151,6 @@ def run_attempt(
             client, envelope.attempt, captured.stream, interval_s=config.log_flush_interval_s
         )
         uploader.start()
-        finished = _Finished()
         beats.start()
         timer = shared_ticker().every(timeout_s, lambda: _time_out(cancel)) if timeout_s else None
         _ASSET_THREADS.run(functools.partial(contextvars.copy_context().run, _call, finished, fn, context))
@@ -177,15 +179,14 @@ def _call(finished: _Finished, fn: AssetFunction, context: AssetContext) -> None
         finished.error = exc
     finally:
         finished.done.set()
+        finished.wake.set()
 
 
 def _wait(finished: _Finished, cancel: CancelSignal, grace_s: float) -> None:
     """Wait for the asset; once cancelled (or timed out), give it ``grace_s`` more to stop."""
-    while not finished.done.wait(0.05):
-        if cancel.is_set():
-            if not finished.done.wait(grace_s):
-                logger.warning("asset did not stop within %.1fs of %s; abandoning it", grace_s, cancel.reason)
-            return
+    finished.wake.wait()
+    if not finished.done.is_set() and not finished.done.wait(grace_s):
+        logger.warning("asset did not stop within %.1fs of %s; abandoning it", grace_s, cancel.reason)
 
 
 def _outcome(
@@ -230,7 +231,8 @@ def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
     try:
         # The control plane stores outputs as canonical JSON (no floats): refuse here, with a clear
         # message, rather than have the completion rejected by the ledger.
-        canonical_dumps(metadata)
+        if metadata:
+            canonical_dumps(metadata)
     except ServoError as exc:
         raise ServoError(f"asset metadata is not storable: {exc.message}") from exc
     output = TaskOutput(materialization_id=str(ULID()), row_count=row_count).to_json()

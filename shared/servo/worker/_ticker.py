@@ -4,12 +4,17 @@ An attempt's heartbeats, log flushes and timeout each had a thread of their own,
 per attempt (about 0.1 ms of CPU each, most of a short task's worker cost). Here one ticker thread
 holds the next due time of every job and hands a due job to a kept thread (``ReusedThreads``): a job
 that blocks, such as a heartbeat waiting on a slow control plane, holds back no other attempt's.
+
+Most attempts end long before any of their jobs is due, so the ticker sleeps until the earliest due
+time it has seen and is woken only for a job due before that: registering and stopping an attempt's
+jobs wakes no thread (it woke the ticker once or twice an attempt).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +28,7 @@ Job = Callable[[], bool]
 class Repeating:
     """One job of a ticker; ``stop`` ends it."""
 
-    __slots__ = ("_entry", "_interval_s", "_job", "_lock", "_stopped", "_ticker")
+    __slots__ = ("_entry", "_interval_s", "_job", "_lock", "_soon", "_stopped", "_ticker")
 
     def __init__(self, ticker: Ticker, interval_s: float, job: Job) -> None:
         self._ticker = ticker
@@ -32,6 +37,7 @@ class Repeating:
         # Held while the job runs: stop() waits on it. Reentrant, so a job may stop itself.
         self._lock = threading.RLock()
         self._stopped = False
+        self._soon = False  # hurried while it ran: the next run is due at once
         self._entry: list[object] | None = None
 
     def stop(self) -> None:
@@ -40,13 +46,20 @@ class Repeating:
         with self._lock:
             self._ticker._drop(self)
 
+    def hurry(self) -> None:
+        """Run the job now rather than at its time (or again right after a run in flight); its
+        interval counts from that run. Nothing for a stopped job."""
+        self._soon = True
+        self._ticker._hurry(self)
+
     def _run(self) -> None:
         with self._lock:
             if self._stopped:
                 return
+            self._soon = False
             again = self._job()
             if again and not self._stopped:
-                self._ticker._schedule(self, self._interval_s)
+                self._ticker._schedule(self, 0.0 if self._soon else self._interval_s)
 
 
 class Ticker:
@@ -58,6 +71,9 @@ class Ticker:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        # When the ticker's thread looks at the heap next, at the latest (monotonic s): inf while it
+        # waits for any job, -inf while it is awake (it looks before it sleeps again).
+        self._wake_at = -math.inf
 
     def every(self, interval_s: float, job: Job, *, first_s: float | None = None) -> Repeating:
         """Run ``job`` after ``first_s`` (default ``interval_s``), then every ``interval_s`` after
@@ -74,8 +90,18 @@ class Ticker:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="servo-ticker", daemon=True)
                 self._thread.start()
-            elif self._due[0] is entry:
+            elif entry[0] < self._wake_at:  # type: ignore[operator]
+                self._wake_at = entry[0]  # type: ignore[assignment]
                 self._cond.notify()
+
+    def _hurry(self, handle: Repeating) -> None:
+        with self._cond:  # reentrant: _schedule takes it too
+            entry = handle._entry
+            if entry is None or handle._stopped:
+                return  # running (``_soon`` reschedules it at once) or stopped
+            self._due.remove(entry)
+            heapq.heapify(self._due)
+            self._schedule(handle, 0.0)
 
     def _drop(self, handle: Repeating) -> None:
         with self._cond:
@@ -89,9 +115,17 @@ class Ticker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._due or self._due[0][0] > time.monotonic():  # type: ignore[operator]
-                    timeout = self._due[0][0] - time.monotonic() if self._due else None  # type: ignore[operator]
-                    self._cond.wait(timeout)
+                while True:
+                    now = time.monotonic()
+                    if self._due and self._due[0][0] <= now:  # type: ignore[operator]
+                        break
+                    head: float = self._due[0][0] if self._due else math.inf  # type: ignore[assignment]
+                    # The time of a job registered and stopped before this thread saw it is kept:
+                    # sleeping till then, the next attempt's jobs (due later) need not wake it.
+                    promised = self._wake_at if self._wake_at > now else math.inf
+                    self._wake_at = min(head, promised)
+                    self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+                self._wake_at = -math.inf
                 entry = heapq.heappop(self._due)
                 handle = entry[2]
                 assert isinstance(handle, Repeating)
