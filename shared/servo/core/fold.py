@@ -14,6 +14,7 @@ success was folded re-folds the run, and both orders end CANCELLED.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -145,9 +146,20 @@ def _fold_on_checkpoint(base: RunPartition, new: dict[str, Event]) -> RunPartiti
         return None
     kept_beats(checkpoint)  # worked out before the copy, so the result's stay complete
     result = checkpoint.copy()
-    _apply_all(result, [replay[i] for i in sorted(replay)])
+    ordered = sorted(replay)
+    split = bisect_left(ordered, min(new))
+    if split and not any(_cancelled_attempt(replay[i]) for i in ordered[split:]):
+        # The events before the batch's oldest are a clean fold of their own, and the next checkpoint:
+        # kept at this one, every later batch would replay everything since it, more at each publish.
+        # Not when a cancel follows them, which may take back a success among them.
+        _apply_all(result, [replay[i] for i in ordered[:split]])
+        moved = result.copy()
+        _apply_all(result, [replay[i] for i in ordered[split:]])
+    else:
+        _apply_all(result, [replay[i] for i in ordered])
+        moved = checkpoint  # still a clean fold of everything up to its newest event
     _keep_bodies(base, result)
-    result.checkpoint = checkpoint  # still a clean fold of everything up to its newest event
+    result.checkpoint = moved
     return result
 
 
