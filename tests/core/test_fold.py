@@ -355,6 +355,29 @@ def test_11d_the_checkpoint_moves_up_with_batches_that_each_hold_a_late_event(
     assert snapshot(part) == snapshot(fold_all(e for e in ordered if e.event_id in folded))
 
 
+def test_11e_a_batch_a_few_events_late_replays_those_few_not_the_whole_batch_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch's late event was being written while the batch before it was taken: it was minted a
+    # few places before that batch's newest event, and folds on a checkpoint kept near its end.
+    h = History()
+    h.trigger()
+    h.plan({f"a.{n}": [] for n in range(12)})
+    for n in range(12):
+        h.run_task(f"a.{n}")
+    ordered = h.events
+    late = ordered[-3]
+    part = fold_run(None, RUN, ordered[:2])
+    part = fold_run(part, RUN, [e for e in ordered[2:] if e is not late])  # 47 events in order
+    applied: list[str] = []
+    real_apply = fold_module.apply
+    monkeypatch.setattr(fold_module, "apply", lambda ctx, e: applied.append(e.event_id) or real_apply(ctx, e))
+    part = fold_run(part, RUN, [late])
+    monkeypatch.undo()
+    assert late.event_id in applied and len(applied) <= 17, len(applied)
+    assert snapshot(part) == snapshot(fold_all(ordered))
+
+
 def test_12_ack_before_request_keeps_both_ids() -> None:
     h = chain()
     h.ack("a.a")
