@@ -23,11 +23,13 @@ from servo.core.events import EncodedEvent, Event, TaskFinished, UnknownEvent, a
 from servo.core.fold_context import FoldContext
 from servo.core.fold_handlers import apply
 from servo.core.liveness import Attempt, beat_attempt, kept_beats, newest_beats
-from servo.core.rows import IdempotencyRow
+from servo.core.rows import IdempotencyRow, row_maker
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import TaskState
 
 __all__ = ["fold", "fold_ahead", "fold_run"]
+
+_idempotency_row = row_maker(IdempotencyRow)  # one a fact applied
 
 
 def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
@@ -268,13 +270,13 @@ def _apply_all(partition: RunPartition, events: list[Event]) -> set[str]:
                 refused.add(event.event_id)
             continue  # liveness, not a fact with a key: it records no idempotency row
         if apply(ctx, event):
-            partition.idempotency[event.idempotency_key] = IdempotencyRow(
-                tenant_id=event.tenant_id,
-                workspace_id=event.workspace_id,
-                idempotency_key=event.idempotency_key,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                recorded_at=event.timestamp_ms,
-                row_version=event.event_id,
+            partition.idempotency[event.idempotency_key] = _idempotency_row(
+                event.tenant_id,
+                event.workspace_id,
+                event.idempotency_key,
+                event.event_id,
+                event.event_type,
+                event.timestamp_ms,
+                event.event_id,  # row_version
             )
     return refused
