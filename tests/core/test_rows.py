@@ -45,6 +45,10 @@ def test_a_row_made_fast_is_the_row_its_class_makes_and_as_frozen(cls: type) -> 
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.row_version = "changed"  # type: ignore[misc]
     assert type(replace_row(reference, row_version="x")) is cls
+    required = {
+        f.name: f"v{i}" for i, f in enumerate(dataclasses.fields(cls)) if f.default is dataclasses.MISSING
+    }
+    assert rows.row_maker(cls)(**required) == cls(**required)  # by name, the defaults filled in
 
 
 def test_a_class_that_is_no_frozen_slotted_row_is_made_by_its_own_constructor() -> None:
