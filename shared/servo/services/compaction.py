@@ -101,10 +101,10 @@ def _cache_partition(
     # the readers' (rows only), so a callback right after a publish reads no segment back. Its new
     # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
     # a big run then copies bodies instead of re-encoding every event the run ever had.
-    events = {
-        i: EncodedEvent(written[i], e) if i in written and isinstance(e, Event) else e
-        for i, e in part.events.items()
-    }
+    events = dict(part.events)
+    for i, body in written.items():  # the segment's events only: a big run has thousands more
+        if isinstance(e := events.get(i), Event):
+            events[i] = EncodedEvent(body, e)
     snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
     snap.remember_partition(part.run_id, chain, replace(part, events={}, checkpoint=None), events=False)
 
