@@ -308,6 +308,24 @@ def test_11b_a_refold_keeps_stored_events_as_read_and_decodes_each_once() -> Non
     assert decoded == done and stored[done.event_id].decode() is decoded
 
 
+def _recorded_applies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the events the fold applies from now on, in order."""
+    applied: list[str] = []
+    real_apply = fold_module.apply
+    monkeypatch.setattr(fold_module, "apply", lambda ctx, e: applied.append(e.event_id) or real_apply(ctx, e))
+    return applied
+
+
+def _independent_tasks_run(n: int) -> list[Event]:
+    """The events of a run of ``n`` tasks without dependencies, each run to success."""
+    h = History()
+    h.trigger()
+    h.plan({f"a.{i}": [] for i in range(n)})
+    for i in range(n):
+        h.run_task(f"a.{i}")
+    return h.events
+
+
 def test_11c_an_event_a_little_late_folds_on_the_checkpoint_not_the_whole_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -318,13 +336,48 @@ def test_11c_an_event_a_little_late_folds_on_the_checkpoint_not_the_whole_histor
     start = h.start("a.b")
     first = fold_run(None, RUN, h.events[:-2])
     second = fold_run(first, RUN, [start])  # written before the ack it follows
-    applied: list[str] = []
-    real_apply = fold_module.apply
-    monkeypatch.setattr(fold_module, "apply", lambda ctx, e: applied.append(e.event_id) or real_apply(ctx, e))
+    applied = _recorded_applies(monkeypatch)
     late = fold_run(second, RUN, [ack])
     assert applied == [ack.event_id, start.event_id]  # not the run's 8 earlier events again
     monkeypatch.undo()
     assert snapshot(late) == snapshot(fold_all(h.events))
+
+
+def test_11d_the_checkpoint_moves_up_with_batches_that_each_hold_a_late_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under load every batch can hold an event a place late: folded each on the first checkpoint,
+    # a batch would replay everything since it, a work per publish that grows with the run.
+    ordered = _independent_tasks_run(6)
+    part = fold_run(fold_run(None, RUN, ordered[:3]), RUN, [ordered[4]])
+    # [e3, e6], [e5, e8], ...: each batch's older event was minted before the newest one folded.
+    batches = [[ordered[i], ordered[i + 3]] for i in range(3, len(ordered) - 3, 2)]
+    applied = _recorded_applies(monkeypatch)
+    replayed = []
+    for batch in batches:
+        applied.clear()
+        part = fold_run(part, RUN, batch)
+        replayed.append(len(applied))
+    monkeypatch.undo()
+    assert max(replayed) <= 5, replayed  # this batch, the one before and what came between them
+    folded = {e.event_id for e in [*ordered[:3], ordered[4], *(e for batch in batches for e in batch)]}
+    assert snapshot(part) == snapshot(fold_all(e for e in ordered if e.event_id in folded))
+
+
+def test_11e_a_batch_a_few_events_late_replays_those_few_not_the_whole_batch_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch's late event was being written while the batch before it was taken: it was minted a
+    # few places before that batch's newest event, and folds on a checkpoint kept near its end.
+    ordered = _independent_tasks_run(12)
+    late = ordered[-3]
+    part = fold_run(None, RUN, ordered[:2])
+    part = fold_run(part, RUN, [e for e in ordered[2:] if e is not late])  # 47 events in order
+    applied = _recorded_applies(monkeypatch)
+    part = fold_run(part, RUN, [late])
+    monkeypatch.undo()
+    assert late.event_id in applied and len(applied) <= 17, len(applied)
+    assert snapshot(part) == snapshot(fold_all(ordered))
 
 
 def test_12_ack_before_request_keeps_both_ids() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
+from servo.core import fold as fold_module
 from servo.core.events import Event, RunTimedOut
 from servo.core.fold import fold, fold_run
 from servo.core.ids import UlidFactory, dispatch_id
@@ -217,6 +219,23 @@ def test_any_permutation_duplication_and_split_folds_like_one_clean_fold(data: s
     assert _snapshot(state) == _snapshot(clean)
 
 
+def _folded_a_little_late(data: st.DataObject, max_delay: int, max_batch: int) -> tuple[FoldState, FoldState]:
+    """A history whose events each reach the ledger up to ``max_delay`` places late, folded in
+    batches of up to ``max_batch``, and its clean fold."""
+    _, all_events = _simulate(data)
+    ordered = sorted(all_events, key=lambda e: e.event_id)
+    delays = data.draw(st.lists(st.integers(0, max_delay), min_size=len(ordered), max_size=len(ordered)))
+    arrival = sorted(range(len(ordered)), key=lambda i: (i + delays[i], i))
+    stream = [ordered[i] for i in arrival]
+    state = FoldState(TENANT, WS)
+    lo = 0
+    while lo < len(stream):
+        hi = lo + data.draw(st.integers(1, max_batch), label="batch")
+        state = fold(state, stream[lo:hi])
+        lo = hi
+    return state, fold(FoldState(TENANT, WS), ordered)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_events_a_little_out_of_order_in_small_batches_fold_like_one_clean_fold(
@@ -224,18 +243,21 @@ def test_events_a_little_out_of_order_in_small_batches_fold_like_one_clean_fold(
 ) -> None:
     # What writers under load produce: each event reaches the ledger up to a few places late, and
     # the compactor folds small batches one on another (the late ones on the in-memory checkpoint).
-    _, all_events = _simulate(data)
-    ordered = sorted(all_events, key=lambda e: e.event_id)
-    delays = data.draw(st.lists(st.integers(0, 4), min_size=len(ordered), max_size=len(ordered)))
-    arrival = sorted(range(len(ordered)), key=lambda i: (i + delays[i], i))
-    stream = [ordered[i] for i in arrival]
-    state = FoldState(TENANT, WS)
-    lo = 0
-    while lo < len(stream):
-        hi = lo + data.draw(st.integers(1, 4), label="batch")
-        state = fold(state, stream[lo:hi])
-        lo = hi
-    clean = fold(FoldState(TENANT, WS), ordered)
+    state, clean = _folded_a_little_late(data, 4, 4)
+    assert _snapshot(state) == _snapshot(clean)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_batches_folded_on_checkpoints_kept_inside_the_batch_before_fold_like_one_clean_fold(
+    data: st.DataObject,
+) -> None:
+    # Checkpoints a place or two before a batch's newest event (big runs keep them some 16 and 64
+    # places back; these histories are small): the next batch folds on whichever serves it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fold_module, "_CHECKPOINT_DEPTHS", (1, 2))
+        patch.setattr(fold_module, "_MAX_CHECKPOINTS", 3)
+        state, clean = _folded_a_little_late(data, 6, 8)
     assert _snapshot(state) == _snapshot(clean)
 
 

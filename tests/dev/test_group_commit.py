@@ -283,3 +283,42 @@ def test_an_urgent_write_ends_the_progress_window(stopping: list[GroupCommit]) -
     group.commit(None, SCOPE, ["finished"], await_publish=False)  # type: ignore[arg-type]
     assert group.wait_idle(30)
     assert record.batches == [["first"], ["finished", "started"]]
+
+
+class CountedCondition(threading.Condition):
+    """A condition counting its notifications: each one wakes every thread waiting on it."""
+
+    def __init__(self, lock: Any = None) -> None:
+        super().__init__(lock)
+        self.notified = 0
+
+    def notify_all(self) -> None:
+        self.notified += 1
+        super().notify_all()
+
+
+def test_a_write_that_changes_nothing_the_loop_decides_does_not_wake_it(
+    monkeypatch: pytest.MonkeyPatch, stopping: list[GroupCommit]
+) -> None:
+    # A fan-out's callbacks commit several times a task while the loop waits out its window: waking
+    # it (and every writer waiting for its publish) on each of them cost a context switch a commit.
+    # Only a commit into an empty queue, an urgent one into a progress window, or an awaited one does.
+    record = Recorder()
+    monkeypatch.setattr(threading, "Condition", CountedCondition)
+    group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
+    monkeypatch.undo()
+    stopping.append(group)
+    cv = group._cv
+    assert isinstance(cv, CountedCondition)
+    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    group.commit(None, SCOPE, ["started"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    before = cv.notified
+    for n in range(10):
+        group.commit(None, SCOPE, [f"beat{n}"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    assert cv.notified == before
+    group.commit(None, SCOPE, ["finished"], await_publish=False)  # type: ignore[arg-type]
+    assert cv.notified == before + 1  # it ends the progress window
+    assert group.wait_idle(30)
+    assert record.batches[0] == ["first"] and sorted(n for b in record.batches[1:] for n in b) == sorted(
+        ["started", *(f"beat{n}" for n in range(10)), "finished"]
+    )

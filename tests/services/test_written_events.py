@@ -8,7 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from servo.core.events import decode_event, event_id_from_object_name
+import pytest
+from servo.core import events as events_module
+from servo.core.events import Event, decode_event, event_body, event_id_from_object_name, ledger_object_name
+from servo.services import compaction
 from servo.services._compaction_ledger import LEDGER_PREFIX, WrittenEvents, written_events
 from servo.services.callbacks import task_completed, task_started
 from servo.services.context import ServiceContext
@@ -72,7 +75,43 @@ def test_what_is_taken_is_what_a_read_gives(tmp_path: Path) -> None:
     for name in names:
         obj = store.get(name)
         assert obj is not None
-        assert written.get(name) == decode_event(obj.data)
+        assert written.taken(name) == (decode_event(obj.data), obj.data)
+
+
+def test_a_compaction_in_the_writers_process_publishes_the_bytes_written_without_encoding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, queue, _ = _deployed(tmp_path)
+    encoded: list[str] = []
+    compacting = False
+    real_encode, real_compact = events_module.encode_event, compaction.compact
+
+    def encode(event: Event) -> bytes:
+        if compacting:
+            encoded.append(event.event_id)
+        return real_encode(event)
+
+    def compact(*args: Any, **kwargs: Any) -> Any:
+        nonlocal compacting
+        compacting = True
+        try:
+            return real_compact(*args, **kwargs)
+        finally:
+            compacting = False
+
+    monkeypatch.setattr(events_module, "encode_event", encode)
+    monkeypatch.setattr(compaction, "compact", compact)
+    _run_chain(ctx, queue)
+    monkeypatch.undo()
+    assert encoded == []
+    # Every published event is stored as the bytes of its ledger object.
+    store = ctx.workspace_store(T, WS)
+    published = compaction.load_published_state(store, tenant_id=T, workspace_id=WS)
+    bodies = {i: event_body(e) for p in published.runs.values() for i, e in p.events.items()}
+    assert len(bodies) > 5
+    for event_id, body in bodies.items():
+        obj = store.get(ledger_object_name(event_id))
+        assert obj is not None and body.encode() == obj.data
 
 
 def test_an_object_another_writer_wrote_is_read_from_the_ledger(tmp_path: Path) -> None:
@@ -95,7 +134,7 @@ def test_written_events_keep_the_newest_up_to_their_cap(tmp_path: Path) -> None:
     source = written_events(ctx.workspace_cache(T, WS))
     kept = WrittenEvents(cap=3)
     for name in names:
-        event = source.get(name)
-        assert event is not None and event.event_id == event_id_from_object_name(name)
-        kept.note(name, event)
+        taken = source.taken(name)
+        assert taken is not None and taken[0].event_id == event_id_from_object_name(name)
+        kept.note(name, *taken)
     assert [n for n in names if kept.get(n) is not None] == names[-3:]

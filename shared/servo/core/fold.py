@@ -14,6 +14,7 @@ success was folded re-folds the run, and both orders end CANCELLED.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -22,11 +23,13 @@ from servo.core.events import EncodedEvent, Event, TaskFinished, UnknownEvent, a
 from servo.core.fold_context import FoldContext
 from servo.core.fold_handlers import apply
 from servo.core.liveness import Attempt, beat_attempt, kept_beats, newest_beats
-from servo.core.rows import IdempotencyRow
+from servo.core.rows import IdempotencyRow, row_maker
 from servo.core.state import FoldState, RunPartition
 from servo.core.states import TaskState
 
 __all__ = ["fold", "fold_ahead", "fold_further_ahead", "fold_run"]
+
+_idempotency_row = row_maker(IdempotencyRow)  # one a fact applied
 
 
 def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
@@ -90,9 +93,11 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
             if attempt is not None and attempt in kept:
                 result.events.pop(kept[attempt], None)  # the newer heartbeat says all it did
                 superseding[event.event_id] = attempt
-        rejected = _apply_all(result, [new[i] for i in ordered])
+        rejected, checkpoints = _apply_keeping_checkpoints(
+            result, [new[i] for i in ordered], (), replace(base)
+        )
         if not rejected & superseding.keys():
-            result.checkpoint = replace(base, checkpoint=None)
+            result.checkpoint = checkpoints
             return result
         # A heartbeat that came after its attempt ended replaced one that applied: only a re-fold
         # gives what a clean fold without the older one gives.
@@ -116,21 +121,23 @@ def _keep_bodies(base: RunPartition, result: RunPartition) -> None:
 
 def _fold_on_checkpoint(base: RunPartition, new: dict[str, Event]) -> RunPartition | None:
     """``base`` with ``new`` folded in, when some of them are older than its newest event, computed
-    from ``base``'s checkpoint instead of the whole history; None when that cannot be done.
+    from the newest of ``base``'s checkpoints older than all of them instead of the whole history;
+    None when that cannot be done.
 
     Under load, writers' events reach the ledger a little out of id order: a 1,000-task fan-out
     re-folded its whole run for a third of its batches, each time for an event only a few behind.
-    The checkpoint is a clean fold of every event up to its newest id (as each fold_run result is),
+    A checkpoint is a clean fold of every event up to its newest id (as each fold_run result is),
     so folding every later event on it in ULID order is the clean fold of them all, as long as no
     event at or below that id arrived since, and none of the replayed ones is a heartbeat (their
     supersession is left to the full re-fold) or cancels a success the checkpoint applied.
     """
+    oldest = min(new)
     checkpoint = base.checkpoint
+    while checkpoint is not None and checkpoint.max_event_id >= oldest:
+        checkpoint = checkpoint.checkpoint  # taken after an event of this batch was minted
     if checkpoint is None:
         return None
     mark = checkpoint.max_event_id
-    if min(new) <= mark:
-        return None
     later = {i: e for i, e in base.events.items() if i > mark}
     if len(base.events) - len(later) != len(checkpoint.events) or any(
         i not in base.events for i in checkpoint.events
@@ -145,10 +152,67 @@ def _fold_on_checkpoint(base: RunPartition, new: dict[str, Event]) -> RunPartiti
         return None
     kept_beats(checkpoint)  # worked out before the copy, so the result's stay complete
     result = checkpoint.copy()
-    _apply_all(result, [replay[i] for i in sorted(replay)])
+    ordered = sorted(replay)
+    # Before the batch's oldest event the replay is a clean fold of its own, a checkpoint sure to
+    # serve the next batch as well as this one served.
+    cut = bisect_left(ordered, oldest)
+    _, result.checkpoint = _apply_keeping_checkpoints(
+        result, [replay[i] for i in ordered], (cut,), checkpoint
+    )
     _keep_bodies(base, result)
-    result.checkpoint = checkpoint  # still a clean fold of everything up to its newest event
     return result
+
+
+# Where a fold keeps checkpoints besides its start: this many events before the newest it applied.
+# A batch's late events were minted a few places before the newest one folded (they were being
+# written when the batch was taken), so the next batch mostly folds on one of these and replays only
+# those few events, not the whole batch before it.
+_CHECKPOINT_DEPTHS = (16, 64)
+# Checkpoints kept per run, newest first: each is a copy of the run's rows and events.
+_MAX_CHECKPOINTS = 4
+
+
+def _apply_keeping_checkpoints(
+    result: RunPartition, events: list[Event], cuts: Iterable[int], start: RunPartition | None
+) -> tuple[set[str], RunPartition | None]:
+    """``_apply_all`` of ``events`` on ``result``, a clean fold of every event before them (``start``,
+    itself a checkpoint, when not None). Returns the heartbeats refused and the checkpoints (newest
+    first, chained onto ``start``): ``result`` as it was before ``events[cut]`` for each cut given
+    and each of ``_CHECKPOINT_DEPTHS``, where no later event is a cancel (which would take back a
+    success before it: the events before a cut must be a fold of their own).
+    """
+    after_cancels = max((i + 1 for i, e in enumerate(events) if _cancelled_attempt(e) is not None), default=0)
+    taken = sorted(
+        {
+            c
+            for c in (*cuts, *(len(events) - d for d in _CHECKPOINT_DEPTHS))
+            if after_cancels <= c < len(events)
+        }
+        - {0}
+    )
+    refused: set[str] = set()
+    checkpoints = start
+    done = 0
+    for cut in taken:
+        refused |= _apply_all(result, events[done:cut])
+        done = cut
+        kept = result.copy()
+        kept.checkpoint = checkpoints
+        checkpoints = kept
+    refused |= _apply_all(result, events[done:])
+    _trim(checkpoints)
+    return refused, checkpoints
+
+
+def _trim(checkpoints: RunPartition | None) -> None:
+    # The oldest one is let go in place: checkpoints are shared by the partitions folded from them,
+    # and to any of them an older checkpoint is only a re-fold spared for an even later event.
+    for _ in range(_MAX_CHECKPOINTS - 1):
+        if checkpoints is None:
+            return
+        checkpoints = checkpoints.checkpoint
+    if checkpoints is not None:
+        checkpoints.checkpoint = None
 
 
 def fold_ahead(partition: RunPartition, events: Iterable[Event]) -> RunPartition:
@@ -228,13 +292,13 @@ def _apply_all(partition: RunPartition, events: list[Event]) -> set[str]:
                 refused.add(event.event_id)
             continue  # liveness, not a fact with a key: it records no idempotency row
         if apply(ctx, event):
-            partition.idempotency[event.idempotency_key] = IdempotencyRow(
-                tenant_id=event.tenant_id,
-                workspace_id=event.workspace_id,
-                idempotency_key=event.idempotency_key,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                recorded_at=event.timestamp_ms,
-                row_version=event.event_id,
+            partition.idempotency[event.idempotency_key] = _idempotency_row(
+                event.tenant_id,
+                event.workspace_id,
+                event.idempotency_key,
+                event.event_id,
+                event.event_type,
+                event.timestamp_ms,
+                event.event_id,  # row_version
             )
     return refused

@@ -15,7 +15,9 @@ from servo.core.rows import RunRow, TaskRow, replace_row
 from servo.core.state import RunPartition
 from servo.core.states import (
     RUN_ACTIVE,
+    RUN_TRANSITIONS,
     TASK_TERMINAL,
+    TASK_TRANSITIONS,
     RunState,
     TaskState,
     check_run_transition,
@@ -23,6 +25,10 @@ from servo.core.states import (
 )
 
 _TERMINAL_VALUES = frozenset(s.value for s in TASK_TERMINAL)
+# The moves the transition tables allow, as (from, to) values: a set lookup an update, where the
+# check itself builds two enums; a move not in here is refused by the check, which says why.
+_TASK_MOVES = frozenset((f.value, t.value) for f, targets in TASK_TRANSITIONS.items() for t in targets)
+_RUN_MOVES = frozenset((f.value, t.value) for f, targets in RUN_TRANSITIONS.items() for t in targets)
 _COUNTER = {
     TaskState.SUCCEEDED.value: "tasks_succeeded",
     TaskState.FAILED.value: "tasks_failed",
@@ -73,7 +79,7 @@ class FoldContext:
 
     def put_task(self, task: TaskRow, **changes: Any) -> TaskRow:
         new_state = changes.get("state")
-        if new_state is not None and new_state != task.state:
+        if new_state is not None and new_state != task.state and (task.state, new_state) not in _TASK_MOVES:
             check_task_transition(task.state, new_state)
         row = replace_row(task, row_version=self.event_id, **changes)
         self.p.tasks[task.task_key] = row
@@ -83,7 +89,7 @@ class FoldContext:
         run = self.p.run
         assert run is not None
         new_state = changes.get("state")
-        if new_state is not None and new_state != run.state:
+        if new_state is not None and new_state != run.state and (run.state, new_state) not in _RUN_MOVES:
             check_run_transition(run.state, new_state)
         row = replace_row(run, row_version=self.event_id, **changes)
         self.p.run = row
@@ -93,8 +99,12 @@ class FoldContext:
         """Move a task to a terminal state: completed_at, counters, and its outbox rows go away."""
         row = self.put_task(task, state=state.value, completed_at=self.ts, **changes)
         # A terminal task must never be (re)dispatched: drop every pending dispatch of it.
-        for attempt in range(1, max(task.attempt, task.max_attempts) + 2):
-            self.p.outbox.pop(dispatch_id(task.run_id, task.task_key, attempt), None)
+        if self.p.outbox:
+            first = dispatch_id(task.run_id, task.task_key, 1)
+            self.p.outbox.pop(first, None)
+            stem = first[:-1]  # the id of each later attempt differs in its number only
+            for attempt in range(2, max(task.attempt, task.max_attempts) + 2):
+                self.p.outbox.pop(f"{stem}{attempt}", None)
         run = self.p.run
         if run is not None:
             counter = _COUNTER[state.value]

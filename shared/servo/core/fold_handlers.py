@@ -30,7 +30,7 @@ from servo.core.fold_context import FoldContext, final_run_state, is_terminal
 from servo.core.ids import dispatch_id, parse_dispatch_id, parse_timer_id
 from servo.core.lineage import execution_lineage_ref, reported_int, reported_str
 from servo.core.retry import is_retryable, retry_not_before_ms
-from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow, TimerRow, replace_row
+from servo.core.rows import DepRow, OutboxRow, RunRow, TaskRow, TimerRow, replace_row, row_maker
 from servo.core.states import RUN_TERMINAL, TASK_DISPATCHABLE, TASK_FINISHABLE, RunState, TaskState
 from servo.core.taskdef import DEFAULT_WORKER_QUEUE
 
@@ -38,6 +38,9 @@ _DISPATCHABLE = frozenset(s.value for s in TASK_DISPATCHABLE)
 _FINISHABLE = frozenset(s.value for s in TASK_FINISHABLE)
 _RUN_TERMINAL = frozenset(s.value for s in RUN_TERMINAL)
 _TIMER_KIND = {"retry": "RETRY", "heartbeat": "HEARTBEAT_CHECK", "sla": "SLA_CHECK", "cron": "CRON"}
+# Rows are made by their fast constructors (servo.core.rows.row_maker): a plan makes one a task.
+_run_row, _task_row, _dep_row = row_maker(RunRow), row_maker(TaskRow), row_maker(DepRow)
+_outbox_row, _timer_row_of = row_maker(OutboxRow), row_maker(TimerRow)
 
 
 def _run_triggered(ctx: FoldContext, d: RunTriggered) -> bool:
@@ -46,7 +49,7 @@ def _run_triggered(ctx: FoldContext, d: RunTriggered) -> bool:
     tasks = list(ctx.p.tasks.values())
     # PlanCreated may have been folded first: counters are recomputed from the tasks already there.
     counts = {s: sum(1 for t in tasks if t.state == s.value) for s in TaskState}
-    run = RunRow(
+    run = _run_row(
         run_id=d.run_id,
         plan_id=d.plan_id,
         state=(RunState.RUNNING if tasks else RunState.TRIGGERED).value,
@@ -82,7 +85,7 @@ def _plan_created(ctx: FoldContext, d: PlanCreated) -> bool:
     dead = run is not None and run.state in _RUN_TERMINAL
     for t in d.tasks:
         state = TaskState.CANCELLED if dead else (TaskState.BLOCKED if t.depends_on else TaskState.READY)
-        ctx.p.tasks[t.key] = TaskRow(
+        ctx.p.tasks[t.key] = _task_row(
             run_id=d.run_id,
             task_key=t.key,
             state=state.value,
@@ -105,7 +108,7 @@ def _plan_created(ctx: FoldContext, d: PlanCreated) -> bool:
             row_version=ctx.event_id,
         )
         for up in t.depends_on:
-            ctx.p.deps[(up, t.key)] = DepRow(d.run_id, up, t.key, False, None, None, None, ctx.event_id)
+            ctx.p.deps[(up, t.key)] = _dep_row(d.run_id, up, t.key, False, None, None, None, ctx.event_id)
     ctx.invalidate_edges()
     if run is not None:
         n = len(d.tasks)
@@ -305,7 +308,7 @@ def _dispatch_requested(ctx: FoldContext, d: DispatchRequested) -> bool:
         return False
     row = ctx.p.outbox.get(d.dispatch_id)
     if row is None:
-        row = OutboxRow(
+        row = _outbox_row(
             d.run_id,
             d.task_key,
             d.attempt,
@@ -349,7 +352,7 @@ def _dispatch_enqueued(ctx: FoldContext, d: DispatchEnqueued) -> bool:
         return False
     row = ctx.p.outbox.get(d.dispatch_id)
     if row is None:  # ack before request: attempt_id is filled when the request folds
-        row = OutboxRow(
+        row = _outbox_row(
             run_id, task_key, attempt, d.dispatch_id, None, "PENDING", "", DEFAULT_WORKER_QUEUE, ctx.ts
         )
     ctx.p.outbox[d.dispatch_id] = replace_row(
@@ -365,7 +368,7 @@ def _timer_row(ctx: FoldContext, timer_id: str, timer_type: str | None) -> Timer
     # Out of order (ack or fire before the request): everything but the payload is in the id.
     parts = parse_timer_id(timer_id)
     kind = timer_type.upper() if timer_type is not None else _TIMER_KIND[parts.kind]
-    return TimerRow(
+    return _timer_row_of(
         timer_id,
         None,
         kind,

@@ -33,9 +33,9 @@ class RunPartition:
     # (task_key, attempt, attempt_id) -> id of the one heartbeat kept for that attempt
     # (servo.core.liveness); derived from ``events``, None until first worked out.
     beats: dict[tuple[str, int, str], str] | None = field(default=None, compare=False, repr=False)
-    # The partition this one was folded from in memory (servo.core.fold), which a batch holding an
+    # A partition this one was folded through in memory (servo.core.fold), which a batch holding an
     # older event than this one's newest can be folded on instead of the run's whole history; never
-    # stored, never compared, and it holds no checkpoint of its own.
+    # stored, never compared. Its own checkpoint is an older one: a short chain, newest first.
     checkpoint: RunPartition | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> RunPartition:

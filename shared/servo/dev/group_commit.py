@@ -103,6 +103,11 @@ class GroupCommit:
         with self._cv:
             if self._stopped:
                 return  # durable in the ledger: the sweep folds them
+            # Only what the loop decides on wakes it (and every writer waiting on the condition): work
+            # where it had none, or a window to cut short or to shorten. Any other commit joins the
+            # batch the loop takes at the window's end anyway; a fan-out's callbacks commit several
+            # times a task, and each wake-up cost a context switch or two.
+            wake = not self._queued or await_publish or (urgent and not self._urgent)
             self._queued.setdefault(scope, set()).update(names)
             self._contexts[scope] = ctx
             self._urgent = self._urgent or urgent
@@ -110,7 +115,8 @@ class GroupCommit:
             ticket = self._enqueued
             if await_publish:
                 self._awaited = ticket
-            self._cv.notify_all()
+            if wake:
+                self._cv.notify_all()
             if await_publish:
                 self._cv.wait_for(lambda: self._published >= ticket)
 

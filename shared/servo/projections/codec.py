@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from servo.core.errors import InvalidInput
+from servo.core.rows import row_maker
 from servo.projections.schemas import Table
 
 
@@ -54,7 +55,8 @@ def _columns_to_rows(table: Table, columns: dict[str, list[Any]], length: int) -
                 )
             column = [None] * length
         values.append(column)
-    return [table.row_type(*fields) for fields in zip(*values, strict=True)] if values else []
+    make: Callable[..., Any] = row_maker(table.row_type)
+    return [make(*fields) for fields in zip(*values, strict=True)] if values else []
 
 
 def arrow_to_rows(table: Table, data: pa.Table | pa.StructArray) -> list[Any]:

@@ -261,7 +261,11 @@ def diff_segment(old: RunPartition, new: RunPartition, encode_event: Callable[[A
         rows[table.name] = [
             row for key, row in after.items() if (prev := before.get(key)) is not row and prev != row
         ]
-        tombs.extend((table.name, _dict_key(attr, key)) for key in before if key not in after)
-    events = {eid: encode_event(e) for eid, e in new.events.items() if eid not in old.events}
-    tombs.extend((EVENTS, eid) for eid in old.events if eid not in new.events)
+        # Keys are compared as sets (in C): a big run's tables and events are walked in Python only
+        # when something went, and its events only to encode the new ones.
+        if before.keys() - after.keys():
+            tombs.extend((table.name, _dict_key(attr, key)) for key in before if key not in after)
+    events = {eid: encode_event(new.events[eid]) for eid in new.events.keys() - old.events.keys()}
+    if old.events.keys() - new.events.keys():
+        tombs.extend((EVENTS, eid) for eid in old.events if eid not in new.events)
     return Segment(new.run_id, False, rows, tuple(tombs), events)

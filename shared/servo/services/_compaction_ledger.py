@@ -60,17 +60,23 @@ class WrittenEvents:
 
     def __init__(self, cap: int = MAX_WRITTEN_EVENTS) -> None:
         self._cap = cap
-        self._events: dict[str, Event] = {}
+        self._events: dict[str, tuple[Event, bytes]] = {}
         self._lock = threading.Lock()
 
-    def note(self, name: str, event: Event) -> None:
+    def note(self, name: str, event: Event, body: bytes) -> None:
+        """``body``: the bytes of the object ``name``, which are ``event``'s encoding."""
         with self._lock:
-            self._events[name] = event
+            self._events[name] = (event, body)
             while len(self._events) > self._cap:
                 del self._events[next(iter(self._events))]
 
-    def get(self, name: str) -> Event | None:
+    def taken(self, name: str) -> tuple[Event, bytes] | None:
+        """The event noted for ``name`` and its object's bytes."""
         return self._events.get(name)
+
+    def get(self, name: str) -> Event | None:
+        found = self._events.get(name)
+        return None if found is None else found[0]
 
 
 def written_events(cache: MutableMapping[str, Any]) -> WrittenEvents:
@@ -89,6 +95,9 @@ class Found:
     events: list[Event] = field(default_factory=list)
     malformed: dict[str, str] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)  # every id read, good or bad
+    # event_id -> canonical JSON of the events taken from ``WrittenEvents``: their objects' bytes,
+    # so a publish stores them as they are instead of encoding them again.
+    bodies: dict[str, str] = field(default_factory=dict)
 
 
 def candidate_names(
@@ -137,14 +146,15 @@ def read_events(
     reported, never raised."""
     found = Found()
     names = list(names)
-    known = {} if written is None else {n: e for n in names if (e := written.get(n)) is not None}
+    known = {} if written is None else {n: e for n in names if (e := written.taken(n)) is not None}
     unread = [n for n in names if n not in known]
     # Objects are independent and each read waits on the network: a batch is read concurrently.
     objects = dict(zip(unread, io_map(store.get, unread), strict=True))
     for name in names:
         event_id = event_id_from_object_name(name)
+        body = None
         if (taken := known.get(name)) is not None:
-            event = taken
+            event, body = taken
         elif (obj := objects[name]) is None:
             found.malformed[name] = "object does not exist"
             continue
@@ -162,6 +172,8 @@ def read_events(
             found.malformed[name] = f"event of foreign scope {event.tenant_id}/{event.workspace_id}"
         else:
             found.events.append(event)
+            if body is not None:
+                found.bodies[event_id] = body.decode("utf-8")
     return found
 
 

@@ -82,8 +82,16 @@ class CompactionResult:
         )
 
 
-def _encode_body(event: Event | EncodedEvent) -> str:
-    return event_body(event)
+def _body_encoder(bodies: dict[str, str]) -> Callable[[Event | EncodedEvent], str]:
+    """The canonical JSON of an event as a segment stores it: the bytes its writer wrote when this
+    process wrote it (``bodies``: its encoding, byte for byte), else encoded here."""
+
+    def body(event: Event | EncodedEvent) -> str:
+        if isinstance(event, Event) and (known := bodies.get(event.event_id)) is not None:
+            return known
+        return event_body(event)
+
+    return body
 
 
 def _cache_partition(
@@ -93,10 +101,10 @@ def _cache_partition(
     # the readers' (rows only), so a callback right after a publish reads no segment back. Its new
     # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
     # a big run then copies bodies instead of re-encoding every event the run ever had.
-    events = {
-        i: EncodedEvent(written[i], e) if i in written and isinstance(e, Event) else e
-        for i, e in part.events.items()
-    }
+    events = dict(part.events)
+    for i, body in written.items():  # the segment's events only: a big run has thousands more
+        if isinstance(e := events.get(i), Event):
+            events[i] = EncodedEvent(body, e)
     snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
     snap.remember_partition(part.run_id, chain, replace(part, events={}, checkpoint=None), events=False)
 
@@ -226,7 +234,7 @@ def compact(
             # it again.
             snap.cache.applied.note(found.seen_ids)
             return CompactionResult.unchanged(snap, report, runless)
-        published = _publish(scope, snap, fresh, before, found.seen_ids)
+        published = _publish(scope, snap, fresh, before, found)
         if published is None:
             continue  # another compactor published first: re-read and fold what it did not
         new_snap, changed = published
@@ -282,10 +290,11 @@ def _publish(
     snap: Snapshot,
     fresh: list[Event],
     before: dict[str, RunPartition | None],
-    seen_ids: set[str],
+    found: ledger.Found,
 ) -> tuple[Snapshot, list[str]] | None:
     state = FoldState(scope.tenant_id, scope.workspace_id, {r: p for r, p in before.items() if p is not None})
     after = fold(state, fresh)
+    encode_body = _body_encoder(found.bodies)
     manifest = snap.manifest
     live = dict(manifest.live)
     segments: dict[str, tuple[Segment, tuple[str, ...]]] = {}
@@ -295,9 +304,9 @@ def _publish(
         current = snap.index_entry(run_id)
         chain = current.segments if current is not None else ()
         if old is None or len(chain) >= MAX_CHAIN:
-            segment, chain = full_segment(new, _encode_body), ()
+            segment, chain = full_segment(new, encode_body), ()
         else:
-            segment = diff_segment(old, new, _encode_body)
+            segment = diff_segment(old, new, encode_body)
         if not segment.is_empty:
             segments[run_id] = (segment, chain)
     paths: dict[str, str] = {}
@@ -320,8 +329,8 @@ def _publish(
     buckets = dict(manifest.buckets)
     for bucket, entries in by_bucket.items():
         buckets[bucket] = _append_to_bucket(scope.store, snap, bucket, entries)
-    watermark = ledger.advance(manifest.events_processed_through, seen_ids, scope.now_ms)
-    recent = ledger.recent_ids({*manifest.recent_event_ids, *seen_ids}, watermark)
+    watermark = ledger.advance(manifest.events_processed_through, found.seen_ids, scope.now_ms)
+    recent = ledger.recent_ids({*manifest.recent_event_ids, *found.seen_ids}, watermark)
     new_snap = _commit(scope, snap, _Draft(buckets, watermark, recent, live))
     return None if new_snap is None else (new_snap, list(segments))
 

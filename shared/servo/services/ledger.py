@@ -85,10 +85,11 @@ def append_events(
     def write(pair: tuple[Event, bytes | None]) -> str:
         event, data = pair
         name = ledger_object_name(event.event_id)
-        if not create_once(store, name, data if data is not None else encode_event(event)):
+        body = data if data is not None else encode_event(event)
+        if not create_once(store, name, body):
             raise Conflict(f"ledger object {name} already exists with other content")
         if written is not None:
-            written.note(name, event)
+            written.note(name, event, body)
         return name
 
     # Objects are independent (one event each, create-if-absent), so a batch is written concurrently.
