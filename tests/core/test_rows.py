@@ -66,3 +66,16 @@ def test_a_class_that_is_no_frozen_slotted_row_is_made_by_its_own_constructor() 
 
     assert rows.row_maker(WithDict) is WithDict
     assert rows.row_maker(Checked) is Checked
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WithAFreshDefault:
+    key: str
+    tags: tuple[str, ...] = ()
+    extra: list[str] = dataclasses.field(default_factory=list)
+
+
+def test_a_row_with_a_default_made_per_row_is_made_by_its_own_class() -> None:
+    make = rows.row_maker(_WithAFreshDefault)
+    assert make("k") == _WithAFreshDefault("k")
+    assert make("k").extra is not make("k").extra

@@ -181,6 +181,8 @@ def _maker(cls: type[R]) -> Callable[..., R]:
         or cls.__bases__ != (object,)
         or cls.__dict__.get("__slots__") != names
         or hasattr(cls, "__post_init__")
+        # The twin has no per-row default (default_factory): such a class builds its own rows.
+        or any(f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     ):
         return cls
     # The same parameters and defaults as ``cls``'s ``__init__``: values may be given by name too.
