@@ -85,7 +85,7 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
     if not new:
         return base  # only heartbeats older than the ones kept: superseded already
     ordered = sorted(new)
-    if ordered[0] > base.max_event_id and not _cancels_a_success(base, new.values()):
+    if _extends(base, base.max_event_id, new):
         result = base.copy()
         superseding: dict[str, Attempt] = {}
         for event in new.values():
@@ -225,7 +225,7 @@ def fold_ahead(partition: RunPartition, events: Iterable[Event]) -> RunPartition
     from this view must be one that view and truth can only disagree on harmlessly.
     """
     result = partition.copy()
-    new = {e.event_id: e for e in events if e.event_id not in partition.events and beat_attempt(e) is None}
+    new = _facts_ahead(partition, events)
     _apply_all(result, [new[i] for i in sorted(new)])
     return result
 
@@ -241,15 +241,27 @@ def fold_further_ahead(ahead: RunPartition, after: str, events: Iterable[Event])
     newer events of an attempt whose success the older ones applied, which a single pass refuses
     (``_finished``) since the cancel comes after it.
     """
-    new = {e.event_id: e for e in events if e.event_id not in ahead.events and beat_attempt(e) is None}
+    new = _facts_ahead(ahead, events)
     if not new:
         return ahead
-    ordered = sorted(new)
-    if ordered[0] <= after or _cancels_a_success(ahead, new.values()):
+    if not _extends(ahead, after, new):
         return None
     result = ahead.copy()
-    _apply_all(result, [new[i] for i in ordered])
+    _apply_all(result, [new[i] for i in sorted(new)])
     return result
+
+
+def _facts_ahead(partition: RunPartition, events: Iterable[Event]) -> dict[str, Event]:
+    """``events`` not folded into ``partition`` yet, by id; heartbeats are left out (a writer's view
+    decides what to do next, and liveness decides nothing there)."""
+    return {e.event_id: e for e in events if e.event_id not in partition.events and beat_attempt(e) is None}
+
+
+def _extends(base: RunPartition, after: str, new: dict[str, Event]) -> bool:
+    """Whether applying ``new`` in ULID order on ``base``, a clean fold of events none newer than
+    ``after``, is the clean fold of them all: every one is newer, and none cancels a success ``base``
+    applied (a single pass reads the cancels first and refuses that success)."""
+    return min(new) > after and not _cancels_a_success(base, new.values())
 
 
 def _cancelled_attempt(event: Event) -> tuple[str, int, str] | None:
