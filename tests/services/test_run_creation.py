@@ -155,3 +155,29 @@ def test_the_sweep_finishes_a_run_left_without_its_plan(
     view = load_run(ctx, "default", WS, run_id)
     assert view is not None and sorted(view.tasks) == ["ns.a", "ns.b"]
     assert ctx.queue is not None and len(ctx.queue.take()) == 1  # type: ignore[attr-defined]
+
+
+def test_a_trigger_encodes_each_of_its_run_events_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's events are written with the bytes they were made with (issue 21: CPU per task)."""
+    import servo.core.events as events_module
+    import servo.services.ledger as ledger_module
+
+    ctx, _, _ = make_context(tmp_path, compact=False)
+    _deploy(ctx, asset("ns.a"))
+    encoded: list[str] = []
+    original = events_module.encode_event
+
+    def counting(event: Any) -> bytes:
+        encoded.append(event.event_type)
+        return original(event)
+
+    monkeypatch.setattr(events_module, "encode_event", counting)
+    monkeypatch.setattr(ledger_module, "encode_event", counting)
+    status, _ = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]}, traceparent=None)
+
+    assert status == 201
+    assert sorted(encoded) == ["PlanCreated", "RunTriggered"]
+    written = ctx.workspace_store("default", WS).list("ledger/")
+    assert len(written) == 2
