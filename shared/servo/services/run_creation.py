@@ -25,7 +25,7 @@ from servo.core.events import Event, PlanCreated, RunTriggered, ledger_object_na
 from servo.core.planner import Plan, TaskOptions, plan
 from servo.core.timefmt import parse_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events, fold_written
+from servo.services.ledger import append_made, fold_written
 from servo.services.manifests import DeployedManifest, load_manifest
 
 logger = logging.getLogger("servo.trigger")
@@ -176,13 +176,6 @@ def rebuild_events(
     manifest = load_manifest(ctx, tenant_id, workspace_id, record.manifest_id)
     the_plan = plan_run(manifest, record, tenant_id, workspace_id)
     return run_events(tenant_id, workspace_id, record, manifest, the_plan)
-
-
-def append_made(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, made: list[tuple[Event, bytes]]
-) -> list[str]:
-    """Append events as ``make_encoded_event`` made them, each written with the bytes it was made with."""
-    return append_events(ctx, tenant_id, workspace_id, [e for e, _ in made], encoded=[b for _, b in made])
 
 
 def emit_missing(

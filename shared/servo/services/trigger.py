@@ -24,10 +24,10 @@ from servo.core.keys import b64u_encode, canonical_selection
 from servo.core.planner import unknown_keys_message
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
+from servo.services.ledger import append_made
 from servo.services.manifests import DeployedManifest, load_current_manifest
 from servo.services.run_creation import (
     CreationRecord,
-    append_made,
     finish_creation,
     plan_run,
     rebuild_events,
