@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servo.services.cancel import cancel_run
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.orchestrate import compact_workspace
@@ -155,3 +156,46 @@ def test_the_sweep_finishes_a_run_left_without_its_plan(
     view = load_run(ctx, "default", WS, run_id)
     assert view is not None and sorted(view.tasks) == ["ns.a", "ns.b"]
     assert ctx.queue is not None and len(ctx.queue.take()) == 1  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def encodings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The types of the events encoded from here on, one entry per encoding."""
+    import servo.core.events as events_module
+    import servo.services.ledger as ledger_module
+
+    encoded: list[str] = []
+    original = events_module.encode_event
+
+    def counting(event: Any) -> bytes:
+        encoded.append(event.event_type)
+        return original(event)
+
+    monkeypatch.setattr(events_module, "encode_event", counting)
+    monkeypatch.setattr(ledger_module, "encode_event", counting)
+    return encoded
+
+
+def test_a_trigger_encodes_each_of_its_run_events_once(tmp_path: Path, encodings: list[str]) -> None:
+    """The run's events are written with the bytes they were made with (issue 21: CPU per task)."""
+    ctx, _, _ = make_context(tmp_path, compact=False)
+    _deploy(ctx, asset("ns.a"))
+    status, _ = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]}, traceparent=None)
+
+    assert status == 201
+    assert sorted(encodings) == ["PlanCreated", "RunTriggered"]
+    written = ctx.workspace_store("default", WS).list("ledger/")
+    assert len(written) == 2
+
+
+def test_a_cancel_encodes_its_event_once(tmp_path: Path, encodings: list[str]) -> None:
+    ctx, _, _ = make_context(tmp_path, compact=False)
+    _deploy(ctx, asset("ns.a"))
+    run_id = trigger_run(ctx, "default", WS, {"selection": ["ns.a"]}, traceparent=None)[1]["runId"]
+    compact_workspace(ctx, "default", WS)
+    encodings.clear()
+
+    _, body = cancel_run(ctx, "default", WS, run_id, {})
+
+    assert body["state"] == "CANCELLING"
+    assert encodings == ["RunCancelRequested"]

@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from servo.core.errors import Conflict, InvalidInput, NotFound
-from servo.core.events import RunCancelRequested, make_event
+from servo.core.events import RunCancelRequested, make_encoded_event
 from servo.core.ids import validate_path_component
 from servo.core.states import RUN_TERMINAL, RunState, public_run_state
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.runs import RunView, load_run
 
 MAX_REASON = 1024
@@ -61,14 +61,14 @@ def cancel_run(
         return _answer(run_id, view, at)
     if RunState(run.state) in RUN_TERMINAL:
         return _answer(run_id, view, now)
-    event = make_event(
+    made = make_encoded_event(
         RunCancelRequested(run_id=run_id, reason=reason, requested_by=requested_by),
         event_id=ctx.ids.new(now),
         timestamp_ms=now,
         tenant_id=tenant_id,
         workspace_id=workspace_id,
     )
-    append_events(ctx, tenant_id, workspace_id, [event])
+    append_made(ctx, tenant_id, workspace_id, [made])
     after = load_run(ctx, tenant_id, workspace_id, run_id)
     # Not compacted yet (GCP): the run has not ended as far as anyone can tell, so it is a request.
     return _answer(run_id, after if after is not None and after.run is not None else view, now)

@@ -111,6 +111,13 @@ def append_events(
     return names
 
 
+def append_made(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, made: list[tuple[Event, bytes]]
+) -> list[str]:
+    """Append events as ``make_encoded_event`` made them, each written with the bytes it was made with."""
+    return append_events(ctx, tenant_id, workspace_id, [e for e, _ in made], encoded=[b for _, b in made])
+
+
 def fold_written(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
     """Fold ledger objects with old ids before answering, and act on them.
 

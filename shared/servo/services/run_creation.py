@@ -21,11 +21,11 @@ from typing import Any
 from servo.core._event_fields import taskdef_from_json
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import PreconditionFailed
-from servo.core.events import Event, PlanCreated, RunTriggered, ledger_object_name, make_event
+from servo.core.events import Event, PlanCreated, RunTriggered, ledger_object_name, make_encoded_event
 from servo.core.planner import Plan, TaskOptions, plan
 from servo.core.timefmt import parse_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events, fold_written
+from servo.services.ledger import append_made, fold_written
 from servo.services.manifests import DeployedManifest, load_manifest
 
 logger = logging.getLogger("servo.trigger")
@@ -137,10 +137,11 @@ def plan_run(manifest: DeployedManifest, record: CreationRecord, tenant_id: str,
 
 def run_events(
     tenant_id: str, workspace_id: str, record: CreationRecord, manifest: DeployedManifest, the_plan: Plan
-) -> list[Event]:
-    """RunTriggered and PlanCreated, byte for byte the same for the same record and manifest."""
+) -> list[tuple[Event, bytes]]:
+    """RunTriggered and PlanCreated with their bytes (so the append does not encode them again), byte
+    for byte the same for the same record and manifest."""
     now = parse_timestamp(record.created_at)
-    triggered = make_event(
+    triggered = make_encoded_event(
         RunTriggered(
             run_id=record.run_id,
             plan_id=record.plan_id,
@@ -157,7 +158,7 @@ def run_events(
         tenant_id=tenant_id,
         workspace_id=workspace_id,
     )
-    planned = make_event(
+    planned = make_encoded_event(
         PlanCreated(run_id=record.run_id, plan_id=record.plan_id, tasks=tuple(the_plan.tasks)),
         event_id=record.plan_event_id,
         timestamp_ms=now,
@@ -170,25 +171,27 @@ def run_events(
 
 def rebuild_events(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, record: CreationRecord
-) -> list[Event]:
+) -> list[tuple[Event, bytes]]:
     """The run's events from its record alone, against the manifest it was planned on."""
     manifest = load_manifest(ctx, tenant_id, workspace_id, record.manifest_id)
     the_plan = plan_run(manifest, record, tenant_id, workspace_id)
     return run_events(tenant_id, workspace_id, record, manifest, the_plan)
 
 
-def emit_missing(ctx: ServiceContext, tenant_id: str, workspace_id: str, events: list[Event]) -> int:
+def emit_missing(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, events: list[tuple[Event, bytes]]
+) -> int:
     """Append the events not in the ledger yet; how many were missing.
 
     When all were written but the run is still being repaired, they are not folded yet, and their ids
     may lie before every look-back of the sweep (a lost finalize event): hand them over to a fold.
     """
     store = ctx.workspace_store(tenant_id, workspace_id)
-    missing = [e for e in events if store.get(ledger_object_name(e.event_id)) is None]
+    missing = [(e, b) for e, b in events if store.get(ledger_object_name(e.event_id)) is None]
     if missing:
-        append_events(ctx, tenant_id, workspace_id, missing)
+        append_made(ctx, tenant_id, workspace_id, missing)
     else:
-        fold_written(ctx, tenant_id, workspace_id, [ledger_object_name(e.event_id) for e in events])
+        fold_written(ctx, tenant_id, workspace_id, [ledger_object_name(e.event_id) for e, _ in events])
     return len(missing)
 
 

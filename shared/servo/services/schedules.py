@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from servo.core.errors import Conflict, InvalidInput, InvalidSchedule, NotFound
-from servo.core.events import ScheduleStatusChanged, make_event
+from servo.core.events import ScheduleStatusChanged, make_encoded_event
 from servo.core.schedule_fold import ScheduleRow, ScheduleState, ScheduleTickRow
 from servo.core.schedules import next_tick_after, parse_schedule, parse_tick_id
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
 from servo.services.runs import page_limit
@@ -117,20 +117,20 @@ def set_schedule_enabled(
             "changed": False,
         }
     now = ctx.clock_ms()
-    event = make_event(
+    made = make_encoded_event(
         ScheduleStatusChanged(schedule_id, enabled, row.status_version + 1),
         event_id=ctx.ids.new(now),
         timestamp_ms=now,
         tenant_id=tenant_id,
         workspace_id=workspace_id,
     )
-    names = append_events(ctx, tenant_id, workspace_id, [event])
+    names = append_made(ctx, tenant_id, workspace_id, [made])
     after = _row(refresh_schedules(ctx, tenant_id, workspace_id, names), schedule_id)
     return {
         "scheduleId": schedule_id,
         "enabled": after.enabled,
         "statusVersion": after.status_version,
-        "changed": after.status_event_id == event.event_id,
+        "changed": after.status_event_id == made[0].event_id,
     }
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from servo.core import controller as ctl
 from servo.core.errors import InvalidInput, PreconditionFailed, ServoError
-from servo.core.events import TimerFired, make_event
+from servo.core.events import TimerFired, make_encoded_event
 from servo.core.ids import INTERNAL_ROOT, parse_timer_id, validate_scope_id, validate_tenant_id
 from servo.jsonlog import log_fields
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.run_creation import finish_creation
 
 logger = logging.getLogger("servo.timers")
@@ -186,7 +186,7 @@ def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
     # Wire timer types are snake_case (contracts §6); timer ids name the kind more briefly.
     kinds = {"retry": "retry", "heartbeat": "heartbeat_check", "sla": "sla_check"}
     timer_type = kinds.get(parts.kind, "cron")
-    event = make_event(
+    made = make_encoded_event(
         TimerFired(
             timer_id=timer_id,
             timer_type=timer_type,
@@ -199,5 +199,5 @@ def fire_timer(ctx: ServiceContext, body: Mapping[str, Any]) -> dict[str, Any]:
         tenant_id=tenant_id,
         workspace_id=workspace_id,
     )
-    append_events(ctx, tenant_id, workspace_id, [event])
+    append_made(ctx, tenant_id, workspace_id, [made])
     return {"acknowledged": True, "timerId": timer_id}

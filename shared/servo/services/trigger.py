@@ -24,7 +24,7 @@ from servo.core.keys import b64u_encode, canonical_selection
 from servo.core.planner import unknown_keys_message
 from servo.core.timefmt import format_timestamp, parse_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.manifests import DeployedManifest, load_current_manifest
 from servo.services.run_creation import (
     CreationRecord,
@@ -208,7 +208,7 @@ def create_run(
         events = run_events(tenant_id, workspace_id, record, manifest, the_plan)
     else:  # a same-key retry finished our creation while we were slow: its record is the run's
         events = rebuild_events(ctx, tenant_id, workspace_id, stored)
-    append_events(ctx, tenant_id, workspace_id, events)
+    append_made(ctx, tenant_id, workspace_id, events)
     return 201, {
         "runId": record.run_id,
         "planId": record.plan_id,
