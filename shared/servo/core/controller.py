@@ -180,6 +180,27 @@ def after_completion(
     return made_ready if len(made_ready) <= config.callback_dispatch_max else []
 
 
+def completion_only_progress(part: RunPartition, finished: TaskRow, outcome: str) -> bool:
+    """Whether ``finished``'s completion (its worker's ``outcome``) unblocks nothing, so its publish
+    may wait for company (the embedded stack's group commit).
+
+    ``part`` is the run as the completing callback sees it, before the completion. A success of a
+    task nothing waits on dispatches nothing; while another task of the run is open it does not end
+    the run either. A failure (its retry is decided on publish) and any completion in a run being
+    cancelled or timed out (which ends when its tasks do) are waited on. A view that lags only
+    counts more tasks open: the completion that in fact ends the run waits at most the longer window.
+    """
+    run = part.run
+    return (
+        outcome == "succeeded"
+        and run is not None
+        and not (run.cancel_requested or run.timed_out)
+        and RunState(run.state) not in RUN_TERMINAL
+        and run.tasks_total - run.tasks_completed > 1
+        and not any(up == finished.task_key for up, _ in part.deps)
+    )
+
+
 def downstream_of(part: RunPartition, task_key: str) -> set[str]:
     """The tasks of the run that wait on ``task_key``."""
     return {down for up, down in part.deps if up == task_key}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from servo.core.canonical_json import canonical_dumps
+from servo.core.controller import completion_only_progress
 from servo.core.errors import CallbackRejected, InvalidMessage, InvalidTaskId, Unauthorized
 from servo.core.events import Event, TaskFinished, TaskHeartbeat, TaskStarted, make_encoded_event
 from servo.core.ids import attempt_id, dispatch_id
@@ -447,9 +448,11 @@ def task_completed(
         made = _event(ctx, loc, fact, now)
         planned = planned_dispatches(ctx, loc.part, loc.task, made[0])
         # A completion whose next hop this callback dispatches unblocks nothing more: it may share a
-        # later publish with that hop's progress. One that ends the run, or leaves its downstream
-        # to the compactor, is published as soon as the window allows.
-        _append(ctx, loc, fact, now, made=made, urgent=None if not planned[1] else False)
+        # later publish with that hop's progress, and so may a fan-out leaf's while its siblings run.
+        # One that ends the run, fails, or leaves its downstream to the compactor, is published as
+        # soon as the window allows.
+        progress = bool(planned[1]) or completion_only_progress(loc.part, loc.task, fact.outcome)
+        _append(ctx, loc, fact, now, made=made, urgent=False if progress else None)
         dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
