@@ -1,6 +1,7 @@
 """The TaskQueue port and its adapters (Cloud Tasks, the embedded mode's local dispatcher), and the
 Transport port that carries the local stacks' hops (HTTP, or in process when both ends share one), on
-threads kept from one job to the next (``ReusedThreads``, which the worker's attempts use too).
+threads kept from one job to the next (``ReusedThreads``, which the worker's attempts use too), and the
+timer threads' sleep that only an earlier due time interrupts (``Sleeper``, the worker's ticker's too).
 
 ``CloudTasksQueue``/``cloud_tasks_client`` are imported lazily: google-cloud-tasks and grpc are slow to
 import, which the embedded mode and the CLI should not pay.
@@ -22,6 +23,7 @@ from servo.dispatch._port import (
     validate_queue_id,
 )
 from servo.dispatch._reused_threads import ReusedThreads
+from servo.dispatch._sleeper import Sleeper
 from servo.dispatch._transport import (
     Endpoint,
     HttpTransport,
@@ -52,6 +54,7 @@ __all__ = [
     "RedeliveryPolicy",
     "Reply",
     "ReusedThreads",
+    "Sleeper",
     "TaskQueue",
     "Transport",
     "TransportError",

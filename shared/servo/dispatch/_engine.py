@@ -26,6 +26,7 @@ from typing import Any
 
 from servo.core.errors import InvalidInput
 from servo.dispatch._reused_threads import ReusedThreads
+from servo.dispatch._sleeper import Sleeper
 from servo.dispatch._transport import HttpTransport, Reply, Transport, TransportError
 
 logger = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ class DeliveryEngine:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # any task finished; wakes wait_idle
         self._tick = threading.Condition(self._lock)  # wakes the timer
-        # When the timer looks at the queues next, at the latest (monotonic s): inf while nothing is
-        # due later, -inf while it is awake. Only something due before that wakes it.
-        self._wake_at = -math.inf
+        self._sleeper = Sleeper(self._tick)  # only something due before the timer's time wakes it
         self._timer: threading.Thread | None = None
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count()
@@ -369,9 +368,8 @@ class DeliveryEngine:
             self._wake_by(time.monotonic() + (due - now))
 
     def _wake_by(self, when: float) -> None:
-        if self._timer is not None and when < self._wake_at:
-            self._wake_at = when
-            self._tick.notify()
+        if self._timer is not None:
+            self._sleeper.due_by(when)
 
     def _due(self, q: _Queue) -> builtins.list[_Flight]:
         """Take the due tasks ``q`` has room for (lock held); the caller begins them, lock released."""
@@ -440,7 +438,7 @@ class DeliveryEngine:
                 flights = [f for q in self._queues.values() for f in self._due(q)]
                 late = [f for q in self._queues.values() for f in q.flights if f.deadline <= mono]
                 if flights or late:
-                    self._wake_at = -math.inf
+                    self._sleeper.awake()
                     self._lock.release()
                     try:
                         self._begin(flights)
@@ -462,14 +460,8 @@ class DeliveryEngine:
                         wake = min(wake, mono + (q.heap[0][0] - now))
                     for flight in q.flights:
                         wake = min(wake, flight.deadline)
-                # A time it was told of and that has not come yet is kept (its task may be gone):
-                # sleeping till then, what falls due later need not wake it.
-                promised = self._wake_at if self._wake_at > mono else math.inf
-                self._wake_at = min(wake, promised)
-                timeout = None if self._wake_at == math.inf else self._wake_at - mono
-                if self._max_wait is not None:
-                    timeout = self._max_wait if timeout is None else min(timeout, self._max_wait)
-                self._tick.wait(timeout)
+                # Till a time it was told of and that has not come yet, too (its task may be gone).
+                self._sleeper.sleep(wake, mono, max_wait=self._max_wait)
 
     def _on_threads(self, send: Send) -> Start:
         """A blocking ``send`` run on the engine's own threads."""

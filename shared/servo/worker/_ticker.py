@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from servo.dispatch import ReusedThreads
+from servo.dispatch import ReusedThreads, Sleeper
 
 # A job runs again ``interval_s`` after its last run ended, while it returns True and is not stopped.
 Job = Callable[[], bool]
@@ -71,9 +71,7 @@ class Ticker:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        # When the ticker's thread looks at the heap next, at the latest (monotonic s): inf while it
-        # waits for any job, -inf while it is awake (it looks before it sleeps again).
-        self._wake_at = -math.inf
+        self._sleeper = Sleeper(self._cond)
 
     def every(self, interval_s: float, job: Job, *, first_s: float | None = None) -> Repeating:
         """Run ``job`` after ``first_s`` (default ``interval_s``), then every ``interval_s`` after
@@ -90,9 +88,8 @@ class Ticker:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="servo-ticker", daemon=True)
                 self._thread.start()
-            elif entry[0] < self._wake_at:  # type: ignore[operator]
-                self._wake_at = entry[0]  # type: ignore[assignment]
-                self._cond.notify()
+            else:
+                self._sleeper.due_by(entry[0])  # type: ignore[arg-type]
 
     def _hurry(self, handle: Repeating) -> None:
         with self._cond:  # reentrant: _schedule takes it too
@@ -120,12 +117,10 @@ class Ticker:
                     if self._due and self._due[0][0] <= now:  # type: ignore[operator]
                         break
                     head: float = self._due[0][0] if self._due else math.inf  # type: ignore[assignment]
-                    # The time of a job registered and stopped before this thread saw it is kept:
-                    # sleeping till then, the next attempt's jobs (due later) need not wake it.
-                    promised = self._wake_at if self._wake_at > now else math.inf
-                    self._wake_at = min(head, promised)
-                    self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
-                self._wake_at = -math.inf
+                    # Till the time of a job registered and stopped before this thread saw it, too:
+                    # the next attempt's jobs (due later) need not wake it.
+                    self._sleeper.sleep(head, now)
+                self._sleeper.awake()
                 entry = heapq.heappop(self._due)
                 handle = entry[2]
                 assert isinstance(handle, Repeating)
