@@ -29,17 +29,15 @@ from servo.core.backfills import (
 from servo.core.events import (
     BackfillChunkPlanned,
     BackfillStateChanged,
-    Event,
     EventData,
     RunCancelRequested,
     RunRequestResolved,
-    make_event,
 )
 from servo.core.schedule_fold import ScheduleState, settle_backfills
 from servo.core.schedules import TickRunRequest
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.run_requests import resolve_run_request
 from servo.services.schedule_projection import has_schedule_state, refresh_schedules
 
@@ -222,7 +220,7 @@ def plan_backfills(
         names = [
             n
             for d in decided
-            for n in append_events(ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, d)])
+            for n in append_made(ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, d)])
         ]
         if names:
             state = refresh_schedules(
@@ -235,16 +233,9 @@ def plan_backfills(
         leave = {c for c, chunk in state.chunks.items() if (chunk.planned_at or 0) > since} - mine
     submitted = _submissions(ctx, tenant_id, workspace_id, state, leave)
     if submitted:
-        written = append_events(
-            ctx, tenant_id, workspace_id, [_event(ctx, tenant_id, workspace_id, d) for d in submitted]
+        written = append_made(
+            ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, d) for d in submitted]
         )
         refresh_schedules(ctx, tenant_id, workspace_id, written, settle=settle, lookback_ms=lookback_ms)
     counts["requests"] = sum(isinstance(d, RunRequestResolved) for d in submitted)
     return counts
-
-
-def _event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: EventData) -> Event:
-    now = ctx.clock_ms()
-    return make_event(
-        data, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
-    )

@@ -31,14 +31,14 @@ from servo.core.backfills import (
 )
 from servo.core.canonical_json import canonical_bytes, loads_strict
 from servo.core.errors import Conflict, InvalidAssetKey, InvalidInput, NotFound
-from servo.core.events import BackfillCreated, BackfillStateChanged, decode_event, encode_event, make_event
+from servo.core.events import BackfillCreated, BackfillStateChanged, Event, decode_event
 from servo.core.keys import canonical_selection
 from servo.core.schedule_fold import ScheduleState
 from servo.core.timefmt import format_timestamp
 from servo.services._compaction_ledger import DEFAULT_LOOKBACK_MS
 from servo.services.backfill_planner import chunks_of, plan_backfills, settler
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.manifests import MAX_IDEMPOTENCY_KEY_BYTES, load_current_manifest
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
@@ -162,24 +162,13 @@ def _create(
     store = ctx.workspace_store(tenant_id, workspace_id)
     name = f"{RESERVATIONS}{b64u_encode(key.encode())}.json"
     found = store.get(name)
-    status = 200
+    made: tuple[Event, bytes] | None = None  # the event this request reserved, as it was written
     if found is None:
         created: BackfillCreated = resolve()  # resolved before anything is written: bad input changes nothing
-        now = ctx.clock_ms()
-        event = make_event(
-            created,
-            event_id=ctx.ids.new(now),
-            timestamp_ms=now,
-            tenant_id=tenant_id,
-            workspace_id=workspace_id,
-        )
-        record = {
-            "fingerprint": fingerprint,
-            "backfillId": created.backfill_id,
-            "event": encode_event(event).decode(),
-        }
-        if create_once(store, name, canonical_bytes(record)):
-            status = 201
+        made = stamp(ctx, tenant_id, workspace_id, created)
+        record = {"fingerprint": fingerprint, "backfillId": created.backfill_id, "event": made[1].decode()}
+        if not create_once(store, name, canonical_bytes(record)):
+            made = None  # another request with this key reserved first
         found = store.get(name)
         assert found is not None
     reserved = loads_strict(found.data)
@@ -190,7 +179,11 @@ def _create(
         )
     # The sweep knows the workspace already (its deploy registered it). A replay re-appends the reserved
     # object (identical bytes: a no-op), so a crash after the reservation is completed by the retry.
-    names = append_events(ctx, tenant_id, workspace_id, [decode_event(reserved["event"].encode())])
+    status = 200 if made is None else 201
+    if made is None:
+        kept = reserved["event"].encode()
+        made = (decode_event(kept), kept)
+    names = append_made(ctx, tenant_id, workspace_id, [made])
     plan_backfills(ctx, tenant_id, workspace_id, names)
     return status, {"backfillId": reserved["backfillId"], "created": status == 201}
 
@@ -263,17 +256,11 @@ def move_backfill(
             "stateVersion": row.state_version,
             "changed": False,
         }
-    now = ctx.clock_ms()
-    event = make_event(
-        BackfillStateChanged(backfill, move.from_state, move.to_state, move.state_version, reason=reason),
-        event_id=ctx.ids.new(now),
-        timestamp_ms=now,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-    )
-    names = append_events(ctx, tenant_id, workspace_id, [event])
+    moved = BackfillStateChanged(backfill, move.from_state, move.to_state, move.state_version, reason=reason)
+    made = stamp(ctx, tenant_id, workspace_id, moved)
+    names = append_made(ctx, tenant_id, workspace_id, [made])
     after = _row(_state(ctx, tenant_id, workspace_id, names), backfill)
-    if not any(m["eventId"] == event.event_id and m["applied"] for m in after.transitions()):
+    if not any(m["eventId"] == made[0].event_id and m["applied"] for m in after.transitions()):
         raise Conflict(
             f"backfill {backfill} moved meanwhile; it is {after.state} at version {after.state_version}",
             details={"conflictType": "VERSION_CONFLICT", "stateVersion": after.state_version},

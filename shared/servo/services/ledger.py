@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from servo.core.errors import Conflict, InvalidEvent
 from servo.core.events import (
@@ -20,6 +21,7 @@ from servo.core.events import (
     TimerRequested,
     encode_event,
     ledger_object_name,
+    make_encoded_event,
 )
 from servo.core.ids import ulid_time_ms
 from servo.services._compaction_ledger import SWEEP_LOOKBACK_MS, written_events
@@ -116,6 +118,17 @@ def append_made(
 ) -> list[str]:
     """Append events as ``make_encoded_event`` made them, each written with the bytes it was made with."""
     return append_events(ctx, tenant_id, workspace_id, [e for e, _ in made], encoded=[b for _, b in made])
+
+
+def stamp(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any, now: int | None = None
+) -> tuple[Event, bytes]:
+    """``data`` as an event of the workspace with a fresh id at ``now`` (by default the clock's), and
+    the bytes it is written as (``append_made``)."""
+    now = ctx.clock_ms() if now is None else now
+    return make_encoded_event(
+        data, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
+    )
 
 
 def fold_written(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:

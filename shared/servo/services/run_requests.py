@@ -21,12 +21,11 @@ from servo.core.events import (
     RunTriggered,
     decode_event,
     ledger_object_name,
-    make_event,
 )
 from servo.core.ids import run_key_object_name
 from servo.core.schedule_fold import ScheduleState, ScheduleTickRow
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.trigger import trigger_run
 
 
@@ -112,19 +111,11 @@ def submit_pending_ticks(
 ) -> list[str]:
     """Submit every TRIGGERED tick's request that has no outcome yet; returns the ledger names written."""
     now = ctx.clock_ms()
-    events: list[Event] = []
+    events: list[tuple[Event, bytes]] = []
     for tick in sorted(state.ticks.values(), key=lambda t: t.scheduled_at):
         if tick.request_id is None or tick.request_id in state.requests:
             continue
         trigger = {"type": "cron", "schedule_id": tick.schedule_id, "tick_id": tick.tick_id}
         resolved = resolve_run_request(ctx, tenant_id, workspace_id, tick_request(tick), trigger)
-        events.append(
-            make_event(
-                resolved,
-                event_id=ctx.ids.new(now),
-                timestamp_ms=now,
-                tenant_id=tenant_id,
-                workspace_id=workspace_id,
-            )
-        )
-    return append_events(ctx, tenant_id, workspace_id, events) if events else []
+        events.append(stamp(ctx, tenant_id, workspace_id, resolved, now))
+    return append_made(ctx, tenant_id, workspace_id, events) if events else []

@@ -23,13 +23,11 @@ from servo.core.events import (
     SensorDefinitionRemoved,
     SensorDefinitionUpserted,
     decode_event,
-    encode_event,
-    make_event,
 )
 from servo.core.schedules import ScheduleSpec, parse_schedule
 from servo.core.sensors import SensorSpec, parse_sensor
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.schedule_projection import has_schedule_state, refresh_schedules
 from servo.services.sensor_projection import has_sensor_state, refresh_sensors
 
@@ -87,7 +85,7 @@ def parse_entries(
 
 def plan_schedule_events(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str, specs: Sequence[ScheduleSpec]
-) -> list[Event]:
+) -> list[tuple[Event, bytes]]:
     """Upserts for new, changed or re-added definitions and removals for dropped ones; none if equal (S1)."""
     if not specs and not has_schedule_state(ctx, tenant_id, workspace_id):
         return []  # no schedule now or ever: nothing to add or remove
@@ -145,19 +143,16 @@ def plan_definitions(
     return data
 
 
-def _stamped(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Sequence[Any]) -> list[Event]:
+def _stamped(
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Sequence[Any]
+) -> list[tuple[Event, bytes]]:
     now = ctx.clock_ms()
-    return [
-        make_event(
-            d, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
-        )
-        for d in data
-    ]
+    return [stamp(ctx, tenant_id, workspace_id, d, now) for d in data]
 
 
 def plan_sensor_events(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, manifest_id: str, specs: Sequence[SensorSpec]
-) -> list[Event]:
+) -> list[tuple[Event, bytes]]:
     """As for schedules: SensorDefinitionUpserted where the canonical hash changed, -Removed for ids gone."""
     if not specs and not has_sensor_state(ctx, tenant_id, workspace_id):
         return []
@@ -184,20 +179,20 @@ def parse_manifest_sensors(body: Mapping[str, Any], assets: Mapping[str, Any]) -
     return [found[k] for k in sorted(found)]
 
 
-def schedule_record(events: Sequence[Event]) -> dict[str, Any]:
+def schedule_record(events: Sequence[tuple[Event, bytes]]) -> dict[str, Any]:
     """The manifest record's field that keeps the planned events (empty when there are none)."""
-    return {RECORD_FIELD: [loads_strict(encode_event(e)) for e in events]} if events else {}
+    return {RECORD_FIELD: [loads_strict(body) for _, body in events]} if events else {}
 
 
 def append_schedule_events(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, events: Sequence[Event]
+    ctx: ServiceContext, tenant_id: str, workspace_id: str, events: Sequence[tuple[Event, bytes]]
 ) -> None:
     """Append the planned schedule and sensor events and refresh the projections they belong to."""
     if events:
-        names = append_events(ctx, tenant_id, workspace_id, events)
-        if any(not isinstance(e.data, SENSOR_EVENT_TYPES) for e in events):
+        names = append_made(ctx, tenant_id, workspace_id, list(events))
+        if any(not isinstance(e.data, SENSOR_EVENT_TYPES) for e, _ in events):
             refresh_schedules(ctx, tenant_id, workspace_id, names)
-        if any(isinstance(e.data, SENSOR_EVENT_TYPES) for e in events):
+        if any(isinstance(e.data, SENSOR_EVENT_TYPES) for e, _ in events):
             refresh_sensors(ctx, tenant_id, workspace_id, names)
 
 
@@ -209,4 +204,5 @@ def complete_replayed_deploy(
     if obj is None:
         raise InvalidInput(f"manifest {manifest_id} of this Idempotency-Key is missing")
     planned = loads_strict(obj.data).get(RECORD_FIELD) or []
-    append_schedule_events(ctx, tenant_id, workspace_id, [decode_event(canonical_bytes(e)) for e in planned])
+    kept = [canonical_bytes(e) for e in planned]
+    append_schedule_events(ctx, tenant_id, workspace_id, [(decode_event(b), b) for b in kept])

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servo.core.errors import InvalidSchedule
-from servo.core.events import Event, ScheduleTicked, make_event
+from servo.core.events import ScheduleTicked
 from servo.core.ids import ulid_time_ms
 from servo.core.schedule_fold import ScheduleRow
 from servo.core.schedules import TickDecision, decide_tick, due_ticks, parse_schedule, tick_id
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.manifests import load_current_manifest
 from servo.services.run_requests import submit_pending_ticks
 from servo.services.schedule_projection import has_schedule_state, refresh_schedules
@@ -117,15 +117,10 @@ def sweep_schedules(ctx: ServiceContext, tenant_id: str, workspace_id: str) -> d
         if not row.removed
         for t in _row_ticks(row, dimensions_of, state.ticks, now)
     ]
-    events: list[Event] = [
-        make_event(
-            t, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
-        )
-        for t in ticked
-    ]
+    events = [stamp(ctx, tenant_id, workspace_id, t, now) for t in ticked]
     # One at a time, oldest first: a crash leaves a prefix written, and the next sweep, starting after the
     # newest recorded tick, owes exactly the rest (a batch written concurrently could lose a tick).
-    names = [name for event in events for name in append_events(ctx, tenant_id, workspace_id, [event])]
+    names = [name for made in events for name in append_made(ctx, tenant_id, workspace_id, [made])]
     if names:
         state = refresh_schedules(ctx, tenant_id, workspace_id, names)
     resolved = submit_pending_ticks(ctx, tenant_id, workspace_id, state)

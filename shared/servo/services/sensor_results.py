@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from servo.core.errors import CallbackRejected, Conflict, InvalidInput, NotFound, Unauthorized
-from servo.core.events import Event, SensorEvaluated, decode_event, encode_event
+from servo.core.events import Event, SensorEvaluated, decode_event
 from servo.core.fingerprints import request_fingerprint
 from servo.core.sensors import (
     InvalidSensor,
@@ -27,10 +27,10 @@ from servo.core.sensors import (
 )
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.manifests import load_current_manifest
 from servo.services.sensor_projection import refresh_sensors
-from servo.services.sensor_sweep import spec_of, stamp_event
+from servo.services.sensor_sweep import spec_of
 from servo.store import ObjectStore, create_once
 from servo.tokens import verify_evaluation_token
 
@@ -165,12 +165,12 @@ def _report(
         reason=skip_reason,
         error=error if status == "ERROR" else None,
     )
-    event = stamp_event(ctx, tenant_id, workspace_id, result)
-    recorded = _claim_report(ctx.workspace_store(tenant_id, workspace_id), event)
+    made = stamp(ctx, tenant_id, workspace_id, result)
+    recorded = _claim_report(ctx.workspace_store(tenant_id, workspace_id), made)
     # The claimed result is appended by whoever holds it: a claimer that died before its append is
     # completed by the next report (the same bytes under the same name), so nothing claimed is lost.
-    append_events(ctx, tenant_id, workspace_id, [recorded])
-    if recorded.event_id != event.event_id:
+    append_made(ctx, tenant_id, workspace_id, [recorded])
+    if recorded[0].event_id != made[0].event_id:
         raise _already_reported(evaluation_id)
     return {"acknowledged": True, "serverTime": format_timestamp(ctx.clock_ms())}
 
@@ -181,17 +181,19 @@ def report_claim_name(evaluation_id: str) -> str:
     return f"attempt_claims/sensors/{digest}.json"
 
 
-def _claim_report(store: ObjectStore, event: Event) -> Event:
-    """The result recorded for this evaluation: ``event`` when its claim is the first, else the event an
-    earlier report claimed (two reports at once both pass the check against the projection)."""
+def _claim_report(store: ObjectStore, made: tuple[Event, bytes]) -> tuple[Event, bytes]:
+    """The result recorded for this evaluation, with its bytes: ``made`` when its claim is the first,
+    else the event an earlier report claimed (two reports at once both pass the check against the
+    projection)."""
+    event, body = made
     assert isinstance(event.data, SensorEvaluated)
     name = report_claim_name(event.data.evaluation_id)
-    if create_once(store, name, encode_event(event)):
-        return event
+    if create_once(store, name, body):
+        return made
     claimed = store.get(name)
     if claimed is None:  # claims are never deleted
         raise Conflict(f"the report claim {name} vanished")
-    return decode_event(claimed.data)
+    return decode_event(claimed.data), claimed.data
 
 
 def _already_reported(evaluation_id: str) -> Conflict:

@@ -17,14 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from servo.core.errors import InvalidSchedule
-from servo.core.events import Event, SensorEvaluationRequested, make_event
+from servo.core.events import SensorEvaluationRequested
 from servo.core.sensor_fold import SensorLog, SensorView, next_evaluation
 from servo.core.sensor_rows import SensorRunItemRow, SensorTables, in_flight
 from servo.core.sensors import SensorSpec, evaluation_task_name, parse_sensor
 from servo.core.states import is_terminal_public
 from servo.services import _compaction_ledger as ledger
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.run_requests import resolve_run_request
 from servo.services.schedule_projection import refresh_schedules
 from servo.services.sensor_projection import has_sensor_state, refresh_sensors
@@ -32,13 +32,6 @@ from servo.services.sensor_run_scan import ScanPage, save_scan, scan_ended_runs
 from servo.tokens import issue_evaluation_token
 
 logger = logging.getLogger("servo.sensors")
-
-
-def stamp_event(ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any) -> Event:
-    now = ctx.clock_ms()
-    return make_event(
-        data, event_id=ctx.ids.new(now), timestamp_ms=now, tenant_id=tenant_id, workspace_id=workspace_id
-    )
 
 
 def spec_of(log: SensorLog) -> SensorSpec | None:
@@ -169,7 +162,7 @@ def request_evaluation(
     """Append the request, refresh, then enqueue its task (in this order: a task never runs for an
     evaluation the ledger does not hold). The task carries the request the ledger keeps for that id
     (the first): the sweep and the compactor may both have appended one from the same state."""
-    names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, request)])
+    names = append_made(ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, request)])
     tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
     log = tables.log.sensors[spec.sensor_id]
     view = tables.view(spec.sensor_id)
@@ -350,10 +343,10 @@ def submit_pending_sensor_requests(
         sensor_id = evaluation.split(":", 1)[0]
         trigger = {"type": "sensor", "sensor_id": sensor_id, "evaluation_id": evaluation}
         resolved = resolve_run_request(ctx, tenant_id, workspace_id, request, trigger)
-        events.append(stamp_event(ctx, tenant_id, workspace_id, resolved))
+        events.append(stamp(ctx, tenant_id, workspace_id, resolved))
     if not events:
         return []
-    names = append_events(ctx, tenant_id, workspace_id, events)
+    names = append_made(ctx, tenant_id, workspace_id, events)
     refresh_schedules(ctx, tenant_id, workspace_id, names)
     return names
 

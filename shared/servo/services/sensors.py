@@ -24,13 +24,13 @@ from servo.core.sensor_rows import SensorTables, sensor_row
 from servo.core.sensors import manual_evaluation_id, parse_evaluation_id
 from servo.core.timefmt import format_timestamp
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made, stamp
 from servo.services.runs import _decode_cursor as decode_cursor
 from servo.services.runs import _encode_cursor as encode_cursor
 from servo.services.runs import page_limit
 from servo.services.schedule_projection import refresh_schedules
 from servo.services.sensor_projection import refresh_sensors
-from servo.services.sensor_sweep import due_request, request_evaluation, spec_of, stamp_event
+from servo.services.sensor_sweep import due_request, request_evaluation, spec_of
 
 EVALUATION_STATUSES = ("PENDING", "TRIGGERED", "SKIPPED", "ERROR", "SKIPPED_STALE", "EXPIRED")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
@@ -149,9 +149,7 @@ def set_sensor_enabled(
                 "changed": False,
             }
         change = SensorStatusChanged(sensor_id, enabled, view.state_version + 1)
-        names = append_events(
-            ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, change)]
-        )
+        names = append_made(ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, change)])
         tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
         _, after = _log(tables, sensor_id)
         if after.state_version >= change.state_version and after.enabled == enabled:
@@ -317,7 +315,7 @@ def receive_push(
     received = SensorMessageReceived(
         sensor_id, message_id, "" if status == "FAILED" else data, attributes, status, publish_time
     )
-    names = append_events(ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, received)])
+    names = append_made(ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, received)])
     tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
     first = tables.log.sensors[sensor_id].messages[message_id]
     if first.data != received:  # a concurrent delivery of the same message was recorded first
@@ -385,9 +383,7 @@ def evaluate_sensor(
             received = SensorMessageReceived(
                 sensor_id, message_id, data, attributes, "RECORDED", publish_time
             )
-            names = append_events(
-                ctx, tenant_id, workspace_id, [stamp_event(ctx, tenant_id, workspace_id, received)]
-            )
+            names = append_made(ctx, tenant_id, workspace_id, [stamp(ctx, tenant_id, workspace_id, received)])
             tables = refresh_sensors(ctx, tenant_id, workspace_id, names)
         items = (f"msg:{message_id}",)
     elif "runId" in body:
