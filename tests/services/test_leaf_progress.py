@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from servo.core.events import decode_event
+from servo.services._compaction_ledger import read_events
 from servo.services.callbacks import task_completed, task_started
 from servo.services.cancel import cancel_run
 from servo.services.context import ServiceContext
@@ -49,13 +49,8 @@ class FanOut:
         assert sorted(self.leaves) == list(LEAVES)
 
     def _hook(self, ctx: ServiceContext, tenant: str, ws: str, names: Any, **kwargs: Any) -> None:
-        store = ctx.workspace_store(tenant, ws)
-        types = []
-        for name in names:
-            obj = store.get(name)
-            assert obj is not None
-            types.append(decode_event(obj.data).event_type)
-        self.handed.append((types, kwargs["urgent"]))
+        found = read_events(ctx.workspace_store(tenant, ws), names, tenant, ws)
+        self.handed.append(([e.event_type for e in found.events], kwargs["urgent"]))
 
     def publish(self) -> None:
         self.clock.advance(1000)  # the head pointer may change once a second
