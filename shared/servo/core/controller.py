@@ -197,7 +197,7 @@ def completion_only_progress(part: RunPartition, finished: TaskRow, outcome: str
         and not (run.cancel_requested or run.timed_out)
         and RunState(run.state) not in RUN_TERMINAL
         and run.tasks_total - run.tasks_completed > 1
-        and not any(up == finished.task_key for up, _ in part.deps)
+        and not downstream_of(part, finished.task_key)
     )
 
 
