@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing
 import os
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -185,3 +188,93 @@ def test_a_dangling_link_at_a_new_objects_name_is_replaced_as_a_rename_would(tmp
     gen = store.create("ledger/e1.json", b"{}")
     assert store.get("ledger/e1.json") == StoredObject("ledger/e1.json", b"{}", gen)
     assert not (tmp_path / "ledger" / "e1.json").is_symlink()
+
+
+_SYSTEM_CALLS = ("open", "close", "read", "pread", "write", "pwrite", "fstat", "stat", "getpid", "lseek")
+
+
+@pytest.fixture
+def system_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The os functions the store calls (each one system call), in order; builtins.open is refused."""
+    calls: list[str] = []
+    for name in _SYSTEM_CALLS:
+        real = getattr(os, name)
+
+        def counted(*args: object, __real: object = real, __name: str = name, **kwargs: object) -> object:
+            calls.append(__name)
+            return __real(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counted)
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise AssertionError("builtins.open: a buffered file costs an isatty, a seek and a stat more")
+
+    monkeypatch.setattr(local, "open", refused, raising=False)
+    return calls
+
+
+def test_a_get_is_one_open_one_stat_one_read_and_one_close(tmp_path: Path, system_calls: list[str]) -> None:
+    # Every ledger event read is a get: a buffered file object asked the kernel for an isatty, a seek,
+    # a second stat and a second read besides.
+    store = LocalFileStore(tmp_path, durable=False)
+    gen = store.create("ledger/e1.json", b'{"a": 1}')
+    system_calls.clear()
+    assert store.get("ledger/e1.json") == StoredObject("ledger/e1.json", b'{"a": 1}', gen)
+    assert system_calls == ["open", "fstat", "read", "close"]
+    system_calls.clear()
+    assert store.get("ledger/e2.json") is None
+    assert system_calls == ["open", "open"]  # the plain path, then the shadow tree
+
+
+def test_a_get_of_a_big_object_reads_it_whole(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path, durable=False)
+    data = os.urandom(3 << 20)
+    gen = store.create("projections/big.parquet", data)
+    assert store.get("projections/big.parquet") == StoredObject("projections/big.parquet", data, gen)
+
+
+def test_writes_keep_their_stripes_lock_file_open(tmp_path: Path, system_calls: list[str]) -> None:
+    # Opening and closing the stripe's lock file was two of a create's twelve system calls; the
+    # descriptor is kept for the next write under that stripe (and the process id is not asked).
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    store.put("ledger/e1.json", b'{"b": 1}', if_generation_match=None)  # makes the temp folder
+    system_calls.clear()
+    store.put("ledger/e1.json", b'{"b": 2}', if_generation_match=None)
+    assert system_calls.count("open") == system_calls.count("close") == 1  # the named temp file
+    system_calls.clear()
+    other = next(n for i in range(10_000) if _stripe(n := f"ledger/n{i}.json") == _stripe("ledger/e1.json"))
+    store.create(other, b"{}")
+    assert system_calls.count("open") == system_calls.count("close") == 1  # the unnamed file
+    assert "getpid" not in system_calls
+
+
+def _stripe(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8")) % local.LOCK_STRIPES
+
+
+def test_a_forked_child_does_not_share_its_parents_lock_descriptors(tmp_path: Path) -> None:
+    # flock belongs to an open file description, and a forked child inherits its parent's: a lock
+    # descriptor kept from before the fork would not keep the child's writers and the parent's apart.
+    ctx = multiprocessing.get_context("fork")
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    with store._locked(["ledger", "e1.json"]) as parent_fd:
+        pass
+    held, release = ctx.Event(), ctx.Event()
+
+    def child() -> None:
+        with store._locked(["ledger", "e1.json"]):
+            held.set()
+            release.wait(30)
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(parent_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        proc.join(30)
+    assert proc.exitcode == 0

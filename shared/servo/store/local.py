@@ -7,7 +7,8 @@ with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in
 - ``locks/NNN%l``: writers of an object serialise on ``fcntl.flock`` of one of ``LOCK_STRIPES`` files,
   chosen by a hash of its name; the file also remembers the newest generation written or deleted under
   it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
-  lock file another process is waiting on would let two writers hold "the" lock at once.
+  lock file another process is waiting on would let two writers hold "the" lock at once. A process
+  keeps the lock files it opened open (``_StripeLocks``), its threads taking turns on a thread lock.
 - ``tmp/``: a replacing write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader
   opens one inode and always sees a whole object, without taking any lock. A new object needs no temp
   name: it is written to an unnamed file in its folder (``O_TMPFILE``) and linked at its name once whole
@@ -32,6 +33,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,6 +101,8 @@ class LocalFileStore:
         self._durable = durable
         self._fine_times = False  # the file system keeps microsecond modification times (seen once)
         self._unnamed = unnamed_temp_files and hasattr(os, "O_TMPFILE")
+        self._stripes = _StripeLocks()
+        weakref.finalize(self, self._stripes.close)
 
     @property
     def root(self) -> Path:
@@ -133,12 +137,19 @@ class LocalFileStore:
     def get(self, name: str) -> StoredObject | None:
         segments = self._segments(name)
         for path in self._homes(segments):
+            # A descriptor, not a file object: a buffered file asked the kernel for an isatty, a seek,
+            # a second stat and a second read besides, and every ledger event read is a get.
             try:
-                with open(path, "rb") as f:
-                    generation = _generation(os.fstat(f.fileno()))
-                    return StoredObject(name, f.read(), generation)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                continue  # absent, or a folder whose same-named object (if any) is in the shadow tree
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # absent
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # a folder: its same-named object (if any) is in the shadow tree
+                return StoredObject(name, _read_whole(fd, st.st_size), _generation(st))
+            finally:
+                os.close(fd)
         return None
 
     def list(
@@ -395,40 +406,106 @@ class LocalFileStore:
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
         """Hold the lock of an object's stripe (never more than one at a time: see _write)."""
         stripe = zlib.crc32("/".join(segments).encode("utf-8")) % LOCK_STRIPES
-        path = os.path.join(self._side, "locks", f"{stripe:03x}{_LOCK}")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        fd, threads = self._stripes.get(stripe, self._side)
+        # flock belongs to the open file description this process shares among its threads: it
+        # keeps other processes out, the thread lock keeps this process's other threads out.
+        with threads:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield fd
-        finally:
-            os.close(fd)  # closing the descriptor releases the flock
+            try:
+                yield fd
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-_PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd opened by that pid)
+class _StripeLocks:
+    """This process's descriptors of a data directory's stripe lock files, each with a thread lock.
+
+    Opening and closing the lock file were two of a write's twelve system calls, so a descriptor is
+    kept once opened. A forked child must not lock through its parent's descriptors (the same open
+    file descriptions: their flocks would not keep the two apart), nor wait on a lock some parent
+    thread held at the fork: it forgets them all (``_after_fork_in_child``) and opens its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, tuple[int, threading.Lock]] = {}
+        _EVERY_STRIPE_LOCKS.add(self)
+
+    def get(self, stripe: int, side: str) -> tuple[int, threading.Lock]:
+        """The descriptor and thread lock of ``stripe``'s lock file under the side tree ``side``."""
+        held = self._held.get(stripe)
+        if held is not None:
+            return held
+        with self._lock:
+            held = self._held.get(stripe)
+            if held is None:
+                held = self._held[stripe] = (_open_lock_file(side, stripe), threading.Lock())
+            return held
+
+    def close(self) -> None:
+        """Close every descriptor: in a child after a fork (the parent's stay open, its flocks
+        held), or once the store is gone."""
+        held, self._held = self._held, {}
+        self._lock = threading.Lock()
+        for fd, _ in held.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _open_lock_file(side: str, stripe: int) -> int:
+    path = os.path.join(side, "locks", f"{stripe:03x}{_LOCK}")
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+_EVERY_STRIPE_LOCKS: weakref.WeakSet[_StripeLocks] = weakref.WeakSet()
+_PROC_FDS: int | None = None  # a descriptor of /proc/self/fd, opened by this process
 _PROC_FDS_LOCK = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """Forget what the parent opened (its /proc/self/fd names the parent's files) and its locks.
+
+    A hook at each fork, rather than asking os.getpid() on every write: one system call each time.
+    """
+    global _PROC_FDS, _PROC_FDS_LOCK
+    for locks in list(_EVERY_STRIPE_LOCKS):
+        locks.close()
+    if _PROC_FDS is not None:
+        with contextlib.suppress(OSError):
+            os.close(_PROC_FDS)
+    _PROC_FDS, _PROC_FDS_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _proc_fds() -> int | None:
-    """A descriptor of this process's ``/proc/self/fd`` (opened again after a fork: the parent's
-    would name the parent's files); None without /proc."""
+    """A descriptor of this process's ``/proc/self/fd``; None without /proc."""
     global _PROC_FDS
-    pid = os.getpid()
-    held = _PROC_FDS
-    if held is not None and held[0] == pid:
-        return held[1]
+    if _PROC_FDS is not None:
+        return _PROC_FDS
     with _PROC_FDS_LOCK:
-        if _PROC_FDS is not None and _PROC_FDS[0] == pid:
-            return _PROC_FDS[1]
-        try:
-            fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        _PROC_FDS = (pid, fd)
-        return fd
+        if _PROC_FDS is None:
+            try:
+                _PROC_FDS = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        return _PROC_FDS
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """The bytes of a file whose stat gave ``size``: one read, unless it has changed since."""
+    data = os.read(fd, size + 1)  # asking one byte more than there is: fewer back means the end
+    if len(data) == size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(size, 1 << 16)):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _check(name: str, expected: int | None, current: int | None) -> None:
