@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import multiprocessing
 import os
@@ -278,3 +279,43 @@ def test_a_forked_child_does_not_share_its_parents_lock_descriptors(tmp_path: Pa
         release.set()
         proc.join(30)
     assert proc.exitcode == 0
+
+
+def test_a_create_does_not_look_before_it_links(tmp_path: Path, system_calls: list[str]) -> None:
+    # The link fails on any name already taken, so a stat of the name first was a system call for
+    # nothing on every new object; a taken name is looked at only once the link has failed.
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    system_calls.clear()
+    store.create("ledger/e2.json", b"{}")
+    assert "stat" not in system_calls
+    with pytest.raises(PreconditionFailed):
+        store.put("ledger/e2.json", b"other", if_generation_match=0)
+    assert (tmp_path / "ledger" / "e2.json").read_bytes() == b"{}"
+    store.create("a", b"object a")
+    store.create("a/b", b"object a/b")  # the object a moves to the shadow tree
+    with pytest.raises(PreconditionFailed):
+        store.create("a", b"other")
+    assert (store.get("a") or _absent()).data == b"object a"
+
+
+def test_a_system_without_unnamed_files_still_refuses_a_taken_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first create finds out the file system cannot: it must look at the name before it takes
+    # the named temp file and rename, which would replace whatever stands there.
+    LocalFileStore(tmp_path, durable=False).create("ledger/e1.json", b"first")
+    real_open = os.open
+
+    def no_unnamed_files(path: str, flags: int, *args: int, **kwargs: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "no O_TMPFILE here")
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_unnamed_files)
+    store = LocalFileStore(tmp_path, durable=False)
+    with pytest.raises(PreconditionFailed):
+        store.create("ledger/e1.json", b"second")
+    assert (tmp_path / "ledger" / "e1.json").read_bytes() == b"first"
+    store.create("ledger/e2.json", b"new")
+    assert (store.get("ledger/e2.json") or _absent()).data == b"new"

@@ -264,8 +264,13 @@ class LocalFileStore:
     ) -> int | None:
         """The write, under the object's lock; None when its folder must be made first."""
         unnamed = self._unnamed
+        # A new object (expected 0) is linked at its plain path without a look first: the link fails
+        # on a name already taken (a file, a folder whose object is in the shadow tree), and only then
+        # is the name looked at. A stat first was a system call for nothing on nearly every create.
+        look = not (unnamed and expected == 0)
         while True:
-            path, current = self._home(segments)
+            path, current = self._home(segments) if look else (self._plain(segments), None)
+            look = True
             _check(name, expected, current)
             remembered = _remembered(lock_fd)
             if current is None and unnamed:
@@ -281,6 +286,8 @@ class LocalFileStore:
                 if generation is not None:
                     os.pwrite(lock_fd, _GEN.pack(generation), 0)
                     return generation
+                unnamed = False  # this system cannot: look (a replace must not pass a taken name)
+                continue
             tmp, generation = self._write_temp(data, max(remembered, current or 0))
             try:
                 os.replace(tmp, path)
