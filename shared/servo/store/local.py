@@ -5,10 +5,11 @@ with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in
 ``ROOT/.servo%`` (no object name can reach it: names may not contain ``%``):
 
 - ``locks/NNN%l``: writers of an object serialise on ``fcntl.flock`` of one of ``LOCK_STRIPES`` files,
-  chosen by a hash of its name; the file also remembers the newest generation written or deleted under
-  it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
-  lock file another process is waiting on would let two writers hold "the" lock at once. A process
-  keeps the lock files it opened open (``_StripeLocks``), its threads taking turns on a thread lock.
+  chosen by a hash of its name; the file also remembers the newest generation deleted under it, so
+  generations keep increasing after delete + re-create (a live object's generation is its file's, and
+  every write stamps one above both). Lock files are never removed: unlinking a lock file another
+  process is waiting on would let two writers hold "the" lock at once. A process keeps the lock files
+  it opened open (``_StripeLocks``), its threads taking turns on a thread lock.
 - ``tmp/``: a replacing write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader
   opens one inode and always sees a whole object, without taking any lock. A new object needs no temp
   name: it is written to an unnamed file in its folder (``O_TMPFILE``) and linked at its name once whole
@@ -284,7 +285,6 @@ class LocalFileStore:
                 except (FileNotFoundError, NotADirectoryError):
                     return None
                 if generation is not None:
-                    os.pwrite(lock_fd, _GEN.pack(generation), 0)
                     return generation
                 unnamed = False  # this system cannot: look (a replace must not pass a taken name)
                 continue
@@ -300,9 +300,6 @@ class LocalFileStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-            # Recorded after the replace: if we crash in between, max(remembered, current) still
-            # advances. The generation is above what the lock file held (read under this lock).
-            os.pwrite(lock_fd, _GEN.pack(generation), 0)
             return generation
 
     def _link_new(self, path: str, data: bytes, floor: int) -> int | None:
