@@ -335,3 +335,31 @@ def test_only_a_delete_leaves_its_generation_in_the_stripes_lock_file(
     assert system_calls.count("pwrite") == 1
     with mock.patch.object(local.time, "time_ns", return_value=0):  # a clock set back
         assert store.create("ledger/e1.json", b"again") > second
+
+
+def _open_lock_files() -> int:
+    fds = os.listdir("/proc/self/fd")
+    return sum(".servo%/locks/" in _target(fd) for fd in fds)
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+def test_a_process_keeps_at_most_one_stores_worth_of_lock_files_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stores left to the garbage collector (a service context in a reference cycle) must not each
+    # hold up to LOCK_STRIPES descriptors: a test session reached 1,769 open files that way.
+    monkeypatch.setattr(local, "LOCK_STRIPES", 16)
+    stores = [LocalFileStore(tmp_path / f"root{r}", durable=False) for r in range(3)]
+    for store in stores:
+        for i in range(local.LOCK_STRIPES * 3):
+            store.create(f"ledger/{i:05d}.json", b"{}")
+    assert _open_lock_files() <= local.LOCK_STRIPES
+    for store in stores:  # and every store still writes and keeps its objects
+        store.create("ledger/last.json", b"{}")
+        assert len(store.list("ledger/")) == local.LOCK_STRIPES * 3 + 1

@@ -9,7 +9,7 @@ with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in
   generations keep increasing after delete + re-create (a live object's generation is its file's, and
   every write stamps one above both). Lock files are never removed: unlinking a lock file another
   process is waiting on would let two writers hold "the" lock at once. A process keeps the lock files
-  it opened open (``_StripeLocks``), its threads taking turns on a thread lock.
+  it opened open (``_KeptLockFiles``), its threads taking turns on a thread lock.
 - ``tmp/``: a replacing write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader
   opens one inode and always sees a whole object, without taking any lock. A new object needs no temp
   name: it is written to an unnamed file in its folder (``O_TMPFILE``) and linked at its name once whole
@@ -34,10 +34,9 @@ import stat
 import struct
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from servo.core.errors import InvalidId, PreconditionFailed, ServoError
@@ -102,8 +101,6 @@ class LocalFileStore:
         self._durable = durable
         self._fine_times = False  # the file system keeps microsecond modification times (seen once)
         self._unnamed = unnamed_temp_files and hasattr(os, "O_TMPFILE")
-        self._stripes = _StripeLocks()
-        weakref.finalize(self, self._stripes.close)
 
     @property
     def root(self) -> Path:
@@ -410,50 +407,74 @@ class LocalFileStore:
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
         """Hold the lock of an object's stripe (never more than one at a time: see _write)."""
         stripe = zlib.crc32("/".join(segments).encode("utf-8")) % LOCK_STRIPES
-        fd, threads = self._stripes.get(stripe, self._side)
-        # flock belongs to the open file description this process shares among its threads: it
-        # keeps other processes out, the thread lock keeps this process's other threads out.
-        with threads:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield fd
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        lock_file = _LOCK_FILES.take(self._side, stripe)
+        # flock belongs to the open file description this process's threads share: it keeps
+        # other processes out, the thread lock keeps this process's other threads out.
+        try:
+            with lock_file.threads:
+                fcntl.flock(lock_file.fd, fcntl.LOCK_EX)
+                try:
+                    yield lock_file.fd
+                finally:
+                    fcntl.flock(lock_file.fd, fcntl.LOCK_UN)
+        finally:
+            _LOCK_FILES.give_back(lock_file)
 
 
-class _StripeLocks:
-    """This process's descriptors of a data directory's stripe lock files, each with a thread lock.
+@dataclass(eq=False, slots=True)
+class _LockFile:
+    fd: int
+    threads: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # threads between take and give_back
+
+
+class _KeptLockFiles:
+    """This process's open stripe lock files, shared by its stores, each with a thread lock.
 
     Opening and closing the lock file were two of a write's twelve system calls, so a descriptor is
-    kept once opened. A forked child must not lock through its parent's descriptors (the same open
-    file descriptions: their flocks would not keep the two apart), nor wait on a lock some parent
-    thread held at the fork: it forgets them all (``_after_fork_in_child``) and opens its own.
+    kept once opened; at most LOCK_STRIPES of them while unused (one data directory's worth), since
+    stores left to the garbage collector must not each keep theirs. A forked child must not lock
+    through its parent's descriptors (the same open file descriptions: their flocks would not keep
+    the two apart), nor wait on a lock some parent thread held at the fork: ``forget`` them.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[int, tuple[int, threading.Lock]] = {}
-        _EVERY_STRIPE_LOCKS.add(self)
+        self._open: dict[tuple[str, int], _LockFile] = {}
 
-    def get(self, stripe: int, side: str) -> tuple[int, threading.Lock]:
-        """The descriptor and thread lock of ``stripe``'s lock file under the side tree ``side``."""
-        held = self._held.get(stripe)
-        if held is not None:
-            return held
+    def take(self, side: str, stripe: int) -> _LockFile:
+        """The lock file of ``stripe`` under the side tree ``side``, open; ``give_back`` it after."""
         with self._lock:
-            held = self._held.get(stripe)
-            if held is None:
-                held = self._held[stripe] = (_open_lock_file(side, stripe), threading.Lock())
-            return held
+            lock_file = self._open.get((side, stripe))
+            if lock_file is None:
+                lock_file = self._open[(side, stripe)] = _LockFile(_open_lock_file(side, stripe))
+                lock_file.users = 1
+                self._close_unused()
+            else:
+                lock_file.users += 1
+            return lock_file
 
-    def close(self) -> None:
-        """Close every descriptor: in a child after a fork (the parent's stay open, its flocks
-        held), or once the store is gone."""
-        held, self._held = self._held, {}
-        self._lock = threading.Lock()
-        for fd, _ in held.values():
+    def give_back(self, lock_file: _LockFile) -> None:
+        with self._lock:
+            lock_file.users -= 1
+
+    def _close_unused(self) -> None:
+        """Close unused descriptors, the longest kept first, down to LOCK_STRIPES if it can."""
+        excess = len(self._open) - LOCK_STRIPES
+        for key, lock_file in list(self._open.items()):
+            if excess <= 0:
+                return
+            if lock_file.users == 0:
+                del self._open[key]
+                os.close(lock_file.fd)
+                excess -= 1
+
+    def forget(self) -> None:
+        """Close every descriptor, in a child after a fork (the parent's stay open, its flocks held)."""
+        kept, self._open, self._lock = self._open, {}, threading.Lock()
+        for lock_file in kept.values():
             with contextlib.suppress(OSError):
-                os.close(fd)
+                os.close(lock_file.fd)
 
 
 def _open_lock_file(side: str, stripe: int) -> int:
@@ -465,7 +486,7 @@ def _open_lock_file(side: str, stripe: int) -> int:
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
-_EVERY_STRIPE_LOCKS: weakref.WeakSet[_StripeLocks] = weakref.WeakSet()
+_LOCK_FILES = _KeptLockFiles()
 _PROC_FDS: int | None = None  # a descriptor of /proc/self/fd, opened by this process
 _PROC_FDS_LOCK = threading.Lock()
 
@@ -476,8 +497,7 @@ def _after_fork_in_child() -> None:
     A hook at each fork, rather than asking os.getpid() on every write: one system call each time.
     """
     global _PROC_FDS, _PROC_FDS_LOCK
-    for locks in list(_EVERY_STRIPE_LOCKS):
-        locks.close()
+    _LOCK_FILES.forget()
     if _PROC_FDS is not None:
         with contextlib.suppress(OSError):
             os.close(_PROC_FDS)
