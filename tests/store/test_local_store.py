@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import multiprocessing
 import os
 import threading
+import zlib
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from servo.core.errors import InvalidId, PreconditionFailed
@@ -185,3 +190,176 @@ def test_a_dangling_link_at_a_new_objects_name_is_replaced_as_a_rename_would(tmp
     gen = store.create("ledger/e1.json", b"{}")
     assert store.get("ledger/e1.json") == StoredObject("ledger/e1.json", b"{}", gen)
     assert not (tmp_path / "ledger" / "e1.json").is_symlink()
+
+
+_SYSTEM_CALLS = ("open", "close", "read", "pread", "write", "pwrite", "fstat", "stat", "getpid", "lseek")
+
+
+@pytest.fixture
+def system_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The os functions the store calls (each one system call), in order; builtins.open is refused."""
+    calls: list[str] = []
+    for name in _SYSTEM_CALLS:
+        real = getattr(os, name)
+
+        def counted(*args: object, __real: object = real, __name: str = name, **kwargs: object) -> object:
+            calls.append(__name)
+            return __real(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counted)
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise AssertionError("builtins.open: a buffered file costs an isatty, a seek and a stat more")
+
+    monkeypatch.setattr(local, "open", refused, raising=False)
+    return calls
+
+
+def test_a_get_is_one_open_one_stat_one_read_and_one_close(tmp_path: Path, system_calls: list[str]) -> None:
+    # Every ledger event read is a get: a buffered file object asked the kernel for an isatty, a seek,
+    # a second stat and a second read besides.
+    store = LocalFileStore(tmp_path, durable=False)
+    gen = store.create("ledger/e1.json", b'{"a": 1}')
+    system_calls.clear()
+    assert store.get("ledger/e1.json") == StoredObject("ledger/e1.json", b'{"a": 1}', gen)
+    assert system_calls == ["open", "fstat", "read", "close"]
+    system_calls.clear()
+    assert store.get("ledger/e2.json") is None
+    assert system_calls == ["open", "open"]  # the plain path, then the shadow tree
+
+
+def test_a_get_of_a_big_object_reads_it_whole(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path, durable=False)
+    data = os.urandom(3 << 20)
+    gen = store.create("projections/big.parquet", data)
+    assert store.get("projections/big.parquet") == StoredObject("projections/big.parquet", data, gen)
+
+
+def test_writes_keep_their_stripes_lock_file_open(tmp_path: Path, system_calls: list[str]) -> None:
+    # Opening and closing the stripe's lock file was two of a create's twelve system calls; the
+    # descriptor is kept for the next write under that stripe (and the process id is not asked).
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    store.put("ledger/e1.json", b'{"b": 1}', if_generation_match=None)  # makes the temp folder
+    system_calls.clear()
+    store.put("ledger/e1.json", b'{"b": 2}', if_generation_match=None)
+    assert system_calls.count("open") == system_calls.count("close") == 1  # the named temp file
+    system_calls.clear()
+    other = next(n for i in range(10_000) if _stripe(n := f"ledger/n{i}.json") == _stripe("ledger/e1.json"))
+    store.create(other, b"{}")
+    assert system_calls.count("open") == system_calls.count("close") == 1  # the unnamed file
+    assert "getpid" not in system_calls
+
+
+def _stripe(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8")) % local.LOCK_STRIPES
+
+
+def test_a_forked_child_does_not_share_its_parents_lock_descriptors(tmp_path: Path) -> None:
+    # flock belongs to an open file description, and a forked child inherits its parent's: a lock
+    # descriptor kept from before the fork would not keep the child's writers and the parent's apart.
+    ctx = multiprocessing.get_context("fork")
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    with store._locked(["ledger", "e1.json"]) as parent_fd:
+        pass
+    held, release = ctx.Event(), ctx.Event()
+
+    def child() -> None:
+        with store._locked(["ledger", "e1.json"]):
+            held.set()
+            release.wait(30)
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(parent_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_a_create_does_not_look_before_it_links(tmp_path: Path, system_calls: list[str]) -> None:
+    # The link fails on any name already taken, so a stat of the name first was a system call for
+    # nothing on every new object; a taken name is looked at only once the link has failed.
+    store = LocalFileStore(tmp_path, durable=False)
+    store.create("ledger/e1.json", b"{}")
+    system_calls.clear()
+    store.create("ledger/e2.json", b"{}")
+    assert "stat" not in system_calls
+    with pytest.raises(PreconditionFailed):
+        store.put("ledger/e2.json", b"other", if_generation_match=0)
+    assert (tmp_path / "ledger" / "e2.json").read_bytes() == b"{}"
+    store.create("a", b"object a")
+    store.create("a/b", b"object a/b")  # the object a moves to the shadow tree
+    with pytest.raises(PreconditionFailed):
+        store.create("a", b"other")
+    assert (store.get("a") or _absent()).data == b"object a"
+
+
+def test_a_system_without_unnamed_files_still_refuses_a_taken_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first create finds out the file system cannot: it must look at the name before it takes
+    # the named temp file and rename, which would replace whatever stands there.
+    LocalFileStore(tmp_path, durable=False).create("ledger/e1.json", b"first")
+    real_open = os.open
+
+    def no_unnamed_files(path: str, flags: int, *args: int, **kwargs: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "no O_TMPFILE here")
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_unnamed_files)
+    store = LocalFileStore(tmp_path, durable=False)
+    with pytest.raises(PreconditionFailed):
+        store.create("ledger/e1.json", b"second")
+    assert (tmp_path / "ledger" / "e1.json").read_bytes() == b"first"
+    store.create("ledger/e2.json", b"new")
+    assert (store.get("ledger/e2.json") or _absent()).data == b"new"
+
+
+def test_only_a_delete_leaves_its_generation_in_the_stripes_lock_file(
+    tmp_path: Path, system_calls: list[str]
+) -> None:
+    # A live object's generation is its file's: the lock file need only remember the generation of an
+    # object that is gone, so that a re-created one is newer. Recording every write cost a system call.
+    store = LocalFileStore(tmp_path, durable=False)
+    first = store.create("ledger/e1.json", b"{}")
+    second = store.put("ledger/e1.json", b"{}", if_generation_match=first)
+    assert system_calls.count("pwrite") == 0
+    store.delete("ledger/e1.json")
+    assert system_calls.count("pwrite") == 1
+    with mock.patch.object(local.time, "time_ns", return_value=0):  # a clock set back
+        assert store.create("ledger/e1.json", b"again") > second
+
+
+def _open_lock_files() -> int:
+    fds = os.listdir("/proc/self/fd")
+    return sum(".servo%/locks/" in _target(fd) for fd in fds)
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+def test_a_process_keeps_at_most_one_stores_worth_of_lock_files_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stores left to the garbage collector (a service context in a reference cycle) must not each
+    # hold up to LOCK_STRIPES descriptors: a test session reached 1,769 open files that way.
+    monkeypatch.setattr(local, "LOCK_STRIPES", 16)
+    stores = [LocalFileStore(tmp_path / f"root{r}", durable=False) for r in range(3)]
+    for store in stores:
+        for i in range(local.LOCK_STRIPES * 3):
+            store.create(f"ledger/{i:05d}.json", b"{}")
+    assert _open_lock_files() <= local.LOCK_STRIPES
+    for store in stores:  # and every store still writes and keeps its objects
+        store.create("ledger/last.json", b"{}")
+        assert len(store.list("ledger/")) == local.LOCK_STRIPES * 3 + 1

@@ -5,9 +5,11 @@ with ``jq`` and the projections with pyarrow or DuckDB. Everything else lives in
 ``ROOT/.servo%`` (no object name can reach it: names may not contain ``%``):
 
 - ``locks/NNN%l``: writers of an object serialise on ``fcntl.flock`` of one of ``LOCK_STRIPES`` files,
-  chosen by a hash of its name; the file also remembers the newest generation written or deleted under
-  it, so generations keep increasing after delete + re-create. Lock files are never removed: unlinking a
-  lock file another process is waiting on would let two writers hold "the" lock at once.
+  chosen by a hash of its name; the file also remembers the newest generation deleted under it, so
+  generations keep increasing after delete + re-create (a live object's generation is its file's, and
+  every write stamps one above both). Lock files are never removed: unlinking a lock file another
+  process is waiting on would let two writers hold "the" lock at once. A process keeps the lock files
+  it opened open (``_KeptLockFiles``), its threads taking turns on a thread lock.
 - ``tmp/``: a replacing write goes to a fresh temp file there, then ``os.replace`` publishes it: a reader
   opens one inode and always sees a whole object, without taking any lock. A new object needs no temp
   name: it is written to an unnamed file in its folder (``O_TMPFILE``) and linked at its name once whole
@@ -34,7 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from servo.core.errors import InvalidId, PreconditionFailed, ServoError
@@ -133,12 +135,19 @@ class LocalFileStore:
     def get(self, name: str) -> StoredObject | None:
         segments = self._segments(name)
         for path in self._homes(segments):
+            # A descriptor, not a file object: a buffered file asked the kernel for an isatty, a seek,
+            # a second stat and a second read besides, and every ledger event read is a get.
             try:
-                with open(path, "rb") as f:
-                    generation = _generation(os.fstat(f.fileno()))
-                    return StoredObject(name, f.read(), generation)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                continue  # absent, or a folder whose same-named object (if any) is in the shadow tree
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # absent
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # a folder: its same-named object (if any) is in the shadow tree
+                return StoredObject(name, _read_whole(fd, st.st_size), _generation(st))
+            finally:
+                os.close(fd)
         return None
 
     def list(
@@ -253,8 +262,13 @@ class LocalFileStore:
     ) -> int | None:
         """The write, under the object's lock; None when its folder must be made first."""
         unnamed = self._unnamed
+        # A new object (expected 0) is linked at its plain path without a look first: the link fails
+        # on a name already taken (a file, a folder whose object is in the shadow tree), and only then
+        # is the name looked at. A stat first was a system call for nothing on nearly every create.
+        look = not (unnamed and expected == 0)
         while True:
-            path, current = self._home(segments)
+            path, current = self._home(segments) if look else (self._plain(segments), None)
+            look = True
             _check(name, expected, current)
             remembered = _remembered(lock_fd)
             if current is None and unnamed:
@@ -268,8 +282,9 @@ class LocalFileStore:
                 except (FileNotFoundError, NotADirectoryError):
                     return None
                 if generation is not None:
-                    os.pwrite(lock_fd, _GEN.pack(generation), 0)
                     return generation
+                unnamed = False  # this system cannot: look (a replace must not pass a taken name)
+                continue
             tmp, generation = self._write_temp(data, max(remembered, current or 0))
             try:
                 os.replace(tmp, path)
@@ -282,9 +297,6 @@ class LocalFileStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-            # Recorded after the replace: if we crash in between, max(remembered, current) still
-            # advances. The generation is above what the lock file held (read under this lock).
-            os.pwrite(lock_fd, _GEN.pack(generation), 0)
             return generation
 
     def _link_new(self, path: str, data: bytes, floor: int) -> int | None:
@@ -395,40 +407,129 @@ class LocalFileStore:
     def _locked(self, segments: builtins.list[str]) -> Iterator[int]:
         """Hold the lock of an object's stripe (never more than one at a time: see _write)."""
         stripe = zlib.crc32("/".join(segments).encode("utf-8")) % LOCK_STRIPES
-        path = os.path.join(self._side, "locks", f"{stripe:03x}{_LOCK}")
+        lock_file = _LOCK_FILES.take(self._side, stripe)
+        # flock belongs to the open file description this process's threads share: it keeps
+        # other processes out, the thread lock keeps this process's other threads out.
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield fd
+            with lock_file.threads:
+                fcntl.flock(lock_file.fd, fcntl.LOCK_EX)
+                try:
+                    yield lock_file.fd
+                finally:
+                    fcntl.flock(lock_file.fd, fcntl.LOCK_UN)
         finally:
-            os.close(fd)  # closing the descriptor releases the flock
+            _LOCK_FILES.give_back(lock_file)
 
 
-_PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd opened by that pid)
+@dataclass(eq=False, slots=True)
+class _LockFile:
+    fd: int
+    threads: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # threads between take and give_back
+
+
+class _KeptLockFiles:
+    """This process's open stripe lock files, shared by its stores, each with a thread lock.
+
+    Opening and closing the lock file were two of a write's twelve system calls, so a descriptor is
+    kept once opened; at most LOCK_STRIPES of them while unused (one data directory's worth), since
+    stores left to the garbage collector must not each keep theirs. A forked child must not lock
+    through its parent's descriptors (the same open file descriptions: their flocks would not keep
+    the two apart), nor wait on a lock some parent thread held at the fork: ``forget`` them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, int], _LockFile] = {}
+
+    def take(self, side: str, stripe: int) -> _LockFile:
+        """The lock file of ``stripe`` under the side tree ``side``, open; ``give_back`` it after."""
+        with self._lock:
+            lock_file = self._open.get((side, stripe))
+            if lock_file is None:
+                lock_file = self._open[(side, stripe)] = _LockFile(_open_lock_file(side, stripe))
+                lock_file.users = 1
+                self._close_unused()
+            else:
+                lock_file.users += 1
+            return lock_file
+
+    def give_back(self, lock_file: _LockFile) -> None:
+        with self._lock:
+            lock_file.users -= 1
+
+    def _close_unused(self) -> None:
+        """Close unused descriptors, the longest kept first, down to LOCK_STRIPES if it can."""
+        excess = len(self._open) - LOCK_STRIPES
+        for key, lock_file in list(self._open.items()):
+            if excess <= 0:
+                return
+            if lock_file.users == 0:
+                del self._open[key]
+                os.close(lock_file.fd)
+                excess -= 1
+
+    def forget(self) -> None:
+        """Close every descriptor, in a child after a fork (the parent's stay open, its flocks held)."""
+        kept, self._open, self._lock = self._open, {}, threading.Lock()
+        for lock_file in kept.values():
+            with contextlib.suppress(OSError):
+                os.close(lock_file.fd)
+
+
+def _open_lock_file(side: str, stripe: int) -> int:
+    path = os.path.join(side, "locks", f"{stripe:03x}{_LOCK}")
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+_LOCK_FILES = _KeptLockFiles()
+_PROC_FDS: int | None = None  # a descriptor of /proc/self/fd, opened by this process
 _PROC_FDS_LOCK = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """Forget what the parent opened (its /proc/self/fd names the parent's files) and its locks.
+
+    A hook at each fork, rather than asking os.getpid() on every write: one system call each time.
+    """
+    global _PROC_FDS, _PROC_FDS_LOCK
+    _LOCK_FILES.forget()
+    if _PROC_FDS is not None:
+        with contextlib.suppress(OSError):
+            os.close(_PROC_FDS)
+    _PROC_FDS, _PROC_FDS_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _proc_fds() -> int | None:
-    """A descriptor of this process's ``/proc/self/fd`` (opened again after a fork: the parent's
-    would name the parent's files); None without /proc."""
+    """A descriptor of this process's ``/proc/self/fd``; None without /proc."""
     global _PROC_FDS
-    pid = os.getpid()
-    held = _PROC_FDS
-    if held is not None and held[0] == pid:
-        return held[1]
+    if _PROC_FDS is not None:
+        return _PROC_FDS
     with _PROC_FDS_LOCK:
-        if _PROC_FDS is not None and _PROC_FDS[0] == pid:
-            return _PROC_FDS[1]
-        try:
-            fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        _PROC_FDS = (pid, fd)
-        return fd
+        if _PROC_FDS is None:
+            try:
+                _PROC_FDS = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        return _PROC_FDS
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """The bytes of a file whose stat gave ``size``: one read, unless it has changed since."""
+    data = os.read(fd, size + 1)  # asking one byte more than there is: fewer back means the end
+    if len(data) == size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(size, 1 << 16)):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _check(name: str, expected: int | None, current: int | None) -> None:
