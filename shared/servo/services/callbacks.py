@@ -445,12 +445,13 @@ def task_completed(
         from servo.services.callback_dispatch import dispatch_made_ready, planned_dispatches
 
         made = _event(ctx, loc, fact, now)
-        planned = planned_dispatches(ctx, loc.part, loc.task, made[0])
+        tenant_id, workspace_id = loc.claims.tenant_id, loc.claims.workspace_id
+        planned = planned_dispatches(ctx, recent, tenant_id, workspace_id, loc.part, loc.task, made[0])
         # A completion whose next hop this callback dispatches unblocks nothing more: it may share a
         # later publish with that hop's progress. One that ends the run, or leaves its downstream
         # to the compactor, is published as soon as the window allows.
         _append(ctx, loc, fact, now, made=made, urgent=None if not planned[1] else False)
-        dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
+        dispatch_made_ready(ctx, recent, tenant_id, workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 
