@@ -197,7 +197,8 @@ def _dispatch(
     d: ctl.EnqueueDispatch,
     upstreams: dict[str, list[str]],
     issued_ms: int | None = None,
-) -> list[Any]:
+) -> str:
+    """Enqueue the worker's delivery of ``d``; returns its Cloud Task name."""
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
     name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
@@ -227,7 +228,7 @@ def _dispatch(
         dispatch_deadline_s=ctx.settings.worker_dispatch_deadline_s,
     )
     _enqueue(ctx, d.worker_queue, task)
-    return [_ack(d, name)]
+    return name
 
 
 def _ack(d: ctl.EnqueueDispatch, name: str) -> DispatchEnqueued:
@@ -379,18 +380,19 @@ def _execute(
         # write is published is recognised by its token (callbacks._as_dispatched).
         fields = (d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue)
         at = _issue_time(ctx, part.tasks[d.task_key], d.attempt)
-        acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams, at)
+        enqueue = ctl.EnqueueDispatch(*fields)
+        name = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams, at)
         if ctx.settings.defer_dispatch_ack:
             # The request alone: its row stays PENDING, and the next pass that finds it so (the task
             # not started) acknowledges it below; a started task has made the acknowledgement moot.
             return [_At(DispatchRequested(*fields), at)]
-        return [_At(DispatchRequested(*fields), at), *acked]
+        return [_At(DispatchRequested(*fields), at), _ack(enqueue, name)]
     if isinstance(d, ctl.EnqueueDispatch):
         if d.repair_of is None and recent.carried_out(f"dispatch:{d.dispatch_id}"):
             # This instance enqueued it before recording the request: only the acknowledgement is
             # missing. (After a restart the memory is gone, and the queue with it: enqueued again.)
             return [_ack(d, cloud_task_id(d.dispatch_id))]
-        return _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams)
+        return [_ack(d, _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))]
     if isinstance(d, ctl.ScheduleTimer):
         return _timer(ctx, tenant_id, workspace_id, d)
     if isinstance(d, ctl.FailAttempt):
