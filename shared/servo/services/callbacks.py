@@ -26,7 +26,7 @@ from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
 from servo.services._recent_writes import RecentWrites
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
 
@@ -249,17 +249,12 @@ def _append(
     made: tuple[Event, bytes] | None = None,
     urgent: bool | None = None,
 ) -> Event:
-    event, encoded = made or _event(ctx, loc, data, now)
+    made = made or _event(ctx, loc, data, now)
+    event = made[0]
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
-    append_events(
-        ctx,
-        loc.claims.tenant_id,
-        loc.claims.workspace_id,
-        [event],
-        await_publish=False,
-        urgent=urgent,
-        encoded=[encoded],
+    append_made(
+        ctx, loc.claims.tenant_id, loc.claims.workspace_id, [made], await_publish=False, urgent=urgent
     )
     recent = _recent_writes(ctx)
     if recent is not None and not isinstance(data, TaskHeartbeat) and _needed_ahead(loc):

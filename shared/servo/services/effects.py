@@ -37,7 +37,7 @@ from servo.core.timefmt import format_timestamp
 from servo.jsonlog import log_fields
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.upstream_outputs import outside_upstream_outputs
 from servo.tokens import issue_task_token, min_ttl_for
 
@@ -434,10 +434,8 @@ def carried_out(
                 # The controller acts again when the publish of these events changes the run; it never
                 # reads them back in this pass, so it does not wait for that publish.
                 made = [_event(ctx, tenant_id, workspace_id, x) for x in data]
-                events = [event for event, _ in made]
-                encoded = [raw for _, raw in made]
-                append_events(ctx, tenant_id, workspace_id, events, await_publish=False, encoded=encoded)
-                appended += events
+                append_made(ctx, tenant_id, workspace_id, made, await_publish=False)
+                appended += [event for event, _ in made]
         return appended
 
 
