@@ -25,6 +25,7 @@ from servo.core.state import RunPartition
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
 from servo.services._recent_writes import RecentWrites
+from servo.services.callback_dispatch import dispatch_made_ready, has_downstream, planned_dispatches
 from servo.services.context import ServiceContext
 from servo.services.ledger import append_made
 from servo.store import create_once
@@ -266,8 +267,6 @@ def _needed_ahead(loc: Located) -> bool:
     """Whether the run's other callbacks must see this task's facts before they are published: only
     if they can make a downstream task ready (a fan-out's children would otherwise have every callback
     of the run fold all their siblings' unpublished facts ahead: a copy of the whole run each)."""
-    from servo.services.callback_dispatch import has_downstream
-
     return has_downstream(loc.part, loc.task.task_key)
 
 
@@ -437,8 +436,6 @@ def task_completed(
     if recent is None:
         _append(ctx, loc, fact, now)
     else:
-        from servo.services.callback_dispatch import dispatch_made_ready, planned_dispatches
-
         made = _event(ctx, loc, fact, now)
         tenant_id, workspace_id = loc.claims.tenant_id, loc.claims.workspace_id
         planned = planned_dispatches(ctx, recent, tenant_id, workspace_id, loc.part, loc.task, made[0])
@@ -446,7 +443,7 @@ def task_completed(
         # later publish with that hop's progress. One that ends the run, or leaves its downstream
         # to the compactor, is published as soon as the window allows.
         _append(ctx, loc, fact, now, made=made, urgent=None if not planned[1] else False)
-        dispatch_made_ready(ctx, recent, tenant_id, workspace_id, loc.task, planned)
+        dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
 
 
