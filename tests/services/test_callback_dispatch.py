@@ -222,3 +222,35 @@ def test_a_task_without_downstream_leaves_nothing_for_the_other_callbacks_views(
     part = chain.ctx.snapshot(TENANT, WS).partition(chain.run_id)
     assert part is not None
     assert recent.view(TENANT, WS, part, chain.clock()) is part
+
+
+def test_a_chain_hop_folds_each_of_its_facts_ahead_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A completion is folded ahead to decide what it made ready; that view is where the run's next
+    # callbacks start from, so the completion is not folded a second time onto the run's last view
+    # (issue 21: folding was a tenth of the callbacks' CPU).
+    from tests.services.test_recent_writes import _applied
+
+    chain = Chain(tmp_path)
+    chain.work(chain.envelopes()["ns.a"])  # the run's views start
+    applied = _applied(monkeypatch)
+    b = chain.envelopes()["ns.b"]
+    chain.work(b)
+    chain.work(chain.envelopes()["ns.c"])
+    assert applied, "the callbacks fold their facts ahead"
+    assert sorted(set(applied)) == sorted(applied)
+
+
+def test_a_chain_hop_encodes_each_event_it_writes_once(tmp_path: Path, encodings: list[str]) -> None:
+    # Every event a hop writes (started, finished, the next hop's dispatch) goes to the ledger with
+    # the bytes it was made with (ledger.append_made): none is encoded a second time for the write.
+    chain = Chain(tmp_path)
+    chain.work(chain.envelopes()["ns.a"])
+    encodings.clear()
+    before = len(chain.ctx.store.list(f"{TENANT}/{WS}/ledger/orchestration/"))
+    chain.work(chain.envelopes()["ns.b"])
+    written = len(chain.ctx.store.list(f"{TENANT}/{WS}/ledger/orchestration/")) - before
+    # b's start and end, c's dispatch request and acknowledgement (both written on GCP's path)
+    assert sorted(encodings) == ["DispatchEnqueued", "DispatchRequested", "TaskFinished", "TaskStarted"]
+    assert written == len(encodings)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from servo.core.keys import encode_task_id
 from servo.dispatch import EnqueueOutcome, HttpTask
 from servo.services.callbacks import task_started
@@ -108,3 +109,23 @@ def test_the_gcp_path_acknowledges_at_once(tmp_path: Path) -> None:
     _, _, _, changed = compact_workspace(ctx, "default", WS)
     assert act_on(ctx, "default", WS, changed) == 2
     assert _ledger_types(ctx)[-2:] == ["DispatchRequested", "DispatchEnqueued"]
+
+
+def test_a_deferred_acknowledgement_is_not_built_only_to_be_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building an event checks its ids (a DispatchEnqueued parses its dispatch id): a pass that
+    # records the request alone has no acknowledgement to build (issue 21, CPU per task).
+    from servo.core.events import DispatchEnqueued
+    from servo.services import effects
+
+    built: list[str] = []
+
+    def counting(*args: Any, **kwargs: Any) -> DispatchEnqueued:
+        ack = DispatchEnqueued(*args, **kwargs)
+        built.append(ack.dispatch_id)
+        return ack
+
+    monkeypatch.setattr(effects, "DispatchEnqueued", counting)
+    _triggered(tmp_path)
+    assert built == []

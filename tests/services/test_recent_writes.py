@@ -125,18 +125,24 @@ def test_the_kept_view_equals_a_fresh_fold_ahead_of_the_same_inputs(data: st.Dat
     done: set[int] = set()  # written events remembered, or written by another instance
     published_upto = 2  # the trigger and the plan
     part = _published(RUNS[0], written[:published_upto])
+    seen = part
     ops = data.draw(st.lists(st.sampled_from(_OPS), min_size=len(written), max_size=4 * len(written)))
     for op in ops:
         note_event(op)
         waiting = [i for i in range(len(written)) if i not in done][:4]
-        if op in ("remember", "other writer") and waiting:
+        if op in ("remember", "other writer", "fold on") and waiting:
             # Writers remember what they wrote a little out of order (threads of one instance),
             # and some of the run's events are another instance's (the compactor's dispatches).
             i = data.draw(st.sampled_from(waiting), label="which")
             done.add(i)
-            if op == "remember":
+            # A completing callback folds its event onto the view it was given before writing it,
+            # and hands that fold on once the event is written and remembered.
+            ahead = recent.further(TENANT, WS, seen, [written[i]]) if op == "fold on" else None
+            if op != "other writer":
                 recent.remember(TENANT, WS, [written[i]], now)
                 model.remember(written[i], now)
+            if ahead is not None:
+                recent.advance(TENANT, WS, seen, ahead, [written[i]])
         elif op == "publish":
             # A publish folds a longer prefix of the ledger (the run's partition is read anew).
             upto = data.draw(st.integers(published_upto, len(written)), label="publish")
@@ -147,12 +153,16 @@ def test_the_kept_view_equals_a_fresh_fold_ahead_of_the_same_inputs(data: st.Dat
         elif op == "view":
             # The reader's copy of the same head is now and then another object (a cache that let
             # it go and read the head again).
-            seen = part if data.draw(st.integers(0, 4), label="same object?") else replace(part)
-            assert recent.view(TENANT, WS, seen, now) == model.expected(seen, now)
+            base = part if data.draw(st.integers(0, 4), label="same object?") else replace(part)
+            seen = recent.view(TENANT, WS, base, now)
+            assert seen == model.expected(base, now)
     assert recent.view(TENANT, WS, part, now) == model.expected(part, now)
 
 
-_OPS = ("remember", "remember", "remember", "other writer", "view", "view", "view", "publish", "tick")
+_OPS = (
+    *("remember", "remember", "fold on", "fold on", "other writer"),
+    *("view", "view", "view", "publish", "tick"),
+)
 
 
 def test_a_cancel_after_a_success_the_view_applied_wins_as_in_one_fold_of_both() -> None:

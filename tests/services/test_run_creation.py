@@ -158,24 +158,6 @@ def test_the_sweep_finishes_a_run_left_without_its_plan(
     assert ctx.queue is not None and len(ctx.queue.take()) == 1  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def encodings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The types of the events encoded from here on, one entry per encoding."""
-    import servo.core.events as events_module
-    import servo.services.ledger as ledger_module
-
-    encoded: list[str] = []
-    original = events_module.encode_event
-
-    def counting(event: Any) -> bytes:
-        encoded.append(event.event_type)
-        return original(event)
-
-    monkeypatch.setattr(events_module, "encode_event", counting)
-    monkeypatch.setattr(ledger_module, "encode_event", counting)
-    return encoded
-
-
 def test_a_trigger_encodes_each_of_its_run_events_once(tmp_path: Path, encodings: list[str]) -> None:
     """The run's events are written with the bytes they were made with (issue 21: CPU per task)."""
     ctx, _, _ = make_context(tmp_path, compact=False)

@@ -108,8 +108,41 @@ class RecentWrites:
         with self._lock:
             # Another callback of the run may have made one meanwhile: either is a true view.
             if key in self._runs:
-                self._ahead.pop(key, None)  # the most recent last, so the oldest goes first
-                self._ahead[key] = _Ahead(part, ids, view)
-                if len(self._ahead) > MAX_VIEWS:
-                    del self._ahead[next(iter(self._ahead))]
+                self._keep(key, _Ahead(part, ids, view))
         return view
+
+    def _keep(self, key: tuple[str, str, str], ahead: _Ahead) -> None:
+        self._ahead.pop(key, None)  # the most recent last, so the oldest goes first
+        self._ahead[key] = ahead
+        if len(self._ahead) > MAX_VIEWS:
+            del self._ahead[next(iter(self._ahead))]
+
+    def further(
+        self, tenant_id: str, workspace_id: str, view: RunPartition, events: Sequence[Event]
+    ) -> RunPartition | None:
+        """``view`` with ``events`` (not written yet) folded on, if ``view`` is the run's last view
+        and they extend it (``fold_further_ahead``); None otherwise. Once they are written and
+        remembered, ``advance`` makes the result the run's last view, so the run's next callback
+        does not fold them again."""
+        with self._lock:
+            last = self._ahead.get((tenant_id, workspace_id, view.run_id))
+        if last is None or last.view is not view:
+            return None
+        return fold_further_ahead(view, max(last.ids), events)
+
+    def advance(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        view: RunPartition,
+        ahead: RunPartition,
+        events: Sequence[Event],
+    ) -> None:
+        """``ahead`` (``further`` of ``view`` over ``events``) is the run's last view from now on,
+        as long as ``view`` still is and every one of ``events`` is remembered."""
+        key = (tenant_id, workspace_id, view.run_id)
+        with self._lock:
+            last, found = self._ahead.get(key), self._runs.get(key, {})
+            if last is None or last.view is not view or any(e.event_id not in found for e in events):
+                return
+            self._keep(key, _Ahead(last.part, last.ids | {e.event_id for e in events}, ahead))

@@ -19,6 +19,7 @@ and failing the request would only invite a retried completion.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from servo.core import controller as ctl
 from servo.core.events import Event
@@ -37,20 +38,40 @@ def has_downstream(part: RunPartition, task_key: str) -> bool:
     return bool(ctl.downstream_of(part, task_key))
 
 
+class Planned(NamedTuple):
+    """What a completion made due, worked out before it is written (``planned_dispatches``)."""
+
+    after: RunPartition  # the run with the completion folded ahead
+    decisions: list[ctl.Decision]
+    completion: Event
+    base: RunPartition | None = None  # the run's last view ``after`` extends (RecentWrites.further)
+
+
 def planned_dispatches(
-    ctx: ServiceContext, part: RunPartition, finished: TaskRow, completion: Event
-) -> tuple[RunPartition, list[ctl.Decision]]:
+    ctx: ServiceContext,
+    recent: RecentWrites,
+    tenant_id: str,
+    workspace_id: str,
+    part: RunPartition,
+    finished: TaskRow,
+    completion: Event,
+) -> Planned:
     """The run with ``completion`` (of ``finished``) folded ahead, and the dispatches it made due.
 
     Worked out before the completion is written, so that its writer knows whether the next hop is
     already on its way: a completion whose callback dispatches its downstream only records progress
-    and may share a later publish (ledger.append_events' ``urgent``)."""
+    and may share a later publish (ledger.append_events' ``urgent``). Where ``part`` is the run's last
+    view, the completion is folded onto it as the run's next callbacks would fold it, so they start
+    from this fold (``dispatch_made_ready``) instead of folding it again."""
     from servo.core.fold import fold_ahead
 
     if not has_downstream(part, finished.task_key):
-        return part, []  # nothing to make ready: no copy of the run, no pass over its tasks
-    after = fold_ahead(part, [completion])
-    return after, ctl.after_completion(after, finished, ctx.clock_ms())
+        return Planned(part, [], completion)  # nothing to make ready: no copy of the run, no pass
+    after = recent.further(tenant_id, workspace_id, part, [completion])
+    base = part if after is not None else None
+    if after is None:
+        after = fold_ahead(part, [completion])
+    return Planned(after, ctl.after_completion(after, finished, ctx.clock_ms()), completion, base)
 
 
 def dispatch_made_ready(
@@ -59,12 +80,14 @@ def dispatch_made_ready(
     tenant_id: str,
     workspace_id: str,
     finished: TaskRow,
-    planned: tuple[RunPartition, list[ctl.Decision]],
+    planned: Planned,
 ) -> int:
     """Carry out the ``planned`` dispatches of ``finished``'s durable completion; how many."""
     from servo.services.effects import carried_out
 
-    after, decisions = planned
+    after, decisions, completion, base = planned
+    if base is not None:
+        recent.advance(tenant_id, workspace_id, base, after, [completion])
     if not decisions:
         return 0
     try:

@@ -26,8 +26,9 @@ from servo.core.state import RunPartition
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
 from servo.services._recent_writes import RecentWrites
+from servo.services.callback_dispatch import dispatch_made_ready, has_downstream, planned_dispatches
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
 
@@ -250,17 +251,12 @@ def _append(
     made: tuple[Event, bytes] | None = None,
     urgent: bool | None = None,
 ) -> Event:
-    event, encoded = made or _event(ctx, loc, data, now)
+    made = made or _event(ctx, loc, data, now)
+    event = made[0]
     # The worker never reads back its own facts: its next call passes the same checks whether or not
     # this one is published yet (as on GCP, where compaction is asynchronous), so it does not wait.
-    append_events(
-        ctx,
-        loc.claims.tenant_id,
-        loc.claims.workspace_id,
-        [event],
-        await_publish=False,
-        urgent=urgent,
-        encoded=[encoded],
+    append_made(
+        ctx, loc.claims.tenant_id, loc.claims.workspace_id, [made], await_publish=False, urgent=urgent
     )
     recent = _recent_writes(ctx)
     if recent is not None and not isinstance(data, TaskHeartbeat) and _needed_ahead(loc):
@@ -272,8 +268,6 @@ def _needed_ahead(loc: Located) -> bool:
     """Whether the run's other callbacks must see this task's facts before they are published: only
     if they can make a downstream task ready (a fan-out's children would otherwise have every callback
     of the run fold all their siblings' unpublished facts ahead: a copy of the whole run each)."""
-    from servo.services.callback_dispatch import has_downstream
-
     return has_downstream(loc.part, loc.task.task_key)
 
 
@@ -443,10 +437,9 @@ def task_completed(
     if recent is None:
         _append(ctx, loc, fact, now)
     else:
-        from servo.services.callback_dispatch import dispatch_made_ready, planned_dispatches
-
         made = _event(ctx, loc, fact, now)
-        planned = planned_dispatches(ctx, loc.part, loc.task, made[0])
+        tenant_id, workspace_id = loc.claims.tenant_id, loc.claims.workspace_id
+        planned = planned_dispatches(ctx, recent, tenant_id, workspace_id, loc.part, loc.task, made[0])
         # A completion whose next hop this callback dispatches unblocks nothing more: it may share a
         # later publish with that hop's progress, and so may a fan-out leaf's while its siblings run.
         # One that ends the run, fails, or leaves its downstream to the compactor, is published as

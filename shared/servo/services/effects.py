@@ -37,7 +37,7 @@ from servo.core.timefmt import format_timestamp
 from servo.jsonlog import log_fields
 from servo.services._io_pool import io_map
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_events
+from servo.services.ledger import append_made
 from servo.services.upstream_outputs import outside_upstream_outputs
 from servo.tokens import issue_task_token, min_ttl_for
 
@@ -197,7 +197,8 @@ def _dispatch(
     d: ctl.EnqueueDispatch,
     upstreams: dict[str, list[str]],
     issued_ms: int | None = None,
-) -> list[Any]:
+) -> str:
+    """Enqueue the worker's delivery of ``d``; returns its Cloud Task name."""
     traceparent = part.run.traceparent if part.run is not None else None
     # A repair gets a fresh name: the first Cloud Task may still be tombstoned under the old one.
     name = cloud_task_id(d.dispatch_id if d.repair_of is None else f"{d.dispatch_id}:repair:{d.repair_of}")
@@ -227,7 +228,7 @@ def _dispatch(
         dispatch_deadline_s=ctx.settings.worker_dispatch_deadline_s,
     )
     _enqueue(ctx, d.worker_queue, task)
-    return [_ack(d, name)]
+    return name
 
 
 def _ack(d: ctl.EnqueueDispatch, name: str) -> DispatchEnqueued:
@@ -379,18 +380,19 @@ def _execute(
         # write is published is recognised by its token (callbacks._as_dispatched).
         fields = (d.run_id, d.task_key, d.attempt, d.attempt_id, d.dispatch_id, d.worker_queue)
         at = _issue_time(ctx, part.tasks[d.task_key], d.attempt)
-        acked = _dispatch(ctx, tenant_id, workspace_id, part, ctl.EnqueueDispatch(*fields), upstreams, at)
+        enqueue = ctl.EnqueueDispatch(*fields)
+        name = _dispatch(ctx, tenant_id, workspace_id, part, enqueue, upstreams, at)
         if ctx.settings.defer_dispatch_ack:
             # The request alone: its row stays PENDING, and the next pass that finds it so (the task
             # not started) acknowledges it below; a started task has made the acknowledgement moot.
             return [_At(DispatchRequested(*fields), at)]
-        return [_At(DispatchRequested(*fields), at), *acked]
+        return [_At(DispatchRequested(*fields), at), _ack(enqueue, name)]
     if isinstance(d, ctl.EnqueueDispatch):
         if d.repair_of is None and recent.carried_out(f"dispatch:{d.dispatch_id}"):
             # This instance enqueued it before recording the request: only the acknowledgement is
             # missing. (After a restart the memory is gone, and the queue with it: enqueued again.)
             return [_ack(d, cloud_task_id(d.dispatch_id))]
-        return _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams)
+        return [_ack(d, _dispatch(ctx, tenant_id, workspace_id, part, d, upstreams))]
     if isinstance(d, ctl.ScheduleTimer):
         return _timer(ctx, tenant_id, workspace_id, d)
     if isinstance(d, ctl.FailAttempt):
@@ -432,10 +434,8 @@ def carried_out(
                 # The controller acts again when the publish of these events changes the run; it never
                 # reads them back in this pass, so it does not wait for that publish.
                 made = [_event(ctx, tenant_id, workspace_id, x) for x in data]
-                events = [event for event, _ in made]
-                encoded = [raw for _, raw in made]
-                append_events(ctx, tenant_id, workspace_id, events, await_publish=False, encoded=encoded)
-                appended += events
+                append_made(ctx, tenant_id, workspace_id, made, await_publish=False)
+                appended += [event for event, _ in made]
         return appended
 
 

@@ -114,10 +114,25 @@ def append_events(
 
 
 def append_made(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, made: list[tuple[Event, bytes]]
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    made: Sequence[tuple[Event, bytes]],
+    *,
+    await_publish: bool = True,
+    urgent: bool | None = None,
 ) -> list[str]:
-    """Append events as ``make_encoded_event`` made them, each written with the bytes it was made with."""
-    return append_events(ctx, tenant_id, workspace_id, [e for e, _ in made], encoded=[b for _, b in made])
+    """Append events as ``make_encoded_event`` made them, each written with the bytes it was made with
+    (``append_events`` for the keywords)."""
+    return append_events(
+        ctx,
+        tenant_id,
+        workspace_id,
+        [e for e, _ in made],
+        await_publish=await_publish,
+        encoded=[b for _, b in made],
+        urgent=urgent,
+    )
 
 
 def stamp(
