@@ -21,6 +21,7 @@ from servo.services.cancel import cancel_run
 from servo.services.context import ServiceContext
 from servo.services.manifests import deploy_manifest
 from servo.services.orchestrate import compact_and_act
+from servo.services.runs import load_run
 from servo.services.trigger import trigger_run
 
 from tests.functions.test_deploy_function import asset, manifest
@@ -65,13 +66,14 @@ class FanOut:
         task_started(self.ctx, task_id, headers, {**ids, "executionId": f"x-{key}"})
 
     def complete(self, key: str, outcome: str = "SUCCEEDED") -> bool:
-        """Complete ``key``'s attempt; whether its TaskFinished was handed over as urgent."""
+        """Complete ``key``'s attempt; whether its TaskFinished was handed over as urgent (at first,
+        or again once the callback found it was the run's last)."""
         task_id, headers, ids = _call(self.leaves[key])
         self.clock.advance(10)
         self.handed.clear()
         task_completed(self.ctx, task_id, headers, {**ids, "outcome": outcome})
-        assert [types for types, _ in self.handed] == [["TaskFinished"]]
-        return self.handed[0][1]
+        assert {tuple(types) for types, _ in self.handed} == {("TaskFinished",)}
+        return any(urgent for _, urgent in self.handed)
 
     def work(self, envelope: dict[str, Any]) -> None:
         task_id, headers, ids = _call(envelope)
@@ -88,6 +90,20 @@ def test_a_leaf_completion_while_its_siblings_run_only_records_progress(tmp_path
     assert [fan.complete("ns.b"), fan.complete("ns.c")] == [False, False]
     fan.publish()  # the last completion's view shows its siblings done: it ends the run
     assert fan.complete("ns.d") is True
+
+
+def test_the_leaf_that_ends_the_run_is_urgent_though_no_publish_shows_its_siblings_done(
+    tmp_path: Path,
+) -> None:
+    # The leaves' facts are not folded ahead (nothing waits on them), so the last one's view still
+    # shows its siblings running: what this instance wrote tells it they are not.
+    fan = FanOut(tmp_path)
+    for key in LEAVES:
+        fan.start(key)
+    assert [fan.complete("ns.b"), fan.complete("ns.c"), fan.complete("ns.d")] == [False, False, True]
+    fan.publish()
+    view = load_run(fan.ctx, TENANT, WS, fan.run_id)
+    assert view is not None and view.run.state == "SUCCEEDED"
 
 
 def test_a_completion_that_dispatches_nothing_but_unblocks_a_decision_is_urgent(tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ class RecentWrites:
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str, str], dict[str, tuple[int, Event]]] = {}
         self._ahead: dict[tuple[str, str, str], _Ahead] = {}
+        # Completions of tasks nothing waits on, which are not folded ahead: (time, idempotency key)
+        # by task key, so the run's last one can tell it ends the run before a publish shows it.
+        self._leaf_ends: dict[tuple[str, str, str], dict[str, tuple[int, str]]] = {}
 
     def remember(self, tenant_id: str, workspace_id: str, events: Sequence[Event], now_ms: int) -> None:
         with self._lock:
@@ -61,6 +64,32 @@ class RecentWrites:
                     self._runs.setdefault(key, {})[event.event_id] = (now_ms, event)
             if len(self._runs) > MAX_RUNS:
                 self._forget_old(now_ms)
+
+    def leaf_ended(
+        self, tenant_id: str, workspace_id: str, part: RunPartition, task_key: str, event: Event, now_ms: int
+    ) -> int:
+        """Note that this instance wrote ``event``, the completion of ``task_key`` (a task nothing
+        waits on); how many other tasks of the run ``part`` (its callback's view) may still be open.
+
+        Each callback notes its own completion after handing it over, so of several ending together
+        the last to note counts the others done, and all of them are handed over by then. A noted
+        completion the fold later refuses (or a retry) only makes a count too low: a publish sooner.
+        """
+        run = part.run
+        if run is None:
+            return 0
+        key = (tenant_id, workspace_id, part.run_id)
+        with self._lock:
+            ends = self._leaf_ends.setdefault(key, {})
+            ends[task_key] = (now_ms, event.idempotency_key)
+            for done in [
+                k for k, (at, idem) in ends.items() if idem in part.idempotency or now_ms - at >= KEEP_MS
+            ]:
+                del ends[done]
+            if len(self._leaf_ends) > MAX_RUNS:
+                self._leaf_ends = {k: v for k, v in self._leaf_ends.items() if v}
+            # The view counts every noted completion it does not show yet as open (this one included).
+            return run.tasks_total - run.tasks_completed - len(ends)
 
     def _forget_old(self, now_ms: int) -> None:
         for key in list(self._runs):

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 from servo.core.canonical_json import canonical_dumps
 from servo.core.controller import completion_only_progress
 from servo.core.errors import CallbackRejected, InvalidMessage, InvalidTaskId, Unauthorized
-from servo.core.events import Event, TaskFinished, TaskHeartbeat, TaskStarted, make_encoded_event
+from servo.core.events import (
+    Event,
+    TaskFinished,
+    TaskHeartbeat,
+    TaskStarted,
+    ledger_object_name,
+    make_encoded_event,
+)
 from servo.core.ids import attempt_id, dispatch_id
 from servo.core.keys import decode_task_id, encode_task_id
 from servo.core.protocol import CompletedRequest, HeartbeatRequest, StartedRequest
@@ -446,8 +453,22 @@ def task_completed(
         # soon as the window allows.
         progress = bool(planned[1]) or completion_only_progress(loc.part, loc.task, fact.outcome)
         _append(ctx, loc, fact, now, made=made, urgent=False if progress else None)
+        if progress and not planned[1]:
+            _end_of_leaves(ctx, recent, loc, made[0], now)
         dispatch_made_ready(ctx, recent, loc.claims.tenant_id, loc.claims.workspace_id, loc.task, planned)
     return {"acknowledged": True, "finalState": req.outcome, "serverTime": format_timestamp(now)}
+
+
+def _end_of_leaves(ctx: ServiceContext, recent: RecentWrites, loc: Located, event: Event, now: int) -> None:
+    """A leaf's success handed over as progress may be the run's last completion, though its view
+    (which leaves' facts are not folded into) still shows siblings running: once this instance's
+    notes count none open, hand it over again as urgent, so the run's end is published at once."""
+    tenant_id, workspace_id = loc.claims.tenant_id, loc.claims.workspace_id
+    if recent.leaf_ended(tenant_id, workspace_id, loc.part, loc.task.task_key, event, now) > 0:
+        return
+    if ctx.after_ledger_write is not None:
+        name = ledger_object_name(event.event_id)
+        ctx.after_ledger_write(ctx, tenant_id, workspace_id, [name], await_publish=False, urgent=True)
 
 
 def log_object_name(run_id: str, task_key: str, attempt: int, seq: int | None = None) -> str:
