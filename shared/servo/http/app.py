@@ -257,6 +257,17 @@ def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]
     return value
 
 
+def http_error_reply(status: int, message: str, path: str) -> Reply:
+    """A refusal of the HTTP layer itself (no rule for the path or the method), in the API's JSON shape."""
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL")
+    reply = _json_error_reply(status, code, message)
+    if status != 405:
+        return reply
+    # The route table, not the server's catch-all rule, knows which methods this path serves.
+    allow = ", ".join(routes.allowed_methods(path))
+    return Reply(status, reply.body, {**reply.headers, "Allow": allow})
+
+
 def install_json_errors(app: Flask) -> None:
     """Errors raised before our handler runs (routing, undecodable bodies) answer in the API's JSON shape.
 
@@ -265,17 +276,9 @@ def install_json_errors(app: Flask) -> None:
     """
 
     def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
-            status, "BAD_REQUEST" if status < 500 else "INTERNAL"
-        )
-        response = _json_error(status, code, exc.description or exc.name)
-        if status == 405:
-            # The route table, not Flask's catch-all rule, knows which methods this path serves.
-            from flask import request
+        from flask import request
 
-            response.headers["Allow"] = ", ".join(routes.allowed_methods(request.path))
-        return response
+        return wsgi_response(http_error_reply(exc.code or 500, exc.description or exc.name, request.path))
 
     def undecodable(exc: UnicodeDecodeError) -> Response:
         return _json_error(400, "BAD_REQUEST", "request body is not valid UTF-8")
