@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from werkzeug.serving import DechunkedInput
@@ -74,7 +74,6 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
     requests or in the middle of one, is disconnected.
     """
 
-    timeout: float | None = None
     server_version = "servo-dev"
     disable_nagle_algorithm = True  # an answer is one write: send it at once
 
@@ -122,7 +121,9 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
     def _run(self, environ: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]], bytes]:
         started: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[..., Any]:
             started[:] = [status, headers]
             return _no_write
 
@@ -135,7 +136,9 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
                 if close is not None:
                     close()
         except Exception:
-            logger.exception("the local server's app failed on %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            logger.exception(
+                "the local server's app failed on %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"]
+            )
             return None, [], b""
         status, headers = started
         return int(status.split(None, 1)[0]), headers, body
@@ -158,7 +161,7 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
             raise HttpError(400, f"malformed request target {target[:100]!r}") from None
         # As werkzeug's server reads the target: "//a/b" is a path, "http://host/p" names its host.
         path = f"/{url.netloc}{url.path}" if url.netloc and not url.scheme else url.path
-        address = self.server.server_address  # type: ignore[attr-defined]
+        address = cast(tuple[str, int], self.server.server_address)
         environ: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
@@ -189,13 +192,13 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
                 raise HttpError(400, "a request cannot declare both Content-Length and Transfer-Encoding")
             if environ["HTTP_TRANSFER_ENCODING"].strip().lower() != "chunked":
                 raise HttpError(400, "only the chunked transfer encoding is accepted")
-            environ["wsgi.input"] = DechunkedInput(self.rfile)
+            environ["wsgi.input"] = DechunkedInput(cast(IO[bytes], self.rfile))
             environ["wsgi.input_terminated"] = True
             # Trailers after the last chunk are not parsed: the connection ends with this request.
             return environ, False
         if length is not None and not (length.isascii() and length.isdigit()):
             raise HttpError(400, f"invalid Content-Length {length[:40]!r}")
-        environ["wsgi.input"] = _Body(self.rfile, int(length or 0))
+        environ["wsgi.input"] = _Body(cast(IO[bytes], self.rfile), int(length or 0))
         return environ, keep
 
     def _headers(self, environ: dict[str, Any]) -> str:

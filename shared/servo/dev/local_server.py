@@ -13,6 +13,8 @@ bodies on the methods that change something.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import socket
 import socketserver
 import threading
@@ -58,7 +60,7 @@ class BoundedWSGIServer(BaseWSGIServer):
     ) -> None:
         # StreamRequestHandler applies ``timeout`` to the socket; HTTP/1.1 keeps connections alive.
         bounded = type(handler.__name__, (handler,), {"timeout": timeout_s, "protocol_version": "HTTP/1.1"})
-        super().__init__(host, port, app, handler=bounded)  # type: ignore[arg-type]
+        super().__init__(host, port, app, handler=bounded)
         self._slots = threading.BoundedSemaphore(max_connections)
         self._idle_lock = threading.Lock()
         self._idle: set[socket.socket] = set()
@@ -82,10 +84,8 @@ class BoundedWSGIServer(BaseWSGIServer):
             self._closing = True
             idle, self._idle = self._idle, set()
         for connection in idle:
-            try:
+            with contextlib.suppress(OSError):  # closed by its client meanwhile
                 connection.shutdown(socket.SHUT_RDWR)  # wakes its handler, which then ends
-            except OSError:
-                pass  # closed by its client meanwhile
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(timeout=_SLOT_WAIT_S):
@@ -145,6 +145,7 @@ def _has_body(headers: Any) -> bool:
         return True
 
 
+@functools.lru_cache(maxsize=256)  # a handful of Host and Origin values, on every request
 def _hostname(url: str) -> str | None:
     try:
         return urlsplit(url).hostname
