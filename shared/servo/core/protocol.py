@@ -121,18 +121,6 @@ def _read(message: str, obj: Mapping[str, Any], f: _Field, prefix: str) -> Any:
     return value
 
 
-def _write(f: _Field, value: Any) -> Any:
-    if value is None:
-        return None
-    if f.kind == "time":
-        return format_timestamp(value)
-    if f.kind == "nested":
-        return value.to_json()
-    if f.kind == "object":
-        return dict(value)
-    return value
-
-
 class _Message:
     """Parse/render by the subclass's ``_WIRE`` table; ``_finish`` fills defaults the table cannot."""
 
@@ -160,8 +148,20 @@ class _Message:
 
     def to_json(self) -> dict[str, Any]:
         """Render as camelCase JSON in the contract's field order, omitting None optionals."""
-        out = ((f.wire, _write(f, getattr(self, f.attr))) for f in self._WIRE)
-        return {key: value for key, value in out if value is not None}
+        out: dict[str, Any] = {}
+        for f in self._WIRE:
+            value = getattr(self, f.attr)
+            if value is None:
+                continue
+            kind = f.kind
+            if kind == "time":
+                value = format_timestamp(value)
+            elif kind == "nested":
+                value = value.to_json()
+            elif kind == "object":
+                value = dict(value)
+            out[f.wire] = value
+        return out
 
 
 def _attempt_fields(lo: int) -> tuple[_Field, ...]:
