@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from servo.core.errors import InvalidId, ServoError
 from servo.core.ids import (
-    ulid_text,
     TimerIdParts,
     UlidFactory,
     _has_control,
@@ -28,6 +27,7 @@ from servo.core.ids import (
     parse_timer_id,
     run_key_object_name,
     timer_id,
+    ulid_text,
     ulid_time_ms,
     validate_path_component,
     validate_scope_id,
