@@ -313,3 +313,22 @@ def test_the_router_is_the_local_api_itself_with_no_web_framework_between(tmp_pa
     assert isinstance(app, LocalApi)
     res = app.test_client().head("/healthz")
     assert (res.status_code, res.headers["Content-Length"], res.data) == (200, "16", b"")
+
+
+def test_an_app_that_raises_answers_a_json_500_and_the_connection_closes() -> None:
+    from servo.dev.local_server import BoundedWSGIServer
+
+    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("boom")
+
+    server = BoundedWSGIServer("127.0.0.1", 0, broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with _connect(f"http://127.0.0.1:{server.server_port}") as conn, conn.makefile("rb") as reader:
+            conn.sendall(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, headers, body = _answer(reader)
+            assert (status, json.loads(body)["code"], headers["connection"]) == (500, "INTERNAL", "close")
+            assert reader.read() == b""
+    finally:
+        server.shutdown()
+        server.server_close()

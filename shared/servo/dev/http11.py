@@ -111,12 +111,12 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
         keep = keep and status is not None
         if status is None:
             status, headers, body = 500, [("Content-Type", "application/json")], _INTERNAL
-        # What the app left unread is read and dropped: the next request starts after it.
-        keep = _drained(environ["wsgi.input"]) and keep
         if environ["REQUEST_METHOD"] == "HEAD":
             body = b""
         self._send(status, headers, body, close=not keep)
-        return keep
+        # What the app left unread is read and dropped, after the answer (a client still sending
+        # would otherwise see a reset, not the answer): the next request starts after it.
+        return _drained(environ["wsgi.input"]) and keep
 
     def _run(self, environ: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]], bytes]:
         started: list[Any] = []
@@ -135,13 +135,13 @@ class KeepAliveHandler(socketserver.StreamRequestHandler):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            status, headers = started
+            return int(status.split(None, 1)[0]), headers, body
         except Exception:
             logger.exception(
                 "the local server's app failed on %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"]
             )
             return None, [], b""
-        status, headers = started
-        return int(status.split(None, 1)[0]), headers, body
 
     def _environ(self, line: bytes) -> tuple[dict[str, Any], bool]:
         """The WSGI environ of the request starting with ``line`` (its headers read from the socket),
