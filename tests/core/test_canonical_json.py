@@ -139,6 +139,23 @@ def test_loads_strict_rejections(data: bytes) -> None:
         loads_strict(data)
 
 
+@pytest.mark.parametrize(
+    ("data", "message", "key"),
+    [
+        (b'{"a":1,"b":{"k":1,"j":2,"k":3},"a":2}', "duplicate object key 'k'", "k"),
+        (b'{"a":1,"b":2,"b":3,"a":4}', "duplicate object key 'b'", "b"),
+        ("\ufeff{}".encode(), "Unexpected UTF-8 BOM", None),
+    ],
+)
+def test_loads_strict_says_what_it_refused(data: bytes, message: str, key: str | None) -> None:
+    """The parser is built once and reused (json.loads built one a call): its refusals read the same."""
+    for _ in range(2):
+        with pytest.raises(CanonicalJsonError) as refused:
+            loads_strict(data)
+        assert message in refused.value.message
+        assert (refused.value.details or {}).get("key") == key
+
+
 def test_loads_strict_deep_nesting_is_a_typed_error() -> None:
     with pytest.raises(CanonicalJsonError):
         loads_strict("[" * 100_000 + "]" * 100_000)

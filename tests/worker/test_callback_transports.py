@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from servo.dispatch import HttpTransport, InboundRequest, InProcessTransport, Reply, Transport
@@ -86,3 +87,37 @@ def test_a_control_plane_nobody_serves_is_callback_unavailable(plane: Plane) -> 
     client = CallbackClient(plane.transport, "http://127.0.0.1:1", TASK, "t", tries=2, backoff_s=0.01)
     with pytest.raises(CallbackUnavailable):
         client.post("started", {"attempt": 1})
+
+
+class _CountedReply(Reply):
+    __slots__ = ()
+    decoded: list[int] = []  # noqa: RUF012 (one list for the test's replies)
+
+    def json_object(self) -> dict[str, Any]:
+        self.decoded.append(self.status)
+        return Reply.json_object(self)
+
+
+class _Answering:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.body = status, body
+
+    def deliver(self, method: str, url: str, headers: Any, body: bytes, *, timeout_s: float) -> Reply:
+        return _CountedReply(self.status, self.body, {"Content-Type": "application/json"})
+
+
+def test_an_answer_s_body_is_decoded_only_when_the_worker_reads_it() -> None:
+    """An accepted ``started`` or ``completed`` is acted on by its status alone: its body was decoded
+    for nothing, twice a task."""
+    _CountedReply.decoded.clear()
+    accepted = CallbackClient(_Answering(200, b'{"acknowledged":true}'), "http://x", TASK, "t").post(
+        "started", {}
+    )
+    assert accepted.ok and _CountedReply.decoded == []
+    refused = CallbackClient(
+        _Answering(409, b'{"error":"attempt_mismatch","message":"m"}'), "http://x", TASK, "t"
+    )
+    reply = refused.post("started", {})
+    assert (reply.status, reply.error, reply.body["message"]) == (409, "attempt_mismatch", "m")
+    empty = CallbackClient(_Answering(200, b""), "http://x", TASK, "t").post("heartbeat", {})
+    assert empty.body == {} and empty.error is None

@@ -161,12 +161,28 @@ def _parse_int(text: str) -> int:
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in result:
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    seen: set[str] = set()
+    for key, _ in pairs:  # the first key given twice is the one named
+        if key in seen:
             raise CanonicalJsonError(f"JSON: duplicate object key {key!r}", details={"key": key})
-        result[key] = item
-    return result
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a key repeats")
+
+
+def _strict_decoder(allow_floats: bool) -> json.JSONDecoder:
+    return json.JSONDecoder(
+        parse_float=float if allow_floats else _reject_float,
+        parse_int=_parse_int,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_unique_object,
+    )
+
+
+# Built once: json.loads with hooks builds a decoder (and its scanner) on every call.
+_DECODERS = {False: _strict_decoder(False), True: _strict_decoder(True)}
 
 
 def loads_strict(data: bytes | str, *, allow_floats: bool = False) -> Any:
@@ -187,13 +203,9 @@ def loads_strict(data: bytes | str, *, allow_floats: bool = False) -> Any:
     else:
         text = data
     try:
-        value = json.loads(
-            text,
-            parse_float=float if allow_floats else _reject_float,
-            parse_int=_parse_int,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_unique_object,
-        )
+        if text.startswith("\ufeff"):  # as json.loads refuses it (the decoder alone would not say why)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODERS[allow_floats].decode(text)
         # Escaped lone surrogates (\ud800) parse into str but have no UTF-8 form; without a \u escape
         # in valid UTF-8 text there can be none, so only such a text is walked.
         if "\\u" in text or (data is text and not _encodable(text)):

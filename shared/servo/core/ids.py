@@ -13,8 +13,6 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ulid import ULID
-
 from servo.core.errors import InvalidId, ServoError
 
 # ---------------------------------------------------------------------------------------------- ULID
@@ -52,7 +50,21 @@ class UlidFactory:
                 raise ServoError("random_bytes(10) must return exactly 10 bytes")
             ms, randomness = now_ms, int.from_bytes(raw, "big")
         self._last_ms, self._last_random = ms, randomness
-        return str(ULID.from_bytes(ms.to_bytes(6, "big") + randomness.to_bytes(10, "big")))
+        return ulid_text(ms, randomness)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Every pair of digits, by the 10 bits it spells: a ULID is 13 lookups.
+_DIGIT_PAIRS = tuple(first + second for first in _CROCKFORD for second in _CROCKFORD)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
+
+
+def ulid_text(ms: int, randomness: int) -> str:
+    """The ULID of 48 bits of time and 80 of randomness (both in range), as 26 Crockford digits: its
+    128 bits read as 130 (two leading zero bits), 10 at a time (python-ulid's encoder, one digit at a
+    time through a ULID object, cost ~14 us an id: every event id, every attempt's ids)."""
+    bits = (ms << 80) | randomness
+    return "".join([_DIGIT_PAIRS[(bits >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def is_ulid(s: object) -> bool:

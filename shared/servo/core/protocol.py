@@ -12,7 +12,6 @@ that table, so the two directions cannot drift apart.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,9 +51,15 @@ class _Field:
     allowed: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     nested: Any = None  # the _Message subclass of a nested object
+    # Every spelling a reader accepts, camelCase first: computed once, not for every field read.
+    spellings: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        snake = _snake(self.wire)
+        spellings = (self.wire, *((snake,) if snake != self.wire else ()), *self.aliases)
+        object.__setattr__(self, "spellings", spellings)
 
 
-@functools.cache  # field names are few; this runs for every field of every message read
 def _snake(camel: str) -> str:
     return _CAMEL_HUMP.sub(r"_\1", camel).lower()
 
@@ -64,8 +69,11 @@ def _fail(message: str, path: str, reason: str) -> InvalidMessage:
 
 
 def _lookup(message: str, obj: Mapping[str, Any], f: _Field, path: str) -> Any:
-    found: Any = None
-    for key in (f.wire, _snake(f.wire), *f.aliases):
+    spellings = f.spellings
+    found = obj.get(spellings[0])
+    if len(spellings) == 1:
+        return found
+    for key in spellings[1:]:
         value = obj.get(key)
         if value is None:
             continue
@@ -83,42 +91,33 @@ def _read(message: str, obj: Mapping[str, Any], f: _Field, prefix: str) -> Any:
             raise _fail(message, path, f"missing required field {path}")
         return None
     kind = f.kind
-    if kind in ("id", "text") and (not isinstance(value, str) or (kind == "id" and not value)):
-        raise _fail(
-            message, path, f"{path} must be a {'non-empty ' if kind == 'id' else ''}string, got {value!r}"
-        )
+    # Each kind returns as soon as it is checked: this runs for every field of every message read.
+    if kind == "id" or kind == "text":
+        if not isinstance(value, str) or (kind == "id" and not value):
+            nonempty = "non-empty " if kind == "id" else ""
+            raise _fail(message, path, f"{path} must be a {nonempty}string, got {value!r}")
+        return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(message, path, f"{path} must be an integer, got {value!r}")
         if not f.lo <= value <= f.hi:
             raise _fail(message, path, f"{path} must be in {f.lo}..{f.hi}, got {value}")
-    if kind == "bool" and not isinstance(value, bool):
-        raise _fail(message, path, f"{path} must be a boolean, got {value!r}")
-    if kind == "enum" and value not in f.allowed:
-        raise _fail(message, path, f"{path} must be one of {'|'.join(f.allowed)}, got {value!r}")
+        return value
     if kind == "time":
         try:
             return parse_timestamp(value)
         except InvalidInput as exc:
             raise _fail(message, path, f"{path}: {exc.message}") from exc
+    if kind == "bool" and not isinstance(value, bool):
+        raise _fail(message, path, f"{path} must be a boolean, got {value!r}")
+    if kind == "enum" and value not in f.allowed:
+        raise _fail(message, path, f"{path} must be one of {'|'.join(f.allowed)}, got {value!r}")
     if kind in ("object", "nested") and not isinstance(value, Mapping):
         raise _fail(message, path, f"{path} must be a JSON object")
     if kind == "object":
         return dict(value)
     if kind == "nested":
         return f.nested.from_json(value, _prefix=path + ".")
-    return value
-
-
-def _write(f: _Field, value: Any) -> Any:
-    if value is None:
-        return None
-    if f.kind == "time":
-        return format_timestamp(value)
-    if f.kind == "nested":
-        return value.to_json()
-    if f.kind == "object":
-        return dict(value)
     return value
 
 
@@ -149,8 +148,20 @@ class _Message:
 
     def to_json(self) -> dict[str, Any]:
         """Render as camelCase JSON in the contract's field order, omitting None optionals."""
-        out = ((f.wire, _write(f, getattr(self, f.attr))) for f in self._WIRE)
-        return {key: value for key, value in out if value is not None}
+        out: dict[str, Any] = {}
+        for f in self._WIRE:
+            value = getattr(self, f.attr)
+            if value is None:
+                continue
+            kind = f.kind
+            if kind == "time":
+                value = format_timestamp(value)
+            elif kind == "nested":
+                value = value.to_json()
+            elif kind == "object":
+                value = dict(value)
+            out[f.wire] = value
+        return out
 
 
 def _attempt_fields(lo: int) -> tuple[_Field, ...]:

@@ -21,15 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
 from werkzeug.serving import BaseWSGIServer
 
 from servo.dev.group_commit import GroupCommit
 from servo.dev.local_api import LocalApi
 from servo.dev.local_server import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, BoundedWSGIServer
 from servo.dispatch import InProcessTransport
-from servo.dispatch._wsgi import wsgi_response
-from servo.http.app import install_json_errors, read_body
 from servo.services.context import ServiceContext, wall_clock_ms
 from servo.services.orchestrate import Changes
 from servo.settings import (
@@ -133,23 +130,9 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def router_app(ctx_provider: Callable[[], ServiceContext]) -> Flask:
-    """One Flask app serving every route of the route table (``LocalApi`` over HTTP)."""
-    api = LocalApi(ctx_provider)
-    app = Flask("servo-local")
-    install_json_errors(app)
-
-    # No automatic OPTIONS: its Allow would list this catch-all rule's methods, not the route table's.
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    kwargs: dict[str, Any] = {"methods": methods, "provide_automatic_options": False}
-
-    @app.route("/", defaults={"path": ""}, **kwargs)
-    @app.route("/<path:path>", **kwargs)
-    def route(path: str) -> Any:
-        req = request
-        return wsgi_response(api.answer(req.method, req.path, req.args, req.headers, lambda: read_body(req)))
-
-    return app
+def router_app(ctx_provider: Callable[[], ServiceContext]) -> LocalApi:
+    """The WSGI app serving every route of the route table (``LocalApi`` over HTTP)."""
+    return LocalApi(ctx_provider)
 
 
 @dataclass
@@ -192,7 +175,7 @@ class EmbeddedStack:
         self._server = BoundedWSGIServer(
             "127.0.0.1",
             self.port,
-            router_app(lambda: ctx_ref[0]),
+            api,  # the same endpoint over HTTP and in process
             max_connections=self.max_connections,
             timeout_s=self.connection_timeout_s,
         )

@@ -92,9 +92,13 @@ class Transport(Protocol):
         ...
 
 
+# Built once: json.dumps with an option builds an encoder on every call.
+_REQUEST_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
 def json_request_body(value: Any) -> bytes:
     """A JSON request body, written as requests writes its ``json=`` bodies (NaN refused)."""
-    return json.dumps(value, allow_nan=False).encode("utf-8")
+    return _REQUEST_ENCODER.encode(value).encode("utf-8")
 
 
 class HttpTransport:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
+import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,11 +61,22 @@ Result = tuple[int, Any] | tuple[int, bytes, str, dict[str, str]]
 Handler = Callable[[Call], Result]
 
 
-def _handlers() -> dict[str, Handler]:
-    # Imported lazily: a function imports only the services it serves, keeping cold starts short.
-    from servo.http import handlers
+def new_correlation_id() -> str:
+    """32 random hex digits naming a request in its answer and its log entries. Not a secret, so
+    not from os.urandom (a system call for every request, every worker callback)."""
+    return f"{random.getrandbits(128):032x}"
 
-    return handlers.HANDLERS
+
+_HANDLER_TABLE: list[dict[str, Handler]] = []
+
+
+def _handlers() -> dict[str, Handler]:
+    if not _HANDLER_TABLE:
+        # Imported lazily: a function imports only the services it serves, keeping cold starts short.
+        from servo.http import handlers
+
+        _HANDLER_TABLE.append(handlers.HANDLERS)
+    return _HANDLER_TABLE[0]
 
 
 def _check_auth(call: Call, route: routes.Route) -> None:
@@ -144,7 +155,7 @@ def respond(
     """
     started = time.perf_counter()
     lowered = {k.lower(): v for k, v in headers.items()}
-    correlation_id = lowered.get("x-request-id") or uuid.uuid4().hex
+    correlation_id = lowered.get("x-request-id") or new_correlation_id()
     traceparent = lowered.get("traceparent")
     status: int = 500
     payload: Any = None
@@ -202,18 +213,18 @@ def respond(
     except Exception:
         status, payload = 500, internal_error_payload(correlation_id)
         logger.exception("unhandled error", extra=jsonlog.log_fields(labels=labels, traceparent=traceparent))
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    logger.info(
-        f"{method} {path} {status}",
-        extra=jsonlog.log_fields(
-            labels=labels,
-            traceparent=traceparent,
-            httpRequest={"requestMethod": method, "requestUrl": path, "status": status},
-            latency_ms=latency_ms,
-            route=route_name,
-            function=function,
-        ),
-    )
+    if logger.isEnabledFor(logging.INFO):  # the entry is built only when someone reads it
+        logger.info(
+            f"{method} {path} {status}",
+            extra=jsonlog.log_fields(
+                labels=labels,
+                traceparent=traceparent,
+                httpRequest={"requestMethod": method, "requestUrl": path, "status": status},
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                route=route_name,
+                function=function,
+            ),
+        )
     data = payload if isinstance(payload, bytes) else json_body(payload)
     return Reply(status, data, {"Content-Type": content_type, "X-Request-Id": correlation_id, **extra})
 
@@ -257,6 +268,19 @@ def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]
     return value
 
 
+def http_error_reply(status: int, message: str, path: str) -> Reply:
+    """A refusal of the HTTP layer itself (no rule for the path or the method), in the API's JSON shape."""
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
+        status, "BAD_REQUEST" if status < 500 else "INTERNAL"
+    )
+    reply = _json_error_reply(status, code, message)
+    if status != 405:
+        return reply
+    # The route table, not the server's catch-all rule, knows which methods this path serves.
+    allow = ", ".join(routes.allowed_methods(path))
+    return Reply(status, reply.body, {**reply.headers, "Allow": allow})
+
+
 def install_json_errors(app: Flask) -> None:
     """Errors raised before our handler runs (routing, undecodable bodies) answer in the API's JSON shape.
 
@@ -265,17 +289,9 @@ def install_json_errors(app: Flask) -> None:
     """
 
     def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
-            status, "BAD_REQUEST" if status < 500 else "INTERNAL"
-        )
-        response = _json_error(status, code, exc.description or exc.name)
-        if status == 405:
-            # The route table, not Flask's catch-all rule, knows which methods this path serves.
-            from flask import request
+        from flask import request
 
-            response.headers["Allow"] = ", ".join(routes.allowed_methods(request.path))
-        return response
+        return wsgi_response(http_error_reply(exc.code or 500, exc.description or exc.name, request.path))
 
     def undecodable(exc: UnicodeDecodeError) -> Response:
         return _json_error(400, "BAD_REQUEST", "request body is not valid UTF-8")
@@ -307,7 +323,7 @@ def _json_error(status: int, code: str, message: str) -> Response:
 
 
 def _json_error_reply(status: int, code: str, message: str) -> Reply:
-    correlation_id = uuid.uuid4().hex
+    correlation_id = new_correlation_id()
     body = json_body({"code": code, "message": message, "correlationId": correlation_id})
     return Reply(status, body, {"Content-Type": "application/json", "X-Request-Id": correlation_id})
 

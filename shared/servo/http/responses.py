@@ -12,9 +12,12 @@ from typing import Any
 
 from servo.core.errors import CallbackRejected, ServoError
 
+# Built once: json.dumps with options builds an encoder on every call (every answer of every route).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def json_body(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def error_payload(exc: ServoError, correlation_id: str) -> dict[str, Any]:

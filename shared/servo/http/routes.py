@@ -114,16 +114,27 @@ def allowed_methods(path: str, *, function: str | None = None) -> list[str]:
     )
 
 
+def literal_prefix(template: str) -> str:
+    """The start of ``template`` before its first parameter: a path the route takes begins with it."""
+    return template.split("{", 1)[0]
+
+
+# Each route with its literal start and regex, in table order: a path is matched only against the
+# routes whose literal start it has (a worker callback tried 13 regexes before reaching its own).
+_INDEX = tuple((route, literal_prefix(route.template), route.pattern) for route in ROUTES)
+
+
 def match(method: str, path: str, *, function: str | None = None) -> Match | Route | None:
     """The route for ``method path``; a Route (without params) when only the method is wrong."""
     wrong_method: Route | None = None
-    for route in ROUTES:
-        if function is not None and route.function != function:
+    method = method.upper()
+    for route, prefix, pattern in _INDEX:
+        if not path.startswith(prefix) or (function is not None and route.function != function):
             continue
-        found = route.pattern.match(path)
+        found = pattern.match(path)
         if found is None:
             continue
-        if route.method == method.upper():
+        if route.method == method:
             return Match(route, found.groupdict())
         wrong_method = route
     return wrong_method

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from servo.dispatch import Transport, TransportError, json_request_body
+from servo.dispatch import Reply, Transport, TransportError, json_request_body
 
 logger = logging.getLogger("servo.worker")
 
@@ -55,10 +55,16 @@ class CallbackUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CallbackReply:
-    """A non-5xx answer of the control plane."""
+    """A non-5xx answer of the control plane. Its body is decoded when read: an accepted ``started``
+    or ``completed`` is acted on by its status alone."""
 
     status: int
-    body: Mapping[str, Any] = field(default_factory=dict)
+    answer: Reply = field(default_factory=lambda: Reply(200))
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        """The answer's JSON object (``{}`` when it is empty or not one)."""
+        return self.answer.json_object()
 
     @property
     def ok(self) -> bool:
@@ -117,6 +123,6 @@ class CallbackClient:
                 last = f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}"
                 continue
             # An empty 2xx body is legal (contracts §10: "treat as continue").
-            return CallbackReply(reply.status, reply.json_object())
+            return CallbackReply(reply.status, reply)
         logger.warning("callback %s failed after %d tries: %s", action, total, last)
         raise CallbackUnavailable(f"{action} callback failed after {total} tries: {last}")

@@ -12,16 +12,16 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ulid import ULID
-
 from servo.core.canonical_json import canonical_dumps
 from servo.core.errors import InvalidMessage, ServoError
+from servo.core.ids import ulid_text
 from servo.core.protocol import CompletedRequest, DispatchEnvelope, StartedRequest, TaskError, TaskOutput
 from servo.dispatch import ReusedThreads, Transport
 from servo.errors import classify_exception
@@ -76,6 +76,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _new_ulid() -> str:
+    return ulid_text(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
+
+
 def run_attempt(
     envelope: DispatchEnvelope,
     fn: AssetFunction | None,
@@ -108,7 +112,7 @@ def run_attempt(
         traceparent=envelope.traceparent,
         started_at_ms=_now_ms(),
         # One per delivery: a redelivery of an attempt that is running elsewhere is refused by it.
-        execution_id=str(ULID()),
+        execution_id=_new_ulid(),
     )
     reply = client.post("started", started.to_json())
     if not reply.ok:
@@ -235,7 +239,7 @@ def _output_of(value: Any, reporter: Reporter) -> dict[str, Any]:
             canonical_dumps(metadata)
     except ServoError as exc:
         raise ServoError(f"asset metadata is not storable: {exc.message}") from exc
-    output = TaskOutput(materialization_id=str(ULID()), row_count=row_count).to_json()
+    output = TaskOutput(materialization_id=_new_ulid(), row_count=row_count).to_json()
     # ``metadata`` is Servo's addition to the contract's output (what the asset reported); downstream
     # assets receive the whole output dict through the dispatch payload.
     output["metadata"] = metadata
