@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ulid import base32
+
 from servo.core.errors import InvalidId, ServoError
 
 # ---------------------------------------------------------------------------------------------- ULID
@@ -53,18 +55,12 @@ class UlidFactory:
         return ulid_text(ms, randomness)
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Every pair of digits, by the 10 bits it spells: a ULID is 13 lookups.
-_DIGIT_PAIRS = tuple(first + second for first in _CROCKFORD for second in _CROCKFORD)
-_PAIR_SHIFTS = tuple(range(120, -1, -10))
-
-
 def ulid_text(ms: int, randomness: int) -> str:
-    """The ULID of 48 bits of time and 80 of randomness (both in range), as 26 Crockford digits: its
-    128 bits read as 130 (two leading zero bits), 10 at a time (python-ulid's encoder, one digit at a
-    time through a ULID object, cost ~14 us an id: every event id, every attempt's ids)."""
-    bits = (ms << 80) | randomness
-    return "".join([_DIGIT_PAIRS[(bits >> shift) & 1023] for shift in _PAIR_SHIFTS])
+    """The ULID of 48 bits of time and 80 of randomness (both in range), as 26 Crockford digits.
+
+    python-ulid's own encoder, called without building a ULID object first (every event id and every
+    attempt's ids are made here: the object cost about a quarter of an id)."""
+    return base32.encode(ms.to_bytes(6, "big") + randomness.to_bytes(10, "big"))
 
 
 def is_ulid(s: object) -> bool:
