@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -198,111 +197,6 @@ def test_the_emulator_gateway_refuses_the_same_before_forwarding_anything() -> N
         assert requests.post(url, data=body, headers=JSON, timeout=10).status_code == 503  # forwarded
 
 
-def _connect(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
-
-
-def _answer(reader: Any) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response from ``reader`` (a socket's binary file): status, headers, body."""
-    status = int(reader.readline().split()[1])
-    headers: dict[str, str] = {}
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, reader.read(int(headers.get("content-length", "0")))
-
-
-def test_one_connection_serves_request_after_request(stack: EmbeddedStack) -> None:
-    """Keep-alive: a client (the CLI's session, the bench's) pays for one connection and one serving
-    thread, not one per request."""
-    with _connect(stack.api_url) as conn, conn.makefile("rb") as reader:
-        for _ in range(3):
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            status, headers, body = _answer(reader)
-            assert (status, body) == (200, b'{"status":"ok"}\n')
-            assert headers.get("connection") != "close"
-        # Pipelined: both answered, in order.
-        run = b"GET /v1/workspaces/prod/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        conn.sendall(run + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert _answer(reader)[0] == 200
-        assert _answer(reader)[2] == b'{"status":"ok"}\n'
-
-
-def test_a_body_no_route_read_is_skipped_not_taken_for_the_next_request(stack: EmbeddedStack) -> None:
-    body = b'{"selection":["ns.a"]}GET /healthz HTTP/1.1'
-    with _connect(stack.api_url) as conn, conn.makefile("rb") as reader:
-        conn.sendall(
-            b"POST /v1/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        status, _, answer = _answer(reader)
-        assert status == 404 and json.loads(answer)["code"] == "NOT_FOUND"
-        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert _answer(reader)[:1] == (200,)
-
-
-@pytest.mark.parametrize(
-    "request_head",
-    [
-        b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        b"POST /v1/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-    ],
-    ids=["http-1.0", "connection-close", "chunked"],
-)
-def test_the_connection_is_closed_after_an_answer_when_asked_or_unsure(
-    stack: EmbeddedStack, request_head: bytes
-) -> None:
-    with _connect(stack.api_url) as conn, conn.makefile("rb") as reader:
-        conn.sendall(request_head)
-        status, headers, _ = _answer(reader)
-        assert status in (200, 404)
-        assert headers["connection"] == "close"
-        assert reader.read() == b""
-
-
-@pytest.mark.parametrize(
-    ("request_head", "status"),
-    [
-        (b"GARBAGE\r\n\r\n", 400),
-        (b"GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 505),
-        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
-        (b"GET /healthz HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
-        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n folded\r\n\r\n", 400),
-        (b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n", 400),
-        (
-            b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            400,
-        ),
-    ],
-    ids=["request-line", "version", "long-target", "long-header", "many-headers", "folded", "length", "both"],
-)
-def test_a_malformed_request_is_a_json_error_and_the_connection_closes(
-    stack: EmbeddedStack, request_head: bytes, status: int
-) -> None:
-    with _connect(stack.api_url) as conn, conn.makefile("rb") as reader:
-        conn.sendall(request_head)
-        got, headers, body = _answer(reader)
-        assert got == status
-        assert headers["connection"] == "close"
-        assert json.loads(body)["code"]
-
-
-def test_stopping_the_stack_closes_the_connections_waiting_for_a_request(tmp_path: Path) -> None:
-    """A kept-alive connection must not outlive its stack: its next request would be served by a
-    stack that stopped."""
-    running = EmbeddedStack(data_dir=tmp_path / "data", sweep_interval_s=0).start()
-    with _connect(running.api_url) as conn, conn.makefile("rb") as reader:
-        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert _answer(reader)[0] == 200
-        running.stop()
-        assert reader.read() == b""
-
-
 def test_the_router_is_the_local_api_itself_with_no_web_framework_between(tmp_path: Path) -> None:
     """Every request to ``servo dev``'s API ran Flask's request context, URL map and session code
     around a single catch-all view: a WSGI call of LocalApi answers the same (tests/http)."""
@@ -313,22 +207,3 @@ def test_the_router_is_the_local_api_itself_with_no_web_framework_between(tmp_pa
     assert isinstance(app, LocalApi)
     res = app.test_client().head("/healthz")
     assert (res.status_code, res.headers["Content-Length"], res.data) == (200, "16", b"")
-
-
-def test_an_app_that_raises_answers_a_json_500_and_the_connection_closes() -> None:
-    from servo.dev.local_server import BoundedWSGIServer
-
-    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        raise RuntimeError("boom")
-
-    server = BoundedWSGIServer("127.0.0.1", 0, broken)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with _connect(f"http://127.0.0.1:{server.server_port}") as conn, conn.makefile("rb") as reader:
-            conn.sendall(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            status, headers, body = _answer(reader)
-            assert (status, json.loads(body)["code"], headers["connection"]) == (500, "INTERNAL", "close")
-            assert reader.read() == b""
-    finally:
-        server.shutdown()
-        server.server_close()

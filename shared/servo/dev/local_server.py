@@ -13,18 +13,14 @@ bodies on the methods that change something.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import socket
-import socketserver
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
 from servo.core.errors import Forbidden, UnsupportedMediaType
-from servo.dev.http11 import KeepAliveHandler
 
 DEFAULT_MAX_CONNECTIONS = 128
 DEFAULT_TIMEOUT_S = 10.0
@@ -39,12 +35,7 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BoundedWSGIServer(BaseWSGIServer):
-    """A WSGI server with at most ``max_connections`` connections in service and an idle timeout.
-
-    Connections are kept alive between requests (``KeepAliveHandler``, unless another ``handler`` is
-    given); a connection waiting for its next request is closed when the server shuts down, so no
-    request is served by a server that stopped.
-    """
+    """A WSGI server with at most ``max_connections`` connections in service and an idle timeout."""
 
     multithread = True  # what the WSGI environ reports: requests are served concurrently
 
@@ -54,7 +45,7 @@ class BoundedWSGIServer(BaseWSGIServer):
         port: int,
         app: Any,
         *,
-        handler: type[socketserver.StreamRequestHandler] = KeepAliveHandler,
+        handler: type[WSGIRequestHandler] = WSGIRequestHandler,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
@@ -62,30 +53,6 @@ class BoundedWSGIServer(BaseWSGIServer):
         bounded = type(handler.__name__, (handler,), {"timeout": timeout_s, "protocol_version": "HTTP/1.1"})
         super().__init__(host, port, app, handler=bounded)
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._idle_lock = threading.Lock()
-        self._idle: set[socket.socket] = set()
-        self._closing = False
-
-    def waiting(self, connection: socket.socket, idle: bool) -> bool:
-        """A handler's connection starts (``idle``) or stops waiting for its next request; False
-        when the server is shutting down and the connection must close instead."""
-        with self._idle_lock:
-            if not idle:
-                self._idle.discard(connection)
-            elif self._closing:
-                return False
-            else:
-                self._idle.add(connection)
-        return True
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        with self._idle_lock:
-            self._closing = True
-            idle, self._idle = self._idle, set()
-        for connection in idle:
-            with contextlib.suppress(OSError):  # closed by its client meanwhile
-                connection.shutdown(socket.SHUT_RDWR)  # wakes its handler, which then ends
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(timeout=_SLOT_WAIT_S):
@@ -145,7 +112,6 @@ def _has_body(headers: Any) -> bool:
         return True
 
 
-@functools.lru_cache(maxsize=256)  # a handful of Host and Origin values, on every request
 def _hostname(url: str) -> str | None:
     try:
         return urlsplit(url).hostname
