@@ -181,3 +181,29 @@ def test_a_cancel_after_a_success_the_view_applied_wins_as_in_one_fold_of_both()
     assert recent.view(TENANT, WS, published, T0).tasks["a.t0"].state == "SUCCEEDED"
     recent.remember(TENANT, WS, [cancel], T0)
     assert recent.view(TENANT, WS, published, T0).tasks["a.t0"].state == "CANCELLED"
+
+
+def test_a_runs_leaf_ends_are_let_go_once_it_ended_and_never_pile_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The last leaf's note would otherwise stay for good (no later callback of an ended run prunes
+    # it), and a long-lived stack would keep one entry per run it ever ran.
+    monkeypatch.setattr(recent_writes, "MAX_RUNS", 3)
+    recent = RecentWrites()
+    for i in range(8):
+        h = History(run=RUNS[0][:-1] + str(i))
+        h.trigger()
+        h.plan({"a.a": [], "a.b": []})
+        h.dispatch("a.a")
+        h.dispatch("a.b")
+        part = _published(h.run, h.events)
+        assert recent.leaf_ended(TENANT, WS, part, "a.a", h.finish("a.a"), T0 + i) == 1
+        if i % 2 == 0:  # the run's other leaf ends too: nothing of it is kept
+            assert recent.leaf_ended(TENANT, WS, part, "a.b", h.finish("a.b"), T0 + i) == 0
+            assert (TENANT, WS, h.run) not in recent._leaf_ends
+        assert len(recent._leaf_ends) <= 3
+    # Notes older than an event is kept are forgotten first: a run left half done long ago goes.
+    h = History(run=RUNS[0][:-1] + "x")
+    h.trigger()
+    h.plan({"a.a": [], "a.b": []})
+    part = _published(h.run, h.events)
+    recent.leaf_ended(TENANT, WS, part, "a.a", h.finish("a.a"), T0 + KEEP_MS + 10)
+    assert list(recent._leaf_ends) == [(TENANT, WS, h.run)]

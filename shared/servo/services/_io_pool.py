@@ -2,7 +2,9 @@
 creates and the ledger writes of a batch of events.
 
 Each of those calls waits on the network; one after another, a 1,000-task fan-out took 100 s on the
-emulator stack just to reach its last worker. The pool bounds how many run at once per instance.
+emulator stack just to reach its last worker. The pool bounds the threads it adds per instance
+(IO_CONCURRENCY); each caller also runs calls of its own batch, so N callers at once run at most
+N + IO_CONCURRENCY - 1 calls together (a caller's own thread was busy waiting on them before).
 """
 
 from __future__ import annotations

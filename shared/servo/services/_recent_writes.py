@@ -86,10 +86,22 @@ class RecentWrites:
                 k for k, (at, idem) in ends.items() if idem in part.idempotency or now_ms - at >= KEEP_MS
             ]:
                 del ends[done]
-            if len(self._leaf_ends) > MAX_RUNS:
-                self._leaf_ends = {k: v for k, v in self._leaf_ends.items() if v}
             # The view counts every noted completion it does not show yet as open (this one included).
-            return run.tasks_total - run.tasks_completed - len(ends)
+            open_besides = run.tasks_total - run.tasks_completed - len(ends)
+            if open_besides <= 0:
+                del self._leaf_ends[key]  # the run's last: no later callback of it needs the notes
+            elif len(self._leaf_ends) > MAX_RUNS:
+                self._forget_old_leaf_ends(now_ms)
+            return open_besides
+
+    def _forget_old_leaf_ends(self, now_ms: int) -> None:
+        """Runs noted longest ago go first; a run that loses its notes only publishes its end later."""
+        kept = {
+            k: v for k, v in self._leaf_ends.items() if any(now_ms - at < KEEP_MS for at, _ in v.values())
+        }
+        for key in list(kept)[: max(0, len(kept) - MAX_RUNS)]:
+            del kept[key]
+        self._leaf_ends = kept
 
     def _forget_old(self, now_ms: int) -> None:
         for key in list(self._runs):
