@@ -369,6 +369,14 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
     return write_parquet(table)
 
 
+def _validity(column: pa.Array) -> list[bool]:
+    """Which positions of ``column`` are not null, read off its validity bitmap."""
+    bitmap = column.buffers()[0]
+    if bitmap is None or column.null_count == 0:
+        return [True] * len(column)
+    return pa.Array.from_buffers(pa.bool_(), len(column), [None, bitmap], offset=column.offset).to_pylist()
+
+
 def decode_index(data: bytes, what: str = "index") -> list[IndexEntry]:
     table = read_parquet(data, what)
     if not {"run_id", "segments", "run"} <= set(table.column_names):
@@ -376,9 +384,10 @@ def decode_index(data: bytes, what: str = "index") -> list[IndexEntry]:
     run_ids = table.column("run_id").to_pylist()
     segments = table.column("segments").to_pylist()
     run_column = table.column("run").combine_chunks()
-    valid = run_column.is_valid().to_pylist()
-    present = run_column.filter(run_column.is_valid())
-    rows = iter(arrow_to_rows(schemas.RUNS, present) if len(present) else [])
+    valid = _validity(run_column)
+    # Every position's row is built and the null ones dropped: is_valid()/filter() would import
+    # pyarrow.compute (tens of milliseconds once per process) for a handful of rows.
+    rows = iter([row for row, ok in zip(arrow_to_rows(schemas.RUNS, run_column), valid, strict=True) if ok])
     public = (
         table.column("public_state").to_pylist()
         if "public_state" in table.column_names
