@@ -115,6 +115,9 @@ class CompactionPolicy:
         lookback_ms: how far before the watermark new objects are looked for by listing.
         list_ledger: False when the caller hands over every object written since the last publish
             (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
+        sole_publisher: every head of the workspace is published through this instance's cache
+            (the embedded stack's group commit), so the head it saw last is folded on without
+            reading it again; a CAS lost to a publisher after all makes the next attempt read it.
         ended_per_index_write: how many ended runs wait in the manifest before they move to their
             index buckets together.
         max_attempts: CAS rounds before giving up with Conflict.
@@ -124,6 +127,7 @@ class CompactionPolicy:
     min_publish_interval_ms: int = 0
     lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS
     list_ledger: bool = True
+    sole_publisher: bool = False
     ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
     max_attempts: int = 20
     sleep: Callable[[float], None] = time.sleep
@@ -191,8 +195,9 @@ def compact(
         if (due := _interval_left_ms(warm, scope)) > 0:
             policy.sleep(due / 1000)
             waited_for = warm.generation
-    for _ in range(policy.max_attempts):
-        snap = load_snapshot(store, cache)
+    for attempt in range(policy.max_attempts):
+        # The sole publisher's first attempt folds on the head it saw last, unread (see the policy).
+        snap = warm if attempt == 0 and policy.sole_publisher and warm else load_snapshot(store, cache)
         if (done := _already_applied(snap, hint)) is not None:
             # A redelivered finalize event, or another compaction folded these already: stop
             # (design §5.3) before paying for a list, reads or a wait for the publish interval.
