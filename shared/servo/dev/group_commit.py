@@ -43,7 +43,7 @@ def _compact_hinted(ctx: ServiceContext, tenant_id: str, workspace_id: str, name
 
     # The loop is its workspace's only publisher (the process holds the data directory's lock, and
     # a sweep here publishes through the same cache): it neither lists the ledger nor reads its head.
-    return compact_changes(ctx, tenant_id, workspace_id, names, list_ledger=False, sole_publisher=True)
+    return compact_changes(ctx, tenant_id, workspace_id, names, sole_publisher=True)
 
 
 class GroupCommit:

@@ -102,19 +102,26 @@ def compact_changes(
     ctx: ServiceContext,
     tenant_id: str,
     workspace_id: str,
-    hint: Sequence[str],
+    names: Sequence[str],
     *,
-    list_ledger: bool = True,
     sole_publisher: bool = False,
 ) -> Changes:
     """Fold and publish as ``compact_workspace``; what the act phase is to do after it.
-    ``sole_publisher``: every publish of the workspace goes through this process (the embedded group
-    commit), so the head it saw last is not read again (``CompactionPolicy.sole_publisher``)."""
-    return changes_of(
-        _compacted(
-            ctx, tenant_id, workspace_id, hint, None, list_ledger=list_ledger, sole_publisher=sole_publisher
-        )
+
+    ``sole_publisher``: the caller (the embedded group commit) publishes every head of the workspace
+    and hands over every object written since the last publish, so no list is paid and the head it
+    saw last is not read again (``CompactionPolicy.list_ledger`` and ``sole_publisher``).
+    """
+    result = _compacted(
+        ctx,
+        tenant_id,
+        workspace_id,
+        names,
+        None,
+        list_ledger=not sole_publisher,
+        sole_publisher=sole_publisher,
     )
+    return changes_of(result)
 
 
 def _summary(result: CompactionResult | None) -> tuple[bool, int, int, list[str]]:
