@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -306,6 +306,29 @@ def test_11b_a_refold_keeps_stored_events_as_read_and_decodes_each_once() -> Non
     assert refolded.events[start.event_id] == start
     decoded = stored[done.event_id].decode()
     assert decoded == done and stored[done.event_id].decode() is decoded
+
+
+def test_11f_events_given_with_their_bytes_are_kept_as_those_bytes_on_every_path() -> None:
+    # A writer's own events reach its compaction with the bytes it wrote (EncodedEvent): the fold
+    # applies the event and keeps the bytes, so the segment stores them without encoding again, in
+    # order, when late (a re-fold) and a little late (on a checkpoint) alike.
+    h = chain()
+    h.dispatch("a.a")
+    start = h.start("a.a")
+    h.finish("a.a")
+
+    def given(events: list[Event]) -> list[Event | EncodedEvent]:
+        return [EncodedEvent(encode_event(e).decode(), e) for e in events]
+
+    in_order = fold(empty(), given(h.events)).runs[RUN]
+    late = fold_run(fold_run(None, RUN, [e for e in h.events if e is not start]), RUN, given([start]))
+    for part in (in_order, late):
+        assert snapshot(part) == snapshot(fold_all(h.events))
+    assert all(isinstance(v, EncodedEvent) and v.event is not None for v in in_order.events.values())
+    kept = late.events[start.event_id]
+    assert isinstance(kept, EncodedEvent) and kept.body == encode_event(start).decode()
+    with pytest.raises(InvalidEvent, match="two different events"):
+        fold_run(None, RUN, [*given([start]), replace(start, timestamp_ms=1)])
 
 
 def _recorded_applies(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,6 +100,45 @@ def test_index_round_trip(data: list) -> None:
         for i, (run, segs) in enumerate(data)
     ]
     assert layout.decode_index(layout.encode_index(entries)) == entries
+
+
+def test_an_index_with_runs_not_yet_triggered_keeps_its_bytes_without_pyarrow_compute() -> None:
+    # A null struct's validity used to come from pa.StructArray.from_arrays(mask=...), and be read
+    # back with is_valid()/filter(), all of which import pyarrow.compute: tens of milliseconds of a
+    # compactor's first index write or read (and of a cold function instance). The file must stay
+    # byte for byte what the mask build wrote.
+    code = """
+import sys
+import pyarrow as pa
+from servo.projections import layout, schemas
+from servo.core.rows import RunRow
+run = RunRow(**{f.name: (0 if pa.types.is_integer(f.type) else False if pa.types.is_boolean(f.type)
+    else None if f.nullable else "x") for f in schemas.RUNS.schema})
+from servo.projections.codec import write_parquet
+both = [layout.IndexEntry("r1", None, ("s1",), None), layout.IndexEntry("r2", run, (), "RUNNING")]
+cases = [(entries, layout.encode_index(entries)) for entries in (both, both[:1], both[1:], [])]
+for entries, data in cases:
+    assert layout.decode_index(data) == entries
+assert "pyarrow.compute" not in sys.modules, "the index codec imported pyarrow.compute"
+for entries, data in cases:
+    arrays = [
+        pa.array([None if e.run is None else getattr(e.run, f.name) for e in entries], f.type)
+        if f.nullable
+        else pa.array([layout._PLACEHOLDER.get(f.type, 0) if e.run is None else getattr(e.run, f.name)
+            for e in entries], f.type)
+        for f in schemas.RUNS.schema
+    ]
+    mask = pa.array([e.run is None for e in entries], pa.bool_())
+    runs = pa.StructArray.from_arrays(arrays, fields=list(schemas.RUNS.schema), mask=mask)
+    table = pa.Table.from_arrays(
+        [pa.array([e.run_id for e in entries], pa.string()),
+         pa.array([list(e.segments) for e in entries], layout.INDEX_SCHEMA.field("segments").type),
+         runs, pa.array([e.public_state for e in entries], pa.string())],
+        schema=layout.INDEX_SCHEMA,
+    )
+    assert data == write_parquet(table), f"index bytes changed: {entries}"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _asdict(row: object) -> dict:

@@ -310,6 +310,36 @@ def test_a_warm_compaction_waits_out_the_publish_interval_before_it_reads_the_he
     assert pointer_reads == 1
 
 
+def test_the_sole_publisher_folds_on_the_head_it_published_without_reading_it(store: LocalFileStore) -> None:
+    # The embedded stack's group commit publishes every head of its workspace through one cache: the
+    # head it published last is the head, and reading it back before each publish was a read (and
+    # ten syscalls) a publish spent for nothing.
+    events = simple_history()
+    write(store, events[:2])
+    cache: dict[str, object] = {}
+    run(store, cache=cache, sole_publisher=True)
+    names = write(store, events[2:])
+    counting = CountingStore(store)
+    result = run(counting, names, cache=cache, list_ledger=False, sole_publisher=True)
+    assert result.published and result.events_applied == len(events) - 2
+    assert counting.snapshot().reads == len(names)  # the new ledger objects, and no head
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
+def test_a_sole_publisher_whose_head_moved_after_all_loses_the_cas_and_folds_on_the_new_head(
+    store: LocalFileStore,
+) -> None:
+    events = simple_history()
+    assert len(events) >= 5
+    write(store, events[:2])
+    cache: dict[str, object] = {}
+    run(store, cache=cache, sole_publisher=True)
+    run(store, write(store, events[2:4]))  # someone else published meanwhile (a cold instance)
+    result = run(store, write(store, events[4:]), cache=cache, list_ledger=False, sole_publisher=True)
+    assert result.published and result.manifest_id == 3
+    assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(events))
+
+
 def test_a_redelivery_the_warm_head_already_shows_applied_reads_nothing(store: LocalFileStore) -> None:
     events = simple_history()
     names = write(store, events)

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 from servo.core import events as events_module
-from servo.core.events import Event, decode_event, event_body, event_id_from_object_name, ledger_object_name
+from servo.core.events import (
+    EncodedEvent,
+    Event,
+    decode_event,
+    event_body,
+    event_id_from_object_name,
+    ledger_object_name,
+)
 from servo.services import compaction
 from servo.services._compaction_ledger import LEDGER_PREFIX, WrittenEvents, written_events
 from servo.services.callbacks import task_completed, task_started
@@ -75,7 +82,10 @@ def test_what_is_taken_is_what_a_read_gives(tmp_path: Path) -> None:
     for name in names:
         obj = store.get(name)
         assert obj is not None
-        assert written.taken(name) == (decode_event(obj.data), obj.data)
+        taken = written.taken(name)
+        # The event with its object's bytes, as the compaction's fold takes it and a segment stores it.
+        assert isinstance(taken, EncodedEvent) and taken.body.encode() == obj.data
+        assert taken.event == decode_event(obj.data)
 
 
 def test_a_compaction_in_the_writers_process_publishes_the_bytes_written_without_encoding_them(
@@ -135,6 +145,7 @@ def test_written_events_keep_the_newest_up_to_their_cap(tmp_path: Path) -> None:
     kept = WrittenEvents(cap=3)
     for name in names:
         taken = source.taken(name)
-        assert taken is not None and taken[0].event_id == event_id_from_object_name(name)
-        kept.note(name, *taken)
+        assert taken is not None and taken.event is not None
+        assert taken.event.event_id == event_id_from_object_name(name)
+        kept.note(name, taken.event, taken.body.encode())
     assert [n for n in names if kept.get(n) is not None] == names[-3:]

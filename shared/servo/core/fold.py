@@ -15,7 +15,7 @@ success was folded re-folds the run, and both orders end CANCELLED.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from servo.core.errors import InvalidEvent
@@ -32,12 +32,13 @@ __all__ = ["fold", "fold_ahead", "fold_further_ahead", "fold_run"]
 _idempotency_row = row_maker(IdempotencyRow)  # one a fact applied
 
 
-def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
+def fold(state: FoldState, events: Iterable[Event | EncodedEvent]) -> FoldState:
     """Fold a batch of events into a new state; ``state`` is not modified.
 
     Args:
         state: the state of one tenant/workspace.
-        events: decoded events, in any order, possibly repeated.
+        events: in any order, possibly repeated; an ``EncodedEvent`` (its writer's bytes and the
+            event) stays those bytes in the result, so storing it encodes nothing again.
 
     Returns:
         A new FoldState sharing the partitions the batch did not touch.
@@ -45,8 +46,9 @@ def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
     Raises:
         InvalidEvent: an event of another tenant/workspace, or two different events with one id.
     """
-    by_run: dict[str, list[Event]] = {}
-    for event in events:
+    by_run: dict[str, list[Event | EncodedEvent]] = {}
+    for value in events:
+        event = as_event(value)
         if (event.tenant_id, event.workspace_id) != (state.tenant_id, state.workspace_id):
             raise InvalidEvent(
                 f"event {event.event_id} belongs to {event.tenant_id}/{event.workspace_id}, "
@@ -56,18 +58,23 @@ def fold(state: FoldState, events: Iterable[Event]) -> FoldState:
         run_id = event.run_id
         if run_id is None:
             continue  # run-less events (cron timers) belong to the M2 automation state, not to a run
-        by_run.setdefault(run_id, []).append(event)
+        by_run.setdefault(run_id, []).append(value)
     result = state.copy()
     for run_id, run_events in by_run.items():
         result.runs[run_id] = fold_run(state.runs.get(run_id), run_id, run_events)
     return result
 
 
-def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event]) -> RunPartition:
-    """Fold events of one run into (a copy of) its partition; ``partition`` is not modified."""
+def fold_run(
+    partition: RunPartition | None, run_id: str, events: Iterable[Event | EncodedEvent]
+) -> RunPartition:
+    """Fold events of one run into (a copy of) its partition; ``partition`` is not modified. An
+    ``EncodedEvent`` given stays its bytes in the result (see ``fold``)."""
     base = partition if partition is not None else RunPartition(run_id)
     new: dict[str, Event] = {}
-    for event in events:
+    given: dict[str, EncodedEvent] = {}
+    for value in events:
+        event = as_event(value)
         if event.run_id != run_id:
             raise InvalidEvent(
                 f"event {event.event_id} belongs to run {event.run_id}, not {run_id}",
@@ -80,6 +87,16 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
             raise InvalidEvent(
                 f"two different events share id {event.event_id}", details={"field": "event_id"}
             )
+        if isinstance(value, EncodedEvent):
+            given[event.event_id] = value
+    result = _fold_new(base, run_id, new)
+    if given and result is not base:
+        _keep_bodies(given, result)
+    return result
+
+
+def _fold_new(base: RunPartition, run_id: str, new: dict[str, Event]) -> RunPartition:
+    """``base`` with ``new`` (events it does not hold, by id) folded in; ``base`` when none applies."""
     kept = kept_beats(base)
     new = newest_beats(new.values(), kept)
     if not new:
@@ -107,14 +124,15 @@ def fold_run(partition: RunPartition | None, run_id: str, events: Iterable[Event
     result = RunPartition(run_id)
     merged = newest_beats(map(as_event, {**base.events, **new}.values()), {})
     _apply_all(result, [merged[i] for i in sorted(merged)])
-    _keep_bodies(base, result)
+    _keep_bodies(base.events, result)
     return result
 
 
-def _keep_bodies(base: RunPartition, result: RunPartition) -> None:
-    # Events read from storage stay the bodies they were read as: a base rewrite of a big run then
-    # copies them instead of encoding every event again after each late one.
-    for event_id, value in base.events.items():
+def _keep_bodies(values: Mapping[str, Event | EncodedEvent], result: RunPartition) -> None:
+    # Events read from storage stay the bodies they were read as (and those given with their bytes
+    # stay those bytes): a base rewrite of a big run then copies them instead of encoding every
+    # event again after each late one.
+    for event_id, value in values.items():
         if isinstance(value, EncodedEvent) and event_id in result.events:
             result.events[event_id] = value
 
@@ -159,7 +177,7 @@ def _fold_on_checkpoint(base: RunPartition, new: dict[str, Event]) -> RunPartiti
     _, result.checkpoint = _apply_keeping_checkpoints(
         result, [replay[i] for i in ordered], (cut,), checkpoint
     )
-    _keep_bodies(base, result)
+    _keep_bodies(base.events, result)
     return result
 
 

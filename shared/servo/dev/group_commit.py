@@ -10,7 +10,8 @@ heartbeat, a completion whose callback already dispatched the next hop) unblock 
 nothing else is queued the window is longer: a task's start then shares the publish of its finish
 instead of costing one of its own whenever the task outlasts the short window, and a chain's hops
 share one publish instead of paying one each.
-It hands the compaction every object written since the last publish, so the compaction lists nothing.
+It hands the compaction every object written since the last publish, so the compaction lists nothing,
+and folds on the head it published last without reading it back.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def _monotonic_ms() -> int:
 def _compact_hinted(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: list[str]) -> Changes:
     from servo.services.orchestrate import compact_changes
 
-    return compact_changes(ctx, tenant_id, workspace_id, names, list_ledger=False)
+    # The loop is its workspace's only publisher (the process holds the data directory's lock, and
+    # a sweep here publishes through the same cache): it neither lists the ledger nor reads its head.
+    return compact_changes(ctx, tenant_id, workspace_id, names, sole_publisher=True)
 
 
 class GroupCommit:

@@ -121,8 +121,9 @@ def encode_segments(segments: Sequence[Segment]) -> bytes:
     One compaction writes one such file for every run it touched: under load a publish carries many
     runs, and one file keeps it at one object write and one encoding, whatever their number. Each
     column is built once over every run's rows. A file carries only the tables some segment has rows
-    for: every column costs footer bytes, and a one-event delta would otherwise be mostly metadata
-    of empty columns.
+    for, bases included (a base resets all its run's tables, listed or not): every leaf column costs
+    footer bytes and about as much writer CPU as a few rows, and a one-event delta (or a small run's
+    base, without timers or outbox rows) would otherwise be mostly empty columns.
 
     Raises:
         InvalidInput: a run given twice (its file would not say which segment is the run's).
@@ -131,7 +132,6 @@ def encode_segments(segments: Sequence[Segment]) -> bytes:
     run_ids = [seg.run_id for seg in ordered]
     if len(set(run_ids)) != len(run_ids):
         raise InvalidInput("a segment file cannot hold a run more than once", details={"runs": run_ids})
-    any_base = any(seg.base for seg in ordered)
     fields: list[pa.Field] = [SEGMENT_SCHEMA.field("run_id"), SEGMENT_SCHEMA.field("base")]
     # Typed arrays: an untyped pa.array infers the type, and inference tries to import dateutil
     # (absent, so retried on every call).
@@ -141,7 +141,7 @@ def encode_segments(segments: Sequence[Segment]) -> bytes:
     ]
     for table in SEGMENT_TABLES:
         per_run = [sorted(seg.rows.get(table.name, ()), key=table.key) for seg in ordered]
-        if any_base or any(per_run):
+        if any(per_run):
             # A row is a tuple of its columns, and Arrow converts a whole list<struct> column from
             # such tuples in one call: per-column arrays cost a call per column, 80 in a small delta.
             get = _ROW_TUPLE[table.name]

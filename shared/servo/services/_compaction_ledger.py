@@ -17,7 +17,14 @@ from typing import Any
 from ulid import base32
 
 from servo.core.errors import InvalidEvent, InvalidId, InvalidInput
-from servo.core.events import Event, decode_event, event_id_from_object_name, ledger_object_name
+from servo.core.events import (
+    EncodedEvent,
+    Event,
+    as_event,
+    decode_event,
+    event_id_from_object_name,
+    ledger_object_name,
+)
 from servo.core.ids import ulid_time_ms
 from servo.services._io_pool import io_map
 from servo.store import ObjectStore
@@ -60,23 +67,24 @@ class WrittenEvents:
 
     def __init__(self, cap: int = MAX_WRITTEN_EVENTS) -> None:
         self._cap = cap
-        self._events: dict[str, tuple[Event, bytes]] = {}
+        self._events: dict[str, EncodedEvent] = {}
         self._lock = threading.Lock()
 
     def note(self, name: str, event: Event, body: bytes) -> None:
         """``body``: the bytes of the object ``name``, which are ``event``'s encoding."""
+        encoded = EncodedEvent(body.decode("utf-8"), event)
         with self._lock:
-            self._events[name] = (event, body)
+            self._events[name] = encoded
             while len(self._events) > self._cap:
                 del self._events[next(iter(self._events))]
 
-    def taken(self, name: str) -> tuple[Event, bytes] | None:
-        """The event noted for ``name`` and its object's bytes."""
+    def taken(self, name: str) -> EncodedEvent | None:
+        """The event noted for ``name`` with its object's bytes (as a segment stores it)."""
         return self._events.get(name)
 
     def get(self, name: str) -> Event | None:
         found = self._events.get(name)
-        return None if found is None else found[0]
+        return None if found is None else found.event
 
 
 def written_events(cache: MutableMapping[str, Any]) -> WrittenEvents:
@@ -92,12 +100,15 @@ def written_events(cache: MutableMapping[str, Any]) -> WrittenEvents:
 class Found:
     """Events read from the ledger, and objects that could not be used (name -> reason)."""
 
-    events: list[Event] = field(default_factory=list)
+    # Each event as found: those taken from ``WrittenEvents`` with their objects' bytes (EncodedEvent),
+    # which a fold keeps and a publish stores as they are instead of encoding them again.
+    stored: list[Event | EncodedEvent] = field(default_factory=list)
     malformed: dict[str, str] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)  # every id read, good or bad
-    # event_id -> canonical JSON of the events taken from ``WrittenEvents``: their objects' bytes,
-    # so a publish stores them as they are instead of encoding them again.
-    bodies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def events(self) -> list[Event]:
+        return [as_event(value) for value in self.stored]
 
 
 def candidate_names(
@@ -152,15 +163,16 @@ def read_events(
     objects = dict(zip(unread, io_map(store.get, unread), strict=True))
     for name in names:
         event_id = event_id_from_object_name(name)
-        body = None
+        value: Event | EncodedEvent
         if (taken := known.get(name)) is not None:
-            event, body = taken
+            value = taken
+            event = as_event(taken)
         elif (obj := objects[name]) is None:
             found.malformed[name] = "object does not exist"
             continue
         else:
             try:
-                event = decode_event(obj.data)
+                value = event = decode_event(obj.data)
             except (InvalidEvent, InvalidId, InvalidInput) as exc:
                 found.seen_ids.add(event_id)
                 found.malformed[name] = f"invalid event: {exc}"
@@ -171,9 +183,7 @@ def read_events(
         elif (event.tenant_id, event.workspace_id) != (tenant_id, workspace_id):
             found.malformed[name] = f"event of foreign scope {event.tenant_id}/{event.workspace_id}"
         else:
-            found.events.append(event)
-            if body is not None:
-                found.bodies[event_id] = body.decode("utf-8")
+            found.stored.append(value)
     return found
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servo.core.errors import Conflict, PreconditionFailed
-from servo.core.events import EncodedEvent, Event, event_body
+from servo.core.events import EncodedEvent, Event, as_event, event_body
 from servo.core.fold import fold
 from servo.core.ids import UlidFactory, ulid_time_ms
 from servo.core.liveness import superseded
@@ -82,29 +82,18 @@ class CompactionResult:
         )
 
 
-def _body_encoder(bodies: dict[str, str]) -> Callable[[Event | EncodedEvent], str]:
-    """The canonical JSON of an event as a segment stores it: the bytes its writer wrote when this
-    process wrote it (``bodies``: its encoding, byte for byte), else encoded here."""
-
-    def body(event: Event | EncodedEvent) -> str:
-        if isinstance(event, Event) and (known := bodies.get(event.event_id)) is not None:
-            return known
-        return event_body(event)
-
-    return body
-
-
 def _cache_partition(
     snap: Snapshot, chain: tuple[str, ...], part: RunPartition, written: dict[str, str]
 ) -> None:
     # The partition just written serves the next reads as is: the compactor's copy (with events) and
     # the readers' (rows only), so a callback right after a publish reads no segment back. Its new
     # events are kept as the bodies just encoded, as a read would give them: a later base rewrite of
-    # a big run then copies bodies instead of re-encoding every event the run ever had.
-    events = dict(part.events)
-    for i, body in written.items():  # the segment's events only: a big run has thousands more
-        if isinstance(e := events.get(i), Event):
-            events[i] = EncodedEvent(body, e)
+    # a big run then copies bodies instead of re-encoding every event the run ever had. (Events this
+    # process wrote are such bodies already, from the fold.)
+    encoded = {  # the segment's events only: a big run has thousands more
+        i: EncodedEvent(body, e) for i, body in written.items() if isinstance(e := part.events.get(i), Event)
+    }
+    events = {**part.events, **encoded} if encoded else part.events
     snap.remember_partition(part.run_id, chain, replace(part, events=events), events=True)
     snap.remember_partition(part.run_id, chain, replace(part, events={}, checkpoint=None), events=False)
 
@@ -126,6 +115,9 @@ class CompactionPolicy:
         lookback_ms: how far before the watermark new objects are looked for by listing.
         list_ledger: False when the caller hands over every object written since the last publish
             (the embedded stack's group commit), so the hints alone are the batch and no list is paid.
+        sole_publisher: every head of the workspace is published through this instance's cache
+            (the embedded stack's group commit), so the head it saw last is folded on without
+            reading it again; a CAS lost to a publisher after all makes the next attempt read it.
         ended_per_index_write: how many ended runs wait in the manifest before they move to their
             index buckets together.
         max_attempts: CAS rounds before giving up with Conflict.
@@ -135,6 +127,7 @@ class CompactionPolicy:
     min_publish_interval_ms: int = 0
     lookback_ms: int = ledger.DEFAULT_LOOKBACK_MS
     list_ledger: bool = True
+    sole_publisher: bool = False
     ended_per_index_write: int = DEFAULT_ENDED_RUNS_PER_INDEX_WRITE
     max_attempts: int = 20
     sleep: Callable[[float], None] = time.sleep
@@ -202,8 +195,9 @@ def compact(
         if (due := _interval_left_ms(warm, scope)) > 0:
             policy.sleep(due / 1000)
             waited_for = warm.generation
-    for _ in range(policy.max_attempts):
-        snap = load_snapshot(store, cache)
+    for attempt in range(policy.max_attempts):
+        # The sole publisher's first attempt folds on the head it saw last, unread (see the policy).
+        snap = warm if attempt == 0 and policy.sole_publisher and warm else load_snapshot(store, cache)
         if (done := _already_applied(snap, hint)) is not None:
             # A redelivered finalize event, or another compaction folded these already: stop
             # (design §5.3) before paying for a list, reads or a wait for the publish interval.
@@ -225,7 +219,7 @@ def compact(
         malformed.update(bad)
         found = ledger.read_events(store, names, tenant_id, workspace_id, written)
         malformed.update(found.malformed)
-        fresh, before = _unapplied(snap, found.events)
+        fresh, before = _unapplied(snap, found.stored)
         report = sorted(malformed.items())
         runless = tuple(e for e in found.events if e.run_id is None)
         if not fresh:
@@ -245,7 +239,7 @@ def compact(
             events_applied=len(fresh),
             malformed=report,
             changed_run_ids=changed,
-            lag_ms=max(0, now_ms - min(ulid_time_ms(e.event_id) for e in fresh)),
+            lag_ms=max(0, now_ms - ulid_time_ms(as_event(fresh[0]).event_id)),
             snapshot=new_snap,
             runless=runless,
         )
@@ -268,11 +262,16 @@ def _interval_left_ms(snap: Snapshot, scope: _Scope) -> int:
     return snap.pointer.updated_at + scope.policy.min_publish_interval_ms - scope.now_ms
 
 
-def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[str, RunPartition | None]]:
-    """The events whose run partition does not hold them yet, and those partitions as published."""
+def _unapplied(
+    snap: Snapshot, stored: list[Event | EncodedEvent]
+) -> tuple[list[Event | EncodedEvent], dict[str, RunPartition | None]]:
+    """The events whose run partition does not hold them yet (oldest first, as found: with their
+    writer's bytes where known), and those partitions as published."""
     before: dict[str, RunPartition | None] = {}
-    fresh: dict[str, Event] = {}
-    for event in events:
+    fresh: dict[str, Event | EncodedEvent] = {}
+    touched: set[str] = set()
+    for value in stored:
+        event = as_event(value)
         run_id = event.run_id
         if run_id is None:
             continue  # run-less events belong to the M2 automation state
@@ -280,21 +279,22 @@ def _unapplied(snap: Snapshot, events: list[Event]) -> tuple[list[Event], dict[s
             before[run_id] = snap.partition(run_id, events=True)
         part = before[run_id]
         if part is None or not (event.event_id in part.events or superseded(part, event)):
-            fresh[event.event_id] = event
-    touched = {e.run_id for e in fresh.values()}
+            fresh[event.event_id] = value
+            touched.add(run_id)
     return [fresh[i] for i in sorted(fresh)], {r: p for r, p in before.items() if r in touched}
 
 
 def _publish(
     scope: _Scope,
     snap: Snapshot,
-    fresh: list[Event],
+    fresh: list[Event | EncodedEvent],
     before: dict[str, RunPartition | None],
     found: ledger.Found,
 ) -> tuple[Snapshot, list[str]] | None:
     state = FoldState(scope.tenant_id, scope.workspace_id, {r: p for r, p in before.items() if p is not None})
+    # The events this process wrote come with their bytes, which the fold keeps: the segment
+    # stores them as written, and encodes only the events read from the ledger.
     after = fold(state, fresh)
-    encode_body = _body_encoder(found.bodies)
     manifest = snap.manifest
     live = dict(manifest.live)
     segments: dict[str, tuple[Segment, tuple[str, ...]]] = {}
@@ -304,9 +304,9 @@ def _publish(
         current = snap.index_entry(run_id)
         chain = current.segments if current is not None else ()
         if old is None or len(chain) >= MAX_CHAIN:
-            segment, chain = full_segment(new, encode_body), ()
+            segment, chain = full_segment(new, event_body), ()
         else:
-            segment = diff_segment(old, new, encode_body)
+            segment = diff_segment(old, new, event_body)
         if not segment.is_empty:
             segments[run_id] = (segment, chain)
     paths: dict[str, str] = {}
@@ -406,7 +406,8 @@ def rebuild(
     """
     names = [m.name for m in store.list(ledger.LEDGER_PREFIX)]
     found = ledger.read_events(store, names, tenant_id, workspace_id)
-    state = fold(FoldState(tenant_id, workspace_id), sorted(found.events, key=lambda e: e.event_id))
+    ordered: list[Event] = sorted(found.events, key=lambda e: e.event_id)
+    state = fold(FoldState(tenant_id, workspace_id), ordered)
     return state, sorted(found.malformed.items())
 
 

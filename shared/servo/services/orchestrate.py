@@ -99,10 +99,29 @@ def compact_workspace(
 
 
 def compact_changes(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, hint: Sequence[str], *, list_ledger: bool = True
+    ctx: ServiceContext,
+    tenant_id: str,
+    workspace_id: str,
+    names: Sequence[str],
+    *,
+    sole_publisher: bool = False,
 ) -> Changes:
-    """Fold and publish as ``compact_workspace``; what the act phase is to do after it."""
-    return changes_of(_compacted(ctx, tenant_id, workspace_id, hint, None, list_ledger=list_ledger))
+    """Fold and publish as ``compact_workspace``; what the act phase is to do after it.
+
+    ``sole_publisher``: the caller (the embedded group commit) publishes every head of the workspace
+    and hands over every object written since the last publish, so no list is paid and the head it
+    saw last is not read again (``CompactionPolicy.list_ledger`` and ``sole_publisher``).
+    """
+    result = _compacted(
+        ctx,
+        tenant_id,
+        workspace_id,
+        names,
+        None,
+        list_ledger=not sole_publisher,
+        sole_publisher=sole_publisher,
+    )
+    return changes_of(result)
 
 
 def _summary(result: CompactionResult | None) -> tuple[bool, int, int, list[str]]:
@@ -120,6 +139,7 @@ def _compacted(
     lookback_ms: int | None,
     *,
     list_ledger: bool = True,
+    sole_publisher: bool = False,
 ) -> CompactionResult | None:
     """The compaction this call ran, or None when it rode another one's flight."""
     # One cache with the read model: every file below the head pointer is immutable, so what the
@@ -131,6 +151,7 @@ def _compacted(
         min_publish_interval_ms=ctx.settings.min_publish_interval_ms,
         lookback_ms=DEFAULT_LOOKBACK_MS if lookback_ms is None else lookback_ms,
         list_ledger=list_ledger,
+        sole_publisher=sole_publisher,
         ended_per_index_write=ctx.settings.ended_runs_per_index_write,
     )
 
