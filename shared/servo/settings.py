@@ -126,6 +126,12 @@ class Settings:
     # compaction is asynchronous (GCS), and on the embedded stack (set by the stack itself), whose group
     # commit then lets a chain's hops share a publish instead of paying one a hop.
     callback_dispatch: bool = False
+    # A trigger dispatches the root tasks its run starts with itself, as a completing callback does its
+    # downstream, so a short run's creation shares the publish of its end instead of paying one of its
+    # own before its first task can start. Only where the callbacks of those roots reach the process
+    # that triggered (the embedded stack, which sets it): elsewhere they could not see the run before
+    # its publish and would only ask the worker to retry. Needs ``callback_dispatch``.
+    trigger_dispatch: bool = False
     # A dispatch the controller enqueued is recorded by DispatchRequested alone, and its acknowledgement
     # (DispatchEnqueued) by the next pass that still finds the task waiting for its worker: a task that
     # has started by then makes the acknowledgement moot (the fold rejects it), which saves one ledger
@@ -187,6 +193,7 @@ class Settings:
             callback_view_max_age_ms=_int(e, "SERVO_CALLBACK_VIEW_MAX_AGE_MS", 1000),
             callback_dispatch=e.get("SERVO_CALLBACK_DISPATCH", "1" if storage == "gcs" else "0")
             in ("1", "true", "yes"),
+            trigger_dispatch=e.get("SERVO_TRIGGER_DISPATCH", "0") in ("1", "true", "yes"),
             defer_dispatch_ack=e.get("SERVO_DEFER_DISPATCH_ACK", "0" if storage == "gcs" else "1")
             in ("1", "true", "yes"),
         )

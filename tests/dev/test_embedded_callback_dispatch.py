@@ -20,6 +20,7 @@ from servo.projections.layout import POINTER_PATH
 from bench import _stacks
 from bench._api import TENANT, deploy, trigger, wait_state
 from bench._graphs import chain_keys, write_servo_project
+from bench._instrument import PrefixTally, prefix_of
 
 NEVER_MS = 600_000  # a window no test outlives: a publish it holds back never comes
 DEADLINE_S = 60
@@ -34,10 +35,16 @@ def _stack(tmp_path: Path, **settings: Any) -> Iterator[_stacks.Target]:
 
 
 def _head_generation(target: _stacks.Target) -> int:
+    """The head pointer's generation; 0 while nothing was published (a deploy publishes no state)."""
     assert target.counting is not None
     head = target.counting.get(f"{TENANT}/{WS}/{POINTER_PATH}")
-    assert head is not None
-    return head.generation
+    return 0 if head is None else head.generation
+
+
+def _publishes(target: _stacks.Target) -> int:
+    """Head pointer writes so far: one a publish."""
+    assert isinstance(target.tally, PrefixTally)
+    return target.tally.snapshot().get((prefix_of(f"{TENANT}/{WS}/{POINTER_PATH}"), "write"), 0)
 
 
 @pytest.fixture
@@ -55,7 +62,7 @@ def progress_held(tmp_path: Path) -> Iterator[_stacks.Target]:
 def test_a_chain_hops_from_callback_to_dispatch_without_a_publish(held_publishes: _stacks.Target) -> None:
     target = held_publishes
     run_id = trigger(requests.Session(), target.api_url, WS, chain_keys(3)[0], downstream=True)
-    published = _head_generation(target)  # the trigger's caller waited for this one
+    published = _head_generation(target)
     assert target.timeline.wait_completed(run_id, 3, DEADLINE_S)
     received = sorted(target.timeline.of_run(run_id).values(), key=lambda t: t.received)
     assert [t.task_key for t in received] == chain_keys(3)
@@ -72,3 +79,38 @@ def test_the_hops_share_a_publish_and_the_runs_end_is_published_at_once(
     run, _ = wait_state(http, target.api_url, WS, run_id, DEADLINE_S, every=0.05)
     assert run["state"] == "SUCCEEDED"
     assert {t["taskKey"]: t["state"] for t in run["tasks"]} == dict.fromkeys(chain_keys(3), "SUCCEEDED")
+
+
+def test_a_trigger_dispatches_its_roots_and_a_reader_gets_the_run_published(
+    held_publishes: _stacks.Target,
+) -> None:
+    # The trigger dispatches the root itself (services/callback_dispatch.dispatch_roots): the whole run
+    # happens with no publish at all. GetRun then waits for the one publish that shows it.
+    target, http = held_publishes, requests.Session()
+    before = _publishes(target)
+    run_id = trigger(http, target.api_url, WS, chain_keys(3)[0], downstream=True)
+    assert target.timeline.wait_completed(run_id, 3, DEADLINE_S)
+    assert _publishes(target) == before
+    run, _ = wait_state(http, target.api_url, WS, run_id, DEADLINE_S, every=0.05)
+    assert run["state"] == "SUCCEEDED"
+    assert _publishes(target) == before + 1
+
+
+def test_a_run_is_readable_the_moment_its_trigger_answered(held_publishes: _stacks.Target) -> None:
+    target, http = held_publishes, requests.Session()
+    run_id = trigger(http, target.api_url, WS, chain_keys(3)[0], downstream=True)
+    got = http.get(f"{target.api_url}/v1/workspaces/{WS}/runs/{run_id}", timeout=DEADLINE_S)
+    assert got.status_code == 200, got.text
+    assert got.json()["runId"] == run_id
+    listed = http.get(f"{target.api_url}/v1/workspaces/{WS}/runs", timeout=DEADLINE_S).json()
+    assert run_id in [r["runId"] for r in listed["runs"]]
+
+
+def test_a_short_runs_creation_shares_the_publish_of_its_end(progress_held: _stacks.Target) -> None:
+    # Only the run's end is urgent: its creation, starts and hops (all progress) wait for it.
+    target = progress_held
+    before = _publishes(target)
+    run_id = trigger(requests.Session(), target.api_url, WS, chain_keys(3)[0], downstream=True)
+    assert target.timeline.wait_completed(run_id, 3, DEADLINE_S)
+    assert target.wait_idle(DEADLINE_S)
+    assert _publishes(target) == before + 1

@@ -322,3 +322,37 @@ def test_a_write_that_changes_nothing_the_loop_decides_does_not_wake_it(
     assert record.batches[0] == ["first"] and sorted(n for b in record.batches[1:] for n in b) == sorted(
         ["started", *(f"beat{n}" for n in range(10)), "finished"]
     )
+
+
+def test_progress_after_an_idle_spell_still_waits_for_company(stopping: list[GroupCommit]) -> None:
+    # A short run's creation (its trigger dispatched the roots) is progress: published at once because
+    # the stack had been idle, it would cost a publish of its own before the one of the run's end.
+    clock, waits, record = Clock(), [], Recorder()
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now_ms += int(seconds * 1000)
+
+    group = GroupCommit(compact=record, window_ms=25, progress_window_ms=500, clock_ms=clock, wait=wait)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    clock.now_ms += 60_000
+    group.commit(None, SCOPE, ["created"], await_publish=True, urgent=False)  # type: ignore[arg-type]
+    assert waits == [0.5]
+    clock.now_ms += 60_000
+    group.commit(None, SCOPE, ["finished"], await_publish=True)  # type: ignore[arg-type]
+    assert waits == [0.5]  # an urgent write after an idle spell is published at once
+    assert record.batches == [["first"], ["created"], ["finished"]]
+
+
+def test_settle_publishes_what_is_held_back_at_once(stopping: list[GroupCommit]) -> None:
+    # A reader (GetRun right after a trigger that dispatched its roots) must not wait the progress window.
+    record = Recorder()
+    group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    group.commit(None, SCOPE, ["created"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    group.settle(("t", "other"))  # nothing of that workspace is held: returns at once
+    assert record.batches == [["first"]]
+    group.settle(SCOPE)
+    assert record.batches == [["first"], ["created"]]

@@ -23,6 +23,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from functions_framework import create_app
 from servo.dispatch import HttpTask
+from servo.services._recent_writes import INSTANCE_KEY
 from servo.services.context import ServiceContext
 from servo.services.read_model import load_snapshot
 from servo.store import LocalFileStore
@@ -106,6 +107,8 @@ class Chaos:
     # Every callback reaches an instance that did not write what came before it (the callback
     # dispatch's memory of its own writes is lost): it sees only published views.
     callback_amnesia: bool = False
+    # The trigger dispatches its run's roots itself, as on the embedded stack (settings.trigger_dispatch).
+    trigger_dispatch: bool = False
 
 
 @cache
@@ -128,7 +131,7 @@ def finalize_event(name: str) -> tuple[dict[str, str], bytes]:
     return dict(headers), body
 
 
-_RECENT_WRITES = "callback-recent-writes"  # services/callbacks: the instance memory amnesia drops
+_RECENT_WRITES = INSTANCE_KEY  # services/_recent_writes: the instance memory amnesia drops
 
 
 def _not_visible(res: Any) -> bool:
@@ -155,6 +158,7 @@ class World:
             compact=False,
             ended_runs_per_index_write=1,
             callback_dispatch=True,
+            trigger_dispatch=chaos.trigger_dispatch,
             defer_dispatch_ack=not chaos.deferred,
         )
         # fsync buys nothing for throwaway data and costs most of a write.
@@ -166,7 +170,11 @@ class World:
             shuffle=chaos.shuffle,
         )
         self.ctx: ServiceContext = replace(
-            base, store=self.store, queue=self.queue, after_ledger_write=self._hook
+            base,
+            store=self.store,
+            queue=self.queue,
+            after_ledger_write=self._hook,
+            before_read=self._settle if chaos.trigger_dispatch else None,
         )
         self.finalize: list[str] = []
         self.late_callbacks: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
@@ -207,6 +215,15 @@ class World:
             return
         with phase("compaction"):
             inline_hook(ctx, tenant_id, workspace_id, names, await_publish=await_publish)
+
+    def _settle(self, tenant_id: str, workspace_id: str) -> None:
+        """The embedded stack's read barrier (``ServiceContext.before_read``), where the trigger
+        dispatches its roots as there: a user's read first has the pending finalize events compacted,
+        so a run is readable (and cancellable) the moment its trigger answered."""
+        with self._lock:
+            names, self.finalize = sorted(set(self.finalize)), []
+        if names:
+            self._compact_batch(names)
 
     def _call(self, label: str, send: Callable[[], Any], retries: int = 8) -> Any:
         """A client that retries a 5xx at once (the crash was one-shot)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ CRASH_SITES = (
 )
 
 
-def chaos_for(seed: int, *, deferred: bool) -> Chaos:
+def chaos_for(seed: int, *, deferred: bool, trigger_dispatch: bool = False) -> Chaos:
     rng = random.Random(seed * 7919)
     crashes = tuple(
         CrashAt(".*", rng.randint(1, 3), rng.choice(("before", "after")), phase=phase, kind=kind)
@@ -49,6 +50,7 @@ def chaos_for(seed: int, *, deferred: bool) -> Chaos:
         compactor_threads=3,
         store=FaultPlan(crashes=crashes, duplicate_rate=0.05, holdback_rate=0.05, seed=seed),
         lose_inline=frozenset() if deferred else frozenset(rng.sample(range(1, 40), 4)),
+        trigger_dispatch=trigger_dispatch,
     )
 
 
@@ -71,4 +73,21 @@ def test_runs_converge_to_the_clean_result_under_chaos(
     world, final = play(tmp_path / "chaos", scenario, chaos_for(seed, deferred=deferred))
     faults_injected(world.injected, f"seed {seed} ({'compactor' if deferred else 'inline'}) {world.counts}")
     assert world.injected > 20  # the chaos was real
+    assert_converged(world, expected, final)
+
+
+@pytest.mark.parametrize("seed", [17, 2])
+def test_runs_whose_triggers_dispatch_their_roots_converge_under_chaos(
+    tmp_path: Path, faults_injected: Callable[[int, str], None], seed: int
+) -> None:
+    # As on the embedded stack: a trigger dispatches its run's roots before any publish shows the run
+    # (one of those dispatches crashes too), readers have what is held back published first.
+    scenario = random_scenario(random.Random(seed))
+    _, expected = play(tmp_path / "clean", scenario, Chaos(seed=seed))
+    chaos = chaos_for(seed, deferred=True, trigger_dispatch=True)
+    crash = CrashAt(".*", 1, "before", phase="trigger", kind="^ledger:DispatchRequested$")
+    chaos = replace(chaos, store=replace(chaos.store, crashes=(*chaos.store.crashes, crash)))
+    world, final = play(tmp_path / "chaos", scenario, chaos)
+    faults_injected(world.injected, f"seed {seed} (trigger dispatch) {world.counts}")
+    assert world.injected > 20
     assert_converged(world, expected, final)

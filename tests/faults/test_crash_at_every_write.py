@@ -67,6 +67,15 @@ CALLBACK_DISPATCH_SITES = {
     ("callback", "ledger:DispatchRequested"),
     ("callback", "ledger:DispatchEnqueued"),
 }
+# Where the trigger dispatches its run's roots itself (the embedded stack, settings.trigger_dispatch),
+# its dispatch writes are the trigger's; the compactor, later, finds them made. A crash there is
+# absorbed (the trigger answers 201 and the compactor dispatches); a crash in the creation's own
+# writes, which now go out without awaiting their publish, is retried by the client as before.
+TRIGGER_DISPATCH_SITES = {
+    ("trigger", "ledger:DispatchRequested"),
+    ("trigger", "ledger:DispatchEnqueued"),
+}
+TRIGGER_PATH_SITES = {s for s in PATH_SITES if s[0] == "trigger"}
 # Through the compactor function a crash fails the delivery and Eventarc redelivers it; the effect
 # writes are the inline path's code, so the publish writes are the ones worth repeating there.
 STATE_SITES = {s for s in COMPACTION_SITES if s[1].startswith("state:")}
@@ -75,6 +84,7 @@ CASES = [
     for mode, sites in (
         ("inline", PATH_SITES | COMPACTION_SITES),
         ("compactor", STATE_SITES | CALLBACK_DISPATCH_SITES),
+        ("trigger-dispatch", TRIGGER_PATH_SITES | TRIGGER_DISPATCH_SITES),
     )
     for site in sorted(sites)
 ]
@@ -100,11 +110,21 @@ def test_the_clean_run_ends_as_scripted(clean: dict[str, dict[str, Any]]) -> Non
     assert {t[0] for k, t in clean["r-cancel"]["tasks"].items() if k != "ns.a0"} == {"CANCELLED"}
 
 
-@pytest.mark.parametrize("deferred", [False, True], ids=["inline", "compactor"])
-def test_the_census_names_every_write_site(tmp_path: Path, deferred: bool) -> None:
-    world, _ = play(tmp_path, Chaos(deferred=deferred))
+@pytest.mark.parametrize("mode", ["inline", "compactor", "trigger-dispatch"])
+def test_the_census_names_every_write_site(tmp_path: Path, mode: str) -> None:
+    world, _ = play(tmp_path, _chaos(mode))
     seen = {(w.phase, w.kind) for w in world.store.writes if w.phase}
-    assert seen == PATH_SITES | COMPACTION_SITES | (CALLBACK_DISPATCH_SITES if deferred else set())
+    expected = PATH_SITES | COMPACTION_SITES
+    if mode != "inline":
+        expected |= CALLBACK_DISPATCH_SITES
+    if mode == "trigger-dispatch":
+        expected |= TRIGGER_DISPATCH_SITES
+    assert seen == expected
+
+
+def _chaos(mode: str, store: FaultPlan | None = None) -> Chaos:
+    deferred = mode != "inline"
+    return Chaos(deferred=deferred, trigger_dispatch=mode == "trigger-dispatch", store=store or FaultPlan())
 
 
 @pytest.mark.parametrize(("mode", "site"), CASES)
@@ -122,7 +142,7 @@ def test_crashes_before_and_after_this_write_then_retries_converge_to_the_clean_
         CrashAt(".*", 1, "before", phase=site[0], kind=kind),
         CrashAt(".*", 2, "after", phase=site[0], kind=kind),
     )
-    world, final = play(tmp_path / "1", Chaos(deferred=mode == "compactor", store=FaultPlan(crashes=crashes)))
+    world, final = play(tmp_path / "1", _chaos(mode, FaultPlan(crashes=crashes)))
     assert world.store.crashes >= 1, "the crash was never reached"
     assert_converged(world, clean, final)
     # However the deploy died, its retry left the workspace swept and its manifest current.
@@ -133,9 +153,7 @@ def test_crashes_before_and_after_this_write_then_retries_converge_to_the_clean_
     if world.store.crashes == 1:
         # The repair took another road (the sweep retries without a new timer): crash after the first.
         after = (CrashAt(".*", 1, "after", phase=site[0], kind=kind),)
-        world, final = play(
-            tmp_path / "2", Chaos(deferred=mode == "compactor", store=FaultPlan(crashes=after))
-        )
+        world, final = play(tmp_path / "2", _chaos(mode, FaultPlan(crashes=after)))
         assert world.store.crashes == 1
         assert_converged(world, clean, final)
         injected += world.injected

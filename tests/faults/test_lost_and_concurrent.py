@@ -55,13 +55,24 @@ def test_eight_compactors_at_once_on_duplicated_finalize_events(
     assert_converged(world, expected, final)
 
 
+@pytest.mark.parametrize("trigger_dispatch", [False, True], ids=["compactor-roots", "trigger-roots"])
 def test_callbacks_on_instances_without_the_dispatching_ones_memory_converge(
-    tmp_path: Path, expected: dict[str, dict[str, Any]], faults_injected: Callable[[int, str], None]
+    tmp_path: Path,
+    expected: dict[str, dict[str, Any]],
+    faults_injected: Callable[[int, str], None],
+    trigger_dispatch: bool,
 ) -> None:
     # A completion dispatches its downstream at once; that task's `started` then reaches an instance
     # that sees only the published head, where it may still be BLOCKED: "retry" (503), and the
-    # queue's redelivery after the next publish runs it. Duplicates ride along.
-    chaos = Chaos(seed=SEED, deferred=True, callback_amnesia=True, duplicate_rate=0.3)
+    # queue's redelivery after the next publish runs it. Duplicates ride along. A root its trigger
+    # dispatched may find its whole run unpublished there: "retry" too, never "no such task".
+    chaos = Chaos(
+        seed=SEED,
+        deferred=True,
+        callback_amnesia=True,
+        duplicate_rate=0.3,
+        trigger_dispatch=trigger_dispatch,
+    )
     world, final = play(tmp_path, SCENARIO, chaos)
     faults_injected(world.injected, f"seed {SEED}: {world.counts['not_visible']} starts told to retry")
     assert world.counts["not_visible"] > 0

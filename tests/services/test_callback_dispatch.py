@@ -210,15 +210,14 @@ def test_a_task_without_downstream_leaves_nothing_for_the_other_callbacks_views(
     # Another callback's view needs a task's facts only if they can make its downstream ready: a fan-out's
     # children (or a chain's last task) would otherwise have every callback of the run fold all their
     # siblings' unpublished starts and ends ahead of the published run, a copy of the whole run each.
-    from servo.services._recent_writes import RecentWrites
-    from servo.services.callbacks import _RECENT_WRITES
+    from servo.services._recent_writes import INSTANCE_KEY, RecentWrites
 
     chain = Chain(tmp_path)
     chain.work(chain.envelopes()["ns.a"])
     chain.work(chain.envelopes()["ns.b"])
     chain.publish()  # a's and b's facts and c's dispatch are published: the views forget them
     chain.work(chain.envelopes()["ns.c"])
-    recent = chain.ctx.instance_state(_RECENT_WRITES, RecentWrites)
+    recent = chain.ctx.instance_state(INSTANCE_KEY, RecentWrites)
     part = chain.ctx.snapshot(TENANT, WS).partition(chain.run_id)
     assert part is not None
     assert recent.view(TENANT, WS, part, chain.clock()) is part

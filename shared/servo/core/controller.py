@@ -180,6 +180,20 @@ def after_completion(
     return made_ready if len(made_ready) <= config.callback_dispatch_max else []
 
 
+def after_trigger(
+    part: RunPartition, now_ms: int, config: ControllerConfig = ControllerConfig()
+) -> list[RequestDispatch]:
+    """The dispatches a run's creation made due, for its trigger to make at once.
+
+    ``part`` is the run folded from its creation events alone. Exactly what ``after_publish`` of the
+    published run will decide (same dispatch ids: whichever of trigger and compactor comes second is
+    deduplicated), narrowed to dispatches; none when more than ``config.callback_dispatch_max`` roots
+    are ready (a wide run is the compactor's: one publish carries its dispatches).
+    """
+    ready = [d for d in after_publish(part, now_ms) if isinstance(d, RequestDispatch)]
+    return ready if len(ready) <= config.callback_dispatch_max else []
+
+
 def completion_only_progress(part: RunPartition, finished: TaskRow, outcome: str) -> bool:
     """Whether ``finished``'s completion (its worker's ``outcome``) unblocks nothing, so its publish
     may wait for company (the embedded stack's group commit).

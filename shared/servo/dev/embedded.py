@@ -71,6 +71,9 @@ class InlineCompactor:
     ) -> None:
         self._group.commit(ctx, (tenant_id, workspace_id), names, await_publish=await_publish, urgent=urgent)
 
+    def settle(self, tenant_id: str, workspace_id: str) -> None:
+        self._group.settle((tenant_id, workspace_id))
+
     def commits(self) -> int:
         return self._group.commits()
 
@@ -189,7 +192,9 @@ class EmbeddedStack:
             worker_url=self.worker_url or "http://127.0.0.1:8081/dispatch",
             # A chain's hop costs no publish: the completing callback dispatches what it made ready,
             # and the group commit publishes when its window says (services/callback_dispatch).
-            **{"callback_dispatch": True, **self.settings_overrides},
+            # Its trigger dispatches a run's roots so (the roots' callbacks reach this process), and
+            # a short run's creation shares the publish of its end.
+            **{"callback_dispatch": True, "trigger_dispatch": True, **self.settings_overrides},
         )
         self._compactor = InlineCompactor(
             settings.group_commit_window_ms, settings.group_commit_progress_window_ms
@@ -205,6 +210,7 @@ class EmbeddedStack:
             clock_ms=self.clock_ms,
             queue=self._dispatcher,
             after_ledger_write=self._compactor.hook,
+            before_read=self._compactor.settle,
         )
         ctx_ref.append(self.ctx)
         serve = threading.Thread(target=self._server.serve_forever, name="servo-api", daemon=True)

@@ -6,10 +6,11 @@ one compaction per workspace. It waits a short window after each publish so that
 callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once
 and so does a writer someone is waiting on (a trigger's caller): the window trades background latency
 for fewer publishes, never a user's. Writes that only record progress (a dispatch, a start, a
-heartbeat, a completion whose callback already dispatched the next hop) unblock nothing, so while
-nothing else is queued the window is longer: a task's start then shares the publish of its finish
-instead of costing one of its own whenever the task outlasts the short window, and a chain's hops
-share one publish instead of paying one each.
+heartbeat, a completion whose callback already dispatched the next hop, a run's creation whose trigger
+dispatched its roots) unblock nothing, so while nothing else is queued they wait the longer progress
+window from the first of them, however long the stack was idle: a task's start then shares the publish
+of its finish, and a short run's creation and hops share the publish of its end. A reader that asks
+for the state first has it published at once (``settle``).
 It hands the compaction every object written since the last publish, so the compaction lists nothing,
 and folds on the head it published last without reading it back.
 """
@@ -87,6 +88,7 @@ class GroupCommit:
         self._running = False
         self._stopped = False
         self._last_publish_ms: int | None = None
+        self._queued_since_ms = 0  # when the queue last went from empty to holding something
         self._failures = 0  # consecutive failed rounds
         self._thread = threading.Thread(target=self._loop, name="servo-group-commit", daemon=True)
         self._thread.start()
@@ -111,6 +113,8 @@ class GroupCommit:
             # batch the loop takes at the window's end anyway; a fan-out's callbacks commit several
             # times a task, and each wake-up cost a context switch or two.
             wake = not self._queued or await_publish or (urgent and not self._urgent)
+            if not self._queued:
+                self._queued_since_ms = self._clock_ms()
             self._queued.setdefault(scope, set()).update(names)
             self._contexts[scope] = ctx
             self._urgent = self._urgent or urgent
@@ -122,6 +126,20 @@ class GroupCommit:
                 self._cv.notify_all()
             if await_publish:
                 self._cv.wait_for(lambda: self._published >= ticket)
+
+    def settle(self, scope: Scope) -> None:
+        """Return once what was handed over for ``scope`` so far is published: the round taking it
+        skips its window, as for a writer that awaits its publish. At once when nothing of ``scope``
+        waits; on the loop's own thread too (a round cannot wait for itself)."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._cv:
+            if scope not in self._queued and not self._running:
+                return
+            ticket = self._enqueued
+            self._awaited = max(self._awaited, ticket)
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: self._published >= ticket or self._stopped)
 
     def commits(self) -> int:
         """How many commits were handed over so far (lets a caller tell whether new work arrived)."""
@@ -177,27 +195,32 @@ class GroupCommit:
             self._cv.notify_all()
 
     def _wait_window(self) -> None:
-        if self._last_publish_ms is None:
-            return  # nothing published yet: an idle stack publishes at once
         if self._wait is not None:
             with self._cv:
-                remaining = self._last_publish_ms + self._delay_ms() - self._clock_ms()
+                remaining = self._deadline_ms() - self._clock_ms()
             if remaining > 0:
                 self._wait(remaining / 1000)
             return
         with self._cv:
             while not self._stopped and not self._cut_short():
                 # Re-read on every wake-up: an urgent commit shortens the progress window.
-                remaining = self._last_publish_ms + self._delay_ms() - self._clock_ms()
+                remaining = self._deadline_ms() - self._clock_ms()
                 if remaining <= 0:
                     return
                 self._cv.wait(remaining / 1000)  # a commit notifies: re-check whether one is awaited
 
-    def _delay_ms(self) -> int:
-        if self._failures:
+    def _deadline_ms(self) -> int:
+        """When the loop takes what is queued."""
+        last = self._last_publish_ms
+        if self._failures and last is not None:
             # Back off after failures so a persistent fault does not spin the loop.
-            return min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
-        return self._window_ms if self._urgent else self._progress_window_ms
+            return last + min(max(self._window_ms, 10) << self._failures, MAX_RETRY_DELAY_MS)
+        after_last = -1 if last is None else last + self._window_ms  # an idle stack publishes at once
+        if self._urgent:
+            return after_last
+        # Progress alone waits for company from its first write, however long the stack was idle: a
+        # short run's creation, starts and hops then share the publish of its end.
+        return max(after_last, self._queued_since_ms + self._progress_window_ms)
 
     def _cut_short(self) -> bool:
         # A writer someone waits on (a trigger's caller) skips the window: the window trades

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from servo.core.events import Event
 from servo.core.fold import fold_ahead, fold_further_ahead
 from servo.core.state import RunPartition
+from servo.services.context import ServiceContext
 
 # A publish folds what was written within about a second (longer under load); past this an event is
 # either published or was refused by the fold, and is forgotten.
@@ -29,6 +30,14 @@ KEEP_MS = 60_000
 MAX_RUNS = 10_000
 # Runs whose last view is kept (each a copy of its run's rows): those being called back right now.
 MAX_VIEWS = 256
+# The key of an instance's memory in its warm state (``ServiceContext.instance_state``).
+INSTANCE_KEY = "callback-recent-writes"
+
+
+def recent_writes(ctx: ServiceContext) -> RecentWrites | None:
+    """Where writers dispatch ahead of a publish (``settings.callback_dispatch``), this instance's
+    memory of the events it wrote that a published view may not show yet."""
+    return ctx.instance_state(INSTANCE_KEY, RecentWrites) if ctx.settings.callback_dispatch else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,16 @@ class RecentWrites:
             if key in self._runs:
                 self._keep(key, _Ahead(part, ids, view))
         return view
+
+    def unpublished_view(self, tenant_id: str, workspace_id: str, run_id: str, now_ms: int) -> RunPartition:
+        """The run as this instance wrote it, where no publish shows it yet (its trigger dispatched
+        its roots itself): ``view`` of an empty partition, which is kept with the view so that the
+        run's next callbacks fold only what is newer. Without a remembered write, the run has no row."""
+        key = (tenant_id, workspace_id, run_id)
+        with self._lock:
+            last = self._ahead.get(key)
+        base = last.part if last is not None and not last.part.events else RunPartition(run_id)
+        return self.view(tenant_id, workspace_id, base, now_ms)
 
     def _keep(self, key: tuple[str, str, str], ahead: _Ahead) -> None:
         self._ahead.pop(key, None)  # the most recent last, so the oldest goes first

@@ -32,10 +32,10 @@ from servo.core.rows import RunRow, TaskRow
 from servo.core.state import RunPartition
 from servo.core.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from servo.core.timefmt import format_timestamp
-from servo.services._recent_writes import RecentWrites
+from servo.services._recent_writes import RecentWrites, recent_writes
 from servo.services.callback_dispatch import dispatch_made_ready, has_downstream, planned_dispatches
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_made
+from servo.services.ledger import append_made, hasten
 from servo.store import create_once
 from servo.tokens import TaskTokenClaims, verify_task_token
 
@@ -46,9 +46,6 @@ MAX_LOG_SEQ = 999_999
 T = TypeVar("T")
 _TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
 
-# This instance's memory of the events it wrote (see _recent_writes), kept with its warm cache.
-_RECENT_WRITES = "callback-recent-writes"
-
 
 @dataclass(frozen=True, slots=True)
 class Located:
@@ -58,20 +55,18 @@ class Located:
     part: RunPartition  # the run as this callback sees it: a published view, and its own writes since
 
 
-def _recent_writes(ctx: ServiceContext) -> RecentWrites | None:
-    """Where the callback dispatch is on, the events this instance wrote that a view may not show."""
-    return ctx.instance_state(_RECENT_WRITES, RecentWrites) if ctx.settings.callback_dispatch else None
-
-
 def _run_part(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, max_age_ms: int
 ) -> RunPartition | None:
     """The run as a callback sees it; shared with the snapshot cache and the run's other callbacks,
     so a callback that changes it changes a copy (``_locate``)."""
     part = ctx.snapshot(tenant_id, workspace_id, max_age_ms=max_age_ms).partition(run_id)
-    recent = _recent_writes(ctx)
-    if part is None or recent is None:
+    recent = recent_writes(ctx)
+    if recent is None:
         return part
+    if part is None:  # not published yet: known here only if this instance triggered it
+        ahead = recent.unpublished_view(tenant_id, workspace_id, run_id, ctx.clock_ms())
+        return ahead if ahead.run is not None else None
     return recent.view(tenant_id, workspace_id, part, ctx.clock_ms())
 
 
@@ -121,6 +116,12 @@ def _locate(
         run_id, task_key = claims.run_id, task_id
     part = _run_part(ctx, claims.tenant_id, claims.workspace_id, run_id, max_age_ms)
     task = part.tasks.get(task_key) if part is not None else None
+    if part is None and _proves_a_dispatch(claims, run_id, task_key):
+        # Only the control plane mints a dispatch's token, so its run is in the ledger: triggered by
+        # an instance that dispatched the run's roots before any publish showed the run.
+        raise CallbackRejected(
+            503, "dispatch_not_visible", "this attempt's run is not published yet: retry shortly"
+        )
     if part is None or part.run is None or task is None:
         raise CallbackRejected(404, "task_not_found", f"no task {task_key!r} in run {run_id}")
     run = part.run
@@ -154,6 +155,15 @@ def _locate(
             401, "invalid_token", f"task token is not valid for this task ({', '.join(wrong)})"
         )
     return Located(claims, run, task, part)
+
+
+def _proves_a_dispatch(claims: TaskTokenClaims, run_id: str, task_key: str) -> bool:
+    """Whether the token is one the controller minted for a dispatch of this task: its attempt id is
+    the deterministic one of its attempt's dispatch."""
+    attempt = claims.attempt
+    if attempt is None or attempt < 1 or claims.run_id != run_id:
+        return False
+    return claims.attempt_id == attempt_id(dispatch_id(run_id, task_key, attempt))
 
 
 def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
@@ -265,7 +275,7 @@ def _append(
     append_made(
         ctx, loc.claims.tenant_id, loc.claims.workspace_id, [made], await_publish=False, urgent=urgent
     )
-    recent = _recent_writes(ctx)
+    recent = recent_writes(ctx)
     if recent is not None and not isinstance(data, TaskHeartbeat) and _needed_ahead(loc):
         recent.remember(loc.claims.tenant_id, loc.claims.workspace_id, [event], now)
     return event
@@ -440,7 +450,7 @@ def task_completed(
         error_category=(error or {}).get("category"),
         dispatched_at=loc.claims.iat * 1000,
     )
-    recent = _recent_writes(ctx)
+    recent = recent_writes(ctx)
     if recent is None:
         _append(ctx, loc, fact, now)
     else:
@@ -466,9 +476,7 @@ def _end_of_leaves(ctx: ServiceContext, recent: RecentWrites, loc: Located, even
     tenant_id, workspace_id = loc.claims.tenant_id, loc.claims.workspace_id
     if recent.leaf_ended(tenant_id, workspace_id, loc.part, loc.task.task_key, event, now) > 0:
         return
-    if ctx.after_ledger_write is not None:
-        name = ledger_object_name(event.event_id)
-        ctx.after_ledger_write(ctx, tenant_id, workspace_id, [name], await_publish=False, urgent=True)
+    hasten(ctx, tenant_id, workspace_id, [ledger_object_name(event.event_id)])
 
 
 def log_object_name(run_id: str, task_key: str, attempt: int, seq: int | None = None) -> str:

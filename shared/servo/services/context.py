@@ -58,6 +58,10 @@ class ServiceContext:
     ids: UlidFactory = field(default_factory=lambda: UlidFactory(os.urandom))
     queue: TaskQueue | None = None
     after_ledger_write: LedgerHook | None = None
+    # Called before a reader serves a user a workspace's published state: where this process holds
+    # back publishes of what it wrote (the embedded group commit), it publishes them first, so a
+    # run is readable the moment its trigger answered (design §5: the embedded mode is read-your-writes).
+    before_read: Callable[[str, str], None] | None = None
     # Warm-instance cache of decoded projection state, keyed by head generation (read model / compactor).
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +75,11 @@ class ServiceContext:
         every file below the head pointer is immutable."""
         found: dict[str, Any] = self.cache.setdefault(f"read:{tenant_id}/{workspace_id}", {})
         return found
+
+    def settle(self, tenant_id: str, workspace_id: str) -> None:
+        """Before a user's read: what this process wrote to the workspace is published (``before_read``)."""
+        if self.before_read is not None:
+            self.before_read(tenant_id, workspace_id)
 
     def instance_state(self, key: str, factory: Callable[[], T]) -> T:
         """The one object this instance keeps under ``key`` across requests (made on first use)."""

@@ -135,6 +135,13 @@ def append_made(
     )
 
 
+def hasten(ctx: ServiceContext, tenant_id: str, workspace_id: str, names: Sequence[str]) -> None:
+    """Hand over again, as urgent, ledger objects handed over as progress: their publish turned out to
+    unblock something (the run's end, a dispatch left to the compactor)."""
+    if ctx.after_ledger_write is not None and names:
+        ctx.after_ledger_write(ctx, tenant_id, workspace_id, names, await_publish=False, urgent=True)
+
+
 def stamp(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, data: Any, now: int | None = None
 ) -> tuple[Event, bytes]:

@@ -38,6 +38,7 @@ class RunView:
 def load_run(
     ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, *, max_age_ms: int = 0
 ) -> RunView | None:
+    ctx.settle(tenant_id, workspace_id)
     found = ctx.snapshot(tenant_id, workspace_id, max_age_ms=max_age_ms).get_run(run_id)
     if found is None or found.run is None:
         return None
@@ -218,6 +219,7 @@ def list_runs(
     state = query.get("state")
     if state is not None and state not in PUBLIC_RUN_STATES:
         raise InvalidInput(f"state must be one of {', '.join(PUBLIC_RUN_STATES)}")
+    ctx.settle(tenant_id, workspace_id)
     snapshot = ctx.snapshot(tenant_id, workspace_id)
     rows, next_cursor = snapshot.list_runs(limit=limit, cursor=cursor, state=state)
     runs = []
