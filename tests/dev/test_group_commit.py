@@ -252,10 +252,8 @@ class Recorder:
         return True, len(self.batches), len(names), []
 
 
-def test_progress_alone_waits_the_longer_window(stopping: list[GroupCommit]) -> None:
-    # Dispatch records, starts and heartbeats unblock nothing: publishing them at once would cost a
-    # publish of their own whenever a task outlasts the short window (a chain then published twice a
-    # hop). Alone in the queue they wait the progress window; anything else keeps the short one.
+def _timed(stopping: list[GroupCommit]) -> tuple[GroupCommit, Clock, list[float], Recorder]:
+    """A loop with a 25 ms window and a 500 ms progress window whose waits only move its clock."""
     clock, waits, record = Clock(), [], Recorder()
 
     def wait(seconds: float) -> None:
@@ -264,22 +262,41 @@ def test_progress_alone_waits_the_longer_window(stopping: list[GroupCommit]) -> 
 
     group = GroupCommit(compact=record, window_ms=25, progress_window_ms=500, clock_ms=clock, wait=wait)
     stopping.append(group)
+    return group, clock, waits, record
+
+
+@pytest.mark.parametrize("idle_ms", [0, 60_000], ids=["busy", "after-an-idle-spell"])
+def test_progress_alone_waits_the_longer_window(stopping: list[GroupCommit], idle_ms: int) -> None:
+    # Dispatch records, starts and heartbeats unblock nothing: publishing them at once would cost a
+    # publish of their own whenever a task outlasts the short window (a chain then published twice a
+    # hop). Alone in the queue they wait the progress window from the first of them, even after an
+    # idle spell (a short run's creation whose trigger dispatched its roots then shares the publish of
+    # the run's end); anything else keeps the short window, and after an idle spell goes at once.
+    group, clock, waits, record = _timed(stopping)
     group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
+    clock.now_ms += idle_ms
     group.commit(None, SCOPE, ["started"], await_publish=True, urgent=False)  # type: ignore[arg-type]
     assert waits == [0.5]
+    clock.now_ms += idle_ms
     group.commit(None, SCOPE, ["finished"], await_publish=True)  # type: ignore[arg-type]
-    assert waits == [0.5, 0.025]
+    assert waits == ([0.5] if idle_ms else [0.5, 0.025])
     assert record.batches == [["first"], ["started"], ["finished"]]
 
 
-def test_an_urgent_write_ends_the_progress_window(stopping: list[GroupCommit]) -> None:
-    # With a progress window of a minute, only its end at the urgent write lets this test finish.
+def _progress_held(stopping: list[GroupCommit]) -> tuple[GroupCommit, Recorder]:
+    """A loop that published ``first`` and holds ``started`` (progress) for a minute's window."""
     record = Recorder()
     group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
     stopping.append(group)
     group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
     group.commit(None, SCOPE, ["started"], await_publish=False, urgent=False)  # type: ignore[arg-type]
     assert record.batches == [["first"]]  # held for the progress window
+    return group, record
+
+
+def test_an_urgent_write_ends_the_progress_window(stopping: list[GroupCommit]) -> None:
+    # With a progress window of a minute, only its end at the urgent write lets this test finish.
+    group, record = _progress_held(stopping)
     group.commit(None, SCOPE, ["finished"], await_publish=False)  # type: ignore[arg-type]
     assert group.wait_idle(30)
     assert record.batches == [["first"], ["finished", "started"]]
@@ -324,35 +341,10 @@ def test_a_write_that_changes_nothing_the_loop_decides_does_not_wake_it(
     )
 
 
-def test_progress_after_an_idle_spell_still_waits_for_company(stopping: list[GroupCommit]) -> None:
-    # A short run's creation (its trigger dispatched the roots) is progress: published at once because
-    # the stack had been idle, it would cost a publish of its own before the one of the run's end.
-    clock, waits, record = Clock(), [], Recorder()
-
-    def wait(seconds: float) -> None:
-        waits.append(seconds)
-        clock.now_ms += int(seconds * 1000)
-
-    group = GroupCommit(compact=record, window_ms=25, progress_window_ms=500, clock_ms=clock, wait=wait)
-    stopping.append(group)
-    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
-    clock.now_ms += 60_000
-    group.commit(None, SCOPE, ["created"], await_publish=True, urgent=False)  # type: ignore[arg-type]
-    assert waits == [0.5]
-    clock.now_ms += 60_000
-    group.commit(None, SCOPE, ["finished"], await_publish=True)  # type: ignore[arg-type]
-    assert waits == [0.5]  # an urgent write after an idle spell is published at once
-    assert record.batches == [["first"], ["created"], ["finished"]]
-
-
 def test_settle_publishes_what_is_held_back_at_once(stopping: list[GroupCommit]) -> None:
     # A reader (GetRun right after a trigger that dispatched its roots) must not wait the progress window.
-    record = Recorder()
-    group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
-    stopping.append(group)
-    group.commit(None, SCOPE, ["first"], await_publish=True)  # type: ignore[arg-type]
-    group.commit(None, SCOPE, ["created"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    group, record = _progress_held(stopping)
     group.settle(("t", "other"))  # nothing of that workspace is held: returns at once
     assert record.batches == [["first"]]
     group.settle(SCOPE)
-    assert record.batches == [["first"], ["created"]]
+    assert record.batches == [["first"], ["started"]]
