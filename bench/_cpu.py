@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +146,13 @@ def _children_s(mark: Mark, now: Mapping[_Key, _Proc], reaped_s: float) -> float
 # Finding the descendants reads all of /proc (about 10 ms of CPU here): this process's own clock is
 # read after that scan when a window opens and before it when the window closes, so the meter's own
 # work stays outside every window it measures.
+
+
+def total(samples: Sequence[CpuSample]) -> CpuSample:
+    """Several windows' CPU as one."""
+    return CpuSample(
+        sum(s.own_s for s in samples), sum(s.children_s for s in samples), sum(s.client_s for s in samples)
+    )
 
 
 def sample() -> Mark:

@@ -60,14 +60,15 @@ def cpu_results(label: str, m: RunMeasure) -> dict[str, Any]:
     """CPU milliseconds a task of the stack's processes (issue 21), over the counted window."""
     if m.cpu is None:
         return {}
+    tasks = m.cpu_tasks or m.tasks
     out = {
-        f"cpu.{label}.ms_per_task": round(m.cpu.stack_s * 1000 / m.tasks, 2),
+        f"cpu.{label}.ms_per_task": round(m.cpu.stack_s * 1000 / tasks, 2),
         # The bench's own client thread (its trigger requests), left out of the figure above.
-        f"cpu.{label}.client_ms_per_task": round(m.cpu.client_s * 1000 / m.tasks, 2),
+        f"cpu.{label}.client_ms_per_task": round(m.cpu.client_s * 1000 / tasks, 2),
     }
     if m.cpu.children_s:
         # The emulator stack's own processes, without the bench process (its worker and proxy).
-        out[f"cpu.{label}.children_ms_per_task"] = round(m.cpu.children_s * 1000 / m.tasks, 2)
+        out[f"cpu.{label}.children_ms_per_task"] = round(m.cpu.children_s * 1000 / tasks, 2)
     return out
 
 

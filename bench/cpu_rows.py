@@ -26,6 +26,7 @@ from bench.local_stack import (
     CONCURRENT_RUNS,
     FANOUT_CHILDREN,
     FANOUT_TIMEOUT_S,
+    REPS,
 )
 
 
@@ -34,8 +35,8 @@ def once(root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with _stacks.embedded(project, root / "embedded") as target:
         http = requests.Session()
-        # One warm-up run and one counted run of each lone chain.
-        _, counted, _ = e2e.run_chains(target, http, project, CHAINS, 1)
+        # One warm-up run and the timed runs of each lone chain, as `make bench` runs them.
+        _, counted, _ = e2e.run_chains(target, http, project, CHAINS, REPS)
         for n, m in counted.items():
             out.update(cost.cpu_results(f"embedded.chain{n}", m))
         _, m = e2e.run_fanout(target, http, project, FANOUT_CHILDREN, FANOUT_TIMEOUT_S)

@@ -12,7 +12,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -37,6 +37,7 @@ class RunMeasure:
     ledger_types: dict[str, int] = field(default_factory=dict)  # ledger objects written, by event type
     # CPU of the stack's processes over the same window as ``ops`` (counted runs only).
     cpu: _cpu.CpuSample | None = None
+    cpu_tasks: int = 0  # the tasks ``cpu`` covers, where that is not ``tasks`` (several runs' windows)
 
 
 def _edge_overheads(times: dict[str, TaskTimes], edges: Sequence[tuple[str, str]]) -> list[float]:
@@ -58,15 +59,19 @@ def measure_run(
     count_ops: bool,
     timeout: float,
     copies: int = 1,
+    count_cpu: bool = False,
 ) -> RunMeasure:
     """Trigger ``keys[0]`` with its downstream ``copies`` times at once and wait for all SUCCEEDED.
 
     With ``count_ops`` the store counters are reset before the first trigger and read after the last
     completion and the control plane going idle, before the first GetRun (whose reads are the
-    client's, not the tasks'). The stack's CPU is sampled over that same window.
+    client's, not the tasks'). The stack's CPU is sampled over that same window, also with
+    ``count_cpu`` alone.
     """
-    if count_ops and target.tally is not None:
+    count_cpu = (count_ops or count_cpu) and target.tally is not None
+    if count_cpu:
         target.wait_idle(30)
+    if count_ops and target.tally is not None:
         target.tally.reset()
         if target.counting is not None:
             target.counting.reset()
@@ -87,9 +92,10 @@ def measure_run(
     port = None
     ledger_types: dict[str, int] = {}
     cpu = None
-    if count_ops and target.tally is not None:
+    if count_cpu:
         target.wait_idle(60)
         cpu = _cpu.window(cpu_start)
+    if count_ops and target.tally is not None:
         ops = target.tally.snapshot()
         port = target.counting.snapshot() if target.counting is not None else None
         ledger_types = target.tally.ledger_snapshot()
@@ -137,13 +143,19 @@ def run_chains(
         if warmup:
             first = measure_run(target, http, ws, keys, edges, count_ops=False, timeout=120)
             results[f"{target.mode}.chain{n}.first_run_s"] = round(first.wall_s, 3)
-        walls = []
+        walls, cpus = [], []
         for rep in range(reps):
-            m = measure_run(target, http, ws, keys, edges, count_ops=rep == reps - 1, timeout=120)
+            m = measure_run(
+                target, http, ws, keys, edges, count_ops=rep == reps - 1, timeout=120, count_cpu=True
+            )
             walls.append(m.wall_s)
             overheads.extend(m.overheads_s)
+            if m.cpu is not None:
+                cpus.append(m.cpu)
             if m.ops:
-                counted[n] = m
+                # A short chain's CPU is a few tens of milliseconds a run: one stray pause of the
+                # process moves one run's figure by a fifth, so the CPU is every timed run's.
+                counted[n] = replace(m, cpu=_cpu.total(cpus), cpu_tasks=n * len(cpus))
         results[f"{target.mode}.chain{n}.wall_s"] = round(statistics.median(walls), 3)
         results[f"{target.mode}.chain{n}.wall_min_s"] = round(min(walls), 3)
         results[f"{target.mode}.chain{n}.runs"] = reps

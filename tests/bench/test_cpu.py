@@ -130,3 +130,16 @@ def test_a_grandchild_its_parent_left_behind_inside_the_window_is_still_counted(
         assert used.children_s >= 0.3
     finally:
         (tmp_path / "end").touch()
+
+
+def test_several_windows_add_up_to_one_per_task_figure() -> None:
+    # A short chain's CPU is every timed run's (bench.e2e.run_chains): one run of three tasks is a few
+    # tens of milliseconds, which one stray pause of the process moves by a fifth.
+    from bench.cost import cpu_results
+    from bench.e2e import RunMeasure
+
+    windows = [_cpu.CpuSample(0.030, 0.0, 0.003), _cpu.CpuSample(0.024, 0.0, 0.003)]
+    total = _cpu.total(windows)
+    assert (round(total.stack_s, 6), round(total.client_s, 6)) == (0.048, 0.006)
+    m = RunMeasure(("r",), 3, 0.1, 0.1, (), cpu=total, cpu_tasks=6)
+    assert cpu_results("embedded.chain3", m)["cpu.embedded.chain3.ms_per_task"] == 8.0
