@@ -348,3 +348,48 @@ def test_settle_publishes_what_is_held_back_at_once(stopping: list[GroupCommit])
     assert record.batches == [["first"]]
     group.settle(SCOPE)
     assert record.batches == [["first"], ["started"]]
+
+
+class Gated(Recorder):
+    """A compaction that holds its first round until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, ctx: Any, tenant: str, ws: str, names: list[str]) -> tuple[bool, int, int, list[str]]:
+        answer = super().__call__(ctx, tenant, ws, names)
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.gate.wait(30)
+        return answer
+
+
+def test_settle_waits_for_its_workspace_only_and_for_what_was_queued_during_a_round(
+    stopping: list[GroupCommit],
+) -> None:
+    # A reader of another workspace does not wait for this one's round; a reader of this one waits
+    # for the round after it, which takes what was handed over while it ran.
+    record = Gated()
+    group = GroupCommit(compact=record, window_ms=0, progress_window_ms=60_000)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["first"], await_publish=False)  # type: ignore[arg-type]
+    assert record.entered.wait(30)
+    group.settle(("default", "other"))  # returns while SCOPE's round is held
+    group.commit(None, SCOPE, ["second"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    threading.Timer(0.05, record.gate.set).start()
+    group.settle(SCOPE)
+    assert record.batches == [["first"], ["second"]]
+
+
+def test_settle_returns_after_a_failed_round_and_after_stop(stopping: list[GroupCommit]) -> None:
+    def failing(*_: Any) -> Any:
+        raise RuntimeError("store unavailable")
+
+    group = GroupCommit(compact=failing, window_ms=0, progress_window_ms=60_000)
+    stopping.append(group)
+    group.commit(None, SCOPE, ["created"], await_publish=False, urgent=False)  # type: ignore[arg-type]
+    group.settle(SCOPE)  # the round failed: the names wait for the next one, the reader does not
+    group.stop()
+    group.settle(SCOPE)

@@ -180,7 +180,14 @@ class World:
         self.late_callbacks: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
         self.inline_count = 0
         self.counts: dict[str, int] = dict.fromkeys(
-            ("input_duplicates", "lost_finalize", "server_errors", "concurrent_compactions", "not_visible"),
+            (
+                "input_duplicates",
+                "lost_finalize",
+                "server_errors",
+                "concurrent_compactions",
+                "not_visible",
+                "run_not_visible",
+            ),
             0,
         )
         self.run_ids: dict[str, str] = {}
@@ -302,6 +309,8 @@ class World:
         reply = self._callback(env, "started", started)
         if _not_visible(reply):
             self.counts["not_visible"] += 1
+            if "run is not published" in (reply.get_json() or {}).get("message", ""):
+                self.counts["run_not_visible"] += 1  # a root its trigger dispatched, its run unseen
             return False
         if reply.status_code != 200:
             return True

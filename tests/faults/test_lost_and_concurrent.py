@@ -76,4 +76,5 @@ def test_callbacks_on_instances_without_the_dispatching_ones_memory_converge(
     world, final = play(tmp_path, SCENARIO, chaos)
     faults_injected(world.injected, f"seed {SEED}: {world.counts['not_visible']} starts told to retry")
     assert world.counts["not_visible"] > 0
+    assert (world.counts["run_not_visible"] > 0) == trigger_dispatch
     assert_converged(world, expected, final)

@@ -207,3 +207,36 @@ def test_a_runs_leaf_ends_are_let_go_once_it_ended_and_never_pile_up(monkeypatch
     part = _published(h.run, h.events)
     recent.leaf_ended(TENANT, WS, part, "a.a", h.finish("a.a"), T0 + KEEP_MS + 10)
     assert list(recent._leaf_ends) == [(TENANT, WS, h.run)]
+
+
+def test_a_published_short_runs_writes_are_let_go_without_another_callback() -> None:
+    # A short run's writes are published with its end, and no later callback of the run views them
+    # to forget them: they went only past MAX_RUNS runs (some 70 MB of a long `servo dev`).
+    runs = [History(run=RUNS[0][:-1] + str(i)) for i in range(3)]
+    recent = RecentWrites()
+    for h in runs[:2]:
+        h.trigger()
+        h.plan({"a.a": []})
+        recent.remember(TENANT, WS, h.events, T0)
+    assert recent.unpublished_view(TENANT, WS, runs[0].run, T0).run is not None
+    runs[2].trigger()
+    recent.remember(TENANT, WS, runs[2].events, T0 + KEEP_MS)  # a write a while later
+    assert [run for _, _, run in recent._runs] == [runs[2].run]
+    assert [run for _, _, run in recent._ahead] == []
+
+
+def test_an_unpublished_runs_view_folds_only_the_writes_new_since_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The trigger dispatched the root: every callback of the run views it from its creation on.
+    h = chain()
+    recent = RecentWrites()
+    recent.remember(TENANT, WS, h.events, T0)
+    first = recent.unpublished_view(TENANT, WS, RUN, T0)
+    assert first == fold_ahead(RunPartition(RUN), h.events)
+    applied = _applied(monkeypatch)
+    write = h.dispatch("a.a")
+    recent.remember(TENANT, WS, [write], T0)
+    second = recent.unpublished_view(TENANT, WS, RUN, T0)
+    assert applied == [write.event_id]
+    assert second == fold_ahead(RunPartition(RUN), h.events)

@@ -9,11 +9,13 @@ run's end. These run the services with no compaction until a test asks for one.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from servo.core.errors import CallbackRejected
+from servo.core.events import decode_event
 from servo.core.ids import dispatch_id
 from servo.services.callbacks import task_completed, task_started
 from servo.services.context import ServiceContext
@@ -43,6 +45,12 @@ def _stack(
     return ctx, clock, queue
 
 
+def _ledger_count(ctx: ServiceContext, event_type: str) -> int:
+    store = ctx.workspace_store(TENANT, WS)
+    found = (store.get(m.name) for m in store.list("ledger/orchestration/"))
+    return sum(1 for obj in found if obj is not None and decode_event(obj.data).event_type == event_type)
+
+
 def _trigger(ctx: ServiceContext, roots: int) -> str:
     body = {"selection": [f"ns.r{i}" for i in range(roots)], "includeDownstream": True}
     status, answer = trigger_run(ctx, TENANT, WS, body)
@@ -60,6 +68,7 @@ def test_the_trigger_dispatches_the_roots_the_compactor_would_and_nothing_is_dis
     assert sent == [(k, dispatch_id(run_id, k, 1)) for k in ("ns.r0", "ns.r1")]  # the compactor's ids
     assert compact_and_act(ctx, TENANT, WS).published
     assert queue.take() == []  # the compactor finds both dispatches recorded
+    assert _ledger_count(ctx, "DispatchRequested") == 2  # requested once each, by the trigger
     view = load_run(ctx, TENANT, WS, run_id)
     assert view is not None
     assert {k: t.state for k, t in view.tasks.items()} == {
@@ -95,12 +104,14 @@ def test_a_callback_without_the_triggers_memory_is_told_to_retry_not_that_the_ta
     assert (refused.value.http_status, refused.value.error) == (503, "dispatch_not_visible")
 
 
-def test_a_wide_runs_roots_are_the_compactors(tmp_path: Path) -> None:
-    ctx, _, queue = _stack(tmp_path, roots=9)
-    _trigger(ctx, 9)
-    assert queue.take() == []
+@pytest.mark.parametrize(("roots", "by_trigger"), [(8, 8), (9, 0)])
+def test_a_wide_runs_roots_are_the_compactors(tmp_path: Path, roots: int, by_trigger: int) -> None:
+    # Up to 8 ready roots the trigger dispatches; past that, one publish carries them all.
+    ctx, _, queue = _stack(tmp_path, roots=roots)
+    _trigger(ctx, roots)
+    assert len(queue.take()) == by_trigger
     assert compact_and_act(ctx, TENANT, WS).published
-    assert len(queue.take()) == 9
+    assert len(queue.take()) == roots - by_trigger
 
 
 def test_without_the_setting_the_trigger_leaves_the_roots_to_the_compactor(tmp_path: Path) -> None:
@@ -108,5 +119,36 @@ def test_without_the_setting_the_trigger_leaves_the_roots_to_the_compactor(tmp_p
     ctx, _, queue = _stack(tmp_path, trigger_dispatch=False)
     _trigger(ctx, 1)
     assert queue.take() == []
+    assert compact_and_act(ctx, TENANT, WS).published
+    assert [json.loads(t.body)["taskKey"] for t in queue.take()] == ["ns.r0"]
+
+
+class _RefusingOnce(RecordingQueue):
+    """A queue whose first enqueue fails (Cloud Tasks unavailable for a moment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse = 1
+
+    def enqueue(self, queue: str, task: Any) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise RuntimeError("queue unavailable")
+        super().enqueue(queue, task)
+
+
+def test_a_failed_root_dispatch_hands_the_creation_over_again_as_urgent(tmp_path: Path) -> None:
+    # Left to the compactor, the creation's publish unblocks the roots: it must not wait for company.
+    ctx, _, _ = _stack(tmp_path)
+    handed: list[tuple[list[str], bool, bool]] = []
+
+    def hook(_ctx: Any, _t: str, _w: str, names: Any, *, await_publish: bool, urgent: bool = True) -> None:
+        handed.append((sorted(names), await_publish, urgent))
+
+    queue = _RefusingOnce()
+    ctx = replace(ctx, after_ledger_write=hook, queue=queue)
+    _trigger(ctx, 1)
+    assert [(a, u) for _, a, u in handed] == [(False, False), (False, True)]
+    assert handed[0][0] == handed[1][0]
     assert compact_and_act(ctx, TENANT, WS).published
     assert [json.loads(t.body)["taskKey"] for t in queue.take()] == ["ns.r0"]

@@ -1,16 +1,17 @@
 """Group commit for the embedded stack's compaction: one background loop publishes for every writer.
 
 Writers hand over the ledger objects they wrote and return; those that read back what they wrote
-(trigger, cancel, timers) wait for the publish that covers them. The loop takes everything queued into
-one compaction per workspace. It waits a short window after each publish so that a burst (a fan-out's
-callbacks, the controller's acknowledgements) shares one publish, while an idle stack publishes at once
-and so does a writer someone is waiting on (a trigger's caller): the window trades background latency
-for fewer publishes, never a user's. Writes that only record progress (a dispatch, a start, a
-heartbeat, a completion whose callback already dispatched the next hop, a run's creation whose trigger
-dispatched its roots) unblock nothing, so while nothing else is queued they wait the longer progress
-window from the first of them, however long the stack was idle: a task's start then shares the publish
-of its finish, and a short run's creation and hops share the publish of its end. A reader that asks
-for the state first has it published at once (``settle``).
+(cancel, timers, a trigger that leaves its roots to the compactor) wait for the publish that covers
+them. The loop takes everything queued into one compaction per workspace. It waits a short window
+after each publish so that a burst (a fan-out's callbacks, the controller's acknowledgements) shares
+one publish, while an idle stack publishes at once and so does a writer someone is waiting on (a
+cancel's caller): the window trades background latency for fewer publishes, never a user's. Writes
+that only record progress (a dispatch, a start, a heartbeat, a completion whose callback already
+dispatched the next hop, a run's creation whose trigger dispatched its roots) unblock nothing, so
+while nothing else is queued they wait the longer progress window from the first of them, however
+long the stack was idle: a task's start then shares the publish of its finish, and a short run's
+creation and hops share the publish of its end. A reader that asks for the state first has it
+published at once (``settle``).
 It hands the compaction every object written since the last publish, so the compaction lists nothing,
 and folds on the head it published last without reading it back.
 """
@@ -86,6 +87,7 @@ class GroupCommit:
         self._awaited = 0  # the newest ticket whose writer waits for its publish
         self._published = 0  # every ticket up to this one went through a compaction round
         self._running = False
+        self._running_scopes: frozenset[Scope] = frozenset()  # the workspaces of the round running
         self._stopped = False
         self._last_publish_ms: int | None = None
         self._queued_since_ms = 0  # when the queue last went from empty to holding something
@@ -128,13 +130,14 @@ class GroupCommit:
                 self._cv.wait_for(lambda: self._published >= ticket)
 
     def settle(self, scope: Scope) -> None:
-        """Return once what was handed over for ``scope`` so far is published: the round taking it
-        skips its window, as for a writer that awaits its publish. At once when nothing of ``scope``
-        waits; on the loop's own thread too (a round cannot wait for itself)."""
+        """Return once a round has taken what was handed over for ``scope`` so far (published, or
+        failed and queued for retry, as for a writer that awaits its publish): the round skips its
+        window. At once when nothing of ``scope`` is queued or being published; on the loop's own
+        thread too (a round cannot wait for itself)."""
         if threading.current_thread() is self._thread:
             return
         with self._cv:
-            if scope not in self._queued and not self._running:
+            if scope not in self._queued and scope not in self._running_scopes:
                 return
             ticket = self._enqueued
             self._awaited = max(self._awaited, ticket)
@@ -173,6 +176,7 @@ class GroupCommit:
                 contexts = {scope: self._contexts[scope] for scope in batch}
                 covered = self._enqueued
                 self._running = True
+                self._running_scopes = frozenset(batch)
             failed: dict[Scope, set[str]] = {}
             try:
                 failed = self._round(batch, contexts)
@@ -190,6 +194,7 @@ class GroupCommit:
                     self._urgent = True  # the backoff paces a retry, not the progress window
             self._failures = min(self._failures + 1, 10) if failed else 0
             self._running = False
+            self._running_scopes = frozenset()
             self._published = max(self._published, covered)
             self._last_publish_ms = self._clock_ms()
             self._cv.notify_all()
@@ -223,7 +228,7 @@ class GroupCommit:
         return max(after_last, self._queued_since_ms + self._progress_window_ms)
 
     def _cut_short(self) -> bool:
-        # A writer someone waits on (a trigger's caller) skips the window: the window trades
+        # A writer someone waits on (a cancel's caller, a reader's settle) skips the window: the window trades
         # background latency for fewer publishes, never a user's. Not after failures (the backoff).
         return self._awaited > self._published and not self._failures
 

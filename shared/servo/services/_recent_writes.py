@@ -64,6 +64,7 @@ class RecentWrites:
         # Completions of tasks nothing waits on, which are not folded ahead: (time, idempotency key)
         # by task key, so the run's last one can tell it ends the run before a publish shows it.
         self._leaf_ends: dict[tuple[str, str, str], dict[str, tuple[int, str]]] = {}
+        self._swept_ms = 0  # when remembered writes past KEEP_MS were last let go
 
     def remember(self, tenant_id: str, workspace_id: str, events: Sequence[Event], now_ms: int) -> None:
         with self._lock:
@@ -71,7 +72,9 @@ class RecentWrites:
                 if event.run_id is not None:
                     key = (tenant_id, workspace_id, event.run_id)
                     self._runs.setdefault(key, {})[event.event_id] = (now_ms, event)
-            if len(self._runs) > MAX_RUNS:
+            # A short run's writes are published with its end and no callback of it views them
+            # again to forget them: once a while, whatever is past keeping goes.
+            if len(self._runs) > MAX_RUNS or now_ms - self._swept_ms >= KEEP_MS:
                 self._forget_old(now_ms)
 
     def leaf_ended(
@@ -113,6 +116,7 @@ class RecentWrites:
         self._leaf_ends = kept
 
     def _forget_old(self, now_ms: int) -> None:
+        self._swept_ms = now_ms
         for key in list(self._runs):
             kept = {i: v for i, v in self._runs[key].items() if now_ms - v[0] < KEEP_MS}
             if kept:
@@ -168,7 +172,7 @@ class RecentWrites:
         key = (tenant_id, workspace_id, run_id)
         with self._lock:
             last = self._ahead.get(key)
-        base = last.part if last is not None and not last.part.events else RunPartition(run_id)
+        base = last.part if last is not None and last.part.run is None else RunPartition(run_id)
         return self.view(tenant_id, workspace_id, base, now_ms)
 
     def _keep(self, key: tuple[str, str, str], ahead: _Ahead) -> None:

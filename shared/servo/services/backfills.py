@@ -96,6 +96,7 @@ def _state(
 ) -> ScheduleState:
     # A read looks back as far as the compactor: a client polling a running backfill must not re-read
     # minutes of ledger each time (what lands later is the sweep's to fold).
+    ctx.settle(tenant_id, workspace_id)  # chunk runs just triggered show (or are cancelled) at once
     settle = settler(ctx, tenant_id, workspace_id)
     return refresh_schedules(
         ctx, tenant_id, workspace_id, hint or (), settle=settle, lookback_ms=DEFAULT_LOOKBACK_MS

@@ -27,7 +27,7 @@ from servo.core.events import Event
 from servo.core.rows import TaskRow
 from servo.core.state import RunPartition
 from servo.jsonlog import log_fields
-from servo.services._recent_writes import RecentWrites, recent_writes
+from servo.services._recent_writes import RecentWrites
 from servo.services.context import ServiceContext
 
 logger = logging.getLogger("servo.callback_dispatch")
@@ -90,10 +90,14 @@ def dispatch_made_ready(
     if not decisions:
         return 0
     labels = {"run_id": finished.run_id, "task_key": finished.task_key}
-    return len(decisions) if _carry_out(ctx, recent, tenant_id, workspace_id, after, decisions, labels) else 0
+    return (
+        len(decisions)
+        if carry_out_ahead(ctx, recent, tenant_id, workspace_id, after, decisions, labels)
+        else 0
+    )
 
 
-def _carry_out(
+def carry_out_ahead(
     ctx: ServiceContext,
     recent: RecentWrites,
     tenant_id: str,
@@ -102,8 +106,9 @@ def _carry_out(
     decisions: Sequence[ctl.Decision],
     labels: dict[str, str],
 ) -> bool:
-    """Carry out dispatches decided ahead of a publish and remember their events; False when that
-    failed, which is logged and left to the compactor (it decides the same from its next publish)."""
+    """Carry out dispatches decided ahead of a publish (by a completion, or a trigger:
+    ``trigger_dispatch``) and remember their events; False when that failed, which is logged and
+    left to the compactor (it decides the same from its next publish)."""
     from servo.services.effects import carried_out
 
     try:
@@ -114,37 +119,4 @@ def _carry_out(
         )
         return False
     recent.remember(tenant_id, workspace_id, written, ctx.clock_ms())
-    return True
-
-
-def dispatch_roots(
-    ctx: ServiceContext, tenant_id: str, workspace_id: str, run_id: str, made: Sequence[tuple[Event, bytes]]
-) -> bool:
-    """Append a new run's creation events and, where this instance may (``settings.trigger_dispatch``),
-    dispatch the root tasks they make ready itself; False when it may not, or nothing is for it to
-    dispatch: the caller then appends them to be published (and dispatched) at once.
-
-    Dispatched here, the run's creation unblocks nothing the compactor must do at once: it is handed
-    over as progress and shares the publish of what follows (a short run's end). The root's callbacks
-    see the run in this instance's memory (``RecentWrites.unpublished_view``); a reader that asks for
-    the run first waits for its publish (``ServiceContext.before_read``). A dispatch that fails is left
-    to the compactor, and the creation is handed over again as urgent so that it comes at once.
-    """
-    from servo.core.fold import fold_ahead
-    from servo.core.state import RunPartition
-    from servo.services.ledger import append_made, hasten
-
-    recent = recent_writes(ctx) if ctx.settings.trigger_dispatch else None
-    if recent is None:
-        return False
-    events = [event for event, _ in made]
-    now = ctx.clock_ms()
-    part = fold_ahead(RunPartition(run_id), events)
-    decisions = ctl.after_trigger(part, now)
-    if not decisions:
-        return False
-    names = append_made(ctx, tenant_id, workspace_id, made, await_publish=False, urgent=False)
-    recent.remember(tenant_id, workspace_id, events, now)
-    if not _carry_out(ctx, recent, tenant_id, workspace_id, part, decisions, {"run_id": run_id}):
-        hasten(ctx, tenant_id, workspace_id, names)
     return True

@@ -23,9 +23,7 @@ from servo.core.ids import run_key_object_name
 from servo.core.keys import b64u_encode, canonical_selection
 from servo.core.planner import unknown_keys_message
 from servo.core.timefmt import format_timestamp, parse_timestamp
-from servo.services.callback_dispatch import dispatch_roots
 from servo.services.context import ServiceContext
-from servo.services.ledger import append_made
 from servo.services.manifests import DeployedManifest, load_current_manifest
 from servo.services.run_creation import (
     CreationRecord,
@@ -36,6 +34,7 @@ from servo.services.run_creation import (
     run_events,
     store_record,
 )
+from servo.services.trigger_dispatch import append_creation
 from servo.services.trigger_partition import resolve_partition
 from servo.services.trigger_request import TriggerRequest, parse_trigger_request
 
@@ -209,8 +208,7 @@ def create_run(
         events = run_events(tenant_id, workspace_id, record, manifest, the_plan)
     else:  # a same-key retry finished our creation while we were slow: its record is the run's
         events = rebuild_events(ctx, tenant_id, workspace_id, stored)
-    if not dispatch_roots(ctx, tenant_id, workspace_id, stored.run_id, events):
-        append_made(ctx, tenant_id, workspace_id, events)
+    append_creation(ctx, tenant_id, workspace_id, stored.run_id, events)
     return 201, {
         "runId": record.run_id,
         "planId": record.plan_id,

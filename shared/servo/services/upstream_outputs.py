@@ -92,5 +92,8 @@ def outside_upstream_outputs(
     outside = [u for u in upstream if u not in part.tasks]
     if not outside:
         return {}
+    # The upstream's last run may have ended moments ago, its end still held back by this process's
+    # group commit (a trigger that dispatches its roots itself does not wait for a publish first).
+    ctx.settle(tenant_id, workspace_id)
     snapshot = ctx.last_seen_snapshot(tenant_id, workspace_id) or ctx.snapshot(tenant_id, workspace_id)
     return last_materializations(snapshot, outside, task.partition_key or "")
