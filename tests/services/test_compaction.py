@@ -652,3 +652,18 @@ def test_a_busy_days_run_ends_cost_index_writes_linear_in_its_runs(store: LocalF
     assert view(load_published_state(store, tenant_id=TENANT, workspace_id=WS)) == view(clean_fold(history))
     page, _ = snap.list_runs(limit=runs + 1, state="SUCCEEDED")
     assert len(page) == runs
+
+
+def test_a_runs_index_entry_is_its_buckets_newest_without_merging_the_bucket(store: LocalFileStore) -> None:
+    # Callbacks of a run not published yet look it up on every call: the lookup reads the bucket's
+    # files newest first instead of merging the whole day's entries, and agrees with the merge.
+    ids = UlidFactory(lambda n: bytes(n))
+    runs = [ids.new(NOW) for _ in range(3)]
+    for run_id in runs:
+        _one_task_run(store, run_id, ids, ended_per_index_write=1)
+    snap = load_snapshot(store)
+    (bucket,) = {layout.bucket_of(r) for r in runs}
+    assert len(snap.manifest.buckets[bucket].files) > 1
+    for run_id in runs:
+        assert snap.index_entry(run_id) == snap.bucket(bucket)[run_id]
+    assert snap.index_entry(ids.new(NOW)) is None

@@ -96,7 +96,14 @@ class Snapshot:
         live = self.manifest.live.get(run_id)
         if live is not None:
             return live
-        return self.bucket(layout.bucket_of(run_id)).get(run_id)
+        # Newest file first, the first that has it wins (as in ``bucket``), without merging the
+        # bucket's every entry: callbacks of a run not published yet ask here on each call.
+        ref = self.manifest.buckets.get(layout.bucket_of(run_id))
+        for f in reversed(ref.files if ref is not None else ()):
+            found = self.index_file(f.file.path).get(run_id)
+            if found is not None:
+                return found
+        return None
 
     def segment(self, path: str, run_id: str) -> Segment:
         """``run_id``'s segment in the file at ``path`` (a file holds every run one compaction touched,
