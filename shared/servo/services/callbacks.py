@@ -158,10 +158,10 @@ def _locate(
 
 
 def _proves_a_dispatch(claims: TaskTokenClaims, run_id: str, task_key: str) -> bool:
-    """Whether the token is one the controller minted for a dispatch of this task: its attempt id is
-    the deterministic one of its attempt's dispatch."""
+    """Whether the token is one the controller minted for a dispatch of this task (``_locate`` has
+    matched its task id): its attempt id is the deterministic one of its attempt's dispatch."""
     attempt = claims.attempt
-    if attempt is None or attempt < 1 or claims.run_id != run_id:
+    if attempt is None or attempt < 1:
         return False
     return claims.attempt_id == attempt_id(dispatch_id(run_id, task_key, attempt))
 
@@ -184,7 +184,7 @@ def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
     if task.state in _TERMINAL and claims.attempt is not None and claims.attempt > task.attempt:
         # A dispatch decided from a view that the cancel (or an upstream's failure) had not reached:
         # the answer is that the task is over (409, "do not run"), not that the token is foreign.
-        if claims.attempt_id == attempt_id(dispatch_id(task.run_id, task.task_key, claims.attempt)):
+        if _proves_a_dispatch(claims, task.run_id, task.task_key):
             return replace(task, attempt=claims.attempt, attempt_id=claims.attempt_id)
         return task
     if task.state in (TaskState.READY.value, TaskState.BLOCKED.value):
@@ -193,14 +193,13 @@ def _as_dispatched(task: TaskRow, claims: TaskTokenClaims) -> TaskRow:
         next_attempt = task.attempt + 1
     else:
         return task
-    expected_id = attempt_id(dispatch_id(task.run_id, task.task_key, next_attempt))
-    if claims.attempt != next_attempt or claims.attempt_id != expected_id:
+    if claims.attempt != next_attempt or not _proves_a_dispatch(claims, task.run_id, task.task_key):
         return task
     if task.state == TaskState.BLOCKED.value:
         raise CallbackRejected(
             503, "dispatch_not_visible", "this attempt's dispatch is not published yet: retry shortly"
         )
-    return replace(task, state=TaskState.DISPATCHED.value, attempt=next_attempt, attempt_id=expected_id)
+    return replace(task, state=TaskState.DISPATCHED.value, attempt=next_attempt, attempt_id=claims.attempt_id)
 
 
 def _attempt_checks(
