@@ -86,8 +86,7 @@ class GroupCommit:
         self._enqueued = 0  # tickets handed out
         self._awaited = 0  # the newest ticket whose writer waits for its publish
         self._published = 0  # every ticket up to this one went through a compaction round
-        self._running = False
-        self._running_scopes: frozenset[Scope] = frozenset()  # the workspaces of the round running
+        self._running: frozenset[Scope] = frozenset()  # the workspaces of the round running, if any
         self._stopped = False
         self._last_publish_ms: int | None = None
         self._queued_since_ms = 0  # when the queue last went from empty to holding something
@@ -137,7 +136,7 @@ class GroupCommit:
         if threading.current_thread() is self._thread:
             return
         with self._cv:
-            if scope not in self._queued and scope not in self._running_scopes:
+            if scope not in self._queued and scope not in self._running:
                 return
             ticket = self._enqueued
             self._awaited = max(self._awaited, ticket)
@@ -175,8 +174,7 @@ class GroupCommit:
                 self._urgent = False
                 contexts = {scope: self._contexts[scope] for scope in batch}
                 covered = self._enqueued
-                self._running = True
-                self._running_scopes = frozenset(batch)
+                self._running = frozenset(batch)
             failed: dict[Scope, set[str]] = {}
             try:
                 failed = self._round(batch, contexts)
@@ -193,8 +191,7 @@ class GroupCommit:
                     self._queued.setdefault(scope, set()).update(names)
                     self._urgent = True  # the backoff paces a retry, not the progress window
             self._failures = min(self._failures + 1, 10) if failed else 0
-            self._running = False
-            self._running_scopes = frozenset()
+            self._running = frozenset()
             self._published = max(self._published, covered)
             self._last_publish_ms = self._clock_ms()
             self._cv.notify_all()

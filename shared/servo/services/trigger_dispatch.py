@@ -32,11 +32,14 @@ def append_creation(
     """Append a run's RunTriggered and PlanCreated (as ``run_creation`` made them) and see its roots
     dispatched: by this trigger where it may, else by the publish the write awaits."""
     recent = recent_writes(ctx) if ctx.settings.trigger_dispatch else None
+    if recent is None:
+        append_made(ctx, tenant_id, workspace_id, made)
+        return
     events = [event for event, _ in made]
     now = ctx.clock_ms()
-    part = fold_ahead(RunPartition(run_id), events) if recent is not None else None
-    decisions = ctl.after_trigger(part, now) if part is not None else []
-    if recent is None or part is None or not decisions:
+    part = fold_ahead(RunPartition(run_id), events)
+    decisions = ctl.after_trigger(part, now)
+    if not decisions:
         append_made(ctx, tenant_id, workspace_id, made)
         return
     names = append_made(ctx, tenant_id, workspace_id, made, await_publish=False, urgent=False)
