@@ -55,15 +55,7 @@ class Chain:
         return {e["taskKey"]: e for e in (json.loads(t.body) for t in self.queue.take())}
 
     def ledger(self, event_type: str) -> list[str]:
-        store = self.ctx.workspace_store(TENANT, WS)
-        found = []
-        for meta in store.list("ledger/orchestration/"):
-            obj = store.get(meta.name)
-            assert obj is not None
-            event = decode_event(obj.data)
-            if event.event_type == event_type:
-                found.append(str(getattr(event.data, "task_key", "")))
-        return sorted(found)
+        return ledger_task_keys(self.ctx, event_type)
 
     def work(self, envelope: dict[str, Any], outcome: str = "SUCCEEDED") -> None:
         task_id, headers, ids = _call(envelope)
@@ -71,6 +63,19 @@ class Chain:
         task_started(self.ctx, task_id, headers, {**ids, "executionId": f"x-{envelope['taskKey']}"})
         self.clock.advance(10)
         task_completed(self.ctx, task_id, headers, {**ids, "outcome": outcome})
+
+
+def ledger_task_keys(ctx: ServiceContext, event_type: str) -> list[str]:
+    """The task keys of the workspace's ledger events of ``event_type``, sorted (one per event)."""
+    store = ctx.workspace_store(TENANT, WS)
+    found = []
+    for meta in store.list("ledger/orchestration/"):
+        obj = store.get(meta.name)
+        assert obj is not None
+        event = decode_event(obj.data)
+        if event.event_type == event_type:
+            found.append(str(getattr(event.data, "task_key", "")))
+    return sorted(found)
 
 
 def _gcp_path(tmp_path: Path, **settings: Any) -> tuple[ServiceContext, FakeClock, RecordingQueue]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from servo.core.errors import CallbackRejected
-from servo.core.events import decode_event
 from servo.core.ids import dispatch_id
 from servo.services.callbacks import task_completed, task_started
 from servo.services.context import ServiceContext
@@ -26,7 +25,7 @@ from servo.services.runs import load_run
 from servo.services.trigger import trigger_run
 
 from tests.functions.test_deploy_function import asset, manifest
-from tests.services.test_callback_dispatch import _call
+from tests.services.test_callback_dispatch import _call, ledger_task_keys
 from tests.support.context import FakeClock, RecordingQueue, make_context
 
 WS = "prod"
@@ -43,12 +42,6 @@ def _stack(
     )
     assert deploy_manifest(ctx, TENANT, WS, json.dumps(body).encode(), None)[0] == 201
     return ctx, clock, queue
-
-
-def _ledger_count(ctx: ServiceContext, event_type: str) -> int:
-    store = ctx.workspace_store(TENANT, WS)
-    found = (store.get(m.name) for m in store.list("ledger/orchestration/"))
-    return sum(1 for obj in found if obj is not None and decode_event(obj.data).event_type == event_type)
 
 
 def _trigger(ctx: ServiceContext, roots: int) -> str:
@@ -68,7 +61,7 @@ def test_the_trigger_dispatches_the_roots_the_compactor_would_and_nothing_is_dis
     assert sent == [(k, dispatch_id(run_id, k, 1)) for k in ("ns.r0", "ns.r1")]  # the compactor's ids
     assert compact_and_act(ctx, TENANT, WS).published
     assert queue.take() == []  # the compactor finds both dispatches recorded
-    assert _ledger_count(ctx, "DispatchRequested") == 2  # requested once each, by the trigger
+    assert ledger_task_keys(ctx, "DispatchRequested") == ["ns.r0", "ns.r1"]  # once each, by the trigger
     view = load_run(ctx, TENANT, WS, run_id)
     assert view is not None
     assert {k: t.state for k, t in view.tasks.items()} == {
