@@ -216,13 +216,17 @@ def test_a_published_short_runs_writes_are_let_go_without_another_callback() -> 
     recent = RecentWrites()
     for h in runs[:2]:
         h.trigger()
-        h.plan({"a.a": []})
+        h.plan({"a.a": [], "a.b": []})
         recent.remember(TENANT, WS, h.events, T0)
     assert recent.unpublished_view(TENANT, WS, runs[0].run, T0).run is not None
+    # One leaf ended as progress; the other failed (not noted): the run's notes have no last one.
+    part = _published(runs[0].run, runs[0].events)
+    assert recent.leaf_ended(TENANT, WS, part, "a.a", runs[0].finish("a.a"), T0) == 1
     runs[2].trigger()
     recent.remember(TENANT, WS, runs[2].events, T0 + KEEP_MS)  # a write a while later
     assert [run for _, _, run in recent._runs] == [runs[2].run]
     assert [run for _, _, run in recent._ahead] == []
+    assert recent._leaf_ends == {}
 
 
 def test_an_unpublished_runs_view_folds_only_the_writes_new_since_the_last(

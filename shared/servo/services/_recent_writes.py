@@ -117,6 +117,8 @@ class RecentWrites:
 
     def _forget_old(self, now_ms: int) -> None:
         self._swept_ms = now_ms
+        # A run whose last completion was not a noted leaf's (it failed) left its leaves' notes.
+        self._forget_old_leaf_ends(now_ms)
         for key in list(self._runs):
             kept = {i: v for i, v in self._runs[key].items() if now_ms - v[0] < KEEP_MS}
             if kept:
